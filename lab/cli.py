@@ -1,0 +1,91 @@
+"""`python -m lab train ...`: the lab's flags, verbatim, plus a few of our own."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .config import OPTIMIZERS, Config, LabError
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors are one line and exit 2, not a usage dump."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m lab", description="ResNet-18 / CIFAR-10 performance lab")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks")
+    train = sub.add_parser("train", parents=[common],
+                           help="train ResNet-18 and report per-epoch load/train/total times")
+    d = Config()
+    train.add_argument("--lr", type=float, default=d.lr, help="learning rate (default %(default)s)")
+    train.add_argument("--workers", type=int, default=d.workers, help="DataLoader workers (default %(default)s)")
+    train.add_argument("--epoch", dest="epochs", type=int, default=d.epochs,
+                       help="total number of epochs; with --resume, training continues up to it (default %(default)s)")
+    train.add_argument("--data", default=d.data, help="data folder (default %(default)s)")
+    train.add_argument("--resume", "-r", action="store_true", help="resume from --checkpoint")
+    train.add_argument("--gpu", action="store_true", help="train on CUDA (same as --device cuda)")
+    train.add_argument("--disable_batch_norm", action="store_true", help="ResNet-18 without batch norm")
+    train.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer, help="(default %(default)s)")
+    train.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d.device, help="(default %(default)s)")
+    train.add_argument("--dataset", choices=("cifar10", "synthetic"), default=d.dataset,
+                       help="real CIFAR-10, or synthetic data in the CIFAR-10 file format (default %(default)s)")
+    train.add_argument("--batch-size", type=int, default=d.batch_size, help="(default %(default)s)")
+    train.add_argument("--max-batches", type=int, default=None, help="cap on batches per epoch (tiny runs)")
+    train.add_argument("--seed", type=int, default=d.seed, help="(default %(default)s)")
+    train.add_argument("--evaluate", action="store_true", help="test loss/top-1 after each epoch (untimed)")
+    train.add_argument("--checkpoint", default=d.checkpoint, help="checkpoint file (default %(default)s)")
+    train.add_argument("--results", default=None, metavar="DIR",
+                       help="append records to DIR/records.jsonl and DIR/batches.jsonl")
+    train.add_argument("--json", action="store_true", help="print one JSON record per epoch on stdout")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def config_from_args(args) -> Config:
+    return Config(
+        lr=args.lr, workers=args.workers, epochs=args.epochs, data=args.data, resume=args.resume,
+        device="cuda" if args.gpu else args.device, batch_norm=not args.disable_batch_norm,
+        optimizer=args.optimizer, dataset=args.dataset, batch_size=args.batch_size,
+        max_batches=args.max_batches, seed=args.seed, evaluate=args.evaluate, checkpoint=args.checkpoint,
+    ).validate()
+
+
+def cmd_train(args) -> int:
+    from . import results
+    from .train import run
+
+    config = config_from_args(args)
+    table_out = sys.stderr if args.json else sys.stdout
+    records = []
+    for record in run(config, results_dir=args.results, progress=not args.no_progress):
+        records.append(record)
+        if args.json:
+            print(json.dumps(record, default=str), flush=True)
+    if records:
+        print(f"\n{config.optimizer}, lr={config.lr}, workers={config.workers}, device={records[0]['device_name']}, "
+              f"data={config.dataset}", file=table_out)
+        print(results.format_epoch_table(records), file=table_out)
+    return 1 if records and records[-1]["status"] == "diverged" else 0
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return {"train": cmd_train}[args.command](args)
+    except LabError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,137 @@
+"""One record schema: the run's configuration + one epoch's metrics + provenance.
+
+Records are JSON lines; `read_records` turns a file or a folder of them into one pandas DataFrame.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+import torch
+
+from .config import Config
+
+METRICS = ("epoch", "load_s", "train_s", "other_s", "total_s", "loss", "top1", "images",
+           "test_loss", "test_top1", "warmup", "status")
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return cpu_name()
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+@functools.lru_cache(maxsize=None)
+def git_commit() -> str:
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=here, capture_output=True,
+                                text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (commit + ("-dirty" if dirty else "")) if commit else "unknown"
+
+
+def provenance(config: Config, device: torch.device) -> dict:
+    return {
+        "dataset_kind": config.dataset,
+        "device_type": device.type,
+        "device_name": device_name(device),
+        "torch_version": torch.__version__,
+        "host_cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "git_commit": git_commit(),
+        "hostname": platform.node(),
+    }
+
+
+def make_record(config: Config, metrics: dict, prov: dict, run_id: str) -> dict:
+    record = {"record": "epoch", "run_id": run_id, "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    record.update(config.to_dict())
+    record.update(prov)
+    record.update({k: metrics.get(k) for k in METRICS})
+    return record
+
+
+def new_run_id(config: Config) -> str:
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+    return f"{config.experiment}-{config.optimizer}-w{config.workers}-{stamp}"
+
+
+def write_jsonl(path, records) -> None:
+    """Write records atomically: a temporary file in the same folder, then a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        for record in records:
+            f.write(json.dumps(record, default=str) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_jsonl(path) -> list[dict]:
+    path = Path(path)
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def append_jsonl(path, records) -> None:
+    """Append by rewriting atomically: a crash leaves the old file or the new one, never half a line."""
+    write_jsonl(path, read_jsonl(path) + list(records))
+
+
+def read_records(path, kind: str = "epoch"):
+    """All records of one kind ("epoch" or "batch") in a JSONL file, or in every `*.jsonl` under a
+    folder, as one DataFrame."""
+    import pandas as pd
+
+    path = Path(path)
+    files = sorted(path.rglob("*.jsonl")) if path.is_dir() else [path]
+    rows = [r for f in files for r in read_jsonl(f) if r.get("record") == kind]
+    return pd.DataFrame(rows)
+
+
+def epoch_table(records):
+    """The lab's per-epoch table: one row per epoch, then Total and Avg rows, and, when the first epoch
+    paid for warm-up (workers starting, autotuning), a steady-state average without it."""
+    import pandas as pd
+
+    df = pd.DataFrame(records) if not isinstance(records, pd.DataFrame) else records
+    times = ["load_s", "train_s", "other_s", "total_s"]
+    table = df[["epoch"] + times + ["loss", "top1"]].copy()
+    table["epoch"] = table["epoch"].astype(str)
+    table.loc[df["warmup"].fillna(False).astype(bool).values, "epoch"] += " (warm-up)"
+    summary = [{"epoch": "Total", **df[times].sum().to_dict()},
+               {"epoch": "Avg", **df[times].mean().to_dict()}]
+    steady = df[~df["warmup"].fillna(False).astype(bool)]
+    if 0 < len(steady) < len(df):
+        summary.append({"epoch": "Avg (steady)", **steady[times].mean().to_dict()})
+    return pd.concat([table, pd.DataFrame(summary)], ignore_index=True).set_index("epoch")
+
+
+def format_epoch_table(records) -> str:
+    table = epoch_table(records).copy()
+    table["top1"] = table["top1"] * 100
+    table = table.rename(columns={"top1": "top1_%"})
+    return table.to_string(float_format=lambda v: f"{v:.3f}", na_rep="")

@@ -1,0 +1,24 @@
+import os
+
+import pytest
+
+os.environ.setdefault("LAB_OFFLINE", "1")  # tests never try to download CIFAR-10
+
+
+@pytest.fixture(scope="session")
+def synthetic_data(tmp_path_factory):
+    """A small synthetic CIFAR-format data set shared by the tests: 640 train + 128 test images."""
+    from lab.config import Config
+    from lab.data import ensure_synthetic
+
+    root = tmp_path_factory.mktemp("data")
+    config = Config(data=str(root), dataset="synthetic", synthetic_train=640, synthetic_test=128)
+    ensure_synthetic(config, log=lambda msg: None)
+    return config
+
+
+@pytest.fixture
+def tiny_config(synthetic_data, tmp_path):
+    """A tiny CPU run on the shared synthetic set; checkpoints in this test's folder."""
+    return synthetic_data.replace(device="cpu", workers=0, batch_size=16, max_batches=2, epochs=1,
+                                  checkpoint=str(tmp_path / "ckpt.pt"))

@@ -1,0 +1,131 @@
+"""The timers attribute time to the right phase, and sync the device before every clock reading."""
+import time
+
+import pytest
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader, Dataset
+
+import lab.timing
+from lab.timing import PhaseTimer
+from lab.train import train_one_epoch
+
+BATCHES, BATCH = 8, 4
+
+
+class SleepyDataset(Dataset):
+    def __init__(self, delay):
+        self.delay = delay
+
+    def __len__(self):
+        return BATCHES * BATCH
+
+    def __getitem__(self, i):
+        if self.delay:
+            time.sleep(self.delay)
+        return torch.randn(3, 8, 8), i % 10
+
+
+class SleepyNet(nn.Module):
+    def __init__(self, delay):
+        super().__init__()
+        self.delay = delay
+        self.fc = nn.Linear(3 * 8 * 8, 10)
+
+    def forward(self, x):
+        if self.delay:
+            time.sleep(self.delay)
+        return self.fc(x.flatten(1))
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def epoch(item_delay=0.0, forward_delay=0.0, device="cpu", timer=None):
+    torch.manual_seed(0)
+    model = SleepyNet(forward_delay)
+    loader = DataLoader(SleepyDataset(item_delay), batch_size=BATCH, num_workers=0)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    return train_one_epoch(model, loader, optimizer, torch.device(device), timer=timer)
+
+
+def test_slow_loading_is_load_time_not_train_time():
+    base, slow = epoch(), epoch(item_delay=0.01)
+    injected = BATCHES * BATCH * 0.01
+    assert slow["load_s"] - base["load_s"] == pytest.approx(injected, rel=0.10)
+    assert abs(slow["train_s"] - base["train_s"]) < 0.1 * injected
+    assert slow["total_s"] - base["total_s"] == pytest.approx(injected, rel=0.10)
+    assert slow["other_s"] >= 0 and base["other_s"] >= 0
+
+
+def test_slow_forward_is_train_time_not_load_time():
+    base, slow = epoch(), epoch(forward_delay=0.04)
+    injected = BATCHES * 0.04
+    assert slow["train_s"] - base["train_s"] == pytest.approx(injected, rel=0.10)
+    assert abs(slow["load_s"] - base["load_s"]) < 0.1 * injected
+    assert slow["other_s"] >= 0
+
+
+def test_phases_add_up_to_total():
+    stats = epoch(item_delay=0.002, forward_delay=0.005)
+    assert stats["load_s"] + stats["train_s"] + stats["other_s"] == pytest.approx(stats["total_s"], abs=1e-9)
+    assert stats["other_s"] < 0.05 * stats["total_s"]  # nothing else of note happens in this loop
+    assert [b["batch"] for b in stats["batches"]] == list(range(1, BATCHES + 1))
+    assert sum(b["load_s"] for b in stats["batches"]) <= stats["load_s"]
+
+
+def _fake_cuda(monkeypatch):
+    """Record device syncs, clock reads and host->device copies; the 'copy' leaves tensors on the CPU."""
+    events, copies = [], []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: events.append("sync"))
+    monkeypatch.setattr(lab.timing, "perf_counter", lambda: events.append("clock") or time.perf_counter())
+    real_to = torch.Tensor.to
+
+    def fake_to(self, *args, **kwargs):
+        if args and isinstance(args[0], torch.device):
+            copies.append((args[0].type, kwargs.get("non_blocking")))
+            if args[0].type == "cuda":
+                return self
+        return real_to(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "to", fake_to)
+    return events, copies
+
+
+def test_cuda_syncs_before_every_clock_reading(monkeypatch):
+    events, copies = _fake_cuda(monkeypatch)
+    stats = epoch(device="cuda")
+    clocks = [i for i, e in enumerate(events) if e == "clock"]
+    # total, the loader's iter(), then load + train per batch: each phase reads the clock twice
+    assert len(clocks) == 2 * (2 + 2 * BATCHES)
+    assert all(i > 0 and events[i - 1] == "sync" for i in clocks)
+    assert copies == [("cuda", True)] * (2 * BATCHES)  # images and labels, non_blocking on CUDA
+    assert stats["images"] == BATCHES * BATCH
+
+
+def test_cpu_never_syncs_and_copies_blocking(monkeypatch):
+    events, copies = _fake_cuda(monkeypatch)
+    epoch(device="cpu")
+    assert "sync" not in events and events.count("clock") == 2 * (2 + 2 * BATCHES)
+    assert copies == [("cpu", False)] * (2 * BATCHES)
+
+
+def test_phase_timer_nests_and_accumulates(monkeypatch):
+    ticks = iter(range(100))
+    monkeypatch.setattr(lab.timing, "perf_counter", lambda: float(next(ticks)))
+    timer = PhaseTimer("cpu")
+    with timer.phase("total"):        # 0 .. 9
+        with timer.phase("load"):     # 1 .. 2
+            pass
+        with timer.phase("train"):    # 3 .. 4
+            pass
+        with timer.phase("load"):     # 5 .. 6
+            pass
+        with timer.phase("train"):    # 7 .. 8
+            pass
+    assert timer.split() == {"load_s": 2.0, "train_s": 2.0, "other_s": 5.0, "total_s": 9.0}

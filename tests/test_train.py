@@ -1,0 +1,68 @@
+import math
+import time
+
+import pytest
+
+import lab.train
+from lab.results import read_records
+from lab.train import run
+
+
+def test_a_few_epochs_lower_the_loss(tiny_config):
+    config = tiny_config.replace(optimizer="adam", lr=1e-3, batch_size=32, max_batches=4, epochs=4, seed=3)
+    losses = [r["loss"] for r in run(config)]
+    assert len(losses) == 4
+    assert losses[-1] < 0.9 * losses[0]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resume_matches_an_uninterrupted_run(tiny_config, tmp_path, workers):
+    straight = tiny_config.replace(epochs=2, workers=workers, checkpoint=str(tmp_path / "a.pt"))
+    first = tiny_config.replace(epochs=1, workers=workers, checkpoint=str(tmp_path / "b.pt"))
+    a = list(run(straight))
+    b = list(run(first)) + list(run(first.replace(epochs=2, resume=True)))
+    assert [r["epoch"] for r in b] == [1, 2]
+    assert [(r["loss"], r["top1"]) for r in a] == [(r["loss"], r["top1"]) for r in b]
+    assert b[1]["warmup"] is True  # a resumed process pays its own start-up again
+
+
+def test_top1_is_over_all_samples_and_records_are_written(tiny_config, tmp_path):
+    config = tiny_config.replace(max_batches=3, epochs=2)
+    records = list(run(config, results_dir=tmp_path / "out"))
+    epochs = read_records(tmp_path / "out")
+    batches = read_records(tmp_path / "out", kind="batch")
+    assert list(epochs["epoch"]) == [1, 2] and len(batches) == 6
+    for record in records:
+        rows = batches[batches["epoch"] == record["epoch"]]
+        assert record["images"] == rows["images"].sum() == 3 * 16
+        assert record["top1"] == pytest.approx((rows["top1"] * rows["images"]).sum() / rows["images"].sum())
+        assert record["loss"] == pytest.approx((rows["loss"] * rows["images"]).sum() / rows["images"].sum())
+        assert 0 <= record["top1"] <= 1 and record["other_s"] >= 0
+        assert record["dataset_kind"] == "synthetic" and record["device_type"] == "cpu"
+    assert records[0]["warmup"] and not records[1]["warmup"]
+
+
+def test_evaluation_is_outside_the_timed_epoch(tiny_config, monkeypatch):
+    def slow_evaluate(*args, **kwargs):
+        time.sleep(1.0)
+        return {"test_loss": 1.0, "test_top1": 0.5}
+
+    config = tiny_config.replace(max_batches=1)
+    plain = list(run(config))[0]
+    monkeypatch.setattr(lab.train, "evaluate", slow_evaluate)
+    evaluated = list(run(config.replace(evaluate=True)))[0]
+    assert evaluated["test_top1"] == 0.5
+    assert evaluated["total_s"] < plain["total_s"] + 0.5
+
+
+def test_real_evaluation_reports_test_metrics(tiny_config):
+    record = list(run(tiny_config.replace(evaluate=True)))[0]
+    assert 0 <= record["test_top1"] <= 1 and math.isfinite(record["test_loss"])
+
+
+def test_divergence_stops_the_run_and_says_so(tiny_config, tmp_path):
+    config = tiny_config.replace(lr=1e12, optimizer="sgd", epochs=3, max_batches=4)
+    records = list(run(config, results_dir=tmp_path))
+    assert records[-1]["status"] == "diverged" and len(records) < 3
+    assert not math.isfinite(records[-1]["loss"])
+    assert read_records(tmp_path)["status"].iloc[-1] == "diverged"
