@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 PROFILE ?= auto
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test train clean
+.PHONY: help setup browser report test lab train clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -19,8 +19,17 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[notebooks,test]'
 	@touch $(STAMP)
 
-test: setup ## run the test suite
-	$(PY) -m pytest
+browser: ## Debian chromium + poppler-utils for report.pdf and the browser tests (apt-get, where root)
+	@scripts/install-browser.sh
+
+report: setup browser ## run every notebook under PROFILE (auto|quick|full|file.yaml) -> results/latest/report.html, .pdf
+	$(PY) -m lab report --profile $(PROFILE)
+
+test: setup browser ## the test suite: unit tests, notebooks under papermill and nbval, the report end to end
+	$(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env
+
+lab: setup ## JupyterLab on this folder (JUPYTER_ARGS="--no-browser --port 8899" to pass options)
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir=$(CURDIR) $(if $(filter 0,$(shell id -u)),--allow-root) $(JUPYTER_ARGS)
 
 train: setup ## a short training run on synthetic data (2 epochs x 3 batches)
 	$(PY) -m lab train --dataset synthetic --epoch 2 --max-batches 3 --workers 0

@@ -46,6 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="append records to DIR/records.jsonl and DIR/batches.jsonl")
     train.add_argument("--json", action="store_true", help="print one JSON record per epoch on stdout")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    report = sub.add_parser("report", parents=[common],
+                            help="run every notebook under a profile and write report.html / report.pdf")
+    report.add_argument("--profile", default="auto",
+                        help="quick, full, auto (full where CUDA is available, else quick) or a .yaml path")
+    report.add_argument("--results", default=None, metavar="DIR", help="results root (default results/)")
+    report.add_argument("--data", default=None, help="data folder (default data/)")
     return parser
 
 
@@ -76,11 +83,18 @@ def cmd_train(args) -> int:
     return 1 if records and records[-1]["status"] == "diverged" else 0
 
 
+def cmd_report(args) -> int:
+    from .report import run_report
+
+    run_report(args.profile, results_root=args.results, data=args.data)
+    return 0
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return {"train": cmd_train}[args.command](args)
+        return {"train": cmd_train, "report": cmd_report}[args.command](args)
     except LabError as exc:
         if args.debug:
             raise

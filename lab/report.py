@@ -1,0 +1,205 @@
+"""The report runner: execute every notebook with papermill under a profile, into its own folder under
+results/, then the summary, then report.html (nbconvert, code hidden) and report.pdf (headless Chromium)."""
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from . import experiments
+from .config import ConfigError, LabError
+from .results import git_commit
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOK_DIR = ROOT / "notebooks"
+PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
+# Run order: C3 finds the best worker count that C4-C7 use; the summary reads everything.
+NOTEBOOKS = ("Q_model", "C2_timing", "C3_workers", "C4_workers_profile", "C5_devices", "C6_optimizers",
+             "C7_batchnorm")
+USES_BEST_WORKERS = ("C4_workers_profile", "C5_devices", "C6_optimizers", "C7_batchnorm")
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def load_profile(name: str) -> dict:
+    """A profile by name (quick, full, auto) or a path to a YAML file of the same shape."""
+    if name == "auto":
+        import torch
+
+        name = "full" if torch.cuda.is_available() else "quick"
+    path = Path(name) if name.endswith((".yaml", ".yml")) else PROFILE_DIR / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in PROFILE_DIR.glob("*.yaml")))
+        raise ConfigError(f"unknown profile {name!r}: choose one of {known}, auto, or a path to a .yaml file")
+    try:
+        profile = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"profile {path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+    profile["name"] = path.stem
+    return profile
+
+
+def declared_parameters(notebook: Path) -> dict:
+    import papermill
+
+    return papermill.inspect_notebook(str(notebook))
+
+
+def notebook_parameters(profile: dict, name: str, declared: dict, fixed: dict) -> dict:
+    """common (where the notebook has the parameter) + the notebook's own entries + fixed values. An entry
+    the notebook does not declare, or of the wrong type, is an error, not a silent no-op."""
+    own = (profile.get("notebooks") or {}).get(name) or {}
+    params = {k: v for k, v in (profile.get("common") or {}).items() if k in declared}
+    for key, value in own.items():
+        if key not in declared:
+            raise ConfigError(f"profile {profile['name']}: notebook {name} has no parameter {key!r} "
+                              f"(it has: {', '.join(declared)})")
+        params[key] = value
+    params.update({k: v for k, v in fixed.items() if k in declared})
+    for key, value in params.items():
+        _check_type(profile["name"], name, key, value, declared[key])
+    return params
+
+
+def _check_type(profile: str, notebook: str, key: str, value, spec: dict) -> None:
+    try:
+        default = eval(spec["default"], {})  # a literal from the notebook's own parameters cell
+    except Exception:  # noqa: BLE001 - not a literal: nothing to compare with
+        return
+    if default is None or value is None:
+        return
+    numbers = (int, float)
+    same = (isinstance(value, numbers) and isinstance(default, numbers) and not isinstance(value, bool)
+            and not isinstance(default, bool) and (isinstance(default, float) or isinstance(value, int))
+            ) or type(value) is type(default)
+    if not same:
+        raise ConfigError(f"profile {profile}: notebook {notebook} parameter {key} should be "
+                          f"{type(default).__name__} like its default {spec['default']}, got {value!r}")
+
+
+def new_report_dir(profile_name: str, results_root: Path) -> Path:
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = results_root / f"{stamp}-{profile_name}"
+    out.mkdir(parents=True, exist_ok=False)
+    return out
+
+
+def _kernel_manager():
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import CaselessStrEnum
+
+    class IPCKernelManager(AsyncKernelManager):
+        """Kernels on local IPC sockets rather than unencrypted loopback TCP."""
+
+        transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+
+    return IPCKernelManager
+
+
+def execute(name: str, out: Path, parameters: dict, timeout) -> None:
+    import papermill
+
+    source, target = NOTEBOOK_DIR / f"{name}.ipynb", out / f"{name}.ipynb"
+    try:
+        papermill.execute_notebook(str(source), str(target), parameters=parameters, kernel_name="python3",
+                                   cwd=str(NOTEBOOK_DIR), progress_bar=False, execution_timeout=timeout,
+                                   kernel_manager_class=_kernel_manager())
+    except papermill.PapermillExecutionError as exc:
+        raise LabError(f"notebook {name} failed in cell {exc.cell_index + 1}: {exc.ename}: "
+                       f"{str(exc.evalue).splitlines()[0] if exc.evalue else ''} "
+                       f"(executed notebook: {target})") from exc
+
+
+def run_report(profile_name: str, results_root=None, data=None, only=None) -> Path:
+    profile = load_profile(profile_name)
+    results_root = Path(results_root or ROOT / "results")
+    data = str(Path(data or ROOT / "data").resolve())
+    common = profile.setdefault("common", {})
+    common["dataset"] = experiments.resolve_dataset(common.get("dataset", "auto"), data, log)
+    if common["dataset"] == "cifar10":
+        from .data import load_dataset  # fail now, not in the third notebook, when CIFAR-10 is unusable
+        from .config import Config
+
+        load_dataset(Config(dataset="cifar10", data=data), train=True, log=log)
+    notebooks = [n for n in NOTEBOOKS if only is None or n in only]
+    declared = {n: declared_parameters(NOTEBOOK_DIR / f"{n}.ipynb") for n in notebooks + ["summary"]}
+    out = new_report_dir(profile["name"], results_root)
+    fixed = {"results_dir": str(out), "data": data}
+    plan = {n: notebook_parameters(profile, n, declared[n], fixed) for n in notebooks}  # all checked up front
+    meta = {"id": out.name, "profile": profile["name"], "description": profile.get("description", ""),
+            "started": dt.datetime.now().astimezone().isoformat(timespec="seconds"), "commit": git_commit(),
+            "dataset": common["dataset"], "parameters": plan}
+    experiments.save_json(out / "report.json", meta)
+    _point_latest(results_root, out)
+    log(f"report {out.name} ({profile['name']} profile, {common['dataset']} data) -> {out}")
+    started = time.perf_counter()
+    for i, name in enumerate(notebooks, 1):
+        params = plan[name]
+        if name in USES_BEST_WORKERS and "workers" not in (profile.get("notebooks") or {}).get(name, {}):
+            params["workers"] = experiments.best_workers(out, default=params.get("workers") or 2)
+        shown = {k: v for k, v in params.items() if k not in fixed}
+        log(f"[{i}/{len(notebooks) + 1}] {name} {shown}")
+        t0 = time.perf_counter()
+        execute(name, out, params, profile.get("cell_timeout"))
+        log(f"      done in {time.perf_counter() - t0:.1f} s")
+    log(f"[{len(notebooks) + 1}/{len(notebooks) + 1}] summary")
+    execute("summary", out, {"results_dir": str(out), "figures_dir": str(ROOT / "figures"),
+                             "profile": profile["name"]}, profile.get("cell_timeout"))
+    html = write_html(out / "summary.ipynb", out / "report.html")
+    pdf = write_pdf(html, out / "report.pdf")
+    log(f"report written in {time.perf_counter() - started:.0f} s: {html}" + (f" and {pdf}" if pdf else ""))
+    return out
+
+
+def _point_latest(results_root: Path, out: Path) -> None:
+    link = results_root / "latest"
+    tmp = results_root / f".latest.{out.name}"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(out.name)
+    tmp.replace(link)
+
+
+def write_html(notebook: Path, target: Path) -> Path:
+    """The executed summary as HTML: code hidden, figures embedded, no scripts fetched from the network."""
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(template_name="lab", template_file="report.html.j2",
+                            extra_template_paths=[str(Path(__file__).resolve().parent / "templates")],
+                            exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
+    body, _ = exporter.from_filename(str(notebook))
+    target.write_text(body)
+    return target
+
+
+def find_chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        if shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def write_pdf(html: Path, target: Path) -> Path | None:
+    """Print the HTML to PDF with headless Chromium; without Chromium, say how to get it and go on."""
+    chromium = find_chromium()
+    if chromium is None:
+        log("report.pdf skipped: Chromium not found. Install it (Debian/Ubuntu: `sudo apt-get install chromium`,"
+            " or `make browser`) and run the report again; report.html is complete.")
+        return None
+    with tempfile.TemporaryDirectory() as profile_dir:
+        cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync",
+               f"--user-data-dir={profile_dir}", "--no-pdf-header-footer", f"--print-to-pdf={target}",
+               html.resolve().as_uri()]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    if done.returncode != 0 or not target.exists():
+        raise LabError(f"Chromium could not print {html} to PDF (exit {done.returncode}): "
+                       f"{(done.stderr.strip().splitlines() or [''])[-1]}")
+    return target

@@ -1,0 +1,164 @@
+"""The report runner end to end on tiny parameters, its failures, and the notebooks' entry points."""
+import base64
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from lab.results import read_records
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = Path(__file__).resolve().parent / "tiny.yaml"
+SECTIONS = ["C1/C2", "C3", "C4", "C5", "C6", "C7", "Q1"]
+
+
+def report(profile, tmp, *extra):
+    cmd = [sys.executable, "-m", "lab", "report", "--profile", str(profile), "--results", str(tmp / "results"),
+           "--data", str(tmp / "data"), *extra]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=1500, cwd=ROOT)
+
+
+@pytest.fixture(scope="module")
+def tiny_report(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("report")
+    done = report(TINY, tmp)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done, (tmp / "results" / "latest").resolve()
+
+
+def test_every_notebook_ran_and_wrote_records(tiny_report):
+    _, out = tiny_report
+    for name in ["Q_model", "C2_timing", "C3_workers", "C4_workers_profile", "C5_devices", "C6_optimizers",
+                 "C7_batchnorm", "summary"]:
+        nb = json.loads((out / f"{name}.ipynb").read_text())
+        errors = [o for c in nb["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
+        assert not errors, name
+        assert nb["metadata"]["papermill"]["parameters"]["results_dir"] == str(out)
+    df = read_records(out)
+    counts = df.groupby("experiment")["run_id"].nunique().to_dict()
+    assert counts == {"C2": 1, "C3": 2, "C4": 2, "C5": 2, "C6": 5, "C7": 2}
+    assert set(df[df.experiment == "C6"]["optimizer"]) == {"sgd", "sgd-nesterov", "adagrad", "adadelta", "adam"}
+    assert set(df[df.experiment == "C7"]["batch_norm"]) == {True, False}
+    assert (df["dataset_kind"] == "synthetic").all()
+    c5 = df[df.experiment == "C5"].set_index("device_type")["status"].to_dict()
+    assert c5["cpu"] == "ok" and c5["cuda"] == ("ok" if _has_cuda() else "unavailable")
+    best = json.loads((out / "C3_workers" / "best_workers.json").read_text())["best_workers"]
+    assert set(df[(df.experiment == "C4")]["workers"]) == {1, best}
+    assert set(df[df.experiment == "C6"]["workers"]) == {best}
+    answers = json.loads((out / "Q_model" / "answers.json").read_text())
+    assert answers["conv_layers"]["total"] == 20 and answers["adam"]["optimizer_state"] == 2 * 11_173_962
+
+
+def _has_cuda():
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def test_html_has_every_section_its_tables_and_embedded_images(tiny_report):
+    _, out = tiny_report
+    html = (out / "report.html").read_text()
+    positions = [html.find(f">{s}") for s in SECTIONS]
+    assert all(p > 0 for p in positions) and positions == sorted(positions), positions
+    # each C-section is followed by a table before the next section
+    for start, end in zip(positions, positions[1:] + [len(html)]):
+        assert "<table" in html[start:end]
+    assert "SYNTHETIC DATA" in html and "not available" in html
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
+    assert len(images) >= 6
+    assert all(base64.b64decode(img)[:8] == b"\x89PNG\r\n\x1a\n" for img in images)
+    assert "<script src=" not in html  # renders offline
+    assert ">def " not in html and "import " not in html  # code hidden
+    for name in ("C2_epoch_phases", "C3_workers", "C4_phases", "C6_optimizers", "C7_batchnorm"):
+        assert (ROOT / "figures" / f"{name}.png").stat().st_size > 0
+        assert (ROOT / "figures" / f"{name}.svg").stat().st_size > 0
+
+
+def test_pdf_has_pages(tiny_report, tmp_path):
+    _, out = tiny_report
+    if not shutil.which("chromium") and not os.environ.get("CI"):
+        pytest.skip("Chromium not installed (make browser installs it)")
+    pdf = out / "report.pdf"
+    assert pdf.read_bytes()[:5] == b"%PDF-"
+    subprocess.run(["pdftoppm", "-r", "30", "-png", str(pdf), str(tmp_path / "page")], check=True, timeout=120)
+    assert len(list(tmp_path.glob("page*.png"))) >= 3
+
+
+def test_progress_names_each_notebook(tiny_report):
+    done, out = tiny_report
+    for i, name in enumerate(["Q_model", "C2_timing", "C3_workers", "C4_workers_profile", "C5_devices",
+                              "C6_optimizers", "C7_batchnorm", "summary"], 1):
+        assert f"[{i}/8] {name}" in done.stderr
+    assert done.stderr.count("done in") == 7 and "without encryption" not in done.stderr
+
+
+def test_a_failing_notebook_stops_the_report_and_keeps_what_ran(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(TINY.read_text().replace("C2_timing: {workers: 0}", "C2_timing: {workers: 0, lr: -1.0}"))
+    done = report(bad, tmp_path)
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert "notebook C2_timing failed in cell" in last and "lr must be > 0" in last
+    out = (tmp_path / "results" / "latest").resolve()
+    assert (out / "Q_model.ipynb").exists() and (out / "C2_timing.ipynb").exists()
+    assert not (out / "C3_workers.ipynb").exists() and not (out / "report.html").exists()
+
+
+@pytest.mark.parametrize("change, words", [
+    (None, "unknown profile"),
+    (("C2_timing: {workers: 0}", "C2_timing: {workers: 0, wrokers: 3}"), "has no parameter 'wrokers'"),
+    (("C2_timing: {workers: 0}", "C2_timing: {workers: two}"), "parameter workers should be int"),
+])
+def test_bad_profiles_are_one_line_usage_errors(tmp_path, change, words):
+    profile = "nosuchprofile"
+    if change:
+        profile = tmp_path / "p.yaml"
+        profile.write_text(TINY.read_text().replace(*change))
+    done = report(profile, tmp_path)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1 and words in done.stderr
+
+
+def test_q_model_notebook_reproduces_its_stored_answers():
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval",
+                           "--nbval-current-env", str(ROOT / "notebooks" / "Q_model.ipynb")],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stdout[-2000:]
+    assert "4 passed" in done.stdout
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_jupyterlab_starts_as_make_lab_starts_it_and_lists_the_notebooks():
+    port, token = _free_port(), "labtest-token"
+    args = f"--no-browser --ServerApp.ip=127.0.0.1 --ServerApp.port={port} --IdentityProvider.token={token}"
+    server = subprocess.Popen(["make", "-s", "lab", f"JUPYTER_ARGS={args}"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        url = f"http://127.0.0.1:{port}/api/contents/notebooks?token={token}"
+        deadline, listing = time.time() + 120, None
+        while time.time() < deadline and listing is None:
+            try:
+                listing = json.load(urllib.request.urlopen(url, timeout=5))
+            except OSError:
+                time.sleep(1)
+        assert listing is not None, "JupyterLab did not answer"
+        names = {item["name"] for item in listing["content"]}
+        assert {"C2_timing.ipynb", "C3_workers.ipynb", "Q_model.ipynb", "summary.ipynb"} <= names
+        with pytest.raises(urllib.error.HTTPError):  # the token is required
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/contents/notebooks", timeout=5)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)
