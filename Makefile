@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 PROFILE ?= auto
 
 .DEFAULT_GOAL := help
-.PHONY: help setup browser report test lab train clean
+.PHONY: help setup browser report test lab bench train clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -30,6 +30,9 @@ test: setup browser ## the test suite: unit tests, notebooks under papermill and
 
 lab: setup ## JupyterLab on this folder (JUPYTER_ARGS="--no-browser --port 8899" to pass options)
 	$(VENV)/bin/jupyter lab --ServerApp.root_dir=$(CURDIR) $(if $(filter 0,$(shell id -u)),--allow-root) $(JUPYTER_ARGS)
+
+bench: setup ## speed goals P1-P3 as ratios (results/bench-<time>.json)
+	$(PY) -m lab bench
 
 train: setup ## a short training run on synthetic data (2 epochs x 3 batches)
 	$(PY) -m lab train --dataset synthetic --epoch 2 --max-batches 3 --workers 0

@@ -92,24 +92,35 @@ def phase_bars(table: pd.DataFrame, title: str, xlabel: str = ""):
 # --- C3/C4 ------------------------------------------------------------------------------------------
 
 def workers_table(df: pd.DataFrame) -> pd.DataFrame:
-    table = summarize(df, "workers")
+    """C3: one row per worker count (the DataLoader), plus the on-device batched loader when it ran; the
+    best worker count is the DataLoader row with the lowest load time."""
+    df = df.copy()
+    tensor = df.get("loader", pd.Series("torch", index=df.index)) == "tensor"
+    df["setting"] = df["workers"].astype(str) + " workers"
+    df.loc[tensor, "setting"] = "on-device batched"
+    table = summarize(df, "setting")
+    table.insert(0, "workers", [float("nan") if s == "on-device batched" else int(s.split()[0]) for s in table.index])
     table["best"] = ""
-    table.loc[table["load_s"].idxmin(), "best"] = "best"
+    table.loc[table["load_s"].where(table["workers"].notna()).idxmin(), "best"] = "best"
     return table
 
 
 def plot_workers(table: pd.DataFrame, title: str = "Data-loading time vs DataLoader workers"):
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    ax.plot(table.index, table["load_s"], marker="o", label="load (waiting on the loader)")
-    ax.plot(table.index, table["total_s"], marker="s", linestyle="--", label="epoch total")
-    best = table["load_s"].idxmin()
-    ax.scatter([best], [table.loc[best, "load_s"]], s=220, facecolors="none", edgecolors="red", linewidths=2,
-               label=f"best: {best} workers", zorder=5)
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    sweep = table[table["workers"].notna()]
+    ax.plot(sweep["workers"], sweep["load_s"], marker="o", label="load (waiting on the loader)")
+    ax.plot(sweep["workers"], sweep["total_s"], marker="s", linestyle="--", label="epoch total")
+    best = sweep["load_s"].idxmin()
+    ax.scatter([sweep.loc[best, "workers"]], [sweep.loc[best, "load_s"]], s=220, facecolors="none",
+               edgecolors="red", linewidths=2, label=f"best: {best}", zorder=5)
+    if "on-device batched" in table.index:
+        ax.axhline(table.loc["on-device batched", "load_s"], color="green", linestyle=":",
+                   label="load, on-device batched loader")
     ax.set_xlabel("num_workers")
     ax.set_ylabel("seconds per epoch")
-    ax.set_xticks(list(table.index))
+    ax.set_xticks(list(sweep["workers"]))
     ax.set_title(title)
-    ax.legend()
+    ax.legend(fontsize="small")
     fig.tight_layout()
     return fig
 
@@ -268,3 +279,54 @@ def answers_table(results_dir) -> pd.DataFrame:
             ("Q4 Adam optimizer state (not gradients)", f"{a['adam']['optimizer_state']:,} (2 x parameters)"),
             ("trainable parameters without batch norm", f"{a['parameters_without_bn']:,}")]
     return pd.DataFrame(rows, columns=["question", "answer"]).set_index("question")
+
+
+# --- C8 ----------------------------------------------------------------------------------------------
+
+def acceleration_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Per setting: the first epoch (pays for compilation and autotuning), the steady-state epoch, the
+    speed-up over eager fp32 (steady state) and the final loss, to show nothing broke."""
+    summary = summarize(df, "tag")
+    first = df[df["status"] == "ok"].sort_values("epoch").groupby("tag", sort=False)["total_s"].first()
+    table = pd.DataFrame({"first epoch s": first.reindex(summary.index), "steady epoch s": summary["total_s"],
+                          "final loss": summary["loss"], "epochs": summary["epochs"]})
+    baseline = table["steady epoch s"].iloc[0]
+    table.insert(2, "speed-up vs eager", baseline / table["steady epoch s"])
+    return table
+
+
+def plot_acceleration(table: pd.DataFrame, title: str = "Steady-state epoch time by setting"):
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(table) + 1.5))
+    ax.barh(table.index[::-1], table["steady epoch s"][::-1], color="#4c72b0", label="steady epoch")
+    ax.scatter(table["first epoch s"][::-1], table.index[::-1], color="#e4572e", zorder=3, label="first epoch")
+    for y, (name, row) in enumerate(table[::-1].iterrows()):
+        ax.annotate(f"×{row['speed-up vs eager']:.2f}", (row["steady epoch s"], y), xytext=(4, -4),
+                    textcoords="offset points")
+    ax.set_xlabel("seconds per epoch")
+    ax.set_title(title)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def operators_table(path, top: int = 10) -> pd.DataFrame:
+    """A saved profiler table (lab.profiling), its top rows."""
+    return pd.read_csv(path, index_col=0).head(top)
+
+
+def profiler_html(results_dir, top: int = 10) -> str:
+    """C4's profiler tables (top operators by self CPU time) with links to the saved traces."""
+    import html
+
+    folder = Path(results_dir) / "C4_workers_profile"
+    parts = []
+    for label, title in (("1_worker", "1 worker"), ("best", "best worker count")):
+        csv = folder / f"ops_{label}.csv"
+        if not csv.exists():
+            continue
+        trace = f"C4_workers_profile/trace_{label}.json"
+        parts.append(f"<h4>torch.profiler, {title}: top {top} operators by self CPU time per step</h4>"
+                     + operators_table(csv, top).style.format(precision=2).to_html()
+                     + f"<p>Trace: <a href='{html.escape(trace)}'>{html.escape(trace)}</a> "
+                       "(open in chrome://tracing or ui.perfetto.dev)</p>")
+    return "".join(parts) or "<p>No profiler tables in this report.</p>"

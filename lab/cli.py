@@ -53,6 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="quick, full, auto (full where CUDA is available, else quick) or a .yaml path")
     report.add_argument("--results", default=None, metavar="DIR", help="results root (default results/)")
     report.add_argument("--data", default=None, help="data folder (default data/)")
+
+    bench = sub.add_parser("bench", parents=[common], help="speed goals P1-P3 as ratios with their spread")
+    bench.add_argument("--data", default="data", help="data folder (default %(default)s)")
+    bench.add_argument("--dataset", choices=("cifar10", "synthetic", "auto"), default="auto",
+                       help="(default %(default)s: CIFAR-10 if present, else synthetic)")
+    bench.add_argument("--out", default=None, help="JSON file (default results/bench-<time>.json)")
+    bench.add_argument("--quick", action="store_true", help="fewer batches and repeats (a smoke test)")
     return parser
 
 
@@ -90,11 +97,21 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from .bench import format_bench, run_bench
+    from .experiments import resolve_dataset
+
+    config = Config(dataset=resolve_dataset(args.dataset, args.data), data=args.data, device="cpu",
+                    workers=0, checkpoint=None, experiment="bench")
+    print(format_bench(run_bench(config, args.out, quick=args.quick)))
+    return 0
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return {"train": cmd_train, "report": cmd_report}[args.command](args)
+        return {"train": cmd_train, "report": cmd_report, "bench": cmd_bench}[args.command](args)
     except LabError as exc:
         if args.debug:
             raise

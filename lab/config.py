@@ -12,6 +12,8 @@ OPTIMIZERS = ("sgd", "sgd-nesterov", "adagrad", "adadelta", "adam")
 DEVICES = ("auto", "cpu", "cuda")
 DATASETS = ("cifar10", "synthetic")
 LOADERS = ("torch", "tensor")
+AMP = ("off", "bf16", "fp16")
+COMPILE = ("off", "default", "reduce-overhead", "max-autotune")
 
 
 _TYPES = {"float": (int, float), "int": (int,), "bool": (bool,), "str": (str,), "dict": (dict,),
@@ -48,7 +50,10 @@ class Config:
     seed: int = 0
     weight_decay: float = 5e-4
     momentum: float = 0.9
-    loader: str = "torch"
+    loader: str = "torch"            # torch: the lab's DataLoader; tensor: lab.tensor_loader on the device
+    channels_last: bool = False
+    amp: str = "off"                 # autocast dtype
+    compile: str = "off"             # torch.compile mode
     evaluate: bool = False
     checkpoint: str | None = "checkpoints/ckpt.pt"
     synthetic_train: int = 50_000
@@ -66,7 +71,8 @@ class Config:
                 raise ConfigError(f"{f.name} must be {f.type.replace(' | None', ' or None')}, "
                                   f"got {value!r} ({type(value).__name__})")
         for name, choices in (("optimizer", OPTIMIZERS), ("device", DEVICES),
-                              ("dataset", DATASETS), ("loader", LOADERS)):
+                              ("dataset", DATASETS), ("loader", LOADERS),
+                              ("amp", AMP), ("compile", COMPILE)):
             if getattr(self, name) not in choices:
                 raise ConfigError(f"unknown {name} {getattr(self, name)!r}; choose one of {', '.join(choices)}")
         for name, low in (("lr", 0), ("epochs", 1), ("batch_size", 1), ("max_batches", 1),

@@ -136,3 +136,25 @@ def save_json(path, obj) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(obj, indent=1, default=str))
     tmp.replace(path)
+
+
+# --- C8: acceleration -------------------------------------------------------------------------------
+
+def acceleration_settings(device_type: str) -> list[dict]:
+    """Eager fp32 first (the baseline), then one change at a time."""
+    settings = [{"tag": "eager fp32"}, {"tag": "channels_last", "channels_last": True}]
+    if device_type == "cuda":
+        settings += [{"tag": "autocast fp16", "amp": "fp16"}, {"tag": "autocast bf16", "amp": "bf16"},
+                     {"tag": "compile default", "compile": "default"},
+                     {"tag": "compile reduce-overhead", "compile": "reduce-overhead"},
+                     {"tag": "compile max-autotune", "compile": "max-autotune"}]
+    else:
+        settings += [{"tag": "autocast bf16", "amp": "bf16"}, {"tag": "compile default", "compile": "default"}]
+    return settings
+
+
+def compare_acceleration(config: Config, out, settings=None) -> list[dict]:
+    from .train import resolve_device
+
+    settings = settings or acceleration_settings(resolve_device(config.device).type)
+    return [r for s in settings for r in train(config.replace(**s), out)]

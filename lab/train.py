@@ -18,7 +18,10 @@ from tqdm import tqdm
 from . import data, results
 from .config import Config, ConfigError, LabError
 from .model import resnet18
+from .tensor_loader import TensorLoader
 from .timing import PhaseTimer
+
+AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 # Fields a checkpoint must share with the run that resumes it: anything else would train another model.
 RESUME_MUST_MATCH = ("batch_norm", "optimizer", "dataset", "batch_size", "seed", "loader")
@@ -50,15 +53,19 @@ def build_optimizer(name: str, params, lr: float, momentum: float = 0.9, weight_
 
 
 def train_one_epoch(model, loader, optimizer, device, max_batches=None, criterion=None, timer=None,
-                    progress=False, desc="train") -> dict:
+                    progress=False, desc="train", channels_last=False, amp_dtype=None, scaler=None,
+                    on_step=None) -> dict:
     """Train for one epoch (or `max_batches` batches) and return its timings and metrics.
 
     loss and top1 are over all samples of the epoch (sample-weighted means), not the best batch.
     `batches` lists per-batch loss/top1/load_s/train_s. `diverged` is set when the loss stops being
-    finite; the epoch stops there."""
+    finite; the epoch stops there. `amp_dtype` turns on autocast (with `scaler` for fp16);
+    `on_step()` is called after each batch (a profiler's step)."""
     criterion = criterion or nn.CrossEntropyLoss()
     timer = timer or PhaseTimer(device)
-    non_blocking = device.type == "cuda"
+    copy = {"non_blocking": device.type == "cuda"}
+    if channels_last:
+        copy["memory_format"] = torch.channels_last
     n_batches = len(loader) if max_batches is None else min(len(loader), max_batches)
     model.train()
     loss_sum, correct, images, batches, diverged = 0.0, 0, 0, [], False
@@ -71,13 +78,19 @@ def train_one_epoch(model, loader, optimizer, device, max_batches=None, criterio
             with timer.phase("load"):
                 x, y = next(it)
             with timer.phase("train"):
-                x = x.to(device, non_blocking=non_blocking)
-                y = y.to(device, non_blocking=non_blocking)
+                x = x.to(device, **copy)
+                y = y.to(device, non_blocking=copy["non_blocking"])
                 optimizer.zero_grad(set_to_none=True)
-                out = model(x)
-                loss = criterion(out, y)
-                loss.backward()
-                optimizer.step()
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                    out = model(x)
+                    loss = criterion(out, y)
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    loss.backward()
+                    optimizer.step()
                 batch_loss = loss.item()
                 batch_correct = int((out.argmax(1) == y).sum().item())
             n = y.size(0)
@@ -87,6 +100,8 @@ def train_one_epoch(model, loader, optimizer, device, max_batches=None, criterio
             batches.append({"batch": index + 1, "loss": batch_loss, "top1": batch_correct / n, "images": n,
                             "load_s": timer.seconds["load"] - before.get("load", 0.0),
                             "train_s": timer.seconds["train"] - before.get("train", 0.0)})
+            if on_step is not None:
+                on_step()
             bar.update(1)
             bar.set_postfix(loss=f"{loss_sum / images:.3f}", top1=f"{correct / images:.3f}")
             if not math.isfinite(batch_loss):
@@ -169,7 +184,10 @@ def _seed_epoch(config: Config, epoch: int, loader) -> None:
 
 def build_loaders(config: Config, device: torch.device, log=print):
     train_set = data.load_dataset(config, train=True, log=log)
-    train_loader = data.make_loader(train_set, config, device, train=True)
+    if config.loader == "tensor":
+        train_loader = TensorLoader.from_dataset(train_set, config.batch_size, device, train=True, seed=config.seed)
+    else:
+        train_loader = data.make_loader(train_set, config, device, train=True)
     test_loader = None
     if config.evaluate:
         test_loader = data.make_loader(data.load_dataset(config, train=False, log=log),
@@ -177,42 +195,63 @@ def build_loaders(config: Config, device: torch.device, log=print):
     return train_loader, test_loader
 
 
+class Setup:
+    """What a run trains with: device, model (and its compiled form), optimizer, loaders, precision."""
+
+    def __init__(self, config: Config, log=None):
+        log = log or (lambda msg: print(msg, file=sys.stderr))
+        self.config = config.validate()
+        self.device = resolve_device(config.device)
+        torch.manual_seed(config.seed)
+        self.model = resnet18(batch_norm=config.batch_norm).to(self.device)
+        if config.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.optimizer = build_optimizer(config.optimizer, self.model.parameters(), config.lr, config.momentum,
+                                         config.weight_decay)
+        self.train_loader, self.test_loader = build_loaders(config, self.device, log)
+        self.step_model = self.model if config.compile == "off" else torch.compile(
+            self.model, mode=None if config.compile == "default" else config.compile)
+        self.amp_dtype = AMP_DTYPES[config.amp]
+        self.scaler = (torch.amp.GradScaler(self.device.type)
+                       if config.amp == "fp16" and self.device.type == "cuda" else None)
+
+    def train_epoch(self, epoch: int, progress=False, max_batches=None, on_step=None) -> dict:
+        _seed_epoch(self.config, epoch, self.train_loader)
+        return train_one_epoch(self.step_model, self.train_loader, self.optimizer, self.device,
+                               max_batches or self.config.max_batches, progress=progress,
+                               desc=f"epoch {epoch}/{self.config.epochs}", channels_last=self.config.channels_last,
+                               amp_dtype=self.amp_dtype, scaler=self.scaler, on_step=on_step)
+
+
 def run(config: Config, results_dir=None, progress=False, log=None):
     """Train `config.epochs` epochs and yield one record per epoch (and append them, with the per-batch
     records, to `results_dir/records.jsonl` and `results_dir/batches.jsonl` when given)."""
     log = log or (lambda msg: print(msg, file=sys.stderr))
     config.validate()
-    device = resolve_device(config.device)
-    torch.manual_seed(config.seed)
-    model = resnet18(batch_norm=config.batch_norm).to(device)
-    optimizer = build_optimizer(config.optimizer, model.parameters(), config.lr, config.momentum,
-                                config.weight_decay)
+    state = load_checkpoint(config.checkpoint, config) if config.resume else None
+    setup = Setup(config, log)
     start = 1
-    if config.resume:
-        state = load_checkpoint(config.checkpoint, config)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+    if state is not None:
+        setup.model.load_state_dict(state["model"])
+        setup.optimizer.load_state_dict(state["optimizer"])
         start = state["epoch"] + 1
         log(f"resumed from {config.checkpoint} after epoch {state['epoch']}")
-    train_loader, test_loader = build_loaders(config, device, log)
-    prov = results.provenance(config, device)
+    prov = results.provenance(config, setup.device)
     run_id = results.new_run_id(config)
     for epoch in range(start, config.epochs + 1):
-        _seed_epoch(config, epoch, train_loader)
-        stats = train_one_epoch(model, train_loader, optimizer, device, config.max_batches,
-                                progress=progress, desc=f"epoch {epoch}/{config.epochs}")
+        stats = setup.train_epoch(epoch, progress=progress)
         metrics = {**stats, "epoch": epoch, "warmup": epoch == start,
                    "status": "diverged" if stats["diverged"] else "ok"}
-        if test_loader is not None and not stats["diverged"]:
-            metrics.update(evaluate(model, test_loader, device, config.max_batches))
+        if setup.test_loader is not None and not stats["diverged"]:
+            metrics.update(evaluate(setup.model, setup.test_loader, setup.device, config.max_batches))
         record = results.make_record(config, metrics, prov, run_id)
         if results_dir is not None:
             results.append_jsonl(Path(results_dir) / "batches.jsonl",
                                  [{"record": "batch", "run_id": run_id, "experiment": config.experiment,
-                                   "epoch": epoch, **b} for b in stats["batches"]])
+                                   "tag": config.tag, "epoch": epoch, **b} for b in stats["batches"]])
             results.append_jsonl(Path(results_dir) / "records.jsonl", [record])
         if config.checkpoint and not stats["diverged"]:
-            save_checkpoint(config.checkpoint, model, optimizer, epoch, config)
+            save_checkpoint(config.checkpoint, setup.model, setup.optimizer, epoch, config)
         yield record
         if stats["diverged"]:
             log(f"loss became {stats['loss']} in epoch {epoch}: the run diverged and stops here "

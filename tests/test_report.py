@@ -18,7 +18,9 @@ from lab.results import read_records
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = Path(__file__).resolve().parent / "tiny.yaml"
-SECTIONS = ["C1/C2", "C3", "C4", "C5", "C6", "C7", "Q1"]
+SECTIONS = ["C1/C2", "C3", "C4", "C5", "C6", "C7", "C8", "Q1"]
+NOTEBOOKS = ["Q_model", "C2_timing", "C3_workers", "C4_workers_profile", "C5_devices", "C6_optimizers",
+             "C7_batchnorm", "C8_acceleration", "summary"]
 
 
 def report(profile, tmp, *extra):
@@ -37,15 +39,24 @@ def tiny_report(tmp_path_factory):
 
 def test_every_notebook_ran_and_wrote_records(tiny_report):
     _, out = tiny_report
-    for name in ["Q_model", "C2_timing", "C3_workers", "C4_workers_profile", "C5_devices", "C6_optimizers",
-                 "C7_batchnorm", "summary"]:
+    for name in NOTEBOOKS:
         nb = json.loads((out / f"{name}.ipynb").read_text())
         errors = [o for c in nb["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
         assert not errors, name
         assert nb["metadata"]["papermill"]["parameters"]["results_dir"] == str(out)
     df = read_records(out)
     counts = df.groupby("experiment")["run_id"].nunique().to_dict()
-    assert counts == {"C2": 1, "C3": 2, "C4": 2, "C5": 2, "C6": 5, "C7": 2}
+    assert counts == {"C2": 1, "C3": 3, "C4": 2, "C5": 2, "C6": 5, "C7": 2, "C8": 4}
+    assert set(df[df.experiment == "C3"]["loader"]) == {"torch", "tensor"}
+    c8 = df[df.experiment == "C8"]
+    assert set(c8["tag"]) == {"eager fp32", "channels_last", "autocast bf16", "compile default"}
+    assert set(zip(c8["channels_last"], c8["amp"], c8["compile"])) == {
+        (False, "off", "off"), (True, "off", "off"), (False, "bf16", "off"), (False, "off", "default")}
+    for label in ("1_worker", "best"):
+        trace = json.loads((out / "C4_workers_profile" / f"trace_{label}.json").read_text())
+        assert any("DataLoader" in e.get("name", "") for e in trace["traceEvents"])
+        ops = (out / "C4_workers_profile" / f"ops_{label}.csv").read_text()
+        assert "aten::" in ops
     assert set(df[df.experiment == "C6"]["optimizer"]) == {"sgd", "sgd-nesterov", "adagrad", "adadelta", "adam"}
     assert set(df[df.experiment == "C7"]["batch_norm"]) == {True, False}
     assert (df["dataset_kind"] == "synthetic").all()
@@ -72,13 +83,14 @@ def test_html_has_every_section_its_tables_and_embedded_images(tiny_report):
     # each C-section is followed by a table before the next section
     for start, end in zip(positions, positions[1:] + [len(html)]):
         assert "<table" in html[start:end]
-    assert "SYNTHETIC DATA" in html and "not available" in html
+    assert "SYNTHETIC DATA" in html and "not available" in html and "on-device batched" in html
+    assert "C4_workers_profile/trace_best.json" in html and "top 10 operators" in html
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
     assert len(images) >= 6
     assert all(base64.b64decode(img)[:8] == b"\x89PNG\r\n\x1a\n" for img in images)
     assert "<script src=" not in html  # renders offline
     assert ">def " not in html and "import " not in html  # code hidden
-    for name in ("C2_epoch_phases", "C3_workers", "C4_phases", "C6_optimizers", "C7_batchnorm"):
+    for name in ("C2_epoch_phases", "C3_workers", "C4_phases", "C6_optimizers", "C7_batchnorm", "C8_acceleration"):
         assert (ROOT / "figures" / f"{name}.png").stat().st_size > 0
         assert (ROOT / "figures" / f"{name}.svg").stat().st_size > 0
 
@@ -95,10 +107,9 @@ def test_pdf_has_pages(tiny_report, tmp_path):
 
 def test_progress_names_each_notebook(tiny_report):
     done, out = tiny_report
-    for i, name in enumerate(["Q_model", "C2_timing", "C3_workers", "C4_workers_profile", "C5_devices",
-                              "C6_optimizers", "C7_batchnorm", "summary"], 1):
-        assert f"[{i}/8] {name}" in done.stderr
-    assert done.stderr.count("done in") == 7 and "without encryption" not in done.stderr
+    for i, name in enumerate(NOTEBOOKS, 1):
+        assert f"[{i}/9] {name}" in done.stderr
+    assert done.stderr.count("done in") == 8 and "without encryption" not in done.stderr
 
 
 def test_a_failing_notebook_stops_the_report_and_keeps_what_ran(tmp_path):

@@ -1,0 +1,46 @@
+"""torch.profiler over a few training steps: the top operators by self time, and a trace file that
+Chrome (chrome://tracing) or Perfetto (ui.perfetto.dev) opens."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch.profiler import ProfilerActivity, profile, schedule
+
+from .config import Config
+from .train import Setup
+
+
+def profile_training(config: Config, out, name: str, wait: int = 1, warmup: int = 1, active: int = 3,
+                     top: int = 15) -> pd.DataFrame:
+    """Profile `active` training steps after `wait` skipped and `warmup` discarded ones. Writes
+    `out/trace_<name>.json` and `out/ops_<name>.csv`; returns the top operators by self CPU time.
+
+    The DataLoader's `next()` appears as its own operator (`enumerate(DataLoader)#...__next__`), so the
+    table shows the wait for data beside the compute."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    setup = Setup(config.replace(max_batches=wait + warmup + active, checkpoint=None), log=lambda msg: None)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if setup.device.type == "cuda" else [])
+    trace = out / f"trace_{name}.json"
+    with profile(activities=activities, schedule=schedule(wait=wait, warmup=warmup, active=active),
+                 on_trace_ready=lambda prof: prof.export_chrome_trace(str(trace))) as prof:
+        setup.train_epoch(1, on_step=prof.step)
+    ops = operator_table(prof, setup.device.type == "cuda", active).head(top)
+    ops.to_csv(out / f"ops_{name}.csv")
+    return ops
+
+
+def operator_table(prof, cuda: bool, steps: int) -> pd.DataFrame:
+    rows = []
+    for event in prof.key_averages():
+        row = {"operator": event.key, "calls": event.count,
+               "self CPU ms/step": event.self_cpu_time_total / 1e3 / steps,
+               "CPU total ms/step": event.cpu_time_total / 1e3 / steps}
+        if cuda:
+            row["self CUDA ms/step"] = getattr(event, "self_device_time_total", 0.0) / 1e3 / steps
+        rows.append(row)
+    table = pd.DataFrame(rows).sort_values("self CPU ms/step", ascending=False).set_index("operator")
+    table["self CPU %"] = 100 * table["self CPU ms/step"] / table["self CPU ms/step"].sum()
+    return table
