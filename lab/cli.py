@@ -37,6 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d.device, help="(default %(default)s)")
     train.add_argument("--dataset", choices=("cifar10", "synthetic"), default=d.dataset,
                        help="real CIFAR-10, or synthetic data in the CIFAR-10 file format (default %(default)s)")
+    train.add_argument("--synthetic-train", type=int, default=d.synthetic_train,
+                       help="synthetic training images (default %(default)s)")
+    train.add_argument("--synthetic-test", type=int, default=d.synthetic_test,
+                       help="synthetic test images (default %(default)s)")
+    train.add_argument("--loader", choices=("torch", "tensor"), default=d.loader,
+                       help="torch: the lab's DataLoader; tensor: the on-device batched loader (default %(default)s)")
     train.add_argument("--batch-size", type=int, default=d.batch_size, help="(default %(default)s)")
     train.add_argument("--max-batches", type=int, default=None, help="cap on batches per epoch (tiny runs)")
     train.add_argument("--seed", type=int, default=d.seed, help="(default %(default)s)")
@@ -53,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="quick, full, auto (full where CUDA is available, else quick) or a .yaml path")
     report.add_argument("--results", default=None, metavar="DIR", help="results root (default results/)")
     report.add_argument("--data", default=None, help="data folder (default data/)")
+    report.add_argument("--out", default=None, metavar="DIR", help="this report's folder (default: a new "
+                        "results/<date>-<time>-<profile>, or the unfinished results/latest, which is resumed)")
+    report.add_argument("--new", action="store_true", help="start a new report even if the latest is unfinished")
+    report.add_argument("--force", action="store_true", help="replace the finished report in --out")
 
     bench = sub.add_parser("bench", parents=[common], help="speed goals P1-P3 as ratios with their spread")
     bench.add_argument("--data", default="data", help="data folder (default %(default)s)")
@@ -69,6 +79,7 @@ def config_from_args(args) -> Config:
         device="cuda" if args.gpu else args.device, batch_norm=not args.disable_batch_norm,
         optimizer=args.optimizer, dataset=args.dataset, batch_size=args.batch_size,
         max_batches=args.max_batches, seed=args.seed, evaluate=args.evaluate, checkpoint=args.checkpoint,
+        synthetic_train=args.synthetic_train, synthetic_test=args.synthetic_test, loader=args.loader,
     ).validate()
 
 
@@ -93,7 +104,8 @@ def cmd_train(args) -> int:
 def cmd_report(args) -> int:
     from .report import run_report
 
-    run_report(args.profile, results_root=args.results, data=args.data)
+    run_report(args.profile, results_root=args.results, data=args.data, out=args.out, force=args.force,
+               new=args.new)
     return 0
 
 
@@ -120,3 +132,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - one line unless --debug
+        if args.debug:
+            raise
+        print(f"error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+              "(run with --debug for the full traceback)", file=sys.stderr)
+        return 1

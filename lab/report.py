@@ -3,18 +3,21 @@ results/, then the summary, then report.html (nbconvert, code hidden) and report
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
 
 from . import experiments
 from .config import ConfigError, LabError
-from .results import git_commit
+from .results import check_writable, git_commit
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = ROOT / "notebooks"
@@ -87,9 +90,14 @@ def _check_type(profile: str, notebook: str, key: str, value, spec: dict) -> Non
 
 def new_report_dir(profile_name: str, results_root: Path) -> Path:
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    out = results_root / f"{stamp}-{profile_name}"
-    out.mkdir(parents=True, exist_ok=False)
-    return out
+    for n in range(100):
+        out = results_root / (f"{stamp}-{profile_name}" + (f"-{n}" if n else ""))
+        try:
+            out.mkdir(parents=True, exist_ok=False)
+            return out.resolve()
+        except FileExistsError:
+            continue
+    raise LabError(f"cannot create a new report folder under {results_root}")
 
 
 def _kernel_manager():
@@ -118,45 +126,110 @@ def execute(name: str, out: Path, parameters: dict, timeout) -> None:
                        f"(executed notebook: {target})") from exc
 
 
-def run_report(profile_name: str, results_root=None, data=None, only=None) -> Path:
+def run_report(profile_name: str, results_root=None, data=None, out=None, force=False, new=False) -> Path:
+    """Run (or resume) a report. Without `out`, an unfinished report of the same profile at results/latest
+    is resumed (unless `new`): its finished notebooks are kept, the rest run. A finished report folder is
+    never overwritten without `force`."""
     profile = load_profile(profile_name)
     results_root = Path(results_root or ROOT / "results")
+    check_writable(results_root)
     data = str(Path(data or ROOT / "data").resolve())
+    out, meta = _open_report(profile, results_root, Path(out) if out else None, force, new)
+    resumed = meta is not None
+    if not resumed:
+        out, meta = _plan_report(profile, results_root, out, data)
+    _point_latest(results_root, out)
+    started = time.perf_counter()
+    total = len(meta["parameters"]) + 1
+    with _lock(out):
+        if resumed:
+            kept = [n for n in meta["done"] if (out / f"{n}.ipynb").exists()]
+            log(f"resuming report {out.name}: keeping {', '.join(kept) or 'nothing'}")
+        for i, (name, params) in enumerate(meta["parameters"].items(), 1):
+            if name in meta["done"] and (out / f"{name}.ipynb").exists():
+                log(f"[{i}/{total}] {name}: finished earlier, kept")
+                continue
+            shutil.rmtree(out / name, ignore_errors=True)  # whatever an interrupted run left behind
+            if name in USES_BEST_WORKERS and name not in meta["fixed_workers"]:
+                params["workers"] = experiments.best_workers(out, default=params.get("workers") or 2)
+            log(f"[{i}/{total}] {name} {({k: v for k, v in params.items() if k not in ('results_dir', 'data')})}")
+            t0 = time.perf_counter()
+            execute(name, out, params, meta.get("cell_timeout"))
+            meta["done"][name] = round(time.perf_counter() - t0, 1)
+            experiments.save_json(out / "report.json", meta)
+            log(f"      done in {meta['done'][name]:.1f} s")
+        log(f"[{total}/{total}] summary")
+        execute("summary", out, {"results_dir": str(out), "figures_dir": str(ROOT / "figures"),
+                                 "profile": meta["profile"]}, meta.get("cell_timeout"))
+        html = write_html(out / "summary.ipynb", out / "report.html")
+        pdf = write_pdf(html, out / "report.pdf")
+        meta["finished"] = dt.datetime.now().astimezone().isoformat(timespec="seconds")
+        experiments.save_json(out / "report.json", meta)
+    log(f"report written in {time.perf_counter() - started:.0f} s: {html}" + (f" and {pdf}" if pdf else ""))
+    return out
+
+
+def _open_report(profile: dict, results_root: Path, out: Path | None, force: bool, new: bool):
+    """An existing report folder to resume, as (folder, its report.json), or (folder or None, None)."""
+    candidate = out if out is not None else (None if new else (results_root / "latest"))
+    meta_file = candidate / "report.json" if candidate is not None else None
+    if meta_file is None or not meta_file.exists():
+        return out, None
+    meta = json.loads(meta_file.read_text())
+    if meta.get("finished") or meta.get("profile") != profile["name"]:
+        if out is None:
+            return None, None  # latest is finished (or another profile's): start a new report
+        if not force:
+            raise ConfigError(f"{out} already holds a {'finished ' if meta.get('finished') else ''}report "
+                              f"({meta.get('profile')} profile); add --force to replace it, or choose another --out")
+        shutil.rmtree(out)
+        return out, None
+    return candidate.resolve(), meta
+
+
+def _plan_report(profile: dict, results_root: Path, out: Path | None, data: str):
+    """A new report: resolve the data set once, check every notebook's parameters, write report.json."""
     common = profile.setdefault("common", {})
     common["dataset"] = experiments.resolve_dataset(common.get("dataset", "auto"), data, log)
     if common["dataset"] == "cifar10":
-        from .data import load_dataset  # fail now, not in the third notebook, when CIFAR-10 is unusable
         from .config import Config
+        from .data import load_dataset  # fail now, not in the third notebook, when CIFAR-10 is unusable
 
         load_dataset(Config(dataset="cifar10", data=data), train=True, log=log)
-    notebooks = [n for n in NOTEBOOKS if only is None or n in only]
-    declared = {n: declared_parameters(NOTEBOOK_DIR / f"{n}.ipynb") for n in notebooks + ["summary"]}
-    out = new_report_dir(profile["name"], results_root)
+    declared = {n: declared_parameters(NOTEBOOK_DIR / f"{n}.ipynb") for n in NOTEBOOKS}
+    if out is None:
+        out = new_report_dir(profile["name"], results_root)
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        out = out.resolve()
     fixed = {"results_dir": str(out), "data": data}
-    plan = {n: notebook_parameters(profile, n, declared[n], fixed) for n in notebooks}  # all checked up front
+    plan = {n: notebook_parameters(profile, n, declared[n], fixed) for n in NOTEBOOKS}  # all checked up front
     meta = {"id": out.name, "profile": profile["name"], "description": profile.get("description", ""),
             "started": dt.datetime.now().astimezone().isoformat(timespec="seconds"), "commit": git_commit(),
-            "dataset": common["dataset"], "parameters": plan}
+            "dataset": common["dataset"], "cell_timeout": profile.get("cell_timeout"), "parameters": plan,
+            "fixed_workers": [n for n, p in (profile.get("notebooks") or {}).items() if p and "workers" in p],
+            "done": {}, "finished": None}
     experiments.save_json(out / "report.json", meta)
-    _point_latest(results_root, out)
     log(f"report {out.name} ({profile['name']} profile, {common['dataset']} data) -> {out}")
-    started = time.perf_counter()
-    for i, name in enumerate(notebooks, 1):
-        params = plan[name]
-        if name in USES_BEST_WORKERS and "workers" not in (profile.get("notebooks") or {}).get(name, {}):
-            params["workers"] = experiments.best_workers(out, default=params.get("workers") or 2)
-        shown = {k: v for k, v in params.items() if k not in fixed}
-        log(f"[{i}/{len(notebooks) + 1}] {name} {shown}")
-        t0 = time.perf_counter()
-        execute(name, out, params, profile.get("cell_timeout"))
-        log(f"      done in {time.perf_counter() - t0:.1f} s")
-    log(f"[{len(notebooks) + 1}/{len(notebooks) + 1}] summary")
-    execute("summary", out, {"results_dir": str(out), "figures_dir": str(ROOT / "figures"),
-                             "profile": profile["name"]}, profile.get("cell_timeout"))
-    html = write_html(out / "summary.ipynb", out / "report.html")
-    pdf = write_pdf(html, out / "report.pdf")
-    log(f"report written in {time.perf_counter() - started:.0f} s: {html}" + (f" and {pdf}" if pdf else ""))
-    return out
+    return out, meta
+
+
+@contextmanager
+def _lock(out: Path):
+    lock = out / ".lock"
+    try:
+        pid = int(lock.read_text())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        pass  # no lock, or its process is gone (killed): the report can be resumed
+    else:
+        if pid != os.getpid():
+            raise LabError(f"report {out} is being written by process {pid}; wait for it or stop it first")
+    lock.write_text(str(os.getpid()))
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
 
 
 def _point_latest(results_root: Path, out: Path) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from .config import Config
+from .config import Config, LabError
 
 METRICS = ("epoch", "load_s", "train_s", "other_s", "total_s", "loss", "top1", "images",
            "test_loss", "test_top1", "warmup", "status")
@@ -74,6 +74,17 @@ def make_record(config: Config, metrics: dict, prov: dict, run_id: str) -> dict:
 def new_run_id(config: Config) -> str:
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
     return f"{config.experiment}-{config.optimizer}-w{config.workers}-{stamp}"
+
+
+def check_writable(folder: Path) -> None:
+    """Fail before any work when results cannot be written there."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test.{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise LabError(f"cannot write results to {folder}: {exc.strerror or exc}") from exc
 
 
 def write_jsonl(path, records) -> None:

@@ -228,6 +228,9 @@ def run(config: Config, results_dir=None, progress=False, log=None):
     records, to `results_dir/records.jsonl` and `results_dir/batches.jsonl` when given)."""
     log = log or (lambda msg: print(msg, file=sys.stderr))
     config.validate()
+    for folder in ([results_dir] if results_dir is not None else []) + (
+            [Path(config.checkpoint).parent] if config.checkpoint else []):
+        results.check_writable(Path(folder))  # before any work, not after the first epoch
     state = load_checkpoint(config.checkpoint, config) if config.resume else None
     setup = Setup(config, log)
     start = 1

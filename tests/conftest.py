@@ -1,6 +1,12 @@
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = Path(__file__).resolve().parent / "tiny.yaml"
 
 os.environ.setdefault("LAB_OFFLINE", "1")  # tests never try to download CIFAR-10
 
@@ -22,3 +28,22 @@ def tiny_config(synthetic_data, tmp_path):
     """A tiny CPU run on the shared synthetic set; checkpoints in this test's folder."""
     return synthetic_data.replace(device="cpu", workers=0, batch_size=16, max_batches=2, epochs=1,
                                   checkpoint=str(tmp_path / "ckpt.pt"))
+
+
+def report_command(profile, tmp, *extra):
+    return [sys.executable, "-m", "lab", "report", "--profile", str(profile), "--results", str(tmp / "results"),
+            "--data", str(tmp / "data"), *extra]
+
+
+def report(profile, tmp, *extra):
+    return subprocess.run(report_command(profile, tmp, *extra), capture_output=True, text=True, timeout=1500,
+                          cwd=ROOT)
+
+
+@pytest.fixture(scope="session")
+def tiny_report(tmp_path_factory):
+    """One report of every notebook on tiny parameters, shared by the report and browser tests."""
+    tmp = tmp_path_factory.mktemp("report")
+    done = report(TINY, tmp)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done, (tmp / "results" / "latest").resolve()

@@ -17,24 +17,12 @@ import pytest
 from lab.results import read_records
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY = Path(__file__).resolve().parent / "tiny.yaml"
 SECTIONS = ["C1/C2", "C3", "C4", "C5", "C6", "C7", "C8", "Q1"]
 NOTEBOOKS = ["Q_model", "C2_timing", "C3_workers", "C4_workers_profile", "C5_devices", "C6_optimizers",
              "C7_batchnorm", "C8_acceleration", "summary"]
 
 
-def report(profile, tmp, *extra):
-    cmd = [sys.executable, "-m", "lab", "report", "--profile", str(profile), "--results", str(tmp / "results"),
-           "--data", str(tmp / "data"), *extra]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=1500, cwd=ROOT)
-
-
-@pytest.fixture(scope="module")
-def tiny_report(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("report")
-    done = report(TINY, tmp)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done, (tmp / "results" / "latest").resolve()
+from conftest import TINY, report
 
 
 def test_every_notebook_ran_and_wrote_records(tiny_report):
