@@ -42,7 +42,7 @@ def summarize(df: pd.DataFrame, by) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index(by)
 
 
-def percent(table: pd.DataFrame, columns=("top1",)) -> pd.DataFrame:
+def percent(table: pd.DataFrame, columns=("top1", "final top1")) -> pd.DataFrame:
     """A display copy with top-1 as a percentage."""
     table = table.copy()
     for c in columns:
@@ -52,7 +52,8 @@ def percent(table: pd.DataFrame, columns=("top1",)) -> pd.DataFrame:
 
 
 def style(table: pd.DataFrame):
-    return percent(table).style.format(precision=3, na_rep="")
+    """Display form: three decimals, top-1 in percent, empty cells as a dash."""
+    return percent(table).style.format(precision=3, na_rep="—")
 
 
 # --- C1/C2 -----------------------------------------------------------------------------------------
@@ -125,29 +126,52 @@ def plot_workers(table: pd.DataFrame, title: str = "Data-loading time vs DataLoa
     return fig
 
 
+def workers_comparison(df: pd.DataFrame) -> pd.DataFrame:
+    """C4's table: one row per run (1 worker, the best count), steady-state phases, worker count."""
+    table = summarize(df, "tag")
+    first = df.groupby("tag", sort=False).first()
+    table.insert(0, "workers", first["workers"].reindex(table.index))
+    table["host_cpus"] = first["host_cpus"].reindex(table.index)
+    return table
+
+
+def _workers(n: int) -> str:
+    return f"{n} worker" + ("" if n == 1 else "s")
+
+
 def explain_workers(table: pd.DataFrame) -> str:
-    """C4's explanation, written from the measured numbers of a two-row table (1 worker, best)."""
+    """C4's explanation, written from the measured numbers of a workers_comparison table (1 worker first,
+    then the best count)."""
     (name_a, a), (name_b, b) = list(table.iterrows())[:2]
     share_a, share_b = a["load_s"] / a["total_s"], b["load_s"] / b["total_s"]
-    change = (a["load_s"] - b["load_s"]) / a["load_s"] if a["load_s"] else 0.0
     lines = [f"With **{name_a}**, the training loop waited **{a['load_s']:.3f} s** per epoch for data, "
              f"{share_a:.0%} of the {a['total_s']:.3f} s epoch; compute took {a['train_s']:.3f} s.",
              f"With **{name_b}**, the wait was **{b['load_s']:.3f} s** ({share_b:.0%} of {b['total_s']:.3f} s); "
              f"compute took {b['train_s']:.3f} s."]
-    if change > 0.05:
-        lines.append(f"More workers cut the wait for data by {change:.0%}: while the main process computes a "
-                     "batch, the workers decode, crop, flip and normalize the next ones in parallel, so "
-                     "`next()` finds a batch ready instead of preparing it on the spot.")
-    elif change < -0.05:
-        lines.append(f"More workers made the wait {-change:.0%} longer: starting the extra processes and "
-                     "sharing the CPU cores with the training computation cost more than the parallel "
-                     "preparation of batches saved.")
+    wa, wb, cores = int(a["workers"]), int(b["workers"]), int(b.get("host_cpus", 0) or 0)
+    change = (a["load_s"] - b["load_s"]) / a["load_s"] if a["load_s"] else 0.0
+    if wa == wb:
+        lines.append(f"C3's best count is {wb} worker(s), the same as the baseline: nothing changes but noise.")
+    elif abs(change) <= 0.05:
+        lines.append(f"The wait for data barely changed ({-change:+.0%}): loading is not the bottleneck here.")
+    elif wb > wa:
+        verb = "cut" if change > 0 else "lengthened"
+        lines.append(f"{_workers(wb)} {verb} the wait for data by {abs(change):.0%}: " + (
+            "while the main process computes a batch, the workers decode, crop, flip and normalize the next "
+            "ones in parallel, so `next()` finds a batch ready instead of preparing it on the spot."
+            if change > 0 else
+            f"with {cores} CPU cores, the extra processes compete with the training step for the cores."))
     else:
-        lines.append("The wait for data barely changed: loading is not the bottleneck at this size.")
-    compute_change = (b["train_s"] - a["train_s"]) / a["train_s"] if a["train_s"] else 0.0
-    if compute_change > 0.05:
-        lines.append(f"Compute got {compute_change:.0%} slower with more workers: the workers compete with "
-                     "the training step for the same CPU cores.")
+        lines.append(f"Loading in the main process ({wb} workers) cut the wait for data by {change:.0%}: with "
+                     f"only {cores} CPU cores, a worker process competes with the training step for the cores, "
+                     "and handing each batch over between processes (pickling, shared memory) costs more than "
+                     "the preparation it takes off the main process.")
+    if wa != wb:
+        many, few = (a, b) if wa > wb else (b, a)
+        slowdown = many["train_s"] / few["train_s"] - 1 if few["train_s"] else 0.0
+        if slowdown > 0.05:
+            lines.append(f"Compute itself took {slowdown:.0%} longer with {_workers(max(wa, wb))} than with "
+                         f"{_workers(min(wa, wb))}: loader workers share the CPU cores with the training step.")
     bound = "data loading" if share_b > 0.5 else "computation"
     lines.append(f"At the best setting the epoch is bound by **{bound}** "
                  f"(loading {share_b:.0%}, compute {b['train_s'] / b['total_s']:.0%}).")
@@ -284,27 +308,34 @@ def answers_table(results_dir) -> pd.DataFrame:
 # --- C8 ----------------------------------------------------------------------------------------------
 
 def acceleration_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Per setting: the first epoch (pays for compilation and autotuning), the steady-state epoch, the
-    speed-up over eager fp32 (steady state) and the final loss, to show nothing broke."""
-    summary = summarize(df, "tag")
-    first = df[df["status"] == "ok"].sort_values("epoch").groupby("tag", sort=False)["total_s"].first()
-    table = pd.DataFrame({"first epoch s": first.reindex(summary.index), "steady epoch s": summary["total_s"],
-                          "final loss": summary["loss"], "epochs": summary["epochs"]})
-    baseline = table["steady epoch s"].iloc[0]
-    table.insert(2, "speed-up vs eager", baseline / table["steady epoch s"])
+    """Per setting: the first epoch (pays for compilation and autotuning), the steady-state epoch (the
+    later epochs; empty when only one ran), the speed-up over eager fp32 in steady state, and the final
+    loss, to show nothing broke."""
+    ok = df[df["status"] == "ok"].sort_values("epoch")
+    rows = []
+    for tag, group in ok.groupby("tag", sort=False):
+        later = group[~group["warmup"].astype(bool)]
+        rows.append({"tag": tag, "first epoch s": group["total_s"].iloc[0],
+                     "steady epoch s": later["total_s"].mean() if len(later) else float("nan"),
+                     "final loss": group["loss"].iloc[-1], "epochs": len(group)})
+    table = pd.DataFrame(rows).set_index("tag")
+    table.insert(2, "speed-up vs eager", table["steady epoch s"].iloc[0] / table["steady epoch s"])
     return table
 
 
-def plot_acceleration(table: pd.DataFrame, title: str = "Steady-state epoch time by setting"):
-    fig, ax = plt.subplots(figsize=(7, 0.45 * len(table) + 1.5))
-    ax.barh(table.index[::-1], table["steady epoch s"][::-1], color="#4c72b0", label="steady epoch")
-    ax.scatter(table["first epoch s"][::-1], table.index[::-1], color="#e4572e", zorder=3, label="first epoch")
+def plot_acceleration(table: pd.DataFrame, title: str = "Epoch time by setting"):
+    fig, ax = plt.subplots(figsize=(8, 0.5 * len(table) + 1.6))
+    names = list(table.index[::-1])
+    ax.barh(names, table["steady epoch s"][::-1].fillna(0), color="#4c72b0", label="steady-state epoch")
+    ax.scatter(table["first epoch s"][::-1], names, color="#e4572e", zorder=3, label="first epoch")
     for y, (name, row) in enumerate(table[::-1].iterrows()):
-        ax.annotate(f"×{row['speed-up vs eager']:.2f}", (row["steady epoch s"], y), xytext=(4, -4),
-                    textcoords="offset points")
+        if pd.notna(row["speed-up vs eager"]):
+            ax.annotate(f"×{row['speed-up vs eager']:.2f}", (row["steady epoch s"], y), xytext=(4, -4),
+                        textcoords="offset points")
+    ax.set_xlim(0, 1.15 * max(table["first epoch s"].max(), table["steady epoch s"].max(skipna=True) or 0))
     ax.set_xlabel("seconds per epoch")
-    ax.set_title(title)
-    ax.legend(loc="lower right")
+    ax.set_title(title + ("" if table["steady epoch s"].notna().any() else " (one epoch each: no steady state)"))
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     return fig
 

@@ -90,7 +90,8 @@ def cmd_train(args) -> int:
     config = config_from_args(args)
     table_out = sys.stderr if args.json else sys.stdout
     records = []
-    for record in run(config, results_dir=args.results, progress=not args.no_progress):
+    progress = sys.stderr.isatty() and not args.no_progress
+    for record in run(config, results_dir=args.results, progress=progress):
         records.append(record)
         if args.json:
             print(json.dumps(record, default=str), flush=True)
