@@ -15,8 +15,8 @@ setup: $(STAMP) ## create $(VENV) and install the lab with its notebook and test
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[notebooks,test]'
+	$(PY) -m pip install -qq --upgrade pip
+	$(PY) -m pip install -qq -e '.[notebooks,test]'
 	@touch $(STAMP)
 
 browser: ## Debian chromium + poppler-utils for report.pdf and the browser tests (apt-get, where root)

@@ -103,7 +103,7 @@ def workers_table(df: pd.DataFrame) -> pd.DataFrame:
     table.insert(0, "workers", [float("nan") if s == "on-device batched" else int(s.split()[0]) for s in table.index])
     table["best"] = ""
     table.loc[table["load_s"].where(table["workers"].notna()).idxmin(), "best"] = "best"
-    return table
+    return table[["workers"] + TIMES + ["loss", "top1", "images/s", "loader images/s", "best"]]
 
 
 def plot_workers(table: pd.DataFrame, title: str = "Data-loading time vs DataLoader workers"):

@@ -155,7 +155,7 @@ def load_dataset(config: Config, train: bool, transform=None, log=print):
         root, cls = Path(config.data), torchvision.datasets.CIFAR10
         how_to_fix = f"delete {root / BATCH_DIR} and download CIFAR-10 again ({CIFAR10_URL})"
         if not (root / BATCH_DIR).is_dir():
-            _download_cifar10(root, log)
+            download_cifar10(root, log)
     try:
         return cls(str(root), train=train, transform=transform, download=False)
     except Exception as exc:  # noqa: BLE001 - translated into one line naming the bad file
@@ -163,7 +163,7 @@ def load_dataset(config: Config, train: bool, transform=None, log=print):
         raise DataError(f"cannot read CIFAR-10 batch file {bad}; {how_to_fix}") from exc
 
 
-def _download_cifar10(root: Path, log=print) -> None:
+def download_cifar10(root: Path, log=print) -> None:
     if os.environ.get("LAB_OFFLINE"):
         reason = "LAB_OFFLINE is set"
     else:

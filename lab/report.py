@@ -176,6 +176,11 @@ def _open_report(profile: dict, results_root: Path, out: Path | None, force: boo
     if meta_file is None or not meta_file.exists():
         return out, None
     meta = json.loads(meta_file.read_text())
+    if out is None and not meta.get("finished") and meta.get("profile") == profile["name"] \
+            and meta.get("profile_settings") != profile:
+        log(f"profile {profile['name']} changed since the unfinished report {candidate.resolve().name}: "
+            "starting a new report")
+        return None, None
     if meta.get("finished") or meta.get("profile") != profile["name"]:
         if out is None:
             return None, None  # latest is finished (or another profile's): start a new report
@@ -189,6 +194,7 @@ def _open_report(profile: dict, results_root: Path, out: Path | None, force: boo
 
 def _plan_report(profile: dict, results_root: Path, out: Path | None, data: str):
     """A new report: resolve the data set once, check every notebook's parameters, write report.json."""
+    settings = json.loads(json.dumps(profile))  # as read, before the data set is resolved
     common = profile.setdefault("common", {})
     common["dataset"] = experiments.resolve_dataset(common.get("dataset", "auto"), data, log)
     if common["dataset"] == "cifar10":
@@ -204,7 +210,8 @@ def _plan_report(profile: dict, results_root: Path, out: Path | None, data: str)
         out = out.resolve()
     fixed = {"results_dir": str(out), "data": data}
     plan = {n: notebook_parameters(profile, n, declared[n], fixed) for n in NOTEBOOKS}  # all checked up front
-    meta = {"id": out.name, "profile": profile["name"], "description": profile.get("description", ""),
+    meta = {"id": out.name, "profile": profile["name"], "profile_settings": settings,
+            "description": profile.get("description", ""),
             "started": dt.datetime.now().astimezone().isoformat(timespec="seconds"), "commit": git_commit(),
             "dataset": common["dataset"], "cell_timeout": profile.get("cell_timeout"), "parameters": plan,
             "fixed_workers": [n for n, p in (profile.get("notebooks") or {}).items() if p and "workers" in p],

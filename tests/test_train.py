@@ -4,6 +4,7 @@ import time
 import pytest
 
 import lab.train
+from lab.experiments import c_compiler
 from lab.results import read_records
 from lab.train import run
 
@@ -66,3 +67,19 @@ def test_divergence_stops_the_run_and_says_so(tiny_config, tmp_path):
     assert records[-1]["status"] == "diverged" and len(records) < 3
     assert not math.isfinite(records[-1]["loss"])
     assert read_records(tmp_path)["status"].iloc[-1] == "diverged"
+
+
+@pytest.mark.skipif(c_compiler() is None, reason="no C compiler: torch.compile cannot build CPU kernels here")
+def test_compiled_model_trains_like_eager(tiny_config):
+    eager = list(run(tiny_config))[0]
+    compiled = list(run(tiny_config.replace(compile="default")))[0]
+    assert compiled["status"] == "ok" and compiled["compile"] == "default"
+    assert compiled["loss"] == pytest.approx(eager["loss"], rel=1e-3)  # same math, fused kernels
+
+
+def test_channels_last_and_bf16_autocast_train(tiny_config):
+    eager = list(run(tiny_config))[0]
+    for change in ({"channels_last": True}, {"amp": "bf16"}):
+        record = list(run(tiny_config.replace(**change)))[0]
+        assert record["status"] == "ok"
+        assert record["loss"] == pytest.approx(eager["loss"], rel=0.05)
