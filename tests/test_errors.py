@@ -89,7 +89,7 @@ def test_checkpoints_load_without_running_pickled_code(tiny_config, tmp_path, ca
             return (print, ("pickled code ran",))
 
     with open(tiny_config.checkpoint, "wb") as f:
-        pickle.dump({"model": {}, "optimizer": {}, "epoch": 1, "config": {}, "x": Evil()}, f)
+        pickle.dump({"model": {}, "optimizer": {}, "epoch": 1, "config": {}, "x": Evil()}, f, protocol=2)
     code, err = cli(train_args(tiny_config, "--resume"), capsys)
     assert code == 1 and "unreadable" in one_line(err) and "pickled code ran" not in capsys.readouterr().out
 
