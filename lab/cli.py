@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--loader", choices=("torch", "tensor"), default=d.loader,
                        help="torch: the lab's DataLoader; tensor: the on-device batched loader (default %(default)s)")
     train.add_argument("--batch-size", type=int, default=d.batch_size, help="(default %(default)s)")
-    train.add_argument("--max-batches", type=int, default=None, help="cap on batches per epoch (tiny runs)")
+    train.add_argument("--max-batches", type=int, default=None, help="cap on batches per epoch, and on evaluation batches (tiny runs)")
     train.add_argument("--seed", type=int, default=d.seed, help="(default %(default)s)")
     train.add_argument("--evaluate", action="store_true", help="test loss/top-1 after each epoch (untimed)")
     train.add_argument("--checkpoint", default=d.checkpoint, help="checkpoint file (default %(default)s)")

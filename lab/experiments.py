@@ -3,6 +3,7 @@ tidy records (one per epoch, in the schema of lab.results). Notebooks call these
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 import torch
 
 from . import results
-from .config import OPTIMIZERS, Config
+from .config import OPTIMIZERS, Config, LabError
 from .data import BATCH_DIR, CIFAR10_URL, DataError, download_cifar10
 from .train import run
 
@@ -76,11 +77,17 @@ def sweep_workers(config: Config, counts, out) -> dict:
         records += recs
         loads[workers] = steady_mean(recs, "load_s")
         print(f"workers={workers}: load {loads[workers]:.3f} s/epoch", file=sys.stderr)
+        if not math.isfinite(loads[workers]):
+            del loads[workers]
+            stop_reason = f"the run with {workers} workers diverged: no load time to compare"
+            break
         if previous is not None and loads[workers] >= loads[previous]:
             stop_reason = (f"load time stopped decreasing at {workers} workers "
                            f"({loads[workers]:.3f} s >= {loads[previous]:.3f} s at {previous})")
             break
         previous = workers
+    if not loads:
+        raise LabError("every run of the worker sweep diverged: no best worker count (lower the lr?)")
     best = min(loads, key=loads.get)
     summary = {"best_workers": best, "load_s": {str(k): v for k, v in loads.items()}, "stop_reason": stop_reason}
     save_json(Path(out) / "best_workers.json", summary)

@@ -2,6 +2,7 @@
 Chrome (chrome://tracing) or Perfetto (ui.perfetto.dev) opens."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -10,6 +11,10 @@ from torch.profiler import ProfilerActivity, profile, schedule
 
 from .config import Config
 from .train import Setup
+
+# Kineto prints a start/stop line per profile, and on machines without a GPU an "ERROR ... gpuGetDeviceCount
+# failed" that is no error; level 6 keeps stderr for real problems (set KINETO_LOG_LEVEL to see them).
+os.environ.setdefault("KINETO_LOG_LEVEL", "6")
 
 
 def profile_training(config: Config, out, name: str, wait: int = 1, warmup: int = 1, active: int = 3,

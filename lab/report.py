@@ -89,15 +89,13 @@ def _check_type(profile: str, notebook: str, key: str, value, spec: dict) -> Non
 
 
 def new_report_dir(profile_name: str, results_root: Path) -> Path:
+    """A free `results/<date>-<time>-<profile>[-n]` path (created once the plan has been checked)."""
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     for n in range(100):
         out = results_root / (f"{stamp}-{profile_name}" + (f"-{n}" if n else ""))
-        try:
-            out.mkdir(parents=True, exist_ok=False)
+        if not out.exists():
             return out.resolve()
-        except FileExistsError:
-            continue
-    raise LabError(f"cannot create a new report folder under {results_root}")
+    raise LabError(f"cannot find a free report folder name under {results_root}")
 
 
 def _kernel_manager():
@@ -127,31 +125,42 @@ def execute(name: str, out: Path, parameters: dict, timeout) -> None:
 
 
 def run_report(profile_name: str, results_root=None, data=None, out=None, force=False, new=False) -> Path:
-    """Run (or resume) a report. Without `out`, an unfinished report of the same profile at results/latest
-    is resumed (unless `new`): its finished notebooks are kept, the rest run. A finished report folder is
-    never overwritten without `force`."""
+    """Run (or resume) a report. Without `out`, an unfinished report of the same profile (and settings) at
+    results/latest is resumed unless `new`: its finished notebooks are kept, the rest run. A finished
+    report folder is never overwritten without `force`, and then only once the new plan has been checked
+    and the folder's lock is held."""
     profile = load_profile(profile_name)
     results_root = Path(results_root or ROOT / "results")
     check_writable(results_root)
     data = str(Path(data or ROOT / "data").resolve())
-    out, meta = _open_report(profile, results_root, Path(out) if out else None, force, new)
+    out, meta, replace = _open_report(profile, results_root, Path(out).resolve() if out else None, force, new)
     resumed = meta is not None
     if not resumed:
-        out, meta = _plan_report(profile, results_root, out, data)
-    _point_latest(results_root, out)
-    started = time.perf_counter()
-    total = len(meta["parameters"]) + 1
+        out = out or new_report_dir(profile["name"], results_root)
+        meta = _plan_report(profile, out, data)  # every check before anything is written
+    out.mkdir(parents=True, exist_ok=True)
     with _lock(out):
+        if replace:
+            for old in out.iterdir():
+                if old.name != ".lock":
+                    shutil.rmtree(old) if old.is_dir() and not old.is_symlink() else old.unlink()
         if resumed:
             kept = [n for n in meta["done"] if (out / f"{n}.ipynb").exists()]
             log(f"resuming report {out.name}: keeping {', '.join(kept) or 'nothing'}")
+        else:
+            experiments.save_json(out / "report.json", meta)
+            log(f"report {out.name} ({meta['profile']} profile, {meta['dataset']} data) -> {out}")
+        _point_latest(results_root, out)
+        started = time.perf_counter()
+        total = len(meta["parameters"]) + 1
         for i, (name, params) in enumerate(meta["parameters"].items(), 1):
             if name in meta["done"] and (out / f"{name}.ipynb").exists():
                 log(f"[{i}/{total}] {name}: finished earlier, kept")
                 continue
             shutil.rmtree(out / name, ignore_errors=True)  # whatever an interrupted run left behind
             if name in USES_BEST_WORKERS and name not in meta["fixed_workers"]:
-                params["workers"] = experiments.best_workers(out, default=params.get("workers") or 2)
+                default = params["workers"] if params.get("workers") is not None else 2
+                params["workers"] = experiments.best_workers(out, default=default)
             log(f"[{i}/{total}] {name} {({k: v for k, v in params.items() if k not in ('results_dir', 'data')})}")
             t0 = time.perf_counter()
             execute(name, out, params, meta.get("cell_timeout"))
@@ -170,30 +179,30 @@ def run_report(profile_name: str, results_root=None, data=None, out=None, force=
 
 
 def _open_report(profile: dict, results_root: Path, out: Path | None, force: bool, new: bool):
-    """An existing report folder to resume, as (folder, its report.json), or (folder or None, None)."""
-    candidate = out if out is not None else (None if new else (results_root / "latest"))
+    """What to do with an existing report folder: (folder, its report.json, False) to resume it,
+    (folder, None, True) to replace it (--force), or (folder or None, None, False) for a new report."""
+    candidate = out if out is not None else (None if new else results_root / "latest")
     meta_file = candidate / "report.json" if candidate is not None else None
     if meta_file is None or not meta_file.exists():
-        return out, None
+        return out, None, False
     meta = json.loads(meta_file.read_text())
-    if out is None and not meta.get("finished") and meta.get("profile") == profile["name"] \
-            and meta.get("profile_settings") != profile:
-        log(f"profile {profile['name']} changed since the unfinished report {candidate.resolve().name}: "
-            "starting a new report")
-        return None, None
-    if meta.get("finished") or meta.get("profile") != profile["name"]:
-        if out is None:
-            return None, None  # latest is finished (or another profile's): start a new report
-        if not force:
-            raise ConfigError(f"{out} already holds a {'finished ' if meta.get('finished') else ''}report "
-                              f"({meta.get('profile')} profile); add --force to replace it, or choose another --out")
-        shutil.rmtree(out)
-        return out, None
-    return candidate.resolve(), meta
+    same = meta.get("profile") == profile["name"] and meta.get("profile_settings") == profile
+    if not meta.get("finished") and same:
+        return candidate.resolve(), meta, False
+    if out is None:
+        if not meta.get("finished") and meta.get("profile") == profile["name"]:
+            log(f"profile {profile['name']} changed since the unfinished report {candidate.resolve().name}: "
+                "starting a new report")
+        return None, None, False
+    if not force:
+        state = "finished report" if meta.get("finished") else "report made with other settings"
+        raise ConfigError(f"{out} already holds a {state} ({meta.get('profile')} profile); add --force to "
+                          "replace it, or choose another --out")
+    return out, None, True
 
 
-def _plan_report(profile: dict, results_root: Path, out: Path | None, data: str):
-    """A new report: resolve the data set once, check every notebook's parameters, write report.json."""
+def _plan_report(profile: dict, out: Path, data: str) -> dict:
+    """A new report's plan: resolve the data set once and check every notebook's parameters. Writes nothing."""
     settings = json.loads(json.dumps(profile))  # as read, before the data set is resolved
     common = profile.setdefault("common", {})
     common["dataset"] = experiments.resolve_dataset(common.get("dataset", "auto"), data, log)
@@ -203,47 +212,42 @@ def _plan_report(profile: dict, results_root: Path, out: Path | None, data: str)
 
         load_dataset(Config(dataset="cifar10", data=data), train=True, log=log)
     declared = {n: declared_parameters(NOTEBOOK_DIR / f"{n}.ipynb") for n in NOTEBOOKS}
-    if out is None:
-        out = new_report_dir(profile["name"], results_root)
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        out = out.resolve()
     fixed = {"results_dir": str(out), "data": data}
-    plan = {n: notebook_parameters(profile, n, declared[n], fixed) for n in NOTEBOOKS}  # all checked up front
-    meta = {"id": out.name, "profile": profile["name"], "profile_settings": settings,
+    return {"id": out.name, "profile": profile["name"], "profile_settings": settings,
             "description": profile.get("description", ""),
             "started": dt.datetime.now().astimezone().isoformat(timespec="seconds"), "commit": git_commit(),
-            "dataset": common["dataset"], "cell_timeout": profile.get("cell_timeout"), "parameters": plan,
+            "dataset": common["dataset"], "cell_timeout": profile.get("cell_timeout"),
+            "parameters": {n: notebook_parameters(profile, n, declared[n], fixed) for n in NOTEBOOKS},
             "fixed_workers": [n for n, p in (profile.get("notebooks") or {}).items() if p and "workers" in p],
             "done": {}, "finished": None}
-    experiments.save_json(out / "report.json", meta)
-    log(f"report {out.name} ({profile['name']} profile, {common['dataset']} data) -> {out}")
-    return out, meta
 
 
 @contextmanager
 def _lock(out: Path):
-    lock = out / ".lock"
+    """An exclusive flock on out/.lock for the whole run: released by the kernel whenever the process
+    ends, kill -9 included, so a killed report can be resumed and a running one cannot be entered twice."""
+    import fcntl
+
+    fd = os.open(out / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        pid = int(lock.read_text())
-        os.kill(pid, 0)
-    except (OSError, ValueError):
-        pass  # no lock, or its process is gone (killed): the report can be resumed
-    else:
-        if pid != os.getpid():
-            raise LabError(f"report {out} is being written by process {pid}; wait for it or stop it first")
-    lock.write_text(str(os.getpid()))
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise LabError(f"report {out} is being written by process {holder}; wait for it or stop it first") from None
     try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield
     finally:
-        lock.unlink(missing_ok=True)
+        os.close(fd)
 
 
 def _point_latest(results_root: Path, out: Path) -> None:
     link = results_root / "latest"
-    tmp = results_root / f".latest.{out.name}"
+    tmp = results_root / f".latest.{os.getpid()}"
     tmp.unlink(missing_ok=True)
-    tmp.symlink_to(out.name)
+    tmp.symlink_to(os.path.relpath(out, results_root.resolve()))
     tmp.replace(link)
 
 

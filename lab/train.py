@@ -7,6 +7,7 @@ ending with a device sync, `total` is the whole epoch. Evaluation is never insid
 from __future__ import annotations
 
 import math
+import os
 import random
 import sys
 from pathlib import Path
@@ -23,8 +24,10 @@ from .timing import PhaseTimer
 
 AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
-# Fields a checkpoint must share with the run that resumes it: anything else would train another model.
-RESUME_MUST_MATCH = ("batch_norm", "optimizer", "dataset", "batch_size", "seed", "loader")
+# Fields a checkpoint must share with the run that resumes it: anything else would train another model
+# (the optimizer's lr, momentum and weight decay come back from its saved state) or see other batches.
+RESUME_MUST_MATCH = ("batch_norm", "optimizer", "lr", "momentum", "weight_decay", "dataset", "batch_size",
+                     "max_batches", "seed", "loader", "amp", "channels_last", "synthetic_train", "synthetic_test")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -132,21 +135,25 @@ def evaluate(model, loader, device, max_batches=None) -> dict:
 
 # --- checkpoints --------------------------------------------------------------------------------
 
-def save_checkpoint(path, model, optimizer, epoch: int, config: Config) -> None:
-    """Everything needed to continue: weights, optimizer state, epoch, RNG states, config. Written to a
-    temporary file and renamed, so a crash never leaves half a checkpoint."""
+def save_checkpoint(path, model, optimizer, epoch: int, config: Config, run_id: str = "") -> None:
+    """Everything needed to continue: weights, optimizer state, epoch, RNG states, config, run id. Written
+    to a temporary file, flushed to disk and renamed, so a crash never leaves half a checkpoint."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "epoch": epoch,
+        "run_id": run_id,
         "config": config.to_dict(),
         "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
     }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
     tmp.replace(path)
 
 
@@ -225,22 +232,34 @@ class Setup:
 
 def run(config: Config, results_dir=None, progress=False, log=None):
     """Train `config.epochs` epochs and yield one record per epoch (and append them, with the per-batch
-    records, to `results_dir/records.jsonl` and `results_dir/batches.jsonl` when given)."""
+    records, to `results_dir/records.jsonl` and `results_dir/batches.jsonl` when given).
+
+    The record of an epoch is written before its checkpoint; a resumed run keeps its run id and first
+    drops any record of the epochs it is about to train again, so an interruption between the two never
+    leaves a duplicate."""
     log = log or (lambda msg: print(msg, file=sys.stderr))
     config.validate()
     for folder in ([results_dir] if results_dir is not None else []) + (
             [Path(config.checkpoint).parent] if config.checkpoint else []):
         results.check_writable(Path(folder))  # before any work, not after the first epoch
     state = load_checkpoint(config.checkpoint, config) if config.resume else None
+    if state is not None and state["epoch"] >= config.epochs:
+        log(f"nothing to do: the checkpoint {config.checkpoint} is already at epoch {state['epoch']} "
+            f"(--epoch {config.epochs})")
+        return
     setup = Setup(config, log)
-    start = 1
+    start, run_id = 1, results.new_run_id(config)
     if state is not None:
         setup.model.load_state_dict(state["model"])
         setup.optimizer.load_state_dict(state["optimizer"])
-        start = state["epoch"] + 1
+        start, run_id = state["epoch"] + 1, state.get("run_id") or run_id
         log(f"resumed from {config.checkpoint} after epoch {state['epoch']}")
+        if results_dir is not None:
+            for name in ("records.jsonl", "batches.jsonl"):
+                path = Path(results_dir) / name
+                kept = [r for r in results.read_jsonl(path) if r.get("run_id") != run_id or r["epoch"] < start]
+                results.write_jsonl(path, kept)
     prov = results.provenance(config, setup.device)
-    run_id = results.new_run_id(config)
     for epoch in range(start, config.epochs + 1):
         stats = setup.train_epoch(epoch, progress=progress)
         metrics = {**stats, "epoch": epoch, "warmup": epoch == start,
@@ -254,7 +273,7 @@ def run(config: Config, results_dir=None, progress=False, log=None):
                                    "tag": config.tag, "epoch": epoch, **b} for b in stats["batches"]])
             results.append_jsonl(Path(results_dir) / "records.jsonl", [record])
         if config.checkpoint and not stats["diverged"]:
-            save_checkpoint(config.checkpoint, setup.model, setup.optimizer, epoch, config)
+            save_checkpoint(config.checkpoint, setup.model, setup.optimizer, epoch, config, run_id)
         yield record
         if stats["diverged"]:
             log(f"loss became {stats['loss']} in epoch {epoch}: the run diverged and stops here "

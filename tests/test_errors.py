@@ -72,6 +72,7 @@ def test_corrupt_checkpoint(tiny_config, capsys):
 @pytest.mark.parametrize("flags, difference", [
     (["--disable_batch_norm"], "batch_norm=True (now False)"),
     (["--optimizer", "adam"], "optimizer='sgd' (now 'adam')"),
+    (["--lr", "0.01"], "lr=0.1 (now 0.01)"),  # the optimizer's saved state would silently keep 0.1
 ])
 def test_checkpoint_from_another_configuration(tiny_config, capsys, flags, difference):
     list(run(tiny_config))  # epoch 1 with BN and SGD

@@ -100,6 +100,7 @@ def test_progress_names_each_notebook(tiny_report):
     for i, name in enumerate(NOTEBOOKS, 1):
         assert f"[{i}/9] {name}" in done.stderr
     assert done.stderr.count("done in") == 8 and "without encryption" not in done.stderr
+    assert "USDT" not in done.stderr and "gpuGetDeviceCount" not in done.stderr  # no profiler chatter
 
 
 def test_a_failing_notebook_stops_the_report_and_keeps_what_ran(tmp_path):

@@ -62,13 +62,19 @@ def test_a_finished_report_is_not_overwritten_without_force(tiny_report, tmp_pat
     assert (out / "report.html").stat().st_mtime_ns == before
 
 
-def test_a_running_report_is_not_resumed_twice(tmp_path):
+def test_a_report_being_written_is_neither_entered_nor_replaced(tmp_path):
+    import fcntl
+
     out = tmp_path / "results" / "r"
     out.mkdir(parents=True)
-    (out / "report.json").write_text(json.dumps({"profile": "tiny", "finished": None, "done": {},
-                                                 "parameters": {}, "fixed_workers": []}))
-    (out / ".lock").write_text(str(os.getpid()))  # this test process: alive
-    done = report(TINY, tmp_path, "--out", str(out))
+    (out / "report.json").write_text(json.dumps({"profile": "tiny", "finished": "yesterday"}))
+    (out / "report.html").write_text("a finished report")
+    with open(out / ".lock", "w") as lock:  # as a running report holds it
+        lock.write(str(os.getpid()))
+        lock.flush()
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = report(TINY, tmp_path, "--out", str(out), "--force")
     assert done.returncode == 1
-    assert done.stderr.strip() == (f"error: report {out} is being written by process {os.getpid()}; "
-                                   "wait for it or stop it first")
+    assert done.stderr.strip().splitlines()[-1] == (f"error: report {out} is being written by process "
+                                                    f"{os.getpid()}; wait for it or stop it first")
+    assert (out / "report.html").read_text() == "a finished report"  # nothing deleted

@@ -27,6 +27,34 @@ def test_resume_matches_an_uninterrupted_run(tiny_config, tmp_path, workers):
     assert b[1]["warmup"] is True  # a resumed process pays its own start-up again
 
 
+def test_an_interruption_between_record_and_checkpoint_leaves_no_duplicate(tiny_config, tmp_path, monkeypatch):
+    config = tiny_config.replace(epochs=2)
+    out = tmp_path / "out"
+    list(run(config.replace(epochs=1), results_dir=out))
+    real_save = lab.train.save_checkpoint
+
+    def killed_at_epoch_2(path, model, optimizer, epoch, *args):
+        if epoch == 2:
+            raise KeyboardInterrupt  # the record of epoch 2 is written, its checkpoint is not
+        real_save(path, model, optimizer, epoch, *args)
+
+    monkeypatch.setattr(lab.train, "save_checkpoint", killed_at_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        list(run(config.replace(resume=True), results_dir=out))
+    monkeypatch.setattr(lab.train, "save_checkpoint", real_save)
+    assert list(read_records(out)["epoch"]) == [1, 2]
+    list(run(config.replace(resume=True), results_dir=out))  # epoch 2 again
+    records, batches = read_records(out), read_records(out, kind="batch")
+    assert list(records["epoch"]) == [1, 2] and records["run_id"].nunique() == 1
+    assert list(batches["epoch"]) == [1, 1, 2, 2]
+
+
+def test_resuming_a_finished_run_says_so(tiny_config, capsys):
+    list(run(tiny_config))
+    assert list(run(tiny_config.replace(resume=True), log=print)) == []
+    assert "nothing to do: the checkpoint" in capsys.readouterr().out
+
+
 def test_top1_is_over_all_samples_and_records_are_written(tiny_config, tmp_path):
     config = tiny_config.replace(max_batches=3, epochs=2)
     records = list(run(config, results_dir=tmp_path / "out"))
