@@ -131,7 +131,7 @@ def epoch_table(records):
     df = pd.DataFrame(records) if not isinstance(records, pd.DataFrame) else records
     times = ["load_s", "train_s", "other_s", "total_s"]
     table = df[["epoch"] + times + ["loss", "top1"]].copy()
-    table["epoch"] = table["epoch"].astype(str)
+    table["epoch"] = table["epoch"].map(lambda e: str(int(e)))  # ints, even where NaN made the column float
     table.loc[df["warmup"].fillna(False).astype(bool).values, "epoch"] += " (warm-up)"
     summary = [{"epoch": "Total", **df[times].sum().to_dict()},
                {"epoch": "Avg", **df[times].mean().to_dict()}]
