@@ -60,7 +60,8 @@ def style(table: pd.DataFrame):
 
 def plot_epoch_phases(df: pd.DataFrame, title: str = "Where each epoch's time goes"):
     """Stacked bars of load / train / other per epoch."""
-    table = df.set_index(df["epoch"].astype(str) + df["warmup"].map({True: " (warm-up)", False: ""}))
+    labels = df["epoch"].map(lambda e: str(int(e))) + df["warmup"].map({True: " (warm-up)", False: ""})
+    table = df.set_index(labels)
     return phase_bars(table, title, xlabel="epoch")
 
 
