@@ -2,6 +2,7 @@
 results/, then the summary, then report.html (nbconvert, code hidden) and report.pdf (headless Chromium)."""
 from __future__ import annotations
 
+import ast
 import datetime as dt
 import json
 import os
@@ -74,8 +75,8 @@ def notebook_parameters(profile: dict, name: str, declared: dict, fixed: dict) -
 
 def _check_type(profile: str, notebook: str, key: str, value, spec: dict) -> None:
     try:
-        default = eval(spec["default"], {})  # a literal from the notebook's own parameters cell
-    except Exception:  # noqa: BLE001 - not a literal: nothing to compare with
+        default = ast.literal_eval(spec["default"])  # a literal from the notebook's own parameters cell
+    except (ValueError, SyntaxError):  # not a literal: nothing to compare with
         return
     if default is None or value is None:
         return
