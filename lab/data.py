@@ -14,6 +14,7 @@ import torchvision
 import torchvision.transforms as T
 
 from .config import Config, LabError
+from .results import atomic_write
 
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2023, 0.1994, 0.2010)
@@ -56,10 +57,8 @@ class _Py2Pickler(pickle._Pickler):
 
 
 def _dump_py2(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    with atomic_write(path, "wb") as f:
         _Py2Pickler(f, protocol=2).dump(obj)
-    os.replace(tmp, path)
 
 
 def synthetic_images(labels: np.ndarray, rng: np.random.Generator, templates: np.ndarray) -> np.ndarray:

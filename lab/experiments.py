@@ -140,10 +140,8 @@ def compare_batch_norm(config: Config, out) -> list[dict]:
 
 
 def save_json(path, obj) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=str))
-    tmp.replace(path)
+    with results.atomic_write(path) as f:
+        f.write(json.dumps(obj, indent=1, default=str))
 
 
 # --- C8: acceleration -------------------------------------------------------------------------------

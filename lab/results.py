@@ -10,6 +10,7 @@ import json
 import os
 import platform
 import subprocess
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -87,17 +88,27 @@ def check_writable(folder: Path) -> None:
         raise LabError(f"cannot write results to {folder}: {exc.strerror or exc}") from exc
 
 
-def write_jsonl(path, records) -> None:
-    """Write records atomically: a temporary file in the same folder, then a rename."""
+@contextmanager
+def atomic_write(path, mode: str = "w"):
+    """Write to a temporary file beside `path`, flush it to disk, then rename it over `path`: a crash
+    leaves the old file or the new one, never half of one. Used for records, checkpoints and data files."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
+    try:
+        with open(tmp, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_jsonl(path, records) -> None:
+    with atomic_write(path) as f:
         for record in records:
             f.write(json.dumps(record, default=str) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def read_jsonl(path) -> list[dict]:

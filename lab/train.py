@@ -7,7 +7,6 @@ ending with a device sync, `total` is the whole epoch. Evaluation is never insid
 from __future__ import annotations
 
 import math
-import os
 import random
 import sys
 from pathlib import Path
@@ -138,8 +137,6 @@ def evaluate(model, loader, device, max_batches=None) -> dict:
 def save_checkpoint(path, model, optimizer, epoch: int, config: Config, run_id: str = "") -> None:
     """Everything needed to continue: weights, optimizer state, epoch, RNG states, config, run id. Written
     to a temporary file, flushed to disk and renamed, so a crash never leaves half a checkpoint."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -149,12 +146,8 @@ def save_checkpoint(path, model, optimizer, epoch: int, config: Config, run_id: 
         "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
     }
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
+    with results.atomic_write(path, "wb") as f:
         torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
 
 
 def load_checkpoint(path, config: Config) -> dict:
