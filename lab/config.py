@@ -14,6 +14,7 @@ DATASETS = ("cifar10", "synthetic")
 LOADERS = ("torch", "tensor")
 AMP = ("off", "bf16", "fp16")
 COMPILE = ("off", "default", "reduce-overhead", "max-autotune")
+TIMERS = ("auto", "phase", "epoch")  # auto: epoch with --fast, else phase
 
 
 _TYPES = {"float": (int, float), "int": (int,), "bool": (bool,), "str": (str,), "dict": (dict,),
@@ -54,6 +55,8 @@ class Config:
     channels_last: bool = False
     amp: str = "off"                 # autocast dtype
     compile: str = "off"             # torch.compile mode
+    fast: bool = False               # lab.train.resolve_fast picks loader, precision and compile mode
+    timers: str = "auto"             # phase: load/train clocks every batch; epoch: one clock per epoch
     evaluate: bool = False
     checkpoint: str | None = "checkpoints/ckpt.pt"
     synthetic_train: int = 50_000
@@ -72,7 +75,7 @@ class Config:
                                   f"got {value!r} ({type(value).__name__})")
         for name, choices in (("optimizer", OPTIMIZERS), ("device", DEVICES),
                               ("dataset", DATASETS), ("loader", LOADERS),
-                              ("amp", AMP), ("compile", COMPILE)):
+                              ("amp", AMP), ("compile", COMPILE), ("timers", TIMERS)):
             if getattr(self, name) not in choices:
                 raise ConfigError(f"unknown {name} {getattr(self, name)!r}; choose one of {', '.join(choices)}")
         for name, low in (("lr", 0), ("epochs", 1), ("batch_size", 1), ("max_batches", 1),

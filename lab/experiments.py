@@ -3,18 +3,17 @@ tidy records (one per epoch, in the schema of lab.results). Notebooks call these
 from __future__ import annotations
 
 import json
-import math
-import os
-import shutil
 import sys
 from pathlib import Path
 
+import pandas as pd
 import torch
 
-from . import results
+from . import results, stats
+from .results import save_json  # noqa: F401 - re-exported for callers of experiments.save_json
 from .config import OPTIMIZERS, Config, LabError
 from .data import BATCH_DIR, CIFAR10_URL, DataError, download_cifar10
-from .train import run
+from .train import c_compiler, resolve_device, run
 
 
 def resolve_dataset(dataset: str, data: str, log=print) -> str:
@@ -52,11 +51,26 @@ def train(config: Config, out, progress: bool = False) -> list[dict]:
     return list(run(config, results_dir=out, progress=progress))
 
 
-def steady_mean(records: list[dict], key: str) -> float:
-    """Mean of `key` over the epochs, leaving out the warm-up epoch when there are others."""
-    ok = [r for r in records if r.get("status") == "ok"]
-    steady = [r for r in ok if not r["warmup"]] or ok
-    return sum(r[key] for r in steady) / len(steady) if steady else float("nan")
+def interleave(configs: list[Config], out, progress: bool = False) -> list[dict]:
+    """Train several settings round-robin by epoch: epoch 1 of each, then epoch 2 of each in the reverse
+    order, and so on, so slow drift (clocks, temperature, other load) hits every setting alike instead of
+    favouring the ones that ran first. A setting that diverges drops out; the others go on."""
+    runs = [run(c, results_dir=out, progress=progress) for c in configs]
+    records, active, forward = [], list(range(len(runs))), True
+    while active:
+        for i in (active if forward else active[::-1]):
+            try:
+                records.append(next(runs[i]))
+            except StopIteration:
+                active = [j for j in active if j != i]
+        forward = not forward
+    return records
+
+
+def steady_values(records: list[dict], key: str) -> list[float]:
+    """`key` over the steady epochs of a run's records (lab.stats.steady)."""
+    df = pd.DataFrame(records)
+    return stats.samples(stats.steady(df)[key]) if len(df) else []
 
 
 # --- C3: DataLoader workers ---------------------------------------------------------------------
@@ -66,39 +80,50 @@ def worker_counts(step: int = 4, cap: int = 16) -> list[int]:
     return list(range(0, cap + 1, step))
 
 
-def sweep_workers(config: Config, counts, out) -> dict:
-    """Train with each worker count in turn and stop as soon as the data-loading time stops decreasing
-    (a count whose steady load time is not below the previous one's). The best count is the one with
-    the lowest load time."""
-    records, loads, stop_reason = [], {}, f"reached the end of the list {list(counts)}"
-    previous = None
-    for workers in counts:
-        recs = train(config.replace(workers=workers, tag=f"workers={workers}"), out)
-        records += recs
-        loads[workers] = steady_mean(recs, "load_s")
-        print(f"workers={workers}: load {loads[workers]:.3f} s/epoch", file=sys.stderr)
-        if not math.isfinite(loads[workers]):
-            del loads[workers]
-            stop_reason = f"the run with {workers} workers diverged: no load time to compare"
-            break
-        if previous is not None and loads[workers] >= loads[previous]:
-            stop_reason = (f"load time stopped decreasing at {workers} workers "
-                           f"({loads[workers]:.3f} s >= {loads[previous]:.3f} s at {previous})")
-            break
-        previous = workers
-    if not loads:
+def batch_waits(records: list[dict]) -> list[float]:
+    """Per steady epoch, the wait on the loader's batches: load_s without worker start-up (iter())."""
+    df = stats.steady(pd.DataFrame(records))
+    return stats.samples(df["load_s"] - df["loader_start_s"]) if len(df) else []
+
+
+def sweep_workers(config: Config, counts, out, on_device: bool = True) -> dict:
+    """Measure every worker count (and the on-device loader) interleaved by epoch, then apply the lab's
+    rule, noise-aware (lab.stats.worker_sweep_rule): the sweep stops at the first count whose per-batch
+    waits are not measurably below the previous count's, and the best count is the smallest one within
+    noise of the lowest wait. The result is saved once (best_workers.json) and read by the table, the
+    plot and C4-C8."""
+    configs = [config.replace(workers=w, tag=f"{w} workers") for w in counts]
+    if on_device:
+        configs.append(config.replace(loader="tensor", tag="on-device batched"))
+    records = interleave(configs, out)
+    by_tag = {c.tag: [r for r in records if r["tag"] == c.tag] for c in configs}
+    waits = {w: batch_waits(by_tag[f"{w} workers"]) for w in counts}
+    for w in counts:
+        print(f"workers={w}: per-batch wait {stats.spread(waits[w])} s/epoch", file=sys.stderr)
+    rule = stats.worker_sweep_rule(waits)
+    if rule["best"] is None:
         raise LabError("every run of the worker sweep diverged: no best worker count (lower the lr?)")
-    best = min(loads, key=loads.get)
-    summary = {"best_workers": best, "load_s": {str(k): v for k, v in loads.items()}, "stop_reason": stop_reason}
-    save_json(Path(out) / "best_workers.json", summary)
+    summary = {"best_workers": rule["best"], "stop_at": rule["stop"], "stop_reason": rule["reason"],
+               "batch_wait_s": {str(k): v for k, v in waits.items()},
+               "loader_start_s": {str(w): steady_values(by_tag[f"{w} workers"], "loader_start_s") for w in counts}}
+    results.save_json(Path(out) / "best_workers.json", summary)
     return {"records": records, **summary}
+
+
+def read_sweep(results_dir) -> dict | None:
+    """C3's saved sweep result (best_workers.json) of a report folder, or None."""
+    try:
+        return json.loads((Path(results_dir) / "C3_workers" / "best_workers.json").read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def best_workers(results_dir, default: int = 2) -> int:
     """C3's best worker count from a report folder, or `default` when C3 has not run there."""
+    sweep = read_sweep(results_dir)
     try:
-        return int(json.loads((Path(results_dir) / "C3_workers" / "best_workers.json").read_text())["best_workers"])
-    except (OSError, ValueError, KeyError):
+        return int(sweep["best_workers"])
+    except (TypeError, KeyError, ValueError):
         return default
 
 
@@ -109,10 +134,10 @@ def device_available(name: str) -> bool:
 
 
 def compare_devices(config: Config, devices, out, cpu_max_batches=None) -> list[dict]:
-    """Train on each device; a device that is not there gets a record with status 'unavailable' so the
-    report shows it instead of dropping it. `cpu_max_batches` caps the CPU run where a full CPU epoch
-    would take too long (its per-batch time is what the comparison uses)."""
-    records = []
+    """Train on each device, interleaved by epoch; a device that is not there gets a record with status
+    'unavailable' so the report shows it instead of dropping it. `cpu_max_batches` caps the CPU run where
+    a full CPU epoch would take too long (the comparison is then per batch)."""
+    records, configs = [], []
     for device in devices:
         if not device_available(device):
             config_d = config.replace(device="cpu", tag=device)
@@ -124,55 +149,55 @@ def compare_devices(config: Config, devices, out, cpu_max_batches=None) -> list[
             records.append(record)
             continue
         cap = cpu_max_batches if device == "cpu" and cpu_max_batches else config.max_batches
-        records += train(config.replace(device=device, max_batches=cap, tag=device), out)
-    return records
+        configs.append(config.replace(device=device, max_batches=cap, tag=device))
+    return records + interleave(configs, out)
 
 
 # --- C6, C7: optimizers, batch norm --------------------------------------------------------------
 
 def compare_optimizers(config: Config, out, optimizers=OPTIMIZERS) -> list[dict]:
-    return [r for name in optimizers for r in train(config.replace(optimizer=name, tag=name), out)]
+    return interleave([config.replace(optimizer=name, tag=name) for name in optimizers], out)
 
 
 def compare_batch_norm(config: Config, out) -> list[dict]:
-    return [r for bn in (True, False)
-            for r in train(config.replace(batch_norm=bn, tag="BN on" if bn else "BN off"), out)]
-
-
-def save_json(path, obj) -> None:
-    with results.atomic_write(path) as f:
-        f.write(json.dumps(obj, indent=1, default=str))
+    return interleave([config.replace(batch_norm=bn, tag="BN on" if bn else "BN off") for bn in (True, False)], out)
 
 
 # --- C8: acceleration -------------------------------------------------------------------------------
 
-def c_compiler() -> str | None:
-    """torch.compile's inductor backend builds C++ (CPU) or Triton (CUDA) kernels with the host compiler."""
-    for name in (os.environ.get("CXX"), "c++", "g++", "clang++"):
-        path = name and shutil.which(name)
-        if path:
-            return path
-    return None
-
-
-def acceleration_settings(device_type: str) -> list[dict]:
-    """Eager fp32 first (the baseline), then one change at a time. torch.compile settings are left out,
-    with the reason printed, where no C compiler exists."""
+def acceleration_settings(device_type: str, max_autotune: bool = False) -> tuple[list[dict], dict]:
+    """C8's settings, all on the on-device loader so that only the step changes: eager fp32 first (the
+    baseline), then one change at a time, then `fast` with per-phase timers and `fast` itself (epoch
+    timers, no host sync per step). Returns (settings, skipped: tag -> reason)."""
     settings = [{"tag": "eager fp32"}, {"tag": "channels_last", "channels_last": True}]
     if device_type == "cuda":
         settings += [{"tag": "autocast fp16", "amp": "fp16"}, {"tag": "autocast bf16", "amp": "bf16"}]
-        modes = ["default", "reduce-overhead", "max-autotune"]
+        modes = ["default", "reduce-overhead"] + (["max-autotune"] if max_autotune else [])
     else:
         settings += [{"tag": "autocast bf16", "amp": "bf16"}]
         modes = ["default"]
+    skipped = {}
+    if device_type == "cuda" and not max_autotune:
+        skipped["compile max-autotune"] = ("opt-in (parameter max_autotune): its autotuning takes minutes and "
+                                           "floods the log")
     if c_compiler() is None:
-        print("torch.compile settings skipped: no C compiler found (install g++ to include them)", file=sys.stderr)
-        return settings
-    return settings + [{"tag": f"compile {mode}", "compile": mode} for mode in modes]
+        for mode in modes:
+            skipped[f"compile {mode}"] = "no C compiler found (install g++): torch.compile cannot build kernels"
+    else:
+        settings += [{"tag": f"compile {mode}", "compile": mode} for mode in modes]
+    settings += [{"tag": "fast (per-phase timers)", "fast": True, "timers": "phase"}, {"tag": "fast", "fast": True}]
+    for tag, reason in skipped.items():
+        print(f"C8: {tag} left out: {reason}", file=sys.stderr)
+    return [{"loader": "tensor", **s} for s in settings], skipped
 
 
-def compare_acceleration(config: Config, out, settings=None) -> list[dict]:
-    from .train import resolve_device
+def compare_acceleration(config: Config, out, max_autotune: bool = False, profile_steps: int = 3) -> list[dict]:
+    """Every C8 setting, interleaved by epoch; the plan (settings and the ones left out, with reasons) is
+    saved beside the records so the report can say what was not measured."""
+    settings, skipped = acceleration_settings(resolve_device(config.device).type, max_autotune)
+    results.save_json(Path(out) / "plan.json", {"settings": [s["tag"] for s in settings], "skipped": skipped})
+    records = interleave([config.replace(**s) for s in settings], out)
+    from .profiling import step_profile  # the eager step under torch.profiler: launch- or compute-bound
 
-    settings = settings or acceleration_settings(resolve_device(config.device).type)
-    return [r for s in settings for r in train(config.replace(**s), out)]
+    step_profile(config.replace(loader="tensor", tag="eager fp32"), out, "eager_fp32", steps=profile_steps)
+    return records

@@ -49,3 +49,44 @@ def operator_table(prof, cuda: bool, steps: int) -> pd.DataFrame:
     table = pd.DataFrame(rows).sort_values("self CPU ms/step", ascending=False).set_index("operator")
     table["self CPU %"] = 100 * table["self CPU ms/step"] / table["self CPU ms/step"].sum()
     return table
+
+
+LAUNCH_OPS = ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernelEx")
+
+
+def step_profile(config: Config, out, name: str, steps: int = 5) -> dict:
+    """Where one setting's step goes, from torch.profiler: wall ms per step (the profiler's step spans),
+    device-busy ms per step (the kernels' self time; CUDA only) and kernel launches per step. Saved as
+    `out/step_<name>.json` beside the operator table and trace."""
+    ops = profile_training(config, out, name, active=steps, top=10_000)
+    launches = sum(ops.loc[ops.index.isin(LAUNCH_OPS), "calls"]) / steps
+    steps_rows = ops[ops.index.str.startswith("ProfilerStep")]
+    wall = steps_rows["CPU total ms/step"].sum() if len(steps_rows) else float("nan")
+    busy = ops["self CUDA ms/step"].sum() if "self CUDA ms/step" in ops else None
+    result = {"setting": name, "device_type": "cuda" if busy is not None else "cpu", "steps": steps,
+              "wall_ms_per_step": wall, "device_busy_ms_per_step": busy, "launches_per_step": launches}
+    from .results import save_json
+
+    save_json(Path(out) / f"step_{name}.json", result)
+    return result
+
+
+def bound_sentence(profile: dict, bf16) -> str:
+    """Launch-bound or compute-bound, from a step_profile, and why bf16 autocast does or does not help
+    (`bf16`: a lab.stats.Comparison of the bf16 step against eager fp32, or None)."""
+    verdict = bf16.sentence("training step") if bf16 is not None else "not measured."
+    if profile.get("device_type") != "cuda":
+        return ("On the CPU, operators run one after another on the host's threads: there are no kernel launches "
+                "to hide, so the step is **compute-bound**. bf16 autocast helps only where the CPU has bf16 matrix "
+                f"units (AMX, AVX512-BF16), and costs conversions elsewhere. Measured here: {verdict}")
+    wall, busy, launches = profile["wall_ms_per_step"], profile["device_busy_ms_per_step"], profile["launches_per_step"]
+    share = busy / wall if wall else float("nan")
+    if share < 0.5:
+        return (f"The GPU was busy {busy:.1f} ms of each {wall:.1f} ms eager step ({share:.0%}), with "
+                f"{launches:.0f} kernel launches per step: the step is **launch-bound** — the GPU waits for the host "
+                "to launch small kernels. bf16 shortens kernels that are not the bottleneck, so it cannot help much "
+                f"({verdict}); CUDA graphs (compile reduce-overhead, `fast`) replay the whole step's kernels with one "
+                "launch and remove that wait.")
+    return (f"The GPU was busy {busy:.1f} ms of each {wall:.1f} ms eager step ({share:.0%}; {launches:.0f} kernel "
+            "launches per step): the step is **compute-bound**, so bf16 (half the bytes, tensor cores) can shorten "
+            f"it: {verdict}")

@@ -18,7 +18,7 @@ import yaml
 
 from . import experiments
 from .config import ConfigError, LabError
-from .results import check_writable, git_commit
+from .results import check_writable, git_commit, save_json
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = ROOT / "notebooks"
@@ -47,6 +47,15 @@ def load_profile(name: str) -> dict:
         profile = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"profile {path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+    if not isinstance(profile, dict):
+        raise ConfigError(f"profile {path} must be a mapping of settings, got {type(profile).__name__}")
+    if profile.get("base"):
+        base = load_profile(str(profile.pop("base")))
+        notebooks = dict(base.get("notebooks") or {})
+        for name, own in (profile.get("notebooks") or {}).items():
+            notebooks[name] = {**(notebooks.get(name) or {}), **(own or {})}
+        profile = {**base, **profile, "common": {**(base.get("common") or {}), **(profile.get("common") or {})},
+                   "notebooks": notebooks}
     profile["name"] = path.stem
     return profile
 
@@ -149,7 +158,7 @@ def run_report(profile_name: str, results_root=None, data=None, out=None, force=
             kept = [n for n in meta["done"] if (out / f"{n}.ipynb").exists()]
             log(f"resuming report {out.name}: keeping {', '.join(kept) or 'nothing'}")
         else:
-            experiments.save_json(out / "report.json", meta)
+            save_json(out / "report.json", meta)
             log(f"report {out.name} ({meta['profile']} profile, {meta['dataset']} data) -> {out}")
         _point_latest(results_root, out)
         started = time.perf_counter()
@@ -166,7 +175,7 @@ def run_report(profile_name: str, results_root=None, data=None, out=None, force=
             t0 = time.perf_counter()
             execute(name, out, params, meta.get("cell_timeout"))
             meta["done"][name] = round(time.perf_counter() - t0, 1)
-            experiments.save_json(out / "report.json", meta)
+            save_json(out / "report.json", meta)
             log(f"      done in {meta['done'][name]:.1f} s")
         log(f"[{total}/{total}] summary")
         execute("summary", out, {"results_dir": str(out), "figures_dir": str(ROOT / "figures"),
@@ -174,7 +183,7 @@ def run_report(profile_name: str, results_root=None, data=None, out=None, force=
         html = write_html(out / "summary.ipynb", out / "report.html")
         pdf = write_pdf(html, out / "report.pdf")
         meta["finished"] = dt.datetime.now().astimezone().isoformat(timespec="seconds")
-        experiments.save_json(out / "report.json", meta)
+        save_json(out / "report.json", meta)
     log(f"report written in {time.perf_counter() - started:.0f} s: {html}" + (f" and {pdf}" if pdf else ""))
     return out
 

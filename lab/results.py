@@ -17,8 +17,8 @@ import torch
 
 from .config import Config, LabError
 
-METRICS = ("epoch", "load_s", "train_s", "other_s", "total_s", "loss", "top1", "images",
-           "test_loss", "test_top1", "warmup", "status")
+METRICS = ("epoch", "load_s", "train_s", "other_s", "total_s", "loader_start_s", "starved_batches", "loss", "top1",
+           "images", "test_loss", "test_top1", "test_images", "warmup", "status")
 
 
 def device_name(device: torch.device) -> str:
@@ -105,6 +105,11 @@ def atomic_write(path, mode: str = "w"):
         tmp.unlink(missing_ok=True)
 
 
+def save_json(path, obj) -> None:
+    with atomic_write(path) as f:
+        f.write(json.dumps(obj, indent=1, default=str))
+
+
 def write_jsonl(path, records) -> None:
     with atomic_write(path) as f:
         for record in records:
@@ -141,10 +146,12 @@ def epoch_table(records):
 
     df = pd.DataFrame(records) if not isinstance(records, pd.DataFrame) else records
     times = ["load_s", "train_s", "other_s", "total_s"]
+    df = df.copy()
+    df[times] = df[times].astype(float)  # None (not measured: epoch timers) becomes NaN, shown empty
     table = df[["epoch"] + times + ["loss", "top1"]].copy()
     table["epoch"] = table["epoch"].map(lambda e: str(int(e)))  # ints, even where NaN made the column float
     table.loc[df["warmup"].fillna(False).astype(bool).values, "epoch"] += " (warm-up)"
-    summary = [{"epoch": "Total", **df[times].sum().to_dict()},
+    summary = [{"epoch": "Total", **df[times].sum(min_count=1).to_dict()},
                {"epoch": "Avg", **df[times].mean().to_dict()}]
     steady = df[~df["warmup"].fillna(False).astype(bool)]
     if 0 < len(steady) < len(df):

@@ -17,11 +17,13 @@ from .data import MEAN, STD
 PAD = 4
 
 
-def draw_augmentation(n: int, generator: torch.Generator, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-image crop offsets in 0..2*PAD (top, left) and flip flags, all independent."""
-    top = torch.randint(0, 2 * PAD + 1, (n,), generator=generator).to(device)
-    left = torch.randint(0, 2 * PAD + 1, (n,), generator=generator).to(device)
-    flip = (torch.rand(n, generator=generator) < 0.5).to(device)
+def draw_augmentation(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-image crop offsets in 0..2*PAD (top, left) and flip flags, all independent, drawn on the
+    generator's device (no host-to-device copy)."""
+    device = generator.device
+    top = torch.randint(0, 2 * PAD + 1, (n,), generator=generator, device=device)
+    left = torch.randint(0, 2 * PAD + 1, (n,), generator=generator, device=device)
+    flip = torch.rand(n, generator=generator, device=device) < 0.5
     return top, left, flip
 
 
@@ -58,7 +60,9 @@ class TensorLoader:
         self.batch_size = batch_size
         self.train = train
         self.augment = train if augment is None else augment
-        self.generator = torch.Generator().manual_seed(seed)  # re-seeded per epoch by lab.train
+        # on the device: the epoch's permutation and augmentation are drawn there, once per epoch, so a
+        # batch costs the host no random draws and no copies. Re-seeded per epoch by lab.train.
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
 
     @classmethod
     def from_dataset(cls, dataset, batch_size: int, device, train: bool = True, **kwargs) -> "TensorLoader":
@@ -70,11 +74,16 @@ class TensorLoader:
 
     def __iter__(self):
         n = len(self.labels)
-        order = torch.randperm(n, generator=self.generator) if self.train else torch.arange(n)
-        order = order.to(self.device)
+        if self.train:
+            order = torch.randperm(n, generator=self.generator, device=self.device)
+        else:
+            order = torch.arange(n, device=self.device)
+        if self.augment:
+            top, left, flip = draw_augmentation(n, self.generator)
         for start in range(0, n, self.batch_size):
-            index = order[start:start + self.batch_size]
+            batch = slice(start, start + self.batch_size)
+            index = order[batch]
             images = self.images.index_select(0, index)
             if self.augment:
-                images = crop_flip(images, *draw_augmentation(len(index), self.generator, self.device))
+                images = crop_flip(images, top[batch], left[batch], flip[batch])
             yield normalize(images), self.labels[index]

@@ -6,9 +6,15 @@ ending with a device sync, `total` is the whole epoch. Evaluation is never insid
 """
 from __future__ import annotations
 
+import json
 import math
+import os
 import random
+import shutil
+import statistics
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -19,14 +25,15 @@ from . import data, results
 from .config import Config, ConfigError, LabError
 from .model import resnet18
 from .tensor_loader import TensorLoader
-from .timing import PhaseTimer
+from .timing import PhaseTimer, now
 
 AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 # Fields a checkpoint must share with the run that resumes it: anything else would train another model
 # (the optimizer's lr, momentum and weight decay come back from its saved state) or see other batches.
 RESUME_MUST_MATCH = ("batch_norm", "optimizer", "lr", "momentum", "weight_decay", "dataset", "batch_size",
-                     "max_batches", "seed", "loader", "amp", "channels_last", "synthetic_train", "synthetic_test")
+                     "max_batches", "seed", "loader", "amp", "channels_last", "fast", "synthetic_train",
+                     "synthetic_test")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -54,27 +61,80 @@ def build_optimizer(name: str, params, lr: float, momentum: float = 0.9, weight_
     raise ConfigError(f"unknown optimizer {name!r}")
 
 
+@dataclass
+class Precision:
+    """How the step computes: memory format, autocast dtype, and the fp16 GradScaler."""
+
+    channels_last: bool = False
+    amp_dtype: torch.dtype | None = None
+    scaler: torch.amp.GradScaler | None = None
+
+
+STARVED_FRACTION = 0.1  # a batch is starved when its wait exceeds this share of the epoch's median step
+
+
+def count_starved(batches: list[dict]) -> int | None:
+    """Batches (the first, which always waits for the pipeline to fill, left out) whose wait on the loader
+    exceeded STARVED_FRACTION of the epoch's median training step. None without per-batch clocks."""
+    steps = sorted(b["train_s"] for b in batches if b.get("train_s") is not None)
+    if not steps:
+        return None
+    threshold = STARVED_FRACTION * steps[len(steps) // 2]
+    return sum(1 for b in batches[1:] if b["load_s"] > threshold)
+
+
+def _step(model, optimizer, criterion, x, y, precision: Precision, device):
+    optimizer.zero_grad(set_to_none=True)
+    with torch.autocast(device.type, dtype=precision.amp_dtype, enabled=precision.amp_dtype is not None):
+        out = model(x)
+        loss = criterion(out, y)
+    if precision.scaler is not None:
+        precision.scaler.scale(loss).backward()
+        precision.scaler.step(optimizer)
+        precision.scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+    return out, loss
+
+
 def train_one_epoch(model, loader, optimizer, device, max_batches=None, criterion=None, timer=None,
-                    progress=False, desc="train", channels_last=False, amp_dtype=None, scaler=None,
+                    progress=False, desc="train", precision: Precision | None = None, timers: str = "phase",
                     on_step=None) -> dict:
     """Train for one epoch (or `max_batches` batches) and return its timings and metrics.
 
-    loss and top1 are over all samples of the epoch (sample-weighted means), not the best batch.
-    `batches` lists per-batch loss/top1/load_s/train_s. `diverged` is set when the loss stops being
-    finite; the epoch stops there. `amp_dtype` turns on autocast (with `scaler` for fp16);
+    timers="phase": the clock is read (after a device sync) around every wait on the loader and every
+    step, so load_s, train_s, other_s and the per-batch split are measured; `loader_start_s` is the part
+    of load_s spent in `iter()` (worker start-up), `starved_batches` counts batches the step waited for.
+    timers="epoch": one clock around the whole epoch and no host sync per step: loss and accuracy stay on
+    the device until the epoch ends, so load_s/train_s/other_s are None (not measured, not 0).
+
+    loss and top1 are sample-weighted means over all images of the epoch, not the best batch. `diverged`
+    is set when the loss stops being finite (per step with phase timers, at the epoch's end otherwise).
     `on_step()` is called after each batch (a profiler's step)."""
     criterion = criterion or nn.CrossEntropyLoss()
-    timer = timer or PhaseTimer(device)
+    precision = precision or Precision()
     copy = {"non_blocking": device.type == "cuda"}
-    if channels_last:
+    if precision.channels_last:
         copy["memory_format"] = torch.channels_last
     n_batches = len(loader) if max_batches is None else min(len(loader), max_batches)
     model.train()
-    loss_sum, correct, images, batches, diverged = 0.0, 0, 0, [], False
     bar = tqdm(total=n_batches, desc=desc, disable=not progress, file=sys.stderr, leave=False)
+    if timers == "epoch":
+        result = _epoch_timed(model, loader, optimizer, device, n_batches, criterion, precision, copy, bar, on_step)
+    else:
+        result = _phase_timed(model, loader, optimizer, device, n_batches, criterion, precision, copy, bar, on_step,
+                              timer or PhaseTimer(device))
+    bar.close()
+    return result
+
+
+def _phase_timed(model, loader, optimizer, device, n_batches, criterion, precision, copy, bar, on_step, timer):
+    loss_sum, correct, images, batches, diverged = 0.0, 0, 0, [], False
     with timer.phase("total"):
         with timer.phase("load"):
             it = iter(loader)
+        loader_start = timer.seconds["load"]
         for index in range(n_batches):
             before = dict(timer.seconds)
             with timer.phase("load"):
@@ -82,17 +142,7 @@ def train_one_epoch(model, loader, optimizer, device, max_batches=None, criterio
             with timer.phase("train"):
                 x = x.to(device, **copy)
                 y = y.to(device, non_blocking=copy["non_blocking"])
-                optimizer.zero_grad(set_to_none=True)
-                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                    out = model(x)
-                    loss = criterion(out, y)
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    loss.backward()
-                    optimizer.step()
+                out, loss = _step(model, optimizer, criterion, x, y, precision, device)
                 batch_loss = loss.item()
                 batch_correct = int((out.argmax(1) == y).sum().item())
             n = y.size(0)
@@ -110,9 +160,38 @@ def train_one_epoch(model, loader, optimizer, device, max_batches=None, criterio
                 diverged = True
                 break
         del it  # worker shutdown belongs to this epoch ("other")
-    bar.close()
-    return {**timer.split(), "loss": loss_sum / max(images, 1), "top1": correct / max(images, 1),
+    return {**timer.split(), "loader_start_s": loader_start, "starved_batches": count_starved(batches),
+            "timers": "phase", "loss": loss_sum / max(images, 1), "top1": correct / max(images, 1),
             "images": images, "batches": batches, "diverged": diverged}
+
+
+def _epoch_timed(model, loader, optimizer, device, n_batches, criterion, precision, copy, bar, on_step):
+    losses = torch.zeros(n_batches).to(device)
+    corrects = torch.zeros(n_batches, dtype=torch.int64).to(device)
+    sizes = []
+    start = now(device)
+    it = iter(loader)
+    for index in range(n_batches):
+        x, y = next(it)
+        x = x.to(device, **copy)
+        y = y.to(device, non_blocking=copy["non_blocking"])
+        out, loss = _step(model, optimizer, criterion, x, y, precision, device)
+        losses[index] = loss.detach()            # copied on the device: no host sync
+        corrects[index] = (out.argmax(1) == y).sum()
+        sizes.append(y.size(0))                  # shape metadata, known on the host
+        if on_step is not None:
+            on_step()
+        bar.update(1)
+    del it
+    total = now(device) - start                  # now() synchronizes: the epoch's work is all done
+    loss_list, correct_list = losses.tolist(), corrects.tolist()
+    images = sum(sizes)
+    batches = [{"batch": i + 1, "loss": l, "top1": c / n, "images": n, "load_s": None, "train_s": None}
+               for i, (l, c, n) in enumerate(zip(loss_list, correct_list, sizes))]
+    loss = sum(l * n for l, n in zip(loss_list, sizes)) / max(images, 1)
+    return {"load_s": None, "train_s": None, "other_s": None, "total_s": total, "loader_start_s": None,
+            "starved_batches": None, "timers": "epoch", "loss": loss, "top1": sum(correct_list) / max(images, 1),
+            "images": images, "batches": batches, "diverged": not math.isfinite(loss)}
 
 
 @torch.no_grad()
@@ -129,7 +208,7 @@ def evaluate(model, loader, device, max_batches=None) -> dict:
         loss_sum += criterion(out, y).item()
         correct += int((out.argmax(1) == y).sum().item())
         images += y.size(0)
-    return {"test_loss": loss_sum / max(images, 1), "test_top1": correct / max(images, 1)}
+    return {"test_loss": loss_sum / max(images, 1), "test_top1": correct / max(images, 1), "test_images": images}
 
 
 # --- checkpoints --------------------------------------------------------------------------------
@@ -170,7 +249,7 @@ def load_checkpoint(path, config: Config) -> dict:
     return state
 
 
-def _seed_epoch(config: Config, epoch: int, loader) -> None:
+def seed_epoch(config: Config, epoch: int, loader) -> None:
     """Each epoch's randomness (shuffle, augmentation, worker seeds) derives from (seed, epoch) alone, so
     an interrupted and resumed run sees exactly the batches an uninterrupted one would."""
     seed = config.seed * 100_003 + epoch
@@ -178,6 +257,97 @@ def _seed_epoch(config: Config, epoch: int, loader) -> None:
     random.seed(seed)
     if getattr(loader, "generator", None) is not None:
         loader.generator.manual_seed(seed)
+
+
+# --- fast mode --------------------------------------------------------------------------------------
+
+def c_compiler() -> str | None:
+    """torch.compile's inductor backend builds C++ (CPU) or Triton (CUDA) kernels with the host compiler."""
+    for name in (os.environ.get("CXX"), "c++", "g++", "clang++"):
+        path = name and shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+CUDA_FAST = {"loader": "tensor", "channels_last": True, "amp": "bf16", "compile": "reduce-overhead"}
+CPU_CANDIDATES = [{"channels_last": cl, "amp": amp} for cl in (False, True) for amp in ("off", "bf16")]
+
+
+def resolve_fast(config: Config, device: torch.device, log=print) -> Config:
+    """The concrete configuration of a run: `timers` auto becomes epoch under --fast and phase otherwise;
+    --fast becomes the on-device loader, channels_last, bf16 autocast and CUDA graphs (torch.compile
+    reduce-overhead) on CUDA, and on a CPU the combination that measured fastest on this machine
+    (choose_cpu_fast). Idempotent: a resolved configuration comes back unchanged."""
+    timers = config.timers if config.timers != "auto" else ("epoch" if config.fast else "phase")
+    if not config.fast:
+        return config.replace(timers=timers)
+    choice = CUDA_FAST if device.type == "cuda" else {"loader": "tensor", **choose_cpu_fast(config, log)}
+    return config.replace(timers=timers, **choice)
+
+
+def _cache_file() -> Path:
+    return Path(os.environ.get("LAB_CACHE", Path.home() / ".cache" / "resnet-perf-lab")) / "fast-choice.json"
+
+
+def fast_cache_key(probe_batch: int, threads: int | None = None) -> str:
+    threads = threads or torch.get_num_threads()
+    return f"{results.cpu_name()} | torch {torch.__version__} | {threads} threads | batch {probe_batch}"
+
+
+def time_steps(setting: dict, batch_size: int, steps: int = 3, warmup: int = 1) -> float:
+    """Median seconds of a ResNet-18 training step on the CPU for one setting, on random images."""
+    model = resnet18().train()
+    fmt = torch.channels_last if setting.get("channels_last") else torch.contiguous_format
+    model = model.to(memory_format=fmt)
+    step_model = model if setting.get("compile", "off") == "off" else torch.compile(model, dynamic=False)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    precision = Precision(setting.get("channels_last", False), AMP_DTYPES[setting.get("amp", "off")])
+    x = torch.randn(batch_size, 3, 32, 32).to(memory_format=fmt)
+    y = torch.randint(0, 10, (batch_size,))
+    times = []
+    for i in range(warmup + steps):
+        start = time.perf_counter()
+        _step(step_model, optimizer, nn.CrossEntropyLoss(), x, y, precision, torch.device("cpu"))
+        times.append(time.perf_counter() - start)
+    return statistics.median(times[warmup:])
+
+
+def choose_cpu_fast(config: Config, log=print) -> dict:
+    """--fast on a CPU: measure eager steps with and without channels_last and bf16 autocast, then the
+    fastest of those under torch.compile (where a C compiler exists), and keep the fastest. The choice
+    depends on the CPU (bf16 halves the step on a CPU with AMX and doubles it on one without), so it is
+    measured, once per CPU, torch version, thread count and probe batch, and cached in
+    $LAB_CACHE/fast-choice.json (default ~/.cache/resnet-perf-lab)."""
+    probe_batch = min(config.batch_size, 32)
+    key = fast_cache_key(probe_batch)
+    cache = _cache_file()
+    try:
+        cached = json.loads(cache.read_text())
+    except (OSError, ValueError):
+        cached = {}
+    if key in cached:
+        return cached[key]["choice"]
+    log(f"--fast on this CPU: measuring which settings make the step fastest (batch {probe_batch}, once; "
+        f"cached in {cache})")
+    step_s = {json.dumps(c): time_steps(c, probe_batch) for c in CPU_CANDIDATES}
+    best = min(CPU_CANDIDATES, key=lambda c: step_s[json.dumps(c)])
+    choice = {**best, "compile": "off"}
+    if c_compiler() is not None:
+        compiled = {**best, "compile": "default"}
+        step_s[json.dumps(compiled)] = time_steps(compiled, probe_batch, warmup=2)
+        if step_s[json.dumps(compiled)] < step_s[json.dumps(best)]:
+            choice = compiled
+    log("--fast on this CPU: " + ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in step_s.items())
+        + f" -> {json.dumps(choice)}")
+    cached[key] = {"choice": choice, "step_s": step_s}
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        with results.atomic_write(cache) as f:
+            f.write(json.dumps(cached, indent=1))
+    except OSError as exc:  # a read-only home only costs the measurement next time
+        log(f"could not cache the --fast choice in {cache}: {exc}")
+    return choice
 
 
 # --- a whole run ----------------------------------------------------------------------------------
@@ -196,12 +366,13 @@ def build_loaders(config: Config, device: torch.device, log=print):
 
 
 class Setup:
-    """What a run trains with: device, model (and its compiled form), optimizer, loaders, precision."""
+    """What a run trains with: device, model (and its compiled form), optimizer, loaders, precision.
+    `config` is the resolved configuration (see resolve_fast): the one the records carry."""
 
     def __init__(self, config: Config, log=None):
         log = log or (lambda msg: print(msg, file=sys.stderr))
-        self.config = config.validate()
         self.device = resolve_device(config.device)
+        self.config = config = resolve_fast(config.validate(), self.device, log)
         torch.manual_seed(config.seed)
         self.model = resnet18(batch_norm=config.batch_norm).to(self.device)
         if config.channels_last:
@@ -210,17 +381,17 @@ class Setup:
                                          config.weight_decay)
         self.train_loader, self.test_loader = build_loaders(config, self.device, log)
         self.step_model = self.model if config.compile == "off" else torch.compile(
-            self.model, mode=None if config.compile == "default" else config.compile)
-        self.amp_dtype = AMP_DTYPES[config.amp]
-        self.scaler = (torch.amp.GradScaler(self.device.type)
-                       if config.amp == "fp16" and self.device.type == "cuda" else None)
+            self.model, mode=None if config.compile == "default" else config.compile, dynamic=False)
+        scaler = (torch.amp.GradScaler(self.device.type)
+                  if config.amp == "fp16" and self.device.type == "cuda" else None)
+        self.precision = Precision(config.channels_last, AMP_DTYPES[config.amp], scaler)
 
     def train_epoch(self, epoch: int, progress=False, max_batches=None, on_step=None) -> dict:
-        _seed_epoch(self.config, epoch, self.train_loader)
+        seed_epoch(self.config, epoch, self.train_loader)
         return train_one_epoch(self.step_model, self.train_loader, self.optimizer, self.device,
                                max_batches or self.config.max_batches, progress=progress,
-                               desc=f"epoch {epoch}/{self.config.epochs}", channels_last=self.config.channels_last,
-                               amp_dtype=self.amp_dtype, scaler=self.scaler, on_step=on_step)
+                               desc=f"epoch {epoch}/{self.config.epochs}", precision=self.precision,
+                               timers=self.config.timers, on_step=on_step)
 
 
 def run(config: Config, results_dir=None, progress=False, log=None):
@@ -231,7 +402,7 @@ def run(config: Config, results_dir=None, progress=False, log=None):
     drops any record of the epochs it is about to train again, so an interruption between the two never
     leaves a duplicate."""
     log = log or (lambda msg: print(msg, file=sys.stderr))
-    config.validate()
+    config = resolve_fast(config.validate(), resolve_device(config.device), log)
     for folder in ([results_dir] if results_dir is not None else []) + (
             [Path(config.checkpoint).parent] if config.checkpoint else []):
         results.check_writable(Path(folder))  # before any work, not after the first epoch

@@ -10,6 +10,26 @@ TINY = Path(__file__).resolve().parent / "tiny.yaml"
 
 os.environ.setdefault("LAB_OFFLINE", "1")  # tests never try to download CIFAR-10
 
+# --fast on a CPU measures its settings once per machine and caches the choice; the tests pre-seed that
+# cache (eager channels_last, no compile) so that no test pays for the probe or a compilation. The probe
+# itself is tested with injected timings (test_fast.py).
+FAST_CHOICE = {"channels_last": True, "amp": "off", "compile": "off"}
+
+
+def _seed_fast_cache():
+    import json
+    import tempfile
+
+    from lab.train import fast_cache_key
+
+    cache = Path(tempfile.mkdtemp(prefix="lab-cache-"))
+    entries = {fast_cache_key(b, t): {"choice": FAST_CHOICE, "step_s": {}} for b in (8, 16, 32) for t in (1, 2, os.cpu_count())}
+    (cache / "fast-choice.json").write_text(json.dumps(entries))
+    os.environ["LAB_CACHE"] = str(cache)
+
+
+_seed_fast_cache()
+
 
 @pytest.fixture(scope="session")
 def synthetic_data(tmp_path_factory):

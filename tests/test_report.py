@@ -36,12 +36,20 @@ def test_every_notebook_ran_and_wrote_records(tiny_report):
     df = read_records(out)
     counts = df.groupby("experiment")["run_id"].nunique().to_dict()
     compiles = c_compiler() is not None  # without one, C8 leaves torch.compile out and says so
-    assert counts == {"C2": 1, "C3": 3, "C4": 2, "C5": 2, "C6": 5, "C7": 2, "C8": 3 + compiles}
+    assert counts == {"C2": 1, "C3": 3, "C4": 2, "C5": 2, "C6": 5, "C7": 2, "C8": 5 + compiles}
     assert set(df[df.experiment == "C3"]["loader"]) == {"torch", "tensor"}
     c8 = df[df.experiment == "C8"]
-    assert set(c8["tag"]) == {"eager fp32", "channels_last", "autocast bf16"} | ({"compile default"} if compiles else set())
-    assert set(zip(c8["channels_last"], c8["amp"], c8["compile"])) == {
+    assert set(c8["tag"]) == {"eager fp32", "channels_last", "autocast bf16", "fast (per-phase timers)", "fast"} | (
+        {"compile default"} if compiles else set())
+    assert set(c8["loader"]) == {"tensor"}  # only the step changes
+    steps = c8[~c8["fast"]]
+    assert set(zip(steps["channels_last"], steps["amp"], steps["compile"])) == {
         (False, "off", "off"), (True, "off", "off"), (False, "bf16", "off")} | ({(False, "off", "default")} if compiles else set())
+    fast = c8[c8["tag"] == "fast"].iloc[0]
+    assert fast["timers"] == "epoch" and fast["load_s"] != fast["load_s"]  # not measured: NaN, not 0
+    plan = json.loads((out / "C8_acceleration" / "plan.json").read_text())
+    assert plan["settings"][-1] == "fast" and (out / "C8_acceleration" / "step_eager_fp32.json").exists()
+    assert c8["test_top1"].notna().all()  # every setting evaluated: does it still learn?
     for label in ("1_worker", "best"):
         trace = json.loads((out / "C4_workers_profile" / f"trace_{label}.json").read_text())
         assert any("DataLoader" in e.get("name", "") for e in trace["traceEvents"])
@@ -74,6 +82,8 @@ def test_html_has_every_section_its_tables_and_embedded_images(tiny_report):
     for start, end in zip(positions, positions[1:] + [len(html)]):
         assert "<table" in html[start:end]
     assert "SYNTHETIC DATA" in html and "not available" in html and "on-device batched" in html
+    assert "compute-bound" in html and "The cost of measuring" in html and "step speed-up" in html
+    assert "Q_model" in html and "DID NOT RUN" not in html  # each notebook's duration, none missing
     assert "C4_workers_profile/trace_best.json" in html and "top 10 operators" in html
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
     assert len(images) >= 6

@@ -46,12 +46,12 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def epoch(item_delay=0.0, forward_delay=0.0, device="cpu", timer=None):
+def epoch(item_delay=0.0, forward_delay=0.0, device="cpu", timer=None, timers="phase"):
     torch.manual_seed(0)
     model = SleepyNet(forward_delay)
     loader = DataLoader(SleepyDataset(item_delay), batch_size=BATCH, num_workers=0)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    return train_one_epoch(model, loader, optimizer, torch.device(device), timer=timer)
+    return train_one_epoch(model, loader, optimizer, torch.device(device), timer=timer, timers=timers)
 
 
 def test_slow_loading_is_load_time_not_train_time():
@@ -129,3 +129,34 @@ def test_phase_timer_nests_and_accumulates(monkeypatch):
         with timer.phase("train"):    # 7 .. 8
             pass
     assert timer.split() == {"load_s": 2.0, "train_s": 2.0, "other_s": 5.0, "total_s": 9.0}
+
+
+def test_worker_start_up_is_measured_apart_from_the_batch_waits():
+    stats = epoch(item_delay=0.002)
+    assert 0 <= stats["loader_start_s"] < stats["load_s"]
+    assert stats["load_s"] - stats["loader_start_s"] == pytest.approx(sum(b["load_s"] for b in stats["batches"]))
+
+
+def test_a_loader_slower_than_the_step_starves_it():
+    assert epoch(item_delay=0.01, forward_delay=0.001)["starved_batches"] == BATCHES - 1  # the first batch aside
+    assert epoch(item_delay=0.0, forward_delay=0.02)["starved_batches"] == 0
+
+
+def test_epoch_timers_sync_twice_per_epoch_and_never_read_a_batch_on_the_host(monkeypatch):
+    events, copies = _fake_cuda(monkeypatch)
+    items = []
+    real_item = torch.Tensor.item
+    monkeypatch.setattr(torch.Tensor, "item", lambda self: items.append(1) or real_item(self))
+    stats = epoch(device="cuda", timers="epoch")
+    assert events == ["sync", "clock", "sync", "clock"]  # one clock around the epoch, each after a sync
+    # no .item() per step (metrics stay on the device): the one call is the DataLoader's own base-seed
+    # draw in iter(), on a CPU tensor
+    assert len(items) == 1
+    assert stats["load_s"] is None and stats["train_s"] is None and stats["other_s"] is None
+    assert stats["total_s"] > 0 and stats["timers"] == "epoch" and stats["images"] == BATCHES * BATCH
+
+
+def test_epoch_timers_give_the_same_metrics_as_phase_timers():
+    phase, whole = epoch(forward_delay=0.001), epoch(forward_delay=0.001, timers="epoch")
+    assert whole["loss"] == pytest.approx(phase["loss"], rel=1e-6) and whole["top1"] == phase["top1"]
+    assert [b["loss"] for b in whole["batches"]] == pytest.approx([b["loss"] for b in phase["batches"]], rel=1e-6)

@@ -1,0 +1,92 @@
+"""--fast: what it resolves to, how the CPU choice is measured, and that it records its mode; the
+interleaved runner of compared settings."""
+import json
+
+import pytest
+import torch
+
+import lab.train
+from conftest import FAST_CHOICE
+from lab import cli
+from lab.experiments import interleave
+from lab.results import read_records
+from lab.train import CUDA_FAST, choose_cpu_fast, resolve_fast
+
+
+def test_fast_runs_and_records_its_mode(synthetic_data, tmp_path, capsys):
+    code = cli.main(["train", "--dataset", "synthetic", "--data", synthetic_data.data, "--synthetic-train", "640",
+                     "--synthetic-test", "128", "--device", "cpu", "--batch-size", "16", "--max-batches", "3",
+                     "--epoch", "2", "--fast", "--checkpoint", str(tmp_path / "c.pt"), "--results", str(tmp_path)])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "fast: loader=tensor, channels_last=True, amp=off, compile=off, timers=epoch" in out
+    assert "load/train/other: not measured (epoch timers" in out
+    records = read_records(tmp_path)
+    assert list(records["fast"]) == [True, True] and set(records["timers"]) == {"epoch"}
+    assert set(records["loader"]) == {"tensor"} and set(records["channels_last"]) == {FAST_CHOICE["channels_last"]}
+    assert records["load_s"].isna().all() and records["train_s"].isna().all() and (records["total_s"] > 0).all()
+    assert (records["images"] == 3 * 16).all()
+    batches = read_records(tmp_path, kind="batch")
+    assert len(batches) == 6 and batches["loss"].notna().all() and batches["load_s"].isna().all()
+
+
+def test_fast_with_phase_timers_measures_the_split(tiny_config):
+    record = next(lab.train.run(tiny_config.replace(fast=True, timers="phase")))
+    assert record["timers"] == "phase" and record["fast"] and record["loader"] == "tensor"
+    assert record["load_s"] >= 0 and record["train_s"] > 0
+
+
+def test_fast_on_cuda_is_the_cuda_graphs_recipe_and_resolving_twice_changes_nothing(tiny_config):
+    config = resolve_fast(tiny_config.replace(fast=True), torch.device("cuda"))
+    assert {k: getattr(config, k) for k in CUDA_FAST} == CUDA_FAST and config.timers == "epoch"
+    assert resolve_fast(config, torch.device("cuda")) == config
+    assert resolve_fast(tiny_config, torch.device("cpu")).timers == "phase"
+
+
+def test_the_cpu_choice_is_the_fastest_measured_and_is_cached(tiny_config, tmp_path, monkeypatch):
+    monkeypatch.setenv("LAB_CACHE", str(tmp_path))
+    measured = []
+    step_s = {(False, "off", "off"): 3.0, (False, "bf16", "off"): 7.0, (True, "off", "off"): 2.5,
+              (True, "bf16", "off"): 6.0, (True, "off", "default"): 2.0}
+
+    def fake_time_steps(setting, batch_size, steps=3, warmup=1):
+        key = (setting["channels_last"], setting["amp"], setting.get("compile", "off"))
+        measured.append(key)
+        return step_s[key]
+
+    monkeypatch.setattr(lab.train, "time_steps", fake_time_steps)
+    monkeypatch.setattr(lab.train, "c_compiler", lambda: "/usr/bin/c++")
+    assert choose_cpu_fast(tiny_config, log=lambda m: None) == {"channels_last": True, "amp": "off", "compile": "default"}
+    assert len(measured) == 5
+    cached = json.loads((tmp_path / "fast-choice.json").read_text())
+    assert len(cached) == 1 and list(cached.values())[0]["choice"]["compile"] == "default"
+    assert choose_cpu_fast(tiny_config, log=lambda m: None)["compile"] == "default" and len(measured) == 5
+    # on a CPU where bf16 is fast (AMX) and compiling does not pay, the measurement says so
+    monkeypatch.setenv("LAB_CACHE", str(tmp_path / "other"))
+    step_s.update({(True, "bf16", "off"): 1.2, (True, "bf16", "default"): 1.5})
+    assert choose_cpu_fast(tiny_config, log=lambda m: None) == {"channels_last": True, "amp": "bf16", "compile": "off"}
+
+
+def test_compared_settings_run_interleaved_by_epoch_in_alternating_order(tiny_config, tmp_path):
+    configs = [tiny_config.replace(epochs=3, max_batches=1, seed=s, tag=t) for s, t in ((1, "a"), (2, "b"), (3, "c"))]
+    records = interleave(configs, tmp_path)
+    assert [(r["epoch"], r["tag"]) for r in records] == [
+        (1, "a"), (1, "b"), (1, "c"), (2, "c"), (2, "b"), (2, "a"), (3, "a"), (3, "b"), (3, "c")]
+    assert [r["warmup"] for r in records] == [True] * 3 + [False] * 6
+
+
+def test_a_diverging_setting_drops_out_and_the_others_go_on(tiny_config, tmp_path):
+    configs = [tiny_config.replace(epochs=3, max_batches=1, tag="ok"),
+               tiny_config.replace(epochs=3, max_batches=4, lr=1e12, tag="boom", fast=True)]
+    records = interleave(configs, tmp_path)
+    boom = [r for r in records if r["tag"] == "boom"]
+    assert boom[-1]["status"] == "diverged" and len(boom) < 3  # epoch timers: caught at an epoch's end
+    assert [r["epoch"] for r in records if r["tag"] == "ok"] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("flag", ["--timers", "--fast"])
+def test_bad_values_of_the_new_flags_are_usage_errors(flag, capsys):
+    args = ["train", flag, "sometimes"] if flag == "--timers" else ["train", "--fast=yes"]
+    with pytest.raises(SystemExit) as exc:
+        cli.main(args)
+    assert exc.value.code == 2 and "error:" in capsys.readouterr().err
