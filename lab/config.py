@@ -57,6 +57,9 @@ class Config:
     compile: str = "off"             # torch.compile mode
     fast: bool = False               # lab.train.resolve_fast picks loader, precision and compile mode
     timers: str = "auto"             # phase: load/train clocks every batch; epoch: one clock per epoch
+    augment: bool = True             # the lab's RandomCrop + RandomHorizontalFlip (off: equivalence checks)
+    threads: int | None = None       # torch threads per process; None: the default (shared among ranks)
+    sync_bn: bool = False            # SyncBatchNorm across ranks (CUDA only, as in PyTorch)
     evaluate: bool = False
     checkpoint: str | None = "checkpoints/ckpt.pt"
     synthetic_train: int = 50_000
@@ -79,7 +82,7 @@ class Config:
             if getattr(self, name) not in choices:
                 raise ConfigError(f"unknown {name} {getattr(self, name)!r}; choose one of {', '.join(choices)}")
         for name, low in (("lr", 0), ("epochs", 1), ("batch_size", 1), ("max_batches", 1),
-                          ("workers", 0), ("weight_decay", 0), ("momentum", 0),
+                          ("workers", 0), ("weight_decay", 0), ("momentum", 0), ("threads", 1),
                           ("synthetic_train", 1), ("synthetic_test", 1)):
             value = getattr(self, name)
             if value is None:

@@ -18,7 +18,10 @@ import torch
 from .config import Config, LabError
 
 METRICS = ("epoch", "load_s", "train_s", "other_s", "total_s", "loader_start_s", "starved_batches", "loss", "top1",
-           "images", "test_loss", "test_top1", "test_images", "warmup", "status")
+           "images", "test_loss", "test_top1", "test_images", "warmup", "status",
+           # distributed runs (one record per rank, written by rank 0); one process: rank 0 of 1
+           "rank", "world_size", "global_batch_size", "backend", "threads", "slowest_total_s",
+           "comm_s", "comm_raw_s", "comm_low_s", "comm_high_s")
 
 
 def device_name(device: torch.device) -> str:

@@ -53,13 +53,14 @@ class TensorLoader:
     for training, the last partial batch kept, float32 NCHW images and int64 labels."""
 
     def __init__(self, images_nhwc, labels, batch_size: int, device, train: bool = True, augment: bool | None = None,
-                 seed: int = 0):
+                 seed: int = 0, rank: int = 0, world_size: int = 1):
         self.device = torch.device(device)
         self.images = torch.as_tensor(images_nhwc).permute(0, 3, 1, 2).contiguous().to(self.device)
         self.labels = torch.as_tensor(labels, dtype=torch.int64).to(self.device)
         self.batch_size = batch_size
         self.train = train
         self.augment = train if augment is None else augment
+        self.rank, self.world_size = rank, world_size  # rank r of N takes every N-th image, as DistributedSampler
         # on the device: the epoch's permutation and augmentation are drawn there, once per epoch, so a
         # batch costs the host no random draws and no copies. Re-seeded per epoch by lab.train.
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
@@ -69,8 +70,11 @@ class TensorLoader:
         """From a torchvision CIFAR10 (or our synthetic subclass): its uint8 `data` and `targets`."""
         return cls(dataset.data, dataset.targets, batch_size, device, train=train, **kwargs)
 
+    def _shard_size(self) -> int:
+        return math.ceil(len(self.labels) / self.world_size)
+
     def __len__(self) -> int:
-        return math.ceil(len(self.labels) / self.batch_size)
+        return math.ceil(self._shard_size() / self.batch_size)
 
     def __iter__(self):
         n = len(self.labels)
@@ -80,6 +84,13 @@ class TensorLoader:
             order = torch.arange(n, device=self.device)
         if self.augment:
             top, left, flip = draw_augmentation(n, self.generator)
+        if self.world_size > 1:  # pad to a multiple of N with the first images (as DistributedSampler), shard
+            keep = torch.arange(self._shard_size() * self.world_size, device=self.device) % n
+            keep = keep[self.rank::self.world_size]
+            order = order[keep]
+            if self.augment:
+                top, left, flip = top[keep], left[keep], flip[keep]
+            n = len(order)
         for start in range(0, n, self.batch_size):
             batch = slice(start, start + self.batch_size)
             index = order[batch]

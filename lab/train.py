@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from . import data, results
+from . import data, dist, results
 from .config import Config, ConfigError, LabError
 from .model import resnet18
 from .tensor_loader import TensorLoader
@@ -32,16 +32,19 @@ AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # Fields a checkpoint must share with the run that resumes it: anything else would train another model
 # (the optimizer's lr, momentum and weight decay come back from its saved state) or see other batches.
 RESUME_MUST_MATCH = ("batch_norm", "optimizer", "lr", "momentum", "weight_decay", "dataset", "batch_size",
-                     "max_batches", "seed", "loader", "amp", "channels_last", "fast", "synthetic_train",
-                     "synthetic_test")
+                     "max_batches", "seed", "loader", "amp", "channels_last", "fast", "augment", "sync_bn",
+                     "synthetic_train", "synthetic_test")
 
 
 def resolve_device(name: str) -> torch.device:
+    """cpu or cuda; under torchrun, the GPU of this process's local rank."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise LabError(f"CUDA was requested (--gpu / --device cuda) but torch {torch.__version__} sees no "
                        "CUDA device; run with --device cpu (or --device auto)")
+    if name == "cuda" and dist.current().distributed:
+        return torch.device("cuda", dist.current().local_rank)
     return torch.device(name)
 
 
@@ -213,7 +216,7 @@ def evaluate(model, loader, device, max_batches=None) -> dict:
 
 # --- checkpoints --------------------------------------------------------------------------------
 
-def save_checkpoint(path, model, optimizer, epoch: int, config: Config, run_id: str = "") -> None:
+def save_checkpoint(path, model, optimizer, epoch: int, config: Config, run_id: str = "", world_size: int = 1) -> None:
     """Everything needed to continue: weights, optimizer state, epoch, RNG states, config, run id. Written
     to a temporary file, flushed to disk and renamed, so a crash never leaves half a checkpoint."""
     state = {
@@ -221,6 +224,7 @@ def save_checkpoint(path, model, optimizer, epoch: int, config: Config, run_id: 
         "optimizer": optimizer.state_dict(),
         "epoch": epoch,
         "run_id": run_id,
+        "world_size": world_size,
         "config": config.to_dict(),
         "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
@@ -229,7 +233,7 @@ def save_checkpoint(path, model, optimizer, epoch: int, config: Config, run_id: 
         torch.save(state, f)
 
 
-def load_checkpoint(path, config: Config) -> dict:
+def load_checkpoint(path, config: Config, world_size: int = 1) -> dict:
     """Load with weights_only=True (no pickled code runs) and check it belongs to this configuration."""
     path = Path(path)
     if not path.exists():
@@ -243,6 +247,8 @@ def load_checkpoint(path, config: Config) -> dict:
                        "delete it and start again without --resume") from exc
     differ = [f"{k}={saved.get(k)!r} (now {getattr(config, k)!r})" for k in RESUME_MUST_MATCH
               if saved.get(k) != getattr(config, k)]
+    if state.get("world_size", 1) != world_size:  # each rank's shard, and so every batch, would differ
+        differ.append(f"world_size={state.get('world_size', 1)} (now {world_size})")
     if differ:
         raise ConfigError(f"--resume: checkpoint {path} was made with a different configuration: "
                           f"{', '.join(differ)}")
@@ -257,6 +263,8 @@ def seed_epoch(config: Config, epoch: int, loader) -> None:
     random.seed(seed)
     if getattr(loader, "generator", None) is not None:
         loader.generator.manual_seed(seed)
+    if hasattr(getattr(loader, "sampler", None), "set_epoch"):
+        loader.sampler.set_epoch(epoch)
 
 
 # --- fast mode --------------------------------------------------------------------------------------
@@ -352,12 +360,23 @@ def choose_cpu_fast(config: Config, log=print) -> dict:
 
 # --- a whole run ----------------------------------------------------------------------------------
 
+def check_distributed(config: Config, device: torch.device, ctx: dist.Context) -> None:
+    """What several processes cannot do, refused with one line before any work."""
+    if config.sync_bn and device.type != "cuda":
+        raise ConfigError("--sync-bn needs CUDA: PyTorch's SyncBatchNorm runs only on CUDA devices")
+    if ctx.world_size > 1 and config.fast:
+        raise ConfigError("--fast with several processes is not supported: its CUDA graphs and on-device metrics "
+                          "are built for one process; drop --fast or use --nproc-per-node 1")
+
+
 def build_loaders(config: Config, device: torch.device, log=print):
     train_set = data.load_dataset(config, train=True, log=log)
+    shard = {"rank": dist.current().rank, "world_size": dist.current().world_size}
     if config.loader == "tensor":
-        train_loader = TensorLoader.from_dataset(train_set, config.batch_size, device, train=True, seed=config.seed)
+        train_loader = TensorLoader.from_dataset(train_set, config.batch_size, device, train=True, seed=config.seed,
+                                                 augment=config.augment, **shard)
     else:
-        train_loader = data.make_loader(train_set, config, device, train=True)
+        train_loader = data.make_loader(train_set, config, device, train=True, **shard)
     test_loader = None
     if config.evaluate:
         test_loader = data.make_loader(data.load_dataset(config, train=False, log=log),
@@ -373,18 +392,61 @@ class Setup:
         log = log or (lambda msg: print(msg, file=sys.stderr))
         self.device = resolve_device(config.device)
         self.config = config = resolve_fast(config.validate(), self.device, log)
+        self.dist = dist.current()
+        check_distributed(config, self.device, self.dist)
+        if config.threads or self.dist.distributed:
+            torch.set_num_threads(dist.threads_per_rank(config.threads))
         torch.manual_seed(config.seed)
         self.model = resnet18(batch_norm=config.batch_norm).to(self.device)
+        if config.sync_bn:
+            self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = build_optimizer(config.optimizer, self.model.parameters(), config.lr, config.momentum,
                                          config.weight_decay)
         self.train_loader, self.test_loader = build_loaders(config, self.device, log)
-        self.step_model = self.model if config.compile == "off" else torch.compile(
-            self.model, mode=None if config.compile == "default" else config.compile, dynamic=False)
+        # DDP all-reduces the gradients during backward (rank 0's weights are broadcast at construction)
+        self.ddp = (torch.nn.parallel.DistributedDataParallel(
+            self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            if self.dist.distributed else None)
+        model = self.ddp or self.model
+        self.step_model = model if config.compile == "off" else torch.compile(
+            model, mode=None if config.compile == "default" else config.compile, dynamic=False)
         scaler = (torch.amp.GradScaler(self.device.type)
                   if config.amp == "fp16" and self.device.type == "cuda" else None)
         self.precision = Precision(config.channels_last, AMP_DTYPES[config.amp], scaler)
+
+    def measure_comm(self, batches: int, probes: int = 5) -> dict:
+        """The exposed gradient communication of an epoch, measured: the same step (forward + backward, no
+        optimizer step) on a fixed batch timed with DDP's all-reduce and without it (`no_sync`), in
+        alternating order, `probes` pairs; weights, buffers and gradients are restored afterwards.
+        comm_raw_s = the median pair difference x `batches` (kept even when negative: within noise),
+        comm_s = max(0, comm_raw_s), comm_low_s/comm_high_s = the smallest/largest pair difference x batches."""
+        from contextlib import nullcontext
+
+        state = {k: v.clone() for k, v in self.model.state_dict().items()}
+        n = self.config.batch_size
+        fmt = torch.channels_last if self.config.channels_last else torch.contiguous_format
+        x = torch.randn(n, 3, 32, 32, device=self.device).to(memory_format=fmt)
+        y = torch.randint(0, 10, (n,), device=self.device)
+        criterion = nn.CrossEntropyLoss()
+        diffs = []
+        for i in range(probes):
+            took = {}
+            for mode in (("sync", "local") if i % 2 == 0 else ("local", "sync")):
+                start = now(self.device)
+                with self.ddp.no_sync() if mode == "local" else nullcontext():
+                    with torch.autocast(self.device.type, dtype=self.precision.amp_dtype,
+                                        enabled=self.precision.amp_dtype is not None):
+                        loss = criterion(self.ddp(x), y)
+                    loss.backward()
+                took[mode] = now(self.device) - start
+                self.optimizer.zero_grad(set_to_none=True)
+            diffs.append(took["sync"] - took["local"])
+        self.model.load_state_dict(state)
+        raw = statistics.median(diffs) * batches
+        return {"comm_s": max(0.0, raw), "comm_raw_s": raw, "comm_low_s": min(diffs) * batches,
+                "comm_high_s": max(diffs) * batches}
 
     def train_epoch(self, epoch: int, progress=False, max_batches=None, on_step=None) -> dict:
         seed_epoch(self.config, epoch, self.train_loader)
@@ -398,48 +460,66 @@ def run(config: Config, results_dir=None, progress=False, log=None):
     """Train `config.epochs` epochs and yield one record per epoch (and append them, with the per-batch
     records, to `results_dir/records.jsonl` and `results_dir/batches.jsonl` when given).
 
-    The record of an epoch is written before its checkpoint; a resumed run keeps its run id and first
-    drops any record of the epochs it is about to train again, so an interruption between the two never
-    leaves a duplicate."""
+    Under torchrun every rank trains its shard; after each epoch rank 0 gathers every rank's record and
+    writes them all (one per rank, each with the slowest rank's epoch time) and the checkpoint: no two
+    processes write the same file. The record of an epoch is written before its checkpoint; a resumed run
+    keeps its run id and first drops any record of the epochs it is about to train again, so an
+    interruption between the two never leaves a duplicate."""
     log = log or (lambda msg: print(msg, file=sys.stderr))
-    config = resolve_fast(config.validate(), resolve_device(config.device), log)
-    for folder in ([results_dir] if results_dir is not None else []) + (
-            [Path(config.checkpoint).parent] if config.checkpoint else []):
-        results.check_writable(Path(folder))  # before any work, not after the first epoch
-    state = load_checkpoint(config.checkpoint, config) if config.resume else None
+    config.validate()
+    ctx = dist.init(resolve_device(config.device).type)
+    device = resolve_device(config.device)
+    config = resolve_fast(config, device, log)
+    check_distributed(config, device, ctx)
+    if ctx.main:
+        for folder in ([results_dir] if results_dir is not None else []) + (
+                [Path(config.checkpoint).parent] if config.checkpoint else []):
+            results.check_writable(Path(folder))  # before any work, not after the first epoch
+    state = load_checkpoint(config.checkpoint, config, ctx.world_size) if config.resume else None
     if state is not None and state["epoch"] >= config.epochs:
         log(f"nothing to do: the checkpoint {config.checkpoint} is already at epoch {state['epoch']} "
             f"(--epoch {config.epochs})")
         return
     setup = Setup(config, log)
-    start, run_id = 1, results.new_run_id(config)
+    start, run_id = 1, dist.broadcast(results.new_run_id(config))
     if state is not None:
         setup.model.load_state_dict(state["model"])
         setup.optimizer.load_state_dict(state["optimizer"])
         start, run_id = state["epoch"] + 1, state.get("run_id") or run_id
         log(f"resumed from {config.checkpoint} after epoch {state['epoch']}")
-        if results_dir is not None:
+        if results_dir is not None and ctx.main:
             for name in ("records.jsonl", "batches.jsonl"):
                 path = Path(results_dir) / name
                 kept = [r for r in results.read_jsonl(path) if r.get("run_id") != run_id or r["epoch"] < start]
                 results.write_jsonl(path, kept)
     prov = results.provenance(config, setup.device)
+    where = {"rank": ctx.rank, "world_size": ctx.world_size, "global_batch_size": config.batch_size * ctx.world_size,
+             "backend": ctx.backend or None, "threads": torch.get_num_threads()}
     for epoch in range(start, config.epochs + 1):
-        stats = setup.train_epoch(epoch, progress=progress)
-        metrics = {**stats, "epoch": epoch, "warmup": epoch == start,
+        stats = setup.train_epoch(epoch, progress=progress and ctx.main)
+        batches = stats["batches"] if stats["batches"] else []
+        metrics = {**stats, **where, "epoch": epoch, "warmup": epoch == start,
                    "status": "diverged" if stats["diverged"] else "ok"}
-        if setup.test_loader is not None and not stats["diverged"]:
+        if setup.ddp is not None and not stats["diverged"]:
+            metrics.update(setup.measure_comm(len(batches)))
+        if setup.test_loader is not None and not stats["diverged"] and ctx.main:
             metrics.update(evaluate(setup.model, setup.test_loader, setup.device, config.max_batches))
         record = results.make_record(config, metrics, prov, run_id)
-        if results_dir is not None:
+        ranks = dist.gather((record, batches))
+        slowest = max(r["total_s"] for r, _ in ranks)
+        for r, _ in ranks:
+            r["slowest_total_s"] = slowest
+        diverged = any(r["status"] == "diverged" for r, _ in ranks)
+        if results_dir is not None and ctx.main:
             results.append_jsonl(Path(results_dir) / "batches.jsonl",
                                  [{"record": "batch", "run_id": run_id, "experiment": config.experiment,
-                                   "tag": config.tag, "epoch": epoch, **b} for b in stats["batches"]])
-            results.append_jsonl(Path(results_dir) / "records.jsonl", [record])
-        if config.checkpoint and not stats["diverged"]:
-            save_checkpoint(config.checkpoint, setup.model, setup.optimizer, epoch, config, run_id)
-        yield record
-        if stats["diverged"]:
+                                   "tag": config.tag, "epoch": epoch, "rank": r["rank"], **b}
+                                  for r, bs in ranks for b in bs])
+            results.append_jsonl(Path(results_dir) / "records.jsonl", [r for r, _ in ranks])
+        if config.checkpoint and not diverged and ctx.main:
+            save_checkpoint(config.checkpoint, setup.model, setup.optimizer, epoch, config, run_id, ctx.world_size)
+        yield ranks[ctx.rank][0]
+        if diverged:
             log(f"loss became {stats['loss']} in epoch {epoch}: the run diverged and stops here "
                 f"(lr={config.lr}, optimizer={config.optimizer})")
             return
