@@ -237,8 +237,10 @@ def _find_bad_file(folder: Path) -> str | None:
 
 
 def load_dataset(config: Config, train: bool, transform=None, log=print):
-    """The train or test split of the configured data set, through torchvision's CIFAR10 code path."""
-    transform = transform if transform is not None else (train_transform() if train else test_transform())
+    """The train or test split of the configured data set, through torchvision's CIFAR10 code path
+    (the training split without augmentation when `config.augment` is off)."""
+    if transform is None:
+        transform = train_transform() if train and config.augment else test_transform()
     if config.dataset == "synthetic":
         root, cls = ensure_synthetic(config, log), SyntheticCIFAR10
         how_to_fix = f"delete {root} and run again to regenerate it"
@@ -268,10 +270,16 @@ def download_cifar10(root: Path, log=print) -> None:
                     f"and unpack it into {root}, or use --dataset synthetic")
 
 
-def make_loader(dataset, config: Config, device: torch.device, train: bool = True) -> torch.utils.data.DataLoader:
-    """The lab's DataLoader. `pin_memory` only when the device is CUDA; the generator drives shuffling
-    and the workers' seeds, and is re-seeded every epoch so a resumed run sees the same batches."""
+def make_loader(dataset, config: Config, device: torch.device, train: bool = True, rank: int = 0,
+                world_size: int = 1) -> torch.utils.data.DataLoader:
+    """The lab's DataLoader. `pin_memory` only when the device is CUDA. Training shuffles through a
+    DistributedSampler (with one process too): its permutation depends on the seed and the epoch only
+    (lab.train.seed_epoch calls set_epoch), rank r of N takes every N-th image of it, so the N ranks
+    together see what one process sees, and a resumed run sees the same batches. The generator seeds
+    the workers, and is re-seeded every epoch."""
+    sampler = (torch.utils.data.DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True,
+                                                   seed=config.seed * 100_003) if train else None)
     return torch.utils.data.DataLoader(
-        dataset, batch_size=config.batch_size, shuffle=train, num_workers=config.workers,
+        dataset, batch_size=config.batch_size, sampler=sampler, num_workers=config.workers,
         pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(config.seed),
     )
