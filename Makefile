@@ -31,7 +31,7 @@ test: setup browser ## the test suite: unit tests, notebooks under papermill and
 lab: setup ## JupyterLab on this folder (JUPYTER_ARGS="--no-browser --port 8899" to pass options)
 	$(VENV)/bin/jupyter lab --ServerApp.root_dir=$(CURDIR) $(if $(filter 0,$(shell id -u)),--allow-root) $(JUPYTER_ARGS)
 
-bench: setup ## speed goals P1-P3 as ratios (results/bench-<time>.json)
+bench: setup ## speed goals P1, P2, P3 (and P5 on CUDA) as ratios with their spread (results/bench-<time>.json)
 	$(PY) -m lab bench
 
 train: setup ## a short training run on synthetic data (2 epochs x 3 batches)

@@ -1,14 +1,22 @@
-"""`python -m lab bench`: the speed goals, measured in one process with warm-up and medians over repeats,
-each printed as a ratio with its spread (the lowest and highest of the per-repeat ratios).
+"""`python -m lab bench [--device auto|cpu|cuda]`: the speed goals, measured in one process on one device,
+with warm-up first and medians over repeats; each printed with its spread (lowest and highest repeat).
 
-P1  on-device batched loader images/s / best DataLoader images/s (same augmentations)     goal >= 10
-P2  instrumented train_one_epoch time / a bare loop with no timers (same steps)          goal <= 1.02
-P3  fastest C8 setting step time / eager fp32 step time                                   goal <= 0.85
+P1  on-device batched loader images/s / best DataLoader images/s (workers 0..min(cores, 16))    >= 10
+P2  the lab's per-phase timed loop / a bare kuangliu loop, same batches, order alternated        <= 1.02
+P3  the pre-declared `fast` setting's step time / eager fp32's, settings run round-robin          <= 0.85
+    (the best setting, named, is reported beside it)
+P5  CUDA: the `fast` setting's steady full-epoch seconds (<= 1.2 s on an H100), and its ratio
+    to the FLOP floor (model FLOPs / the bf16 peak measured by a matmul probe in the same run)
+
+Every clock read goes through lab.timing.now(device), which synchronizes CUDA first.
 """
 from __future__ import annotations
 
+import copy
 import datetime as dt
-import json
+import gc
+import math
+import os
 import statistics
 import sys
 import time
@@ -16,142 +24,376 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from . import data
-from .config import Config
+from .config import Config, ConfigError, LabError
 from .experiments import acceleration_settings, save_json
-from .results import provenance
+from .model import resnet18
+from .results import device_name, provenance
 from .tensor_loader import TensorLoader
-from .train import Setup, _seed_epoch, train_one_epoch
+from .timing import now
+from .train import Setup, resolve_device, seed_epoch, train_one_epoch
 
-GOALS = {"P1": (">=", 10.0), "P2": ("<=", 1.02), "P3": ("<=", 0.85)}
+GOALS = {"P1": (">=", 10.0), "P2": ("<=", 1.02), "P3": ("<=", 0.85), "P5": ("<=", 1.2)}
+SLOW = 3.0  # P3: an uncompiled setting this many times slower than eager fp32 after warm-up is left out
+P5_GOAL_DEVICE = "H100"  # the P5 goal is set for an H100; elsewhere its number is printed with goal n/a
 
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def images_per_second(loader, batches: int) -> float:
-    start, images = time.perf_counter(), 0
-    for index, (x, _) in enumerate(loader):
+def plan(device: torch.device, quick: bool = False, steps: int | None = None, repeats: int | None = None) -> dict:
+    """How much each part measures. --steps sets P2's batches per loop and P3's steps per setting and
+    repeat; --repeats sets P1's repeats, P2's pairs and P3's repeats. --quick is a smoke run."""
+    for name, value in (("steps", steps), ("repeats", repeats)):
+        if value is not None and value < 1:
+            raise ConfigError(f"--{name} must be >= 1, got {value}")
+    cuda = device.type == "cuda"
+    p = {"p1_batches": 200 if cuda else 40, "p1_repeats": 5, "p2_steps": 100 if cuda else 10, "p2_pairs": 5,
+         "p3_steps": 50 if cuda else 20, "p3_repeats": 5 if cuda else 3, "p3_warmup": 3 if cuda else 2,
+         "p5_epochs": 5}
+    if quick:
+        p.update(p1_batches=10, p1_repeats=2, p2_steps=3, p2_pairs=2, p3_steps=3, p3_repeats=1, p5_epochs=3)
+    if steps:
+        p.update(p2_steps=steps, p3_steps=steps)
+    if repeats:
+        p.update(p1_repeats=repeats, p2_pairs=repeats, p3_repeats=repeats)
+    return p
+
+
+def summary(name: str, what: str, values: list[float], unit: str = "x", goal=None, **detail) -> dict:
+    """One row: the median of `values`, their min..max, and the goal (None: no goal here)."""
+    median = statistics.median(values)
+    met = None
+    if goal is not None:
+        op, target = goal
+        met = median >= target if op == ">=" else median <= target
+    return {"name": name, "what": what, "value": median, "min": min(values), "max": max(values),
+            "repeats": len(values), "unit": unit, "goal": None if goal is None else f"{goal[0]} {goal[1]}",
+            "met": met, **detail}
+
+
+# --- P1: loaders alone -----------------------------------------------------------------------------
+
+def worker_counts(cores: int | None = None) -> list[int]:
+    """0, 1, 2, 4, 8, 16 up to min(cores, 16), and that cap itself."""
+    cap = min(cores or os.cpu_count() or 1, 16)
+    return sorted({w for w in (0, 1, 2, 4, 8, 16) if w <= cap} | {cap})
+
+
+def open_loader(dataset, config: Config, device: torch.device, workers: int | None):
+    """workers=None: the on-device batched loader; else the lab's DataLoader (same data set, transform,
+    shuffling and pin_memory rule as lab.data.make_loader) with persistent workers, so that its workers
+    start once, on the first iter(), which P1 leaves out of the timed part."""
+    if workers is None:
+        return TensorLoader.from_dataset(dataset, config.batch_size, device, seed=config.seed)
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=config.batch_size, shuffle=True, num_workers=workers,
+        pin_memory=device.type == "cuda", persistent_workers=workers > 0,
+        generator=torch.Generator().manual_seed(config.seed))
+
+
+def loader_warmup(workers: int | None) -> int:
+    """Batches drawn before the clock starts: the first (worker start-up), then enough to drain the
+    2 x workers batches prefetched meanwhile, so the timed batches are produced at the steady rate."""
+    return 2 * (workers or 0) + 2
+
+
+def loader_rate(loader, device: torch.device, warmup: int, batches: int) -> float:
+    """Images per second over `batches` batches of one iterator, after `warmup` batches of it."""
+    it = iter(loader)
+    for _ in range(warmup):
+        next(it)
+    images = 0
+    start = now(device)  # on CUDA: after the warm-up's queued work
+    for _ in range(batches):
+        x, _ = next(it)
         images += x.shape[0]
-        if index + 1 == batches:
-            break
-    return images / (time.perf_counter() - start)
+    return images / (now(device) - start)  # on CUDA: after the batches are computed
 
 
-def ratio_summary(name: str, ratios: list[float], detail: dict) -> dict:
-    op, goal = GOALS[name]
-    median = statistics.median(ratios)
-    met = median >= goal if op == ">=" else median <= goal
-    return {"name": name, "ratio": median, "min": min(ratios), "max": max(ratios), "repeats": len(ratios),
-            "goal": f"{op} {goal}", "met": met, **detail}
-
-
-def p1_loader(config: Config, batches: int, repeats: int, workers=(0, 1, 2)) -> dict:
-    """Loader-only throughput: iterate `batches` batches of the training set with the lab's augmentation."""
-    device = torch.device("cpu")
+def p1_loader(config: Config, device: torch.device, batches: int, repeats: int, workers=None) -> dict:
+    """Loader-only throughput with the lab's augmentation. Each repeat creates, warms up, measures and
+    shuts down every loader in turn (one alive at a time: no two sets of workers share the cores), in
+    reversed order on alternate repeats. The same number of batches is timed for every loader."""
+    workers = worker_counts() if workers is None else workers
     dataset = data.load_dataset(config, train=True, log=log)
-    loaders = {f"DataLoader workers={w}": data.make_loader(dataset, config.replace(workers=w), device)
-               for w in workers}
-    loaders["on-device batched"] = TensorLoader.from_dataset(dataset, config.batch_size, device)
-    for loader in loaders.values():  # warm-up: page cache, worker fork, first allocations
-        images_per_second(loader, 3)
-    rates = {name: [] for name in loaders}
-    for _ in range(repeats):
-        for name, loader in loaders.items():
-            rates[name].append(images_per_second(loader, batches))
+    candidates = {"on-device batched": None, **{f"DataLoader workers={w}": w for w in workers}}
+    per_epoch = math.ceil(len(dataset) / config.batch_size)
+    batches = min(batches, per_epoch - max(loader_warmup(w) for w in candidates.values()))
+    if batches < 1:
+        raise LabError(f"P1: {len(dataset)} images are too few to time loaders at batch {config.batch_size}")
+    rates = {name: [] for name in candidates}
+    names = list(candidates)
+    for repeat in range(repeats):
+        for name in names if repeat % 2 == 0 else names[::-1]:
+            loader = open_loader(dataset, config, device, candidates[name])
+            rates[name].append(loader_rate(loader, device, loader_warmup(candidates[name]), batches))
+            del loader
+            gc.collect()  # the workers are shut down before the next loader starts its own
+        log(f"P1 repeat {repeat + 1}/{repeats}: " + ", ".join(f"{n} {r[-1]:,.0f}/s" for n, r in rates.items()))
     medians = {name: statistics.median(r) for name, r in rates.items()}
-    best = max((n for n in medians if n.startswith("DataLoader")), key=medians.get)
+    best = max(names[1:], key=medians.get)
     ratios = [t / b for t, b in zip(rates["on-device batched"], rates[best])]
-    return ratio_summary("P1", ratios, {"best_dataloader": best, "images_per_s": medians})
+    return summary("P1", "on-device loader / best DataLoader (images/s)", ratios, goal=GOALS["P1"],
+                   best_dataloader=best, images_per_s=medians, images_per_s_repeats=rates, batches=batches,
+                   batch_size=config.batch_size)
 
 
-def bare_epoch(model, loader, optimizer, device, max_batches: int) -> float:
-    """The kuangliu-style loop with no timers: the reference for the timers' overhead."""
+# --- P2: the cost of the lab's timers ----------------------------------------------------------------
+
+class Batches:
+    """A fixed list of batches served like a loader, so that both loops of P2 get exactly these tensors
+    and neither pays for loading them."""
+
+    def __init__(self, batches):
+        self.batches = list(batches)
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __iter__(self):
+        return iter(self.batches)
+
+
+def bare_epoch(model, loader, optimizer, device: torch.device) -> dict:
+    """The kuangliu/pytorch-cifar loop with no timers, with the lab loop's copy flags (non_blocking on
+    CUDA only): the reference for P2."""
     criterion = nn.CrossEntropyLoss()
+    non_blocking = device.type == "cuda"
     model.train()
-    start = time.perf_counter()
-    train_loss = correct = 0
-    for index, (x, y) in enumerate(loader):
-        if index == max_batches:
-            break
-        x, y = x.to(device), y.to(device)
+    train_loss = correct = total = 0
+    for inputs, targets in loader:
+        inputs = inputs.to(device, non_blocking=non_blocking)
+        targets = targets.to(device, non_blocking=non_blocking)
         optimizer.zero_grad(set_to_none=True)
-        out = model(x)
-        loss = criterion(out, y)
+        outputs = model(inputs)
+        loss = criterion(outputs, targets)
         loss.backward()
         optimizer.step()
-        train_loss += loss.item()
-        correct += (out.argmax(1) == y).sum().item()
-    return time.perf_counter() - start
+        train_loss += loss.item() * targets.size(0)
+        correct += (outputs.argmax(1) == targets).sum().item()
+        total += targets.size(0)
+    return {"loss": train_loss / max(total, 1), "top1": correct / max(total, 1), "images": total}
 
 
-def p2_overhead(config: Config, batches: int, repeats: int) -> dict:
-    """The same model, loader and steps, alternating the instrumented epoch and the bare loop."""
-    setup = Setup(config.replace(max_batches=batches, checkpoint=None), log=log)
-    args = (setup.model, setup.train_loader, setup.optimizer, setup.device)
-    train_one_epoch(*args, max_batches=2)  # warm-up
-    ratios, timed, bare = [], [], []
+def p2_pairs(model, optimizer, device: torch.device, loader: Batches, pairs: int) -> dict:
+    """Time the lab's loop (train_one_epoch, per-phase timers) and the bare loop on the same batches,
+    `pairs` times, the timed loop first in even pairs and second in odd ones; the ratio of each pair.
+    Both loops start from the same weights and optimizer state (restored before each loop, untimed), so
+    they do exactly the same work."""
+    loops = {"timed": lambda: train_one_epoch(model, loader, optimizer, device, timers="phase"),
+             "bare": lambda: bare_epoch(model, loader, optimizer, device)}
+    for loop in loops.values():  # warm-up: allocator, cudnn, first calls; creates the momentum buffers
+        loop()
+    state = copy.deepcopy((model.state_dict(), optimizer.state_dict()))
+    images = sum(len(y) for _, y in loader.batches)
+    seconds, orders = {"timed": [], "bare": []}, []
+    for pair in range(pairs):
+        order = ["timed", "bare"] if pair % 2 == 0 else ["bare", "timed"]
+        for name in order:
+            model.load_state_dict(state[0])
+            optimizer.load_state_dict(copy.deepcopy(state[1]))  # it adopts the tensors it is given
+            start = now(device)
+            stats = loops[name]()
+            seconds[name].append(now(device) - start)
+            if stats["images"] != images:
+                raise LabError(f"P2: the {name} loop stopped early (loss {stats['loss']}): no fair comparison")
+        orders.append(order[0] + " first")
+    ratios = [t / b for t, b in zip(seconds["timed"], seconds["bare"])]
+    return {"ratios": ratios, "timed_s": seconds["timed"], "bare_s": seconds["bare"], "orders": orders}
+
+
+def p2_overhead(config: Config, device: torch.device, steps: int, pairs: int) -> dict:
+    """P2 with the lab's model, optimizer and loader; `steps` batches drawn once from the loader."""
+    # On a CPU a batch of at most 32: the timers' cost per step is fixed, so a shorter step shows it larger.
+    batch_size = config.batch_size if device.type == "cuda" else min(config.batch_size, 32)
+    setup = Setup(config.replace(batch_size=batch_size, loader="torch", fast=False, timers="phase",
+                                 max_batches=None), log=log)
+    seed_epoch(setup.config, 1, setup.train_loader)
+    it = iter(setup.train_loader)
+    batches = Batches(next(it) for _ in range(min(steps, len(setup.train_loader))))
+    del it
+    result = p2_pairs(setup.model, setup.optimizer, device, batches, pairs)
+    return summary("P2", "lab loop, phase timers / bare loop (time)", result.pop("ratios"), goal=GOALS["P2"],
+                   timed_median_s=statistics.median(result["timed_s"]),
+                   bare_median_s=statistics.median(result["bare_s"]), batches=len(batches), batch_size=batch_size,
+                   **result)
+
+
+# --- P3: C8's settings, round-robin ------------------------------------------------------------------
+
+def p3_settings(device_type: str) -> tuple[dict, dict]:
+    """C8's settings (each on the on-device loader; max-autotune is opt-in there: its compilation alone
+    takes minutes) with `fast` last, less C8's `fast` with per-phase timers (P2 measures what timers
+    cost). Returns (tag -> Config fields, tag -> why a setting is left out)."""
+    c8, skipped = acceleration_settings(device_type)
+    settings = {s.pop("tag"): s for s in c8 if not (s.get("fast") and s.get("timers") == "phase")}
+    settings["fast"] = {"loader": "tensor", "fast": True}
+    return settings, skipped
+
+
+def p3_acceleration(config: Config, device: torch.device, steps: int, repeats: int, warmup: int = 3):
+    """Every setting on the on-device loader. All are built and warmed up first (a short epoch pays for
+    compilation and CUDA graphs), then each repeat runs every setting for `steps` steps, round-robin,
+    in reversed order on alternate repeats. A step's time is the timed epoch's total_s / steps for every
+    setting (the same basis: `fast` has no per-phase timers). An uncompiled setting whose warmed-up step
+    takes over SLOW x eager fp32's cannot be the best and is left out of the repeats, with the reason
+    (bf16 autocast on a CPU without bf16 instructions is emulated, ~30x slower). Returns the rows and the
+    warm `fast` Setup."""
+    dataset = data.load_dataset(config, train=True, log=log)
+    loader = TensorLoader.from_dataset(dataset, config.batch_size, device, seed=config.seed)
+    settings, skipped = p3_settings(device.type)
+    setups, warm_step = {}, {}
+    for tag, setting in settings.items():
+        log(f"P3: {tag}: building and warming up")
+        setup = Setup(config.replace(**{"loader": "tensor", "max_batches": None, **setting}), log=log)
+        setup.train_loader = loader  # one copy of the data set on the device; every epoch re-seeds it
+        warm_step[tag] = setup.train_epoch(0, max_batches=warmup)["batches"][-1]["train_s"]  # None: epoch timers
+        setups[tag] = setup
+        base = warm_step["eager fp32"]
+        slow = warm_step[tag] is not None and warm_step[tag] > SLOW * base
+        if slow and tag not in ("eager fp32", "fast") and setup.config.compile == "off":
+            skipped[tag] = (f"{warm_step[tag]:.2f} s per warmed-up step, over {SLOW:g}x eager fp32's {base:.2f} s: "
+                            "left out of the repeats")
+            log(f"P3: {tag}: {skipped[tag]}")
+            del setups[tag]
+    step_s = {tag: [] for tag in setups}
+    order = list(setups)
     for repeat in range(repeats):
-        _seed_epoch(config, repeat, setup.train_loader)
-        t0 = time.perf_counter()
-        train_one_epoch(*args, max_batches=batches)
-        timed.append(time.perf_counter() - t0)
-        _seed_epoch(config, repeat, setup.train_loader)
-        bare.append(bare_epoch(*args, max_batches=batches))
-        ratios.append(timed[-1] / bare[-1])
-    return ratio_summary("P2", ratios, {"instrumented_s": statistics.median(timed), "bare_s": statistics.median(bare),
-                                       "batches": batches})
+        for tag in order if repeat % 2 == 0 else order[::-1]:
+            stats = setups[tag].train_epoch(repeat + 1, max_batches=steps)
+            step_s[tag].append(stats["total_s"] / len(stats["batches"]))
+        log(f"P3 repeat {repeat + 1}/{repeats}: " + ", ".join(f"{t} {s[-1]:.3f} s" for t, s in step_s.items()))
+
+    def ratios(tag):
+        return [s / e for s, e in zip(step_s[tag], step_s["eager fp32"])]
+
+    best = min((t for t in step_s if t != "eager fp32"), key=lambda t: statistics.median(step_s[t]))
+    fast = setups["fast"].config
+    detail = {"steps": min(steps, len(loader)), "batch_size": config.batch_size,
+              "step_s": {t: {"median": statistics.median(s), "min": min(s), "max": max(s)}
+                         for t, s in step_s.items()},
+              "fast_setting": {k: getattr(fast, k) for k in ("loader", "channels_last", "amp", "compile", "timers")},
+              "left_out": skipped}
+    rows = [summary("P3", "fast / eager fp32 (step time)", ratios("fast"), goal=GOALS["P3"], **detail),
+            summary("P3 best", f"best: {best} / eager fp32 (step time)", ratios(best), best=best)]
+    return rows, setups["fast"]
 
 
-def p3_acceleration(config: Config, batches: int, repeats: int) -> dict:
-    """Median step time per C8 setting after a warm-up epoch (which pays for compilation)."""
-    step_s = {}
-    per_repeat = {}
-    for setting in acceleration_settings("cpu"):
-        tag = setting.pop("tag")
-        log(f"P3: {tag}")
-        setup = Setup(config.replace(max_batches=batches, checkpoint=None, **setting), log=log)
-        setup.train_epoch(1, max_batches=3)  # warm-up / compile
-        times = [setup.train_epoch(2 + r)["train_s"] / batches for r in range(repeats)]
-        per_repeat[tag] = times
-        step_s[tag] = statistics.median(times)
-    fastest = min((t for t in step_s if t != "eager fp32"), key=step_s.get)
-    ratios = [f / e for f, e in zip(per_repeat[fastest], per_repeat["eager fp32"])]
-    return ratio_summary("P3", ratios, {"fastest": fastest, "step_s": step_s, "batches": batches})
+# --- P5: the fast setting's epoch vs the FLOP floor --------------------------------------------------
+
+def flops_per_image(batch: int = 2) -> float:
+    """FLOPs (2 per multiply-add) of one training step of ResNet-18 per image: forward + backward, as
+    counted by torch.utils.flop_counter on one batch on the CPU (the count does not depend on the device)."""
+    model = resnet18().train()
+    x, y = torch.randn(batch, 3, 32, 32), torch.randint(0, 10, (batch,))
+    with FlopCounterMode(display=False) as counter:
+        nn.functional.cross_entropy(model(x), y).backward()
+    return counter.get_total_flops() / batch
 
 
-def run_bench(config: Config, out=None, quick: bool = False) -> dict:
-    scale = 1 if not quick else 0
+def bf16_peak(device: torch.device, n: int = 8192, runs: int = 20, rounds: int = 5) -> float:
+    """The device's dense bf16 matmul rate, FLOP/s: the best of `rounds` timed rounds of `runs` n^3
+    matmuls, after a warm-up."""
+    a, b = (torch.randn(n, n, device=device, dtype=torch.bfloat16) for _ in range(2))
+    out = torch.empty_like(a)
+    for _ in range(3):
+        torch.mm(a, b, out=out)
+    best = 0.0
+    for _ in range(rounds):
+        start = now(device)
+        for _ in range(runs):
+            torch.mm(a, b, out=out)
+        best = max(best, 2 * n ** 3 * runs / (now(device) - start))
+    return best
+
+
+def p5_floor(setup, device: torch.device, epochs: int) -> list[dict]:
+    """The fast setting's full epochs (a warm-up epoch first: the last partial batch is a new shape),
+    and the floor: FLOPs per epoch / the measured bf16 peak. CUDA only."""
+    flop = flops_per_image()
+    goal = GOALS["P5"] if P5_GOAL_DEVICE in device_name(device) else None
+    what = "fast setting, full epoch (s)"
+    if device.type != "cuda":
+        reason = "skipped: P5 is a GPU goal (needs --device cuda)"
+        return [{"name": "P5", "what": what, "skipped": reason, "goal": None, "met": None, "flop_per_image": flop},
+                {"name": "P5 floor", "what": "fast epoch / FLOP floor", "skipped": reason, "goal": None, "met": None}]
+    log("P5: bf16 matmul probe")
+    peak = bf16_peak(device)
+    log("P5: fast setting, warm-up epoch")
+    setup.train_epoch(100)
+    runs = [setup.train_epoch(101 + e) for e in range(epochs)]
+    seconds = [r["total_s"] for r in runs]
+    images = runs[0]["images"]
+    floor = flop * images / peak
+    detail = {"images": images, "flop_per_image": flop, "flop_per_epoch": flop * images, "peak_flops": peak,
+              "peak_source": "measured: bf16 8192^3 matmul probe in this run", "floor_s": floor}
+    return [summary("P5", what, seconds, unit="s", goal=goal, **detail),
+            summary("P5 floor", "fast epoch / FLOP floor", [s / floor for s in seconds])]
+
+
+# --- the whole bench -----------------------------------------------------------------------------------
+
+def run_bench(config: Config, out=None, quick: bool = False, steps: int | None = None,
+              repeats: int | None = None) -> dict:
+    device = resolve_device(config.device)
+    p = plan(device, quick, steps, repeats)
     started = time.perf_counter()
-    results = {
-        "P1": p1_loader(config, batches=40 if scale else 10, repeats=5 if scale else 2),
-        "P2": p2_overhead(config.replace(batch_size=32), batches=10 if scale else 3, repeats=5 if scale else 2),
-        "P3": p3_acceleration(config, batches=4 if scale else 2, repeats=3 if scale else 1),
-    }
+    log(f"bench on {device.type}: {device_name(device)}")
+    results = {"P1": p1_loader(config, device, p["p1_batches"], p["p1_repeats"]),
+               "P2": p2_overhead(config, device, p["p2_steps"], p["p2_pairs"])}
+    p3_rows, fast_setup = p3_acceleration(config, device, p["p3_steps"], p["p3_repeats"], p["p3_warmup"])
+    p5_rows = p5_floor(fast_setup, device, p["p5_epochs"])
+    results.update({r["name"]: r for r in p3_rows + p5_rows})
     report = {"time": dt.datetime.now().astimezone().isoformat(timespec="seconds"), "quick": quick,
-              "seconds": time.perf_counter() - started, "config": config.to_dict(),
-              "provenance": provenance(config, torch.device("cpu")), "results": results}
+              "device_type": device.type, "device_name": device_name(device),
+              "seconds": time.perf_counter() - started, "plan": p, "config": config.to_dict(),
+              "provenance": provenance(config, device), "results": results}
     out = Path(out or Path("results") / f"bench-{dt.datetime.now():%Y%m%d-%H%M%S}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
     save_json(out, report)
     report["path"] = str(out)
     return report
 
 
+def _row(r: dict) -> str:
+    if "skipped" in r:
+        return f"{r['name']:9} {r['what']:46} {r['skipped']}"
+    value = f"{r['value']:.3f}" + (" s" if r["unit"] == "s" else "")
+    spread = f"{r['min']:.3f}..{r['max']:.3f}"
+    met = "—" if r["met"] is None else ("yes" if r["met"] else "NO")
+    return f"{r['name']:9} {r['what']:46} {value:>9}  {spread:>13}  {r['goal'] or 'n/a':8} {met}"
+
+
 def format_bench(report: dict) -> str:
-    names = {"P1": "on-device loader / best DataLoader (images/s)", "P2": "instrumented / bare epoch (time)",
-             "P3": "fastest C8 setting / eager fp32 (step time)"}
-    lines = [f"{'':3} {'what':47} {'ratio':>7}  {'spread (min..max)':>17}  goal     met"]
-    for name, r in report["results"].items():
-        lines.append(f"{name:3} {names[name]:47} {r['ratio']:7.3f}  {r['min']:7.3f}..{r['max']:<7.3f}  "
-                     f"{r['goal']:8} {'yes' if r['met'] else 'NO'}")
-    p1, p2, p3 = (report["results"][k] for k in ("P1", "P2", "P3"))
-    lines.append("")
-    lines.append("P1 images/s: " + ", ".join(f"{k} {v:,.0f}" for k, v in p1["images_per_s"].items()))
-    lines.append(f"P2 median epoch of {p2['batches']} batches: instrumented {p2['instrumented_s']:.3f} s, "
-                 f"bare {p2['bare_s']:.3f} s")
-    lines.append("P3 step s: " + ", ".join(f"{k} {v:.3f}" for k, v in p3["step_s"].items()) + f" (fastest: {p3['fastest']})")
+    res = report["results"]
+    prov = report["provenance"]
+    quick = " --quick (a smoke run, not a measurement)" if report["quick"] else ""
+    lines = [f"bench on {report['device_type']}: {report['device_name']} ({prov['host_cpus']} CPUs, torch "
+             f"{prov['torch_version']}, {report['config']['dataset']} data){quick}",
+             f"{'':9} {'what':46} {'value':>9}  {'spread min..max':>13}  {'goal':8} met"]
+    lines += [_row(r) for r in res.values()]
+    p1, p2, p3 = res["P1"], res["P2"], res["P3"]
+    lines += ["",
+              f"P1 images/s over {p1['batches']} batches of {p1['batch_size']} (median of {p1['repeats']}; worker "
+              f"start-up excluded): " + ", ".join(f"{k} {v:,.0f}" for k, v in p1["images_per_s"].items())
+              + f"; best DataLoader: {p1['best_dataloader']}",
+              f"P2 {p2['repeats']} pairs of {p2['batches']} batches of {p2['batch_size']} (the same batches, order "
+              f"alternated): lab loop {p2['timed_median_s']:.3f} s, bare loop {p2['bare_median_s']:.3f} s (medians)",
+              f"P3 step s over {p3['steps']} steps of {p3['batch_size']} (median of {p3['repeats']}, round-robin): "
+              + ", ".join(f"{k} {v['median']:.4f}" for k, v in p3["step_s"].items())
+              + f"; fast = {p3['fast_setting']}; best: {res['P3 best']['best']}"
+              + "".join(f"; left out: {k} ({v})" for k, v in p3["left_out"].items())]
+    p5 = res["P5"]
+    if "skipped" in p5:
+        lines.append(f"P5 {p5['skipped']}; model FLOPs per image, forward + backward: "
+                     f"{p5['flop_per_image'] / 1e9:.2f} G")
+    else:
+        lines.append(f"P5 {p5['repeats']} full epochs of {p5['images']:,} images: {p5['value']:.3f} s "
+                     f"({p5['min']:.3f}..{p5['max']:.3f}); {p5['flop_per_epoch'] / 1e12:.1f} TFLOP per epoch "
+                     f"({p5['flop_per_image'] / 1e9:.2f} GFLOP per image, forward + backward); bf16 peak "
+                     f"{p5['peak_flops'] / 1e12:.0f} TFLOP/s ({p5['peak_source']}); floor {p5['floor_s']:.3f} s")
     lines.append(f"written to {report['path']} ({report['seconds']:.0f} s)")
     return "\n".join(lines)

@@ -1,0 +1,161 @@
+"""The bench measures what it says, on the device it names. Speed goals live in the bench, not here."""
+import json
+import multiprocessing
+import weakref
+
+import pytest
+import torch
+import torch.nn as nn
+
+import lab.bench as bench
+import lab.train
+from lab.cli import main
+from lab.data import load_dataset
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class Recorded(bench.Batches):
+    """Remembers, for every pass over it, the batches handed out."""
+
+    def __init__(self, batches):
+        super().__init__(batches)
+        self.passes = []
+
+    def __iter__(self):
+        seen = []
+        self.passes.append(seen)
+        for batch in self.batches:
+            seen.append(batch)
+            yield batch
+
+
+def recording(real, log, name):
+    """`real` (a loop), noting its name and the loss it returns in `log`."""
+    def loop(*args, **kwargs):
+        stats = real(*args, **kwargs)
+        log.append((name, stats["loss"]))
+        return stats
+    return loop
+
+
+def tiny_p2(monkeypatch, pairs, n_batches=3):
+    log = []
+    monkeypatch.setattr(bench, "train_one_epoch", recording(bench.train_one_epoch, log, "timed"))
+    monkeypatch.setattr(bench, "bare_epoch", recording(bench.bare_epoch, log, "bare"))
+    torch.manual_seed(0)
+    batches = [(torch.randn(4, 3, 8, 8), torch.randint(0, 10, (4,))) for _ in range(n_batches)]
+    loader = Recorded(batches)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 10))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    result = bench.p2_pairs(model, optimizer, torch.device("cpu"), loader, pairs=pairs)
+    return batches, loader, log, result
+
+
+def test_p2_loops_consume_the_same_batches_in_alternating_order(monkeypatch):
+    batches, loader, log, result = tiny_p2(monkeypatch, pairs=4)
+    calls = [name for name, _ in log]
+    assert calls == ["timed", "bare"] + ["timed", "bare", "bare", "timed"] * 2  # warm-up, then alternating
+    assert result["orders"] == ["timed first", "bare first"] * 2
+    assert len(result["ratios"]) == len(result["timed_s"]) == len(result["bare_s"]) == 4
+    assert len(loader.passes) == len(calls)
+    for seen in loader.passes:  # every loop, timed or bare, got exactly these tensors: no more, no fewer
+        assert len(seen) == len(batches) and all(s is b for s, b in zip(seen, batches))
+
+
+def test_p2_loops_start_from_the_same_state_and_do_the_same_work(monkeypatch):
+    _, _, log, _ = tiny_p2(monkeypatch, pairs=2)
+    losses = [loss for _, loss in log[2:]]  # after the warm-up
+    assert losses[0] > 0.1  # still learning: equal losses are not a trained-out model's zeros
+    assert losses == pytest.approx([losses[0]] * len(losses), rel=1e-6)
+
+
+def test_p1_excludes_worker_start_up_and_keeps_one_loader_alive(synthetic_data, monkeypatch):
+    config = synthetic_data.replace(device="cpu", batch_size=16, workers=0)
+    events, alive, opened = [], [], []
+    before = set(multiprocessing.active_children())
+    real_open, real_now = bench.open_loader, bench.now
+
+    class Spy:
+        def __init__(self, loader):
+            self.loader = loader
+
+        def __iter__(self):
+            events.append("iter")
+            return iter(self.loader)
+
+    def open_loader(dataset, config, device, workers):
+        assert all(ref() is None for ref in alive), "a loader is still alive when the next one is created"
+        assert set(multiprocessing.active_children()) <= before, "the last loader's workers are still running"
+        loader = real_open(dataset, config, device, workers)
+        alive.append(weakref.ref(loader))
+        opened.append((workers, getattr(loader, "persistent_workers", None)))
+        return Spy(loader)
+
+    monkeypatch.setattr(bench, "open_loader", open_loader)
+    monkeypatch.setattr(bench, "now", lambda device: events.append("clock") or real_now(device))
+    result = bench.p1_loader(config, torch.device("cpu"), batches=3, repeats=2, workers=[0, 2])
+
+    assert opened == [(None, None), (0, False), (2, True), (2, True), (0, False), (None, None)]
+    assert events == ["iter", "clock", "clock"] * 6  # iter() (worker start-up) is before the clock starts
+    assert result["batches"] == 3 and result["repeats"] == 2
+    assert set(result["images_per_s"]) == {"on-device batched", "DataLoader workers=0", "DataLoader workers=2"}
+
+
+def test_worker_counts():
+    assert bench.worker_counts(2) == [0, 1, 2]
+    assert bench.worker_counts(12) == [0, 1, 2, 4, 8, 12]
+    assert bench.worker_counts(64) == [0, 1, 2, 4, 8, 16]
+
+
+def test_bench_cuda_without_cuda_is_one_line(monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    code = main(["bench", "--device", "cuda", "--quick", "--out", str(tmp_path / "b.json")])
+    err = capsys.readouterr().err.strip()
+    assert code == 1
+    assert len(err.splitlines()) == 1 and err.startswith("error: CUDA was requested")
+    assert "Traceback" not in err and not (tmp_path / "b.json").exists()
+
+
+def test_model_flops_per_image():
+    flop = bench.flops_per_image(batch=1)
+    assert 3.0e9 < flop < 3.6e9  # forward 0.556 GMAC = 1.11 GFLOP; forward + backward about 3x
+
+
+def test_quick_bench_end_to_end_names_the_device(synthetic_data, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(lab.train, "choose_cpu_fast",
+                        lambda config, log=print: {"channels_last": True, "amp": "off", "compile": "off"})
+    c8 = [{"tag": "eager fp32"}, {"tag": "channels_last", "channels_last": True},
+          {"tag": "fast (per-phase timers)", "fast": True, "timers": "phase"}, {"tag": "fast", "fast": True}]
+    # C8's list less compile (minutes) and bf16 (emulated, ~30x slower, on CPUs without bf16 instructions)
+    monkeypatch.setattr(bench, "acceleration_settings",
+                        lambda device_type: ([{"loader": "tensor", **s} for s in c8], {"compile default": "test"}))
+    monkeypatch.setattr(bench, "SLOW", 1e-9)  # every uncompiled setting but the baseline and fast is "too slow"
+    out = tmp_path / "bench.json"
+    code = main(["bench", "--device", "cpu", "--quick", "--dataset", "synthetic", "--data", synthetic_data.data,
+                 "--synthetic-train", str(synthetic_data.synthetic_train), "--synthetic-test",
+                 str(synthetic_data.synthetic_test), "--batch-size", "8", "--steps", "2", "--repeats", "1",
+                 "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err[-2000:]
+    printed = captured.out
+    report = json.loads(out.read_text())
+    assert report["device_type"] == "cpu" and report["provenance"]["device_type"] == "cpu"
+    assert report["device_name"] == report["provenance"]["device_name"]
+    assert printed.startswith(f"bench on cpu: {report['device_name']}")
+    results = report["results"]
+    assert set(results) == {"P1", "P2", "P3", "P3 best", "P5", "P5 floor"}
+    assert results["P3"]["fast_setting"] == {"loader": "tensor", "channels_last": True, "amp": "off",
+                                             "compile": "off", "timers": "epoch"}
+    assert set(results["P3"]["step_s"]) == {"eager fp32", "fast"}  # fast (per-phase timers) is not P3's
+    left_out = results["P3"]["left_out"]
+    assert set(left_out) == {"compile default", "channels_last"}
+    assert "left out of the repeats" in left_out["channels_last"]
+    assert results["P5"]["skipped"].startswith("skipped") and results["P5"]["met"] is None
+    assert all(results[k]["value"] > 0 for k in ("P1", "P2", "P3", "P3 best"))
