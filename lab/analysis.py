@@ -549,6 +549,80 @@ def profiler_html(results_dir, top: int = 10) -> str:
     return "".join(parts) or "<p>No profiler tables in this report.</p>"
 
 
+# --- C9 ----------------------------------------------------------------------------------------------
+
+def scaling_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Per launch (1 process; N processes, strong or weak scaling): the epoch time (the slowest rank's),
+    images per second over all ranks, the speed-up in images/s over 1 process and the scaling efficiency
+    (speed-up / N), each as a range over steady epochs, and the exposed communication's share of the
+    epoch (comm_s, measured per rank; the mean over ranks). Counts this node could not run stay in the
+    table as 'not available'."""
+    rows, per_epoch = [], {}
+    for tag, group in df.groupby("tag", sort=False):
+        first = group.iloc[0]
+        if (group["status"] == "unavailable").all():
+            rows.append({"setting": tag, "processes": first["world_size"], "status": "not available: "
+                         + str(first.get("unavailable_reason", ""))})
+            continue
+        steady = stats.steady(group)
+        epochs = steady.groupby("epoch").agg(seconds=("slowest_total_s", "max"), images=("images", "sum"),
+                                             comm=("comm_s", "mean"))
+        per_epoch[tag] = epochs
+        rows.append({"setting": tag, "processes": int(first["world_size"]), "batch/process": int(first["batch_size"]),
+                     "global batch": int(first["global_batch_size"]), "threads/process": first.get("threads"),
+                     "epoch s": epochs["seconds"].mean(), "epoch range": stats.spread(epochs["seconds"]),
+                     "images/s": (epochs["images"] / epochs["seconds"]).mean(),
+                     "comm share": (epochs["comm"] / epochs["seconds"]).mean() if epochs["comm"].notna().any()
+                     else float("nan"), "status": "ok"})
+    table = pd.DataFrame(rows).set_index("setting")
+    base = per_epoch.get("1 process")
+    speedups, efficiencies = [], []
+    for tag, row in table.iterrows():
+        if base is None or tag not in per_epoch:
+            speedups.append("—"), efficiencies.append("—")
+            continue
+        # time per image is lower-is-better: baseline s/image over this setting's s/image = speed-up
+        mine = per_epoch[tag]
+        mean, low, high = stats.speedup_range(base["seconds"] / base["images"], mine["seconds"] / mine["images"])
+        n = row["processes"]
+        speedups.append(_ratio_range(base["seconds"] / base["images"], mine["seconds"] / mine["images"]))
+        efficiencies.append(f"{mean / n:.0%}" + ("" if low == high else f" ({low / n:.0%}–{high / n:.0%})"))
+    table["speed-up (images/s)"] = speedups
+    table["efficiency"] = efficiencies
+    return table
+
+
+def explain_scaling(df: pd.DataFrame) -> str:
+    """The C9 sentences: each N-process setting against 1 process, in time per image (lab.stats)."""
+    ok = stats.steady(df[df["status"] == "ok"])
+    if "1 process" not in set(ok["tag"]):
+        return "The 1-process baseline did not run: no speed-up can be stated."
+    per_image = {tag: stats.samples(g.groupby("epoch")["slowest_total_s"].max() / g.groupby("epoch")["images"].sum())
+                 for tag, g in ok.groupby("tag", sort=False)}
+    lines = [stats.compare(v, per_image["1 process"], tag, "1 process").sentence("time per image")
+             for tag, v in per_image.items() if tag != "1 process"]
+    lines.append("Each count is its own torchrun launch, run one after another (a launch cannot share epochs "
+                 "with another), so drift between launches is not cancelled as it is in the other parts. "
+                 "Strong scaling keeps the global batch (each process takes a share); weak scaling keeps the "
+                 "per-process batch (the global batch grows with N, which changes the optimization as well as "
+                 "the speed). With plain BatchNorm each rank normalizes over its own per-process batch, so "
+                 "results differ across process counts; `--sync-bn` (CUDA only in PyTorch) computes the "
+                 "statistics over the global batch.")
+    missing = df[df["status"] == "unavailable"]
+    for tag, g in missing.groupby("tag", sort=False):
+        lines.append(f"**{tag}**: not measured ({g.iloc[0].get('unavailable_reason', '')}).")
+    return "\n\n".join(lines)
+
+
+def render_c9(df: pd.DataFrame) -> None:
+    from IPython.display import Markdown
+
+    ran = df[df["status"] == "ok"]
+    if len(ran):
+        print(describe_run(ran.iloc[0]))
+    _show(style(scaling_table(df)), Markdown(explain_scaling(df)))
+
+
 # --- one render function per section: the part's own notebook and the summary call the same one --------
 
 def _show(*objs) -> None:

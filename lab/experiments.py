@@ -201,3 +201,65 @@ def compare_acceleration(config: Config, out, max_autotune: bool = False, profil
 
     step_profile(config.replace(loader="tensor", tag="eager fp32"), out, "eager_fp32", steps=profile_steps)
     return records
+
+
+# --- C9: scaling out ---------------------------------------------------------------------------------
+
+def processes_available(device_type: str) -> int:
+    """How many data-parallel processes this node can run: one per GPU with nccl, one per core with gloo."""
+    import os
+
+    return torch.cuda.device_count() if device_type == "cuda" else (os.cpu_count() or 1)
+
+
+def train_args(config: Config) -> list[str]:
+    """The `python -m lab train` flags that make `config` (what a launched process is given)."""
+    args = ["--lr", str(config.lr), "--workers", str(config.workers), "--epoch", str(config.epochs),
+            "--data", config.data, "--device", config.device, "--optimizer", config.optimizer,
+            "--dataset", config.dataset, "--synthetic-train", str(config.synthetic_train),
+            "--synthetic-test", str(config.synthetic_test), "--loader", config.loader,
+            "--batch-size", str(config.batch_size), "--seed", str(config.seed), "--checkpoint", config.checkpoint or "",
+            "--experiment", config.experiment, "--tag", config.tag, "--no-progress"]
+    args += ["--max-batches", str(config.max_batches)] if config.max_batches else []
+    args += ["--threads", str(config.threads)] if config.threads else []
+    args += [] if config.batch_norm else ["--disable_batch_norm"]
+    return args
+
+
+def scaling(config: Config, counts, out, modes=("strong", "weak")) -> list[dict]:
+    """Data-parallel runs on 1, 2, ... processes of this node, each its own torchrun launch (through
+    `python -m lab train --nproc-per-node N`), one after another. strong: the global batch stays
+    `config.batch_size` (each of N processes takes batch_size / N); weak: each process keeps
+    `config.batch_size` (global batch N x batch_size). A count this node cannot run is recorded as
+    'unavailable', as C5 does for a missing device."""
+    import subprocess
+
+    device_type = resolve_device(config.device).type
+    have = processes_available(device_type)
+    records = []
+    for n in counts:
+        for mode in (("strong", "weak") if n > 1 else ("strong",)):
+            if mode not in modes and n > 1:
+                continue
+            tag = "1 process" if n == 1 else f"{n} processes ({mode})"
+            batch = config.batch_size // n if mode == "strong" else config.batch_size
+            c = config.replace(batch_size=max(batch, 1), tag=tag, checkpoint=None)
+            if n > have or (mode == "strong" and config.batch_size % n):
+                why = (f"{n} processes need {n} {'GPUs' if device_type == 'cuda' else 'cores'}, this node has {have}"
+                       if n > have else f"batch {config.batch_size} does not split into {n} equal parts")
+                record = results.make_record(c, {"status": "unavailable", "world_size": n},
+                                             results.provenance(c, torch.device(device_type)), results.new_run_id(c))
+                record["unavailable_reason"] = why
+                results.append_jsonl(Path(out) / "records.jsonl", [record])
+                records.append(record)
+                print(f"C9: {tag}: not measured: {why}", file=sys.stderr)
+                continue
+            print(f"C9: {tag}, batch {c.batch_size} per process", file=sys.stderr)
+            cmd = [sys.executable, "-m", "lab", "train", "--nproc-per-node", str(n), *train_args(c),
+                   "--results", str(out)]
+            done = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent)
+            if done.returncode != 0:
+                last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+                raise LabError(f"C9: the {tag} run failed: {last}")
+            records += [r for r in results.read_jsonl(Path(out) / "records.jsonl") if r.get("tag") == tag]
+    return records

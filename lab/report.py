@@ -25,8 +25,9 @@ NOTEBOOK_DIR = ROOT / "notebooks"
 PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
 # Run order: C3 finds the best worker count that C4-C7 use; the summary reads everything.
 NOTEBOOKS = ("Q_model", "C2_timing", "C3_workers", "C4_workers_profile", "C5_devices", "C6_optimizers",
-             "C7_batchnorm", "C8_acceleration")
-USES_BEST_WORKERS = ("C4_workers_profile", "C5_devices", "C6_optimizers", "C7_batchnorm", "C8_acceleration")
+             "C7_batchnorm", "C8_acceleration", "C9_scaling")
+USES_BEST_WORKERS = ("C4_workers_profile", "C5_devices", "C6_optimizers", "C7_batchnorm", "C8_acceleration",
+                     "C9_scaling")
 
 
 def log(message: str) -> None:

@@ -18,9 +18,9 @@ from lab.experiments import c_compiler
 from lab.results import read_records
 
 ROOT = Path(__file__).resolve().parent.parent
-SECTIONS = ["C1/C2", "C3", "C4", "C5", "C6", "C7", "C8", "Q1"]
+SECTIONS = ["C1/C2", "C3", "C4", "C5", "C6", "C7", "C8", "C9", "Q1"]
 NOTEBOOKS = ["Q_model", "C2_timing", "C3_workers", "C4_workers_profile", "C5_devices", "C6_optimizers",
-             "C7_batchnorm", "C8_acceleration", "summary"]
+             "C7_batchnorm", "C8_acceleration", "C9_scaling", "summary"]
 
 
 from conftest import TINY, report
@@ -36,7 +36,12 @@ def test_every_notebook_ran_and_wrote_records(tiny_report):
     df = read_records(out)
     counts = df.groupby("experiment")["run_id"].nunique().to_dict()
     compiles = c_compiler() is not None  # without one, C8 leaves torch.compile out and says so
-    assert counts == {"C2": 1, "C3": 3, "C4": 2, "C5": 2, "C6": 5, "C7": 2, "C8": 5 + compiles}
+    assert counts == {"C2": 1, "C3": 3, "C4": 2, "C5": 2, "C6": 5, "C7": 2, "C8": 5 + compiles, "C9": 3}
+    c9 = df[df.experiment == "C9"]
+    assert sorted(zip(c9["tag"], c9["rank"], c9["batch_size"])) == [
+        ("1 process", 0, 16), ("2 processes (strong)", 0, 8), ("2 processes (strong)", 1, 8),
+        ("2 processes (weak)", 0, 16), ("2 processes (weak)", 1, 16)]
+    assert set(c9["backend"]) == {"gloo"} and c9.loc[c9["world_size"] == 2, "comm_s"].notna().all()
     assert set(df[df.experiment == "C3"]["loader"]) == {"torch", "tensor"}
     c8 = df[df.experiment == "C8"]
     assert set(c8["tag"]) == {"eager fp32", "channels_last", "autocast bf16", "fast (per-phase timers)", "fast"} | (
@@ -108,8 +113,8 @@ def test_pdf_has_pages(tiny_report, tmp_path):
 def test_progress_names_each_notebook(tiny_report):
     done, out = tiny_report
     for i, name in enumerate(NOTEBOOKS, 1):
-        assert f"[{i}/9] {name}" in done.stderr
-    assert done.stderr.count("done in") == 8 and "without encryption" not in done.stderr
+        assert f"[{i}/10] {name}" in done.stderr
+    assert done.stderr.count("done in") == 9 and "without encryption" not in done.stderr
     assert "USDT" not in done.stderr and "gpuGetDeviceCount" not in done.stderr  # no profiler chatter
 
 
