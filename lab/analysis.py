@@ -499,6 +499,8 @@ def bound_sentence(table: pd.DataFrame, results_dir) -> str:
         return "The eager step was not profiled in this report."
     ok = table[table["status"] == "ok"]
     bf16 = None
+    if "autocast bf16" in table.index and table.loc["autocast bf16", "status"] != "ok":
+        bf16 = table.loc["autocast bf16", "status"]
     if {"eager fp32", "autocast bf16"} <= set(ok.index):
         bf16 = stats.compare(ok.loc["autocast bf16", "train_s samples"], ok.loc["eager fp32", "train_s samples"],
                              "autocast bf16", "eager fp32")

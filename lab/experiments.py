@@ -13,7 +13,7 @@ from . import results, stats
 from .results import save_json  # noqa: F401 - re-exported for callers of experiments.save_json
 from .config import OPTIMIZERS, Config, LabError
 from .data import BATCH_DIR, CIFAR10_URL, DataError, download_cifar10
-from .train import c_compiler, resolve_device, run
+from .train import c_compiler, cpu_fast_probe, resolve_device, run
 
 
 def resolve_dataset(dataset: str, data: str, log=print) -> str:
@@ -165,10 +165,16 @@ def compare_batch_norm(config: Config, out) -> list[dict]:
 
 # --- C8: acceleration -------------------------------------------------------------------------------
 
-def acceleration_settings(device_type: str, max_autotune: bool = False) -> tuple[list[dict], dict]:
+SLOW = 3.0  # on a CPU, bf16 autocast measured this many times slower than fp32 is left out of C8's runs
+
+
+def acceleration_settings(device_type: str, max_autotune: bool = False, probe: dict | None = None
+                          ) -> tuple[list[dict], dict]:
     """C8's settings, all on the on-device loader so that only the step changes: eager fp32 first (the
     baseline), then one change at a time, then `fast` with per-phase timers and `fast` itself (epoch
-    timers, no host sync per step). Returns (settings, skipped: tag -> reason)."""
+    timers, no host sync per step). On a CPU where the --fast probe (`probe`, lab.train.cpu_fast_probe)
+    measured bf16 autocast more than SLOW times slower than fp32 (no bf16 matrix units: it is emulated),
+    bf16 is left out with that measurement as the reason. Returns (settings, skipped: tag -> reason)."""
     settings = [{"tag": "eager fp32"}, {"tag": "channels_last", "channels_last": True}]
     if device_type == "cuda":
         settings += [{"tag": "autocast fp16", "amp": "fp16"}, {"tag": "autocast bf16", "amp": "bf16"}]
@@ -177,6 +183,12 @@ def acceleration_settings(device_type: str, max_autotune: bool = False) -> tuple
         settings += [{"tag": "autocast bf16", "amp": "bf16"}]
         modes = ["default"]
     skipped = {}
+    step_s = (probe or {}).get("step_s", {})
+    fp32, bf16 = (step_s.get(json.dumps({"channels_last": False, "amp": a})) for a in ("off", "bf16"))
+    if device_type == "cpu" and fp32 and bf16 and bf16 > SLOW * fp32:
+        settings = [s for s in settings if s.get("amp") != "bf16"]
+        skipped["autocast bf16"] = (f"the --fast probe measured its step at {bf16 / fp32:.1f}x eager fp32's on this "
+                                    "CPU (no bf16 matrix units: bf16 is emulated), so it is left out of the runs")
     if device_type == "cuda" and not max_autotune:
         skipped["compile max-autotune"] = ("opt-in (parameter max_autotune): its autotuning takes minutes and "
                                            "floods the log")
@@ -194,7 +206,9 @@ def acceleration_settings(device_type: str, max_autotune: bool = False) -> tuple
 def compare_acceleration(config: Config, out, max_autotune: bool = False, profile_steps: int = 3) -> list[dict]:
     """Every C8 setting, interleaved by epoch; the plan (settings and the ones left out, with reasons) is
     saved beside the records so the report can say what was not measured."""
-    settings, skipped = acceleration_settings(resolve_device(config.device).type, max_autotune)
+    device_type = resolve_device(config.device).type
+    probe = cpu_fast_probe(config) if device_type == "cpu" else None
+    settings, skipped = acceleration_settings(device_type, max_autotune, probe)
     results.save_json(Path(out) / "plan.json", {"settings": [s["tag"] for s in settings], "skipped": skipped})
     records = interleave([config.replace(**s) for s in settings], out)
     from .profiling import step_profile  # the eager step under torch.profiler: launch- or compute-bound

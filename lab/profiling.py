@@ -73,8 +73,9 @@ def step_profile(config: Config, out, name: str, steps: int = 5) -> dict:
 
 def bound_sentence(profile: dict, bf16) -> str:
     """Launch-bound or compute-bound, from a step_profile, and why bf16 autocast does or does not help
-    (`bf16`: a lab.stats.Comparison of the bf16 step against eager fp32, or None)."""
-    verdict = bf16.sentence("training step") if bf16 is not None else "not measured."
+    (`bf16`: a lab.stats.Comparison of the bf16 step against eager fp32, a sentence, or None)."""
+    verdict = ("not measured." if bf16 is None else bf16 + "." if isinstance(bf16, str)
+               else bf16.sentence("training step"))
     if profile.get("device_type") != "cuda":
         return ("On the CPU, operators run one after another on the host's threads: there are no kernel launches "
                 "to hide, so the step is **compute-bound**. bf16 autocast helps only where the CPU has bf16 matrix "

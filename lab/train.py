@@ -322,7 +322,12 @@ def time_steps(setting: dict, batch_size: int, steps: int = 3, warmup: int = 1) 
 
 
 def choose_cpu_fast(config: Config, log=print) -> dict:
-    """--fast on a CPU: measure eager steps with and without channels_last and bf16 autocast, then the
+    """--fast's settings on this CPU (see cpu_fast_probe)."""
+    return cpu_fast_probe(config, log)["choice"]
+
+
+def cpu_fast_probe(config: Config, log=print) -> dict:
+    """The measurement behind --fast on a CPU: eager steps with and without channels_last and bf16 autocast, then the
     fastest of those under torch.compile (where a C compiler exists), and keep the fastest. The choice
     depends on the CPU (bf16 halves the step on a CPU with AMX and doubles it on one without), so it is
     measured, once per CPU, torch version, thread count and probe batch, and cached in
@@ -335,7 +340,7 @@ def choose_cpu_fast(config: Config, log=print) -> dict:
     except (OSError, ValueError):
         cached = {}
     if key in cached:
-        return cached[key]["choice"]
+        return cached[key]
     log(f"--fast on this CPU: measuring which settings make the step fastest (batch {probe_batch}, once; "
         f"cached in {cache})")
     step_s = {json.dumps(c): time_steps(c, probe_batch) for c in CPU_CANDIDATES}
@@ -355,7 +360,7 @@ def choose_cpu_fast(config: Config, log=print) -> dict:
             f.write(json.dumps(cached, indent=1))
     except OSError as exc:  # a read-only home only costs the measurement next time
         log(f"could not cache the --fast choice in {cache}: {exc}")
-    return choice
+    return cached[key]
 
 
 # --- a whole run ----------------------------------------------------------------------------------

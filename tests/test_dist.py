@@ -51,9 +51,16 @@ def test_two_ranks_of_64_train_the_same_weights_as_one_process_of_128(synthetic_
     assert (records["comm_s"] >= 0).all() and records["comm_raw_s"].notna().all()
     assert (records["comm_low_s"] <= records["comm_high_s"]).all()
     # a 2-process checkpoint is refused by a 1-process resume: every shard, so every batch, would differ
-    resumed = train(synthetic_data, *common, "--batch-size", "8", "--epoch", "3", "--resume",
+    refused = train(synthetic_data, *common, "--batch-size", "8", "--epoch", "3", "--resume",
                     "--checkpoint", str(tmp_path / "two.pt"))
-    assert resumed.returncode == 2 and "world_size=2 (now 1)" in resumed.stderr.strip().splitlines()[-1]
+    assert refused.returncode == 2 and "world_size=2 (now 1)" in refused.stderr.strip().splitlines()[-1]
+    # and resumed by 2 processes: the same run goes on, every rank from the checkpoint
+    common[common.index("--epoch") + 1] = "3"
+    resumed = train(synthetic_data, *common, "--batch-size", "8", "--nproc-per-node", "2", "--resume",
+                    "--checkpoint", str(tmp_path / "two.pt"), "--results", str(tmp_path / "two"))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    records = read_records(tmp_path / "two")
+    assert sorted(zip(records["epoch"], records["rank"]))[-2:] == [(3, 0), (3, 1)] and records["run_id"].nunique() == 1
 
 
 def weights_init(key, like):

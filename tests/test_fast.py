@@ -90,3 +90,17 @@ def test_bad_values_of_the_new_flags_are_usage_errors(flag, capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main(args)
     assert exc.value.code == 2 and "error:" in capsys.readouterr().err
+
+
+def test_c8_leaves_out_bf16_where_the_probe_measured_it_emulated():
+    from lab.experiments import acceleration_settings
+
+    def probe(fp32, bf16):
+        key = lambda amp: json.dumps({"channels_last": False, "amp": amp})  # noqa: E731
+        return {"choice": FAST_CHOICE, "step_s": {key("off"): fp32, key("bf16"): bf16}}
+
+    settings, skipped = acceleration_settings("cpu", probe=probe(0.7, 6.3))
+    assert "autocast bf16" not in [s["tag"] for s in settings] and "9.0x eager fp32's" in skipped["autocast bf16"]
+    settings, skipped = acceleration_settings("cpu", probe=probe(0.7, 0.4))  # a CPU with AMX keeps it
+    assert "autocast bf16" in [s["tag"] for s in settings] and "autocast bf16" not in skipped
+    assert all(s["loader"] == "tensor" for s in settings) and [s["tag"] for s in settings][-1] == "fast"
