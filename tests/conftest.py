@@ -31,6 +31,17 @@ def _seed_fast_cache():
 _seed_fast_cache()
 
 
+@pytest.fixture
+def one_thread():
+    """One torch thread: small tensor ops slow down sharply with 2 threads while another process is busy."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def synthetic_data(tmp_path_factory):
     """A small synthetic CIFAR-format data set shared by the tests: 640 train + 128 test images."""
@@ -55,9 +66,9 @@ def report_command(profile, tmp, *extra):
             "--data", str(tmp / "data"), *extra]
 
 
-def report(profile, tmp, *extra):
+def report(profile, tmp, *extra, env=None):
     return subprocess.run(report_command(profile, tmp, *extra), capture_output=True, text=True, timeout=1500,
-                          cwd=ROOT)
+                          cwd=ROOT, env=env)
 
 
 @pytest.fixture(scope="session")

@@ -13,12 +13,7 @@ from lab.cli import main
 from lab.data import load_dataset
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small tensor work: see conftest
 
 
 class Recorded(bench.Batches):

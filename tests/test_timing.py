@@ -38,12 +38,7 @@ class SleepyNet(nn.Module):
         return self.fc(x.flatten(1))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small tensor work: see conftest
 
 
 def epoch(item_delay=0.0, forward_delay=0.0, device="cpu", timer=None, timers="phase"):
