@@ -3,9 +3,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
+import threading
+import time
+from contextlib import contextmanager
 
-from .config import DATASETS, DEVICES, LOADERS, OPTIMIZERS, TIMERS, Config, LabError
+from .config import (DATASETS, DEVICES, LOADERS, OPTIMIZERS, OPTIONS, TIMERS, Config, Interrupted, LabError,
+                     Terminated)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -105,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args) -> Config:
+    """The run's Config from `train`'s flags, validated (ConfigError: one line naming the field and value)."""
     return Config(
         lr=args.lr, workers=args.workers, epochs=args.epochs, data=args.data, resume=args.resume,
         device="cuda" if args.gpu else args.device, batch_norm=not args.disable_batch_norm,
@@ -114,6 +121,15 @@ def config_from_args(args) -> Config:
         fast=args.fast, timers=args.timers, threads=args.threads, sync_bn=args.sync_bn,
         augment=not args.no_augment, experiment=args.experiment, tag=args.tag,
     ).validate()
+
+
+def check_train_args(args) -> Config:
+    """Everything `train` checks before anything is written or trained: the Config and the flags that are not
+    its fields. Returns the Config."""
+    config = config_from_args(args)
+    OPTIONS["nproc_per_node"].check("--nproc-per-node", args.nproc_per_node)
+    OPTIONS["results"].check("--results", args.results)
+    return config
 
 
 def _positive_int(text: str) -> int:
@@ -138,36 +154,111 @@ def _without_nproc(argv: list[str]) -> list[str]:
     return out
 
 
+# --- interruption: SIGINT (Ctrl-C) and SIGTERM during `train` ----------------------------------------------
+
+_received: list = []  # (signal number, time) of the first SIGINT/SIGTERM this process got during `train`
+
+
+def _on_signal(signum, frame):
+    """The first SIGINT raises KeyboardInterrupt, the first SIGTERM Terminated; the same signal again at once
+    (passed on by a launcher or to the process group) is ignored while the first is handled; asked again
+    later (over 2 s), the process stops at once."""
+    if _received:
+        if time.monotonic() - _received[0][1] > 2:
+            os._exit(128 + signum)
+        return
+    _received.append((signum, time.monotonic()))
+    raise KeyboardInterrupt if signum == signal.SIGINT else Terminated(signum)
+
+
+@contextmanager
+def _interruptible():
+    if threading.current_thread() is not threading.main_thread():  # signals are delivered to the main thread
+        yield
+        return
+    _received.clear()
+    previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _signal_of(exc: BaseException) -> int | None:
+    """The signal that caused `exc`: the signal itself, or any error raised while one was being handled (a
+    DataLoader worker or a peer rank that the same signal stopped)."""
+    if isinstance(exc, KeyboardInterrupt):
+        return signal.SIGINT
+    if isinstance(exc, Terminated):
+        return exc.signum
+    return _received[0][0] if _received else None
+
+
+def _rank() -> int:
+    from . import dist
+
+    return int(os.environ.get("RANK", "0")) if dist.launched() else 0
+
+
 def cmd_train(args) -> int:
     from . import dist
 
-    config = config_from_args(args)
-    if args.nproc_per_node and not dist.launched():
-        import torch
+    config = check_train_args(args)
+    with _interruptible():
+        if args.nproc_per_node and not dist.launched():
+            return _launch(config, args)
+        from .train import Progress, interruption_message
 
-        from .train import check_distributed, resolve_device
+        track = Progress()
+        try:
+            return _train(config, args, track)
+        except BaseException as exc:  # noqa: BLE001 - re-raised unless a signal caused it
+            signum = _signal_of(exc)
+            if signum is None:
+                raise
+            raise Interrupted(interruption_message(signum, track, config, args.results), signum,
+                              quiet=_rank() != 0) from None  # one line, from rank 0 only
+        finally:
+            dist.shutdown()
 
-        check_distributed(config, resolve_device(config.device), dist.Context(world_size=args.nproc_per_node))
-        gpus = torch.cuda.device_count()
-        if resolve_device(config.device).type == "cuda" and args.nproc_per_node > gpus:
-            raise LabError(f"--nproc-per-node {args.nproc_per_node} with CUDA needs {args.nproc_per_node} GPUs "
-                           f"(NCCL: one GPU per process) but this node has {gpus}; use --nproc-per-node {gpus} "
-                           "or --device cpu (gloo)")
-        return dist.launch(args.nproc_per_node, _without_nproc(args.argv))
+
+def _launch(config: Config, args) -> int:
+    """--nproc-per-node N: torchrun's launcher runs N ranks. Its agent turns SIGINT/SIGTERM into a
+    SignalException and passes the signal on to every rank; rank 0 prints the interruption's line, the
+    launcher ends with 128 + the signal's number and prints nothing more."""
+    import logging
+
+    import torch
+    import torch.distributed.run  # noqa: F401 - loads the launcher's modules: their loggers set their own levels
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+
+    from . import dist
+    from .train import check_distributed, resolve_device
+
+    for name in list(logging.root.manager.loggerDict):  # the launcher's warnings ("Received 15 death signal, ...")
+        if name.startswith("torch.distributed.elastic"):  # would be lines beside the job's own one
+            logging.getLogger(name).setLevel(logging.ERROR)
+    check_distributed(config, resolve_device(config.device), dist.Context(world_size=args.nproc_per_node))
+    gpus = torch.cuda.device_count()
+    if resolve_device(config.device).type == "cuda" and args.nproc_per_node > gpus:
+        raise LabError(f"--nproc-per-node {args.nproc_per_node} with CUDA needs {args.nproc_per_node} GPUs "
+                       f"(NCCL: one GPU per process) but this node has {gpus}; use --nproc-per-node {gpus} "
+                       "or --device cpu (gloo)")
     try:
-        return _train(config, args)
-    finally:
-        dist.shutdown()
+        return dist.launch(args.nproc_per_node, _without_nproc(args.argv))
+    except SignalException as exc:
+        raise Interrupted(f"interrupted by {signal.Signals(exc.sigval).name}", exc.sigval, quiet=True) from None
 
 
-def _train(config: Config, args) -> int:
+def _train(config: Config, args, track=None) -> int:
     from . import dist, results
     from .train import run
 
     table_out = sys.stderr if args.json else sys.stdout
     records = []
     progress = sys.stderr.isatty() and not args.no_progress
-    for record in run(config, results_dir=args.results, progress=progress):
+    for record in run(config, results_dir=args.results, progress=progress, track=track):
         records.append(record)
         if args.json and dist.current().main:
             print(json.dumps(record, default=str), flush=True)
@@ -189,6 +280,10 @@ def _train(config: Config, args) -> int:
 def cmd_report(args) -> int:
     from .report import run_report
 
+    OPTIONS["profile"].check("--profile", args.profile)
+    for flag in ("results", "data", "out"):
+        OPTIONS["results"].check(f"--{flag}", getattr(args, flag))  # a folder, or None for the default
+
     run_report(args.profile, results_root=args.results, data=args.data, out=args.out, force=args.force,
                new=args.new)
     return 0
@@ -199,6 +294,8 @@ def cmd_bench(args) -> int:
     from .experiments import resolve_dataset
     from .train import resolve_device
 
+    for flag in ("steps", "repeats", "out"):
+        OPTIONS[flag].check(f"--{flag}", getattr(args, flag))
     device = resolve_device(args.device)  # before any work: one line when CUDA is asked for and absent
     batch_size = args.batch_size
     if batch_size is None:
@@ -217,14 +314,21 @@ def main(argv=None) -> int:
     args.argv = argv
     try:
         return {"train": cmd_train, "report": cmd_report, "bench": cmd_bench}[args.command](args)
+    except Interrupted as exc:
+        if args.debug:
+            raise
+        if not exc.quiet:
+            print(exc, file=sys.stderr, flush=True)
+        return exc.exit_code
     except LabError as exc:
         if args.debug:
             raise
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except (KeyboardInterrupt, Terminated) as exc:
+        signum = exc.signum if isinstance(exc, Terminated) else signal.SIGINT
+        print(f"interrupted by {signal.Signals(signum).name}", file=sys.stderr)
+        return 128 + signum
     except Exception as exc:  # noqa: BLE001 - one line unless --debug
         if args.debug:
             raise

@@ -2,10 +2,17 @@
 
 It is built from CLI flags or from papermill parameters, validated once, and copied into
 every record the run writes, so each number in a report says exactly how it was made.
+
+Every input has its valid values declared here, once: `FIELDS` (the Config's fields), `PARAMETERS` (notebook
+parameters, the profile entries that feed them), `OPTIONS` (CLI flags that are not fields) and `PROFILE` (a
+profile's own settings). `Config.validate`, the CLI, the report runner's plan and the notebooks
+(`check_parameters`) all check through these specs; README's ranges table is `ranges_table()`.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
+import unicodedata
 from dataclasses import dataclass, field, fields
 
 OPTIMIZERS = ("sgd", "sgd-nesterov", "adagrad", "adadelta", "adam")
@@ -16,9 +23,18 @@ AMP = ("off", "bf16", "fp16")
 COMPILE = ("off", "default", "reduce-overhead", "max-autotune")
 TIMERS = ("auto", "phase", "epoch")  # auto: epoch with --fast, else phase
 
-
-_TYPES = {"float": (int, float), "int": (int,), "bool": (bool,), "str": (str,), "dict": (dict,),
-          "int | None": (int, type(None)), "str | None": (str, type(None))}
+# Upper bounds (see README, "Valid values"): what a machine can hold, and seeds torch accepts.
+SEED_MAX = 2**31 - 1          # per-epoch seed = seed * 100_003 + epoch < 2**48, inside torch.manual_seed's range
+EPOCHS_MAX = 10_000
+BATCH_MAX = 8192              # ResNet-18 keeps ~18 MiB of activations per image in fp32: 8192 images ~ 140 GiB
+MAX_BATCHES_MAX = 1_000_000
+WORKERS_MAX = 128
+THREADS_MAX = 1024
+PROCESSES_MAX = 1024
+SYNTHETIC_FILE_MAX = 50_000   # images per synthetic batch file (generated at once, ~3 GB of float32 work)
+PATH_MAX = 4096
+LABEL_MAX = 200
+LIST_MAX = 64
 
 
 class LabError(Exception):
@@ -31,6 +47,220 @@ class ConfigError(LabError):
     """A bad value in the configuration (a usage error)."""
 
     exit_code = 2
+
+
+def show(value) -> str:
+    """A value as it appears in a one-line message: its repr (control characters escaped), shortened."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int beyond Python's digit limit for str()
+        text = f"<an int of {value.bit_length()} bits>"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _num(x) -> str:
+    return f"{x:g}".replace("e+", "e") if isinstance(x, float) else str(x)
+
+
+@dataclass(frozen=True)
+class Spec:
+    """The valid values of one input. kind: int, float (finite), bool, choice, path, text or dict; `low`..`high`
+    inclusive (`below`: `high` excluded); `none`: None is allowed; `many`: a non-empty list of at most LIST_MAX
+    distinct such values; `why`: the reason for the bounds (README)."""
+
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    below: bool = False
+    choices: tuple = ()
+    none: bool = False
+    many: bool = False
+    empty: bool = True            # text: "" allowed
+    why: str = ""
+
+    def describe(self) -> str:
+        if self.kind == "int":
+            what = f"int in [{_num(self.low)}, {_num(self.high)}]"
+        elif self.kind == "float":
+            what = f"finite float in [{_num(self.low)}, {_num(self.high)}{')' if self.below else ']'}"
+        elif self.kind == "choice":
+            what = ("one of " if not self.many else "") + ", ".join(self.choices)
+        elif self.kind == "path":
+            what = f"a path (non-empty, at most {PATH_MAX} characters, no control characters)"
+        elif self.kind == "text":
+            what = f"{'' if self.empty else 'non-empty '}text (at most {LABEL_MAX} printable characters)"
+        else:
+            what = self.kind
+        if self.many:
+            what = f"a non-empty list of distinct values from {what}" if self.kind == "choice" else \
+                f"a non-empty list of distinct {what}"
+        return what + (" or None" if self.none else "")
+
+    def ok(self, value) -> bool:
+        if value is None and self.none:
+            return True
+        if self.many:
+            if not isinstance(value, (list, tuple)) or not 0 < len(value) <= LIST_MAX:
+                return False
+            if not all(self._one(v) for v in value):
+                return False
+            return len({(type(v), v) for v in value}) == len(value)
+        return self._one(value)
+
+    def _one(self, value) -> bool:
+        kind = self.kind
+        if kind in ("int", "float"):
+            if isinstance(value, bool) or not isinstance(value, (int,) if kind == "int" else (int, float)):
+                return False
+            try:
+                number = float(value)
+            except OverflowError:
+                return False
+            if not math.isfinite(number) or value < self.low or value > self.high:
+                return False
+            return not (self.below and value >= self.high)
+        if kind == "bool":
+            return isinstance(value, bool)
+        if kind == "choice":
+            return isinstance(value, str) and value in self.choices
+        if kind == "path":
+            return (isinstance(value, str) and 0 < len(value) <= PATH_MAX
+                    and not any(unicodedata.category(c) == "Cc" for c in value))
+        if kind == "text":
+            return (isinstance(value, str) and len(value) <= LABEL_MAX and value.isprintable()
+                    and (self.empty or value != ""))
+        if kind == "dict":
+            return isinstance(value, dict)
+        raise AssertionError(f"unknown kind {kind}")
+
+    def check(self, name: str, value, verb: str = "must be") -> None:
+        """ConfigError, one line naming `name` and the value, unless `value` is valid."""
+        if not self.ok(value):
+            raise ConfigError(f"{name} {verb} {self.describe()}, got {show(value)}")
+
+
+def _int(low, high, why="", none=False, many=False):
+    return Spec("int", low, high, none=none, many=many, why=why)
+
+
+PATH, BOOL = Spec("path"), Spec("bool")
+
+FIELDS: dict[str, Spec] = {
+    "lr": Spec("float", 1e-12, 1e12, why="smaller leaves float32 weights unchanged; larger only diverges"),
+    "workers": _int(0, WORKERS_MAX, "DataLoader worker processes; beyond the cores they only wait"),
+    "epochs": _int(1, EPOCHS_MAX, "`--epoch`; keeps the per-epoch seed far inside torch's range"),
+    "data": PATH,
+    "resume": BOOL,
+    "device": Spec("choice", choices=DEVICES),
+    "batch_norm": BOOL,
+    "optimizer": Spec("choice", choices=OPTIMIZERS),
+    "dataset": Spec("choice", choices=DATASETS),
+    "batch_size": _int(1, BATCH_MAX, "per process; ResNet-18 keeps ~18 MiB of fp32 activations per image: "
+                                     "8,192 images ~ 140 GiB, the largest GPU's memory"),
+    "max_batches": _int(1, MAX_BATCHES_MAX, "a cap per epoch (CIFAR-10 at batch 1 has 50,000 batches)", none=True),
+    "seed": _int(0, SEED_MAX, "each epoch seeds torch with seed x 100,003 + epoch (< 2^48; torch.manual_seed "
+                              "takes < 2^64), and so does the DistributedSampler"),
+    "weight_decay": Spec("float", 0.0, 1.0, why="L2 penalty per step"),
+    "momentum": Spec("float", 0.0, 1.0, below=True, why="SGD momentum; 1 or more never forgets a gradient"),
+    "loader": Spec("choice", choices=LOADERS),
+    "channels_last": BOOL,
+    "amp": Spec("choice", choices=AMP),
+    "compile": Spec("choice", choices=COMPILE),
+    "fast": BOOL,
+    "timers": Spec("choice", choices=TIMERS),
+    "augment": BOOL,
+    "threads": _int(1, THREADS_MAX, "torch threads per process", none=True),
+    "sync_bn": BOOL,
+    "evaluate": BOOL,
+    "checkpoint": Spec("path", none=True),
+    "synthetic_train": _int(1, 5 * SYNTHETIC_FILE_MAX, "five batch files of at most 50,000 images, each "
+                                                       "generated at once (~3 GB of work)"),
+    "synthetic_test": _int(1, SYNTHETIC_FILE_MAX, "one batch file"),
+    "experiment": Spec("text", empty=False),
+    "tag": Spec("text"),
+    "extra": Spec("dict"),
+}
+
+# Notebook parameters (and so profile entries): the Config's own where they share a name, and the rest.
+PARAMETERS: dict[str, Spec] = {
+    "results_dir": PATH,
+    "data": PATH,
+    "figures_dir": PATH,
+    "profile": Spec("text", empty=False),
+    "dataset": Spec("choice", choices=("auto",) + DATASETS),
+    **{name: FIELDS[name] for name in ("device", "batch_size", "epochs", "max_batches", "lr", "seed", "evaluate")},
+    "workers": dataclasses.replace(FIELDS["workers"], none=True, why="C4-C9: None takes the best count C3 found"),
+    "worker_step": _int(1, WORKERS_MAX, "C3's sweep: 0, step, 2 x step, ... up to worker_cap"),
+    "worker_cap": _int(0, WORKERS_MAX, "C3's sweep"),
+    "worker_counts": _int(0, WORKERS_MAX, "C3: an explicit list instead of the sweep", none=True, many=True),
+    "profile_steps": _int(1, 1000, "steps under torch.profiler (C4, C8)"),
+    "devices": Spec("choice", choices=("cuda", "cpu"), many=True),
+    "cpu_max_batches": dataclasses.replace(FIELDS["max_batches"], why="C5: cap on the CPU run's batches"),
+    "optimizers": Spec("choice", choices=OPTIMIZERS, many=True),
+    "max_autotune": BOOL,
+    "process_counts": _int(1, PROCESSES_MAX, "C9: processes per launch", many=True),
+    "modes": Spec("choice", choices=("strong", "weak"), many=True),
+}
+
+# CLI flags that are not Config fields (argparse turns --nproc-per-node into nproc_per_node).
+OPTIONS: dict[str, Spec] = {
+    "nproc_per_node": _int(1, PROCESSES_MAX, "processes on this node: one per GPU (NCCL) or core (gloo)", none=True),
+    "profile": Spec("path"),                       # `report --profile`: a name or a .yaml path
+    "results": Spec("path", none=True),            # also `report --data`
+    "out": Spec("path", none=True),
+    "steps": _int(1, 100_000, "P2 batches per loop, P3 steps per setting", none=True),
+    "repeats": _int(1, 1000, "P1 repeats, P2 pairs, P3 repeats", none=True),
+}
+
+# A profile's own settings (lab/profiles/*.yaml); common and notebooks hold PARAMETERS.
+PROFILE: dict[str, Spec] = {
+    "base": Spec("text", empty=False),
+    "description": Spec("text"),
+    "cell_timeout": _int(1, 7 * 24 * 3600, "seconds a notebook cell may run (a week at most)", none=True),
+    "common": Spec("dict", none=True),
+    "notebooks": Spec("dict", none=True),
+}
+
+
+def check_parameters(values: dict) -> dict:
+    """Check notebook parameters against PARAMETERS: a ConfigError (one line naming the parameter and its value)
+    for an unknown name or an invalid value; returns `values`."""
+    for name, value in values.items():
+        if name not in PARAMETERS:
+            raise ConfigError(f"unknown parameter {show(name)}")
+        PARAMETERS[name].check(name, value)
+    return values
+
+
+def check_namespace(namespace: dict) -> dict:
+    """`check_parameters` over the names of `namespace` that are parameters: a notebook's set-up calls
+    `check_namespace(globals())` before it uses them."""
+    return check_parameters({k: v for k, v in namespace.items() if k in PARAMETERS})
+
+
+# `train` flags whose names are not `--` + the field's name with dashes
+_FLAG_NAMES = {"epochs": "--epoch", "weight_decay": None, "momentum": None}
+
+
+def ranges_table() -> str:
+    """README's table of every numeric input's valid values (a test keeps README and the specs equal)."""
+    rows = {}
+    for group, specs in (("config", FIELDS), ("notebooks", PARAMETERS), ("cli", OPTIONS), ("profile", PROFILE)):
+        for name, spec in specs.items():
+            if spec.kind not in ("int", "float"):
+                continue
+            if group == "config":
+                flag = _FLAG_NAMES.get(name, "--" + name.replace("_", "-"))
+                where = ["Config"] + ([f"`train {flag}`"] if flag else [])
+            else:
+                where = {"notebooks": ["notebooks, profiles"], "profile": ["profiles"],
+                         "cli": [f"`{'bench' if name in ('steps', 'repeats') else 'train'} --"
+                                 f"{name.replace('_', '-')}`"]}[group]
+            rows.setdefault((name, spec.describe()), [spec, []])[1].extend(where)
+    lines = ["| input | where | valid values | why the bounds |", "|---|---|---|---|"]
+    for (name, described), (spec, where) in rows.items():
+        lines.append(f"| `{name}` | {', '.join(where)} | {described} | {spec.why} |")
+    return "\n".join(lines)
 
 
 @dataclass
@@ -69,37 +299,20 @@ class Config:
     extra: dict = field(default_factory=dict)
 
     def validate(self) -> "Config":
-        """Check every field's type and range; raise ConfigError naming the first problem."""
+        """Check every field's type and range (FIELDS); raise ConfigError naming the first problem."""
         for f in fields(self):
-            value = getattr(self, f.name)
-            allowed = _TYPES[f.type]
-            if isinstance(value, bool) and bool not in allowed or not isinstance(value, allowed):
-                raise ConfigError(f"{f.name} must be {f.type.replace(' | None', ' or None')}, "
-                                  f"got {value!r} ({type(value).__name__})")
-        for name, choices in (("optimizer", OPTIMIZERS), ("device", DEVICES),
-                              ("dataset", DATASETS), ("loader", LOADERS),
-                              ("amp", AMP), ("compile", COMPILE), ("timers", TIMERS)):
-            if getattr(self, name) not in choices:
-                raise ConfigError(f"unknown {name} {getattr(self, name)!r}; choose one of {', '.join(choices)}")
-        for name, low in (("lr", 0), ("epochs", 1), ("batch_size", 1), ("max_batches", 1),
-                          ("workers", 0), ("weight_decay", 0), ("momentum", 0), ("threads", 1),
-                          ("synthetic_train", 1), ("synthetic_test", 1)):
-            value = getattr(self, name)
-            if value is None:
-                continue
-            if name == "lr" and value <= 0:
-                raise ConfigError(f"lr must be > 0, got {value}")
-            if value < low:
-                raise ConfigError(f"{name} must be >= {low}, got {value}")
+            FIELDS[f.name].check(f.name, getattr(self, f.name))
+        if self.resume and self.checkpoint is None:
+            raise ConfigError("resume needs a checkpoint to resume from, got checkpoint None (--checkpoint '')")
         return self
 
     @classmethod
     def from_dict(cls, values: dict) -> "Config":
         """Build from papermill parameters or a record; unknown names are a clear error."""
         names = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - names)
+        unknown = sorted(set(values) - names, key=str)
         if unknown:
-            raise ConfigError(f"unknown configuration field(s): {', '.join(unknown)}")
+            raise ConfigError(f"unknown configuration field(s): {', '.join(map(show, unknown))}")
         return cls(**values).validate()
 
     def replace(self, **changes) -> "Config":
@@ -107,3 +320,25 @@ class Config:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+assert set(FIELDS) == {f.name for f in fields(Config)}, "every Config field needs a spec in FIELDS"
+
+
+class Terminated(BaseException):
+    """SIGTERM turned into an exception during `train`, as Python turns SIGINT into KeyboardInterrupt (a
+    BaseException, so that no `except Exception` swallows it)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+class Interrupted(LabError):
+    """Training stopped by a signal: the message says what is saved; exit 128 + the signal's number (130 for
+    SIGINT, 143 for SIGTERM). `quiet`: say nothing (a rank other than 0, or the launcher, whose rank 0 speaks)."""
+
+    def __init__(self, message: str, signum: int, quiet: bool = False):
+        super().__init__(message)
+        self.exit_code = 128 + int(signum)
+        self.quiet = quiet

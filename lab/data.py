@@ -2,6 +2,7 @@
 the very same file format (for machines that cannot download CIFAR-10), and DataLoader construction."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pickle
@@ -222,6 +223,33 @@ def ensure_synthetic(config: Config, log=print) -> Path:
             f"{config.synthetic_test} images) to {root / BATCH_DIR} ({why})")
         write_synthetic_cifar10(root, config.synthetic_train, config.synthetic_test, seed=0)
     return root
+
+
+BATCH_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",)
+_sha256_cache: dict = {}
+
+
+def _sha256(path: Path) -> str:
+    """sha256 of a file's contents, computed once per process for a file as long as it is unchanged
+    (same inode, size and modification time): ~0.3 s for CIFAR-10's 180 MB."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
+    if key not in _sha256_cache:
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        _sha256_cache[key] = digest.hexdigest()
+    return _sha256_cache[key]
+
+
+def fingerprint(config: Config) -> dict:
+    """What a checkpoint records of the data it trained on: the data set kind and the sha256 of each batch
+    file's contents (data_batch_1-5, test_batch). Not their sizes (all equal) and not the folder's path (moved
+    identical data is the same data); `folder` is kept for messages only and is not compared."""
+    folder = (synthetic_root(config) if config.dataset == "synthetic" else Path(config.data)) / BATCH_DIR
+    return {"dataset": config.dataset, "folder": str(folder),
+            "sha256": {name: _sha256(folder / name) for name in BATCH_FILES if (folder / name).is_file()}}
 
 
 def _find_bad_file(folder: Path) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import datetime as dt
+import functools
 import json
 import os
 import shutil
@@ -17,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from . import experiments
-from .config import ConfigError, LabError
+from .config import PARAMETERS, PROFILE, ConfigError, LabError, show
 from .results import check_writable, git_commit, save_json
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,8 +35,13 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def load_profile(name: str) -> dict:
-    """A profile by name (quick, full, auto) or a path to a YAML file of the same shape."""
+# Parameters the report runner sets itself (--results, --data, its own summary): not a profile's to set.
+RUNNER_SET = ("results_dir", "data", "figures_dir", "profile")
+
+
+def load_profile(name: str, _chain: tuple = ()) -> dict:
+    """A profile by name (quick, full, auto) or a path to a YAML file of the same shape. Every setting and
+    parameter value is checked here (lab.config's PROFILE and PARAMETERS specs) before anything runs."""
     if name == "auto":
         import torch
 
@@ -43,15 +49,21 @@ def load_profile(name: str) -> dict:
     path = Path(name) if name.endswith((".yaml", ".yml")) else PROFILE_DIR / f"{name}.yaml"
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in PROFILE_DIR.glob("*.yaml")))
-        raise ConfigError(f"unknown profile {name!r}: choose one of {known}, auto, or a path to a .yaml file")
+        raise ConfigError(f"unknown profile {show(name)}: choose one of {known}, auto, or a path to a .yaml file")
+    if path.resolve() in _chain:
+        raise ConfigError(f"profile {path}: its base profiles form a loop ({' -> '.join(p.stem for p in _chain)} "
+                          f"-> {path.stem})")
     try:
-        profile = yaml.safe_load(path.read_text()) or {}
+        profile = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"profile {path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ConfigError(f"profile {path} is not UTF-8 text: {exc}".splitlines()[0]) from exc
     if not isinstance(profile, dict):
         raise ConfigError(f"profile {path} must be a mapping of settings, got {type(profile).__name__}")
+    check_profile(profile, path.stem)
     if profile.get("base"):
-        base = load_profile(str(profile.pop("base")))
+        base = load_profile(str(profile.pop("base")), _chain + (path.resolve(),))
         notebooks = dict(base.get("notebooks") or {})
         for name, own in (profile.get("notebooks") or {}).items():
             notebooks[name] = {**(notebooks.get(name) or {}), **(own or {})}
@@ -61,10 +73,40 @@ def load_profile(name: str) -> dict:
     return profile
 
 
+def check_profile(profile: dict, name: str) -> None:
+    """A profile file's settings (PROFILE), its notebooks' names and every parameter value (PARAMETERS):
+    a ConfigError of one line naming the first bad one."""
+    for key, value in profile.items():
+        if key not in PROFILE:
+            raise ConfigError(f"profile {name}: unknown setting {show(key)} (settings: {', '.join(PROFILE)})")
+        PROFILE[key].check(f"profile {name}: {key}", value, "should be")
+    sections = [("common", profile.get("common") or {})]
+    for notebook, own in (profile.get("notebooks") or {}).items():
+        if notebook not in NOTEBOOKS:
+            raise ConfigError(f"profile {name}: unknown notebook {show(notebook)} (notebooks: {', '.join(NOTEBOOKS)})")
+        if own is not None and not isinstance(own, dict):
+            raise ConfigError(f"profile {name}: notebook {notebook} should have a mapping of parameters, "
+                              f"got {show(own)}")
+        sections.append((f"notebook {notebook}", own or {}))
+    for where, params in sections:
+        for key, value in params.items():
+            if key not in PARAMETERS:
+                raise ConfigError(f"profile {name}: {where} has no parameter {show(key)}")
+            if key in RUNNER_SET:
+                raise ConfigError(f"profile {name}: {where}: {key} is set by the report runner (--results, --data), "
+                                  "not by a profile")
+            PARAMETERS[key].check(f"profile {name}: {where} parameter {key}", value, "should be")
+
+
 def declared_parameters(notebook: Path) -> dict:
+    return _declared(str(notebook), notebook.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _declared(notebook: str, mtime_ns: int) -> dict:
     import papermill
 
-    return papermill.inspect_notebook(str(notebook))
+    return papermill.inspect_notebook(notebook)
 
 
 def notebook_parameters(profile: dict, name: str, declared: dict, fixed: dict) -> dict:
@@ -79,7 +121,10 @@ def notebook_parameters(profile: dict, name: str, declared: dict, fixed: dict) -
         params[key] = value
     params.update({k: v for k, v in fixed.items() if k in declared})
     for key, value in params.items():
-        _check_type(profile["name"], name, key, value, declared[key])
+        if key in PARAMETERS:
+            PARAMETERS[key].check(f"profile {profile['name']}: notebook {name} parameter {key}", value, "should be")
+        else:  # a parameter without a spec in lab.config.PARAMETERS (tests/test_validation.py forbids that)
+            _check_type(profile["name"], name, key, value, declared[key])
     return params
 
 
@@ -215,15 +260,20 @@ def _open_report(profile: dict, results_root: Path, out: Path | None, force: boo
 def _plan_report(profile: dict, out: Path, data: str) -> dict:
     """A new report's plan: resolve the data set once and check every notebook's parameters. Writes nothing."""
     settings = json.loads(json.dumps(profile))  # as read, before the data set is resolved
-    common = profile.setdefault("common", {})
+    declared = {n: declared_parameters(NOTEBOOK_DIR / f"{n}.ipynb") for n in NOTEBOOKS}
+    common = profile["common"] = dict(profile.get("common") or {})
+    for key in common:
+        if not any(key in d for d in declared.values()):
+            raise ConfigError(f"profile {profile['name']}: common has parameter {show(key)} but no notebook has it")
+    fixed = {"results_dir": str(out), "data": data}
+    for name in NOTEBOOKS:  # every value checked before the data set is resolved (which may download)
+        notebook_parameters(profile, name, declared[name], fixed)
     common["dataset"] = experiments.resolve_dataset(common.get("dataset", "auto"), data, log)
     if common["dataset"] == "cifar10":
         from .config import Config
         from .data import load_dataset  # fail now, not in the third notebook, when CIFAR-10 is unusable
 
         load_dataset(Config(dataset="cifar10", data=data), train=True, log=log)
-    declared = {n: declared_parameters(NOTEBOOK_DIR / f"{n}.ipynb") for n in NOTEBOOKS}
-    fixed = {"results_dir": str(out), "data": data}
     return {"id": out.name, "profile": profile["name"], "profile_settings": settings,
             "description": profile.get("description", ""),
             "started": dt.datetime.now().astimezone().isoformat(timespec="seconds"), "commit": git_commit(),

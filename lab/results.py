@@ -91,21 +91,45 @@ def check_writable(folder: Path) -> None:
         raise LabError(f"cannot write results to {folder}: {exc.strerror or exc}") from exc
 
 
+class WriteError(LabError, OSError):
+    """A file could not be written (a full disk, a read-only folder): one line naming it, exit 1. Also an
+    OSError, so code that tolerates a failed optional write (a cache) still does."""
+
+    def __init__(self, path, cause: OSError, existed: bool):
+        message = (f"cannot write {path}: {cause.strerror or cause}; "
+                   + ("the earlier file is intact" if existed else "nothing was written"))
+        super().__init__(message)
+        self.errno, self.strerror, self.filename = cause.errno, cause.strerror, str(path)
+
+    def __str__(self):
+        return self.args[0]
+
+
 @contextmanager
 def atomic_write(path, mode: str = "w"):
     """Write to a temporary file beside `path`, flush it to disk, then rename it over `path`: a crash
-    leaves the old file or the new one, never half of one. Used for records, checkpoints and data files."""
+    leaves the old file or the new one, never half of one. Used for records, checkpoints and data files.
+    A failed write (ENOSPC, EIO, EACCES, ...) removes the temporary file, leaves the earlier file whole and
+    raises WriteError naming `path`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    existed = path.exists()
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, mode) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except WriteError:
+        raise
+    except OSError as exc:
+        raise WriteError(path, exc, existed) from exc
     finally:
-        tmp.unlink(missing_ok=True)
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 def save_json(path, obj) -> None:

@@ -11,6 +11,7 @@ import math
 import os
 import random
 import shutil
+import signal
 import statistics
 import sys
 import time
@@ -216,9 +217,12 @@ def evaluate(model, loader, device, max_batches=None) -> dict:
 
 # --- checkpoints --------------------------------------------------------------------------------
 
-def save_checkpoint(path, model, optimizer, epoch: int, config: Config, run_id: str = "", world_size: int = 1) -> None:
-    """Everything needed to continue: weights, optimizer state, epoch, RNG states, config, run id. Written
-    to a temporary file, flushed to disk and renamed, so a crash never leaves half a checkpoint."""
+def save_checkpoint(path, model, optimizer, epoch: int, config: Config, run_id: str = "", world_size: int = 1,
+                    data_fingerprint: dict | None = None, scaler=None) -> None:
+    """Everything needed to continue: weights, optimizer state, epoch, RNG states, config, run id, the
+    fingerprint of the data it trained on (lab.data.fingerprint) and the fp16 GradScaler's state (its loss
+    scale and growth tracker; None without one). Written to a temporary file, flushed to disk and renamed,
+    so a crash never leaves half a checkpoint."""
     state = {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -226,6 +230,8 @@ def save_checkpoint(path, model, optimizer, epoch: int, config: Config, run_id: 
         "run_id": run_id,
         "world_size": world_size,
         "config": config.to_dict(),
+        "data": data_fingerprint,
+        "scaler": scaler.state_dict() if scaler is not None else None,
         "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
     }
@@ -253,6 +259,32 @@ def load_checkpoint(path, config: Config, world_size: int = 1) -> dict:
         raise ConfigError(f"--resume: checkpoint {path} was made with a different configuration: "
                           f"{', '.join(differ)}")
     return state
+
+
+def check_same_data(state: dict, fingerprint: dict, path) -> None:
+    """A resumed run must train on the data its checkpoint trained on: the same data set kind and batch files
+    of the same contents (sha256; wherever the folder now is)."""
+    saved = state.get("data")
+    if not isinstance(saved, dict) or not isinstance(saved.get("sha256"), dict):
+        raise ConfigError(f"--resume: checkpoint {path} does not record which data it was trained on (it predates "
+                          "data fingerprints), so resuming could mix data sets; start again without --resume")
+    if (saved.get("dataset"), saved["sha256"]) == (fingerprint["dataset"], fingerprint["sha256"]):
+        return  # the folder may differ: moved identical data is the same data
+    if saved.get("dataset") != fingerprint["dataset"]:
+        differ = f"it was trained on {saved.get('dataset')} data, this run uses {fingerprint['dataset']}"
+    else:
+        names = sorted(set(saved["sha256"]) | set(fingerprint["sha256"]))
+        changed = [n for n in names if saved["sha256"].get(n) != fingerprint["sha256"].get(n)]
+        differ = (f"the contents of {', '.join(changed)} in {fingerprint['folder']} differ from the "
+                  f"{saved.get('dataset')} files it was trained on")
+    raise ConfigError(f"--resume: checkpoint {path} was trained on other data: {differ}; resume with that data "
+                      "or start again without --resume")
+
+
+def restore_scaler(scaler, state: dict) -> None:
+    """Put the fp16 GradScaler's saved loss scale and growth tracker back (nothing to do without either)."""
+    if scaler is not None and state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
 
 
 def seed_epoch(config: Config, epoch: int, loader) -> None:
@@ -389,6 +421,11 @@ def build_loaders(config: Config, device: torch.device, log=print):
     return train_loader, test_loader
 
 
+def make_scaler(config: Config, device: torch.device):
+    """The fp16 GradScaler (CUDA with amp fp16 only; bf16 and fp32 need none); saved with every checkpoint."""
+    return torch.amp.GradScaler(device.type) if config.amp == "fp16" and device.type == "cuda" else None
+
+
 class Setup:
     """What a run trains with: device, model (and its compiled form), optimizer, loaders, precision.
     `config` is the resolved configuration (see resolve_fast): the one the records carry."""
@@ -417,9 +454,7 @@ class Setup:
         model = self.ddp or self.model
         self.step_model = model if config.compile == "off" else torch.compile(
             model, mode=None if config.compile == "default" else config.compile, dynamic=False)
-        scaler = (torch.amp.GradScaler(self.device.type)
-                  if config.amp == "fp16" and self.device.type == "cuda" else None)
-        self.precision = Precision(config.channels_last, AMP_DTYPES[config.amp], scaler)
+        self.precision = Precision(config.channels_last, AMP_DTYPES[config.amp], make_scaler(config, self.device))
 
     def measure_comm(self, batches: int, probes: int = 5) -> dict:
         """The exposed gradient communication of an epoch, measured: the same step (forward + backward, no
@@ -461,16 +496,49 @@ class Setup:
                                timers=self.config.timers, on_step=on_step)
 
 
-def run(config: Config, results_dir=None, progress=False, log=None):
+@dataclass
+class Progress:
+    """How far a run got, for the line an interruption prints: `epoch` is the epoch being trained (None
+    between epochs), `saved` the last epoch whose record and checkpoint are written (0: none; from the
+    checkpoint when resumed; without a checkpoint, the last epoch whose record is written)."""
+
+    epoch: int | None = None
+    saved: int = 0
+
+
+def interruption_message(signum: int, track: Progress, config: Config, results_dir=None) -> str:
+    """One line: which signal, where it hit, what is kept and how to go on."""
+    name = signal.Signals(signum).name
+    where = (f"during epoch {track.epoch}" if track.epoch else f"after epoch {track.saved}" if track.saved
+             else "before the first epoch")
+    done = "epoch 1" if track.saved == 1 else f"epochs 1-{track.saved}"
+    if not track.saved:
+        tail = "no epoch finished, nothing to resume; run the command again to start over"
+    elif config.checkpoint:
+        what = "records and checkpoint" if results_dir is not None else "checkpoint"
+        tail = (f"{done} {'is' if track.saved == 1 else 'are'} saved ({what}); run the same command with --resume "
+                "to continue")
+    elif results_dir is not None:
+        tail = (f"the records of {done} are in {Path(results_dir) / 'records.jsonl'}; without a checkpoint "
+                "(--checkpoint '') the run cannot be resumed")
+    else:
+        tail = f"{done} finished but nothing was saved (no --checkpoint, no --results)"
+    return f"interrupted by {name} {where}: {tail}"
+
+
+def run(config: Config, results_dir=None, progress=False, log=None, track: Progress | None = None):
     """Train `config.epochs` epochs and yield one record per epoch (and append them, with the per-batch
-    records, to `results_dir/records.jsonl` and `results_dir/batches.jsonl` when given).
+    records, to `results_dir/records.jsonl` and `results_dir/batches.jsonl` when given). `track` (a
+    Progress) is kept up to date for the caller's message when a signal interrupts the run.
 
     Under torchrun every rank trains its shard; after each epoch rank 0 gathers every rank's record and
     writes them all (one per rank, each with the slowest rank's epoch time) and the checkpoint: no two
     processes write the same file. The record of an epoch is written before its checkpoint; a resumed run
     keeps its run id and first drops any record of the epochs it is about to train again, so an
-    interruption between the two never leaves a duplicate."""
+    interruption between the two never leaves a duplicate. A checkpoint records the data's fingerprint and the
+    fp16 GradScaler's state; resuming on other data is refused, the scaler's state is restored."""
     log = log or (lambda msg: print(msg, file=sys.stderr))
+    track = track if track is not None else Progress()
     config.validate()
     ctx = dist.init(resolve_device(config.device).type)
     device = resolve_device(config.device)
@@ -485,11 +553,16 @@ def run(config: Config, results_dir=None, progress=False, log=None):
         log(f"nothing to do: the checkpoint {config.checkpoint} is already at epoch {state['epoch']} "
             f"(--epoch {config.epochs})")
         return
+    if state is not None:
+        track.saved = state["epoch"]
     setup = Setup(config, log)
+    fingerprint = data.fingerprint(config) if config.checkpoint else None  # the data exists once Setup is built
     start, run_id = 1, dist.broadcast(results.new_run_id(config))
     if state is not None:
+        check_same_data(state, fingerprint, config.checkpoint)
         setup.model.load_state_dict(state["model"])
         setup.optimizer.load_state_dict(state["optimizer"])
+        restore_scaler(setup.precision.scaler, state)
         start, run_id = state["epoch"] + 1, state.get("run_id") or run_id
         log(f"resumed from {config.checkpoint} after epoch {state['epoch']}")
         if results_dir is not None and ctx.main:
@@ -501,6 +574,7 @@ def run(config: Config, results_dir=None, progress=False, log=None):
     where = {"rank": ctx.rank, "world_size": ctx.world_size, "global_batch_size": config.batch_size * ctx.world_size,
              "backend": ctx.backend or None, "threads": torch.get_num_threads()}
     for epoch in range(start, config.epochs + 1):
+        track.epoch = epoch
         stats = setup.train_epoch(epoch, progress=progress and ctx.main)
         batches = stats["batches"] if stats["batches"] else []
         metrics = {**stats, **where, "epoch": epoch, "warmup": epoch == start,
@@ -522,7 +596,10 @@ def run(config: Config, results_dir=None, progress=False, log=None):
                                   for r, bs in ranks for b in bs])
             results.append_jsonl(Path(results_dir) / "records.jsonl", [r for r, _ in ranks])
         if config.checkpoint and not diverged and ctx.main:
-            save_checkpoint(config.checkpoint, setup.model, setup.optimizer, epoch, config, run_id, ctx.world_size)
+            save_checkpoint(config.checkpoint, setup.model, setup.optimizer, epoch, config, run_id, ctx.world_size,
+                            fingerprint, setup.precision.scaler)
+        if not diverged:
+            track.epoch, track.saved = None, epoch
         yield ranks[ctx.rank][0]
         if diverged:
             log(f"loss became {stats['loss']} in epoch {epoch}: the run diverged and stops here "

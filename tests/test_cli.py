@@ -43,6 +43,7 @@ def test_cuda_without_cuda_is_an_error_not_a_fallback(flag, capsys, tiny_config)
 
 def test_train_json_prints_one_full_record_per_epoch(tiny_config, tmp_path):
     cmd = [sys.executable, "-m", "lab", "train", "--dataset", "synthetic", "--data", tiny_config.data,
+           "--synthetic-train", str(tiny_config.synthetic_train), "--synthetic-test", str(tiny_config.synthetic_test),
            "--epoch", "2", "--max-batches", "3", "--workers", "0", "--batch-size", "16", "--json",
            "--checkpoint", str(tmp_path / "ckpt.pt")]
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
