@@ -15,7 +15,7 @@ def test_killed_report_resumes(tmp_path):
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     for line in proc.stderr:
-        if "[3/9] C3_workers" in line:
+        if "[3/10] C3_workers" in line:
             break
     out = (tmp_path / "results" / "latest").resolve()
     partial = out / "C3_workers" / "records.jsonl"
@@ -35,9 +35,9 @@ def test_killed_report_resumes(tmp_path):
     done = report(TINY, tmp_path)  # exactly the same command
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"resuming report {out.name}: keeping Q_model, C2_timing" in done.stderr
-    assert "[1/9] Q_model: finished earlier, kept" in done.stderr
-    assert "[2/9] C2_timing: finished earlier, kept" in done.stderr
-    assert "[3/9] C3_workers {" in done.stderr  # re-run
+    assert "[1/10] Q_model: finished earlier, kept" in done.stderr
+    assert "[2/10] C2_timing: finished earlier, kept" in done.stderr
+    assert "[3/10] C3_workers {" in done.stderr  # re-run
     assert {name: (out / f"{name}.ipynb").stat().st_mtime_ns for name in kept} == kept
     assert (out / "C2_timing" / "records.jsonl").read_text() == c2_records
     assert sorted(p.name for p in (tmp_path / "results").iterdir()) == sorted(["latest", out.name])  # no second report
@@ -49,7 +49,7 @@ def test_killed_report_resumes(tmp_path):
     assert not df.duplicated(["run_id", "epoch"]).any()
     assert df.groupby("experiment")["run_id"].nunique()["C3"] == 3  # two worker counts + the tensor loader
     assert (out / "report.html").exists() and json.loads((out / "report.json").read_text())["finished"]
-    assert len(read_jsonl(out / "C3_workers" / "records.jsonl")) == 3
+    assert len(read_jsonl(out / "C3_workers" / "records.jsonl")) == 3 * 3  # three settings x three epochs
 
 
 def test_a_finished_report_is_not_overwritten_without_force(tiny_report, tmp_path):
