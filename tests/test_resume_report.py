@@ -46,7 +46,7 @@ def test_killed_report_resumes(tmp_path):
         for line in path.read_text().splitlines():
             json.loads(line)  # every line whole
     df = read_records(out)
-    assert not df.duplicated(["run_id", "epoch"]).any()
+    assert not df.duplicated(["run_id", "epoch", "rank"]).any()  # distributed runs: one record per rank
     assert df.groupby("experiment")["run_id"].nunique()["C3"] == 3  # two worker counts + the tensor loader
     assert (out / "report.html").exists() and json.loads((out / "report.json").read_text())["finished"]
     assert len(read_jsonl(out / "C3_workers" / "records.jsonl")) == 3 * 3  # three settings x three epochs
