@@ -37,7 +37,7 @@ def summarize(df: pd.DataFrame, by) -> pd.DataFrame:
         row = dict(zip(by, key if isinstance(key, tuple) else (key,)))
         for t in TIMES:
             values = stats.samples(steady[t]) if t in steady else []
-            row[t] = sum(values) / len(values) if values else float("nan")
+            row[t] = stats.mean(values)
             row[f"{t} range"] = stats.spread(values)
             row[f"{t} samples"] = values
         row.update({"total_s (all epochs)": group["total_s"].mean(), "epochs": len(group),
@@ -118,12 +118,10 @@ def workers_table(df: pd.DataFrame, sweep: dict) -> pd.DataFrame:
     waits = {k: stats.samples(g["batch_wait_s"]) for k, g in steady.groupby("setting", sort=False)}
     starts = {k: stats.samples(g["loader_start_s"]) for k, g in steady.groupby("setting", sort=False)}
     table.insert(0, "workers", [float("nan") if s == "on-device batched" else int(s.split()[0]) for s in table.index])
-    table["batch wait s"] = [sum(waits.get(k, [])) / max(len(waits.get(k, [])), 1) if waits.get(k) else float("nan")
-                             for k in table.index]
+    table["batch wait s"] = [stats.mean(waits.get(k, [])) for k in table.index]
     table["batch wait range"] = [stats.spread(waits.get(k, [])) for k in table.index]
     table["batch wait samples"] = [waits.get(k, []) for k in table.index]
-    table["worker start-up s"] = [sum(starts.get(k, [])) / max(len(starts.get(k, [])), 1) if starts.get(k)
-                                  else float("nan") for k in table.index]
+    table["worker start-up s"] = [stats.mean(starts.get(k, [])) for k in table.index]
     stop, best = sweep.get("stop_at"), sweep.get("best_workers")
     table["rule"] = ""
     for name, w in table["workers"].items():
@@ -425,7 +423,7 @@ def acceleration_table(df: pd.DataFrame, plan: dict | None = None) -> pd.DataFra
                      "steady epoch s": later["total_s"].mean() if len(later) else float("nan"),
                      "train_s samples": stats.samples(later["train_s"]),
                      "total_s samples": stats.samples(later["total_s"]),
-                     "starved batches": (sum(starved) / len(starved)) if starved else float("nan"),
+                     "starved batches": stats.mean(starved),
                      "batches": batches, "final loss": last["loss"],
                      "test top1": last.get("test_top1", float("nan")),
                      "test images": last.get("test_images", float("nan")), "epochs": len(group), "status": "ok"})

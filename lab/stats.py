@@ -41,6 +41,12 @@ def samples(values) -> list[float]:
     return out
 
 
+def mean(values) -> float:
+    """The mean of the finite numbers among `values`, NaN when there are none."""
+    s = samples(values)
+    return sum(s) / len(s) if s else math.nan
+
+
 def range_note(values, unit: str = "s") -> str:
     """' (range 1.200–1.260 s over 3 epochs)' where there are at least two values, else ''."""
     s = samples(values)
@@ -52,8 +58,7 @@ def spread(values) -> str:
     s = samples(values)
     if not s:
         return "—"
-    mean = sum(s) / len(s)
-    return f"{mean:.3f}" if len(s) == 1 else f"{mean:.3f} ({min(s):.3f}–{max(s):.3f})"
+    return f"{mean(s):.3f}" if len(s) == 1 else f"{mean(s):.3f} ({min(s):.3f}–{max(s):.3f})"
 
 
 @dataclass
@@ -104,14 +109,13 @@ def speedup_range(baseline_values, values) -> tuple[float, float, float]:
     sb, sv = samples(baseline_values), samples(values)
     if not sb or not sv:
         return math.nan, math.nan, math.nan
-    mean = (sum(sb) / len(sb)) / (sum(sv) / len(sv))
-    return mean, min(sb) / max(sv), max(sb) / min(sv)
+    return mean(sb) / mean(sv), min(sb) / max(sv), max(sb) / min(sv)
 
 
 def rank(groups: dict, what: str = "") -> str:
     """One sentence for several settings: the fastest and slowest by mean, named only when their ranges
     do not overlap."""
-    means = {k: sum(s) / len(s) for k, s in ((k, samples(v)) for k, v in groups.items()) if s}
+    means = {k: mean(v) for k, v in groups.items() if samples(v)}
     if len(means) < 2:
         return f"Only one setting was measured{f' ({what})' if what else ''}: nothing to compare."
     fastest, slowest = min(means, key=means.get), max(means, key=means.get)
@@ -148,7 +152,7 @@ def worker_sweep_rule(waits: dict) -> dict:
                       f"{spread(waits[prev])} s at {prev}: {c.verdict})")
             break
     considered = counts[:counts.index(stop) + 1]
-    means = {k: sum(samples(waits[k])) / len(samples(waits[k])) for k in considered}
+    means = {k: mean(waits[k]) for k in considered}
     lowest = min(means, key=means.get)
     within = [k for k in considered
               if k == lowest or compare(waits[lowest], waits[k]).verdict in (NO_DIFFERENCE, TOO_FEW)]

@@ -576,7 +576,7 @@ def run(config: Config, results_dir=None, progress=False, log=None, track: Progr
     for epoch in range(start, config.epochs + 1):
         track.epoch = epoch
         stats = setup.train_epoch(epoch, progress=progress and ctx.main)
-        batches = stats["batches"] if stats["batches"] else []
+        batches = stats["batches"]
         metrics = {**stats, **where, "epoch": epoch, "warmup": epoch == start,
                    "status": "diverged" if stats["diverged"] else "ok"}
         if setup.ddp is not None and not stats["diverged"]:
