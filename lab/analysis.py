@@ -676,6 +676,16 @@ def render_comparison(df: pd.DataFrame, what: str, title: str, name: str, figure
     _show(Markdown(explain_comparison(table, what)))
 
 
+def render_c6(df: pd.DataFrame, figures_dir=None) -> None:
+    """C6: the optimizers (SGD without batch norm, run in C6's block for C7, is C7's to show)."""
+    render_comparison(df[df["batch_norm"] != False].reset_index(drop=True), "optimizer", "Optimizers",  # noqa: E712
+                      "C6_optimizers", figures_dir)
+
+
+def render_c7(df: pd.DataFrame, figures_dir=None) -> None:
+    render_comparison(df, "setting", "Batch norm on vs off", "C7_batchnorm", figures_dir)
+
+
 def render_c8(df: pd.DataFrame, results_dir, figures_dir=None) -> None:
     import json
 

@@ -198,6 +198,7 @@ PARAMETERS: dict[str, Spec] = {
     "cpu_max_batches": dataclasses.replace(FIELDS["max_batches"], why="C5: cap on the CPU run's batches"),
     "optimizers": Spec("choice", choices=OPTIMIZERS, many=True),
     "max_autotune": BOOL,
+    "compile_settings": BOOL,
     "process_counts": _int(1, PROCESSES_MAX, "C9: processes per launch", many=True),
     "modes": Spec("choice", choices=("strong", "weak"), many=True),
 }

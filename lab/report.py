@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from . import experiments
+from . import experiments, progress
 from .config import PARAMETERS, PROFILE, ConfigError, LabError, show
 from .results import check_writable, git_commit, save_json
 
@@ -107,6 +107,17 @@ def _declared(notebook: str, mtime_ns: int) -> dict:
     import papermill
 
     return papermill.inspect_notebook(notebook)
+
+
+def notebook_defaults(name: str) -> dict:
+    """A notebook's parameters as its own parameters cell sets them (the literals among them)."""
+    values = {}
+    for key, spec in declared_parameters(NOTEBOOK_DIR / f"{name}.ipynb").items():
+        try:
+            values[key] = ast.literal_eval(spec["default"])
+        except (ValueError, SyntaxError):
+            pass
+    return values
 
 
 def notebook_parameters(profile: dict, name: str, declared: dict, fixed: dict) -> dict:
@@ -209,29 +220,127 @@ def run_report(profile_name: str, results_root=None, data=None, out=None, force=
         _point_latest(results_root, out)
         started = time.perf_counter()
         total = len(meta["parameters"]) + 1
-        for i, (name, params) in enumerate(meta["parameters"].items(), 1):
-            if name in meta["done"] and (out / f"{name}.ipynb").exists():
-                log(f"[{i}/{total}] {name}: finished earlier, kept")
-                continue
-            shutil.rmtree(out / name, ignore_errors=True)  # whatever an interrupted run left behind
-            if name in USES_BEST_WORKERS and name not in meta["fixed_workers"]:
-                default = params["workers"] if params.get("workers") is not None else 2
-                params["workers"] = experiments.best_workers(out, default=default)
-            log(f"[{i}/{total}] {name} {({k: v for k, v in params.items() if k not in ('results_dir', 'data')})}")
-            t0 = time.perf_counter()
-            execute(name, out, params, meta.get("cell_timeout"))
-            meta["done"][name] = round(time.perf_counter() - t0, 1)
-            save_json(out / "report.json", meta)
-            log(f"      done in {meta['done'][name]:.1f} s")
-        log(f"[{total}/{total}] summary")
-        execute("summary", out, {"results_dir": str(out), "figures_dir": str(ROOT / "figures"),
-                                 "profile": meta["profile"]}, meta.get("cell_timeout"))
-        html = write_html(out / "summary.ipynb", out / "report.html")
-        pdf = write_pdf(html, out / "report.pdf")
+        timing = ReportTiming(meta, out)
+        with progress.Watcher(out / "progress.jsonl", timing.plan, timing.estimate) as watcher, \
+                _environ(progress.ENV, str(out / "progress.jsonl")):  # the kernels (and C9's processes) inherit it
+            for i, (name, params) in enumerate(meta["parameters"].items(), 1):
+                if name in meta["done"] and (out / f"{name}.ipynb").exists():
+                    log(f"[{i}/{total}] {name}: finished earlier, kept")
+                    watcher.end(name, meta["done"][name])
+                    continue
+                shutil.rmtree(out / name, ignore_errors=True)  # whatever an interrupted run left behind
+                if name in USES_BEST_WORKERS and name not in meta["fixed_workers"]:
+                    default = params["workers"] if params.get("workers") is not None else 2
+                    params["workers"] = experiments.best_workers(out, default=default)
+                log(f"[{i}/{total}] {name} {({k: v for k, v in params.items() if k not in ('results_dir', 'data')})}")
+                watcher.begin(name)
+                t0 = time.perf_counter()
+                execute(name, out, params, meta.get("cell_timeout"))
+                meta["done"][name] = round(time.perf_counter() - t0, 1)
+                watcher.end(name, meta["done"][name])
+                log(f"      done in {meta['done'][name]:.1f} s (estimated {watcher.predicted[name]:.0f} s)")
+                timing.finished(name, meta["done"][name], watcher.predicted[name], time.perf_counter() - started,
+                                watcher)
+                save_json(out / "report.json", meta)
+            watcher.begin("summary")
+            log(f"[{total}/{total}] summary")
+            execute("summary", out, {"results_dir": str(out), "figures_dir": str(ROOT / "figures"),
+                                     "profile": meta["profile"]}, meta.get("cell_timeout"))
+            html = write_html(out / "summary.ipynb", out / "report.html")
+            pdf = write_pdf(html, out / "report.pdf")
+        took = time.perf_counter() - started
         meta["finished"] = dt.datetime.now().astimezone().isoformat(timespec="seconds")
+        meta["took_s"] = round(took, 1)
         save_json(out / "report.json", meta)
-    log(f"report written in {time.perf_counter() - started:.0f} s: {html}" + (f" and {pdf}" if pdf else ""))
+        timing.save_costs()
+    log(f"report written in {progress.clock(took)}: {html}" + (f" and {pdf}" if pdf else ""))
+    log(timing.verdict(took))
     return out
+
+
+class ReportTiming:
+    """The report's plan (each part's Work), its estimate, and what it learns as parts finish: the first
+    training part (C2) calibrates the step and run costs, the estimate is printed then (before the long
+    parts), and every later part corrects the remaining estimate by how far the finished ones were off."""
+
+    CALIBRATES = "C2_timing"
+
+    def __init__(self, meta: dict, out: Path):
+        self.meta, self.out = meta, out
+        names = tuple(meta["parameters"])
+        self.plan = {}
+        for name, params in meta["parameters"].items():
+            try:
+                self.plan[name] = experiments.plan(name, {**notebook_defaults(name), **params}, names)
+            except Exception as exc:  # noqa: BLE001 - an estimate never stops a report
+                log(f"      (no estimate for {name}: {type(exc).__name__}: {exc})")
+                self.plan[name] = progress.Work()
+        self.estimate = progress.Estimate()
+        common = {k: v for p in meta["parameters"].values() for k, v in p.items()}
+        from .results import device_name
+        from .train import resolve_device
+
+        self.resumed = bool(meta["done"])
+        self.key = progress.cache_key(device_name(resolve_device(common.get("device", "auto"))),
+                                      common.get("batch_size", 128))
+        cached = progress.load_costs(self.key)
+        self.estimate.use(cached, "last report")
+        self.actual, self.predicted, self.calibrated_at = 0.0, 0.0, meta.get("estimate", {}).get("total_s")
+        todo = [n for n in self.plan if n not in meta["done"]]
+        first = sum(self.estimate.seconds(self.plan[n]) for n in todo) + self.estimate.seconds(
+            progress.Work(), progress.SUMMARY_NOTEBOOKS)
+        log(f"plan: {sum(w.steps for w in self.plan.values()):.0f} training steps, "
+            f"{sum(w.evals for w in self.plan.values())} test batches, {sum(w.runs for w in self.plan.values())} runs, "
+            f"{sum(w.compiles for w in self.plan.values())} compiled, {sum(w.launches for w in self.plan.values())} "
+            f"launches; first guess {progress.clock(first)} "
+            f"({'costs from the last report on this machine' if cached else 'assumed costs; the estimate follows C2'})")
+
+    def finished(self, name: str, seconds: float, predicted: float, elapsed: float, watcher) -> None:
+        if name == "Q_model":
+            self.estimate.use({"notebook_s": seconds}, "measured")
+        elif name == self.CALIBRATES:
+            records = results_of(self.out / name)
+            self.estimate.use(progress.calibrate(records, seconds, self.estimate.costs["notebook_s"]), "measured")
+            left = watcher.left()
+            self.meta["estimate"] = {"after": name, "elapsed_s": round(elapsed, 1), "total_s": round(elapsed + left, 1),
+                                     "costs": dict(self.estimate.costs)}
+            log(f"estimate: about {progress.clock(elapsed + left)} in all, {progress.clock(left)} from now "
+                f"({self.estimate.describe()})")
+        elif "estimate" in self.meta:
+            self.actual += seconds
+            self.predicted += predicted
+            self.estimate.factor = self.actual / self.predicted if self.predicted else 1.0
+
+    def save_costs(self) -> None:
+        """This machine's measured costs, for the first guess of the next report (compilation from C8's
+        first epochs, a launch from C9's time beyond its steps)."""
+        costs = {k: v for k, v in self.estimate.costs.items() if self.estimate.sources[k] == "measured"}
+        c8 = results_of(self.out / "C8_acceleration")
+        first = {r["tag"]: r["total_s"] for r in c8 if r.get("epoch") == 1 and r.get("total_s")}
+        compiled = [v - first["eager fp32"] for t, v in first.items() if t.startswith("compile") and "eager fp32" in first]
+        if compiled:
+            costs["compile_s"] = max(0.0, sum(compiled) / len(compiled))
+        work, took = self.plan.get("C9_scaling"), self.meta["done"].get("C9_scaling")
+        if work and work.launches and took:
+            rest = self.estimate.seconds(progress.Work(steps=work.steps, runs=work.runs))
+            costs["launch_s"] = max(0.0, (took - rest) / work.launches)
+        progress.save_costs(self.key, costs)
+
+    def verdict(self, took: float) -> str:
+        est = self.meta.get("estimate")
+        if self.resumed:
+            return f"this session took {progress.clock(took)} (a resumed report: its estimate covered the whole report)"
+        if not est:
+            return f"took {progress.clock(took)} (no estimate: {self.CALIBRATES} ran in an earlier session)"
+        off = (took - est["total_s"]) / est["total_s"]
+        return (f"estimate vs actual: estimated {progress.clock(est['total_s'])} after {est['after']}, "
+                f"took {progress.clock(took)} ({off:+.0%})")
+
+
+def results_of(folder: Path) -> list[dict]:
+    from .results import read_jsonl
+
+    return read_jsonl(folder / "records.jsonl")
 
 
 def _open_report(profile: dict, results_root: Path, out: Path | None, force: bool, new: bool):
@@ -281,6 +390,19 @@ def _plan_report(profile: dict, out: Path, data: str) -> dict:
             "parameters": {n: notebook_parameters(profile, n, declared[n], fixed) for n in NOTEBOOKS},
             "fixed_workers": [n for n, p in (profile.get("notebooks") or {}).items() if p and "workers" in p],
             "done": {}, "finished": None}
+
+
+@contextmanager
+def _environ(name: str, value: str):
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old
 
 
 @contextmanager

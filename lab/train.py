@@ -26,6 +26,7 @@ from . import data, dist, results
 from .config import Config, ConfigError, LabError
 from .model import resnet18
 from .tensor_loader import TensorLoader
+from .progress import step as progress_step
 from .timing import PhaseTimer, now
 
 AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -358,12 +359,12 @@ def choose_cpu_fast(config: Config, log=print) -> dict:
     return cpu_fast_probe(config, log)["choice"]
 
 
-def cpu_fast_probe(config: Config, log=print) -> dict:
+def cpu_fast_probe(config: Config, log=print, measure: bool = True) -> dict | None:
     """The measurement behind --fast on a CPU: eager steps with and without channels_last and bf16 autocast, then the
     fastest of those under torch.compile (where a C compiler exists), and keep the fastest. The choice
     depends on the CPU (bf16 halves the step on a CPU with AMX and doubles it on one without), so it is
     measured, once per CPU, torch version, thread count and probe batch, and cached in
-    $LAB_CACHE/fast-choice.json (default ~/.cache/resnet-perf-lab)."""
+    $LAB_CACHE/fast-choice.json (default ~/.cache/resnet-perf-lab). measure=False: the cached result or None."""
     probe_batch = min(config.batch_size, 32)
     key = fast_cache_key(probe_batch)
     cache = _cache_file()
@@ -371,8 +372,8 @@ def cpu_fast_probe(config: Config, log=print) -> dict:
         cached = json.loads(cache.read_text())
     except (OSError, ValueError):
         cached = {}
-    if key in cached:
-        return cached[key]
+    if key in cached or not measure:
+        return cached.get(key)
     log(f"--fast on this CPU: measuring which settings make the step fastest (batch {probe_batch}, once; "
         f"cached in {cache})")
     step_s = {json.dumps(c): time_steps(c, probe_batch) for c in CPU_CANDIDATES}
@@ -457,7 +458,8 @@ class Setup:
         self.precision = Precision(config.channels_last, AMP_DTYPES[config.amp], make_scaler(config, self.device))
 
     def measure_comm(self, batches: int, probes: int = 5) -> dict:
-        """The exposed gradient communication of an epoch, measured: the same step (forward + backward, no
+        """The exposed gradient communication of an epoch (run() measures it after a run's last epoch, with
+        as many probe pairs as the epoch has batches, 2 to 5: the probes cost steps), measured: the same step (forward + backward, no
         optimizer step) on a fixed batch timed with DDP's all-reduce and without it (`no_sync`), in
         alternating order, `probes` pairs; weights, buffers and gradients are restored afterwards.
         comm_raw_s = the median pair difference x `batches` (kept even when negative: within noise),
@@ -488,12 +490,25 @@ class Setup:
         return {"comm_s": max(0.0, raw), "comm_raw_s": raw, "comm_low_s": min(diffs) * batches,
                 "comm_high_s": max(diffs) * batches}
 
-    def train_epoch(self, epoch: int, progress=False, max_batches=None, on_step=None) -> dict:
+    def batches(self, max_batches=None) -> int:
+        cap = max_batches or self.config.max_batches
+        return len(self.train_loader) if cap is None else min(len(self.train_loader), cap)
+
+    def train_epoch(self, epoch: int, progress=False, max_batches=None, on_step=None, run_id: str = "") -> dict:
+        """One epoch; each step is also reported to lab.progress (by rank 0) and then to `on_step`."""
         seed_epoch(self.config, epoch, self.train_loader)
-        return train_one_epoch(self.step_model, self.train_loader, self.optimizer, self.device,
-                               max_batches or self.config.max_batches, progress=progress,
-                               desc=f"epoch {epoch}/{self.config.epochs}", precision=self.precision,
-                               timers=self.config.timers, on_step=on_step)
+        c, n, done = self.config, self.batches(max_batches), [0]
+
+        def step():
+            done[0] += 1
+            if self.dist.main:
+                progress_step(run_id, c.experiment, c.tag, epoch, c.epochs, done[0], n)
+            if on_step is not None:
+                on_step()
+
+        return train_one_epoch(self.step_model, self.train_loader, self.optimizer, self.device, n,
+                               progress=progress, desc=f"epoch {epoch}/{c.epochs}", precision=self.precision,
+                               timers=c.timers, on_step=step)
 
 
 @dataclass
@@ -575,12 +590,12 @@ def run(config: Config, results_dir=None, progress=False, log=None, track: Progr
              "backend": ctx.backend or None, "threads": torch.get_num_threads()}
     for epoch in range(start, config.epochs + 1):
         track.epoch = epoch
-        stats = setup.train_epoch(epoch, progress=progress and ctx.main)
+        stats = setup.train_epoch(epoch, progress=progress and ctx.main, run_id=run_id)
         batches = stats["batches"]
         metrics = {**stats, **where, "epoch": epoch, "warmup": epoch == start,
                    "status": "diverged" if stats["diverged"] else "ok"}
-        if setup.ddp is not None and not stats["diverged"]:
-            metrics.update(setup.measure_comm(len(batches)))
+        if ctx.world_size > 1 and not stats["diverged"] and epoch == config.epochs:  # once a run: probes cost steps
+            metrics.update(setup.measure_comm(len(batches), probes=min(5, max(2, len(batches)))))
         if setup.test_loader is not None and not stats["diverged"] and ctx.main:
             metrics.update(evaluate(setup.model, setup.test_loader, setup.device, config.max_batches))
         record = results.make_record(config, metrics, prov, run_id)

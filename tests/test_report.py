@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.experiments import c_compiler
+from lab.experiments import bf16_emulated, c_compiler
 from lab.results import read_records
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,25 +34,38 @@ def test_every_notebook_ran_and_wrote_records(tiny_report):
         assert not errors, name
         assert nb["metadata"]["papermill"]["parameters"]["results_dir"] == str(out)
     df = read_records(out)
+    best = json.loads((out / "C3_workers" / "best_workers.json").read_text())["best_workers"]
     counts = df.groupby("experiment")["run_id"].nunique().to_dict()
     compiles = c_compiler() is not None  # without one, C8 leaves torch.compile out and says so
-    assert counts == {"C2": 1, "C3": 3, "C4": 2, "C5": 2, "C6": 5, "C7": 2, "C8": 5 + compiles, "C9": 3}
+    bf16 = bf16_emulated(None) is None  # a CPU that emulates bf16 leaves it out and says so
+    assert counts == {"C2": 1, "C3": 4, "C4": 2, "C5": 2, "C6": 6, "C7": 2, "C8": 3 + compiles + bf16, "C9": 3}
+    c4 = df[df.experiment == "C4"]  # C3 measured 0, 1 (for C4) and 2 workers in one block: C4 reuses two of them
+    assert set(c4["reused_from"]) == {"C3_workers (1 workers)", f"C3_workers ({best} workers)"}
+    c3_runs = df[(df.experiment == "C3") & df["workers"].isin([1, best]) & (df["loader"] == "torch")]
+    assert sorted(c4["total_s"]) == sorted(c3_runs["total_s"])
+    c7 = df[df.experiment == "C7"]  # C6's block has SGD without batch norm: C7 reuses it and C6's SGD
+    assert set(zip(c7["tag"], c7["reused_from"])) == {("BN on", "C6_optimizers (sgd)"),
+                                                      ("BN off", "C6_optimizers (sgd, BN off)")}
+    if not _has_cuda():  # the CPU alone: C5 compares nothing, so it reuses C3's run of its settings
+        assert set(df[(df.experiment == "C5") & (df.status == "ok")]["reused_from"]) == {f"C3_workers ({best} workers)"}
     c9 = df[df.experiment == "C9"]
     assert sorted(zip(c9["tag"], c9["rank"], c9["batch_size"])) == [
         ("1 process", 0, 16), ("2 processes (strong)", 0, 8), ("2 processes (strong)", 1, 8),
         ("2 processes (weak)", 0, 16), ("2 processes (weak)", 1, 16)]
-    assert set(c9["backend"]) == {"gloo"} and c9.loc[c9["world_size"] == 2, "comm_s"].notna().all()
+    assert set(c9["backend"]) == {"gloo"} and c9.loc[c9["world_size"] == 2, "comm_s"].notna().all()  # 1 epoch: the last
     assert set(df[df.experiment == "C3"]["loader"]) == {"torch", "tensor"}
     c8 = df[df.experiment == "C8"]
-    assert set(c8["tag"]) == {"eager fp32", "channels_last", "autocast bf16", "fast (per-phase timers)", "fast"} | (
-        {"compile default"} if compiles else set())
+    assert set(c8["tag"]) == {"eager fp32", "channels_last", "fast"} | ({"autocast bf16"} if bf16 else set()) | (
+        {"compile default"} if compiles else set())  # per-phase timers vs epoch timers: CUDA only
     assert set(c8["loader"]) == {"tensor"}  # only the step changes
     steps = c8[~c8["fast"]]
     assert set(zip(steps["channels_last"], steps["amp"], steps["compile"])) == {
-        (False, "off", "off"), (True, "off", "off"), (False, "bf16", "off")} | ({(False, "off", "default")} if compiles else set())
+        (False, "off", "off"), (True, "off", "off")} | ({(False, "bf16", "off")} if bf16 else set()) | (
+        {(False, "off", "default")} if compiles else set())
     fast = c8[c8["tag"] == "fast"].iloc[0]
     assert fast["timers"] == "epoch" and fast["load_s"] != fast["load_s"]  # not measured: NaN, not 0
     plan = json.loads((out / "C8_acceleration" / "plan.json").read_text())
+    assert "no device to synchronize with" in plan["skipped"]["fast (per-phase timers)"]
     assert plan["settings"][-1] == "fast" and (out / "C8_acceleration" / "step_eager_fp32.json").exists()
     assert c8["test_top1"].notna().all()  # every setting evaluated: does it still learn?
     for label in ("1_worker", "best"):
@@ -65,7 +78,6 @@ def test_every_notebook_ran_and_wrote_records(tiny_report):
     assert (df["dataset_kind"] == "synthetic").all()
     c5 = df[df.experiment == "C5"].set_index("device_type")["status"].to_dict()
     assert c5["cpu"] == "ok" and c5["cuda"] == ("ok" if _has_cuda() else "unavailable")
-    best = json.loads((out / "C3_workers" / "best_workers.json").read_text())["best_workers"]
     assert set(df[(df.experiment == "C4")]["workers"]) == {1, best}
     assert set(df[df.experiment == "C6"]["workers"]) == {best}
     answers = json.loads((out / "Q_model" / "answers.json").read_text())
@@ -115,6 +127,15 @@ def test_progress_names_each_notebook(tiny_report):
     for i, name in enumerate(NOTEBOOKS, 1):
         assert f"[{i}/10] {name}" in done.stderr
     assert done.stderr.count("done in") == 9 and "without encryption" not in done.stderr
+    # the runs' own progress (plain lines: stderr is no terminal here), the estimate after C2, estimate vs actual
+    assert re.search(r"^      C\d_\w+: .+, epoch \d/\d, batch \d/\d · about .+ left$", done.stderr, re.M)
+    assert re.search(r"^plan: \d+ training steps, .* first guess ", done.stderr, re.M)
+    before_c3 = done.stderr[:done.stderr.index("[3/10] C3_workers")]
+    assert re.search(r"^estimate: about .+ in all, .+ from now \(.+ s a step \(measured\)", before_c3, re.M)
+    assert re.search(r"^estimate vs actual: estimated .+ after C2_timing, took .+ \([+-]\d+%\)$", done.stderr, re.M)
+    assert re.search(r"done in [\d.]+ s \(estimated \d+ s\)", done.stderr)
+    meta = json.loads((out / "report.json").read_text())
+    assert meta["estimate"]["after"] == "C2_timing" and meta["took_s"] > meta["estimate"]["elapsed_s"]
     assert "USDT" not in done.stderr and "gpuGetDeviceCount" not in done.stderr  # no profiler chatter
 
 

@@ -1,0 +1,117 @@
+"""Progress while runs run: the runs' lines, the runner's display, the estimate and its calibration."""
+import io
+import json
+
+import pytest
+
+from lab import progress
+from lab.experiments import plan, planned_steps
+from lab.progress import Estimate, Watcher, Work
+from lab.train import run
+
+
+def test_a_run_reports_every_epochs_last_step_to_the_runner(tiny_config, tmp_path, monkeypatch, one_thread):
+    path = tmp_path / "progress.jsonl"
+    monkeypatch.setenv(progress.ENV, str(path))
+    config = tiny_config.replace(epochs=2, max_batches=3, tag="sgd", experiment="C6")
+    records = list(run(config))
+    events = [json.loads(line) for line in path.read_text().splitlines()]
+    ends = [(e["epoch"], e["batch"], e["done"]) for e in events if e["batch"] == e["batches"]]
+    assert ends == [(1, 3, 3), (2, 3, 6)]  # never throttled away: the runner counts steps from them
+    assert {(e["part"], e["tag"], e["epochs"], e["batches"], e["run"]) for e in events} == {
+        ("C6", "sgd", 2, 3, records[0]["run_id"])}
+    assert planned_steps(config) == 6 == ends[-1][2]
+
+
+def test_a_notebook_gets_a_bar_unless_the_runner_shows_progress(tmp_path, monkeypatch):
+    monkeypatch.delenv(progress.ENV, raising=False)
+    with progress.bar("C6", 4) as bar:
+        progress.step("r", "C6", "adam", 1, 2, 1, 2)
+        assert bar is not None and bar.n == 1 and "adam" in bar.postfix
+    monkeypatch.setenv(progress.ENV, str(tmp_path / "p.jsonl"))
+    with progress.bar("C6", 4) as bar:
+        assert bar is None
+
+
+def test_calibration_measures_the_step_and_the_runs_overhead():
+    records = [{"status": "ok", "warmup": True, "total_s": 14.0, "images": 256, "batch_size": 128},
+               {"status": "ok", "warmup": False, "total_s": 9.0, "images": 256, "batch_size": 128},
+               {"status": "ok", "warmup": False, "total_s": 11.0, "images": 256, "batch_size": 128}]
+    costs = progress.calibrate(records, wall_s=50.0, notebook_s=6.0)
+    assert costs["step_s"] == pytest.approx(5.0)          # (9 + 11) s over 4 steady steps
+    assert costs["run_s"] == pytest.approx(50 - 6 - 6 * 5.0)  # what the 6 steps and the kernel do not explain
+    e = Estimate()
+    e.use(costs, "measured")
+    notebook = progress.ASSUMED["notebook_s"]  # not measured by C2: Q_model measures it
+    assert e.seconds(Work(steps=10, runs=2, evals=4)) == pytest.approx(notebook + 50 + 2 * 14 + 4 * 5.0 * 0.35)
+    assert "5.00 s a step (measured)" in e.describe() and "a compilation (assumed)" in e.describe()
+
+
+def _watcher(tmp_path, stream, **kw):
+    plan = {"C2_timing": Work(steps=6, runs=1), "C6_optimizers": Work(steps=30, runs=5)}
+    e = Estimate()
+    e.use({"step_s": 2.0, "run_s": 1.0, "notebook_s": 4.0}, "measured")
+    return Watcher(tmp_path / "p.jsonl", plan, e, stream=stream, every=0.0, **kw), e
+
+
+def test_the_time_left_follows_the_steps_the_runs_report(tmp_path):
+    stream = io.StringIO()
+    w, e = _watcher(tmp_path, stream, tty=False)
+    w.path.write_text("")
+    w.finished["C2_timing"] = 20.0
+    w.begin("C6_optimizers")
+    predicted = e.seconds(w.plan["C6_optimizers"])            # 4 + 60 + 5 = 69 s
+    summary = e.seconds(Work(), progress.SUMMARY_NOTEBOOKS)
+    assert w.left() == pytest.approx(predicted + summary, abs=0.5)
+    with open(w.path, "a") as f:  # 15 of 30 steps done, by two runs
+        for run_id, done in (("a", 9), ("b", 6)):
+            f.write(json.dumps({"run": run_id, "part": "C6", "tag": "adam", "epoch": 2, "epochs": 3, "batch": 1,
+                                "batches": 3, "done": done}) + "\n")
+        f.write('{"torn": ')  # a line still being written is left for the next read
+    w.poll()
+    assert w.left() == pytest.approx(predicted / 2 + summary, abs=0.5)
+    w.part_started -= 10
+    w._show()
+    assert stream.getvalue() == f"      C6_optimizers: adam, epoch 2/3, batch 1/3 · about {progress.clock(w.left())} left\n"
+    e.factor = 2.0  # the finished parts took twice their estimate: so will the rest
+    assert w.left() == pytest.approx(2 * (predicted / 2 + summary), abs=1)
+
+
+def test_plain_lines_are_spaced_out_and_a_terminal_gets_a_bar(tmp_path):
+    stream = io.StringIO()
+    w, _ = _watcher(tmp_path, stream, tty=False)
+    w.every = 60.0
+    w.begin("C2_timing")
+    w.part_started -= 10
+    for _ in range(5):
+        w._show()
+    assert len(stream.getvalue().splitlines()) == 1
+    tty = io.StringIO()
+    w, _ = _watcher(tmp_path, tty, tty=True)
+    w.begin("C2_timing")
+    w._show()
+    assert "steps" in tty.getvalue() and "C2_timing" in tty.getvalue() and "left" in tty.getvalue()
+    w._bar.close()
+
+
+def test_the_plan_counts_what_each_part_runs():
+    common = {"dataset": "synthetic", "device": "cpu", "batch_size": 128, "epochs": 3, "max_batches": 2, "lr": 0.1,
+              "seed": 0, "workers": 0, "evaluate": True}
+    parts = ("C3_workers", "C4_workers_profile", "C5_devices")
+    c3 = plan("C3_workers", {**common, "worker_step": 4, "worker_cap": 8, "worker_counts": None}, parts)
+    assert (c3.runs, c3.steps) == (5, 30)  # 0, 1 (C4's baseline), 4, 8 workers and the on-device loader
+    c4 = plan("C4_workers_profile", {**common, "profile_steps": 1}, parts)
+    assert (c4.runs, c4.steps) == (2, 6)  # C3's runs reused: only the two profiles (1 wait + 1 warm-up + 1)
+    c4_alone = plan("C4_workers_profile", {**common, "profile_steps": 1}, ("C4_workers_profile",))
+    assert c4_alone.runs == 4
+    c5 = plan("C5_devices", {**common, "devices": ["cuda", "cpu"], "cpu_max_batches": None}, parts)
+    assert c5.steps == 0 or c5.runs == 2  # CPU only: C3's run; with a GPU both devices run
+    c6 = plan("C6_optimizers", {**common, "optimizers": ["sgd", "adam"]}, parts + ("C7_batchnorm",))
+    assert (c6.runs, c6.steps, c6.evals) == (3, 18, 18)  # + SGD without batch norm (C7's): 3 epochs x 2 test batches
+    assert plan("C7_batchnorm", common, parts + ("C6_optimizers",)).runs == 0  # C7 reuses C6's block
+    c9 = plan("C9_scaling", {**common, "process_counts": [1, 2, 64], "modes": ["strong"]}, parts)
+    assert (c9.launches, c9.steps) == (2, 12)  # 64 processes cannot run here; strong: 2 x 64 images a step
+
+
+def test_clock():
+    assert [progress.clock(s) for s in (7.4, 185, 3725)] == ["7 s", "3 min 05 s", "1 h 02 min"]
