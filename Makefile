@@ -25,8 +25,8 @@ browser: ## Debian chromium + poppler-utils for report.pdf and the browser tests
 report: setup browser ## run every notebook under PROFILE (auto|quick|full|file.yaml) -> results/latest/report.html, .pdf
 	$(PY) -m lab report --profile $(PROFILE)
 
-test: setup browser ## the test suite: unit tests, every notebook under papermill (tiny), Q_model under nbval, the report end to end
-	$(PY) -m pytest tests
+test: setup browser ## the test suite, a worker per core: unit tests, the report end to end (tiny, killed and resumed), Q_model under nbval
+	$(PY) -m pytest -n auto --dist loadfile tests
 
 lab: setup ## JupyterLab on this folder (JUPYTER_ARGS="--no-browser --port 8899" to pass options)
 	$(VENV)/bin/jupyter lab --ServerApp.root_dir=$(CURDIR) $(if $(filter 0,$(shell id -u)),--allow-root) $(JUPYTER_ARGS)

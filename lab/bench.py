@@ -28,12 +28,13 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from . import data
 from .config import Config, ConfigError, LabError
-from .experiments import acceleration_settings, save_json
+from .experiments import acceleration_settings
+from .files import save_json
 from .model import resnet18
 from .results import device_name, provenance
 from .tensor_loader import TensorLoader
 from .timing import now
-from .train import Setup, resolve_device, seed_epoch, train_one_epoch
+from .train import Step, Trainer, resolve_device, seed_epoch, train_one_epoch
 
 GOALS = {"P1": (">=", 10.0), "P2": ("<=", 1.02), "P3": ("<=", 0.85), "P5": ("<=", 1.2)}
 SLOW = 3.0  # P3: an uncompiled setting this many times slower than eager fp32 after warm-up is left out
@@ -184,7 +185,7 @@ def p2_pairs(model, optimizer, device: torch.device, loader: Batches, pairs: int
     `pairs` times, the timed loop first in even pairs and second in odd ones; the ratio of each pair.
     Both loops start from the same weights and optimizer state (restored before each loop, untimed), so
     they do exactly the same work."""
-    loops = {"timed": lambda: train_one_epoch(model, loader, optimizer, device, timers="phase"),
+    loops = {"timed": lambda: train_one_epoch(Step(model, optimizer, device), loader, timers="phase"),
              "bare": lambda: bare_epoch(model, loader, optimizer, device)}
     for loop in loops.values():  # warm-up: allocator, cudnn, first calls; creates the momentum buffers
         loop()
@@ -210,7 +211,7 @@ def p2_overhead(config: Config, device: torch.device, steps: int, pairs: int) ->
     """P2 with the lab's model, optimizer and loader; `steps` batches drawn once from the loader."""
     # On a CPU a batch of at most 32: the timers' cost per step is fixed, so a shorter step shows it larger.
     batch_size = config.batch_size if device.type == "cuda" else min(config.batch_size, 32)
-    setup = Setup(config.replace(batch_size=batch_size, loader="torch", fast=False, timers="phase",
+    setup = Trainer(config.replace(batch_size=batch_size, loader="torch", fast=False, timers="phase",
                                  max_batches=None), log=log)
     seed_epoch(setup.config, 1, setup.train_loader)
     it = iter(setup.train_loader)
@@ -242,14 +243,14 @@ def p3_acceleration(config: Config, device: torch.device, steps: int, repeats: i
     setting (the same basis: `fast` has no per-phase timers). An uncompiled setting whose warmed-up step
     takes over SLOW x eager fp32's cannot be the best and is left out of the repeats, with the reason
     (bf16 autocast on a CPU without bf16 instructions is emulated, ~30x slower). Returns the rows and the
-    warm `fast` Setup."""
+    warm `fast` Trainer."""
     dataset = data.load_dataset(config, train=True, log=log)
     loader = TensorLoader.from_dataset(dataset, config.batch_size, device, seed=config.seed)
     settings, skipped = p3_settings(device.type)
     setups, warm_step = {}, {}
     for tag, setting in settings.items():
         log(f"P3: {tag}: building and warming up")
-        setup = Setup(config.replace(**{"loader": "tensor", "max_batches": None, **setting}), log=log)
+        setup = Trainer(config.replace(**{"loader": "tensor", "max_batches": None, **setting}), log=log)
         setup.train_loader = loader  # one copy of the data set on the device; every epoch re-seeds it
         warm_step[tag] = setup.train_epoch(0, max_batches=warmup)["batches"][-1]["train_s"]  # None: epoch timers
         setups[tag] = setup

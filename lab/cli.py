@@ -89,10 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", parents=[common],
                            help="speed goals P1-P5 on one device, as ratios with their spread")
-    bench.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+    bench.add_argument("--device", choices=DEVICES, default="auto",
                        help="(default %(default)s: CUDA where available)")
     bench.add_argument("--data", default="data", help="data folder (default %(default)s)")
-    bench.add_argument("--dataset", choices=("cifar10", "synthetic", "auto"), default="auto",
+    bench.add_argument("--dataset", choices=(*DATASETS, "auto"), default="auto",
                        help="(default %(default)s: CIFAR-10 if present, else synthetic)")
     bench.add_argument("--synthetic-train", type=int, default=d.synthetic_train,
                        help="synthetic training images (default %(default)s)")
@@ -252,7 +252,7 @@ def _launch(config: Config, args) -> int:
 
 
 def _train(config: Config, args, track=None) -> int:
-    from . import dist, results
+    from . import dist, tables
     from .train import run
 
     table_out = sys.stderr if args.json else sys.stdout
@@ -270,7 +270,7 @@ def _train(config: Config, args, track=None) -> int:
                  "threads each; rank 0's numbers)" if r["world_size"] > 1 else "")
         print(f"\n{config.optimizer}, lr={config.lr}, {how}, timers={r['timers']}, device={r['device_name']}, "
               f"data={config.dataset}{ranks}", file=table_out)
-        print(results.format_epoch_table(records), file=table_out)
+        print(tables.format_epoch_table(records), file=table_out)
         if r["timers"] == "epoch":
             print("load/train/other: not measured (epoch timers: one clock per epoch, no host sync per step)",
                   file=table_out)
@@ -291,7 +291,7 @@ def cmd_report(args) -> int:
 
 def cmd_bench(args) -> int:
     from .bench import format_bench, run_bench
-    from .experiments import resolve_dataset
+    from .data import resolve_dataset
     from .train import resolve_device
 
     for flag in ("steps", "repeats", "out"):

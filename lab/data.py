@@ -15,7 +15,7 @@ import torchvision
 import torchvision.transforms as T
 
 from .config import Config, LabError
-from .results import atomic_write
+from .files import atomic_write
 
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2023, 0.1994, 0.2010)
@@ -296,6 +296,21 @@ def download_cifar10(root: Path, log=print) -> None:
             reason = f"download failed: {type(exc).__name__}: {exc}".splitlines()[0]
     raise DataError(f"CIFAR-10 is not in {root / BATCH_DIR} and {reason}; download {CIFAR10_URL} "
                     f"and unpack it into {root}, or use --dataset synthetic")
+
+
+def resolve_dataset(dataset: str, data: str, log=print) -> str:
+    """'auto' -> 'cifar10' where it is on disk or can be downloaded, else 'synthetic' (said loudly)."""
+    if dataset != "auto":
+        return dataset
+    if (Path(data) / BATCH_DIR).is_dir():
+        return "cifar10"
+    try:
+        download_cifar10(Path(data), log)
+        return "cifar10"
+    except DataError:
+        log(f"CIFAR-10 is not in {Path(data) / BATCH_DIR} and cannot be downloaded here: using SYNTHETIC "
+            f"CIFAR-format data. Timings are real; accuracies are not CIFAR-10's. (Get {CIFAR10_URL})")
+        return "synthetic"
 
 
 def make_loader(dataset, config: Config, device: torch.device, train: bool = True, rank: int = 0,

@@ -11,42 +11,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from . import progress, results, stats
-from .results import save_json  # noqa: F401 - re-exported for callers of experiments.save_json
+from . import files, parts, progress, results, stats
 from .config import OPTIMIZERS, Config, LabError
-from .data import BATCH_DIR, CIFAR10_URL, DataError, download_cifar10
 from .train import c_compiler, cpu_fast_probe, resolve_device, resolve_fast, run
-
-
-def resolve_dataset(dataset: str, data: str, log=print) -> str:
-    """'auto' -> 'cifar10' where it is on disk or can be downloaded, else 'synthetic' (said loudly)."""
-    if dataset != "auto":
-        return dataset
-    if (Path(data) / BATCH_DIR).is_dir():
-        return "cifar10"
-    try:
-        download_cifar10(Path(data), log)
-        return "cifar10"
-    except DataError:
-        log(f"CIFAR-10 is not in {Path(data) / BATCH_DIR} and cannot be downloaded here: using SYNTHETIC "
-            f"CIFAR-format data. Timings are real; accuracies are not CIFAR-10's. (Get {CIFAR10_URL})")
-        return "synthetic"
-
-
-def notebook_config(experiment: str, dataset: str = "auto", data: str = "../data", **fields) -> Config:
-    """The Config of a notebook's run, from its papermill parameters (no checkpoints: reports re-run
-    whole notebooks)."""
-    fields.setdefault("checkpoint", None)
-    return Config(experiment=experiment, dataset=resolve_dataset(dataset, data), data=data, **fields).validate()
-
-
-def output_dir(results_dir, notebook: str) -> Path:
-    """`results_dir/notebook/`, emptied of that notebook's earlier records so a re-run replaces them."""
-    out = Path(results_dir) / notebook
-    out.mkdir(parents=True, exist_ok=True)
-    for name in ("records.jsonl", "batches.jsonl"):
-        (out / name).unlink(missing_ok=True)
-    return out
 
 
 def planned_steps(config: Config, world_size: int = 1) -> int:
@@ -56,7 +23,8 @@ def planned_steps(config: Config, world_size: int = 1) -> int:
     return config.epochs * (batches if config.max_batches is None else min(batches, config.max_batches))
 
 
-def train(config: Config, out) -> list[dict]:
+def single_run(config: Config, out) -> list[dict]:
+    """One run's records (a part that compares nothing: C2)."""
     with progress.bar(config.experiment, planned_steps(config)):
         return list(run(config, results_dir=out))
 
@@ -92,7 +60,7 @@ def reuse(results_dir, source: str, wanted: dict[str, Config], out) -> list[dict
     with the same settings field for field; else None and the part runs them itself. The copies carry this
     part's experiment and tag and `reused_from`, and are written to `out` like the part's own records."""
     src = Path(results_dir) / source
-    records = [r for r in results.read_jsonl(src / "records.jsonl") if r.get("tag") in wanted]
+    records = [r for r in files.read_jsonl(src / "records.jsonl") if r.get("tag") in wanted]
     runs = {}
     for tag, config in wanted.items():
         mine = [r for r in records if r["tag"] == tag]
@@ -106,7 +74,7 @@ def reuse(results_dir, source: str, wanted: dict[str, Config], out) -> list[dict
         runs[tag] = mine
     if len({r.get("extra", {}).get("block") for rs in runs.values() for r in rs}) != 1:
         return None
-    batches = results.read_jsonl(src / "batches.jsonl")
+    batches = files.read_jsonl(src / "batches.jsonl")
     copies, batch_copies = [], []
     for tag, config in wanted.items():
         ids = {r["run_id"] for r in runs[tag]}
@@ -116,8 +84,8 @@ def reuse(results_dir, source: str, wanted: dict[str, Config], out) -> list[dict
                            "reused_from": f"{source} ({tag})"})
         batch_copies += [{**b, "run_id": new_id, "experiment": config.experiment, "tag": config.tag}
                          for b in batches if b.get("run_id") in ids]
-    results.append_jsonl(Path(out) / "batches.jsonl", batch_copies)
-    results.append_jsonl(Path(out) / "records.jsonl", copies)
+    files.append_jsonl(Path(out) / "batches.jsonl", batch_copies)
+    files.append_jsonl(Path(out) / "records.jsonl", copies)
     print(f"{wanted[next(iter(wanted))].experiment}: reusing {', '.join(wanted)} from {source}'s interleaved block "
           "(same settings; nothing here compares them with a later run)", file=sys.stderr)
     return copies
@@ -170,43 +138,30 @@ def sweep_workers(config: Config, counts, out, on_device: bool = True) -> dict:
     summary = {"best_workers": rule["best"], "stop_at": rule["stop"], "stop_reason": rule["reason"],
                "batch_wait_s": {str(k): v for k, v in waits.items()},
                "loader_start_s": {str(w): steady_values(by_tag[f"{w} workers"], "loader_start_s") for w in counts}}
-    results.save_json(Path(out) / "best_workers.json", summary)
+    files.save_json(Path(out) / "best_workers.json", summary)
     return {"records": records, **summary}
 
 
-def read_sweep(results_dir) -> dict | None:
-    """C3's saved sweep result (best_workers.json) of a report folder, or None."""
-    try:
-        return json.loads((Path(results_dir) / "C3_workers" / "best_workers.json").read_text())
-    except (OSError, ValueError):
-        return None
+# --- C4: 1 worker vs the best count ---------------------------------------------------------------
 
+def compare_workers(config: Config, results_dir, out) -> list[dict]:
+    """C4: 1 worker against the best count (config.workers), interleaved; C3's runs of both when C3 made
+    them in this report with the same settings (its sweep measures 1 worker for this), else run here. When
+    the best count is 1, the same setting is run twice, so the difference between the rows is the noise."""
+    best = config.workers
+    one = config.replace(workers=C4_BASELINE, tag=f"{C4_BASELINE} worker")
+    best_config = config.replace(tag=f"{best} workers (best)")
+    if best == C4_BASELINE:
+        return interleave([one, best_config], out)
+    return (reuse(results_dir, parts.SWEEP, {f"{C4_BASELINE} workers": one, f"{best} workers": best_config}, out)
+            or interleave([one, best_config], out))
 
-def best_workers(results_dir, default: int = 2) -> int:
-    """C3's best worker count from a report folder, or `default` when C3 has not run there."""
-    sweep = read_sweep(results_dir)
-    try:
-        return int(sweep["best_workers"])
-    except (TypeError, KeyError, ValueError):
-        return default
 
 
 # --- C5: devices ----------------------------------------------------------------------------------
 
 def device_available(name: str) -> bool:
     return name == "cpu" or (name == "cuda" and torch.cuda.is_available())
-
-
-def compare_workers(config: Config, best: int, results_dir, out) -> list[dict]:
-    """C4: 1 worker against the best count, interleaved; C3's runs of both when C3 made them in this
-    report with the same settings (its sweep measures 1 worker for this), else run here. When the best
-    count is 1, the same setting is run twice, so the difference between the rows is the noise."""
-    one = config.replace(workers=C4_BASELINE, tag=f"{C4_BASELINE} worker")
-    best_config = config.replace(workers=best, tag=f"{best} workers (best)")
-    if best == C4_BASELINE:
-        return interleave([one, best_config], out)
-    return (reuse(results_dir, "C3_workers", {f"{C4_BASELINE} workers": one, f"{best} workers": best_config}, out)
-            or interleave([one, best_config], out))
 
 
 def device_configs(config: Config, devices, cpu_max_batches=None) -> list[Config]:
@@ -225,12 +180,12 @@ def compare_devices(config: Config, devices, out, cpu_max_batches=None, results_
         prov = results.provenance(config_d, torch.device("cpu"))
         prov.update(device_type=device, device_name="not available")
         record = results.make_record(config_d, {"status": "unavailable"}, prov, results.new_run_id(config_d))
-        results.append_jsonl(Path(out) / "records.jsonl", [record])
+        files.append_jsonl(Path(out) / "records.jsonl", [record])
         records.append(record)
     configs = device_configs(config, devices, cpu_max_batches)
     if len(configs) == 1 and results_dir is not None:
         c = configs[0]
-        reused = reuse(results_dir, "C3_workers", {f"{c.workers} workers": c}, out)
+        reused = reuse(results_dir, parts.SWEEP, {f"{c.workers} workers": c}, out)
         if reused:
             return records + reused
     return records + interleave(configs, out)
@@ -338,7 +293,7 @@ def compare_acceleration(config: Config, out, max_autotune: bool = False, profil
     """Every C8 setting, interleaved by epoch; the plan (settings and the ones left out, with reasons) is
     saved beside the records so the report can say what was not measured."""
     configs, skipped = acceleration_plan(config, max_autotune, compiled)
-    results.save_json(Path(out) / "plan.json", {"settings": [c.tag for c in configs], "skipped": skipped})
+    files.save_json(Path(out) / "plan.json", {"settings": [c.tag for c in configs], "skipped": skipped})
     records = interleave(configs, out)
     from .profiling import step_profile  # the eager step under torch.profiler: launch- or compute-bound
 
@@ -403,7 +358,7 @@ def scaling(config: Config, counts, out, modes=("strong", "weak")) -> list[dict]
             record = results.make_record(c, {"status": "unavailable", "world_size": n},
                                          results.provenance(c, torch.device(device_type)), results.new_run_id(c))
             record["unavailable_reason"] = why
-            results.append_jsonl(Path(out) / "records.jsonl", [record])
+            files.append_jsonl(Path(out) / "records.jsonl", [record])
             records.append(record)
             print(f"C9: {tag}: not measured: {why}", file=sys.stderr)
             continue
@@ -414,44 +369,36 @@ def scaling(config: Config, counts, out, modes=("strong", "weak")) -> list[dict]
         if done.returncode != 0:
             last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
             raise LabError(f"C9: the {tag} run failed: {last}")
-        records += [r for r in results.read_jsonl(Path(out) / "records.jsonl") if r.get("tag") == tag]
+        records += [r for r in files.read_jsonl(Path(out) / "records.jsonl") if r.get("tag") == tag]
     return records
 
 
 # --- the plan: what each part will run, for the report's estimate ---------------------------------------
 
-def part_config(experiment: str, params: dict) -> Config:
-    """The Config a part's notebook builds from its parameters (those that are Config fields)."""
-    names = set(Config().to_dict())
-    return Config(experiment=experiment, checkpoint=None,
-                  **{k: v for k, v in params.items() if k in names and v is not None}).validate()
-
-
-def plan(notebook: str, params: dict, parts: tuple = ()) -> progress.Work:
+def plan(notebook: str, params: dict, report: tuple = ()) -> progress.Work:
     """The work a part's notebook will do with `params` (its resolved parameters), counted as the notebook
-    does it: runs and their steps, test batches, compilations, launches, profiled steps. `parts`: the notebooks
+    does it: runs and their steps, test batches, compilations, launches, profiled steps. `report`: the parts
     of this report, so that a part that reuses another's runs (C4, and C5 on a CPU-only node) counts none."""
     work = progress.Work()
     if notebook == "Q_model":
         return work
-    experiment = notebook.split("_")[0]
-    config = part_config(experiment, {**params, "workers": params.get("workers") or 0})
+    config = parts.config_for(notebook, {**params, "workers": params.get("workers") or 0})
     runs: list[Config] = []
     if notebook == "C2_timing":
         runs = [config]
-    elif notebook == "C3_workers":
+    elif notebook == parts.SWEEP:
         runs = sweep_configs(config, params.get("worker_counts") or worker_counts(params["worker_step"],
                                                                                   params["worker_cap"]))
     elif notebook == "C4_workers_profile":
-        runs = [] if "C3_workers" in parts else [config, config]
+        runs = [] if parts.SWEEP in report else [config, config]
         work += progress.Work(steps=2 * (2 + params["profile_steps"]), runs=2)
     elif notebook == "C5_devices":
         runs = device_configs(config, params["devices"], params.get("cpu_max_batches"))
-        runs = [] if len(runs) == 1 and "C3_workers" in parts else runs
+        runs = [] if len(runs) == 1 and parts.SWEEP in report else runs
     elif notebook == "C6_optimizers":
         runs = optimizer_configs(config, params["optimizers"], "sgd" in params["optimizers"])
     elif notebook == "C7_batchnorm":
-        runs = [] if "C6_optimizers" in parts else [config, config.replace(batch_norm=False)]
+        runs = [] if "C6_optimizers" in report else [config, config.replace(batch_norm=False)]
     elif notebook == "C8_acceleration":
         import contextlib
         import io

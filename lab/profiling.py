@@ -6,11 +6,10 @@ import os
 from pathlib import Path
 
 import pandas as pd
-import torch
 from torch.profiler import ProfilerActivity, profile, schedule
 
 from .config import Config
-from .train import Setup
+from .train import Trainer
 
 # Kineto prints a start/stop line per profile, and on machines without a GPU an "ERROR ... gpuGetDeviceCount
 # failed" that is no error; level 6 keeps stderr for real problems (set KINETO_LOG_LEVEL to see them).
@@ -26,7 +25,7 @@ def profile_training(config: Config, out, name: str, wait: int = 1, warmup: int 
     table shows the wait for data beside the compute."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    setup = Setup(config.replace(max_batches=wait + warmup + active, checkpoint=None), log=lambda msg: None)
+    setup = Trainer(config.replace(max_batches=wait + warmup + active, checkpoint=None), log=lambda msg: None)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if setup.device.type == "cuda" else [])
     trace = out / f"trace_{name}.json"
     with profile(activities=activities, schedule=schedule(wait=wait, warmup=warmup, active=active),
@@ -65,7 +64,7 @@ def step_profile(config: Config, out, name: str, steps: int = 5) -> dict:
     busy = ops["self CUDA ms/step"].sum() if "self CUDA ms/step" in ops else None
     result = {"setting": name, "device_type": "cuda" if busy is not None else "cpu", "steps": steps,
               "wall_ms_per_step": wall, "device_busy_ms_per_step": busy, "launches_per_step": launches}
-    from .results import save_json
+    from .files import save_json
 
     save_json(Path(out) / f"step_{name}.json", result)
     return result

@@ -141,14 +141,17 @@ def calibrate(records: list[dict], wall_s: float, notebook_s: float) -> dict:
     """Costs measured from one training part (C2: one run): the steady step (an epoch's total over its
     batches, the warm-up epoch left out) and the run's set-up plus first-epoch extra (the notebook's wall
     time less the kernel's start and the steady cost of every epoch)."""
-    ok = [r for r in records if r.get("status") == "ok" and r.get("total_s") is not None]
-    steady = [r for r in ok if not r.get("warmup")] or ok
-    batches = [r["images"] / r["batch_size"] for r in steady if r.get("images")]
-    if not steady or not batches or not all(batches):
+    import pandas as pd
+
+    from .stats import steady
+
+    ok = pd.DataFrame([r for r in records if r.get("status") == "ok" and r.get("total_s") is not None])
+    if not len(ok) or not (ok["images"] > 0).all():
         return {}
-    step_s = sum(r["total_s"] for r in steady) / sum(batches)
-    all_batches = sum(r["images"] / r["batch_size"] for r in ok)
-    return {"step_s": step_s, "run_s": max(0.0, wall_s - notebook_s - step_s * all_batches)}
+    calm = steady(ok)
+    step_s = calm["total_s"].sum() / (calm["images"] / calm["batch_size"]).sum()
+    all_batches = (ok["images"] / ok["batch_size"]).sum()
+    return {"step_s": float(step_s), "run_s": max(0.0, float(wall_s - notebook_s - step_s * all_batches))}
 
 
 def load_costs(key: str) -> dict:

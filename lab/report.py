@@ -17,18 +17,16 @@ from pathlib import Path
 
 import yaml
 
-from . import experiments, progress
+from . import experiments, parts, progress
+from .data import resolve_dataset
 from .config import PARAMETERS, PROFILE, ConfigError, LabError, show
-from .results import check_writable, git_commit, save_json
+from .files import check_writable, save_json
+from .results import git_commit
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = ROOT / "notebooks"
 PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
-# Run order: C3 finds the best worker count that C4-C7 use; the summary reads everything.
-NOTEBOOKS = ("Q_model", "C2_timing", "C3_workers", "C4_workers_profile", "C5_devices", "C6_optimizers",
-             "C7_batchnorm", "C8_acceleration", "C9_scaling")
-USES_BEST_WORKERS = ("C4_workers_profile", "C5_devices", "C6_optimizers", "C7_batchnorm", "C8_acceleration",
-                     "C9_scaling")
+NOTEBOOKS = parts.IDS  # in run order: C3 finds the best worker count that C4-C9 use
 
 
 def log(message: str) -> None:
@@ -229,9 +227,6 @@ def run_report(profile_name: str, results_root=None, data=None, out=None, force=
                     watcher.end(name, meta["done"][name])
                     continue
                 shutil.rmtree(out / name, ignore_errors=True)  # whatever an interrupted run left behind
-                if name in USES_BEST_WORKERS and name not in meta["fixed_workers"]:
-                    default = params["workers"] if params.get("workers") is not None else 2
-                    params["workers"] = experiments.best_workers(out, default=default)
                 log(f"[{i}/{total}] {name} {({k: v for k, v in params.items() if k not in ('results_dir', 'data')})}")
                 watcher.begin(name)
                 t0 = time.perf_counter()
@@ -250,7 +245,7 @@ def run_report(profile_name: str, results_root=None, data=None, out=None, force=
             pdf = write_pdf(html, out / "report.pdf")
         took = time.perf_counter() - started
         meta["finished"] = dt.datetime.now().astimezone().isoformat(timespec="seconds")
-        meta["took_s"] = round(took, 1)
+        meta["took_s"] = round(timing.actual(took), 1)
         save_json(out / "report.json", meta)
         timing.save_costs()
     log(f"report written in {progress.clock(took)}: {html}" + (f" and {pdf}" if pdf else ""))
@@ -280,12 +275,13 @@ class ReportTiming:
         from .results import device_name
         from .train import resolve_device
 
-        self.resumed = bool(meta["done"])
+        self.ran: list[str] = []  # the notebooks this session ran
+        meta["sessions"] = meta.get("sessions", 0) + 1
         self.key = progress.cache_key(device_name(resolve_device(common.get("device", "auto"))),
                                       common.get("batch_size", 128))
         cached = progress.load_costs(self.key)
         self.estimate.use(cached, "last report")
-        self.actual, self.predicted, self.calibrated_at = 0.0, 0.0, meta.get("estimate", {}).get("total_s")
+        self.taken, self.foreseen = 0.0, 0.0  # the parts finished after calibration: seconds taken, predicted
         todo = [n for n in self.plan if n not in meta["done"]]
         first = sum(self.estimate.seconds(self.plan[n]) for n in todo) + self.estimate.seconds(
             progress.Work(), progress.SUMMARY_NOTEBOOKS)
@@ -296,6 +292,7 @@ class ReportTiming:
             f"({'costs from the last report on this machine' if cached else 'assumed costs; the estimate follows C2'})")
 
     def finished(self, name: str, seconds: float, predicted: float, elapsed: float, watcher) -> None:
+        self.ran.append(name)
         if name == "Q_model":
             self.estimate.use({"notebook_s": seconds}, "measured")
         elif name == self.CALIBRATES:
@@ -307,9 +304,9 @@ class ReportTiming:
             log(f"estimate: about {progress.clock(elapsed + left)} in all, {progress.clock(left)} from now "
                 f"({self.estimate.describe()})")
         elif "estimate" in self.meta:
-            self.actual += seconds
-            self.predicted += predicted
-            self.estimate.factor = self.actual / self.predicted if self.predicted else 1.0
+            self.taken += seconds
+            self.foreseen += predicted
+            self.estimate.factor = self.taken / self.foreseen if self.foreseen else 1.0
 
     def save_costs(self) -> None:
         """This machine's measured costs, for the first guess of the next report (compilation from C8's
@@ -326,19 +323,25 @@ class ReportTiming:
             costs["launch_s"] = max(0.0, (took - rest) / work.launches)
         progress.save_costs(self.key, costs)
 
+    def actual(self, took: float) -> float:
+        """The report's duration: this session's, and for a resumed report also the notebooks that earlier
+        sessions finished (the time between sessions is nobody's work)."""
+        earlier = sum(v for k, v in self.meta["done"].items() if k not in self.ran)
+        return took + earlier
+
     def verdict(self, took: float) -> str:
-        est = self.meta.get("estimate")
-        if self.resumed:
-            return f"this session took {progress.clock(took)} (a resumed report: its estimate covered the whole report)"
+        est, actual = self.meta.get("estimate"), self.actual(took)
+        sessions = self.meta.get("sessions", 1)
+        took_text = (f"took {progress.clock(actual)}" if sessions == 1 else
+                     f"took {progress.clock(actual)} of notebooks over {sessions} sessions")
         if not est:
-            return f"took {progress.clock(took)} (no estimate: {self.CALIBRATES} ran in an earlier session)"
-        off = (took - est["total_s"]) / est["total_s"]
-        return (f"estimate vs actual: estimated {progress.clock(est['total_s'])} after {est['after']}, "
-                f"took {progress.clock(took)} ({off:+.0%})")
+            return f"{took_text} (no estimate: {self.CALIBRATES} did not run)"
+        return (f"estimate vs actual: estimated {progress.clock(est['total_s'])} after {est['after']}, {took_text} "
+                f"({(actual - est['total_s']) / est['total_s']:+.0%})")
 
 
 def results_of(folder: Path) -> list[dict]:
-    from .results import read_jsonl
+    from .files import read_jsonl
 
     return read_jsonl(folder / "records.jsonl")
 
@@ -377,7 +380,7 @@ def _plan_report(profile: dict, out: Path, data: str) -> dict:
     fixed = {"results_dir": str(out), "data": data}
     for name in NOTEBOOKS:  # every value checked before the data set is resolved (which may download)
         notebook_parameters(profile, name, declared[name], fixed)
-    common["dataset"] = experiments.resolve_dataset(common.get("dataset", "auto"), data, log)
+    common["dataset"] = resolve_dataset(common.get("dataset", "auto"), data, log)
     if common["dataset"] == "cifar10":
         from .config import Config
         from .data import load_dataset  # fail now, not in the third notebook, when CIFAR-10 is unusable
@@ -388,7 +391,6 @@ def _plan_report(profile: dict, out: Path, data: str) -> dict:
             "started": dt.datetime.now().astimezone().isoformat(timespec="seconds"), "commit": git_commit(),
             "dataset": common["dataset"], "cell_timeout": profile.get("cell_timeout"),
             "parameters": {n: notebook_parameters(profile, n, declared[n], fixed) for n in NOTEBOOKS},
-            "fixed_workers": [n for n, p in (profile.get("notebooks") or {}).items() if p and "workers" in p],
             "done": {}, "finished": None}
 
 

@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import json
 import os
 import platform
 import subprocess
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
-from .config import Config, LabError
+from .config import Config
+from .files import append_jsonl, read_jsonl, write_jsonl
 
 METRICS = ("epoch", "load_s", "train_s", "other_s", "total_s", "loader_start_s", "starved_batches", "loss", "top1",
            "images", "test_loss", "test_top1", "test_images", "warmup", "status",
@@ -80,81 +79,6 @@ def new_run_id(config: Config) -> str:
     return f"{config.experiment}-{config.optimizer}-w{config.workers}-{stamp}"
 
 
-def check_writable(folder: Path) -> None:
-    """Fail before any work when results cannot be written there."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".write-test.{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise LabError(f"cannot write results to {folder}: {exc.strerror or exc}") from exc
-
-
-class WriteError(LabError, OSError):
-    """A file could not be written (a full disk, a read-only folder): one line naming it, exit 1. Also an
-    OSError, so code that tolerates a failed optional write (a cache) still does."""
-
-    def __init__(self, path, cause: OSError, existed: bool):
-        message = (f"cannot write {path}: {cause.strerror or cause}; "
-                   + ("the earlier file is intact" if existed else "nothing was written"))
-        super().__init__(message)
-        self.errno, self.strerror, self.filename = cause.errno, cause.strerror, str(path)
-
-    def __str__(self):
-        return self.args[0]
-
-
-@contextmanager
-def atomic_write(path, mode: str = "w"):
-    """Write to a temporary file beside `path`, flush it to disk, then rename it over `path`: a crash
-    leaves the old file or the new one, never half of one. Used for records, checkpoints and data files.
-    A failed write (ENOSPC, EIO, EACCES, ...) removes the temporary file, leaves the earlier file whole and
-    raises WriteError naming `path`."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    existed = path.exists()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, mode) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except WriteError:
-        raise
-    except OSError as exc:
-        raise WriteError(path, exc, existed) from exc
-    finally:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
-
-
-def save_json(path, obj) -> None:
-    with atomic_write(path) as f:
-        f.write(json.dumps(obj, indent=1, default=str))
-
-
-def write_jsonl(path, records) -> None:
-    with atomic_write(path) as f:
-        for record in records:
-            f.write(json.dumps(record, default=str) + "\n")
-
-
-def read_jsonl(path) -> list[dict]:
-    path = Path(path)
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def append_jsonl(path, records) -> None:
-    """Append by rewriting atomically: a crash leaves the old file or the new one, never half a line."""
-    write_jsonl(path, read_jsonl(path) + list(records))
-
-
 def read_records(path, kind: str = "epoch"):
     """All records of one kind ("epoch" or "batch") in a JSONL file, or in every `*.jsonl` under a
     folder, as one DataFrame."""
@@ -166,28 +90,16 @@ def read_records(path, kind: str = "epoch"):
     return pd.DataFrame(rows)
 
 
-def epoch_table(records):
-    """The lab's per-epoch table: one row per epoch, then Total and Avg rows, and, when the first epoch
-    paid for warm-up (workers starting, autotuning), a steady-state average without it."""
-    import pandas as pd
-
-    df = pd.DataFrame(records) if not isinstance(records, pd.DataFrame) else records
-    times = ["load_s", "train_s", "other_s", "total_s"]
-    df = df.copy()
-    df[times] = df[times].astype(float)  # None (not measured: epoch timers) becomes NaN, shown empty
-    table = df[["epoch"] + times + ["loss", "top1"]].copy()
-    table["epoch"] = table["epoch"].map(lambda e: str(int(e)))  # ints, even where NaN made the column float
-    table.loc[df["warmup"].fillna(False).astype(bool).values, "epoch"] += " (warm-up)"
-    summary = [{"epoch": "Total", **df[times].sum(min_count=1).to_dict()},
-               {"epoch": "Avg", **df[times].mean().to_dict()}]
-    steady = df[~df["warmup"].fillna(False).astype(bool)]
-    if 0 < len(steady) < len(df):
-        summary.append({"epoch": "Avg (steady)", **steady[times].mean().to_dict()})
-    return pd.concat([table, pd.DataFrame(summary)], ignore_index=True).set_index("epoch")
+def write_epoch(results_dir, ranks: list[tuple[dict, list[dict]]]) -> None:
+    """Append one epoch: every rank's record (records.jsonl) and its per-batch records (batches.jsonl)."""
+    batches = [{"record": "batch", "run_id": r["run_id"], "experiment": r["experiment"], "tag": r["tag"],
+                "epoch": r["epoch"], "rank": r["rank"], **b} for r, bs in ranks for b in bs]
+    append_jsonl(Path(results_dir) / "batches.jsonl", batches)
+    append_jsonl(Path(results_dir) / "records.jsonl", [r for r, _ in ranks])
 
 
-def format_epoch_table(records) -> str:
-    table = epoch_table(records).copy()
-    table["top1"] = table["top1"] * 100
-    table = table.rename(columns={"top1": "top1_%"})
-    return table.to_string(float_format=lambda v: f"{v:.3f}", na_rep="")
+def drop_epochs(results_dir, run_id: str, start: int) -> None:
+    """Before a resumed run trains epoch `start` again: remove its records of that epoch and later ones."""
+    for name in ("records.jsonl", "batches.jsonl"):
+        path = Path(results_dir) / name
+        write_jsonl(path, [r for r in read_jsonl(path) if r.get("run_id") != run_id or r["epoch"] < start])

@@ -17,13 +17,16 @@ TOO_FEW = "too few measurements to compare (fewer than 2 steady epochs or repeat
 MIN_SAMPLES = 2
 
 
-def steady(df: pd.DataFrame) -> pd.DataFrame:
+def steady(df: pd.DataFrame, strict: bool = False) -> pd.DataFrame:
     """The epochs a steady-state figure is made of: finished ('ok') epochs, leaving out each run's warm-up
-    epoch where that run has others. The one place this rule lives."""
+    epoch where that run has others. `strict`: leave it out always, so a run of one epoch has no steady
+    epoch (C8, where the first epoch pays for compilation). The one place this rule lives."""
     if not len(df):
         return df
     ok = df[df["status"] == "ok"]
     warm = ok["warmup"].fillna(False).astype(bool)
+    if strict:
+        return ok[~warm]
     runs_with_later = set(ok.loc[~warm, "run_id"])
     return ok[~warm | ~ok["run_id"].isin(runs_with_later)]
 

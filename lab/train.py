@@ -15,14 +15,14 @@ import signal
 import statistics
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from . import data, dist, results
+from . import data, dist, files, results
 from .config import Config, ConfigError, LabError
 from .model import resnet18
 from .tensor_loader import TensorLoader
@@ -88,25 +88,41 @@ def count_starved(batches: list[dict]) -> int | None:
     return sum(1 for b in batches[1:] if b["load_s"] > threshold)
 
 
-def _step(model, optimizer, criterion, x, y, precision: Precision, device):
-    optimizer.zero_grad(set_to_none=True)
-    with torch.autocast(device.type, dtype=precision.amp_dtype, enabled=precision.amp_dtype is not None):
-        out = model(x)
-        loss = criterion(out, y)
-    if precision.scaler is not None:
-        precision.scaler.scale(loss).backward()
-        precision.scaler.step(optimizer)
-        precision.scaler.update()
-    else:
-        loss.backward()
-        optimizer.step()
-    return out, loss
+@dataclass
+class Step:
+    """One training step's compute: the model (compiled or not), its optimizer, the device and the
+    precision. `__call__` moves a batch to the device (non_blocking and pinned only on CUDA; channels_last
+    where asked) and runs forward, loss, backward and the optimizer step (through the fp16 GradScaler)."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    device: torch.device
+    precision: Precision = field(default_factory=Precision)
+
+    def __call__(self, x, y):
+        cuda = self.device.type == "cuda"
+        x = x.to(self.device, non_blocking=cuda,
+                 memory_format=torch.channels_last if self.precision.channels_last else torch.preserve_format)
+        y = y.to(self.device, non_blocking=cuda)
+        self.optimizer.zero_grad(set_to_none=True)
+        dtype = self.precision.amp_dtype
+        with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
+            out = self.model(x)
+            loss = nn.functional.cross_entropy(out, y)
+        scaler = self.precision.scaler
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(self.optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            self.optimizer.step()
+        return out, loss, y
 
 
-def train_one_epoch(model, loader, optimizer, device, max_batches=None, criterion=None, timer=None,
-                    progress=False, desc="train", precision: Precision | None = None, timers: str = "phase",
-                    on_step=None) -> dict:
-    """Train for one epoch (or `max_batches` batches) and return its timings and metrics.
+def train_one_epoch(step: Step, loader, batches: int | None = None, timers: str = "phase", on_step=None,
+                    timer: PhaseTimer | None = None) -> dict:
+    """Train `step` over one epoch of `loader` (or its first `batches` batches); its timings and metrics.
 
     timers="phase": the clock is read (after a device sync) around every wait on the loader and every
     step, so load_s, train_s, other_s and the per-batch split are measured; `loader_start_s` is the part
@@ -116,25 +132,17 @@ def train_one_epoch(model, loader, optimizer, device, max_batches=None, criterio
 
     loss and top1 are sample-weighted means over all images of the epoch, not the best batch. `diverged`
     is set when the loss stops being finite (per step with phase timers, at the epoch's end otherwise).
-    `on_step()` is called after each batch (a profiler's step)."""
-    criterion = criterion or nn.CrossEntropyLoss()
-    precision = precision or Precision()
-    copy = {"non_blocking": device.type == "cuda"}
-    if precision.channels_last:
-        copy["memory_format"] = torch.channels_last
-    n_batches = len(loader) if max_batches is None else min(len(loader), max_batches)
-    model.train()
-    bar = tqdm(total=n_batches, desc=desc, disable=not progress, file=sys.stderr, leave=False)
+    `on_step(batch)` is called after each batch with its record (loss None until the epoch ends with epoch
+    timers): a progress bar's or a profiler's step."""
+    n = len(loader) if batches is None else min(len(loader), batches)
+    step.model.train()
+    on_step = on_step or (lambda batch: None)
     if timers == "epoch":
-        result = _epoch_timed(model, loader, optimizer, device, n_batches, criterion, precision, copy, bar, on_step)
-    else:
-        result = _phase_timed(model, loader, optimizer, device, n_batches, criterion, precision, copy, bar, on_step,
-                              timer or PhaseTimer(device))
-    bar.close()
-    return result
+        return _epoch_timed(step, loader, n, on_step)
+    return _phase_timed(step, loader, n, on_step, timer or PhaseTimer(step.device))
 
 
-def _phase_timed(model, loader, optimizer, device, n_batches, criterion, precision, copy, bar, on_step, timer):
+def _phase_timed(step: Step, loader, n_batches: int, on_step, timer: PhaseTimer) -> dict:
     loss_sum, correct, images, batches, diverged = 0.0, 0, 0, [], False
     with timer.phase("total"):
         with timer.phase("load"):
@@ -145,9 +153,7 @@ def _phase_timed(model, loader, optimizer, device, n_batches, criterion, precisi
             with timer.phase("load"):
                 x, y = next(it)
             with timer.phase("train"):
-                x = x.to(device, **copy)
-                y = y.to(device, non_blocking=copy["non_blocking"])
-                out, loss = _step(model, optimizer, criterion, x, y, precision, device)
+                out, loss, y = step(x, y)
                 batch_loss = loss.item()
                 batch_correct = int((out.argmax(1) == y).sum().item())
             n = y.size(0)
@@ -157,10 +163,7 @@ def _phase_timed(model, loader, optimizer, device, n_batches, criterion, precisi
             batches.append({"batch": index + 1, "loss": batch_loss, "top1": batch_correct / n, "images": n,
                             "load_s": timer.seconds["load"] - before.get("load", 0.0),
                             "train_s": timer.seconds["train"] - before.get("train", 0.0)})
-            if on_step is not None:
-                on_step()
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss_sum / images:.3f}", top1=f"{correct / images:.3f}")
+            on_step(batches[-1])
             if not math.isfinite(batch_loss):
                 diverged = True
                 break
@@ -170,7 +173,8 @@ def _phase_timed(model, loader, optimizer, device, n_batches, criterion, precisi
             "images": images, "batches": batches, "diverged": diverged}
 
 
-def _epoch_timed(model, loader, optimizer, device, n_batches, criterion, precision, copy, bar, on_step):
+def _epoch_timed(step: Step, loader, n_batches: int, on_step) -> dict:
+    device = step.device
     losses = torch.zeros(n_batches).to(device)
     corrects = torch.zeros(n_batches, dtype=torch.int64).to(device)
     sizes = []
@@ -178,15 +182,11 @@ def _epoch_timed(model, loader, optimizer, device, n_batches, criterion, precisi
     it = iter(loader)
     for index in range(n_batches):
         x, y = next(it)
-        x = x.to(device, **copy)
-        y = y.to(device, non_blocking=copy["non_blocking"])
-        out, loss = _step(model, optimizer, criterion, x, y, precision, device)
+        out, loss, y = step(x, y)
         losses[index] = loss.detach()            # copied on the device: no host sync
         corrects[index] = (out.argmax(1) == y).sum()
         sizes.append(y.size(0))                  # shape metadata, known on the host
-        if on_step is not None:
-            on_step()
-        bar.update(1)
+        on_step({"batch": index + 1, "loss": None, "images": sizes[-1]})
     del it
     total = now(device) - start                  # now() synchronizes: the epoch's work is all done
     loss_list, correct_list = losses.tolist(), corrects.tolist()
@@ -236,7 +236,7 @@ def save_checkpoint(path, model, optimizer, epoch: int, config: Config, run_id: 
         "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
     }
-    with results.atomic_write(path, "wb") as f:
+    with files.atomic_write(path, "wb") as f:
         torch.save(state, f)
 
 
@@ -343,13 +343,13 @@ def time_steps(setting: dict, batch_size: int, steps: int = 3, warmup: int = 1) 
     model = model.to(memory_format=fmt)
     step_model = model if setting.get("compile", "off") == "off" else torch.compile(model, dynamic=False)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    precision = Precision(setting.get("channels_last", False), AMP_DTYPES[setting.get("amp", "off")])
-    x = torch.randn(batch_size, 3, 32, 32).to(memory_format=fmt)
-    y = torch.randint(0, 10, (batch_size,))
+    step = Step(step_model, optimizer, torch.device("cpu"),
+                Precision(setting.get("channels_last", False), AMP_DTYPES[setting.get("amp", "off")]))
+    x, y = torch.randn(batch_size, 3, 32, 32), torch.randint(0, 10, (batch_size,))
     times = []
     for i in range(warmup + steps):
         start = time.perf_counter()
-        _step(step_model, optimizer, nn.CrossEntropyLoss(), x, y, precision, torch.device("cpu"))
+        step(x, y)
         times.append(time.perf_counter() - start)
     return statistics.median(times[warmup:])
 
@@ -389,7 +389,7 @@ def cpu_fast_probe(config: Config, log=print, measure: bool = True) -> dict | No
     cached[key] = {"choice": choice, "step_s": step_s}
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        with results.atomic_write(cache) as f:
+        with files.atomic_write(cache) as f:
             f.write(json.dumps(cached, indent=1))
     except OSError as exc:  # a read-only home only costs the measurement next time
         log(f"could not cache the --fast choice in {cache}: {exc}")
@@ -427,7 +427,7 @@ def make_scaler(config: Config, device: torch.device):
     return torch.amp.GradScaler(device.type) if config.amp == "fp16" and device.type == "cuda" else None
 
 
-class Setup:
+class Trainer:
     """What a run trains with: device, model (and its compiled form), optimizer, loaders, precision.
     `config` is the resolved configuration (see resolve_fast): the one the records carry."""
 
@@ -456,6 +456,7 @@ class Setup:
         self.step_model = model if config.compile == "off" else torch.compile(
             model, mode=None if config.compile == "default" else config.compile, dynamic=False)
         self.precision = Precision(config.channels_last, AMP_DTYPES[config.amp], make_scaler(config, self.device))
+        self.step = Step(self.step_model, self.optimizer, self.device, self.precision)
 
     def measure_comm(self, batches: int, probes: int = 5) -> dict:
         """The exposed gradient communication of an epoch (run() measures it after a run's last epoch, with
@@ -495,20 +496,28 @@ class Setup:
         return len(self.train_loader) if cap is None else min(len(self.train_loader), cap)
 
     def train_epoch(self, epoch: int, progress=False, max_batches=None, on_step=None, run_id: str = "") -> dict:
-        """One epoch; each step is also reported to lab.progress (by rank 0) and then to `on_step`."""
+        """One epoch; each step is reported to lab.progress (by rank 0), to a tqdm bar on stderr when
+        `progress`, and then to `on_step()` (a profiler's step)."""
         seed_epoch(self.config, epoch, self.train_loader)
-        c, n, done = self.config, self.batches(max_batches), [0]
+        c, n = self.config, self.batches(max_batches)
+        bar = tqdm(total=n, desc=f"epoch {epoch}/{c.epochs}", disable=not progress, file=sys.stderr, leave=False)
+        seen = {"loss": 0.0, "images": 0}
 
-        def step():
-            done[0] += 1
+        def step(batch: dict) -> None:
             if self.dist.main:
-                progress_step(run_id, c.experiment, c.tag, epoch, c.epochs, done[0], n)
+                progress_step(run_id, c.experiment, c.tag, epoch, c.epochs, batch["batch"], n)
+            bar.update(1)
+            if batch["loss"] is not None:
+                seen["loss"] += batch["loss"] * batch["images"]
+                seen["images"] += batch["images"]
+                bar.set_postfix(loss=f"{seen['loss'] / seen['images']:.3f}")
             if on_step is not None:
                 on_step()
 
-        return train_one_epoch(self.step_model, self.train_loader, self.optimizer, self.device, n,
-                               progress=progress, desc=f"epoch {epoch}/{c.epochs}", precision=self.precision,
-                               timers=c.timers, on_step=step)
+        try:
+            return train_one_epoch(self.step, self.train_loader, n, c.timers, step)
+        finally:
+            bar.close()
 
 
 @dataclass
@@ -562,7 +571,7 @@ def run(config: Config, results_dir=None, progress=False, log=None, track: Progr
     if ctx.main:
         for folder in ([results_dir] if results_dir is not None else []) + (
                 [Path(config.checkpoint).parent] if config.checkpoint else []):
-            results.check_writable(Path(folder))  # before any work, not after the first epoch
+            files.check_writable(Path(folder))  # before any work, not after the first epoch
     state = load_checkpoint(config.checkpoint, config, ctx.world_size) if config.resume else None
     if state is not None and state["epoch"] >= config.epochs:
         log(f"nothing to do: the checkpoint {config.checkpoint} is already at epoch {state['epoch']} "
@@ -570,34 +579,31 @@ def run(config: Config, results_dir=None, progress=False, log=None, track: Progr
         return
     if state is not None:
         track.saved = state["epoch"]
-    setup = Setup(config, log)
-    fingerprint = data.fingerprint(config) if config.checkpoint else None  # the data exists once Setup is built
+    trainer = Trainer(config, log)
+    fingerprint = data.fingerprint(config) if config.checkpoint else None  # the data exists once the Trainer is built
     start, run_id = 1, dist.broadcast(results.new_run_id(config))
     if state is not None:
         check_same_data(state, fingerprint, config.checkpoint)
-        setup.model.load_state_dict(state["model"])
-        setup.optimizer.load_state_dict(state["optimizer"])
-        restore_scaler(setup.precision.scaler, state)
+        trainer.model.load_state_dict(state["model"])
+        trainer.optimizer.load_state_dict(state["optimizer"])
+        restore_scaler(trainer.precision.scaler, state)
         start, run_id = state["epoch"] + 1, state.get("run_id") or run_id
         log(f"resumed from {config.checkpoint} after epoch {state['epoch']}")
         if results_dir is not None and ctx.main:
-            for name in ("records.jsonl", "batches.jsonl"):
-                path = Path(results_dir) / name
-                kept = [r for r in results.read_jsonl(path) if r.get("run_id") != run_id or r["epoch"] < start]
-                results.write_jsonl(path, kept)
-    prov = results.provenance(config, setup.device)
+            results.drop_epochs(results_dir, run_id, start)
+    prov = results.provenance(config, trainer.device)
     where = {"rank": ctx.rank, "world_size": ctx.world_size, "global_batch_size": config.batch_size * ctx.world_size,
              "backend": ctx.backend or None, "threads": torch.get_num_threads()}
     for epoch in range(start, config.epochs + 1):
         track.epoch = epoch
-        stats = setup.train_epoch(epoch, progress=progress and ctx.main, run_id=run_id)
+        stats = trainer.train_epoch(epoch, progress=progress and ctx.main, run_id=run_id)
         batches = stats["batches"]
         metrics = {**stats, **where, "epoch": epoch, "warmup": epoch == start,
                    "status": "diverged" if stats["diverged"] else "ok"}
         if ctx.world_size > 1 and not stats["diverged"] and epoch == config.epochs:  # once a run: probes cost steps
-            metrics.update(setup.measure_comm(len(batches), probes=min(5, max(2, len(batches)))))
-        if setup.test_loader is not None and not stats["diverged"] and ctx.main:
-            metrics.update(evaluate(setup.model, setup.test_loader, setup.device, config.max_batches))
+            metrics.update(trainer.measure_comm(len(batches), probes=min(5, max(2, len(batches)))))
+        if trainer.test_loader is not None and not stats["diverged"] and ctx.main:
+            metrics.update(evaluate(trainer.model, trainer.test_loader, trainer.device, config.max_batches))
         record = results.make_record(config, metrics, prov, run_id)
         ranks = dist.gather((record, batches))
         slowest = max(r["total_s"] for r, _ in ranks)
@@ -605,14 +611,10 @@ def run(config: Config, results_dir=None, progress=False, log=None, track: Progr
             r["slowest_total_s"] = slowest
         diverged = any(r["status"] == "diverged" for r, _ in ranks)
         if results_dir is not None and ctx.main:
-            results.append_jsonl(Path(results_dir) / "batches.jsonl",
-                                 [{"record": "batch", "run_id": run_id, "experiment": config.experiment,
-                                   "tag": config.tag, "epoch": epoch, "rank": r["rank"], **b}
-                                  for r, bs in ranks for b in bs])
-            results.append_jsonl(Path(results_dir) / "records.jsonl", [r for r, _ in ranks])
+            results.write_epoch(results_dir, ranks)
         if config.checkpoint and not diverged and ctx.main:
-            save_checkpoint(config.checkpoint, setup.model, setup.optimizer, epoch, config, run_id, ctx.world_size,
-                            fingerprint, setup.precision.scaler)
+            save_checkpoint(config.checkpoint, trainer.model, trainer.optimizer, epoch, config, run_id, ctx.world_size,
+                            fingerprint, trainer.precision.scaler)
         if not diverged:
             track.epoch, track.saved = None, epoch
         yield ranks[ctx.rank][0]

@@ -9,6 +9,13 @@ ROOT = Path(__file__).resolve().parent.parent
 TINY = Path(__file__).resolve().parent / "tiny.yaml"
 
 os.environ.setdefault("LAB_OFFLINE", "1")  # tests never try to download CIFAR-10
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs a pytest worker per core: one thread per worker (and per process it starts), so the
+    # workers' torch threads do not outnumber the cores (oversubscribed OpenMP threads spin and crawl)
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
 
 # --fast on a CPU measures its settings once per machine and caches the choice; the tests pre-seed that
 # cache (eager channels_last, no compile) so that no test pays for the probe or a compilation. The probe
@@ -73,8 +80,42 @@ def report(profile, tmp, *extra, env=None):
 
 @pytest.fixture(scope="session")
 def tiny_report(tmp_path_factory):
-    """One report of every notebook on tiny parameters, shared by the report and browser tests."""
+    """The one end-to-end report, shared by the report, resume and browser tests: every notebook on tiny
+    parameters, killed with SIGKILL while C8 writes its records, then the same command again, which keeps
+    the finished notebooks and runs C8, C9 and the summary. Returns (runs, folder): runs.killed is the first
+    run's stderr, runs.left what the kill left (report.json, the kept notebooks' mtimes, C2's records),
+    runs.resumed the second run (a CompletedProcess)."""
+    import json
+    import signal
+    import time
+    from types import SimpleNamespace
+
     tmp = tmp_path_factory.mktemp("report")
-    done = report(TINY, tmp)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done, (tmp / "results" / "latest").resolve()
+    proc = subprocess.Popen(report_command(TINY, tmp), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    killed = []
+    for line in proc.stderr:
+        killed.append(line)
+        if "[8/10] C8_acceleration" in line:
+            break
+    out = (tmp / "results" / "latest").resolve()
+    partial, deadline = out / "C8_acceleration" / "records.jsonl", time.time() + 600
+    while not partial.exists() and time.time() < deadline and proc.poll() is None:  # some of C8's records
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    killed.append(proc.stderr.read())
+    proc.wait(timeout=60)
+    time.sleep(3)  # the orphaned kernel notices its parent is gone within a second
+    meta = json.loads((out / "report.json").read_text())
+    left = {"meta": meta, "partial": partial.exists(), "html": (out / "report.html").exists(),
+            "mtimes": {name: (out / f"{name}.ipynb").stat().st_mtime_ns for name in meta["done"]},
+            "c2_records": (out / "C2_timing" / "records.jsonl").read_text()}
+    resumed = report(TINY, tmp)  # exactly the same command
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    return SimpleNamespace(killed="".join(killed), left=left, resumed=resumed), out
+
+
+def pytest_collection_modifyitems(items):
+    """test_report.py first: under `pytest -n` it is the longest file (a worker runs a file whole), so it
+    starts at once and the other worker takes every other file meanwhile."""
+    items.sort(key=lambda item: item.path.name != "test_report.py")

@@ -10,7 +10,6 @@ import torch.nn as nn
 import lab.bench as bench
 import lab.train
 from lab.cli import main
-from lab.data import load_dataset
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # small tensor work: see conftest

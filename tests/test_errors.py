@@ -7,7 +7,7 @@ import pytest
 from lab.cli import main
 from lab.config import ConfigError
 from lab.data import BATCH_DIR
-from lab.results import read_jsonl
+from lab.files import read_jsonl
 from lab.train import run
 
 

@@ -7,11 +7,11 @@ import shutil
 import pytest
 import torch
 
-import lab.results
+import lab.files
 import lab.train
 from lab.cli import main
 from lab.data import BATCH_DIR, fingerprint
-from lab.results import WriteError, append_jsonl, atomic_write, read_jsonl, save_json
+from lab.files import WriteError, append_jsonl, atomic_write, read_jsonl, save_json
 from lab.train import restore_scaler, run, save_checkpoint
 
 
@@ -168,7 +168,7 @@ def test_a_failed_write_keeps_the_earlier_file_and_names_it(tmp_path, monkeypatc
     append_jsonl(path, [{"epoch": 1}])
     before = path.read_bytes()
     if how == "write":
-        monkeypatch.setattr(lab.results, "open", lambda *a, **k: FullFile(open(*a, **k)), raising=False)
+        monkeypatch.setattr(lab.files, "open", lambda *a, **k: FullFile(open(*a, **k)), raising=False)
     else:
         monkeypatch.setattr(os, {"fsync": "fsync", "rename": "replace"}[how], enospc)
     with pytest.raises(WriteError) as caught:

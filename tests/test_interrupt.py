@@ -18,7 +18,7 @@ import torch
 
 from lab.cli import main
 from lab.config import Config
-from lab.results import read_jsonl
+from lab.files import read_jsonl
 from lab.train import Progress, interruption_message
 
 ROOT = Path(__file__).resolve().parent.parent

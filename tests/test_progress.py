@@ -34,9 +34,8 @@ def test_a_notebook_gets_a_bar_unless_the_runner_shows_progress(tmp_path, monkey
 
 
 def test_calibration_measures_the_step_and_the_runs_overhead():
-    records = [{"status": "ok", "warmup": True, "total_s": 14.0, "images": 256, "batch_size": 128},
-               {"status": "ok", "warmup": False, "total_s": 9.0, "images": 256, "batch_size": 128},
-               {"status": "ok", "warmup": False, "total_s": 11.0, "images": 256, "batch_size": 128}]
+    records = [{"run_id": "a", "status": "ok", "warmup": e == 1, "total_s": t, "images": 256, "batch_size": 128}
+               for e, t in ((1, 14.0), (2, 9.0), (3, 11.0))]
     costs = progress.calibrate(records, wall_s=50.0, notebook_s=6.0)
     assert costs["step_s"] == pytest.approx(5.0)          # (9 + 11) s over 4 steady steps
     assert costs["run_s"] == pytest.approx(50 - 6 - 6 * 5.0)  # what the 6 steps and the kernel do not explain
@@ -111,6 +110,8 @@ def test_the_plan_counts_what_each_part_runs():
     assert plan("C7_batchnorm", common, parts + ("C6_optimizers",)).runs == 0  # C7 reuses C6's block
     c9 = plan("C9_scaling", {**common, "process_counts": [1, 2, 64], "modes": ["strong"]}, parts)
     assert (c9.launches, c9.steps) == (2, 12)  # 64 processes cannot run here; strong: 2 x 64 images a step
+    both = plan("C9_scaling", {**common, "process_counts": [1, 2], "modes": ["strong", "weak"]}, parts)
+    assert (both.launches, both.steps) == (3, 24)  # weak: 2 processes of 128 images each, on this node's cores
 
 
 def test_clock():

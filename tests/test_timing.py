@@ -8,7 +8,7 @@ from torch.utils.data import DataLoader, Dataset
 
 import lab.timing
 from lab.timing import PhaseTimer
-from lab.train import train_one_epoch
+from lab.train import Step, train_one_epoch
 
 BATCHES, BATCH = 8, 4
 
@@ -46,7 +46,7 @@ def epoch(item_delay=0.0, forward_delay=0.0, device="cpu", timer=None, timers="p
     model = SleepyNet(forward_delay)
     loader = DataLoader(SleepyDataset(item_delay), batch_size=BATCH, num_workers=0)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    return train_one_epoch(model, loader, optimizer, torch.device(device), timer=timer, timers=timers)
+    return train_one_epoch(Step(model, optimizer, torch.device(device)), loader, timers=timers, timer=timer)
 
 
 def test_slow_loading_is_load_time_not_train_time():

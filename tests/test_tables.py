@@ -3,8 +3,7 @@ import math
 
 import pandas as pd
 
-from lab import analysis
-from lab.results import epoch_table
+from lab import narrative, tables
 
 
 def record(tag, epoch, load, train, total, loss=2.0, top1=0.1, workers=0, status="ok", images=256, **extra):
@@ -25,11 +24,11 @@ def runs(tag, loads, trains, workers=0, **extra):
 def test_steady_state_leaves_out_the_warm_up_epoch():
     df = pd.DataFrame([record("a", 1, 5.0, 10.0, 16.0), record("a", 2, 1.0, 9.0, 10.5),
                        record("a", 3, 1.0, 9.0, 10.5, loss=1.5, top1=0.4)])
-    row = analysis.summarize(df, "tag").loc["a"]
+    row = tables.summarize(df, "tag").loc["a"]
     assert row["load_s"] == 1.0 and row["total_s"] == 10.5 and row["total_s (all epochs)"] == 37.0 / 3
     assert row["loss"] == 1.5 and row["top1"] == 0.4 and row["batches/epoch"] == 2
     assert row["total_s range"] == "10.500 (10.500–10.500)" and row["total_s samples"] == [10.5, 10.5]
-    table = epoch_table(df)
+    table = tables.epoch_table(df)
     assert list(table.index) == ["1 (warm-up)", "2", "3", "Total", "Avg", "Avg (steady)"]
     assert table.loc["Total", "total_s"] == 37.0 and table.loc["Avg (steady)", "load_s"] == 1.0
 
@@ -37,21 +36,21 @@ def test_steady_state_leaves_out_the_warm_up_epoch():
 def test_epoch_timers_leave_the_split_empty_not_zero():
     df = pd.DataFrame([record("f", 1, 0, 0, 3.0), record("f", 2, 0, 0, 2.0)])
     df[["load_s", "train_s", "other_s"]] = None
-    table = epoch_table(df)
+    table = tables.epoch_table(df)
     assert table[["load_s", "train_s", "other_s"]].isna().all().all() and table.loc["Total", "total_s"] == 5.0
 
 
 def test_explanation_follows_the_numbers_in_both_directions():
     more = pd.DataFrame(runs("1 worker", [4.0, 4.2], [10.0, 10.1], workers=1)
                         + runs("8 workers (best)", [0.5, 0.6], [10.0, 10.2], workers=8))
-    text = analysis.explain_workers(analysis.workers_comparison(more))
+    text = narrative.explain_workers(tables.workers_comparison(more))
     assert "Wait for data: 8 workers is faster than 1 worker by" in text and "in parallel" in text
     assert "Compute: no measurable difference between 1 worker and 8 workers" in text  # no blame on 8 cores
     assert "bound by **computation**" in text
     fewer = pd.DataFrame(runs("1 worker", [0.2, 0.21], [3.0, 3.1], workers=1)
                          + runs("0 workers (best)", [0.05, 0.06], [1.5, 1.6], workers=0))
     fewer["host_cpus"] = 1
-    text = analysis.explain_workers(analysis.workers_comparison(fewer))
+    text = narrative.explain_workers(tables.workers_comparison(fewer))
     assert "Wait for data: 0 workers is faster than 1 worker" in text
     assert "Compute: 0 workers is faster than 1 worker by" in text and "2 busy processes on 1 CPU cores" in text
 
@@ -61,7 +60,7 @@ def test_a_difference_inside_the_noise_is_not_explained():
     df = pd.DataFrame(runs("1 worker", [0.30, 0.40], [4.0, 5.6], workers=1)
                       + runs("4 workers (best)", [0.29, 0.41], [4.4, 5.5], workers=4))
     df["host_cpus"] = 16
-    text = analysis.explain_workers(analysis.workers_comparison(df))
+    text = narrative.explain_workers(tables.workers_comparison(df))
     assert "Wait for data: no measurable difference" in text
     assert "Compute: no measurable difference" in text and "share the CPU" not in text
 
@@ -72,7 +71,7 @@ def test_workers_table_marks_the_rule_from_the_saved_sweep():
                       + runs("w8", [1.05, 1.2], [9.0, 9.0], workers=8, loader="torch")
                       + runs("t", [0.1, 0.1], [9.0, 9.0], workers=0, loader="tensor"))
     df.loc[df["tag"] == "w8", "loader_start_s"] = 0.5  # start-up is apart from the per-batch wait
-    table = analysis.workers_table(df, {"best_workers": 4, "stop_at": 8})
+    table = tables.workers_table(df, {"best_workers": 4, "stop_at": 8})
     assert table.loc["4 workers", "rule"] == "best" and table.loc["8 workers", "rule"] == "stopped here"
     assert table.loc["on-device batched", "rule"] == ""
     assert table.loc["8 workers", "batch wait s"] == 1.125 - 0.5 and table.loc["8 workers", "worker start-up s"] == 0.5
@@ -81,32 +80,32 @@ def test_workers_table_marks_the_rule_from_the_saved_sweep():
 
 def test_acceleration_table_states_step_and_epoch_speed_ups_and_flags_starvation():
     one = pd.DataFrame([record("eager fp32", 1, 0.1, 2.0, 2.2), record("compile default", 1, 0.1, 60.0, 60.2)])
-    table = analysis.acceleration_table(one)
+    table = tables.acceleration_table(one)
     assert table["steady epoch s"].isna().all() and (table["step speed-up"] == "—").all()
     df = pd.DataFrame(runs("eager fp32", [0.1, 0.1], [2.0, 2.0]) + runs("compile default", [1.0, 1.1], [1.0, 1.0]))
     df.loc[(df["tag"] == "compile default") & ~df["warmup"], "starved_batches"] = 1  # of 2 batches per epoch
-    table = analysis.acceleration_table(df, {"settings": ["eager fp32", "compile default", "fast"],
+    table = tables.acceleration_table(df, {"settings": ["eager fp32", "compile default", "fast"],
                                              "skipped": {"compile max-autotune": "opt-in"}})
     row = table.loc["compile default"]
     assert row["step speed-up"] == "×2.00" and row["epoch speed-up"].startswith("×1.0")
     assert row["loader"] == "starved"
     assert table.loc["fast", "status"].startswith("not measured: planned")
     assert table.loc["compile max-autotune", "status"] == "not measured: opt-in"
-    text = analysis.explain_acceleration(table)
+    text = narrative.explain_acceleration(table)
     assert "Starved" in text and "compile max-autotune**: not measured: opt-in" in text
 
 
 def test_learning_is_judged_on_test_accuracy_not_training_loss():
     df = pd.DataFrame(runs("sgd", [0.1, 0.1], [1.0, 1.01], loss=1e-3) + runs("adadelta", [0.1, 0.1], [1.0, 1.02], loss=9e-4)
                       + [record("adagrad", 1, 0.1, 1.0, 1.2, loss=float("nan"), status="diverged")])
-    table = analysis.compare_table(df)
+    table = tables.compare_table(df)
     assert table.loc["adagrad", "status"] == "diverged" and math.isnan(table.loc["adagrad", "final loss"])
-    text = analysis.explain_comparison(table, "optimizer")
+    text = narrative.explain_comparison(table, "optimizer")
     assert "Learning: not compared" in text and "adadelta" not in text.split("Learning")[1]
     assert "Speed:" in text and "no measurable difference" in text
     assert "Diverged (loss became NaN/inf, run stopped): adagrad" in text
     df["test_top1"], df["test_images"] = [0.5, 0.5, 0.5, 0.9, 0.9, 0.9, None], 10_000
-    text = analysis.explain_comparison(analysis.compare_table(df), "optimizer")
+    text = narrative.explain_comparison(tables.compare_table(df), "optimizer")
     assert "Highest test top-1: **adadelta**" in text
 
 
@@ -114,6 +113,6 @@ def test_unavailable_devices_are_shown_not_dropped():
     devices = pd.DataFrame([{**r, "device_type": "cpu", "device_name": "x86"} for r in runs("cpu", [0.1, 0.1], [2.0, 2.1])]
                            + [{**record("cuda", 1, 0, 0, 0), "device_type": "cuda", "device_name": "not available",
                                "status": "unavailable"}])
-    table = analysis.devices_table(devices)
+    table = tables.devices_table(devices)
     assert table.loc["cuda", "available"] == "no" and table.loc["cpu", "available"] == "yes"
-    assert "Only one device was measured (cuda not available)" in analysis.explain_devices(devices)
+    assert "Only one device was measured (cuda not available)" in narrative.explain_devices(devices)

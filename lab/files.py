@@ -1,0 +1,85 @@
+"""Files that survive a crash: atomic writes (temporary file, fsync, rename), JSON and JSON lines, and the
+check that a folder can be written before any work starts. Records, checkpoints, data and reports use them."""
+from __future__ import annotations
+
+import json
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+from .config import LabError
+
+
+def check_writable(folder: Path) -> None:
+    """Fail before any work when results cannot be written there."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test.{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise LabError(f"cannot write results to {folder}: {exc.strerror or exc}") from exc
+
+
+class WriteError(LabError, OSError):
+    """A file could not be written (a full disk, a read-only folder): one line naming it, exit 1. Also an
+    OSError, so code that tolerates a failed optional write (a cache) still does."""
+
+    def __init__(self, path, cause: OSError, existed: bool):
+        message = (f"cannot write {path}: {cause.strerror or cause}; "
+                   + ("the earlier file is intact" if existed else "nothing was written"))
+        super().__init__(message)
+        self.errno, self.strerror, self.filename = cause.errno, cause.strerror, str(path)
+
+    def __str__(self):
+        return self.args[0]
+
+
+@contextmanager
+def atomic_write(path, mode: str = "w"):
+    """Write to a temporary file beside `path`, flush it to disk, then rename it over `path`: a crash
+    leaves the old file or the new one, never half of one. Used for records, checkpoints and data files.
+    A failed write (ENOSPC, EIO, EACCES, ...) removes the temporary file, leaves the earlier file whole and
+    raises WriteError naming `path`."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    existed = path.exists()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except WriteError:
+        raise
+    except OSError as exc:
+        raise WriteError(path, exc, existed) from exc
+    finally:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
+def save_json(path, obj) -> None:
+    with atomic_write(path) as f:
+        f.write(json.dumps(obj, indent=1, default=str))
+
+
+def write_jsonl(path, records) -> None:
+    with atomic_write(path) as f:
+        for record in records:
+            f.write(json.dumps(record, default=str) + "\n")
+
+
+def read_jsonl(path) -> list[dict]:
+    path = Path(path)
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def append_jsonl(path, records) -> None:
+    """Append by rewriting atomically: a crash leaves the old file or the new one, never half a line."""
+    write_jsonl(path, read_jsonl(path) + list(records))
