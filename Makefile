@@ -26,7 +26,7 @@ report: setup browser ## run every notebook under PROFILE (auto|quick|full|file.
 	$(PY) -m lab report --profile $(PROFILE)
 
 test: setup browser ## the test suite, a worker per core: unit tests, the report end to end (tiny, killed and resumed), Q_model under nbval
-	$(PY) -m pytest -n auto --dist loadfile tests
+	$(PY) -m pytest -n auto --dist loadfile --durations=15 tests
 
 lab: setup ## JupyterLab on this folder (JUPYTER_ARGS="--no-browser --port 8899" to pass options)
 	$(VENV)/bin/jupyter lab --ServerApp.root_dir=$(CURDIR) $(if $(filter 0,$(shell id -u)),--allow-root) $(JUPYTER_ARGS)

@@ -163,14 +163,18 @@ def new_report_dir(profile_name: str, results_root: Path) -> Path:
     raise LabError(f"cannot find a free report folder name under {results_root}")
 
 
-def _kernel_manager():
+def kernel_manager(sockets: str):
+    """Kernels on local IPC sockets rather than unencrypted loopback TCP, in the folder `sockets`: jupyter's
+    default, `kernel-ipc-<port>` in the working directory (notebooks/), would let two reports running at once
+    (two profiles, parallel tests) connect to each other's kernels."""
     from jupyter_client.manager import AsyncKernelManager
     from traitlets import CaselessStrEnum
 
     class IPCKernelManager(AsyncKernelManager):
-        """Kernels on local IPC sockets rather than unencrypted loopback TCP."""
-
         transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+
+        def _ip_default(self) -> str:
+            return os.path.join(sockets, "kernel")
 
     return IPCKernelManager
 
@@ -180,9 +184,10 @@ def execute(name: str, out: Path, parameters: dict, timeout) -> None:
 
     source, target = NOTEBOOK_DIR / f"{name}.ipynb", out / f"{name}.ipynb"
     try:
-        papermill.execute_notebook(str(source), str(target), parameters=parameters, kernel_name="python3",
-                                   cwd=str(NOTEBOOK_DIR), progress_bar=False, execution_timeout=timeout,
-                                   kernel_manager_class=_kernel_manager())
+        with tempfile.TemporaryDirectory(prefix="lab-kernel-") as sockets:
+            papermill.execute_notebook(str(source), str(target), parameters=parameters, kernel_name="python3",
+                                       cwd=str(NOTEBOOK_DIR), progress_bar=False, execution_timeout=timeout,
+                                       kernel_manager_class=kernel_manager(sockets))
     except papermill.PapermillExecutionError as exc:
         raise LabError(f"notebook {name} failed in cell {exc.cell_index + 1}: {exc.ename}: "
                        f"{str(exc.evalue).splitlines()[0] if exc.evalue else ''} "

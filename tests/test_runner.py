@@ -114,3 +114,12 @@ def test_a_report_being_written_is_neither_entered_nor_replaced(tmp_path):
     assert done.stderr.strip().splitlines()[-1] == (f"error: report {out} is being written by process "
                                                     f"{os.getpid()}; wait for it or stop it first")
     assert (out / "report.html").read_text() == "a finished report"  # nothing deleted
+
+
+def test_two_reports_at_once_do_not_share_kernel_sockets(tmp_path):
+    from lab.report import kernel_manager
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    managers = [kernel_manager(str(folder))() for folder in (a, b)]
+    assert [m.transport for m in managers] == ["ipc", "ipc"]
+    assert [m.ip for m in managers] == [str(a / "kernel"), str(b / "kernel")]  # not notebooks/kernel-ipc-*
