@@ -222,6 +222,11 @@ def run_report(profile_name: str, results_root=None, data=None, out=None, force=
             log(f"report {out.name} ({meta['profile']} profile, {meta['dataset']} data) -> {out}")
         _point_latest(results_root, out)
         started = time.perf_counter()
+        if meta["dataset"] == "synthetic":  # made once, before the notebooks: not a cost of C2's run
+            from .config import Config
+            from .data import ensure_synthetic
+
+            ensure_synthetic(Config(dataset="synthetic", data=data), log=log)
         total = len(meta["parameters"]) + 1
         timing = ReportTiming(meta, out)
         with progress.Watcher(out / "progress.jsonl", timing.plan, timing.estimate) as watcher, \
