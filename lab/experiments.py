@@ -16,9 +16,13 @@ from .config import OPTIMIZERS, Config, LabError
 from .train import c_compiler, cpu_fast_probe, resolve_device, resolve_fast, run
 
 
-def planned_steps(config: Config, world_size: int = 1) -> int:
-    """Training steps a run of `config` will take (per process): epochs x batches per epoch."""
-    images = config.synthetic_train if config.dataset == "synthetic" else 50_000
+def planned_steps(config: Config, world_size: int = 1, test: bool = False) -> int:
+    """Training steps a run of `config` will take (per process): epochs x batches per epoch; `test`: the
+    test batches its evaluations take (evaluate() caps them at max_batches too)."""
+    if test:
+        images = config.synthetic_test if config.dataset == "synthetic" else 10_000
+    else:
+        images = config.synthetic_train if config.dataset == "synthetic" else 50_000
     batches = math.ceil(math.ceil(images / world_size) / config.batch_size)
     return config.epochs * (batches if config.max_batches is None else min(batches, config.max_batches))
 
@@ -274,8 +278,6 @@ def acceleration_settings(device_type: str, max_autotune: bool = False, probe: d
         settings += [{"tag": "fast", "fast": True}]
     else:
         settings += [{"tag": "fast (per-phase timers)", "fast": True, "timers": "phase"}, {"tag": "fast", "fast": True}]
-    for tag, reason in skipped.items():
-        print(f"C8: {tag} left out: {reason}", file=sys.stderr)
     return [{"loader": "tensor", **s} for s in settings], skipped
 
 
@@ -293,6 +295,8 @@ def compare_acceleration(config: Config, out, max_autotune: bool = False, profil
     """Every C8 setting, interleaved by epoch; the plan (settings and the ones left out, with reasons) is
     saved beside the records so the report can say what was not measured."""
     configs, skipped = acceleration_plan(config, max_autotune, compiled)
+    for tag, reason in skipped.items():
+        print(f"C8: {tag} left out: {reason}", file=sys.stderr)
     files.save_json(Path(out) / "plan.json", {"settings": [c.tag for c in configs], "skipped": skipped})
     records = interleave(configs, out)
     from .profiling import step_profile  # the eager step under torch.profiler: launch- or compute-bound
@@ -400,11 +404,7 @@ def plan(notebook: str, params: dict, report: tuple = ()) -> progress.Work:
     elif notebook == "C7_batchnorm":
         runs = [] if "C6_optimizers" in report else [config, config.replace(batch_norm=False)]
     elif notebook == "C8_acceleration":
-        import contextlib
-        import io
-
-        with contextlib.redirect_stderr(io.StringIO()):
-            runs = acceleration_plan(config, params["max_autotune"], params.get("compile_settings", True))[0]
+        runs = acceleration_plan(config, params["max_autotune"], params.get("compile_settings", True))[0]
         work += progress.Work(steps=2 + params["profile_steps"], runs=1)
     elif notebook == "C9_scaling":
         cpu = resolve_device(config.device).type == "cpu"
@@ -414,8 +414,7 @@ def plan(notebook: str, params: dict, report: tuple = ()) -> progress.Work:
                 work += progress.Work(steps=planned_steps(c, n) * share, runs=1, launches=1,
                                       evals=0)
     for c in runs:
-        evals = c.epochs * min(c.max_batches or 10**9, math.ceil(
-            (c.synthetic_test if c.dataset == "synthetic" else 10_000) / c.batch_size)) if c.evaluate else 0
+        evals = planned_steps(c, test=True) if c.evaluate else 0
         work += progress.Work(steps=planned_steps(c) * (c.batch_size / config.batch_size), evals=evals, runs=1,
                               compiles=int(c.compile != "off" or (c.fast and resolve_device(c.device).type == "cuda")))
     return work

@@ -10,6 +10,12 @@ from pathlib import Path
 from .config import LabError
 
 
+def cache_dir() -> Path:
+    """Where measurements worth keeping between runs go (the --fast choice, a report's costs): $LAB_CACHE,
+    default ~/.cache/resnet-perf-lab."""
+    return Path(os.environ.get("LAB_CACHE", Path.home() / ".cache" / "resnet-perf-lab"))
+
+
 def check_writable(folder: Path) -> None:
     """Fail before any work when results cannot be written there."""
     try:

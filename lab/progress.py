@@ -20,6 +20,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .files import cache_dir, save_json
+
 ENV = "LAB_PROGRESS"
 WRITE_EVERY = 0.25   # seconds between two progress lines of one process (an epoch's last step always goes)
 
@@ -102,7 +104,7 @@ SUMMARY_NOTEBOOKS = 3
 
 
 def cost_cache() -> Path:
-    return Path(os.environ.get("LAB_CACHE", Path.home() / ".cache" / "resnet-perf-lab")) / "report-costs.json"
+    return cache_dir() / "report-costs.json"
 
 
 def cache_key(device: str, batch_size: int) -> str:
@@ -166,12 +168,8 @@ def save_costs(key: str, costs: dict) -> None:
     try:
         cached = json.loads(path.read_text()) if path.exists() else {}
         cached = cached if isinstance(cached, dict) else {}
-        cached[key] = {**cached.get(key, {}), **costs}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(cached, indent=1))
-        tmp.replace(path)
-    except (OSError, ValueError):
+        save_json(path, {**cached, key: {**cached.get(key, {}), **costs}})
+    except (OSError, ValueError):  # a cache: a read-only home only costs the measured first guess
         pass
 
 
@@ -198,7 +196,7 @@ class Watcher:
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty() if tty is None else tty
         self.every = every
-        self.offset, self.current, self.started = 0, None, time.time()
+        self.offset, self.current = 0, None
         self.done_steps: dict[str, int] = {}      # per run id, the steps done
         self.finished: dict[str, float] = {}      # part -> seconds taken
         self.predicted: dict[str, float] = {}     # part -> seconds predicted when it started

@@ -20,7 +20,7 @@ import yaml
 from . import experiments, parts, progress
 from .data import resolve_dataset
 from .config import PARAMETERS, PROFILE, ConfigError, LabError, show
-from .files import check_writable, save_json
+from .files import check_writable, read_jsonl, save_json
 from .results import git_commit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -306,7 +306,7 @@ class ReportTiming:
         if name == "Q_model":
             self.estimate.use({"notebook_s": seconds}, "measured")
         elif name == self.CALIBRATES:
-            records = results_of(self.out / name)
+            records = read_jsonl(self.out / name / "records.jsonl")
             self.estimate.use(progress.calibrate(records, seconds, self.estimate.costs["notebook_s"]), "measured")
             left = watcher.left()
             self.meta["estimate"] = {"after": name, "elapsed_s": round(elapsed, 1), "total_s": round(elapsed + left, 1),
@@ -322,7 +322,7 @@ class ReportTiming:
         """This machine's measured costs, for the first guess of the next report (compilation from C8's
         first epochs, a launch from C9's time beyond its steps)."""
         costs = {k: v for k, v in self.estimate.costs.items() if self.estimate.sources[k] == "measured"}
-        c8 = results_of(self.out / "C8_acceleration")
+        c8 = read_jsonl(self.out / "C8_acceleration" / "records.jsonl")
         first = {r["tag"]: r["total_s"] for r in c8 if r.get("epoch") == 1 and r.get("total_s")}
         compiled = [v - first["eager fp32"] for t, v in first.items() if t.startswith("compile") and "eager fp32" in first]
         if compiled:
@@ -348,12 +348,6 @@ class ReportTiming:
             return f"{took_text} (no estimate: {self.CALIBRATES} did not run)"
         return (f"estimate vs actual: estimated {progress.clock(est['total_s'])} after {est['after']}, {took_text} "
                 f"({(actual - est['total_s']) / est['total_s']:+.0%})")
-
-
-def results_of(folder: Path) -> list[dict]:
-    from .files import read_jsonl
-
-    return read_jsonl(folder / "records.jsonl")
 
 
 def _open_report(profile: dict, results_root: Path, out: Path | None, force: bool, new: bool):

@@ -328,7 +328,7 @@ def resolve_fast(config: Config, device: torch.device, log=print) -> Config:
 
 
 def _cache_file() -> Path:
-    return Path(os.environ.get("LAB_CACHE", Path.home() / ".cache" / "resnet-perf-lab")) / "fast-choice.json"
+    return files.cache_dir() / "fast-choice.json"
 
 
 def fast_cache_key(probe_batch: int, threads: int | None = None) -> str:
