@@ -5,7 +5,7 @@ P1  on-device batched loader images/s / best DataLoader images/s (workers 0..min
 P2  the lab's per-phase timed loop / a bare kuangliu loop, same batches, order alternated        <= 1.02
 P3  the pre-declared `fast` setting's step time / eager fp32's, settings run round-robin          <= 0.85
     (the best setting, named, is reported beside it)
-P5  CUDA: the `fast` setting's steady full-epoch seconds (<= 1.2 s on an H100), and its ratio
+P5  CUDA: the `fast` setting's steady full-epoch seconds (<= 1.2 s on an H100 or H200), and its ratio
     to the FLOP floor (model FLOPs / the bf16 peak measured by a matmul probe in the same run)
 
 Every clock read goes through lab.timing.now(device), which synchronizes CUDA first.
@@ -38,7 +38,7 @@ from .train import Step, Trainer, resolve_device, seed_epoch, train_one_epoch
 
 GOALS = {"P1": (">=", 10.0), "P2": ("<=", 1.02), "P3": ("<=", 0.85), "P5": ("<=", 1.2)}
 SLOW = 3.0  # P3: an uncompiled setting this many times slower than eager fp32 after warm-up is left out
-P5_GOAL_DEVICE = "H100"  # the P5 goal is set for an H100; elsewhere its number is printed with goal n/a
+P5_GOAL_DEVICES = ("H100", "H200")  # the P5 goal is set for Hopper (one compute class); elsewhere: goal n/a
 
 
 def log(message: str) -> None:
@@ -226,17 +226,19 @@ def p2_overhead(config: Config, device: torch.device, steps: int, pairs: int) ->
 
 # --- P3: C8's settings, round-robin ------------------------------------------------------------------
 
-def p3_settings(device_type: str) -> tuple[dict, dict]:
+def p3_settings(device_type: str, compiled: bool = True) -> tuple[dict, dict]:
     """C8's settings (each on the on-device loader; max-autotune is opt-in there: its compilation alone
     takes minutes) with `fast` last, less C8's `fast` with per-phase timers (P2 measures what timers
-    cost). Returns (tag -> Config fields, tag -> why a setting is left out)."""
-    c8, skipped = acceleration_settings(device_type)
+    cost); `compiled` False leaves the compiled ones out (C8's reason). Returns (tag -> Config fields,
+    tag -> why a setting is left out)."""
+    c8, skipped = acceleration_settings(device_type, compiled=compiled)
     settings = {s.pop("tag"): s for s in c8 if not (s.get("fast") and s.get("timers") == "phase")}
     settings["fast"] = {"loader": "tensor", "fast": True}
     return settings, skipped
 
 
-def p3_acceleration(config: Config, device: torch.device, steps: int, repeats: int, warmup: int = 3):
+def p3_acceleration(config: Config, device: torch.device, steps: int, repeats: int, warmup: int = 3,
+                    compiled: bool = True):
     """Every setting on the on-device loader. All are built and warmed up first (a short epoch pays for
     compilation and CUDA graphs), then each repeat runs every setting for `steps` steps, round-robin,
     in reversed order on alternate repeats. A step's time is the timed epoch's total_s / steps for every
@@ -246,7 +248,7 @@ def p3_acceleration(config: Config, device: torch.device, steps: int, repeats: i
     warm `fast` Trainer."""
     dataset = data.load_dataset(config, train=True, log=log)
     loader = TensorLoader.from_dataset(dataset, config.batch_size, device, seed=config.seed)
-    settings, skipped = p3_settings(device.type)
+    settings, skipped = p3_settings(device.type, compiled)
     setups, warm_step = {}, {}
     for tag, setting in settings.items():
         log(f"P3: {tag}: building and warming up")
@@ -316,7 +318,7 @@ def p5_floor(setup, device: torch.device, epochs: int) -> list[dict]:
     """The fast setting's full epochs (a warm-up epoch first: the last partial batch is a new shape),
     and the floor: FLOPs per epoch / the measured bf16 peak. CUDA only."""
     flop = flops_per_image()
-    goal = GOALS["P5"] if P5_GOAL_DEVICE in device_name(device) else None
+    goal = GOALS["P5"] if any(d in device_name(device) for d in P5_GOAL_DEVICES) else None
     what = "fast setting, full epoch (s)"
     if device.type != "cuda":
         reason = "skipped: P5 is a GPU goal (needs --device cuda)"
@@ -339,22 +341,29 @@ def p5_floor(setup, device: torch.device, epochs: int) -> list[dict]:
 # --- the whole bench -----------------------------------------------------------------------------------
 
 def run_bench(config: Config, out=None, quick: bool = False, steps: int | None = None,
-              repeats: int | None = None) -> dict:
+              repeats: int | None = None, compiled: bool = True) -> dict:
+    """Every goal in turn; the JSON report is written again after each one, so a bench stopped midway
+    (a GPU lease ending) keeps the goals it finished."""
     device = resolve_device(config.device)
     p = plan(device, quick, steps, repeats)
     started = time.perf_counter()
     log(f"bench on {device.type}: {device_name(device)}")
-    results = {"P1": p1_loader(config, device, p["p1_batches"], p["p1_repeats"]),
-               "P2": p2_overhead(config, device, p["p2_steps"], p["p2_pairs"])}
-    p3_rows, fast_setup = p3_acceleration(config, device, p["p3_steps"], p["p3_repeats"], p["p3_warmup"])
-    p5_rows = p5_floor(fast_setup, device, p["p5_epochs"])
-    results.update({r["name"]: r for r in p3_rows + p5_rows})
-    report = {"time": dt.datetime.now().astimezone().isoformat(timespec="seconds"), "quick": quick,
-              "device_type": device.type, "device_name": device_name(device),
-              "seconds": time.perf_counter() - started, "plan": p, "config": config.to_dict(),
-              "provenance": provenance(config, device), "results": results}
     out = Path(out or Path("results") / f"bench-{dt.datetime.now():%Y%m%d-%H%M%S}.json")
-    save_json(out, report)
+    results = {}
+    report = {"time": dt.datetime.now().astimezone().isoformat(timespec="seconds"), "quick": quick,
+              "device_type": device.type, "device_name": device_name(device), "seconds": 0.0, "plan": p,
+              "config": config.to_dict(), "provenance": provenance(config, device), "results": results}
+
+    def done(*rows: dict) -> None:
+        results.update({r["name"]: r for r in rows})
+        report["seconds"] = time.perf_counter() - started
+        save_json(out, report)
+
+    done(p1_loader(config, device, p["p1_batches"], p["p1_repeats"]))
+    done(p2_overhead(config, device, p["p2_steps"], p["p2_pairs"]))
+    p3_rows, fast_setup = p3_acceleration(config, device, p["p3_steps"], p["p3_repeats"], p["p3_warmup"], compiled)
+    done(*p3_rows)
+    done(*p5_floor(fast_setup, device, p["p5_epochs"]))
     report["path"] = str(out)
     return report
 

@@ -107,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="P1 repeats, P2 pairs and P3 repeats (default: 5, 5, and 3 on a CPU or 5 on CUDA)")
     bench.add_argument("--out", default=None, help="JSON file (default results/bench-<time>.json)")
     bench.add_argument("--quick", action="store_true", help="fewer batches and repeats (a smoke run)")
+    bench.add_argument("--no-compile", action="store_true",
+                       help="leave P3's torch.compile settings out (compiling takes a minute or more each); "
+                            "fast stays, as it resolves (on CUDA it compiles)")
     return parser
 
 
@@ -303,7 +306,8 @@ def cmd_bench(args) -> int:
     config = Config(dataset=resolve_dataset(args.dataset, args.data), data=args.data, device=device.type,
                     batch_size=batch_size, synthetic_train=args.synthetic_train,
                     synthetic_test=args.synthetic_test, workers=0, checkpoint=None, experiment="bench").validate()
-    print(format_bench(run_bench(config, args.out, quick=args.quick, steps=args.steps, repeats=args.repeats)))
+    print(format_bench(run_bench(config, args.out, quick=args.quick, steps=args.steps, repeats=args.repeats,
+                                 compiled=not args.no_compile)))
     return 0
 
 

@@ -108,6 +108,7 @@ def test_worker_counts():
     assert bench.worker_counts(64) == [0, 1, 2, 4, 8, 16]
 
 
+@pytest.mark.cuda
 def test_bench_cuda_without_cuda_is_one_line(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     code = main(["bench", "--device", "cuda", "--quick", "--out", str(tmp_path / "b.json")])
@@ -128,8 +129,8 @@ def test_quick_bench_end_to_end_names_the_device(synthetic_data, tmp_path, monke
     c8 = [{"tag": "eager fp32"}, {"tag": "channels_last", "channels_last": True},
           {"tag": "fast (per-phase timers)", "fast": True, "timers": "phase"}, {"tag": "fast", "fast": True}]
     # C8's list less compile (minutes) and bf16 (emulated, ~30x slower, on CPUs without bf16 instructions)
-    monkeypatch.setattr(bench, "acceleration_settings",
-                        lambda device_type: ([{"loader": "tensor", **s} for s in c8], {"compile default": "test"}))
+    monkeypatch.setattr(bench, "acceleration_settings", lambda device_type, compiled=True: (
+        [{"loader": "tensor", **s} for s in c8], {"compile default": "test"}))
     monkeypatch.setattr(bench, "SLOW", 1e-9)  # every uncompiled setting but the baseline and fast is "too slow"
     out = tmp_path / "bench.json"
     code = main(["bench", "--device", "cpu", "--quick", "--dataset", "synthetic", "--data", synthetic_data.data,

@@ -34,6 +34,7 @@ def test_invalid_values_exit_2_with_one_line(flags, words, capsys, tmp_path):
     assert len(err.splitlines()) == 1 and words in err
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 @pytest.mark.parametrize("flag", [["--gpu"], ["--device", "cuda"]])
 def test_cuda_without_cuda_is_an_error_not_a_fallback(flag, capsys, tiny_config):

@@ -57,6 +57,7 @@ def test_same_transforms_and_loader_path_as_real_data(synthetic_data):
     assert images.shape == (32, 3, 32, 32) and labels.dtype == torch.int64
 
 
+@pytest.mark.cuda
 def test_pin_memory_only_on_cuda(synthetic_data):
     dataset = load_dataset(synthetic_data, train=True)
     assert make_loader(dataset, synthetic_data, torch.device("cuda")).pin_memory is True

@@ -99,6 +99,7 @@ def test_what_cannot_run_distributed_is_one_line(synthetic_data, tmp_path, args,
     assert done.returncode == code and len(done.stderr.strip().splitlines()) == 1 and words in done.stderr, done.stderr
 
 
+@pytest.mark.cuda
 def test_more_processes_than_gpus_with_nccl_is_refused(monkeypatch, capsys):
     from lab import cli
 

@@ -36,6 +36,7 @@ def test_fast_with_phase_timers_measures_the_split(tiny_config):
     assert record["load_s"] >= 0 and record["train_s"] > 0
 
 
+@pytest.mark.cuda
 def test_fast_on_cuda_is_the_cuda_graphs_recipe_and_resolving_twice_changes_nothing(tiny_config):
     config = resolve_fast(tiny_config.replace(fast=True), torch.device("cuda"))
     assert {k: getattr(config, k) for k in CUDA_FAST} == CUDA_FAST and config.timers == "epoch"

@@ -118,6 +118,7 @@ def test_a_resumed_run_continues_with_the_saved_loss_scale(tiny_config, tmp_path
     assert a["scaler"] == b["scaler"]
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (fp16 GradScaler)")
 def test_fp16_on_cuda_resumes_with_its_scaler(tiny_config, tmp_path):
     straight = tiny_config.replace(device="cuda", amp="fp16", epochs=2, checkpoint=str(tmp_path / "a.pt"))

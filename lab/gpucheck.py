@@ -1,0 +1,352 @@
+"""The GPU check in one call: `scripts/gpu-check.sh [--budget-s 300] [--out DIR] [--dry-run]`.
+
+GPU time is short, so what must run on a GPU is one prepared command. Its stages, in order:
+
+  env    the GPU, the driver, torch and CUDA
+  data   the synthetic CIFAR-format data set, 50,000 + 10,000 images (a GPU machine starts bare)
+  tests  `pytest -m cuda`: every test that exercises a CUDA path (those that need a device skip on a CPU)
+  bench  `python -m lab bench --device cuda`: P1, P2, P3 and P5, its JSON saved after each goal
+  c8     C8 at the full sizes: every setting 3 epochs of 391 batches at batch 128, interleaved, `fast`
+         included, with progress lines as under the report runner
+
+Each stage is a child process in its own process group, bounded by its share of what is left of the
+budget (`WEIGHTS`) and killed whole when it runs over. As soon as a stage ends, finished or cut, its rows
+are appended to OUT/rows.jsonl and OUT/gpu-check.md (one markdown table for the measurements page) is
+written again, so a run cut off at any point returns what finished. OUT/gpu-check.log holds every
+stage's output. `--dry-run`: the same stages on the CPU at tiny sizes (`make test` runs it, so the script
+cannot rot); what needs CUDA is skipped and its row says why.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WEIGHTS = {"env": 0.5, "data": 1.0, "tests": 2.0, "bench": 4.0, "c8": 5.0}  # shares of the budget left
+STAGES = tuple(WEIGHTS)
+FINAL_S = 5.0          # kept back for the last table
+MIN_STAGE_S = 5.0      # a stage that would get less is skipped, not started
+
+
+@dataclass
+class Sizes:
+    """What the stages run: the GPU's full sizes, or the CPU dry run's tiny ones."""
+
+    device: str
+    train_images: int
+    test_images: int
+    batch_size: int
+    max_batches: int | None
+    epochs: int
+    compiled: bool
+    bench_args: list[str] = field(default_factory=list)
+    profile_steps: int = 3
+
+
+FULL = Sizes("cuda", 50_000, 10_000, 128, None, 3, True, ["--repeats", "3"])
+TINY = Sizes("cpu", 256, 64, 8, 1, 2, False,
+             ["--quick", "--no-compile", "--batch-size", "8", "--steps", "1", "--repeats", "1"], profile_steps=1)
+
+
+# --- the rows and the table -----------------------------------------------------------------------------
+
+def row(stage: str, name: str, result: str = "", spread: str = "", goal: str = "", status: str = "ok") -> dict:
+    return {"stage": stage, "check": name, "result": result, "spread": spread, "goal": goal, "status": status}
+
+
+def table(rows: list[dict], header: dict) -> str:
+    """The markdown page: what ran where, then one row per result."""
+    lines = [f"GPU check, {header['date']}: {header['machine']}, torch {header['torch']}, commit {header['commit']}, "
+             f"budget {header['budget_s']:.0f} s, took {header['took_s']:.0f} s", "",
+             f"Command: `{header['command']}`", "",
+             "| stage | check | result | spread | goal | status |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        cells = [str(r[k]).replace("|", "\\|").replace("\n", " ") for k in
+                 ("stage", "check", "result", "spread", "goal", "status")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+# --- running a stage within its share of the budget -----------------------------------------------------
+
+@dataclass
+class Ran:
+    code: int | None      # None: cut (killed at its limit)
+    seconds: float
+    output: str
+
+
+def run_stage(cmd: list[str], limit_s: float, log_path: Path, env: dict | None = None) -> Ran:
+    """Run `cmd` in its own process group for at most `limit_s` seconds (then kill the group: a stage's
+    DataLoader workers and compile workers go with it); its output is appended to `log_path`."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+                            env={**os.environ, **(env or {})}, start_new_session=True)
+    try:
+        output, _ = proc.communicate(timeout=max(limit_s, 0.1))
+        code = proc.returncode
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        output, _ = proc.communicate()
+        code = None
+    seconds = time.perf_counter() - start
+    with open(log_path, "a", encoding="utf-8") as log:
+        log.write(f"$ {' '.join(cmd)}\n{output}\n[{'cut by the budget' if code is None else f'exit {code}'} after "
+                  f"{seconds:.1f} s]\n\n")
+    return Ran(code, seconds, output)
+
+
+def stage_status(ran: Ran) -> str:
+    if ran.code is None:
+        return f"cut by the budget after {ran.seconds:.0f} s"
+    return "ok" if ran.code == 0 else f"failed (exit {ran.code}): {last_line(ran.output)}"
+
+
+def last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1][:300] if lines else "(no output)"
+
+
+# --- the stages' rows -----------------------------------------------------------------------------------
+
+def env_rows(device: str) -> list[dict]:
+    import torch
+
+    from .results import device_name, git_commit
+
+    cuda = torch.cuda.is_available()
+    rows = [row("env", "torch", f"{torch.__version__} (CUDA {torch.version.cuda or 'none'}, cuDNN "
+                f"{torch.backends.cudnn.version() if cuda else 'none'})"),
+            row("env", "commit", git_commit())]
+    if device == "cuda":
+        smi = shutil.which("nvidia-smi")
+        driver = "—"
+        if smi:
+            done = subprocess.run([smi, "--query-gpu=driver_version,memory.total", "--format=csv,noheader"],
+                                  capture_output=True, text=True, timeout=30)
+            driver = done.stdout.strip() or last_line(done.stderr)
+        rows.append(row("env", "GPU", f"{device_name(torch.device('cuda')) if cuda else 'none'}; driver, memory: "
+                        f"{driver}", status="ok" if cuda else "failed: torch sees no CUDA device"))
+    else:
+        rows.append(row("env", "device", f"{device_name(torch.device('cpu'))} (dry run: no GPU)",
+                        status="skipped: CUDA parts (dry run on the CPU)"))
+    return rows
+
+
+SUMMARY = re.compile(r"^=*\s*(?P<counts>(\d+ \w+(, )?)+) in [\d.]+s", re.M)
+
+
+def test_rows(ran: Ran) -> list[dict]:
+    """pytest's closing line as a row; the skip reasons (-rs) as the status where tests were skipped."""
+    found = SUMMARY.findall(ran.output)
+    counts = found[-1][0] if found else "no summary line"
+    reasons = sorted({m.group(1) for m in re.finditer(r"^SKIPPED \[\d+\] [^:]+:\d+: (.+)$", ran.output, re.M)})
+    status = stage_status(ran)
+    if status == "ok" and reasons:
+        status = "ok; skipped: " + "; ".join(reasons)
+    return [row("tests", "pytest -m cuda", counts, status=status)]
+
+
+def bench_rows(path: Path, ran: Ran) -> list[dict]:
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return [row("bench", "bench", status=stage_status(ran))]
+    rows = []
+    for r in report["results"].values():
+        if "skipped" in r:
+            rows.append(row("bench", r["name"], r["what"], status=r["skipped"]))
+            continue
+        unit = " s" if r["unit"] == "s" else ""
+        met = "goal n/a" if r["met"] is None else ("met" if r["met"] else "NOT MET")
+        met = f"smoke run, not a measurement ({met})" if report["quick"] else met
+        rows.append(row("bench", r["name"], f"{r['what']}: {r['value']:.3f}{unit}",
+                        f"{r['min']:.3f}..{r['max']:.3f} ({r['repeats']} repeats)", r["goal"] or "n/a", met))
+    if ran.code != 0:
+        rows.append(row("bench", "bench", status=stage_status(ran) + " (the rows above finished before)"))
+    return rows
+
+
+def c8_rows(folder: Path, progress_file: Path, ran: Ran) -> list[dict]:
+    """One row per C8 setting from its records (a cut run: the epochs that finished), and the progress lines
+    its runs wrote."""
+    import pandas as pd
+
+    from .files import read_jsonl
+    from .tables import acceleration_table
+
+    records = read_jsonl(folder / "records.jsonl")
+    plan_file = folder / "plan.json"
+    plan = json.loads(plan_file.read_text()) if plan_file.exists() else None
+    rows = []
+    if records:
+        t = acceleration_table(pd.DataFrame(records), plan)
+        for tag, r in t.iterrows():
+            if r["status"] != "ok":
+                rows.append(row("c8", str(tag), status=str(r["status"])))
+                continue
+            steady = ("—" if r["steady epoch s"] != r["steady epoch s"] else
+                      f"steady epoch {r['steady epoch s']:.3f} s, step {r['steady train s']:.3f} s"
+                      if r["steady train s"] == r["steady train s"] else f"steady epoch {r['steady epoch s']:.3f} s")
+            rows.append(row("c8", str(tag), f"first epoch {r['first epoch s']:.2f} s; {steady}; "
+                            f"{int(r['batches']) if r['batches'] == r['batches'] else '?'} batches; "
+                            f"final loss {r['final loss']:.3f}",
+                            f"epoch {r['epoch speed-up']}, step {r['step speed-up']} vs eager fp32",
+                            status=f"ok ({int(r['epochs'])} epochs; loader {r['loader']})"))
+    lines = [json.loads(line) for line in progress_file.read_text().splitlines()] if progress_file.exists() else []
+    ends = sum(1 for e in lines if e.get("batch") is not None and e.get("batch") == e.get("batches"))
+    runs = len({e["run"] for e in lines if e.get("run")})
+    rows.append(row("c8", "progress lines", f"{len(lines)} lines, {ends} epoch ends, from {runs} runs",
+                    status=stage_status(ran)))
+    return rows
+
+
+def run_c8(work: Path, sizes: Sizes) -> None:
+    """The c8 stage's own process: C8's recipe (the notebook's call) on the check's data and sizes."""
+    from . import experiments
+    from .config import Config
+
+    config = Config(dataset="synthetic", data=str(work / "data"), device=sizes.device, batch_size=sizes.batch_size,
+                    epochs=sizes.epochs, max_batches=sizes.max_batches, synthetic_train=sizes.train_images,
+                    synthetic_test=sizes.test_images, workers=0, evaluate=False, checkpoint=None,
+                    experiment="C8_acceleration")
+    out = work / "c8"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    experiments.compare_acceleration(config, out, max_autotune=False, profile_steps=sizes.profile_steps,
+                                     compiled=sizes.compiled)
+
+
+def make_data(work: Path, sizes: Sizes) -> None:
+    from .config import Config
+    from .data import ensure_synthetic
+
+    ensure_synthetic(Config(dataset="synthetic", data=str(work / "data"), synthetic_train=sizes.train_images,
+                            synthetic_test=sizes.test_images), log=print)
+
+
+# --- the whole check ------------------------------------------------------------------------------------
+
+def check(out: Path, budget_s: float, dry_run: bool = False, stages=STAGES, work: Path | None = None) -> list[dict]:
+    started = time.perf_counter()
+    deadline = started + budget_s - FINAL_S
+    sizes = TINY if dry_run else FULL
+    out.mkdir(parents=True, exist_ok=True)
+    work = work or Path(tempfile.mkdtemp(prefix="lab-gpu-check-"))  # data and C8's files: not what comes back
+    work.mkdir(parents=True, exist_ok=True)
+    log_path, rows_path = out / "gpu-check.log", out / "rows.jsonl"
+    for path in (log_path, rows_path):
+        path.write_text("")
+    rows: list[dict] = []
+    header = {"date": dt.datetime.now().astimezone().isoformat(timespec="minutes"), "machine": "?", "torch": "?",
+              "commit": "?", "budget_s": budget_s, "took_s": 0.0,
+              "command": "scripts/gpu-check.sh " + " ".join(sys.argv[1:])}
+    me = [sys.executable, "-m", "lab.gpucheck"]
+    size_flag = ["--dry-run"] if dry_run else []
+
+    def add(new: list[dict]) -> None:
+        rows.extend(new)
+        with open(rows_path, "a", encoding="utf-8") as f:
+            for r in new:
+                f.write(json.dumps({"t": round(time.perf_counter() - started, 1), **r}) + "\n")
+        header["took_s"] = time.perf_counter() - started
+        (out / "gpu-check.md").write_text(table(rows, header))
+        for r in new:
+            print(f"{r['stage']:6} {r['check']:28} {r['result']} {r['spread']} {r['goal']} [{r['status']}]",
+                  flush=True)
+
+    todo = [s for s in STAGES if s in stages]
+    for i, stage in enumerate(todo):
+        left = deadline - time.perf_counter()
+        limit = left * WEIGHTS[stage] / sum(WEIGHTS[s] for s in todo[i:])
+        if limit < MIN_STAGE_S:
+            add([row(stage, stage, status=f"skipped: {max(left, 0):.0f} s of the budget left")])
+            continue
+        if stage == "env":
+            ran = run_stage(me + ["--stage", "env"] + size_flag, limit, log_path)
+            found = [json.loads(line) for line in ran.output.splitlines() if line.startswith("{")]
+            add(found or [row("env", "env", status=stage_status(ran))])
+            for r in found:
+                if r["check"] in ("GPU", "device"):
+                    header["machine"] = r["result"].split(";")[0].replace(" (dry run: no GPU)", " (dry run)")
+                elif r["check"] == "torch":
+                    header["torch"] = r["result"].split()[0]
+                elif r["check"] == "commit":
+                    header["commit"] = r["result"]
+        elif stage == "data":
+            ran = run_stage(me + ["--stage", "data", "--work", str(work)] + size_flag, limit, log_path)
+            add([row("data", "synthetic data", f"{sizes.train_images:,} + {sizes.test_images:,} images",
+                     f"{ran.seconds:.0f} s", status=stage_status(ran))])
+        elif stage == "tests":
+            ran = run_stage([sys.executable, "-m", "pytest", "-m", "cuda", "-q", "-rs", "-p", "no:cacheprovider",
+                             f"--timeout={int(limit)}", "tests"], limit, log_path)
+            add(test_rows(ran))
+        elif stage == "bench":
+            bench_json = out / "bench.json"
+            bench_json.unlink(missing_ok=True)
+            ran = run_stage([sys.executable, "-m", "lab", "bench", "--device", sizes.device, "--dataset", "synthetic",
+                             "--data", str(work / "data"), "--synthetic-train", str(sizes.train_images),
+                             "--synthetic-test", str(sizes.test_images), "--out", str(bench_json),
+                             *sizes.bench_args], limit, log_path)
+            add(bench_rows(bench_json, ran))
+        elif stage == "c8":
+            progress_file = work / "progress.jsonl"
+            progress_file.unlink(missing_ok=True)
+            ran = run_stage(me + ["--stage", "c8", "--work", str(work)] + size_flag, limit, log_path,
+                            env={"LAB_PROGRESS": str(progress_file)})
+            records = work / "c8" / "records.jsonl"
+            if records.exists():
+                shutil.copyfile(records, out / "c8-records.jsonl")
+            add(c8_rows(work / "c8", progress_file, ran))
+    header["took_s"] = time.perf_counter() - started
+    (out / "gpu-check.md").write_text(table(rows, header))
+    return rows
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/gpu-check.sh", description=__doc__.splitlines()[0])
+    parser.add_argument("--budget-s", type=float, default=300.0, help="seconds for the whole check (default 300)")
+    parser.add_argument("--out", default=os.environ.get("OUT") or None,
+                        help="folder for the table, rows and logs (default $OUT, else results/gpu-check-<time>)")
+    parser.add_argument("--dry-run", action="store_true", help="the CPU at tiny sizes; CUDA parts skipped")
+    parser.add_argument("--stages", default=",".join(STAGES), help=f"a comma-separated subset of {','.join(STAGES)}")
+    parser.add_argument("--stage", choices=STAGES, help=argparse.SUPPRESS)   # one stage's own process
+    parser.add_argument("--work", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    sizes = TINY if args.dry_run else FULL
+    if args.stage == "env":
+        for r in env_rows(sizes.device):
+            print(json.dumps(r))
+        return 0
+    if args.stage in ("data", "c8"):
+        (make_data if args.stage == "data" else run_c8)(Path(args.work), sizes)
+        return 0
+    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown or args.budget_s <= FINAL_S:
+        parser.exit(2, f"error: {'unknown stage ' + ', '.join(unknown) if unknown else '--budget-s must exceed 5'}\n")
+    if not args.dry_run:
+        import torch
+
+        if not torch.cuda.is_available():
+            parser.exit(2, "error: no CUDA device here; on a CPU run scripts/gpu-check.sh --dry-run\n")
+    out = Path(args.out or ROOT / "results" / f"gpu-check-{dt.datetime.now():%Y%m%d-%H%M%S}")
+    rows = check(out, args.budget_s, args.dry_run, stages)
+    failed = [r for r in rows if r["status"].startswith("failed")]
+    print(f"table: {out / 'gpu-check.md'}" + (f"; {len(failed)} failed" if failed else ""))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
