@@ -8,7 +8,7 @@ P3  the pre-declared `fast` setting's step time / eager fp32's, settings run rou
 P5  CUDA: the `fast` setting's steady full-epoch seconds (<= 1.2 s on an H100 or H200), and its ratio
     to the FLOP floor (model FLOPs / the bf16 peak measured by a matmul probe in the same run)
 
-Every clock read goes through lab.timing.now(device), which synchronizes CUDA first.
+Every clock read goes through lab.core.timing.now(device), which synchronizes CUDA first.
 """
 from __future__ import annotations
 
@@ -26,15 +26,18 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from . import data
-from .config import Config, ConfigError, LabError
-from .experiments import acceleration_settings
-from .files import save_json
-from .model import resnet18
-from .results import device_name, provenance
-from .tensor_loader import TensorLoader
-from .timing import now
-from .train import Step, Trainer, resolve_device, seed_epoch, train_one_epoch
+from .core.config import Config
+from .core.errors import ConfigError, LabError
+from .core.files import save_json
+from .core.timing import now
+from .data import cifar10
+from .data.tensor_loader import TensorLoader
+from .engine.loop import Step, train_one_epoch
+from .engine.model import resnet18
+from .engine.records import device_name, provenance
+from .engine.resolve import resolve
+from .engine.train import Trainer, seed_epoch
+from .parts.c8_acceleration import BASELINE, FAST, FAST_PHASE, acceleration_settings
 
 GOALS = {"P1": (">=", 10.0), "P2": ("<=", 1.02), "P3": ("<=", 0.85), "P5": ("<=", 1.2)}
 SLOW = 3.0  # P3: an uncompiled setting this many times slower than eager fp32 after warm-up is left out
@@ -86,7 +89,7 @@ def worker_counts(cores: int | None = None) -> list[int]:
 
 def open_loader(dataset, config: Config, device: torch.device, workers: int | None):
     """workers=None: the on-device batched loader; else the lab's DataLoader (same data set, transform,
-    shuffling and pin_memory rule as lab.data.make_loader) with persistent workers, so that its workers
+    shuffling and pin_memory rule as lab.data.cifar10.make_loader) with persistent workers, so that its workers
     start once, on the first iter(), which P1 leaves out of the timed part."""
     if workers is None:
         return TensorLoader.from_dataset(dataset, config.batch_size, device, seed=config.seed)
@@ -120,7 +123,7 @@ def p1_loader(config: Config, device: torch.device, batches: int, repeats: int, 
     shuts down every loader in turn (one alive at a time: no two sets of workers share the cores), in
     reversed order on alternate repeats. The same number of batches is timed for every loader."""
     workers = worker_counts() if workers is None else workers
-    dataset = data.load_dataset(config, train=True, log=log)
+    dataset = cifar10.load_dataset(config, train=True, log=log)
     candidates = {"on-device batched": None, **{f"DataLoader workers={w}": w for w in workers}}
     per_epoch = math.ceil(len(dataset) / config.batch_size)
     batches = min(batches, per_epoch - max(loader_warmup(w) for w in candidates.values()))
@@ -211,8 +214,8 @@ def p2_overhead(config: Config, device: torch.device, steps: int, pairs: int) ->
     """P2 with the lab's model, optimizer and loader; `steps` batches drawn once from the loader."""
     # On a CPU a batch of at most 32: the timers' cost per step is fixed, so a shorter step shows it larger.
     batch_size = config.batch_size if device.type == "cuda" else min(config.batch_size, 32)
-    setup = Trainer(config.replace(batch_size=batch_size, loader="torch", fast=False, timers="phase",
-                                 max_batches=None), log=log)
+    setup = Trainer(resolve(config.replace(batch_size=batch_size, loader="torch", fast=False, timers="phase",
+                                           max_batches=None), log), log)
     seed_epoch(setup.config, 1, setup.train_loader)
     it = iter(setup.train_loader)
     batches = Batches(next(it) for _ in range(min(steps, len(setup.train_loader))))
@@ -232,8 +235,8 @@ def p3_settings(device_type: str, compiled: bool = True) -> tuple[dict, dict]:
     cost); `compiled` False leaves the compiled ones out (C8's reason). Returns (tag -> Config fields,
     tag -> why a setting is left out)."""
     c8, skipped = acceleration_settings(device_type, compiled=compiled)
-    settings = {s.pop("tag"): s for s in c8 if not (s.get("fast") and s.get("timers") == "phase")}
-    settings["fast"] = {"loader": "tensor", "fast": True}
+    settings = {s.pop("tag"): s for s in c8 if s["tag"] != FAST_PHASE}
+    settings[FAST] = {"loader": "tensor", "fast": True}
     return settings, skipped
 
 
@@ -246,19 +249,19 @@ def p3_acceleration(config: Config, device: torch.device, steps: int, repeats: i
     takes over SLOW x eager fp32's cannot be the best and is left out of the repeats, with the reason
     (bf16 autocast on a CPU without bf16 instructions is emulated, ~30x slower). Returns the rows and the
     warm `fast` Trainer."""
-    dataset = data.load_dataset(config, train=True, log=log)
+    dataset = cifar10.load_dataset(config, train=True, log=log)
     loader = TensorLoader.from_dataset(dataset, config.batch_size, device, seed=config.seed)
     settings, skipped = p3_settings(device.type, compiled)
     setups, warm_step = {}, {}
     for tag, setting in settings.items():
         log(f"P3: {tag}: building and warming up")
-        setup = Trainer(config.replace(**{"loader": "tensor", "max_batches": None, **setting}), log=log)
+        setup = Trainer(resolve(config.replace(**{"loader": "tensor", "max_batches": None, **setting}), log), log)
         setup.train_loader = loader  # one copy of the data set on the device; every epoch re-seeds it
         warm_step[tag] = setup.train_epoch(0, max_batches=warmup)["batches"][-1]["train_s"]  # None: epoch timers
         setups[tag] = setup
-        base = warm_step["eager fp32"]
+        base = warm_step[BASELINE]
         slow = warm_step[tag] is not None and warm_step[tag] > SLOW * base
-        if slow and tag not in ("eager fp32", "fast") and setup.config.compile == "off":
+        if slow and tag not in (BASELINE, FAST) and setup.config.compile == "off":
             skipped[tag] = (f"{warm_step[tag]:.2f} s per warmed-up step, over {SLOW:g}x eager fp32's {base:.2f} s: "
                             "left out of the repeats")
             log(f"P3: {tag}: {skipped[tag]}")
@@ -272,18 +275,18 @@ def p3_acceleration(config: Config, device: torch.device, steps: int, repeats: i
         log(f"P3 repeat {repeat + 1}/{repeats}: " + ", ".join(f"{t} {s[-1]:.3f} s" for t, s in step_s.items()))
 
     def ratios(tag):
-        return [s / e for s, e in zip(step_s[tag], step_s["eager fp32"])]
+        return [s / e for s, e in zip(step_s[tag], step_s[BASELINE])]
 
-    best = min((t for t in step_s if t != "eager fp32"), key=lambda t: statistics.median(step_s[t]))
-    fast = setups["fast"].config
+    best = min((t for t in step_s if t != BASELINE), key=lambda t: statistics.median(step_s[t]))
+    fast = setups[FAST].config
     detail = {"steps": min(steps, len(loader)), "batch_size": config.batch_size,
               "step_s": {t: {"median": statistics.median(s), "min": min(s), "max": max(s)}
                          for t, s in step_s.items()},
               "fast_setting": {k: getattr(fast, k) for k in ("loader", "channels_last", "amp", "compile", "timers")},
               "left_out": skipped}
-    rows = [summary("P3", "fast / eager fp32 (step time)", ratios("fast"), goal=GOALS["P3"], **detail),
+    rows = [summary("P3", "fast / eager fp32 (step time)", ratios(FAST), goal=GOALS["P3"], **detail),
             summary("P3 best", f"best: {best} / eager fp32 (step time)", ratios(best), best=best)]
-    return rows, setups["fast"]
+    return rows, setups[FAST]
 
 
 # --- P5: the fast setting's epoch vs the FLOP floor --------------------------------------------------
@@ -344,7 +347,7 @@ def run_bench(config: Config, out=None, quick: bool = False, steps: int | None =
               repeats: int | None = None, compiled: bool = True) -> dict:
     """Every goal in turn; the JSON report is written again after each one, so a bench stopped midway
     (a GPU lease ending) keeps the goals it finished."""
-    device = resolve_device(config.device)
+    device = resolve(config, log).device
     p = plan(device, quick, steps, repeats)
     started = time.perf_counter()
     log(f"bench on {device.type}: {device_name(device)}")

@@ -1,17 +1,26 @@
-"""`python -m lab train ...`: the lab's flags, verbatim, plus a few of our own."""
+"""`python -m lab train|report|bench`: the lab's flags, verbatim (generated from lab.core.config's field specs),
+plus a few of our own. Every error a user can fix is one line and an exit code (lab.core.errors)."""
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
 import sys
-import threading
-import time
-from contextlib import contextmanager
 
-from .config import (DATASETS, DEVICES, LOADERS, OPTIMIZERS, OPTIONS, TIMERS, Config, Interrupted, LabError,
-                     Terminated)
+import torch.distributed.run  # noqa: F401 - loads the launcher's modules: their loggers set their own levels
+from torch.distributed.elastic.multiprocessing.api import SignalException
+
+from .bench import format_bench, run_bench
+from .core.config import DATASETS, DEVICES, OPTIONS, Config, add_config_flags, config_from_args
+from .core.errors import Interrupted, LabError, RunState, Terminated, interruptible, interruption_message, signal_of
+from .data.cifar10 import resolve_dataset
+from .engine import dist
+from .engine.resolve import device_type, resolve
+from .engine.train import run
+from .parts.tables import format_epoch_table
+from .report.runner import run_report
 
 
 class _Parser(argparse.ArgumentParser):
@@ -30,51 +39,15 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks")
     train = sub.add_parser("train", parents=[common],
                            help="train ResNet-18 and report per-epoch load/train/total times")
-    d = Config()
-    train.add_argument("--lr", type=float, default=d.lr, help="learning rate (default %(default)s)")
-    train.add_argument("--workers", type=int, default=d.workers, help="DataLoader workers (default %(default)s)")
-    train.add_argument("--epoch", dest="epochs", type=int, default=d.epochs,
-                       help="total number of epochs; with --resume, training continues up to it (default %(default)s)")
-    train.add_argument("--data", default=d.data, help="data folder (default %(default)s)")
-    train.add_argument("--resume", "-r", action="store_true", help="resume from --checkpoint")
-    train.add_argument("--gpu", action="store_true", help="train on CUDA (same as --device cuda)")
-    train.add_argument("--disable_batch_norm", action="store_true", help="ResNet-18 without batch norm")
-    train.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer, help="(default %(default)s)")
-    train.add_argument("--device", choices=DEVICES, default=d.device, help="(default %(default)s)")
-    train.add_argument("--dataset", choices=DATASETS, default=d.dataset,
-                       help="real CIFAR-10, or synthetic data in the CIFAR-10 file format (default %(default)s)")
-    train.add_argument("--synthetic-train", type=int, default=d.synthetic_train,
-                       help="synthetic training images (default %(default)s)")
-    train.add_argument("--synthetic-test", type=int, default=d.synthetic_test,
-                       help="synthetic test images (default %(default)s)")
-    train.add_argument("--loader", choices=LOADERS, default=d.loader,
-                       help="torch: the lab's DataLoader; tensor: the on-device batched loader (default %(default)s)")
-    train.add_argument("--fast", action="store_true",
-                       help="the fastest honest step: on-device loader, channels_last, bf16 autocast and CUDA graphs "
-                            "on CUDA (on a CPU, the combination measured fastest there), metrics kept on the device, "
-                            "one clock per epoch")
-    train.add_argument("--timers", choices=TIMERS, default=d.timers,
-                       help="phase: load/train clocks around every batch; epoch: one clock per epoch, no host sync "
-                            "per step; auto: epoch with --fast, else phase (default %(default)s)")
-    train.add_argument("--nproc-per-node", type=_positive_int, default=None, metavar="N",
+    add_config_flags(train)  # one flag per Config field, from lab.core.config's specs
+    train.add_argument("--nproc-per-node", type=int, default=None, metavar="N",
                        help="data-parallel training on N processes of this node (hands the command to torchrun's "
                             "launcher; for several nodes run torchrun yourself, see README)")
-    train.add_argument("--threads", type=_positive_int, default=None,
-                       help="torch threads per process (default: torch's, or the cores shared among the ranks)")
-    train.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across ranks (CUDA only)")
-    train.add_argument("--no-augment", action="store_true",
-                       help="train without RandomCrop/RandomHorizontalFlip (equivalence checks)")
-    train.add_argument("--experiment", default=d.experiment, help="label of the records (default %(default)s)")
-    train.add_argument("--tag", default=d.tag, help="label of this setting in the records")
-    train.add_argument("--batch-size", type=int, default=d.batch_size, help="(default %(default)s)")
-    train.add_argument("--max-batches", type=int, default=None, help="cap on batches per epoch, and on evaluation batches (tiny runs)")
-    train.add_argument("--seed", type=int, default=d.seed, help="(default %(default)s)")
-    train.add_argument("--evaluate", action="store_true", help="test loss/top-1 after each epoch (untimed)")
-    train.add_argument("--checkpoint", default=d.checkpoint, help="checkpoint file; '' for none (default %(default)s)")
     train.add_argument("--results", default=None, metavar="DIR",
                        help="append records to DIR/records.jsonl and DIR/batches.jsonl")
     train.add_argument("--json", action="store_true", help="print one JSON record per epoch on stdout")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    d = Config()
 
     report = sub.add_parser("report", parents=[common],
                             help="run every notebook under a profile and write report.html / report.pdf")
@@ -113,19 +86,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def config_from_args(args) -> Config:
-    """The run's Config from `train`'s flags, validated (ConfigError: one line naming the field and value)."""
-    return Config(
-        lr=args.lr, workers=args.workers, epochs=args.epochs, data=args.data, resume=args.resume,
-        device="cuda" if args.gpu else args.device, batch_norm=not args.disable_batch_norm,
-        optimizer=args.optimizer, dataset=args.dataset, batch_size=args.batch_size,
-        max_batches=args.max_batches, seed=args.seed, evaluate=args.evaluate, checkpoint=args.checkpoint or None,
-        synthetic_train=args.synthetic_train, synthetic_test=args.synthetic_test, loader=args.loader,
-        fast=args.fast, timers=args.timers, threads=args.threads, sync_bn=args.sync_bn,
-        augment=not args.no_augment, experiment=args.experiment, tag=args.tag,
-    ).validate()
-
-
 def check_train_args(args) -> Config:
     """Everything `train` checks before anything is written or trained: the Config and the flags that are not
     its fields. Returns the Config."""
@@ -133,16 +93,6 @@ def check_train_args(args) -> Config:
     OPTIONS["nproc_per_node"].check("--nproc-per-node", args.nproc_per_node)
     OPTIONS["results"].check("--results", args.results)
     return config
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
 
 
 def _without_nproc(argv: list[str]) -> list[str]:
@@ -157,70 +107,23 @@ def _without_nproc(argv: list[str]) -> list[str]:
     return out
 
 
-# --- interruption: SIGINT (Ctrl-C) and SIGTERM during `train` ----------------------------------------------
-
-_received: list = []  # (signal number, time) of the first SIGINT/SIGTERM this process got during `train`
-
-
-def _on_signal(signum, frame):
-    """The first SIGINT raises KeyboardInterrupt, the first SIGTERM Terminated; the same signal again at once
-    (passed on by a launcher or to the process group) is ignored while the first is handled; asked again
-    later (over 2 s), the process stops at once."""
-    if _received:
-        if time.monotonic() - _received[0][1] > 2:
-            os._exit(128 + signum)
-        return
-    _received.append((signum, time.monotonic()))
-    raise KeyboardInterrupt if signum == signal.SIGINT else Terminated(signum)
-
-
-@contextmanager
-def _interruptible():
-    if threading.current_thread() is not threading.main_thread():  # signals are delivered to the main thread
-        yield
-        return
-    _received.clear()
-    previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-
-
-def _signal_of(exc: BaseException) -> int | None:
-    """The signal that caused `exc`: the signal itself, or any error raised while one was being handled (a
-    DataLoader worker or a peer rank that the same signal stopped)."""
-    if isinstance(exc, KeyboardInterrupt):
-        return signal.SIGINT
-    if isinstance(exc, Terminated):
-        return exc.signum
-    return _received[0][0] if _received else None
-
-
 def _rank() -> int:
-    from . import dist
-
     return int(os.environ.get("RANK", "0")) if dist.launched() else 0
 
 
 def cmd_train(args) -> int:
-    from . import dist
-
     config = check_train_args(args)
-    with _interruptible():
+    with interruptible():
         if args.nproc_per_node and not dist.launched():
             return _launch(config, args)
-        from .train import Progress, interruption_message
-
-        track = Progress()
+        reached = RunState()
         try:
-            return _train(config, args, track)
+            return _train(config, args, reached)
         except BaseException as exc:  # noqa: BLE001 - re-raised unless a signal caused it
-            signum = _signal_of(exc)
+            signum = signal_of(exc)
             if signum is None:
                 raise
-            raise Interrupted(interruption_message(signum, track, config, args.results), signum,
+            raise Interrupted(interruption_message(signum, reached, config.checkpoint, args.results), signum,
                               quiet=_rank() != 0) from None  # one line, from rank 0 only
         finally:
             dist.shutdown()
@@ -230,38 +133,21 @@ def _launch(config: Config, args) -> int:
     """--nproc-per-node N: torchrun's launcher runs N ranks. Its agent turns SIGINT/SIGTERM into a
     SignalException and passes the signal on to every rank; rank 0 prints the interruption's line, the
     launcher ends with 128 + the signal's number and prints nothing more."""
-    import logging
-
-    import torch
-    import torch.distributed.run  # noqa: F401 - loads the launcher's modules: their loggers set their own levels
-    from torch.distributed.elastic.multiprocessing.api import SignalException
-
-    from . import dist
-    from .train import check_distributed, resolve_device
-
     for name in list(logging.root.manager.loggerDict):  # the launcher's warnings ("Received 15 death signal, ...")
         if name.startswith("torch.distributed.elastic"):  # would be lines beside the job's own one
             logging.getLogger(name).setLevel(logging.ERROR)
-    check_distributed(config, resolve_device(config.device), dist.Context(world_size=args.nproc_per_node))
-    gpus = torch.cuda.device_count()
-    if resolve_device(config.device).type == "cuda" and args.nproc_per_node > gpus:
-        raise LabError(f"--nproc-per-node {args.nproc_per_node} with CUDA needs {args.nproc_per_node} GPUs "
-                       f"(NCCL: one GPU per process) but this node has {gpus}; use --nproc-per-node {gpus} "
-                       "or --device cpu (gloo)")
+    resolve(config, launch=args.nproc_per_node)  # what N processes cannot do, refused before any starts
     try:
         return dist.launch(args.nproc_per_node, _without_nproc(args.argv))
     except SignalException as exc:
         raise Interrupted(f"interrupted by {signal.Signals(exc.sigval).name}", exc.sigval, quiet=True) from None
 
 
-def _train(config: Config, args, track=None) -> int:
-    from . import dist, tables
-    from .train import run
-
+def _train(config: Config, args, reached: RunState) -> int:
     table_out = sys.stderr if args.json else sys.stdout
     records = []
     progress = sys.stderr.isatty() and not args.no_progress
-    for record in run(config, results_dir=args.results, progress=progress, track=track):
+    for record in run(config, results_dir=args.results, progress=progress, reached=reached):
         records.append(record)
         if args.json and dist.current().main:
             print(json.dumps(record, default=str), flush=True)
@@ -273,7 +159,7 @@ def _train(config: Config, args, track=None) -> int:
                  "threads each; rank 0's numbers)" if r["world_size"] > 1 else "")
         print(f"\n{config.optimizer}, lr={config.lr}, {how}, timers={r['timers']}, device={r['device_name']}, "
               f"data={config.dataset}{ranks}", file=table_out)
-        print(tables.format_epoch_table(records), file=table_out)
+        print(format_epoch_table(records), file=table_out)
         if r["timers"] == "epoch":
             print("load/train/other: not measured (epoch timers: one clock per epoch, no host sync per step)",
                   file=table_out)
@@ -281,8 +167,6 @@ def _train(config: Config, args, track=None) -> int:
 
 
 def cmd_report(args) -> int:
-    from .report import run_report
-
     OPTIONS["profile"].check("--profile", args.profile)
     for flag in ("results", "data", "out"):
         OPTIONS["results"].check(f"--{flag}", getattr(args, flag))  # a folder, or None for the default
@@ -293,17 +177,13 @@ def cmd_report(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from .bench import format_bench, run_bench
-    from .data import resolve_dataset
-    from .train import resolve_device
-
     for flag in ("steps", "repeats", "out"):
         OPTIONS[flag].check(f"--{flag}", getattr(args, flag))
-    device = resolve_device(args.device)  # before any work: one line when CUDA is asked for and absent
+    kind = device_type(args.device)  # before any work: one line when CUDA is asked for and absent
     batch_size = args.batch_size
     if batch_size is None:
-        batch_size = 32 if args.quick and device.type == "cpu" else Config.batch_size
-    config = Config(dataset=resolve_dataset(args.dataset, args.data), data=args.data, device=device.type,
+        batch_size = 32 if args.quick and kind == "cpu" else Config.batch_size
+    config = Config(dataset=resolve_dataset(args.dataset, args.data), data=args.data, device=kind,
                     batch_size=batch_size, synthetic_train=args.synthetic_train,
                     synthetic_test=args.synthetic_test, workers=0, checkpoint=None, experiment="bench").validate()
     print(format_bench(run_bench(config, args.out, quick=args.quick, steps=args.steps, repeats=args.repeats,

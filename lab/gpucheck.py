@@ -32,6 +32,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
+import torch
+
+from .core.config import Config
+from .core.files import read_json, read_jsonl
+from .data.cifar10 import ensure_synthetic
+from .engine.records import device_name, git_commit
+from .parts import c8_acceleration
+from .parts.base import Report
+
 ROOT = Path(__file__).resolve().parent.parent
 WEIGHTS = {"env": 0.5, "data": 1.0, "tests": 2.0, "bench": 4.0, "c8": 5.0}  # shares of the budget left
 STAGES = tuple(WEIGHTS)
@@ -121,10 +131,6 @@ def last_line(text: str) -> str:
 # --- the stages' rows -----------------------------------------------------------------------------------
 
 def env_rows(device: str) -> list[dict]:
-    import torch
-
-    from .results import device_name, git_commit
-
     cuda = torch.cuda.is_available()
     rows = [row("env", "torch", f"{torch.__version__} (CUDA {torch.version.cuda or 'none'}, cuDNN "
                 f"{torch.backends.cudnn.version() if cuda else 'none'})"),
@@ -181,17 +187,11 @@ def bench_rows(path: Path, ran: Ran) -> list[dict]:
 def c8_rows(folder: Path, progress_file: Path, ran: Ran) -> list[dict]:
     """One row per C8 setting from its records (a cut run: the epochs that finished), and the progress lines
     its runs wrote."""
-    import pandas as pd
-
-    from .files import read_jsonl
-    from .tables import acceleration_table
-
     records = read_jsonl(folder / "records.jsonl")
-    plan_file = folder / "plan.json"
-    plan = json.loads(plan_file.read_text()) if plan_file.exists() else None
+    plan = read_json(folder / c8_acceleration.PLAN_FILE)
     rows = []
     if records:
-        t = acceleration_table(pd.DataFrame(records), plan)
+        t = c8_acceleration.acceleration_table(pd.DataFrame(records), plan)
         for tag, r in t.iterrows():
             if r["status"] != "ok":
                 rows.append(row("c8", str(tag), status=str(r["status"])))
@@ -213,25 +213,19 @@ def c8_rows(folder: Path, progress_file: Path, ran: Ran) -> list[dict]:
 
 
 def run_c8(work: Path, sizes: Sizes) -> None:
-    """The c8 stage's own process: C8's recipe (the notebook's call) on the check's data and sizes."""
-    from . import experiments
-    from .config import Config
-
+    """The c8 stage's own process: C8's run (what its notebook calls) on the check's data and sizes."""
     config = Config(dataset="synthetic", data=str(work / "data"), device=sizes.device, batch_size=sizes.batch_size,
                     epochs=sizes.epochs, max_batches=sizes.max_batches, synthetic_train=sizes.train_images,
                     synthetic_test=sizes.test_images, workers=0, evaluate=False, checkpoint=None,
-                    experiment="C8_acceleration")
+                    experiment=c8_acceleration.ID)
     out = work / "c8"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    experiments.compare_acceleration(config, out, max_autotune=False, profile_steps=sizes.profile_steps,
-                                     compiled=sizes.compiled)
+    params = {"max_autotune": False, "compile_settings": sizes.compiled, "profile_steps": sizes.profile_steps}
+    c8_acceleration.run(config, params, out, Report(work))
 
 
 def make_data(work: Path, sizes: Sizes) -> None:
-    from .config import Config
-    from .data import ensure_synthetic
-
     ensure_synthetic(Config(dataset="synthetic", data=str(work / "data"), synthetic_train=sizes.train_images,
                             synthetic_test=sizes.test_images), log=print)
 
@@ -336,11 +330,8 @@ def main(argv=None) -> int:
     unknown = [s for s in stages if s not in STAGES]
     if unknown or args.budget_s <= FINAL_S:
         parser.exit(2, f"error: {'unknown stage ' + ', '.join(unknown) if unknown else '--budget-s must exceed 5'}\n")
-    if not args.dry_run:
-        import torch
-
-        if not torch.cuda.is_available():
-            parser.exit(2, "error: no CUDA device here; on a CPU run scripts/gpu-check.sh --dry-run\n")
+    if not args.dry_run and not torch.cuda.is_available():
+        parser.exit(2, "error: no CUDA device here; on a CPU run scripts/gpu-check.sh --dry-run\n")
     out = Path(args.out or ROOT / "results" / f"gpu-check-{dt.datetime.now():%Y%m%d-%H%M%S}")
     rows = check(out, args.budget_s, args.dry_run, stages)
     failed = [r for r in rows if r["status"].startswith("failed")]

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from lab.parts import c2_timing, c8_acceleration
+
 ROOT = Path(__file__).resolve().parent.parent
 TINY = Path(__file__).resolve().parent / "tiny.yaml"
 
@@ -27,7 +29,7 @@ def _seed_fast_cache():
     import json
     import tempfile
 
-    from lab.train import fast_cache_key
+    from lab.engine.fast import fast_cache_key
 
     cache = Path(tempfile.mkdtemp(prefix="lab-cache-"))
     entries = {fast_cache_key(b, t): {"choice": FAST_CHOICE, "step_s": {}} for b in (8, 16, 32) for t in (1, 2, os.cpu_count())}
@@ -52,8 +54,8 @@ def one_thread():
 @pytest.fixture(scope="session")
 def synthetic_data(tmp_path_factory):
     """A small synthetic CIFAR-format data set shared by the tests: 640 train + 128 test images."""
-    from lab.config import Config
-    from lab.data import ensure_synthetic
+    from lab.core.config import Config
+    from lab.data.cifar10 import ensure_synthetic
 
     root = tmp_path_factory.mktemp("data")
     config = Config(data=str(root), dataset="synthetic", synthetic_train=640, synthetic_test=128)
@@ -96,10 +98,10 @@ def tiny_report(tmp_path_factory):
     killed = []
     for line in proc.stderr:
         killed.append(line)
-        if "[8/10] C8_acceleration" in line:
+        if f"[8/10] {c8_acceleration.ID}" in line:
             break
     out = (tmp / "results" / "latest").resolve()
-    partial, deadline = out / "C8_acceleration" / "records.jsonl", time.time() + 600
+    partial, deadline = out / c8_acceleration.ID / "records.jsonl", time.time() + 600
     while not partial.exists() and time.time() < deadline and proc.poll() is None:  # some of C8's records
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
@@ -109,7 +111,7 @@ def tiny_report(tmp_path_factory):
     meta = json.loads((out / "report.json").read_text())
     left = {"meta": meta, "partial": partial.exists(), "html": (out / "report.html").exists(),
             "mtimes": {name: (out / f"{name}.ipynb").stat().st_mtime_ns for name in meta["done"]},
-            "c2_records": (out / "C2_timing" / "records.jsonl").read_text()}
+            "c2_records": (out / c2_timing.ID / "records.jsonl").read_text()}
     resumed = report(TINY, tmp)  # exactly the same command
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     return SimpleNamespace(killed="".join(killed), left=left, resumed=resumed), out

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lab.cli import main
-from lab.results import METRICS
+from lab.engine.records import METRICS
 
 
 def _run_main(argv, capsys):

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-import lab.timing
-from lab import progress
-from lab.results import read_records
-from lab.tensor_loader import TensorLoader, crop_flip, draw_augmentation
-from lab.train import run
+import lab.core.timing
+from lab.data.tensor_loader import TensorLoader, crop_flip, draw_augmentation
+from lab.engine import progress
+from lab.engine.records import read_records
+from lab.engine.train import run
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.cuda,
@@ -36,9 +36,9 @@ def test_a_cuda_run_records_its_device_and_every_phase(cuda_config, tmp_path):
 
 def test_every_clock_read_on_cuda_follows_a_real_synchronize(cuda_config, monkeypatch):
     events = []
-    real_sync, real_clock = torch.cuda.synchronize, lab.timing.perf_counter
+    real_sync, real_clock = torch.cuda.synchronize, lab.core.timing.perf_counter
     monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: events.append("sync") or real_sync(device))
-    monkeypatch.setattr(lab.timing, "perf_counter", lambda: events.append("clock") or real_clock())
+    monkeypatch.setattr(lab.core.timing, "perf_counter", lambda: events.append("clock") or real_clock())
     list(run(cuda_config.replace(epochs=1)))
     clocks = [i for i, e in enumerate(events) if e == "clock"]
     assert len(clocks) == 2 * (2 + 2 * 4)  # total, iter(), then load + train per batch

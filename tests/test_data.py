@@ -6,9 +6,18 @@ import pytest
 import torch
 import torchvision
 
-from lab.config import Config
-from lab.data import (BATCH_DIR, CLASSES, SYNTHETIC_VERSION, DataError, SyntheticCIFAR10, ensure_synthetic,
-                      load_dataset, make_loader, write_synthetic_cifar10)
+from lab.core.config import Config
+from lab.data.cifar10 import (
+    BATCH_DIR,
+    CLASSES,
+    SYNTHETIC_VERSION,
+    DataError,
+    SyntheticCIFAR10,
+    ensure_synthetic,
+    load_dataset,
+    make_loader,
+    write_synthetic_cifar10,
+)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lab.results import read_records
+from lab.engine.records import read_records
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,7 +64,7 @@ def test_two_ranks_of_64_train_the_same_weights_as_one_process_of_128(synthetic_
 
 
 def weights_init(key, like):
-    from lab.model import resnet18
+    from lab.engine.model import resnet18
 
     torch.manual_seed(0)
     return resnet18(batch_norm=False).state_dict()[key]
@@ -75,8 +75,8 @@ def test_a_rank_that_dies_ends_the_job_with_one_line_naming_it(synthetic_data, t
     (tmp_path / "sitecustomize.py").write_text(
         "import os\n"
         "if os.environ.get('RANK') == '1':\n"
-        "    import lab.train\n"
-        "    lab.train.Trainer.train_epoch = lambda *a, **k: os._exit(3)\n")
+        "    import lab.engine.train\n"
+        "    lab.engine.train.Trainer.train_epoch = lambda *a, **k: os._exit(3)\n")
     env = {**__import__("os").environ, "PYTHONPATH": f"{tmp_path}:{ROOT}"}
     start = time.monotonic()
     done = train(synthetic_data, "--batch-size", "8", "--max-batches", "2", "--epoch", "1", "--nproc-per-node", "2",
@@ -89,8 +89,8 @@ def test_a_rank_that_dies_ends_the_job_with_one_line_naming_it(synthetic_data, t
 
 
 @pytest.mark.parametrize("args, code, words", [
-    (["--nproc-per-node", "0"], 2, "--nproc-per-node: must be a positive integer, got 0"),
-    (["--nproc-per-node", "-2"], 2, "must be a positive integer, got -2"),
+    (["--nproc-per-node", "0"], 2, "--nproc-per-node must be int in [1, 1024] or None, got 0"),
+    (["--nproc-per-node", "-2"], 2, "--nproc-per-node must be int in [1, 1024] or None, got -2"),
     (["--nproc-per-node", "2", "--fast"], 2, "--fast with several processes is not supported"),
     (["--sync-bn"], 2, "--sync-bn needs CUDA"),
 ])
@@ -111,7 +111,7 @@ def test_more_processes_than_gpus_with_nccl_is_refused(monkeypatch, capsys):
 
 
 def test_the_on_device_loader_shards_like_the_distributed_sampler():
-    from lab.tensor_loader import TensorLoader
+    from lab.data.tensor_loader import TensorLoader
 
     images, labels = torch.zeros(10, 32, 32, 3, dtype=torch.uint8), torch.arange(10)
     whole = TensorLoader(images, labels, 4, "cpu", augment=False, seed=3)

@@ -4,11 +4,12 @@ import shutil
 
 import pytest
 
+import lab.engine.train
 from lab.cli import main
-from lab.config import ConfigError
-from lab.data import BATCH_DIR
-from lab.files import read_jsonl
-from lab.train import run
+from lab.core.config import Config, ConfigError, to_argv
+from lab.core.files import read_jsonl
+from lab.data.cifar10 import BATCH_DIR
+from lab.engine.train import run
 
 
 def cli(argv, capsys):
@@ -21,10 +22,8 @@ def cli(argv, capsys):
 
 
 def train_args(config, *extra):
-    return ["train", "--dataset", config.dataset, "--data", config.data, "--synthetic-train",
-            str(config.synthetic_train), "--synthetic-test", str(config.synthetic_test), "--batch-size",
-            str(config.batch_size), "--max-batches", str(config.max_batches), "--workers", "0",
-            "--checkpoint", config.checkpoint, "--no-progress", *extra]
+    """`train`'s flags for `config` (lab.core.config.to_argv) at the CLI's default epochs, then `extra`."""
+    return ["train", *to_argv(config.replace(epochs=Config().epochs)), "--no-progress", *extra]
 
 
 def one_line(err):
@@ -115,12 +114,10 @@ def test_divergence_is_recorded_and_stops_cleanly(tiny_config, tmp_path, capsys)
 
 
 def test_unexpected_errors_are_one_line_and_debug_shows_the_traceback(tiny_config, capsys, monkeypatch):
-    import lab.train
-
     def broken(*args, **kwargs):
         raise RuntimeError("something broke\nsecond line")
 
-    monkeypatch.setattr(lab.train, "resnet18", broken)
+    monkeypatch.setattr(lab.engine.train, "resnet18", broken)
     code, err = cli(train_args(tiny_config), capsys)
     assert code == 1
     assert one_line(err) == "error: RuntimeError: something broke (run with --debug for the full traceback)"

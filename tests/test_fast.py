@@ -4,13 +4,14 @@ import json
 
 import pytest
 import torch
-
-import lab.train
 from conftest import FAST_CHOICE
+
+import lab.engine.fast
+import lab.engine.train
 from lab import cli
-from lab.experiments import interleave
-from lab.results import read_records
-from lab.train import CUDA_FAST, choose_cpu_fast, resolve_fast
+from lab.engine.fast import CUDA_FAST, cpu_fast_probe, resolve_fast
+from lab.engine.records import read_records
+from lab.parts.base import interleave
 
 
 def test_fast_runs_and_records_its_mode(synthetic_data, tmp_path, capsys):
@@ -31,7 +32,7 @@ def test_fast_runs_and_records_its_mode(synthetic_data, tmp_path, capsys):
 
 
 def test_fast_with_phase_timers_measures_the_split(tiny_config):
-    record = next(lab.train.run(tiny_config.replace(fast=True, timers="phase")))
+    record = next(lab.engine.train.run(tiny_config.replace(fast=True, timers="phase")))
     assert record["timers"] == "phase" and record["fast"] and record["loader"] == "tensor"
     assert record["load_s"] >= 0 and record["train_s"] > 0
 
@@ -55,17 +56,19 @@ def test_the_cpu_choice_is_the_fastest_measured_and_is_cached(tiny_config, tmp_p
         measured.append(key)
         return step_s[key]
 
-    monkeypatch.setattr(lab.train, "time_steps", fake_time_steps)
-    monkeypatch.setattr(lab.train, "c_compiler", lambda: "/usr/bin/c++")
-    assert choose_cpu_fast(tiny_config, log=lambda m: None) == {"channels_last": True, "amp": "off", "compile": "default"}
+    monkeypatch.setattr(lab.engine.fast, "time_steps", fake_time_steps)
+    monkeypatch.setattr(lab.engine.fast, "c_compiler", lambda: "/usr/bin/c++")
+    choice = cpu_fast_probe(tiny_config, log=lambda m: None)["choice"]
+    assert choice == {"channels_last": True, "amp": "off", "compile": "default"}
     assert len(measured) == 5
     cached = json.loads((tmp_path / "fast-choice.json").read_text())
     assert len(cached) == 1 and list(cached.values())[0]["choice"]["compile"] == "default"
-    assert choose_cpu_fast(tiny_config, log=lambda m: None)["compile"] == "default" and len(measured) == 5
+    assert cpu_fast_probe(tiny_config, log=lambda m: None)["choice"]["compile"] == "default" and len(measured) == 5
     # on a CPU where bf16 is fast (AMX) and compiling does not pay, the measurement says so
     monkeypatch.setenv("LAB_CACHE", str(tmp_path / "other"))
     step_s.update({(True, "bf16", "off"): 1.2, (True, "bf16", "default"): 1.5})
-    assert choose_cpu_fast(tiny_config, log=lambda m: None) == {"channels_last": True, "amp": "bf16", "compile": "off"}
+    choice = cpu_fast_probe(tiny_config, log=lambda m: None)["choice"]
+    assert choice == {"channels_last": True, "amp": "bf16", "compile": "off"}
 
 
 def test_compared_settings_run_interleaved_by_epoch_in_alternating_order(tiny_config, tmp_path):
@@ -94,7 +97,7 @@ def test_bad_values_of_the_new_flags_are_usage_errors(flag, capsys):
 
 
 def test_c8_leaves_out_bf16_where_the_probe_measured_it_emulated():
-    from lab.experiments import acceleration_settings
+    from lab.parts.c8_acceleration import FAST, acceleration_settings
 
     def probe(fp32, bf16):
         key = lambda amp: json.dumps({"channels_last": False, "amp": amp})  # noqa: E731
@@ -104,4 +107,4 @@ def test_c8_leaves_out_bf16_where_the_probe_measured_it_emulated():
     assert "autocast bf16" not in [s["tag"] for s in settings] and "9.0x eager fp32's" in skipped["autocast bf16"]
     settings, skipped = acceleration_settings("cpu", probe=probe(0.7, 0.4))  # a CPU with AMX keeps it
     assert "autocast bf16" in [s["tag"] for s in settings] and "autocast bf16" not in skipped
-    assert all(s["loader"] == "tensor" for s in settings) and [s["tag"] for s in settings][-1] == "fast"
+    assert all(s["loader"] == "tensor" for s in settings) and [s["tag"] for s in settings][-1] == FAST

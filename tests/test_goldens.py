@@ -15,7 +15,9 @@ import pytest
 
 matplotlib.use("Agg")
 
-from lab import narrative, parts, sections  # noqa: E402
+from lab import parts  # noqa: E402
+from lab.parts import display  # noqa: E402
+from lab.report import summary  # noqa: E402
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "report"
 GOLDENS = Path(__file__).resolve().parent / "goldens"
@@ -70,10 +72,10 @@ class Capture(io.StringIO):
 
 def rendered(part: str, monkeypatch) -> str:
     capture = Capture()
-    monkeypatch.setattr(sections, "_show", capture.show)
-    monkeypatch.setattr(sections, "_figure", capture.figure)
+    monkeypatch.setattr(display, "show", capture.show)
+    monkeypatch.setattr(display, "figure", capture.figure)
     with contextlib.redirect_stdout(capture):
-        sections.show(part, FIXTURE)
+        parts.show(part, FIXTURE)
     return capture.text()
 
 
@@ -92,4 +94,4 @@ def test_every_section_renders_as_its_golden(part, monkeypatch):
 
 
 def test_the_header_renders_as_its_golden():
-    check("header", narrative.header_html(FIXTURE, "fixture") + "\n")
+    check("header", summary.header_html(FIXTURE, "fixture") + "\n")

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from lab import gpucheck
+from lab.parts import c8_acceleration
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,7 +34,7 @@ def test_the_dry_run_runs_every_stage_and_writes_its_rows_as_it_goes(tmp_path):
     assert {"P1", "P2", "P3", "P3 best", "P5", "P5 floor"} <= {name for stage, name in by if stage == "bench"}
     assert by[("bench", "P5")]["status"].startswith("skipped: P5 is a GPU goal")
     assert by[("bench", "P2")]["status"].startswith("smoke run, not a measurement")
-    eager = by[("c8", "eager fp32")]
+    eager = by[("c8", c8_acceleration.BASELINE)]
     assert eager["status"].startswith("ok (2 epochs") and "steady epoch" in eager["result"]
     assert by[("c8", "compile default")]["status"].startswith("not measured")
     progress = by[("c8", "progress lines")]

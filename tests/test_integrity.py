@@ -7,12 +7,14 @@ import shutil
 import pytest
 import torch
 
-import lab.files
-import lab.train
+import lab.core.files
+import lab.engine.train
 from lab.cli import main
-from lab.data import BATCH_DIR, fingerprint
-from lab.files import WriteError, append_jsonl, atomic_write, read_jsonl, save_json
-from lab.train import restore_scaler, run, save_checkpoint
+from lab.core.config import to_argv
+from lab.core.files import WriteError, append_jsonl, atomic_write, read_jsonl, save_json
+from lab.data.cifar10 import BATCH_DIR, fingerprint
+from lab.engine.checkpoint import restore_scaler, save_checkpoint
+from lab.engine.train import run
 
 
 def cli(argv, capsys):
@@ -21,11 +23,8 @@ def cli(argv, capsys):
 
 
 def train_args(config, *extra):
-    return ["train", "--dataset", config.dataset, "--data", config.data, "--synthetic-train",
-            str(config.synthetic_train), "--synthetic-test", str(config.synthetic_test), "--batch-size",
-            str(config.batch_size), "--max-batches", str(config.max_batches), "--epoch", str(config.epochs),
-            "--workers", "0", "--device", "cpu",
-            "--checkpoint", config.checkpoint, "--no-progress", *extra]
+    """`train`'s flags for `config` (lab.core.config.to_argv), then `extra`."""
+    return ["train", *to_argv(config), "--no-progress", *extra]
 
 
 def copy_data(config, folder):
@@ -105,7 +104,7 @@ def test_the_scaler_state_is_saved_and_restored(tiny_config, tmp_path):
 def test_a_resumed_run_continues_with_the_saved_loss_scale(tiny_config, tmp_path, monkeypatch):
     """A scaler whose scale doubles every step (CUDA's fp16 scaler, faked on the CPU): a resumed run must end
     with the scale an uninterrupted run ends with, which it does only if the scale was restored."""
-    monkeypatch.setattr(lab.train, "make_scaler",
+    monkeypatch.setattr(lab.engine.train, "make_scaler",
                         lambda config, device: torch.amp.GradScaler("cpu", init_scale=2.0**10, growth_interval=1))
     straight = tiny_config.replace(epochs=2, max_batches=1, checkpoint=str(tmp_path / "a.pt"))
     halves = straight.replace(epochs=1, checkpoint=str(tmp_path / "b.pt"))
@@ -169,7 +168,7 @@ def test_a_failed_write_keeps_the_earlier_file_and_names_it(tmp_path, monkeypatc
     append_jsonl(path, [{"epoch": 1}])
     before = path.read_bytes()
     if how == "write":
-        monkeypatch.setattr(lab.files, "open", lambda *a, **k: FullFile(open(*a, **k)), raising=False)
+        monkeypatch.setattr(lab.core.files, "open", lambda *a, **k: FullFile(open(*a, **k)), raising=False)
     else:
         monkeypatch.setattr(os, {"fsync": "fsync", "rename": "replace"}[how], enospc)
     with pytest.raises(WriteError) as caught:

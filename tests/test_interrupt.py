@@ -17,9 +17,8 @@ import pytest
 import torch
 
 from lab.cli import main
-from lab.config import Config
-from lab.files import read_jsonl
-from lab.train import Progress, interruption_message
+from lab.core.errors import RunState, interruption_message
+from lab.core.files import read_jsonl
 
 ROOT = Path(__file__).resolve().parent.parent
 LINE = re.compile(r"^interrupted by (?P<sig>SIGINT|SIGTERM) (during epoch (?P<during>\d+)|after epoch (?P<after>\d+)): "
@@ -142,18 +141,18 @@ def test_sigterm_to_the_distributed_launcher(synthetic_data, tmp_path):
 
 
 @pytest.mark.parametrize("checkpoint, results, track, line", [
-    ("c.pt", "out", Progress(epoch=3, saved=2), "interrupted by SIGTERM during epoch 3: epochs 1-2 are saved (records "
+    ("c.pt", "out", RunState(epoch=3, saved=2), "interrupted by SIGTERM during epoch 3: epochs 1-2 are saved (records "
      "and checkpoint); run the same command with --resume to continue"),
-    ("c.pt", None, Progress(epoch=2, saved=1), "interrupted by SIGTERM during epoch 2: epoch 1 is saved (checkpoint); "
+    ("c.pt", None, RunState(epoch=2, saved=1), "interrupted by SIGTERM during epoch 2: epoch 1 is saved (checkpoint); "
      "run the same command with --resume to continue"),
-    ("c.pt", "out", Progress(epoch=1, saved=0), "interrupted by SIGTERM during epoch 1: no epoch finished, nothing to "
+    ("c.pt", "out", RunState(epoch=1, saved=0), "interrupted by SIGTERM during epoch 1: no epoch finished, nothing to "
      "resume; run the command again to start over"),
-    (None, "out", Progress(epoch=None, saved=2), "interrupted by SIGTERM after epoch 2: the records of epochs 1-2 are "
+    (None, "out", RunState(epoch=None, saved=2), "interrupted by SIGTERM after epoch 2: the records of epochs 1-2 are "
      "in out/records.jsonl; without a checkpoint (--checkpoint '') the run cannot be resumed"),
-    (None, None, Progress(epoch=4, saved=3), "interrupted by SIGTERM during epoch 4: epochs 1-3 finished but nothing "
+    (None, None, RunState(epoch=4, saved=3), "interrupted by SIGTERM during epoch 4: epochs 1-3 finished but nothing "
      "was saved (no --checkpoint, no --results)"),
-    ("c.pt", None, Progress(), "interrupted by SIGTERM before the first epoch: no epoch finished, nothing to resume; "
+    ("c.pt", None, RunState(), "interrupted by SIGTERM before the first epoch: no epoch finished, nothing to resume; "
      "run the command again to start over"),
 ])
 def test_the_line_says_what_is_kept(checkpoint, results, track, line):
-    assert interruption_message(signal.SIGTERM, track, Config(checkpoint=checkpoint), results) == line
+    assert interruption_message(signal.SIGTERM, track, checkpoint, results) == line

@@ -1,9 +1,15 @@
 import torch
 import torch.nn as nn
 
-from lab.model import (count_conv_layers, count_gradients, count_optimizer_state,
-                       count_trainable_parameters, last_linear_in_features, resnet18)
-from lab.train import build_optimizer
+from lab.engine.model import (
+    count_conv_layers,
+    count_gradients,
+    count_optimizer_state,
+    count_trainable_parameters,
+    last_linear_in_features,
+    resnet18,
+)
+from lab.engine.train import build_optimizer
 
 
 def _one_step(model, optimizer):

@@ -4,10 +4,14 @@ import json
 
 import pytest
 
-from lab import progress
-from lab.experiments import plan, planned_steps
-from lab.progress import Estimate, Watcher, Work
-from lab.train import run
+from lab import parts
+from lab.core.files import save_json
+from lab.engine import progress
+from lab.engine.train import run
+from lab.parts import c2_timing, c3_workers, c4_workers_profile, c5_devices, c6_optimizers, c7_batchnorm, c9_scaling
+from lab.parts.base import Report, Work, planned_steps
+from lab.report import estimate
+from lab.report.estimate import Estimate, Watcher
 
 
 def test_a_run_reports_every_epochs_last_step_to_the_runner(tiny_config, tmp_path, monkeypatch, one_thread):
@@ -36,18 +40,18 @@ def test_a_notebook_gets_a_bar_unless_the_runner_shows_progress(tmp_path, monkey
 def test_calibration_measures_the_step_and_the_runs_overhead():
     records = [{"run_id": "a", "status": "ok", "warmup": e == 1, "total_s": t, "images": 256, "batch_size": 128}
                for e, t in ((1, 14.0), (2, 9.0), (3, 11.0))]
-    costs = progress.calibrate(records, wall_s=50.0, notebook_s=6.0)
+    costs = estimate.calibrate(records, wall_s=50.0, notebook_s=6.0)
     assert costs["step_s"] == pytest.approx(5.0)          # (9 + 11) s over 4 steady steps
     assert costs["run_s"] == pytest.approx(50 - 6 - 6 * 5.0)  # what the 6 steps and the kernel do not explain
     e = Estimate()
     e.use(costs, "measured")
-    notebook = progress.ASSUMED["notebook_s"]  # not measured by C2: Q_model measures it
+    notebook = estimate.ASSUMED["notebook_s"]  # not measured by C2: Q_model measures it
     assert e.seconds(Work(steps=10, runs=2, evals=4)) == pytest.approx(notebook + 50 + 2 * 14 + 4 * 5.0 * 0.35)
     assert "5.00 s a step (measured)" in e.describe() and "a compilation (assumed)" in e.describe()
 
 
 def _watcher(tmp_path, stream, **kw):
-    plan = {"C2_timing": Work(steps=6, runs=1), "C6_optimizers": Work(steps=30, runs=5)}
+    plan = {c2_timing.ID: Work(steps=6, runs=1), c6_optimizers.ID: Work(steps=30, runs=5)}
     e = Estimate()
     e.use({"step_s": 2.0, "run_s": 1.0, "notebook_s": 4.0}, "measured")
     return Watcher(tmp_path / "p.jsonl", plan, e, stream=stream, every=0.0, **kw), e
@@ -57,10 +61,10 @@ def test_the_time_left_follows_the_steps_the_runs_report(tmp_path):
     stream = io.StringIO()
     w, e = _watcher(tmp_path, stream, tty=False)
     w.path.write_text("")
-    w.finished["C2_timing"] = 20.0
-    w.begin("C6_optimizers")
-    predicted = e.seconds(w.plan["C6_optimizers"])            # 4 + 60 + 5 = 69 s
-    summary = e.seconds(Work(), progress.SUMMARY_NOTEBOOKS)
+    w.finished[c2_timing.ID] = 20.0
+    w.begin(c6_optimizers.ID)
+    predicted = e.seconds(w.plan[c6_optimizers.ID])            # 4 + 60 + 5 = 69 s
+    summary = e.seconds(Work(), estimate.SUMMARY_NOTEBOOKS)
     assert w.left() == pytest.approx(predicted + summary, abs=0.5)
     with open(w.path, "a") as f:  # 15 of 30 steps done, by two runs
         for run_id, done in (("a", 9), ("b", 6)):
@@ -71,7 +75,7 @@ def test_the_time_left_follows_the_steps_the_runs_report(tmp_path):
     assert w.left() == pytest.approx(predicted / 2 + summary, abs=0.5)
     w.part_started -= 10
     w._show()
-    assert stream.getvalue() == f"      C6_optimizers: adam, epoch 2/3, batch 1/3 · about {progress.clock(w.left())} left\n"
+    assert stream.getvalue() == f"      {c6_optimizers.ID}: adam, epoch 2/3, batch 1/3 · about {estimate.clock(w.left())} left\n"
     e.factor = 2.0  # the finished parts took twice their estimate: so will the rest
     assert w.left() == pytest.approx(2 * (predicted / 2 + summary), abs=1)
 
@@ -80,42 +84,58 @@ def test_plain_lines_are_spaced_out_and_a_terminal_gets_a_bar(tmp_path):
     stream = io.StringIO()
     w, _ = _watcher(tmp_path, stream, tty=False)
     w.every = 60.0
-    w.begin("C2_timing")
+    w.begin(c2_timing.ID)
     w.part_started -= 10
     for _ in range(5):
         w._show()
     assert len(stream.getvalue().splitlines()) == 1
     tty = io.StringIO()
     w, _ = _watcher(tmp_path, tty, tty=True)
-    w.begin("C2_timing")
+    w.begin(c2_timing.ID)
     w._show()
-    assert "steps" in tty.getvalue() and "C2_timing" in tty.getvalue() and "left" in tty.getvalue()
+    assert "steps" in tty.getvalue() and c2_timing.ID in tty.getvalue() and "left" in tty.getvalue()
     w._bar.close()
 
 
-def test_the_plan_counts_what_each_part_runs():
+def test_the_plan_counts_what_each_part_runs(tmp_path):
     common = {"dataset": "synthetic", "device": "cpu", "batch_size": 128, "epochs": 3, "max_batches": 2, "lr": 0.1,
               "seed": 0, "workers": 0, "evaluate": True}
-    parts = ("C3_workers", "C4_workers_profile", "C5_devices")
-    c3 = plan("C3_workers", {**common, "worker_step": 4, "worker_cap": 8, "worker_counts": None}, parts)
+    report = Report(tmp_path)  # nothing ran yet: C4, C5 and C7 are planned from C3's and C6's planned blocks
+    c3 = parts.plan(c3_workers.ID, {**common, "worker_step": 4, "worker_cap": 8, "worker_counts": None}, report)
     assert (c3.runs, c3.steps) == (5, 30)  # 0, 1 (C4's baseline), 4, 8 workers and the on-device loader
-    c4 = plan("C4_workers_profile", {**common, "profile_steps": 1}, parts)
+    c4 = parts.plan(c4_workers_profile.ID, {**common, "profile_steps": 1}, report)
     assert (c4.runs, c4.steps) == (2, 6)  # C3's runs reused: only the two profiles (1 wait + 1 warm-up + 1)
-    c4_alone = plan("C4_workers_profile", {**common, "profile_steps": 1}, ("C4_workers_profile",))
+    c4_alone = parts.plan(c4_workers_profile.ID, {**common, "profile_steps": 1}, Report(tmp_path / "alone"))
     assert c4_alone.runs == 4
-    c5 = plan("C5_devices", {**common, "devices": ["cuda", "cpu"], "cpu_max_batches": None}, parts)
+    one = parts.plan(c4_workers_profile.ID, {**common, "workers": 1, "profile_steps": 1}, report)
+    assert one.runs == 4  # the best count is 1: the same setting runs twice, in C4's own block
+    c5 = parts.plan(c5_devices.ID, {**common, "devices": ["cuda", "cpu"], "cpu_max_batches": None}, report)
     import torch
 
     gpu = torch.cuda.is_available()  # CPU only: C3's run is reused, nothing runs; with a GPU both devices run
     assert (c5.runs, c5.steps) == ((2, 12) if gpu else (0, 0))
-    c6 = plan("C6_optimizers", {**common, "optimizers": ["sgd", "adam"]}, parts + ("C7_batchnorm",))
+    c6 = parts.plan(c6_optimizers.ID, {**common, "optimizers": ["sgd", "adam"]}, report)
     assert (c6.runs, c6.steps, c6.evals) == (3, 18, 18)  # + SGD without batch norm (C7's): 3 epochs x 2 test batches
-    assert plan("C7_batchnorm", common, parts + ("C6_optimizers",)).runs == 0  # C7 reuses C6's block
-    c9 = plan("C9_scaling", {**common, "process_counts": [1, 2, 64], "modes": ["strong"]}, parts)
+    assert parts.plan(c7_batchnorm.ID, common, report).runs == 0  # C7 reuses C6's block
+    c9 = parts.plan(c9_scaling.ID, {**common, "process_counts": [1, 2, 64], "modes": ["strong"]}, report)
     assert (c9.launches, c9.steps) == (2, 12)  # 64 processes cannot run here; strong: 2 x 64 images a step
-    both = plan("C9_scaling", {**common, "process_counts": [1, 2], "modes": ["strong", "weak"]}, parts)
+    both = parts.plan(c9_scaling.ID, {**common, "process_counts": [1, 2], "modes": ["strong", "weak"]}, report)
     assert (both.launches, both.steps) == (3, 24)  # weak: 2 processes of 128 images each, on this node's cores
 
 
+def test_a_part_is_planned_again_from_what_earlier_parts_found(tmp_path):
+    """C4 with `workers: None` takes C3's best count; where C3 found 1, C4 runs its own block of two."""
+    common = {"dataset": "synthetic", "device": "cpu", "batch_size": 128, "epochs": 3, "max_batches": 2, "lr": 0.1,
+              "seed": 0, "workers": None, "profile_steps": 1}
+    report = Report(tmp_path)
+    parts.plan(c3_workers.ID, {**common, "worker_step": 4, "worker_cap": 8, "worker_counts": None}, report)
+    assert parts.plan(c4_workers_profile.ID, common, report).runs == 4  # no C3 result yet: the default, 2 workers,
+    # is not in C3's planned block
+    save_json(tmp_path / c3_workers.ID / "best_workers.json", {"best_workers": 4})
+    assert parts.plan(c4_workers_profile.ID, common, report).runs == 2  # 4 workers: in C3's block, reused
+    save_json(tmp_path / c3_workers.ID / "best_workers.json", {"best_workers": 1})
+    assert parts.plan(c4_workers_profile.ID, common, report).runs == 4  # 1 worker: its own block, as C4 runs it
+
+
 def test_clock():
-    assert [progress.clock(s) for s in (7.4, 185, 3725)] == ["7 s", "3 min 05 s", "1 h 02 min"]
+    assert [estimate.clock(s) for s in (7.4, 185, 3725)] == ["7 s", "3 min 05 s", "1 h 02 min"]

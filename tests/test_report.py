@@ -11,14 +11,16 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import TINY, report
 from PIL import Image
 
-from conftest import TINY, report
 from lab import parts
-from lab.experiments import bf16_emulated
-from lab.files import read_jsonl
-from lab.report import find_chromium
-from lab.results import read_records
+from lab.core.files import read_jsonl
+from lab.engine.records import read_records
+from lab.parts import (c2_timing, c3_workers, c4_workers_profile, c5_devices, c6_optimizers, c7_batchnorm,
+                       c8_acceleration, c9_scaling, q_model)
+from lab.parts.c8_acceleration import bf16_emulated
+from lab.report.publish import find_chromium
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = ["C1/C2", "C3", "C4", "C5", "C6", "C7", "C8", "C9", "Q1"]
@@ -33,54 +35,54 @@ def test_every_notebook_ran_and_wrote_records(tiny_report):
         assert not errors, name
         assert nb["metadata"]["papermill"]["parameters"]["results_dir"] == str(out)
     df = read_records(out)
-    best = json.loads((out / "C3_workers" / "best_workers.json").read_text())["best_workers"]
+    best = json.loads((out / c3_workers.ID / "best_workers.json").read_text())["best_workers"]
     counts = df.groupby("experiment")["run_id"].nunique().to_dict()
     compiles = False  # tiny.yaml leaves C8's compiled settings out (tests/test_train.py compiles)
     bf16 = bf16_emulated(None) is None  # a CPU that emulates bf16 leaves it out and says so
-    assert counts == {"C2_timing": 1, "C3_workers": 4, "C4_workers_profile": 2, "C5_devices": 2, "C6_optimizers": 6,
-                      "C7_batchnorm": 2, "C8_acceleration": 3 + compiles + bf16, "C9_scaling": 2}
-    c4 = df[df.experiment == "C4_workers_profile"]  # C3 measured 0, 1 (for C4) and 2 workers in one block: C4 reuses two of them
-    assert set(c4["reused_from"]) == {"C3_workers (1 workers)", f"C3_workers ({best} workers)"}
-    c3_runs = df[(df.experiment == "C3_workers") & df["workers"].isin([1, best]) & (df["loader"] == "torch")]
+    assert counts == {c2_timing.ID: 1, c3_workers.ID: 4, c4_workers_profile.ID: 2, c5_devices.ID: 2, c6_optimizers.ID: 6,
+                      c7_batchnorm.ID: 2, c8_acceleration.ID: 3 + compiles + bf16, c9_scaling.ID: 2}
+    c4 = df[df.experiment == c4_workers_profile.ID]  # C3 measured 0, 1 (for C4) and 2 workers in one block: C4 reuses two of them
+    assert set(c4["reused_from"]) == {f"{c3_workers.ID} (1 workers)", f"{c3_workers.ID} ({best} workers)"}
+    c3_runs = df[(df.experiment == c3_workers.ID) & df["workers"].isin([1, best]) & (df["loader"] == "torch")]
     assert sorted(c4["total_s"]) == sorted(c3_runs["total_s"])
-    c7 = df[df.experiment == "C7_batchnorm"]  # C6's block has SGD without batch norm: C7 reuses it and C6's SGD
-    assert set(zip(c7["tag"], c7["reused_from"])) == {("BN on", "C6_optimizers (sgd)"),
-                                                      ("BN off", "C6_optimizers (sgd, BN off)")}
+    c7 = df[df.experiment == c7_batchnorm.ID]  # C6's block has SGD without batch norm: C7 reuses it and C6's SGD
+    assert set(zip(c7["tag"], c7["reused_from"])) == {(c7_batchnorm.ON, f"{c6_optimizers.ID} (sgd)"),
+                                                      (c7_batchnorm.OFF, f"{c6_optimizers.ID} ({c6_optimizers.BN_OFF})")}
     if not _has_cuda():  # the CPU alone: C5 compares nothing, so it reuses C3's run of its settings
-        assert set(df[(df.experiment == "C5_devices") & (df.status == "ok")]["reused_from"]) == {f"C3_workers ({best} workers)"}
-    c9 = df[df.experiment == "C9_scaling"]
+        assert set(df[(df.experiment == c5_devices.ID) & (df.status == "ok")]["reused_from"]) == {f"{c3_workers.ID} ({best} workers)"}
+    c9 = df[df.experiment == c9_scaling.ID]
     assert sorted(zip(c9["tag"], c9["rank"], c9["batch_size"])) == [
-        ("1 process", 0, 16), ("2 processes (strong)", 0, 8), ("2 processes (strong)", 1, 8)]
+        (c9_scaling.BASELINE, 0, 16), (c9_scaling.launch_tag(2, "strong"), 0, 8), (c9_scaling.launch_tag(2, "strong"), 1, 8)]
     assert set(c9["backend"]) == {"gloo"} and c9.loc[c9["world_size"] == 2, "comm_s"].notna().all()  # 1 epoch: the last
-    assert set(df[df.experiment == "C3_workers"]["loader"]) == {"torch", "tensor"}
-    c8 = df[df.experiment == "C8_acceleration"]
-    assert set(c8["tag"]) == {"eager fp32", "channels_last", "fast"} | ({"autocast bf16"} if bf16 else set()) | (
+    assert set(df[df.experiment == c3_workers.ID]["loader"]) == {"torch", "tensor"}
+    c8 = df[df.experiment == c8_acceleration.ID]
+    assert set(c8["tag"]) == {c8_acceleration.BASELINE, "channels_last", c8_acceleration.FAST} | ({"autocast bf16"} if bf16 else set()) | (
         {"compile default"} if compiles else set())  # per-phase timers vs epoch timers: CUDA only
     assert set(c8["loader"]) == {"tensor"}  # only the step changes
     steps = c8[~c8["fast"]]
     assert set(zip(steps["channels_last"], steps["amp"], steps["compile"])) == {
         (False, "off", "off"), (True, "off", "off")} | ({(False, "bf16", "off")} if bf16 else set()) | (
         {(False, "off", "default")} if compiles else set())
-    fast = c8[c8["tag"] == "fast"].iloc[0]
+    fast = c8[c8["tag"] == c8_acceleration.FAST].iloc[0]
     assert fast["timers"] == "epoch" and fast["load_s"] != fast["load_s"]  # not measured: NaN, not 0
-    plan = json.loads((out / "C8_acceleration" / "plan.json").read_text())
-    assert "no device to synchronize with" in plan["skipped"]["fast (per-phase timers)"]
+    plan = json.loads((out / c8_acceleration.ID / "plan.json").read_text())
+    assert "no device to synchronize with" in plan["skipped"][c8_acceleration.FAST_PHASE]
     assert "left out by this profile (compile_settings: false)" in plan["skipped"]["compile default"]
-    assert plan["settings"][-1] == "fast" and (out / "C8_acceleration" / "step_eager_fp32.json").exists()
+    assert plan["settings"][-1] == c8_acceleration.FAST and (out / c8_acceleration.ID / "step_eager_fp32.json").exists()
     assert c8["test_top1"].notna().all()  # every setting evaluated: does it still learn?
     for label in ("1_worker", "best"):
-        trace = json.loads((out / "C4_workers_profile" / f"trace_{label}.json").read_text())
+        trace = json.loads((out / c4_workers_profile.ID / f"trace_{label}.json").read_text())
         assert any("DataLoader" in e.get("name", "") for e in trace["traceEvents"])
-        ops = (out / "C4_workers_profile" / f"ops_{label}.csv").read_text()
+        ops = (out / c4_workers_profile.ID / f"ops_{label}.csv").read_text()
         assert "aten::" in ops
-    assert set(df[df.experiment == "C6_optimizers"]["optimizer"]) == {"sgd", "sgd-nesterov", "adagrad", "adadelta", "adam"}
-    assert set(df[df.experiment == "C7_batchnorm"]["batch_norm"]) == {True, False}
+    assert set(df[df.experiment == c6_optimizers.ID]["optimizer"]) == {"sgd", "sgd-nesterov", "adagrad", "adadelta", "adam"}
+    assert set(df[df.experiment == c7_batchnorm.ID]["batch_norm"]) == {True, False}
     assert (df["dataset_kind"] == "synthetic").all()
-    c5 = df[df.experiment == "C5_devices"].set_index("device_type")["status"].to_dict()
+    c5 = df[df.experiment == c5_devices.ID].set_index("device_type")["status"].to_dict()
     assert c5["cpu"] == "ok" and c5["cuda"] == ("ok" if _has_cuda() else "unavailable")
-    assert set(df[(df.experiment == "C4_workers_profile")]["workers"]) == {1, best}
-    assert set(df[df.experiment == "C6_optimizers"]["workers"]) == {best}
-    answers = json.loads((out / "Q_model" / "answers.json").read_text())
+    assert set(df[(df.experiment == c4_workers_profile.ID)]["workers"]) == {1, best}
+    assert set(df[df.experiment == c6_optimizers.ID]["workers"]) == {best}
+    answers = json.loads((out / q_model.ID / "answers.json").read_text())
     assert answers["conv_layers"]["total"] == 20 and answers["adam"]["optimizer_state"] == 2 * 11_173_962
 
 
@@ -102,14 +104,14 @@ def test_html_has_every_section_its_tables_and_embedded_images(tiny_report):
     assert "compute-bound" in html and "step speed-up" in html
     # what measuring costs: per-phase against epoch timers on CUDA; on a CPU the row is left out, and says why
     assert ("The cost of measuring" if _has_cuda() else "no device to synchronize with") in html
-    assert "Q_model" in html and "DID NOT RUN" not in html  # each notebook's duration, none missing
-    assert "C4_workers_profile/trace_best.json" in html and "top 10 operators" in html
+    assert q_model.ID in html and "DID NOT RUN" not in html  # each notebook's duration, none missing
+    assert f"{c4_workers_profile.ID}/trace_best.json" in html and "top 10 operators" in html
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
     assert len(images) >= 6
     assert all(base64.b64decode(img)[:8] == b"\x89PNG\r\n\x1a\n" for img in images)
     assert "<script src=" not in html  # renders offline
     assert ">def " not in html and "import " not in html  # code hidden
-    for name in ("C2_epoch_phases", "C3_workers", "C4_phases", "C6_optimizers", "C7_batchnorm", "C8_acceleration"):
+    for name in ("C2_epoch_phases", c3_workers.ID, "C4_phases", c6_optimizers.ID, c7_batchnorm.ID, c8_acceleration.ID):
         assert (ROOT / "figures" / f"{name}.png").stat().st_size > 0
         assert (ROOT / "figures" / f"{name}.svg").stat().st_size > 0
 
@@ -137,13 +139,13 @@ def test_progress_names_each_notebook(tiny_report):
     # the runs' own progress (plain lines: stderr is no terminal here), the estimate after C2, estimate vs actual
     assert re.search(r"^      C\d_\w+: .+, epoch \d/\d, batch \d/\d · about .+ left$", killed, re.M)
     assert re.search(r"^plan: \d+ training steps, .* first guess ", killed, re.M)
-    before_c3 = killed[:killed.index("[3/10] C3_workers")]
+    before_c3 = killed[:killed.index(f"[3/10] {c3_workers.ID}")]
     assert re.search(r"^estimate: about .+ in all, .+ from now \(.+ s a step \(measured\)", before_c3, re.M)
     assert re.search(r"done in [\d.]+ s \(estimated \d+ s\)", killed)
     assert re.search(r"^estimate vs actual: estimated .+ after C2_timing, took .+ of notebooks over 2 sessions "
                      r"\([+-]\d+%\)$", resumed, re.M)
     meta = json.loads((out / "report.json").read_text())
-    assert meta["estimate"]["after"] == "C2_timing" and meta["took_s"] > 0
+    assert meta["estimate"]["after"] == c2_timing.ID and meta["took_s"] > 0
 
 
 # --- resuming, replacing, locking ------------------------------------------------------------------
@@ -151,15 +153,15 @@ def test_progress_names_each_notebook(tiny_report):
 def test_killed_report_resumes(tiny_report):
     runs, out = tiny_report
     meta, done = runs.left["meta"], runs.resumed
-    before = ["Q_model", "C2_timing", "C3_workers", "C4_workers_profile", "C5_devices", "C6_optimizers", "C7_batchnorm"]
+    before = [q_model.ID, c2_timing.ID, c3_workers.ID, c4_workers_profile.ID, c5_devices.ID, c6_optimizers.ID, c7_batchnorm.ID]
     assert list(meta["done"]) == before and not meta["finished"]  # killed during C8
     assert runs.left["partial"] and not runs.left["html"]
     assert f"resuming report {out.name}: keeping {', '.join(before)}" in done.stderr
     for i, name in enumerate(before, 1):
         assert f"[{i}/10] {name}: finished earlier, kept" in done.stderr
-    assert "[8/10] C8_acceleration {" in done.stderr  # re-run
+    assert f"[8/10] {c8_acceleration.ID} {{" in done.stderr  # re-run
     assert {name: (out / f"{name}.ipynb").stat().st_mtime_ns for name in before} == runs.left["mtimes"]
-    assert (out / "C2_timing" / "records.jsonl").read_text() == runs.left["c2_records"]
+    assert (out / c2_timing.ID / "records.jsonl").read_text() == runs.left["c2_records"]
     assert sorted(p.name for p in out.parent.iterdir()) == sorted(["latest", out.name])  # no second report
 
     for path in (p for p in out.rglob("*.jsonl") if p.name != "progress.jsonl"):  # progress: a courtesy
@@ -167,8 +169,8 @@ def test_killed_report_resumes(tiny_report):
             json.loads(line)  # every line whole
     df = read_records(out)
     assert not df.duplicated(["experiment", "run_id", "epoch", "rank"]).any()  # C9: one record per rank
-    c8 = read_jsonl(out / "C8_acceleration" / "records.jsonl")
-    plan = json.loads((out / "C8_acceleration" / "plan.json").read_text())
+    c8 = read_jsonl(out / c8_acceleration.ID / "records.jsonl")
+    plan = json.loads((out / c8_acceleration.ID / "plan.json").read_text())
     assert len(c8) == 3 * len(plan["settings"])  # every setting's three epochs once: the killed run's are gone
     assert (out / "report.html").exists() and json.loads((out / "report.json").read_text())["finished"]
 

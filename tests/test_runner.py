@@ -12,8 +12,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from conftest import TINY, report
+
+from lab.parts import c2_timing, c3_workers, q_model
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,7 +27,7 @@ def test_a_failing_notebook_stops_the_report_and_keeps_what_ran(tmp_path):
         "import lab.parts as p\n"
         "real = p.config_for\n"
         "def failing(part, *a, **k):\n"
-        "    if part == 'C2_timing':\n"
+        f"    if part == '{c2_timing.ID}':\n"
         "        raise RuntimeError('injected failure in C2')\n"
         "    return real(part, *a, **k)\n"
         "p.config_for = failing\n")
@@ -36,12 +37,12 @@ def test_a_failing_notebook_stops_the_report_and_keeps_what_ran(tmp_path):
     done = report(bad, tmp_path, env=env)
     assert done.returncode == 1
     last = done.stderr.strip().splitlines()[-1]
-    assert "notebook C2_timing failed in cell" in last and "injected failure in C2" in last
+    assert f"notebook {c2_timing.ID} failed in cell" in last and "injected failure in C2" in last
     out = (tmp_path / "results" / "latest").resolve()
-    assert (out / "Q_model.ipynb").exists() and (out / "C2_timing.ipynb").exists()
-    assert not (out / "C3_workers.ipynb").exists() and not (out / "report.html").exists()
+    assert (out / f"{q_model.ID}.ipynb").exists() and (out / f"{c2_timing.ID}.ipynb").exists()
+    assert not (out / f"{c3_workers.ID}.ipynb").exists() and not (out / "report.html").exists()
     # the user edits the profile: the unfinished report is not resumed with its stale parameters
-    bad.write_text(bad.read_text().replace("C2_timing: {workers: 0}", "C2_timing: {workers: 1}"))
+    bad.write_text(bad.read_text().replace(f"{c2_timing.ID}: {{workers: 0}}", f"{c2_timing.ID}: {{workers: 1}}"))
     again = report(bad, tmp_path, env=env)
     assert again.returncode == 1 and f"changed since the unfinished report {out.name}: starting a new report" in again.stderr
     assert len([p for p in (tmp_path / "results").iterdir() if p.name != "latest"]) == 2
@@ -49,8 +50,8 @@ def test_a_failing_notebook_stops_the_report_and_keeps_what_ran(tmp_path):
 
 @pytest.mark.parametrize("change, words", [
     (None, "unknown profile"),
-    (("C2_timing: {workers: 0}", "C2_timing: {workers: 0, wrokers: 3}"), "has no parameter 'wrokers'"),
-    (("C2_timing: {workers: 0}", "C2_timing: {workers: two}"), "parameter workers should be int"),
+    ((f"{c2_timing.ID}: {{workers: 0}}", f"{c2_timing.ID}: {{workers: 0, wrokers: 3}}"), "has no parameter 'wrokers'"),
+    ((f"{c2_timing.ID}: {{workers: 0}}", f"{c2_timing.ID}: {{workers: two}}"), "parameter workers should be int"),
 ])
 def test_bad_profiles_are_one_line_usage_errors(tmp_path, change, words):
     profile = "nosuchprofile"
@@ -63,7 +64,7 @@ def test_bad_profiles_are_one_line_usage_errors(tmp_path, change, words):
 
 def test_q_model_notebook_reproduces_its_stored_answers():
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval",
-                           "--nbval-current-env", str(ROOT / "notebooks" / "Q_model.ipynb")],
+                           "--nbval-current-env", str(ROOT / "notebooks" / f"{q_model.ID}.ipynb")],
                           capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert done.returncode == 0, done.stdout[-2000:]
     assert "3 passed" in done.stdout  # the parameters cell and the two cells of answers
@@ -90,7 +91,7 @@ def test_jupyterlab_starts_as_make_lab_starts_it_and_lists_the_notebooks():
                 time.sleep(1)
         assert listing is not None, "JupyterLab did not answer"
         names = {item["name"] for item in listing["content"]}
-        assert {"C2_timing.ipynb", "C3_workers.ipynb", "Q_model.ipynb", "summary.ipynb"} <= names
+        assert {f"{c2_timing.ID}.ipynb", f"{c3_workers.ID}.ipynb", f"{q_model.ID}.ipynb", "summary.ipynb"} <= names
         with pytest.raises(urllib.error.HTTPError):  # the token is required
             urllib.request.urlopen(f"http://127.0.0.1:{port}/api/contents/notebooks", timeout=5)
     finally:
@@ -117,7 +118,7 @@ def test_a_report_being_written_is_neither_entered_nor_replaced(tmp_path):
 
 
 def test_two_reports_at_once_do_not_share_kernel_sockets(tmp_path):
-    from lab.report import kernel_manager
+    from lab.report.runner import kernel_manager
 
     a, b = tmp_path / "a", tmp_path / "b"
     managers = [kernel_manager(str(folder))() for folder in (a, b)]

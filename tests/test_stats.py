@@ -4,7 +4,7 @@ import math
 import pandas as pd
 import pytest
 
-from lab import stats
+from lab.core import stats
 
 
 def test_a_winner_is_named_only_when_the_ranges_do_not_overlap():

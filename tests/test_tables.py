@@ -1,9 +1,9 @@
-"""Tables and explanations are computed from the records they are given, through the noise rule."""
+"""The parts' tables and explanations are computed from the records they are given, through the noise rule."""
 import math
 
 import pandas as pd
 
-from lab import narrative, tables
+from lab.parts import c3_workers, c4_workers_profile, c5_devices, c8_acceleration, comparison, tables
 
 
 def record(tag, epoch, load, train, total, loss=2.0, top1=0.1, workers=0, status="ok", images=256, **extra):
@@ -43,14 +43,14 @@ def test_epoch_timers_leave_the_split_empty_not_zero():
 def test_explanation_follows_the_numbers_in_both_directions():
     more = pd.DataFrame(runs("1 worker", [4.0, 4.2], [10.0, 10.1], workers=1)
                         + runs("8 workers (best)", [0.5, 0.6], [10.0, 10.2], workers=8))
-    text = narrative.explain_workers(tables.workers_comparison(more))
+    text = c4_workers_profile.explain_workers(c4_workers_profile.workers_comparison(more))
     assert "Wait for data: 8 workers is faster than 1 worker by" in text and "in parallel" in text
     assert "Compute: no measurable difference between 1 worker and 8 workers" in text  # no blame on 8 cores
     assert "bound by **computation**" in text
     fewer = pd.DataFrame(runs("1 worker", [0.2, 0.21], [3.0, 3.1], workers=1)
                          + runs("0 workers (best)", [0.05, 0.06], [1.5, 1.6], workers=0))
     fewer["host_cpus"] = 1
-    text = narrative.explain_workers(tables.workers_comparison(fewer))
+    text = c4_workers_profile.explain_workers(c4_workers_profile.workers_comparison(fewer))
     assert "Wait for data: 0 workers is faster than 1 worker" in text
     assert "Compute: 0 workers is faster than 1 worker by" in text and "2 busy processes on 1 CPU cores" in text
 
@@ -60,7 +60,7 @@ def test_a_difference_inside_the_noise_is_not_explained():
     df = pd.DataFrame(runs("1 worker", [0.30, 0.40], [4.0, 5.6], workers=1)
                       + runs("4 workers (best)", [0.29, 0.41], [4.4, 5.5], workers=4))
     df["host_cpus"] = 16
-    text = narrative.explain_workers(tables.workers_comparison(df))
+    text = c4_workers_profile.explain_workers(c4_workers_profile.workers_comparison(df))
     assert "Wait for data: no measurable difference" in text
     assert "Compute: no measurable difference" in text and "share the CPU" not in text
 
@@ -71,7 +71,7 @@ def test_workers_table_marks_the_rule_from_the_saved_sweep():
                       + runs("w8", [1.05, 1.2], [9.0, 9.0], workers=8, loader="torch")
                       + runs("t", [0.1, 0.1], [9.0, 9.0], workers=0, loader="tensor"))
     df.loc[df["tag"] == "w8", "loader_start_s"] = 0.5  # start-up is apart from the per-batch wait
-    table = tables.workers_table(df, {"best_workers": 4, "stop_at": 8})
+    table = c3_workers.workers_table(df, {"best_workers": 4, "stop_at": 8})
     assert table.loc["4 workers", "rule"] == "best" and table.loc["8 workers", "rule"] == "stopped here"
     assert table.loc["on-device batched", "rule"] == ""
     assert table.loc["8 workers", "batch wait s"] == 1.125 - 0.5 and table.loc["8 workers", "worker start-up s"] == 0.5
@@ -79,33 +79,33 @@ def test_workers_table_marks_the_rule_from_the_saved_sweep():
 
 
 def test_acceleration_table_states_step_and_epoch_speed_ups_and_flags_starvation():
-    one = pd.DataFrame([record("eager fp32", 1, 0.1, 2.0, 2.2), record("compile default", 1, 0.1, 60.0, 60.2)])
-    table = tables.acceleration_table(one)
+    one = pd.DataFrame([record(c8_acceleration.BASELINE, 1, 0.1, 2.0, 2.2), record("compile default", 1, 0.1, 60.0, 60.2)])
+    table = c8_acceleration.acceleration_table(one)
     assert table["steady epoch s"].isna().all() and (table["step speed-up"] == "—").all()
-    df = pd.DataFrame(runs("eager fp32", [0.1, 0.1], [2.0, 2.0]) + runs("compile default", [1.0, 1.1], [1.0, 1.0]))
+    df = pd.DataFrame(runs(c8_acceleration.BASELINE, [0.1, 0.1], [2.0, 2.0]) + runs("compile default", [1.0, 1.1], [1.0, 1.0]))
     df.loc[(df["tag"] == "compile default") & ~df["warmup"], "starved_batches"] = 1  # of 2 batches per epoch
-    table = tables.acceleration_table(df, {"settings": ["eager fp32", "compile default", "fast"],
+    table = c8_acceleration.acceleration_table(df, {"settings": [c8_acceleration.BASELINE, "compile default", c8_acceleration.FAST],
                                              "skipped": {"compile max-autotune": "opt-in"}})
     row = table.loc["compile default"]
     assert row["step speed-up"] == "×2.00" and row["epoch speed-up"].startswith("×1.0")
     assert row["loader"] == "starved"
-    assert table.loc["fast", "status"].startswith("not measured: planned")
+    assert table.loc[c8_acceleration.FAST, "status"].startswith("not measured: planned")
     assert table.loc["compile max-autotune", "status"] == "not measured: opt-in"
-    text = narrative.explain_acceleration(table)
+    text = c8_acceleration.explain_acceleration(table)
     assert "Starved" in text and "compile max-autotune**: not measured: opt-in" in text
 
 
 def test_learning_is_judged_on_test_accuracy_not_training_loss():
     df = pd.DataFrame(runs("sgd", [0.1, 0.1], [1.0, 1.01], loss=1e-3) + runs("adadelta", [0.1, 0.1], [1.0, 1.02], loss=9e-4)
                       + [record("adagrad", 1, 0.1, 1.0, 1.2, loss=float("nan"), status="diverged")])
-    table = tables.compare_table(df)
+    table = comparison.compare_table(df)
     assert table.loc["adagrad", "status"] == "diverged" and math.isnan(table.loc["adagrad", "final loss"])
-    text = narrative.explain_comparison(table, "optimizer")
+    text = comparison.explain_comparison(table, "optimizer")
     assert "Learning: not compared" in text and "adadelta" not in text.split("Learning")[1]
     assert "Speed:" in text and "no measurable difference" in text
     assert "Diverged (loss became NaN/inf, run stopped): adagrad" in text
     df["test_top1"], df["test_images"] = [0.5, 0.5, 0.5, 0.9, 0.9, 0.9, None], 10_000
-    text = narrative.explain_comparison(tables.compare_table(df), "optimizer")
+    text = comparison.explain_comparison(comparison.compare_table(df), "optimizer")
     assert "Highest test top-1: **adadelta**" in text
 
 
@@ -113,6 +113,6 @@ def test_unavailable_devices_are_shown_not_dropped():
     devices = pd.DataFrame([{**r, "device_type": "cpu", "device_name": "x86"} for r in runs("cpu", [0.1, 0.1], [2.0, 2.1])]
                            + [{**record("cuda", 1, 0, 0, 0), "device_type": "cuda", "device_name": "not available",
                                "status": "unavailable"}])
-    table = tables.devices_table(devices)
+    table = c5_devices.devices_table(devices)
     assert table.loc["cuda", "available"] == "no" and table.loc["cpu", "available"] == "yes"
-    assert "Only one device was measured (cuda not available)" in narrative.explain_devices(devices)
+    assert "Only one device was measured (cuda not available)" in c5_devices.explain_devices(devices)

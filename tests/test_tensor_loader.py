@@ -3,10 +3,10 @@ import pytest
 import torch
 import torchvision.transforms.functional as TF
 
-from lab import data
-from lab.data import load_dataset, make_loader
-from lab.tensor_loader import TensorLoader, crop_flip, draw_augmentation
-from lab.train import run
+from lab.data import cifar10 as data
+from lab.data.cifar10 import load_dataset, make_loader
+from lab.data.tensor_loader import TensorLoader, crop_flip, draw_augmentation
+from lab.engine.train import run
 
 
 @pytest.fixture(scope="module")

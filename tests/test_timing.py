@@ -11,9 +11,9 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
 
-import lab.timing
-from lab.timing import PhaseTimer
-from lab.train import Step, train_one_epoch
+import lab.core.timing
+from lab.core.timing import PhaseTimer
+from lab.engine.loop import Step, train_one_epoch
 
 BATCHES, BATCH = 8, 4
 
@@ -34,7 +34,7 @@ class FakeClock:
 @pytest.fixture
 def clock(monkeypatch):
     fake = FakeClock()
-    monkeypatch.setattr(lab.timing, "perf_counter", fake)
+    monkeypatch.setattr(lab.core.timing, "perf_counter", fake)
     return fake
 
 
@@ -131,7 +131,7 @@ def _fake_cuda(monkeypatch):
     """Record device syncs, clock reads and host->device copies; the 'copy' leaves tensors on the CPU."""
     events, copies = [], []
     monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: events.append("sync"))
-    monkeypatch.setattr(lab.timing, "perf_counter", lambda: events.append("clock") or time.perf_counter())
+    monkeypatch.setattr(lab.core.timing, "perf_counter", lambda: events.append("clock") or time.perf_counter())
     real_to = torch.Tensor.to
 
     def fake_to(self, *args, **kwargs):
@@ -167,7 +167,7 @@ def test_cpu_never_syncs_and_copies_blocking(monkeypatch):
 
 def test_phase_timer_nests_and_accumulates(monkeypatch):
     ticks = iter(range(100))
-    monkeypatch.setattr(lab.timing, "perf_counter", lambda: float(next(ticks)))
+    monkeypatch.setattr(lab.core.timing, "perf_counter", lambda: float(next(ticks)))
     timer = PhaseTimer("cpu")
     with timer.phase("total"):        # 0 .. 9
         with timer.phase("load"):     # 1 .. 2

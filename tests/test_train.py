@@ -2,11 +2,11 @@ import math
 
 import pytest
 
-import lab.timing
-import lab.train
-from lab.experiments import c_compiler
-from lab.results import read_records
-from lab.train import run
+import lab.core.timing
+import lab.engine.train
+from lab.engine.fast import c_compiler
+from lab.engine.records import read_records
+from lab.engine.train import run
 
 
 def test_a_few_epochs_lower_the_loss(tiny_config):
@@ -31,17 +31,17 @@ def test_an_interruption_between_record_and_checkpoint_leaves_no_duplicate(tiny_
     config = tiny_config.replace(epochs=2)
     out = tmp_path / "out"
     list(run(config.replace(epochs=1), results_dir=out))
-    real_save = lab.train.save_checkpoint
+    real_save = lab.engine.train.save_checkpoint
 
     def killed_at_epoch_2(path, model, optimizer, epoch, *args):
         if epoch == 2:
             raise KeyboardInterrupt  # the record of epoch 2 is written, its checkpoint is not
         real_save(path, model, optimizer, epoch, *args)
 
-    monkeypatch.setattr(lab.train, "save_checkpoint", killed_at_epoch_2)
+    monkeypatch.setattr(lab.engine.train, "save_checkpoint", killed_at_epoch_2)
     with pytest.raises(KeyboardInterrupt):
         list(run(config.replace(resume=True), results_dir=out))
-    monkeypatch.setattr(lab.train, "save_checkpoint", real_save)
+    monkeypatch.setattr(lab.engine.train, "save_checkpoint", real_save)
     assert list(read_records(out)["epoch"]) == [1, 2]
     list(run(config.replace(resume=True), results_dir=out))  # epoch 2 again
     records, batches = read_records(out), read_records(out, kind="batch")
@@ -74,15 +74,15 @@ def test_top1_is_over_all_samples_and_records_are_written(tiny_config, tmp_path)
 def test_evaluation_is_outside_the_timed_epoch(tiny_config, monkeypatch):
     """An evaluation that takes 1000 s on the timers' clock (lab.timing reads real time plus what the fake
     evaluation adds) leaves the epoch's times alone: a bound no load can reach."""
-    real = lab.timing.perf_counter
+    real = lab.core.timing.perf_counter
     added = [0.0]
-    monkeypatch.setattr(lab.timing, "perf_counter", lambda: real() + added[0])
+    monkeypatch.setattr(lab.core.timing, "perf_counter", lambda: real() + added[0])
 
     def slow_evaluate(*args, **kwargs):
         added[0] += 1000.0
         return {"test_loss": 1.0, "test_top1": 0.5}
 
-    monkeypatch.setattr(lab.train, "evaluate", slow_evaluate)
+    monkeypatch.setattr(lab.engine.train, "evaluate", slow_evaluate)
     records = list(run(tiny_config.replace(max_batches=1, epochs=2, evaluate=True)))
     assert [r["test_top1"] for r in records] == [0.5, 0.5] and added[0] == 2000.0
     assert all(r["total_s"] < 1000 for r in records)

@@ -16,11 +16,18 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lab import config as cfg
 from lab.cli import build_parser, check_train_args, main
-from lab.config import PARAMETERS, Config, ConfigError
-from lab.data import DataError
-from lab.report import NOTEBOOK_DIR, NOTEBOOKS, _plan_report, declared_parameters, load_profile
+from lab.core import config as cfg
+from lab.core.config import PARAMETERS, Config, ConfigError
+from lab.data.cifar10 import DataError
+from lab.parts import c2_timing, c3_workers
+from lab.report.runner import (
+    NOTEBOOK_DIR,
+    NOTEBOOKS,
+    _plan_report,
+    declared_parameters,
+    load_profile,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = dict(deadline=None, database=None, derandomize=True,
@@ -375,6 +382,17 @@ def test_every_notebook_parameter_has_a_spec_and_valid_defaults():
             PARAMETERS[key].check(f"{name} default {key}", ast.literal_eval(spec["default"]))
 
 
+def test_every_notebook_parameter_is_explained_by_its_part():
+    from lab import parts
+    from lab.parts.base import COMMON_PARAMETERS
+
+    for name in NOTEBOOKS:
+        declared = set(declared_parameters(NOTEBOOK_DIR / f"{name}.ipynb"))
+        own = set(parts.BY_ID[name].PARAMETERS)
+        assert declared - set(COMMON_PARAMETERS) == own, name  # each explained once, in its part's module
+        assert own <= declared, name
+
+
 def test_the_shipped_profiles_are_valid():
     for name in ("quick", "full", "full-synthetic", str(ROOT / "tests" / "tiny.yaml")):
         load_profile(name)
@@ -424,14 +442,14 @@ notebooks:
 
 
 @pytest.mark.parametrize("old, new, line", [
-    ("C3_workers: {worker_counts: [0, 2]}", "C3_workers: {worker_cap: 1000}",
-     "profile p: notebook C3_workers parameter worker_cap should be int in [0, 128], got 1000"),
-    ("C3_workers: {worker_counts: [0, 2]}", "C3_workers: {worker_counts: [0, 0]}",
-     "profile p: notebook C3_workers parameter worker_counts should be a non-empty list of distinct int in [0, 128] "
+    (f"{c3_workers.ID}: {{worker_counts: [0, 2]}}", f"{c3_workers.ID}: {{worker_cap: 1000}}",
+     f"profile p: notebook {c3_workers.ID} parameter worker_cap should be int in [0, 128], got 1000"),
+    (f"{c3_workers.ID}: {{worker_counts: [0, 2]}}", f"{c3_workers.ID}: {{worker_counts: [0, 0]}}",
+     f"profile p: notebook {c3_workers.ID} parameter worker_counts should be a non-empty list of distinct int in [0, 128] "
      "or None, got [0, 0]"),
-    ("C2_timing: {workers: 0}", "C2_timing: {lr: .nan}",
-     "profile p: notebook C2_timing parameter lr should be finite float in [1e-12, 1e12], got nan"),
-    ("C2_timing: {workers: 0}", "C2_timng: {workers: 0}", "profile p: unknown notebook 'C2_timng' (notebooks: "),
+    (f"{c2_timing.ID}: {{workers: 0}}", f"{c2_timing.ID}: {{lr: .nan}}",
+     f"profile p: notebook {c2_timing.ID} parameter lr should be finite float in [1e-12, 1e12], got nan"),
+    (f"{c2_timing.ID}: {{workers: 0}}", "C2_timng: {workers: 0}", "profile p: unknown notebook 'C2_timng' (notebooks: "),
     ("max_batches: 2", "max_batches: 2\n  wrokers: 3", "profile p: common has no parameter 'wrokers'"),
     ("max_batches: 2", "max_batches: 2\n  results_dir: /tmp/x", "profile p: common: results_dir is set by the "
      "report runner"),

@@ -14,8 +14,9 @@ import torch
 import torchvision
 import torchvision.transforms as T
 
-from .config import Config, LabError
-from .files import atomic_write
+from ..core.config import Config
+from ..core.errors import LabError
+from ..core.files import atomic_write
 
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2023, 0.1994, 0.2010)
@@ -317,7 +318,7 @@ def make_loader(dataset, config: Config, device: torch.device, train: bool = Tru
                 world_size: int = 1) -> torch.utils.data.DataLoader:
     """The lab's DataLoader. `pin_memory` only when the device is CUDA. Training shuffles through a
     DistributedSampler (with one process too): its permutation depends on the seed and the epoch only
-    (lab.train.seed_epoch calls set_epoch), rank r of N takes every N-th image of it, so the N ranks
+    (lab.engine.train.seed_epoch calls set_epoch), rank r of N takes every N-th image of it, so the N ranks
     together see what one process sees, and a resumed run sees the same batches. The generator seeds
     the workers, and is re-seeded every epoch."""
     sampler = (torch.utils.data.DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True,

@@ -1,102 +1,28 @@
-"""Progress of the runs while they run, and the report's time left.
-
-A run (lab.train.run) reports every training step through `step()`. In a notebook that the report runner is
-not driving, that moves a `tqdm.auto` bar (a widget in JupyterLab); under the runner, whose kernels inherit
-$LAB_PROGRESS, it appends a JSON line to that file (at most a few a second per process, and always an epoch's
-last step), so the progress comes from the runs themselves, C9's launched processes included. The runner
-reads the file with a `Watcher`, which shows the part, the setting, the epoch and batch and the time left: a
-tqdm bar where stderr is a terminal, a plain line every few seconds in logs and CI. The time left comes from
-`Estimate`: the report's planned work (`Work`, counted by lab.experiments.plan) times costs measured in this
-report (the first training part calibrates them), corrected by how far the finished parts were off.
-"""
+"""The report's estimate: the planned work of every part (lab.parts.plan) times costs measured in this
+report (the first training part calibrates them), corrected by how far the finished parts were off; and the
+`Watcher` that shows, while the notebooks run, the part, the setting, the epoch and batch and the time left,
+from the runs' own progress lines (lab.engine.progress): a tqdm bar where stderr is a terminal, a plain line
+every few seconds in logs and CI."""
 from __future__ import annotations
 
 import json
-import os
 import sys
 import threading
 import time
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from .files import cache_dir, save_json
+import pandas as pd
+import torch
+from tqdm import tqdm
 
-ENV = "LAB_PROGRESS"
-WRITE_EVERY = 0.25   # seconds between two progress lines of one process (an epoch's last step always goes)
-
-
-# --- the runs' side -------------------------------------------------------------------------------------
-
-class _State:
-    bar = None
-    last_write = 0.0
-
-
-_state = _State()
-
-
-@contextmanager
-def bar(desc: str, total: int):
-    """A notebook progress bar over `total` training steps for the runs inside the block (tqdm.auto: a widget
-    in JupyterLab, text elsewhere). None under the report runner, whose own display shows the progress."""
-    if os.environ.get(ENV) or total <= 0:
-        yield None
-        return
-    from tqdm.auto import tqdm
-
-    _state.bar = tqdm(total=total, desc=desc, unit="step", file=sys.stderr)
-    try:
-        yield _state.bar
-    finally:
-        _state.bar.close()
-        _state.bar = None
-
-
-def step(run: str, part: str, tag: str, epoch: int, epochs: int, batch: int, batches: int) -> None:
-    """One training step done: move the notebook bar and/or tell the report runner."""
-    if _state.bar is not None:
-        _state.bar.update(1)
-        _state.bar.set_postfix_str(f"{tag or part} · epoch {epoch}/{epochs} · batch {batch}/{batches}", refresh=False)
-    _write({"run": run, "part": part, "tag": tag, "epoch": epoch, "epochs": epochs, "batch": batch,
-            "batches": batches, "done": (epoch - 1) * batches + batch}, force=batch == batches)
-
-
-def note(part: str, message: str) -> None:
-    """A one-off phase the runner should name while it lasts (profiling, launching processes, compiling)."""
-    _write({"part": part, "note": message}, force=True)
-
-
-def _write(event: dict, force: bool) -> None:
-    path = os.environ.get(ENV)
-    if not path:
-        return
-    now = time.time()
-    if not force and now - _state.last_write < WRITE_EVERY:
-        return
-    _state.last_write = now
-    try:  # one short line per write (O_APPEND): lines of several processes do not interleave
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(json.dumps({"t": now, "pid": os.getpid(), **event}) + "\n")
-    except OSError:
-        pass  # progress is a courtesy: never the reason a run fails
-
-
-# --- the plan and the estimate ------------------------------------------------------------------------------
-
-@dataclass
-class Work:
-    """What a part will do, counted from its plan before it runs."""
-
-    steps: float = 0.0     # training steps, in steps of the profile's batch on the whole node
-    evals: int = 0         # test batches evaluated
-    runs: int = 0          # runs set up (model, loaders; their first epoch's extra cost)
-    compiles: int = 0      # runs that compile their step (torch.compile)
-    launches: int = 0      # torchrun launches (process start-up, process group)
-
-    def __add__(self, other: "Work") -> "Work":
-        return Work(*(a + b for a, b in zip(asdict(self).values(), asdict(other).values())))
-
+from .. import parts
+from ..core.files import cache_dir, read_jsonl, save_json
+from ..core.stats import steady
+from ..engine.records import device_name
+from ..engine.resolve import device_type
+from ..parts import c2_timing, c8_acceleration
+from ..parts.base import Report, Work
 
 # Costs nothing in this report has measured yet (the summary is counted as this many notebooks).
 ASSUMED = {"notebook_s": 8.0, "step_s": 3.0, "eval_ratio": 0.35, "run_s": 3.0, "compile_s": 60.0, "launch_s": 10.0}
@@ -143,10 +69,6 @@ def calibrate(records: list[dict], wall_s: float, notebook_s: float) -> dict:
     """Costs measured from one training part (C2: one run): the steady step (an epoch's total over its
     batches, the warm-up epoch left out) and the run's set-up plus first-epoch extra (the notebook's wall
     time less the kernel's start and the steady cost of every epoch)."""
-    import pandas as pd
-
-    from .stats import steady
-
     ok = pd.DataFrame([r for r in records if r.get("status") == "ok" and r.get("total_s") is not None])
     if not len(ok) or not (ok["images"] > 0).all():
         return {}
@@ -282,8 +204,6 @@ class Watcher:
 
     def _show(self) -> None:
         if self.tty:
-            from tqdm import tqdm
-
             total = sum(w.steps for w in self.plan.values())
             done = sum(w.steps for n, w in self.plan.items() if n in self.finished) + sum(self.done_steps.values())
             if self._bar is None:
@@ -297,3 +217,102 @@ class Watcher:
         if now - self.last_line >= self.every and now - self.part_started >= 2 and not repeat:
             self.last_line, self.last_text = now, line
             print(line, file=self.stream, flush=True)
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+class ReportTiming:
+    """The report's plan (each part's Work), its estimate, and what it learns as parts finish: a part that
+    trains nothing (Q_model) measures a notebook's start, the first training part (C2) calibrates the step and
+    run costs, the estimate is printed then (before the long parts), and every later part corrects the
+    remaining estimate by how far the finished ones were off. After each part the parts still to run are
+    planned again: their runs can depend on what the finished ones found (C3's best count, its block)."""
+
+    CALIBRATES = c2_timing.ID
+
+    def __init__(self, meta: dict, out: Path, defaults: dict):
+        self.meta, self.out = meta, out
+        self.params = {name: {**defaults.get(name, {}), **params} for name, params in meta["parameters"].items()}
+        self.plan: dict[str, Work] = {}
+        self.replan()
+        self.estimate = Estimate()
+        common = {k: v for p in meta["parameters"].values() for k, v in p.items()}
+        self.ran: list[str] = []  # the notebooks this session ran
+        meta["sessions"] = meta.get("sessions", 0) + 1
+        self.key = cache_key(device_name(torch.device(device_type(common.get("device", "auto")))),
+                             common.get("batch_size", 128))
+        cached = load_costs(self.key)
+        self.estimate.use(cached, "last report")
+        self.taken, self.foreseen = 0.0, 0.0  # the parts finished after calibration: seconds taken, predicted
+        todo = [n for n in self.plan if n not in meta["done"]]
+        first = sum(self.estimate.seconds(self.plan[n]) for n in todo) + self.estimate.seconds(
+            Work(), SUMMARY_NOTEBOOKS)
+        log(f"plan: {sum(w.steps for w in self.plan.values()):.0f} training steps, "
+            f"{sum(w.evals for w in self.plan.values())} test batches, {sum(w.runs for w in self.plan.values())} runs, "
+            f"{sum(w.compiles for w in self.plan.values())} compiled, {sum(w.launches for w in self.plan.values())} "
+            f"launches; first guess {clock(first)} "
+            f"({'costs from the last report on this machine' if cached else 'assumed costs; the estimate follows C2'})")
+
+    def replan(self) -> None:
+        """Plan every part not yet finished, in run order, from what the report folder holds now (lab.parts.plan:
+        the same decision each part's run makes). The dict is updated in place: the Watcher reads it."""
+        report = Report(self.out)
+        for name, params in self.params.items():
+            if name in self.meta["done"] and name in self.plan:
+                continue
+            try:
+                self.plan[name] = parts.plan(name, params, report)
+            except Exception as exc:  # noqa: BLE001 - an estimate never stops a report
+                log(f"      (no estimate for {name}: {type(exc).__name__}: {exc})")
+                self.plan[name] = Work()
+
+    def finished(self, name: str, seconds: float, predicted: float, elapsed: float, watcher) -> None:
+        self.ran.append(name)
+        if self.plan.get(name) == Work():  # trains nothing: its time is a notebook's start
+            self.estimate.use({"notebook_s": seconds}, "measured")
+        elif name == self.CALIBRATES:
+            records = read_jsonl(self.out / name / "records.jsonl")
+            self.estimate.use(calibrate(records, seconds, self.estimate.costs["notebook_s"]), "measured")
+        elif "estimate" in self.meta:
+            self.taken += seconds
+            self.foreseen += predicted
+            self.estimate.factor = self.taken / self.foreseen if self.foreseen else 1.0
+        self.replan()
+        if name == self.CALIBRATES:
+            left = watcher.left()
+            self.meta["estimate"] = {"after": name, "elapsed_s": round(elapsed, 1), "total_s": round(elapsed + left, 1),
+                                     "costs": dict(self.estimate.costs)}
+            log(f"estimate: about {clock(elapsed + left)} in all, {clock(left)} from now "
+                f"({self.estimate.describe()})")
+
+    def save_costs(self) -> None:
+        """This machine's measured costs, for the first guess of the next report (compilation from C8's
+        first epochs, a launch from the time of the parts that launch beyond their steps)."""
+        costs = {k: v for k, v in self.estimate.costs.items() if self.estimate.sources[k] == "measured"}
+        compile_s = c8_acceleration.compile_seconds(read_jsonl(self.out / c8_acceleration.ID / "records.jsonl"))
+        if compile_s is not None:
+            costs["compile_s"] = compile_s
+        for name, work in self.plan.items():
+            took = self.meta["done"].get(name)
+            if work.launches and took:
+                rest = self.estimate.seconds(Work(steps=work.steps, runs=work.runs))
+                costs["launch_s"] = max(0.0, (took - rest) / work.launches)
+        save_costs(self.key, costs)
+
+    def actual(self, took: float) -> float:
+        """The report's duration: this session's, and for a resumed report also the notebooks that earlier
+        sessions finished (the time between sessions is nobody's work)."""
+        earlier = sum(v for k, v in self.meta["done"].items() if k not in self.ran)
+        return took + earlier
+
+    def verdict(self, took: float) -> str:
+        est, actual = self.meta.get("estimate"), self.actual(took)
+        sessions = self.meta.get("sessions", 1)
+        took_text = (f"took {clock(actual)}" if sessions == 1 else
+                     f"took {clock(actual)} of notebooks over {sessions} sessions")
+        if not est:
+            return f"{took_text} (no estimate: {self.CALIBRATES} did not run)"
+        return (f"estimate vs actual: estimated {clock(est['total_s'])} after {est['after']}, {took_text} "
+                f"({(actual - est['total_s']) / est['total_s']:+.0%})")

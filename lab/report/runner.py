@@ -4,29 +4,36 @@ from __future__ import annotations
 
 import ast
 import datetime as dt
+import fcntl
 import functools
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import torch
 import yaml
 
-from . import experiments, parts, progress
-from .data import resolve_dataset
-from .config import PARAMETERS, PROFILE, ConfigError, LabError, show
-from .files import check_writable, read_jsonl, save_json
-from .results import git_commit
+from .. import parts
+from ..core.config import PARAMETERS, PROFILE, Config, show
+from ..core.errors import ConfigError, LabError
+from ..core.extras import need
+from ..core.files import check_writable, save_json
+from ..data.cifar10 import ensure_synthetic, load_dataset, resolve_dataset
+from ..engine import progress
+from ..engine.records import git_commit
+from .estimate import ReportTiming, Watcher, clock
+from .publish import write_html, write_pdf
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 NOTEBOOK_DIR = ROOT / "notebooks"
 PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
 NOTEBOOKS = parts.IDS  # in run order: C3 finds the best worker count that C4-C9 use
+SUMMARY = "summary"
 
 
 def log(message: str) -> None:
@@ -39,10 +46,8 @@ RUNNER_SET = ("results_dir", "data", "figures_dir", "profile")
 
 def load_profile(name: str, _chain: tuple = ()) -> dict:
     """A profile by name (quick, full, auto) or a path to a YAML file of the same shape. Every setting and
-    parameter value is checked here (lab.config's PROFILE and PARAMETERS specs) before anything runs."""
+    parameter value is checked here (lab.core.config's PROFILE and PARAMETERS specs) before anything runs."""
     if name == "auto":
-        import torch
-
         name = "full" if torch.cuda.is_available() else "quick"
     path = Path(name) if name.endswith((".yaml", ".yml")) else PROFILE_DIR / f"{name}.yaml"
     if not path.is_file():
@@ -102,9 +107,7 @@ def declared_parameters(notebook: Path) -> dict:
 
 @functools.lru_cache(maxsize=64)
 def _declared(notebook: str, mtime_ns: int) -> dict:
-    import papermill
-
-    return papermill.inspect_notebook(notebook)
+    return need("papermill").inspect_notebook(notebook)
 
 
 def notebook_defaults(name: str) -> dict:
@@ -132,7 +135,7 @@ def notebook_parameters(profile: dict, name: str, declared: dict, fixed: dict) -
     for key, value in params.items():
         if key in PARAMETERS:
             PARAMETERS[key].check(f"profile {profile['name']}: notebook {name} parameter {key}", value, "should be")
-        else:  # a parameter without a spec in lab.config.PARAMETERS (tests/test_validation.py forbids that)
+        else:  # a parameter without a spec in lab.core.config.PARAMETERS (tests/test_validation.py forbids that)
             _check_type(profile["name"], name, key, value, declared[key])
     return params
 
@@ -167,11 +170,8 @@ def kernel_manager(sockets: str):
     """Kernels on local IPC sockets rather than unencrypted loopback TCP, in the folder `sockets`: jupyter's
     default, `kernel-ipc-<port>` in the working directory (notebooks/), would let two reports running at once
     (two profiles, parallel tests) connect to each other's kernels."""
-    from jupyter_client.manager import AsyncKernelManager
-    from traitlets import CaselessStrEnum
-
-    class IPCKernelManager(AsyncKernelManager):
-        transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+    class IPCKernelManager(need("jupyter_client.manager").AsyncKernelManager):
+        transport = need("traitlets").CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
 
         def _ip_default(self) -> str:
             return os.path.join(sockets, "kernel")
@@ -180,8 +180,7 @@ def kernel_manager(sockets: str):
 
 
 def execute(name: str, out: Path, parameters: dict, timeout) -> None:
-    import papermill
-
+    papermill = need("papermill")
     source, target = NOTEBOOK_DIR / f"{name}.ipynb", out / f"{name}.ipynb"
     try:
         with tempfile.TemporaryDirectory(prefix="lab-kernel-") as sockets:
@@ -223,13 +222,10 @@ def run_report(profile_name: str, results_root=None, data=None, out=None, force=
         _point_latest(results_root, out)
         started = time.perf_counter()
         if meta["dataset"] == "synthetic":  # made once, before the notebooks: not a cost of C2's run
-            from .config import Config
-            from .data import ensure_synthetic
-
             ensure_synthetic(Config(dataset="synthetic", data=data), log=log)
         total = len(meta["parameters"]) + 1
-        timing = ReportTiming(meta, out)
-        with progress.Watcher(out / "progress.jsonl", timing.plan, timing.estimate) as watcher, \
+        timing = ReportTiming(meta, out, {n: notebook_defaults(n) for n in meta["parameters"]})
+        with Watcher(out / "progress.jsonl", timing.plan, timing.estimate) as watcher, \
                 _environ(progress.ENV, str(out / "progress.jsonl")):  # the kernels (and C9's processes) inherit it
             for i, (name, params) in enumerate(meta["parameters"].items(), 1):
                 if name in meta["done"] and (out / f"{name}.ipynb").exists():
@@ -247,107 +243,20 @@ def run_report(profile_name: str, results_root=None, data=None, out=None, force=
                 timing.finished(name, meta["done"][name], watcher.predicted[name], time.perf_counter() - started,
                                 watcher)
                 save_json(out / "report.json", meta)
-            watcher.begin("summary")
-            log(f"[{total}/{total}] summary")
-            execute("summary", out, {"results_dir": str(out), "figures_dir": str(ROOT / "figures"),
+            watcher.begin(SUMMARY)
+            log(f"[{total}/{total}] {SUMMARY}")
+            execute(SUMMARY, out, {"results_dir": str(out), "figures_dir": str(ROOT / "figures"),
                                      "profile": meta["profile"]}, meta.get("cell_timeout"))
-            html = write_html(out / "summary.ipynb", out / "report.html")
+            html = write_html(out / f"{SUMMARY}.ipynb", out / "report.html")
             pdf = write_pdf(html, out / "report.pdf")
         took = time.perf_counter() - started
         meta["finished"] = dt.datetime.now().astimezone().isoformat(timespec="seconds")
         meta["took_s"] = round(timing.actual(took), 1)
         save_json(out / "report.json", meta)
         timing.save_costs()
-    log(f"report written in {progress.clock(took)}: {html}" + (f" and {pdf}" if pdf else ""))
+    log(f"report written in {clock(took)}: {html}" + (f" and {pdf}" if pdf else ""))
     log(timing.verdict(took))
     return out
-
-
-class ReportTiming:
-    """The report's plan (each part's Work), its estimate, and what it learns as parts finish: the first
-    training part (C2) calibrates the step and run costs, the estimate is printed then (before the long
-    parts), and every later part corrects the remaining estimate by how far the finished ones were off."""
-
-    CALIBRATES = "C2_timing"
-
-    def __init__(self, meta: dict, out: Path):
-        self.meta, self.out = meta, out
-        names = tuple(meta["parameters"])
-        self.plan = {}
-        for name, params in meta["parameters"].items():
-            try:
-                self.plan[name] = experiments.plan(name, {**notebook_defaults(name), **params}, names)
-            except Exception as exc:  # noqa: BLE001 - an estimate never stops a report
-                log(f"      (no estimate for {name}: {type(exc).__name__}: {exc})")
-                self.plan[name] = progress.Work()
-        self.estimate = progress.Estimate()
-        common = {k: v for p in meta["parameters"].values() for k, v in p.items()}
-        from .results import device_name
-        from .train import resolve_device
-
-        self.ran: list[str] = []  # the notebooks this session ran
-        meta["sessions"] = meta.get("sessions", 0) + 1
-        self.key = progress.cache_key(device_name(resolve_device(common.get("device", "auto"))),
-                                      common.get("batch_size", 128))
-        cached = progress.load_costs(self.key)
-        self.estimate.use(cached, "last report")
-        self.taken, self.foreseen = 0.0, 0.0  # the parts finished after calibration: seconds taken, predicted
-        todo = [n for n in self.plan if n not in meta["done"]]
-        first = sum(self.estimate.seconds(self.plan[n]) for n in todo) + self.estimate.seconds(
-            progress.Work(), progress.SUMMARY_NOTEBOOKS)
-        log(f"plan: {sum(w.steps for w in self.plan.values()):.0f} training steps, "
-            f"{sum(w.evals for w in self.plan.values())} test batches, {sum(w.runs for w in self.plan.values())} runs, "
-            f"{sum(w.compiles for w in self.plan.values())} compiled, {sum(w.launches for w in self.plan.values())} "
-            f"launches; first guess {progress.clock(first)} "
-            f"({'costs from the last report on this machine' if cached else 'assumed costs; the estimate follows C2'})")
-
-    def finished(self, name: str, seconds: float, predicted: float, elapsed: float, watcher) -> None:
-        self.ran.append(name)
-        if name == "Q_model":
-            self.estimate.use({"notebook_s": seconds}, "measured")
-        elif name == self.CALIBRATES:
-            records = read_jsonl(self.out / name / "records.jsonl")
-            self.estimate.use(progress.calibrate(records, seconds, self.estimate.costs["notebook_s"]), "measured")
-            left = watcher.left()
-            self.meta["estimate"] = {"after": name, "elapsed_s": round(elapsed, 1), "total_s": round(elapsed + left, 1),
-                                     "costs": dict(self.estimate.costs)}
-            log(f"estimate: about {progress.clock(elapsed + left)} in all, {progress.clock(left)} from now "
-                f"({self.estimate.describe()})")
-        elif "estimate" in self.meta:
-            self.taken += seconds
-            self.foreseen += predicted
-            self.estimate.factor = self.taken / self.foreseen if self.foreseen else 1.0
-
-    def save_costs(self) -> None:
-        """This machine's measured costs, for the first guess of the next report (compilation from C8's
-        first epochs, a launch from C9's time beyond its steps)."""
-        costs = {k: v for k, v in self.estimate.costs.items() if self.estimate.sources[k] == "measured"}
-        c8 = read_jsonl(self.out / "C8_acceleration" / "records.jsonl")
-        first = {r["tag"]: r["total_s"] for r in c8 if r.get("epoch") == 1 and r.get("total_s")}
-        compiled = [v - first["eager fp32"] for t, v in first.items() if t.startswith("compile") and "eager fp32" in first]
-        if compiled:
-            costs["compile_s"] = max(0.0, sum(compiled) / len(compiled))
-        work, took = self.plan.get("C9_scaling"), self.meta["done"].get("C9_scaling")
-        if work and work.launches and took:
-            rest = self.estimate.seconds(progress.Work(steps=work.steps, runs=work.runs))
-            costs["launch_s"] = max(0.0, (took - rest) / work.launches)
-        progress.save_costs(self.key, costs)
-
-    def actual(self, took: float) -> float:
-        """The report's duration: this session's, and for a resumed report also the notebooks that earlier
-        sessions finished (the time between sessions is nobody's work)."""
-        earlier = sum(v for k, v in self.meta["done"].items() if k not in self.ran)
-        return took + earlier
-
-    def verdict(self, took: float) -> str:
-        est, actual = self.meta.get("estimate"), self.actual(took)
-        sessions = self.meta.get("sessions", 1)
-        took_text = (f"took {progress.clock(actual)}" if sessions == 1 else
-                     f"took {progress.clock(actual)} of notebooks over {sessions} sessions")
-        if not est:
-            return f"{took_text} (no estimate: {self.CALIBRATES} did not run)"
-        return (f"estimate vs actual: estimated {progress.clock(est['total_s'])} after {est['after']}, {took_text} "
-                f"({(actual - est['total_s']) / est['total_s']:+.0%})")
 
 
 def _open_report(profile: dict, results_root: Path, out: Path | None, force: bool, new: bool):
@@ -386,9 +295,6 @@ def _plan_report(profile: dict, out: Path, data: str) -> dict:
         notebook_parameters(profile, name, declared[name], fixed)
     common["dataset"] = resolve_dataset(common.get("dataset", "auto"), data, log)
     if common["dataset"] == "cifar10":
-        from .config import Config
-        from .data import load_dataset  # fail now, not in the third notebook, when CIFAR-10 is unusable
-
         load_dataset(Config(dataset="cifar10", data=data), train=True, log=log)
     return {"id": out.name, "profile": profile["name"], "profile_settings": settings,
             "description": profile.get("description", ""),
@@ -415,8 +321,6 @@ def _environ(name: str, value: str):
 def _lock(out: Path):
     """An exclusive flock on out/.lock for the whole run: released by the kernel whenever the process
     ends, kill -9 included, so a killed report can be resumed and a running one cannot be entered twice."""
-    import fcntl
-
     fd = os.open(out / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -438,41 +342,3 @@ def _point_latest(results_root: Path, out: Path) -> None:
     tmp.unlink(missing_ok=True)
     tmp.symlink_to(os.path.relpath(out, results_root.resolve()))
     tmp.replace(link)
-
-
-def write_html(notebook: Path, target: Path) -> Path:
-    """The executed summary as HTML: code hidden, figures embedded, no scripts fetched from the network."""
-    from nbconvert import HTMLExporter
-
-    exporter = HTMLExporter(template_name="lab", template_file="report.html.j2",
-                            extra_template_paths=[str(Path(__file__).resolve().parent / "templates")],
-                            exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
-    body, _ = exporter.from_filename(str(notebook))
-    target.write_text(body)
-    return target
-
-
-def find_chromium() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
-        if shutil.which(name):
-            return shutil.which(name)
-    return None
-
-
-def write_pdf(html: Path, target: Path) -> Path | None:
-    """Print the HTML to PDF with headless Chromium; without Chromium, say how to get it and go on."""
-    chromium = find_chromium()
-    if chromium is None:
-        log("report.pdf skipped: Chromium not found. Install it (Debian/Ubuntu: `sudo apt-get install chromium`,"
-            " or `make browser`) and run the report again; report.html is complete.")
-        return None
-    with tempfile.TemporaryDirectory() as profile_dir:
-        cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               f"--user-data-dir={profile_dir}", "--no-pdf-header-footer", f"--print-to-pdf={target}",
-               html.resolve().as_uri()]
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    if done.returncode != 0 or not target.exists():
-        raise LabError(f"Chromium could not print {html} to PDF (exit {done.returncode}): "
-                       f"{(done.stderr.strip().splitlines() or [''])[-1]}")
-    return target

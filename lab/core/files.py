@@ -7,7 +7,7 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
-from .config import LabError
+from .errors import LabError
 
 
 def cache_dir() -> Path:
@@ -77,6 +77,14 @@ def write_jsonl(path, records) -> None:
     with atomic_write(path) as f:
         for record in records:
             f.write(json.dumps(record, default=str) + "\n")
+
+
+def read_json(path, default=None):
+    """A JSON file's value, or `default` where the file is missing or unreadable."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return default
 
 
 def read_jsonl(path) -> list[dict]:

@@ -7,13 +7,19 @@ Every input has its valid values declared here, once: `FIELDS` (the Config's fie
 parameters, the profile entries that feed them), `OPTIONS` (CLI flags that are not fields) and `PROFILE` (a
 profile's own settings). `Config.validate`, the CLI, the report runner's plan and the notebooks
 (`check_parameters`) all check through these specs; README's ranges table is `ranges_table()`.
+
+`train`'s flags are generated from `FIELDS` (`add_config_flags`), and `to_argv` writes any Config as those
+flags (C9's launched processes get their Config that way): one mapping, both directions.
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import math
 import unicodedata
 from dataclasses import dataclass, field, fields
+
+from .errors import ConfigError
 
 OPTIMIZERS = ("sgd", "sgd-nesterov", "adagrad", "adadelta", "adam")
 DEVICES = ("auto", "cpu", "cuda")
@@ -35,18 +41,6 @@ SYNTHETIC_FILE_MAX = 50_000   # images per synthetic batch file (generated at on
 PATH_MAX = 4096
 LABEL_MAX = 200
 LIST_MAX = 64
-
-
-class LabError(Exception):
-    """An error the user can fix; the CLI prints its message on one line and exits with `exit_code`."""
-
-    exit_code = 1
-
-
-class ConfigError(LabError):
-    """A bad value in the configuration (a usage error)."""
-
-    exit_code = 2
 
 
 def show(value) -> str:
@@ -239,10 +233,6 @@ def check_namespace(namespace: dict) -> dict:
     return check_parameters({k: v for k, v in namespace.items() if k in PARAMETERS})
 
 
-# `train` flags whose names are not `--` + the field's name with dashes
-_FLAG_NAMES = {"epochs": "--epoch", "weight_decay": None, "momentum": None}
-
-
 def ranges_table() -> str:
     """README's table of every numeric input's valid values (a test keeps README and the specs equal)."""
     rows = {}
@@ -251,8 +241,7 @@ def ranges_table() -> str:
             if spec.kind not in ("int", "float"):
                 continue
             if group == "config":
-                flag = _FLAG_NAMES.get(name, "--" + name.replace("_", "-"))
-                where = ["Config"] + ([f"`train {flag}`"] if flag else [])
+                where = ["Config", f"`train {flag(name)}`"]
             else:
                 where = {"notebooks": ["notebooks, profiles"], "profile": ["profiles"],
                          "cli": [f"`{'bench' if name in ('steps', 'repeats') else 'train'} --"
@@ -282,11 +271,11 @@ class Config:
     seed: int = 0
     weight_decay: float = 5e-4
     momentum: float = 0.9
-    loader: str = "torch"            # torch: the lab's DataLoader; tensor: lab.tensor_loader on the device
+    loader: str = "torch"            # torch: the lab's DataLoader; tensor: lab.data.tensor_loader
     channels_last: bool = False
     amp: str = "off"                 # autocast dtype
     compile: str = "off"             # torch.compile mode
-    fast: bool = False               # lab.train.resolve_fast picks loader, precision and compile mode
+    fast: bool = False               # lab.engine.fast.resolve_fast picks loader, precision and compile mode
     timers: str = "auto"             # phase: load/train clocks every batch; epoch: one clock per epoch
     augment: bool = True             # the lab's RandomCrop + RandomHorizontalFlip (off: equivalence checks)
     threads: int | None = None       # torch threads per process; None: the default (shared among ranks)
@@ -326,20 +315,84 @@ class Config:
 assert set(FIELDS) == {f.name for f in fields(Config)}, "every Config field needs a spec in FIELDS"
 
 
-class Terminated(BaseException):
-    """SIGTERM turned into an exception during `train`, as Python turns SIGINT into KeyboardInterrupt (a
-    BaseException, so that no `except Exception` swallows it)."""
+# --- the Config as `train` flags ------------------------------------------------------------------------
 
-    def __init__(self, signum: int):
-        super().__init__(signum)
-        self.signum = signum
+# The lab's own flag names, kept verbatim where they are not `--` + the field's name with dashes; `extra` has
+# no flag. Fields that default to True get a flag that turns them off.
+FLAGS = {"epochs": ("--epoch",), "resume": ("--resume", "-r"), "batch_norm": ("--disable_batch_norm",),
+         "augment": ("--no-augment",)}
+NO_FLAG = ("extra",)
+HELP = {
+    "lr": "learning rate", "workers": "DataLoader workers",
+    "epochs": "total number of epochs; with --resume, training continues up to it",
+    "data": "data folder", "resume": "resume from --checkpoint", "device": "where to train (--gpu: the same as "
+    "--device cuda)", "batch_norm": "ResNet-18 without batch norm", "optimizer": "the optimizer",
+    "dataset": "real CIFAR-10, or synthetic data in the CIFAR-10 file format",
+    "batch_size": "images per batch (per process)", "max_batches": "cap on batches per epoch, and on evaluation "
+    "batches (tiny runs)", "seed": "seed of every epoch's randomness", "weight_decay": "L2 penalty",
+    "momentum": "SGD momentum (both SGD variants)",
+    "loader": "torch: the lab's DataLoader; tensor: the on-device batched loader",
+    "channels_last": "channels_last memory format (model and batches)", "amp": "autocast dtype",
+    "compile": "torch.compile mode (off: eager)",
+    "fast": "the fastest honest step: on-device loader, channels_last, bf16 autocast and CUDA graphs on CUDA (on "
+            "a CPU, the combination measured fastest there), metrics kept on the device, one clock per epoch",
+    "timers": "phase: load/train clocks around every batch; epoch: one clock per epoch, no host sync per step; "
+              "auto: epoch with --fast, else phase",
+    "augment": "train without RandomCrop/RandomHorizontalFlip (equivalence checks)",
+    "threads": "torch threads per process (default: torch's, or the cores shared among the ranks)",
+    "sync_bn": "SyncBatchNorm across ranks (CUDA only)", "evaluate": "test loss/top-1 after each epoch (untimed)",
+    "checkpoint": "checkpoint file; '' for none", "synthetic_train": "synthetic training images",
+    "synthetic_test": "synthetic test images", "experiment": "label of the records",
+    "tag": "label of this setting in the records",
+}
 
 
-class Interrupted(LabError):
-    """Training stopped by a signal: the message says what is saved; exit 128 + the signal's number (130 for
-    SIGINT, 143 for SIGTERM). `quiet`: say nothing (a rank other than 0, or the launcher, whose rank 0 speaks)."""
+def flag(name: str) -> str:
+    """A field's `train` flag."""
+    return FLAGS.get(name, ("--" + name.replace("_", "-"),))[0]
 
-    def __init__(self, message: str, signum: int, quiet: bool = False):
-        super().__init__(message)
-        self.exit_code = 128 + int(signum)
-        self.quiet = quiet
+
+def _none_if_empty(text: str) -> str | None:
+    return text or None
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per Config field (FIELDS), with its choices, type and default; `--gpu` as the lab's alias of
+    `--device cuda`. Values are checked by Config.validate (config_from_args), through the same specs."""
+    defaults = Config()
+    for name, spec in FIELDS.items():
+        if name in NO_FLAG:
+            continue
+        default = getattr(defaults, name)
+        text = HELP[name] + ("" if spec.kind == "bool" else " (default %(default)s)")
+        if spec.kind == "bool":
+            action = "store_false" if default else "store_true"
+            parser.add_argument(*FLAGS.get(name, (flag(name),)), dest=name, action=action, help=text)
+            continue
+        kind = {"int": int, "float": float}.get(spec.kind, _none_if_empty if spec.none else str)
+        parser.add_argument(flag(name), dest=name, type=kind, default=default, help=text,
+                            choices=spec.choices or None)
+    parser.add_argument("--gpu", dest="device", action="store_const", const="cuda",
+                        help="train on CUDA (the same as --device cuda)")
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """The Config that `add_config_flags`' flags describe, validated (ConfigError: one line)."""
+    return Config(**{name: getattr(args, name) for name in FIELDS if name not in NO_FLAG}).validate()
+
+
+def to_argv(config: Config) -> list[str]:
+    """`config` as `train` flags: parsing them gives `config` back (every field but `extra`). Values are
+    written `--flag=value`, so that a value starting with '-' stays a value."""
+    defaults, argv = Config(), []
+    for name, spec in FIELDS.items():
+        value = getattr(config, name)
+        if name in NO_FLAG or value == getattr(defaults, name) and type(value) is type(getattr(defaults, name)):
+            continue
+        if spec.kind == "bool":
+            argv.append(flag(name))
+        elif value is None:
+            argv.append(f"{flag(name)}=")  # only `checkpoint` has a default and None: '' means none
+        else:
+            argv.append(f"{flag(name)}={value!r}" if isinstance(value, float) else f"{flag(name)}={value}")
+    return argv

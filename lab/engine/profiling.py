@@ -8,7 +8,9 @@ from pathlib import Path
 import pandas as pd
 from torch.profiler import ProfilerActivity, profile, schedule
 
-from .config import Config
+from ..core.config import Config
+from ..core.files import save_json
+from .resolve import resolve
 from .train import Trainer
 
 # Kineto prints a start/stop line per profile, and on machines without a GPU an "ERROR ... gpuGetDeviceCount
@@ -25,7 +27,8 @@ def profile_training(config: Config, out, name: str, wait: int = 1, warmup: int 
     table shows the wait for data beside the compute."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    setup = Trainer(config.replace(max_batches=wait + warmup + active, checkpoint=None), log=lambda msg: None)
+    quiet = lambda msg: None  # noqa: E731
+    setup = Trainer(resolve(config.replace(max_batches=wait + warmup + active, checkpoint=None), quiet), quiet)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if setup.device.type == "cuda" else [])
     trace = out / f"trace_{name}.json"
     with profile(activities=activities, schedule=schedule(wait=wait, warmup=warmup, active=active),
@@ -64,29 +67,5 @@ def step_profile(config: Config, out, name: str, steps: int = 5) -> dict:
     busy = ops["self CUDA ms/step"].sum() if "self CUDA ms/step" in ops else None
     result = {"setting": name, "device_type": "cuda" if busy is not None else "cpu", "steps": steps,
               "wall_ms_per_step": wall, "device_busy_ms_per_step": busy, "launches_per_step": launches}
-    from .files import save_json
-
     save_json(Path(out) / f"step_{name}.json", result)
     return result
-
-
-def bound_sentence(profile: dict, bf16) -> str:
-    """Launch-bound or compute-bound, from a step_profile, and why bf16 autocast does or does not help
-    (`bf16`: a lab.stats.Comparison of the bf16 step against eager fp32, a sentence, or None)."""
-    verdict = ("not measured." if bf16 is None else bf16 + "." if isinstance(bf16, str)
-               else bf16.sentence("training step"))
-    if profile.get("device_type") != "cuda":
-        return ("On the CPU, operators run one after another on the host's threads: there are no kernel launches "
-                "to hide, so the step is **compute-bound**. bf16 autocast helps only where the CPU has bf16 matrix "
-                f"units (AMX, AVX512-BF16), and costs conversions elsewhere. Measured here: {verdict}")
-    wall, busy, launches = profile["wall_ms_per_step"], profile["device_busy_ms_per_step"], profile["launches_per_step"]
-    share = busy / wall if wall else float("nan")
-    if share < 0.5:
-        return (f"The GPU was busy {busy:.1f} ms of each {wall:.1f} ms eager step ({share:.0%}), with "
-                f"{launches:.0f} kernel launches per step: the step is **launch-bound** — the GPU waits for the host "
-                "to launch small kernels. bf16 shortens kernels that are not the bottleneck, so it cannot help much "
-                f"({verdict}); CUDA graphs (compile reduce-overhead, `fast`) replay the whole step's kernels with one "
-                "launch and remove that wait.")
-    return (f"The GPU was busy {busy:.1f} ms of each {wall:.1f} ms eager step ({share:.0%}; {launches:.0f} kernel "
-            "launches per step): the step is **compute-bound**, so bf16 (half the bytes, tensor cores) can shorten "
-            f"it: {verdict}")

@@ -11,10 +11,11 @@ import platform
 import subprocess
 from pathlib import Path
 
+import pandas as pd
 import torch
 
-from .config import Config
-from .files import append_jsonl, read_jsonl, write_jsonl
+from ..core.config import Config
+from ..core.files import append_jsonl, read_jsonl, write_jsonl
 
 METRICS = ("epoch", "load_s", "train_s", "other_s", "total_s", "loader_start_s", "starved_batches", "loss", "top1",
            "images", "test_loss", "test_top1", "test_images", "warmup", "status",
@@ -82,8 +83,6 @@ def new_run_id(config: Config) -> str:
 def read_records(path, kind: str = "epoch"):
     """All records of one kind ("epoch" or "batch") in a JSONL file, or in every `*.jsonl` under a
     folder, as one DataFrame."""
-    import pandas as pd
-
     path = Path(path)
     files = sorted(path.rglob("*.jsonl")) if path.is_dir() else [path]
     rows = [r for f in files for r in read_jsonl(f) if r.get("record") == kind]

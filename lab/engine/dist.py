@@ -8,13 +8,17 @@ process and nothing here does anything. Only rank 0 writes records and checkpoin
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+from torch.distributed.run import get_args_parser
+from torch.distributed.run import run as torchrun
 
-from .config import LabError
+from ..core.errors import LabError
 
 # A collective that waits longer than this ends the job instead of hanging (a rank that died mid-step);
 # torchrun's launcher usually stops the others sooner.
@@ -109,12 +113,6 @@ def launch(nproc: int, argv: list[str]) -> int:
     """`python -m lab train --nproc-per-node N ...`: hand the same command (less that flag) to torchrun's
     launcher, on this node (--standalone: a rendezvous on a free local port). A rank that fails ends the
     job: the launcher stops the others, and this returns 1 after one line naming the first failed rank."""
-    import logging
-
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.run import get_args_parser
-    from torch.distributed.run import run as torchrun
-
     for name in ("torch.distributed.elastic", "torch.distributed.run"):  # we set and record threads ourselves
         logging.getLogger(name).setLevel(logging.ERROR)
     args = get_args_parser().parse_args(["--standalone", f"--nproc-per-node={nproc}", "--max-restarts=0",

@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from .data import MEAN, STD
+from .cifar10 import MEAN, STD
 
 PAD = 4
 
@@ -62,7 +62,7 @@ class TensorLoader:
         self.augment = train if augment is None else augment
         self.rank, self.world_size = rank, world_size  # rank r of N takes every N-th image, as DistributedSampler
         # on the device: the epoch's permutation and augmentation are drawn there, once per epoch, so a
-        # batch costs the host no random draws and no copies. Re-seeded per epoch by lab.train.
+        # batch costs the host no random draws and no copies. Re-seeded per epoch by lab.engine.train.
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
 
     @classmethod

@@ -1,0 +1,73 @@
+"""Progress of the runs while they run: every training step of a run (lab.engine.train) goes through `step()`.
+
+In a notebook that the report runner is not driving, that moves a `tqdm.auto` bar (a widget in JupyterLab);
+under the runner, whose kernels inherit $LAB_PROGRESS, it appends a JSON line to that file (at most a few a
+second per process, and always an epoch's last step), so the progress comes from the runs themselves, C9's
+launched processes included. The runner's side (lab.report.estimate) reads that file.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from contextlib import contextmanager
+
+from tqdm.auto import tqdm
+
+ENV = "LAB_PROGRESS"
+WRITE_EVERY = 0.25   # seconds between two progress lines of one process (an epoch's last step always goes)
+
+
+# --- the runs' side -------------------------------------------------------------------------------------
+
+class _State:
+    bar = None
+    last_write = 0.0
+
+
+_state = _State()
+
+
+@contextmanager
+def bar(desc: str, total: int):
+    """A notebook progress bar over `total` training steps for the runs inside the block (tqdm.auto: a widget
+    in JupyterLab, text elsewhere). None under the report runner, whose own display shows the progress."""
+    if os.environ.get(ENV) or total <= 0:
+        yield None
+        return
+    _state.bar = tqdm(total=total, desc=desc, unit="step", file=sys.stderr)
+    try:
+        yield _state.bar
+    finally:
+        _state.bar.close()
+        _state.bar = None
+
+
+def step(run: str, part: str, tag: str, epoch: int, epochs: int, batch: int, batches: int) -> None:
+    """One training step done: move the notebook bar and/or tell the report runner."""
+    if _state.bar is not None:
+        _state.bar.update(1)
+        _state.bar.set_postfix_str(f"{tag or part} · epoch {epoch}/{epochs} · batch {batch}/{batches}", refresh=False)
+    _write({"run": run, "part": part, "tag": tag, "epoch": epoch, "epochs": epochs, "batch": batch,
+            "batches": batches, "done": (epoch - 1) * batches + batch}, force=batch == batches)
+
+
+def note(part: str, message: str) -> None:
+    """A one-off phase the runner should name while it lasts (profiling, launching processes, compiling)."""
+    _write({"part": part, "note": message}, force=True)
+
+
+def _write(event: dict, force: bool) -> None:
+    path = os.environ.get(ENV)
+    if not path:
+        return
+    now = time.time()
+    if not force and now - _state.last_write < WRITE_EVERY:
+        return
+    _state.last_write = now
+    try:  # one short line per write (O_APPEND): lines of several processes do not interleave
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"t": now, "pid": os.getpid(), **event}) + "\n")
+    except OSError:
+        pass  # progress is a courtesy: never the reason a run fails

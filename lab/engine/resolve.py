@@ -1,0 +1,63 @@
+"""A run resolved once: a Config becomes the device it trains on, `timers` and `--fast`'s concrete choices,
+the process group it belongs to and its torch threads. `run`, the Trainer, the bench, the parts' reuse of
+runs and the CLI's launcher all take what `resolve` says, so no two places decide it differently."""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import torch
+
+from ..core.config import Config
+from ..core.errors import ConfigError, LabError
+from . import dist
+from .fast import resolve_fast
+
+
+@dataclass(frozen=True)
+class Resolved:
+    config: Config          # resolved: the configuration every record carries
+    device: torch.device
+    dist: dist.Context
+    threads: int            # torch threads this process trains with
+
+
+def device_type(name: str) -> str:
+    """cpu or cuda; `auto` is cuda where available; cuda without CUDA is an error, never a fallback."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise LabError(f"CUDA was requested (--gpu / --device cuda) but torch {torch.__version__} sees no "
+                       "CUDA device; run with --device cpu (or --device auto)")
+    return name
+
+
+def check_distributed(config: Config, kind: str, ctx: dist.Context) -> None:
+    """What several processes cannot do, refused with one line before any work."""
+    if config.sync_bn and kind != "cuda":
+        raise ConfigError("--sync-bn needs CUDA: PyTorch's SyncBatchNorm runs only on CUDA devices")
+    if ctx.world_size > 1 and config.fast:
+        raise ConfigError("--fast with several processes is not supported: its CUDA graphs and on-device metrics "
+                          "are built for one process; drop --fast or use --nproc-per-node 1")
+    if kind == "cuda" and ctx.local_world_size > torch.cuda.device_count():
+        gpus = torch.cuda.device_count()
+        raise LabError(f"--nproc-per-node {ctx.local_world_size} with CUDA needs {ctx.local_world_size} GPUs "
+                       f"(NCCL: one GPU per process) but this node has {gpus}; use --nproc-per-node {gpus} "
+                       "or --device cpu (gloo)")
+
+
+def resolve(config: Config, log=None, launch: int | None = None, measure: bool = True) -> Resolved:
+    """`config` made concrete. Under torchrun this joins the process group (lab.engine.dist) and takes the
+    GPU of the local rank. `launch=N`: the launcher's view of the N processes it is about to start, for its
+    checks only (no process group joined, --fast not resolved: each rank resolves its own). `measure` False:
+    --fast on a CPU takes its cached choice and measures nothing (a plan, a comparison of settings)."""
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    config = config.validate()
+    kind = device_type(config.device)
+    ctx = dist.Context(world_size=launch, local_world_size=launch) if launch else dist.init(kind)
+    check_distributed(config, kind, ctx)
+    device = torch.device("cuda", ctx.local_rank) if kind == "cuda" and ctx.distributed else torch.device(kind)
+    if launch is None:
+        config = resolve_fast(config, device, log, measure)
+    threads = dist.threads_per_rank(config.threads) if config.threads or ctx.distributed else torch.get_num_threads()
+    return Resolved(config, device, ctx, threads)

@@ -1,0 +1,202 @@
+"""What the parts share: the work a part will do (`Runs`, counted as `Work`), training compared settings
+interleaved by epoch, reusing an earlier part's block of runs, and the report a part runs in (`Report`).
+
+A part decides its runs in one function (`runs`); the same decision is what it trains and what the report's
+estimate counts, so the two cannot drift apart. Where the decision depends on an earlier part's result (C3's
+best worker count, the runs C3 or C6 made), the runner plans again once that result exists.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from ..core import files, stats
+from ..core.config import Config
+from ..engine import progress
+from ..engine.resolve import resolve
+from ..engine.train import run
+
+
+# The parameters every training part's notebook has; a part's own are in its module's PARAMETERS.
+COMMON_PARAMETERS = {
+    "results_dir": "the report folder the records go to (a report run passes its own)",
+    "data": "the CIFAR-10 root; synthetic data goes under data/synthetic",
+    "dataset": "auto: CIFAR-10 if present or downloadable, else synthetic (said loudly); cifar10; synthetic",
+    "device": "auto: cuda where available, else cpu", "batch_size": "images per batch", "epochs": "epochs per run "
+    "(the first is the warm-up: a part that compares needs at least 3)", "max_batches": "batches per epoch (None: "
+    "whole epochs)", "lr": "learning rate", "seed": "seed of every run's randomness",
+}
+
+
+@dataclass
+class Work:
+    """What a part will do, counted before it runs (the report's estimate)."""
+
+    steps: float = 0.0     # training steps, in steps of the profile's batch on the whole node
+    evals: int = 0         # test batches evaluated
+    runs: int = 0          # runs set up (model, loaders; their first epoch's extra cost)
+    compiles: int = 0      # runs that compile their step (torch.compile)
+    launches: int = 0      # torchrun launches (process start-up, process group)
+
+    def __add__(self, other: "Work") -> "Work":
+        return Work(*(a + b for a, b in zip(asdict(self).values(), asdict(other).values())))
+
+
+def planned_steps(config: Config, world_size: int = 1, test: bool = False) -> int:
+    """Training steps a run of `config` will take (per process): epochs x batches per epoch; `test`: the
+    test batches its evaluations take (evaluate() caps them at max_batches too)."""
+    if test:
+        images = config.synthetic_test if config.dataset == "synthetic" else 10_000
+    else:
+        images = config.synthetic_train if config.dataset == "synthetic" else 50_000
+    batches = math.ceil(math.ceil(images / world_size) / config.batch_size)
+    return config.epochs * (batches if config.max_batches is None else min(batches, config.max_batches))
+
+
+@dataclass
+class Runs:
+    """The runs a part makes: its `block` of settings, trained interleaved by epoch, or the same runs taken
+    from an earlier part's block (`reused_from`: that part's id, with `wanted` mapping its tags to the block's
+    Configs); `extra`: the work beside them (profiled steps, launches)."""
+
+    block: list[Config] = field(default_factory=list)
+    reused_from: str | None = None
+    wanted: dict[str, Config] = field(default_factory=dict)
+    extra: Work = field(default_factory=Work)
+
+    def work(self, batch_size: int) -> Work:
+        """The block's steps (in steps of `batch_size`), test batches, run set-ups and compilations, plus
+        `extra`; reused runs cost nothing."""
+        work = self.extra
+        if self.reused_from is None:
+            for c in self.block:
+                resolved = resolve(c, log=lambda msg: None, measure=False)
+                compiles = resolved.config.compile != "off"
+                work += Work(steps=planned_steps(c) * c.batch_size / batch_size, runs=1, compiles=int(compiles),
+                             evals=planned_steps(c, test=True) if c.evaluate else 0)
+        return work
+
+
+# --- the report a part runs in -------------------------------------------------------------------------------
+
+# Fields two runs may differ in and still be the same measurement
+NOT_THE_SETTING = ("experiment", "tag", "extra", "checkpoint", "resume", "device")  # device: compared resolved
+
+
+def setting(config: Config) -> dict:
+    """What a run measures, as its records carry it: the resolved configuration less its labels, with the
+    device type and the threads it trains with."""
+    resolved = resolve(config, log=lambda msg: None, measure=False)
+    values = {k: v for k, v in resolved.config.to_dict().items() if k not in NOT_THE_SETTING}
+    return {**values, "device_type": resolved.device.type, "threads": resolved.threads}
+
+
+@dataclass
+class Report:
+    """The report a part runs in: its folder, where the parts that ran left their records, and, for a plan made
+    before they run, what the parts before this one will run (`planned`: part id -> Runs)."""
+
+    results_dir: Path
+    planned: dict[str, Runs] = field(default_factory=dict)
+
+    def reusable(self, source: str, wanted: dict[str, Config]) -> bool:
+        """Whether `source`'s block has (or, not yet run, will have) every wanted run with the same setting."""
+        if (Path(self.results_dir) / source / "records.jsonl").exists():
+            return find_reusable(self.results_dir, source, wanted) is not None
+        planned = self.planned.get(source)
+        if planned is None or planned.reused_from is not None:
+            return False
+        block = {c.tag: setting(c) for c in planned.block}
+        return all(block.get(tag) == setting(config) for tag, config in wanted.items())
+
+
+def find_reusable(results_dir, source: str, wanted: dict[str, Config]) -> dict[str, list[dict]] | None:
+    """`source`'s records of every wanted run (tag -> records), when they all come from one interleaved block,
+    are complete (all epochs, status ok) and have the same setting field for field; else None."""
+    records = [r for r in files.read_jsonl(Path(results_dir) / source / "records.jsonl") if r.get("tag") in wanted]
+    runs = {}
+    for tag, config in wanted.items():
+        mine = [r for r in records if r["tag"] == tag]
+        same = setting(config)
+        if (len(mine) != config.epochs or any(r.get("status") != "ok" for r in mine)
+                or any(r.get(k) != v for r in mine for k, v in same.items())):
+            return None
+        runs[tag] = mine
+    if len({r.get("extra", {}).get("block") for rs in runs.values() for r in rs}) != 1:
+        return None
+    return runs
+
+
+def reuse(results_dir, source: str, wanted: dict[str, Config], out) -> list[dict] | None:
+    """Copies of `source`'s runs (find_reusable) for a part that would make the same runs and compares them
+    only with each other, or None. The copies carry this part's experiment and tag and `reused_from`, and
+    are written to `out` like the part's own records."""
+    runs = find_reusable(results_dir, source, wanted)
+    if runs is None:
+        return None
+    batches = files.read_jsonl(Path(results_dir) / source / "batches.jsonl")
+    copies, batch_copies = [], []
+    for tag, config in wanted.items():
+        ids = {r["run_id"] for r in runs[tag]}
+        new_id = f"{next(iter(ids))}@{config.experiment}"
+        for r in runs[tag]:
+            copies.append({**r, "run_id": new_id, "experiment": config.experiment, "tag": config.tag,
+                           "reused_from": f"{source} ({tag})"})
+        batch_copies += [{**b, "run_id": new_id, "experiment": config.experiment, "tag": config.tag}
+                         for b in batches if b.get("run_id") in ids]
+    files.append_jsonl(Path(out) / "batches.jsonl", batch_copies)
+    files.append_jsonl(Path(out) / "records.jsonl", copies)
+    print(f"{wanted[next(iter(wanted))].experiment}: reusing {', '.join(wanted)} from {source}'s interleaved block "
+          "(same settings; nothing here compares them with a later run)", file=sys.stderr)
+    return copies
+
+
+def single_run(config: Config, out) -> list[dict]:
+    """One run's records (a part that compares nothing: C2)."""
+    with progress.bar(config.experiment, planned_steps(config)):
+        return list(run(config, results_dir=out))
+
+
+def interleave(configs: list[Config], out) -> list[dict]:
+    """Train several settings round-robin by epoch: epoch 1 of each, then epoch 2 of each in the reverse
+    order, and so on, so slow drift (clocks, temperature, other load) hits every setting alike instead of
+    favouring the ones that ran first. A setting that diverges drops out; the others go on. Every record
+    carries the block's id (extra["block"]): a later part may reuse runs of one block (see `reuse`)."""
+    block = uuid.uuid4().hex[:12]
+    configs = [c.replace(extra={**c.extra, "block": block}) for c in configs]
+    with progress.bar(configs[0].experiment if configs else "", sum(map(planned_steps, configs))):
+        runs = [run(c, results_dir=out) for c in configs]
+        records, active, forward = [], list(range(len(runs))), True
+        while active:
+            for i in (active if forward else active[::-1]):
+                try:
+                    records.append(next(runs[i]))
+                except StopIteration:
+                    active = [j for j in active if j != i]
+            forward = not forward
+    return records
+
+
+def train(runs: Runs, out, results_dir) -> list[dict]:
+    """Make a part's runs: the reused ones where they are still there as planned, else the block, interleaved."""
+    if runs.reused_from is not None:
+        copies = reuse(results_dir, runs.reused_from, runs.wanted, out)
+        if copies is not None:
+            return copies
+    return interleave(runs.block, out)
+
+
+def steady_values(records: list[dict], key: str) -> list[float]:
+    """`key` over the steady epochs of a run's records (lab.core.stats.steady)."""
+    df = pd.DataFrame(records)
+    return stats.samples(stats.steady(df)[key]) if len(df) else []
+
+
+def device_available(name: str) -> bool:
+    return name == "cpu" or (name == "cuda" and torch.cuda.is_available())

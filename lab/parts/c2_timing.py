@@ -1,0 +1,56 @@
+"""C1/C2: the baseline run, timed per epoch. SGD (lr 0.1, momentum 0.9, weight decay 5e-4), batch 128, the
+lab's transforms and DataLoader: per epoch, the wait on the loader, the training step and the whole epoch
+(lab.engine.loop says exactly what each holds), and per mini-batch loss and top-1 (C1)."""
+from __future__ import annotations
+
+import pandas as pd
+
+from ..core.config import Config
+from . import display, plots
+from .base import Runs, single_run
+from .tables import epoch_table, load, style
+
+ID = "C2_timing"
+TITLE = "C1/C2 — Per-epoch timing of the baseline run"
+USES_BEST_WORKERS = False
+PARAMETERS = {"workers": "DataLoader workers (the lab's baseline: 2)"}
+
+
+def runs(config: Config, params: dict, report) -> Runs:
+    return Runs(block=[config])
+
+
+def run(config: Config, params: dict, out, report) -> list[dict]:
+    return single_run(runs(config, params, report).block[0], out)
+
+
+@plots.themed
+def plot_epoch_phases(df: pd.DataFrame, title: str = "Where each epoch's time goes"):
+    """Stacked bars of load / train / other per epoch."""
+    labels = df["epoch"].map(lambda e: str(int(e))) + df["warmup"].map({True: " (warm-up)", False: ""})
+    return plots.phase_bars(df.set_index(labels), title, xlabel="epoch")
+
+
+@plots.themed
+def plot_batches(batches: pd.DataFrame, hue: str | None = None, title: str = "Per mini-batch loss and top-1"):
+    sns = plots.seaborn()
+    batches = batches.copy()
+    batches["step"] = batches.groupby("run_id").cumcount() + 1
+    fig, axes = plots.pyplot().subplots(1, 2, figsize=(10, 3.5))
+    sns.lineplot(batches, x="step", y="loss", hue=hue, ax=axes[0], marker="o")
+    sns.lineplot(batches, x="step", y="top1", hue=hue, ax=axes[1], marker="o")
+    axes[1].set_ylabel("top-1 (fraction)")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def section(df: pd.DataFrame, results_dir=None, figures_dir=None) -> None:
+    """The baseline run's per-epoch table and phases, and its per mini-batch loss and top-1."""
+    print(display.describe_run(df.iloc[0]))
+    display.show(style(epoch_table(df)))
+    display.figure(plot_epoch_phases(df), "C2_epoch_phases", figures_dir)
+    if results_dir is not None:
+        batches = load(results_dir, kind="batch")
+        display.figure(plot_batches(batches[batches["experiment"] == df["experiment"].iloc[0]]), "C1_batches",
+                       figures_dir)

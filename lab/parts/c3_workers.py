@@ -1,0 +1,157 @@
+"""C3: how many DataLoader workers? Every count of the lab's sweep (0, step, 2 x step, ... up to the cap),
+1 worker (C4's baseline, measured here so that C4 can reuse it) and the on-device batched loader, trained
+interleaved by epoch. The lab's rule, made noise-aware (lab.core.stats.worker_sweep_rule), stops the sweep
+at the first count whose per-batch waits are not measurably below the previous count's, and the best count
+is the smallest within noise of the lowest wait. The result (best_workers.json) is what C4-C9 train with."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from ..core import files, stats
+from ..core.config import Config
+from ..core.errors import LabError
+from . import display, plots
+from .base import Runs, interleave, steady_values
+from .tables import style, summarize
+
+ID = "C3_workers"
+TITLE = "C3 — DataLoader workers"
+USES_BEST_WORKERS = False
+PARAMETERS = {"worker_step": "the sweep's step: 0, step, 2 x step, ... up to worker_cap",
+              "worker_cap": "the sweep's last count",
+              "worker_counts": "an explicit list of counts instead of the sweep (e.g. [0, 1, 2, 4])"}
+ALSO_MEASURED = 1              # C4's baseline, in this block so that C4 reuses both of its runs
+ON_DEVICE = "on-device batched"
+DEFAULT_WORKERS = 2            # the lab's baseline, where C3 has not run
+RESULT = "best_workers.json"
+
+
+def tag(workers: int) -> str:
+    return f"{workers} workers"
+
+
+def worker_counts(step: int = 4, cap: int = 16) -> list[int]:
+    """0, step, 2*step, ... up to cap: the lab's sweep."""
+    return list(range(0, cap + 1, step))
+
+
+def counts_of(params: dict) -> list[int]:
+    return params.get("worker_counts") or worker_counts(params["worker_step"], params["worker_cap"])
+
+
+def runs(config: Config, params: dict, report, on_device: bool = True) -> Runs:
+    """Every count of the sweep, 1 worker (C4's baseline) and the on-device loader."""
+    counts, config = counts_of(params), config.replace(workers=0)
+    extra = [] if ALSO_MEASURED in counts else [ALSO_MEASURED]
+    block = [config.replace(workers=w, tag=tag(w)) for w in sorted([*counts, *extra])]
+    return Runs(block=block + ([config.replace(loader="tensor", tag=ON_DEVICE)] if on_device else []))
+
+
+def batch_waits(records: list[dict]) -> list[float]:
+    """Per steady epoch, the wait on the loader's batches: load_s without worker start-up (iter())."""
+    df = stats.steady(pd.DataFrame(records))
+    return stats.samples(df["load_s"] - df["loader_start_s"]) if len(df) else []
+
+
+def run(config: Config, params: dict, out, report) -> list[dict]:
+    """The block, interleaved; then the rule over the lab's counts, saved once (best_workers.json) and read
+    by the table, the plot and C4-C9."""
+    counts = counts_of(params)
+    records = interleave(runs(config, params, report).block, out)
+    by_tag = {w: [r for r in records if r["tag"] == tag(w)] for w in counts}
+    waits = {w: batch_waits(by_tag[w]) for w in counts}
+    for w in counts:
+        print(f"workers={w}: per-batch wait {stats.spread(waits[w])} s/epoch", file=sys.stderr)
+    rule = stats.worker_sweep_rule(waits)
+    if rule["best"] is None:
+        raise LabError("every run of the worker sweep diverged: no best worker count (lower the lr?)")
+    files.save_json(Path(out) / RESULT, {
+        "best_workers": rule["best"], "stop_at": rule["stop"], "stop_reason": rule["reason"],
+        "batch_wait_s": {str(k): v for k, v in waits.items()},
+        "loader_start_s": {str(w): steady_values(by_tag[w], "loader_start_s") for w in counts}})
+    return records
+
+
+def read_sweep(results_dir) -> dict | None:
+    """This part's saved result in a report folder, or None."""
+    return files.read_json(Path(results_dir) / ID / RESULT)
+
+
+def best_workers(results_dir, default: int = DEFAULT_WORKERS) -> int:
+    """The best worker count from a report folder, or `default` where C3 has not run there."""
+    try:
+        return int(read_sweep(results_dir)["best_workers"])
+    except (TypeError, KeyError, ValueError):
+        return default
+
+
+def workers_table(df: pd.DataFrame, sweep: dict) -> pd.DataFrame:
+    """One row per worker count (the DataLoader), plus the on-device batched loader when it ran.
+    `batch wait s` is the steady per-epoch wait on batches (worker start-up, `iter()`, is its own column);
+    the rule column comes from the saved sweep, computed once."""
+    df = df.copy()
+    df["batch_wait_s"] = df["load_s"] - df["loader_start_s"]
+    tensor = df.get("loader", pd.Series("torch", index=df.index)) == "tensor"
+    df["setting"] = df["workers"].astype(int).astype(str) + " workers"
+    df.loc[tensor, "setting"] = ON_DEVICE
+    table = summarize(df, "setting")
+    steady = stats.steady(df)
+    waits = {k: stats.samples(g["batch_wait_s"]) for k, g in steady.groupby("setting", sort=False)}
+    starts = {k: stats.samples(g["loader_start_s"]) for k, g in steady.groupby("setting", sort=False)}
+    table.insert(0, "workers", [float("nan") if s == ON_DEVICE else int(s.split()[0]) for s in table.index])
+    table["batch wait s"] = [stats.mean(waits.get(k, [])) for k in table.index]
+    table["batch wait range"] = [stats.spread(waits.get(k, [])) for k in table.index]
+    table["batch wait samples"] = [waits.get(k, []) for k in table.index]
+    table["worker start-up s"] = [stats.mean(starts.get(k, [])) for k in table.index]
+    stop, best = sweep.get("stop_at"), sweep.get("best_workers")
+    table["rule"] = ""
+    for name, w in table["workers"].items():
+        if pd.isna(w):
+            continue
+        marks = (["best"] if w == best else []) + (["stopped here"] if w == stop else []) + (
+            ["after the stop"] if stop is not None and w > stop else [])
+        table.loc[name, "rule"] = ", ".join(marks)
+    return table[["workers", "batch wait s", "batch wait range", "worker start-up s", "load_s", "train_s",
+                  "total_s", "total_s range", "training images/s", "rule", "batch wait samples"]]
+
+
+@plots.themed
+def plot_workers(table: pd.DataFrame, title: str = "Wait for batches vs DataLoader workers"):
+    """The per-batch wait (mean and min–max over steady epochs) and worker start-up per count; the best
+    count as C3's rule chose it."""
+    nan = float("nan")
+    fig, ax = plots.pyplot().subplots(figsize=(6.5, 3.8))
+    sweep = table[table["workers"].notna()]
+    low = sweep["batch wait samples"].map(lambda v: min(v) if v else nan)
+    high = sweep["batch wait samples"].map(lambda v: max(v) if v else nan)
+    err = [(sweep["batch wait s"] - low).clip(lower=0).fillna(0), (high - sweep["batch wait s"]).clip(lower=0).fillna(0)]
+    ax.errorbar(sweep["workers"], sweep["batch wait s"], yerr=err, marker="o", capsize=4,
+                label="wait for batches (min–max)")
+    ax.plot(sweep["workers"], sweep["worker start-up s"], marker="^", linestyle=":", label="worker start-up (iter())")
+    best = sweep[sweep["rule"].str.contains("best")]
+    if len(best):
+        ax.scatter(best["workers"], best["batch wait s"], s=220, facecolors="none", edgecolors="red", linewidths=2,
+                   label=f"best: {best.index[0]}", zorder=5)
+    if ON_DEVICE in table.index:
+        ax.axhline(table.loc[ON_DEVICE, "batch wait s"], color="green", linestyle="--",
+                   label="wait, on-device batched loader")
+    ax.set_xlabel("num_workers")
+    ax.set_ylabel("seconds per epoch")
+    ax.set_xticks(list(sweep["workers"]))
+    ax.set_title(title)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def section(df: pd.DataFrame, results_dir=None, figures_dir=None) -> None:
+    sweep = (read_sweep(results_dir) if results_dir is not None else None) or {}
+    print(display.describe_run(df.iloc[0]))
+    table = workers_table(df, sweep)
+    display.show(display.markdown(f"**Best: {sweep['best_workers']} workers.** Rule: {sweep['stop_reason']}. Every "
+                                  "count ran interleaved by epoch; the waits are per-batch waits over steady epochs "
+                                  "(worker start-up apart)."), style(table))
+    display.figure(plot_workers(table), "C3_workers", figures_dir)

@@ -1,0 +1,137 @@
+"""C4: 1 DataLoader worker against C3's best count: where each epoch's time goes (load, train, other), the
+sentences that explain the difference from the measured numbers, and a few steps of each under
+torch.profiler (the wait for data is its own operator there). Both runs come from C3's block where C3 made
+them in this report with the same settings; when the best count is 1 the same setting runs twice, and the
+difference between the rows is the noise."""
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import pandas as pd
+
+from ..core import stats
+from ..core.config import Config
+from ..engine.profiling import profile_training
+from . import c3_workers, display, plots
+from .base import Runs, Work, train
+from .tables import TIMES, style, summarize
+
+ID = "C4_workers_profile"
+TITLE = "C4 — 1 worker vs the best count"
+USES_BEST_WORKERS = True
+PARAMETERS = {"workers": "the best count (None: C3's, from results_dir; else 2)",
+              "profile_steps": "active steps under torch.profiler (after 1 wait + 1 warm-up step)"}
+BASELINE = c3_workers.ALSO_MEASURED  # 1 worker
+PROFILES = (("1_worker", BASELINE), ("best", None))  # file label, workers (None: the best count)
+
+
+def runs(config: Config, params: dict, report) -> Runs:
+    best = config.workers
+    one = config.replace(workers=BASELINE, tag=f"{BASELINE} worker")
+    best_config = config.replace(tag=f"{best} workers (best)")
+    profiled = Work(steps=len(PROFILES) * (2 + params["profile_steps"]), runs=len(PROFILES))
+    wanted = {c3_workers.tag(BASELINE): one, c3_workers.tag(best): best_config}
+    if best != BASELINE and report.reusable(c3_workers.ID, wanted):
+        return Runs(block=[one, best_config], reused_from=c3_workers.ID, wanted=wanted, extra=profiled)
+    return Runs(block=[one, best_config], extra=profiled)
+
+
+def run(config: Config, params: dict, out, report) -> list[dict]:
+    """Both runs (C3's where they are there), then a few steps of each under torch.profiler."""
+    records = train(runs(config, params, report), out, report.results_dir)
+    for label, n in PROFILES:
+        workers = config.workers if n is None else n
+        profile_training(config.replace(workers=workers, tag=f"profiling {label}"), out, label,
+                         active=params["profile_steps"])
+    return records
+
+
+def workers_comparison(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per run (1 worker, the best count), steady-state phases with ranges."""
+    table = summarize(df, "tag")
+    first = df.groupby("tag", sort=False).first()
+    table.insert(0, "workers", first["workers"].reindex(table.index))
+    table["host_cpus"] = first["host_cpus"].reindex(table.index)
+    return table
+
+
+def _workers(n: int) -> str:
+    return f"{n} worker" + ("" if n == 1 else "s")
+
+
+def explain_workers(table: pd.DataFrame) -> str:
+    """The explanation, written from the measured numbers of a workers_comparison table (1 worker first,
+    then the best count); every 'more'/'less' goes through lab.core.stats.compare."""
+    (name_a, a), (name_b, b) = list(table.iterrows())[:2]
+    share_a, share_b = a["load_s"] / a["total_s"], b["load_s"] / b["total_s"]
+    lines = [f"With **{name_a}**, the training loop waited **{a['load_s']:.3f} s** per epoch for data"
+             f"{stats.range_note(a['load_s samples'])}, {share_a:.0%} of the {a['total_s']:.3f} s epoch; compute "
+             f"took {a['train_s']:.3f} s{stats.range_note(a['train_s samples'])}.",
+             f"With **{name_b}**, the wait was **{b['load_s']:.3f} s**{stats.range_note(b['load_s samples'])}, "
+             f"{share_b:.0%} of {b['total_s']:.3f} s; compute took {b['train_s']:.3f} s"
+             f"{stats.range_note(b['train_s samples'])}."]
+    wa, wb, cores = int(a["workers"]), int(b["workers"]), int(b.get("host_cpus", 0) or 0)
+    load = stats.compare(b["load_s samples"], a["load_s samples"], _workers(wb), _workers(wa))
+    compute = stats.compare(b["train_s samples"], a["train_s samples"], _workers(wb), _workers(wa))
+    if wa == wb:
+        lines.append(f"C3's best count is {_workers(wb)}, the same as the baseline: the two rows measure the "
+                     "same setting twice, and their difference is the noise.")
+    elif load.verdict == stats.TOO_FEW:
+        lines.append(f"Wait for data: {stats.TOO_FEW}.")
+    elif not load.decided:
+        lines.append(f"Wait for data: {load.verdict}. Loading is not what separates these settings here.")
+    else:
+        lines.append(f"Wait for data: {load.sentence()}")
+        if load.verdict == "faster" and wb > wa:
+            lines.append("Why: while the main process computes a batch, the workers decode, crop, flip and "
+                         "normalize the next ones in parallel, so `next()` finds a batch ready instead of "
+                         "preparing it on the spot.")
+        elif load.verdict == "faster":
+            lines.append("Why: handing each batch over between processes (pickling, shared memory) costs more "
+                         "than the preparation a worker takes off the main process at this step time.")
+    if wa != wb:
+        busy = max(wa, wb) + 1  # loader processes + the training process
+        if compute.decided:
+            lines.append(f"Compute: {compute.sentence()}" + (
+                f" With {busy} busy processes on {cores} CPU cores, the loader workers compete with the training "
+                "step for the cores." if cores and busy > cores else
+                f" With {cores} CPU cores for {busy} processes, core sharing does not explain it; look at the "
+                "profiles below."))
+        else:
+            lines.append(f"Compute: {compute.verdict} between {_workers(wa)} and {_workers(wb)}.")
+    bound = "data loading" if share_b > 0.5 else "computation"
+    lines.append(f"At the best setting the epoch is bound by **{bound}** "
+                 f"(loading {share_b:.0%}, compute {b['train_s'] / b['total_s']:.0%}).")
+    return "\n\n".join(lines)
+
+
+def operators_table(path, top: int = 10) -> pd.DataFrame:
+    """A saved profiler table (lab.engine.profiling), its top rows."""
+    return pd.read_csv(path, index_col=0).head(top)
+
+
+def profiler_html(results_dir, top: int = 10) -> str:
+    """The profiler tables (top operators by self CPU time) with links to the saved traces."""
+    folder = Path(results_dir) / ID
+    parts = []
+    for label, title in (("1_worker", "1 worker"), ("best", "best worker count")):
+        csv = folder / f"ops_{label}.csv"
+        if not csv.exists():
+            continue
+        trace = f"{ID}/trace_{label}.json"
+        parts.append(f"<h4>torch.profiler, {title}: top {top} operators by self CPU time per step</h4>"
+                     + operators_table(csv, top).style.format(precision=2).to_html()
+                     + f"<p>Trace: <a href='{html.escape(trace)}'>{html.escape(trace)}</a> "
+                       "(open in chrome://tracing or ui.perfetto.dev)</p>")
+    return "".join(parts) or "<p>No profiler tables in this report.</p>"
+
+
+def section(df: pd.DataFrame, results_dir=None, figures_dir=None) -> None:
+    table = workers_comparison(df)
+    display.show(style(table[["workers"] + [c for t in TIMES for c in (t, f"{t} range")] + ["training images/s"]]))
+    display.figure(plots.phase_bars(table, "1 worker vs the best count (steady-state seconds per epoch)"),
+                   "C4_phases", figures_dir)
+    display.show(display.markdown(explain_workers(table)))
+    if results_dir is not None:
+        display.show(display.html(profiler_html(results_dir)))

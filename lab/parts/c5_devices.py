@@ -1,0 +1,96 @@
+"""C5: the GPU against the CPU, with the best worker count, the devices trained interleaved by epoch: the
+average epoch on each device, and the speed-up per batch for the training step and for the whole epoch (a
+capped CPU run has fewer batches). A device that is not there is recorded as 'unavailable' and shown as
+such; where the CPU is the only device, nothing is compared and C3's run of the same settings is reused."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from ..core import files, stats
+from ..core.config import Config
+from ..engine import records as rec
+from . import c3_workers, display
+from .base import Runs, device_available, train
+from .tables import ratio_range, style, summarize
+
+ID = "C5_devices"
+TITLE = "C5 — GPU vs CPU"
+USES_BEST_WORKERS = True
+PARAMETERS = {"workers": "DataLoader workers (None: C3's best count)", "devices": "the devices compared",
+              "cpu_max_batches": "cap on the CPU run's batches per epoch (a whole CPU epoch takes 15-20 min)"}
+
+
+def device_configs(config: Config, devices, cpu_max_batches=None) -> list[Config]:
+    return [config.replace(device=d, max_batches=cpu_max_batches if d == "cpu" and cpu_max_batches
+                           else config.max_batches, tag=d) for d in devices if device_available(d)]
+
+
+def runs(config: Config, params: dict, report) -> Runs:
+    block = device_configs(config, params["devices"], params.get("cpu_max_batches"))
+    if len(block) == 1:
+        wanted = {c3_workers.tag(block[0].workers): block[0]}
+        if report.reusable(c3_workers.ID, wanted):
+            return Runs(block=block, reused_from=c3_workers.ID, wanted=wanted)
+    return Runs(block=block)
+
+
+def run(config: Config, params: dict, out, report) -> list[dict]:
+    """A record with status 'unavailable' for each device that is not there, then the runs."""
+    records = []
+    for device in (d for d in params["devices"] if not device_available(d)):
+        config_d = config.replace(device="cpu", tag=device)
+        prov = rec.provenance(config_d, torch.device("cpu"))
+        prov.update(device_type=device, device_name="not available")
+        record = rec.make_record(config_d, {"status": "unavailable"}, prov, rec.new_run_id(config_d))
+        files.append_jsonl(Path(out) / "records.jsonl", [record])
+        records.append(record)
+    return records + train(runs(config, params, report), out, report.results_dir)
+
+
+def devices_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Average epoch time per device (with its range), per-batch step and epoch time, and the speed-up
+    over the CPU for both, as a range; a device that was not there stays in the table as 'not available'."""
+    rows, samples = [], {}
+    ok = summarize(df, "device_type") if (df["status"] == "ok").any() else pd.DataFrame()
+    for device, group in df.groupby("device_type", sort=False):
+        if device in ok.index:
+            s = ok.loc[device]
+            per = s["batches/epoch"]
+            samples[device] = ([v / per for v in s["train_s samples"]], [v / per for v in s["total_s samples"]])
+            rows.append({"device": device, "device_name": group["device_name"].iloc[0], "available": "yes",
+                         "avg epoch s": s["total_s"], "epoch range": s["total_s range"], "batches/epoch": per,
+                         "step s/batch": s["train_s"] / per, "epoch s/batch": s["total_s"] / per,
+                         "training images/s": s["training images/s"]})
+        elif (group["status"] == "unavailable").all():
+            rows.append({"device": device, "device_name": "not available", "available": "no"})
+        else:
+            rows.append({"device": device, "device_name": group["device_name"].iloc[0],
+                         "available": "yes (run diverged)"})
+    table = pd.DataFrame(rows).set_index("device")
+    if "cpu" in samples:
+        for col, i in (("step speed-up vs CPU", 0), ("epoch speed-up vs CPU", 1)):
+            table[col] = [ratio_range(samples["cpu"][i], samples[d][i]) if d in samples else "—" for d in table.index]
+    return table
+
+
+def explain_devices(df: pd.DataFrame) -> str:
+    """The sentence, per batch (a capped CPU run has fewer batches), for the step and the whole epoch."""
+    ok = df[df["status"] == "ok"]
+    if ok["device_type"].nunique() < 2:
+        missing = sorted(set(df["device_type"]) - set(ok["device_type"]))
+        return ("Only one device was measured" + (f" ({', '.join(missing)} not available)" if missing else "")
+                + ": nothing to compare.")
+    steady = stats.steady(ok)
+    per_batch = {d: (stats.samples(g["train_s"] / (g["images"] / g["batch_size"])),
+                     stats.samples(g["total_s"] / (g["images"] / g["batch_size"])))
+                 for d, g in steady.groupby("device_type", sort=False)}
+    (d1, (s1, e1)), (d2, (s2, e2)) = list(per_batch.items())[:2]
+    return "\n\n".join([stats.compare(s1, s2, d1, d2).sentence("training step, per batch"),
+                         stats.compare(e1, e2, d1, d2).sentence("whole epoch, per batch")])
+
+
+def section(df: pd.DataFrame, results_dir=None, figures_dir=None) -> None:
+    display.show(style(devices_table(df)), display.markdown(explain_devices(df)))

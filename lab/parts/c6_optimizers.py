@@ -1,0 +1,36 @@
+"""C6: the lab's five optimizers, SGD, SGD with Nesterov momentum, Adagrad, Adadelta and Adam, at lr 0.1 and
+weight decay 5e-4 (momentum 0.9 where it applies), trained interleaved by epoch: training time per epoch,
+loss and top-1. The block also trains SGD without batch norm, for C7 (left out of this part's section)."""
+from __future__ import annotations
+
+import pandas as pd
+
+from ..core.config import OPTIMIZERS, Config
+from . import comparison
+from .base import Runs, train
+
+ID = "C6_optimizers"
+TITLE = "C6 — Optimizers"
+USES_BEST_WORKERS = True
+PARAMETERS = {"workers": "DataLoader workers (None: C3's best count)", "optimizers": "the optimizers compared",
+              "evaluate": "test loss/top-1 after each epoch (untimed): what convergence is judged on"}
+BN_OFF = "sgd, BN off"  # C7's other run, in this block so that C7 can reuse both of its runs
+
+
+def runs(config: Config, params: dict, report) -> Runs:
+    """Every optimizer, and SGD without batch norm for C7 where SGD is among them."""
+    optimizers = params.get("optimizers", OPTIMIZERS)
+    block = [config.replace(optimizer=name, tag=name) for name in optimizers]
+    if "sgd" in optimizers:
+        block.append(config.replace(optimizer="sgd", batch_norm=False, tag=BN_OFF))
+    return Runs(block=block)
+
+
+def run(config: Config, params: dict, out, report) -> list[dict]:
+    return train(runs(config, params, report), out, report.results_dir)
+
+
+def section(df: pd.DataFrame, results_dir=None, figures_dir=None) -> None:
+    """The optimizers (SGD without batch norm, run in this block for C7, is C7's to show)."""
+    comparison.section(df[df["batch_norm"] != False].reset_index(drop=True), "optimizer", "Optimizers",  # noqa: E712
+                       ID, figures_dir)

@@ -1,0 +1,32 @@
+"""C7: SGD with and without the batch-norm layers, trained interleaved by epoch: speed and convergence side by
+side. Both runs come from C6's block where C6 made them in this report with the same settings."""
+from __future__ import annotations
+
+import pandas as pd
+
+from ..core.config import Config
+from . import c6_optimizers, comparison
+from .base import Runs, train
+
+ID = "C7_batchnorm"
+TITLE = "C7 — Batch norm on vs off"
+USES_BEST_WORKERS = True
+PARAMETERS = {"workers": "DataLoader workers (None: C3's best count)",
+              "evaluate": "test loss/top-1 after each epoch (untimed): what convergence is judged on"}
+ON, OFF = "BN on", "BN off"
+
+
+def runs(config: Config, params: dict, report) -> Runs:
+    on, off = config.replace(batch_norm=True, tag=ON), config.replace(batch_norm=False, tag=OFF)
+    wanted = {"sgd": on, c6_optimizers.BN_OFF: off}
+    if report.reusable(c6_optimizers.ID, wanted):
+        return Runs(block=[on, off], reused_from=c6_optimizers.ID, wanted=wanted)
+    return Runs(block=[on, off])
+
+
+def run(config: Config, params: dict, out, report) -> list[dict]:
+    return train(runs(config, params, report), out, report.results_dir)
+
+
+def section(df: pd.DataFrame, results_dir=None, figures_dir=None) -> None:
+    comparison.section(df, "setting", "Batch norm on vs off", ID, figures_dir)

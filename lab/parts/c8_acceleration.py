@@ -1,0 +1,282 @@
+"""C8: accelerating the training step. Every setting trains on the on-device batched loader, so only the step
+changes: eager fp32 (the baseline), channels_last, autocast (bf16 on a CPU; fp16 and bf16 on CUDA),
+torch.compile (default; reduce-overhead on CUDA; max-autotune opt-in), and `fast` (lab.engine.fast), also
+with per-phase timers on CUDA to show what measuring costs. All settings run interleaved by epoch; the first
+epoch pays for compilation and is never steady here. Speed-ups of the step and of the whole epoch are over
+steady epochs, as ranges; a loader that starves the step is flagged. The eager step is profiled: launch- or
+compute-bound."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from ..core import files, stats
+from ..core.config import Config
+from ..engine import progress
+from ..engine.fast import c_compiler, cpu_fast_probe
+from ..engine.profiling import step_profile
+from ..engine.resolve import device_type
+from . import display, plots
+from .base import Runs, Work, interleave
+from .tables import ratio_range, style
+
+ID = "C8_acceleration"
+TITLE = "C8 — Accelerating the training step"
+USES_BEST_WORKERS = True
+PARAMETERS = {"workers": "unused by the on-device loader; kept for the records",
+              "max_autotune": "add torch.compile max-autotune on CUDA (its autotuning takes minutes)",
+              "compile_settings": "the torch.compile settings (and fast where it compiles): a minute or more each",
+              "evaluate": "test top-1 after each epoch (untimed): does each setting still learn?",
+              "profile_steps": "eager steps under torch.profiler: launch- or compute-bound?"}
+BASELINE = "eager fp32"
+FAST, FAST_PHASE = "fast", "fast (per-phase timers)"
+SLOW = 3.0  # on a CPU, bf16 autocast measured this many times slower than fp32 is left out of the runs
+STARVED_SHARE = 0.1  # a setting is loader-starved when this share of its batches waited (lab.engine.loop)
+PLAN_FILE = "plan.json"
+
+
+def bf16_emulated(probe: dict | None) -> str | None:
+    """Why autocast bf16 is left out on this CPU, or None: the --fast probe's measurement where there is one,
+    else oneDNN's report of the CPU's bf16 instructions (without them, bf16 is emulated and slower)."""
+    step_s = (probe or {}).get("step_s", {})
+    fp32, bf16 = (step_s.get(json.dumps({"channels_last": False, "amp": a})) for a in ("off", "bf16"))
+    if fp32 and bf16:
+        return (f"the --fast probe measured its step at {bf16 / fp32:.1f}x eager fp32's on this CPU (no bf16 matrix "
+                "units: bf16 is emulated), so it is left out of the runs") if bf16 > SLOW * fp32 else None
+    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return "oneDNN reports no bf16 instructions on this CPU: bf16 would be emulated, several times slower than fp32"
+    return None
+
+
+def acceleration_settings(device_type: str, max_autotune: bool = False, probe: dict | None = None,
+                          compiled: bool = True) -> tuple[list[dict], dict]:
+    """C8's settings, all on the on-device loader so that only the step changes: eager fp32 first (the
+    baseline), then one change at a time, then `fast` with per-phase timers and `fast` itself (epoch
+    timers, no host sync per step). Left out, each with its reason: bf16 on a CPU that emulates it
+    (bf16_emulated), the per-phase-timer row on a CPU (no device to synchronize with: the two timers do the
+    same work there), the compiled settings when `compiled` is False (a profile's choice: compiling costs a
+    minute or more) or there is no C compiler, and `fast` where it would compile then.
+    Returns (settings, skipped: tag -> reason)."""
+    settings = [{"tag": BASELINE}, {"tag": "channels_last", "channels_last": True}]
+    if device_type == "cuda":
+        settings += [{"tag": "autocast fp16", "amp": "fp16"}, {"tag": "autocast bf16", "amp": "bf16"}]
+        modes = ["default", "reduce-overhead"] + (["max-autotune"] if max_autotune else [])
+    else:
+        settings += [{"tag": "autocast bf16", "amp": "bf16"}]
+        modes = ["default"]
+    skipped = {}
+    emulated = bf16_emulated(probe) if device_type == "cpu" else None
+    if emulated:
+        settings = [s for s in settings if s.get("amp") != "bf16"]
+        skipped["autocast bf16"] = emulated
+    if device_type == "cuda" and not max_autotune:
+        skipped["compile max-autotune"] = ("opt-in (parameter max_autotune): its autotuning takes minutes and "
+                                           "floods the log")
+    no_compile = (None if compiled and c_compiler() else
+                  "no C compiler found (install g++): torch.compile cannot build kernels" if compiled else
+                  "left out by this profile (compile_settings: false): compiling the training step takes a minute "
+                  "or more, longer than the rest of this part; the full profile measures it")
+    if no_compile:
+        for mode in modes:
+            skipped[f"compile {mode}"] = no_compile
+    else:
+        settings += [{"tag": f"compile {mode}", "compile": mode} for mode in modes]
+    fast_compiles = device_type == "cuda" or (probe or {}).get("choice", {}).get("compile", "default") != "off"
+    if no_compile and fast_compiles:
+        skipped[FAST] = f"it compiles the step on this device: {no_compile}"
+    elif device_type == "cpu":
+        skipped[FAST_PHASE] = ("on a CPU the per-phase timers have no device to synchronize with, so "
+                                              "they do the same work as epoch timers; the row is measured on CUDA")
+        settings += [{"tag": FAST, "fast": True}]
+    else:
+        settings += [{"tag": FAST_PHASE, "fast": True, "timers": "phase"}, {"tag": FAST, "fast": True}]
+    return [{"loader": "tensor", **s} for s in settings], skipped
+
+
+def settings_of(config: Config, params: dict, measure: bool = True) -> tuple[list[Config], dict]:
+    """The configurations and the left-out settings with their reasons. On a CPU, the --fast probe is
+    measured (once per CPU, cached) only where compiled settings run and `measure`; else its cached result."""
+    kind = device_type(config.device)
+    compiled = params.get("compile_settings", True)
+    probe = cpu_fast_probe(config, measure=compiled and measure) if kind == "cpu" else None
+    settings, skipped = acceleration_settings(kind, params.get("max_autotune", False), probe, compiled)
+    return [config.replace(**s) for s in settings], skipped
+
+
+def runs(config: Config, params: dict, report) -> Runs:
+    block, _ = settings_of(config, params, measure=False)
+    return Runs(block=block, extra=Work(steps=2 + params["profile_steps"], runs=1))
+
+
+def run(config: Config, params: dict, out, report) -> list[dict]:
+    """Every setting, interleaved by epoch; the plan (settings and the ones left out, with reasons) is saved
+    beside the records so that the section can say what was not measured; then the eager step profiled."""
+    block, skipped = settings_of(config, params)
+    for tag, reason in skipped.items():
+        print(f"C8: {tag} left out: {reason}", file=sys.stderr)
+    files.save_json(Path(out) / PLAN_FILE, {"settings": [c.tag for c in block], "skipped": skipped})
+    records = interleave(block, out)
+    progress.note(config.experiment, "profiling the eager step")
+    step_profile(config.replace(loader="tensor", tag=BASELINE), out, "eager_fp32", steps=params["profile_steps"])
+    return records
+
+
+def compile_seconds(records: list[dict]) -> float | None:
+    """What compiling cost, measured: the compiled settings' first epochs beyond eager fp32's (the report's
+    estimate of a compilation on this machine)."""
+    first = {r["tag"]: r["total_s"] for r in records if r.get("epoch") == 1 and r.get("total_s")}
+    compiled = [v - first[BASELINE] for t, v in first.items() if t.startswith("compile") and BASELINE in first]
+    return max(0.0, sum(compiled) / len(compiled)) if compiled else None
+
+
+def acceleration_table(df: pd.DataFrame, plan: dict | None = None) -> pd.DataFrame:
+    """Per setting: the first epoch (pays for compilation and autotuning); the steady epochs: training
+    time (the step) and whole epoch, each with its range, and the speed-up over eager fp32 of both (the
+    step can speed up while the epoch does not: a starved step); starved batches; final loss and test
+    top-1. Settings of the plan that left no record appear as 'not measured' with the reason."""
+    ok = df[df["status"] == "ok"].sort_values("epoch", kind="stable")
+    steady = stats.steady(ok, strict=True)  # a first epoch pays for compilation: never steady
+    rows = []
+    for tag, group in ok.groupby("tag", sort=False):
+        later = steady.loc[steady.index.intersection(group.index)]
+        last = group.iloc[-1]
+        starved = stats.samples(later["starved_batches"]) if "starved_batches" in later else []
+        batches = later["images"].mean() / later["batch_size"].mean() if len(later) else float("nan")
+        rows.append({"tag": tag, "timers": last.get("timers", "phase"), "first epoch s": group["total_s"].iloc[0],
+                     "steady train s": later["train_s"].mean() if len(later) else float("nan"),
+                     "steady epoch s": later["total_s"].mean() if len(later) else float("nan"),
+                     "train_s samples": stats.samples(later["train_s"]),
+                     "total_s samples": stats.samples(later["total_s"]),
+                     "starved batches": stats.mean(starved),
+                     "batches": batches, "final loss": last["loss"],
+                     "test top1": last.get("test_top1", float("nan")),
+                     "test images": last.get("test_images", float("nan")), "epochs": len(group), "status": "ok"})
+    table = pd.DataFrame(rows).set_index("tag") if rows else pd.DataFrame(columns=["status"])
+    base = table.loc[BASELINE] if BASELINE in table.index else None
+    for col, key in (("step speed-up", "train_s samples"), ("epoch speed-up", "total_s samples")):
+        table[col] = [ratio_range(base[key], r[key]) if base is not None and r[key] else "—"
+                      for _, r in table.iterrows()]
+    table["loader"] = ["not measured (epoch timers)" if r["timers"] == "epoch" else
+                       ("starved" if r["starved batches"] >= STARVED_SHARE * r["batches"] else "keeps up")
+                       if r["starved batches"] == r["starved batches"] else "—" for _, r in table.iterrows()]
+    for tag in _not_measured(df, plan):
+        table.loc[tag, "status"] = f"not measured: {_not_measured(df, plan)[tag]}"
+    return table[["timers", "first epoch s", "steady train s", "steady epoch s", "step speed-up", "epoch speed-up",
+                  "starved batches", "batches", "loader", "final loss", "test top1", "epochs", "status",
+                  "train_s samples", "total_s samples", "test images"]]
+
+
+def _not_measured(df: pd.DataFrame, plan: dict | None) -> dict:
+    if not plan:
+        return {}
+    measured = set(df.loc[df["status"] == "ok", "tag"]) if len(df) else set()
+    missing = {t: "planned, but no finished epoch (failed or diverged)" for t in plan.get("settings", [])
+               if t not in measured}
+    return {**plan.get("skipped", {}), **missing}
+
+
+@plots.themed
+def plot_acceleration(table: pd.DataFrame, title: str = "Epoch time by setting"):
+    table = table[table["status"] == "ok"]
+    fig, ax = plots.pyplot().subplots(figsize=(8, 0.5 * len(table) + 1.6))
+    names = list(table.index[::-1])
+    ax.barh(names, table["steady epoch s"][::-1].fillna(0), color="#c6d4e8", label="steady-state epoch")
+    ax.barh(names, table["steady train s"][::-1].fillna(0), color="#4c72b0", label="of which training step")
+    ax.scatter(table["first epoch s"][::-1], names, color="#e4572e", zorder=3, label="first epoch")
+    for y, (name, row) in enumerate(table[::-1].iterrows()):
+        label = f"epoch {row['epoch speed-up'].split()[0]}" if row["epoch speed-up"] != "—" else ""
+        if row["loader"] == "starved":
+            label += " ⚠ starved"
+        if label and row["steady epoch s"] == row["steady epoch s"]:
+            ax.annotate(label, (row["steady epoch s"], y), xytext=(4, -4), textcoords="offset points", fontsize=8)
+    ax.set_xlim(0, 1.3 * max(table["first epoch s"].max(), table["steady epoch s"].max(skipna=True) or 0))
+    ax.set_xlabel("seconds per epoch")
+    ax.set_title(title + ("" if table["steady epoch s"].notna().any() else " (one epoch each: no steady state)"))
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    return fig
+
+
+def explain_acceleration(table: pd.DataFrame) -> str:
+    """C8's sentences: each setting's step and epoch against eager fp32 (lab.core.stats), starved steps, the
+    cost of per-phase timers, and whether `fast` learned as well as eager fp32 (test top-1)."""
+    ok = table[table["status"] == "ok"]
+    if BASELINE not in ok.index:
+        return "Eager fp32 (the baseline) did not finish here: no speed-up can be stated."
+    base = ok.loc[BASELINE]
+    lines = []
+    if max(len(v) for v in ok["total_s samples"]) < stats.MIN_SAMPLES:
+        lines.append(f"Speed-ups: {stats.TOO_FEW}; run at least 3 epochs per setting.")
+    else:
+        for tag, row in ok.drop(index=BASELINE).iterrows():
+            step = stats.compare(row["train_s samples"], base["train_s samples"], tag, BASELINE)
+            epoch = stats.compare(row["total_s samples"], base["total_s samples"], tag, BASELINE)
+            text = f"**{tag}** — whole epoch: {epoch.sentence()}"
+            if row["timers"] != "epoch":
+                text += f" Step: {step.sentence()}"
+            if row["loader"] == "starved":
+                text += (f" ⚠ Starved: {row['starved batches']:.0f} of {row['batches']:.0f} batches per epoch waited "
+                         "on the loader, so the step's gain does not reach the epoch.")
+            lines.append(text)
+        if {FAST, FAST_PHASE} <= set(ok.index):
+            cost = stats.compare(ok.loc[FAST_PHASE, "total_s samples"],
+                                 ok.loc[FAST, "total_s samples"], "per-phase timers", "epoch timers")
+            lines.append("**The cost of measuring** (same `fast` setting, whole epoch): " + cost.sentence())
+    if FAST in ok.index and ok["test top1"].notna().any():
+        n = ok["test images"].min()
+        pair = {t: ok.loc[t, "test top1"] for t in (BASELINE, FAST)}
+        lines.append("**Does fast learn as well?** " + (stats.accuracy_sentence(pair, int(n), "setting")
+                                                         if n == n else "not evaluated."))
+    for tag, row in table[table["status"] != "ok"].iterrows():
+        lines.append(f"**{tag}**: {row['status']}.")
+    return "\n\n".join(lines)
+
+
+def bound_verdict(profile: dict, bf16) -> str:
+    """Launch-bound or compute-bound, from a step_profile, and why bf16 autocast does or does not help
+    (`bf16`: a lab.core.stats.Comparison of the bf16 step against eager fp32, a sentence, or None)."""
+    verdict = ("not measured." if bf16 is None else bf16 + "." if isinstance(bf16, str)
+               else bf16.sentence("training step"))
+    if profile.get("device_type") != "cuda":
+        return ("On the CPU, operators run one after another on the host's threads: there are no kernel launches "
+                "to hide, so the step is **compute-bound**. bf16 autocast helps only where the CPU has bf16 matrix "
+                f"units (AMX, AVX512-BF16), and costs conversions elsewhere. Measured here: {verdict}")
+    wall, busy, launches = profile["wall_ms_per_step"], profile["device_busy_ms_per_step"], profile["launches_per_step"]
+    share = busy / wall if wall else float("nan")
+    if share < 0.5:
+        return (f"The GPU was busy {busy:.1f} ms of each {wall:.1f} ms eager step ({share:.0%}), with "
+                f"{launches:.0f} kernel launches per step: the step is **launch-bound** — the GPU waits for the host "
+                "to launch small kernels. bf16 shortens kernels that are not the bottleneck, so it cannot help much "
+                f"({verdict}); CUDA graphs (compile reduce-overhead, `fast`) replay the whole step's kernels with one "
+                "launch and remove that wait.")
+    return (f"The GPU was busy {busy:.1f} ms of each {wall:.1f} ms eager step ({share:.0%}; {launches:.0f} kernel "
+            "launches per step): the step is **compute-bound**, so bf16 (half the bytes, tensor cores) can shorten "
+            f"it: {verdict}")
+
+
+def bound_sentence(table: pd.DataFrame, results_dir) -> str:
+    """C8's launch- or compute-bound sentence from the saved eager-step profile and the bf16 comparison."""
+    path = Path(results_dir) / ID / "step_eager_fp32.json"
+    if not path.exists():
+        return "The eager step was not profiled in this report."
+    ok = table[table["status"] == "ok"]
+    bf16 = None
+    if "autocast bf16" in table.index and table.loc["autocast bf16", "status"] != "ok":
+        bf16 = table.loc["autocast bf16", "status"]
+    if {BASELINE, "autocast bf16"} <= set(ok.index):
+        bf16 = stats.compare(ok.loc["autocast bf16", "train_s samples"], ok.loc[BASELINE, "train_s samples"],
+                             "autocast bf16", BASELINE)
+    return bound_verdict(json.loads(path.read_text()), bf16)
+
+
+def section(df: pd.DataFrame, results_dir, figures_dir=None) -> None:
+    plan = files.read_json(Path(results_dir) / ID / PLAN_FILE)
+    print(display.describe_run(df.iloc[0]))
+    table = acceleration_table(df, plan)
+    display.show(style(table.drop(columns=["test images"])))
+    display.figure(plot_acceleration(table), ID, figures_dir)
+    display.show(display.markdown(bound_sentence(table, results_dir)), display.markdown(explain_acceleration(table)))

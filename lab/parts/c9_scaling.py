@@ -1,0 +1,172 @@
+"""C9 (beyond the lab): data-parallel scaling on torch.distributed. The same training on 1, 2, ... processes
+of this node with DistributedDataParallel (nccl on CUDA, one GPU per process; gloo on a CPU, the cores shared
+among the processes), each count its own torchrun launch (`python -m lab train --nproc-per-node N`), one
+after another. Strong scaling keeps the global batch (each process takes batch / N); weak scaling keeps the
+per-process batch. The epoch time is the slowest rank's; the exposed gradient communication is measured per
+rank (lab.engine.train's Trainer.measure_comm)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from ..core import files, stats
+from ..core.config import Config, to_argv
+from ..core.errors import LabError
+from ..engine import progress
+from ..engine import records as rec
+from ..engine.resolve import device_type
+from . import display
+from .base import Runs, Work, planned_steps
+from .tables import ratio_range, style
+
+ID = "C9_scaling"
+TITLE = "C9 — Scaling out (torch.distributed)"
+USES_BEST_WORKERS = True
+PARAMETERS = {"workers": "DataLoader workers per process (None: C3's best count)",
+              "process_counts": "data-parallel processes per launch (more than the node has: shown as not available)",
+              "modes": "strong: the same global batch; weak: the same per-process batch"}
+BASELINE = "1 process"
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def processes_available(kind: str) -> int:
+    """How many data-parallel processes this node can run: one per GPU with nccl, one per core with gloo."""
+    return torch.cuda.device_count() if kind == "cuda" else (os.cpu_count() or 1)
+
+
+def launch_tag(processes: int, mode: str) -> str:
+    return f"{processes} processes ({mode})"
+
+
+def scaling_launches(config: Config, counts, modes=("strong", "weak")) -> list[tuple[int, Config, str | None]]:
+    """C9's launches in order: (processes, the Config each process runs, why it cannot run here or None).
+    strong: the global batch stays `config.batch_size` (each of N processes takes batch_size / N); weak:
+    each process keeps `config.batch_size` (global batch N x batch_size). 1 process is the baseline of both."""
+    kind = device_type(config.device)
+    have = processes_available(kind)
+    launches = []
+    for n in counts:
+        for mode in (("strong",) if n == 1 else [m for m in ("strong", "weak") if m in modes]):
+            tag = BASELINE if n == 1 else launch_tag(n, mode)
+            batch = config.batch_size // n if mode == "strong" else config.batch_size
+            c = config.replace(batch_size=max(batch, 1), tag=tag, checkpoint=None)
+            why = (f"{n} processes need {n} {'GPUs' if kind == 'cuda' else 'cores'}, this node has {have}"
+                   if n > have else f"batch {config.batch_size} does not split into {n} equal parts"
+                   if mode == "strong" and config.batch_size % n else None)
+            launches.append((n, c, why))
+    return launches
+
+
+def runs(config: Config, params: dict, report) -> Runs:
+    """The launches, counted: a CPU node's cores are shared among its processes, so N processes of batch b
+    cost about N x b images of steps there (one GPU each on CUDA)."""
+    cpu = device_type(config.device) == "cpu"
+    work = Work()
+    for n, c, why in scaling_launches(config, params["process_counts"], params["modes"]):
+        if not why:
+            share = c.batch_size * (n if cpu else 1) / config.batch_size
+            work += Work(steps=planned_steps(c, n) * share, runs=1, launches=1)
+    return Runs(extra=work)
+
+
+def run(config: Config, params: dict, out, report) -> list[dict]:
+    """Data-parallel runs on 1, 2, ... processes of this node (scaling_launches), each its own torchrun
+    launch (through `python -m lab train --nproc-per-node N`), one after another. A count this node
+    cannot run is recorded as 'unavailable', as C5 does for a missing device."""
+    kind = device_type(config.device)
+    records = []
+    for n, c, why in scaling_launches(config, params["process_counts"], params["modes"]):
+        tag = c.tag
+        if why:
+            record = rec.make_record(c, {"status": "unavailable", "world_size": n},
+                                     rec.provenance(c, torch.device(kind)), rec.new_run_id(c))
+            record["unavailable_reason"] = why
+            files.append_jsonl(Path(out) / "records.jsonl", [record])
+            records.append(record)
+            print(f"C9: {tag}: not measured: {why}", file=sys.stderr)
+            continue
+        print(f"C9: {tag}, batch {c.batch_size} per process", file=sys.stderr)
+        progress.note(config.experiment, f"launching {tag}")
+        cmd = [sys.executable, "-m", "lab", "train", "--nproc-per-node", str(n), *to_argv(c), "--no-progress",
+               "--results", str(out)]
+        done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+            raise LabError(f"C9: the {tag} run failed: {last}")
+        records += [r for r in files.read_jsonl(Path(out) / "records.jsonl") if r.get("tag") == tag]
+    return records
+
+
+def scaling_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Per launch (1 process; N processes, strong or weak scaling): the epoch time (the slowest rank's),
+    images per second over all ranks, the speed-up in images/s over 1 process and the scaling efficiency
+    (speed-up / N), each as a range over steady epochs, and the exposed communication's share of the
+    epoch (comm_s, measured per rank; the mean over ranks). Counts this node could not run stay in the
+    table as 'not available'."""
+    rows, per_epoch = [], {}
+    for tag, group in df.groupby("tag", sort=False):
+        first = group.iloc[0]
+        if (group["status"] == "unavailable").all():
+            rows.append({"setting": tag, "processes": first["world_size"], "status": "not available: "
+                         + str(first.get("unavailable_reason", ""))})
+            continue
+        steady = stats.steady(group)
+        epochs = steady.groupby("epoch").agg(seconds=("slowest_total_s", "max"), images=("images", "sum"),
+                                             comm=("comm_s", "mean"))
+        per_epoch[tag] = epochs
+        rows.append({"setting": tag, "processes": int(first["world_size"]), "batch/process": int(first["batch_size"]),
+                     "global batch": int(first["global_batch_size"]), "threads/process": first.get("threads"),
+                     "epoch s": epochs["seconds"].mean(), "epoch range": stats.spread(epochs["seconds"]),
+                     "images/s": (epochs["images"] / epochs["seconds"]).mean(),
+                     "comm share": (epochs["comm"] / epochs["seconds"]).mean() if epochs["comm"].notna().any()
+                     else float("nan"), "status": "ok"})
+    table = pd.DataFrame(rows).set_index("setting")
+    base = per_epoch.get(BASELINE)
+    speedups, efficiencies = [], []
+    for tag, row in table.iterrows():
+        if base is None or tag not in per_epoch:
+            speedups.append("—"), efficiencies.append("—")
+            continue
+        # time per image is lower-is-better: baseline s/image over this setting's s/image = speed-up
+        mine = per_epoch[tag]
+        mean, low, high = stats.speedup_range(base["seconds"] / base["images"], mine["seconds"] / mine["images"])
+        n = row["processes"]
+        speedups.append(ratio_range(base["seconds"] / base["images"], mine["seconds"] / mine["images"]))
+        efficiencies.append(f"{mean / n:.0%}" + ("" if low == high else f" ({low / n:.0%}–{high / n:.0%})"))
+    table["speed-up (images/s)"] = speedups
+    table["efficiency"] = efficiencies
+    return table
+
+
+def explain_scaling(df: pd.DataFrame) -> str:
+    """The C9 sentences: each N-process setting against 1 process, in time per image (lab.core.stats)."""
+    ok = stats.steady(df[df["status"] == "ok"])
+    if BASELINE not in set(ok["tag"]):
+        return "The 1-process baseline did not run: no speed-up can be stated."
+    per_image = {tag: stats.samples(g.groupby("epoch")["slowest_total_s"].max() / g.groupby("epoch")["images"].sum())
+                 for tag, g in ok.groupby("tag", sort=False)}
+    lines = [stats.compare(v, per_image[BASELINE], tag, BASELINE).sentence("time per image")
+             for tag, v in per_image.items() if tag != BASELINE]
+    lines.append("Each count is its own torchrun launch, run one after another (a launch cannot share epochs "
+                 "with another), so drift between launches is not cancelled as it is in the other parts. "
+                 "Strong scaling keeps the global batch (each process takes a share); weak scaling keeps the "
+                 "per-process batch (the global batch grows with N, which changes the optimization as well as "
+                 "the speed). With plain BatchNorm each rank normalizes over its own per-process batch, so "
+                 "results differ across process counts; `--sync-bn` (CUDA only in PyTorch) computes the "
+                 "statistics over the global batch.")
+    missing = df[df["status"] == "unavailable"]
+    for tag, g in missing.groupby("tag", sort=False):
+        lines.append(f"**{tag}**: not measured ({g.iloc[0].get('unavailable_reason', '')}).")
+    return "\n\n".join(lines)
+
+
+def section(df: pd.DataFrame, results_dir=None, figures_dir=None) -> None:
+    ran = df[df["status"] == "ok"]
+    if len(ran):
+        print(display.describe_run(ran.iloc[0]))
+    display.show(style(scaling_table(df)), display.markdown(explain_scaling(df)))

@@ -1,0 +1,82 @@
+"""Q1-Q4: the lab's questions about the model, answered from the live ResNet-18 that the lab trains: its
+conv layers, the last linear layer's input, and the trainable parameters and gradients after one step of
+SGD and of Adam (Adam's state is not gradients)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import torch
+import torch.nn as nn
+
+from ..core import files
+from ..engine import model as M
+from ..engine.train import build_optimizer
+from . import display
+from .base import Runs
+
+ID = "Q_model"
+TITLE = "Q1–Q4 — the model"
+USES_BEST_WORKERS = False
+PARAMETERS: dict = {}  # results_dir only (lab.parts.base.COMMON_PARAMETERS): the answers go there
+
+
+def after_one_step(optimizer_name: str) -> dict:
+    """Parameters, gradients and optimizer state values after one step on a random batch of 8."""
+    torch.manual_seed(0)
+    net = M.resnet18()
+    optimizer = build_optimizer(optimizer_name, net.parameters(), lr=0.1)
+    x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
+    optimizer.zero_grad()
+    nn.functional.cross_entropy(net(x), y).backward()
+    optimizer.step()
+    return {"parameters": M.count_trainable_parameters(net), "gradients": M.count_gradients(net),
+            "optimizer_state": M.count_optimizer_state(optimizer)}
+
+
+def answers() -> dict:
+    net = M.resnet18()
+    return {"conv_layers": M.count_conv_layers(net), "last_linear_in_features": M.last_linear_in_features(net),
+            "sgd": after_one_step("sgd"), "adam": after_one_step("adam"),
+            "parameters_without_bn": M.count_trainable_parameters(M.resnet18(batch_norm=False))}
+
+
+def text(a: dict) -> str:
+    """The answers as the notebook prints them (its stored output is checked by nbval)."""
+    conv, sgd, adam = a["conv_layers"], a["sgd"], a["adam"]
+    return "\n".join([
+        f"Q1 conv layers: {conv['total']} = {conv['3x3']} 3x3 + {conv['1x1']} 1x1 shortcut convs",
+        f"Q2 input dimension of the last linear layer: {a['last_linear_in_features']}",
+        f"Q3 SGD:  {sgd['parameters']:,} trainable parameters, {sgd['gradients']:,} gradients",
+        f"Q4 Adam: {adam['parameters']:,} trainable parameters, {adam['gradients']:,} gradients",
+        f"   Adam also keeps {adam['optimizer_state']:,} state values (exp_avg + exp_avg_sq = 2 x parameters); state "
+        f"is not gradients. SGD's momentum buffers: {sgd['optimizer_state']:,}.",
+        f"   without batch norm: {a['parameters_without_bn']:,} trainable parameters"])
+
+
+def save(a: dict, out) -> None:
+    files.save_json(out / "answers.json", a)
+
+
+def runs(config, params: dict, report) -> Runs:
+    return Runs()  # nothing trains: the answers come from the model itself
+
+
+def answers_table(results_dir) -> pd.DataFrame:
+    """Q1-Q4 from the answers this part computed from the live model."""
+    path = Path(results_dir) / ID / "answers.json"
+    if not path.exists():
+        return pd.DataFrame({"answer": ["Q_model did not run in this report"]})
+    a = files.read_json(path)
+    conv = a["conv_layers"]
+    rows = [("Q1 conv layers", f"{conv['total']} ({conv['3x3']} 3x3 + {conv['1x1']} 1x1 shortcut)"),
+            ("Q2 input size of the last linear layer", f"{a['last_linear_in_features']}"),
+            ("Q3 SGD: trainable parameters / gradients", f"{a['sgd']['parameters']:,} / {a['sgd']['gradients']:,}"),
+            ("Q4 Adam: trainable parameters / gradients", f"{a['adam']['parameters']:,} / {a['adam']['gradients']:,}"),
+            ("Q4 Adam optimizer state (not gradients)", f"{a['adam']['optimizer_state']:,} (2 x parameters)"),
+            ("trainable parameters without batch norm", f"{a['parameters_without_bn']:,}")]
+    return pd.DataFrame(rows, columns=["question", "answer"]).set_index("question")
+
+
+def section(records, results_dir, figures_dir=None) -> None:
+    display.show(answers_table(results_dir))

@@ -1,0 +1,92 @@
+"""What the parts' tables share: records as DataFrames (lab.engine.records' schema), steady-state means
+with their min-max ranges and samples per group (the warm-up rule is lab.core.stats.steady, nowhere else),
+the display form, speed-up ranges, and one run's per-epoch table (C2's, and `python -m lab train`'s)."""
+from __future__ import annotations
+
+import pandas as pd
+
+from ..core import stats
+from ..engine.records import read_records
+
+TIMES = ["load_s", "train_s", "other_s", "total_s"]
+
+
+def load(results_dir, experiment: str | None = None, kind: str = "epoch") -> pd.DataFrame:
+    df = read_records(results_dir, kind=kind)
+    if experiment is not None and len(df):
+        df = df[df["experiment"] == experiment]
+    return df.reset_index(drop=True)
+
+
+def summarize(df: pd.DataFrame, by) -> pd.DataFrame:
+    """Per group (in order of first appearance): steady-state mean of each phase (lab.core.stats.steady: the
+    warm-up epoch left out where there are others) and its min–max range, the plain mean, the last
+    epoch's loss and top-1 (and test top-1 where evaluated), and the training throughput of whole epochs."""
+    by = [by] if isinstance(by, str) else list(by)
+    rows = []
+    all_steady = stats.steady(df)
+    for key, group in df[df["status"] == "ok"].groupby(by, sort=False):
+        steady = all_steady.loc[all_steady.index.intersection(group.index)]
+        last = group.sort_values("epoch").iloc[-1]
+        row = dict(zip(by, key if isinstance(key, tuple) else (key,)))
+        for t in TIMES:
+            values = stats.samples(steady[t]) if t in steady else []
+            row[t] = stats.mean(values)
+            row[f"{t} range"] = stats.spread(values)
+            row[f"{t} samples"] = values
+        row.update({"total_s (all epochs)": group["total_s"].mean(), "epochs": len(group),
+                    "steady epochs": len(steady),
+                    "batches/epoch": len(group) and group["images"].mean() / group["batch_size"].iloc[0],
+                    "loss": last["loss"], "top1": last["top1"],
+                    "test top1": last.get("test_top1", float("nan")),
+                    "test images": last.get("test_images", float("nan")),
+                    "training images/s": steady["images"].sum() / steady["total_s"].sum()})
+        rows.append(row)
+    return pd.DataFrame(rows).set_index(by)
+
+
+def percent(table: pd.DataFrame, columns=("top1", "final top1")) -> pd.DataFrame:
+    """A display copy with top-1 as a percentage."""
+    table = table.copy()
+    for c in columns:
+        if c in table:
+            table[c] = table[c] * 100
+    return table.rename(columns={c: f"{c} %" for c in columns})
+
+
+def style(table: pd.DataFrame):
+    """Display form: three decimals, top-1 in percent, empty cells as a dash; the raw samples behind the
+    ranges are left out."""
+    table = table[[c for c in table.columns if not str(c).endswith(" samples")]]
+    return percent(table, ("top1", "final top1", "test top1")).style.format(precision=3, na_rep="—")
+
+
+def ratio_range(baseline, values) -> str:
+    """'×mean (×low–×high)': how many times faster than the baseline, as a range (lab.core.stats)."""
+    mean, low, high = stats.speedup_range(baseline, values)
+    if mean != mean:
+        return "—"
+    return f"×{mean:.2f}" if low == high else f"×{mean:.2f} (×{low:.2f}–×{high:.2f})"
+
+
+def epoch_table(records) -> pd.DataFrame:
+    """The lab's per-epoch table of one run: one row per epoch, then Total and Avg rows, and, when the first
+    epoch paid for warm-up (workers starting, autotuning), the steady-state average (lab.core.stats.steady)."""
+    df = pd.DataFrame(records).copy()
+    df[TIMES] = df[TIMES].astype(float)  # None (not measured: epoch timers) becomes NaN, shown empty
+    table = df[["epoch"] + TIMES + ["loss", "top1"]].copy()
+    table["epoch"] = table["epoch"].map(lambda e: str(int(e)))  # ints, even where NaN made the column float
+    table.loc[df["warmup"].fillna(False).astype(bool).values, "epoch"] += " (warm-up)"
+    summary = [{"epoch": "Total", **df[TIMES].sum(min_count=1).to_dict()},
+               {"epoch": "Avg", **df[TIMES].mean().to_dict()}]
+    steady = stats.steady(df)
+    if 0 < len(steady) < len(df):
+        summary.append({"epoch": "Avg (steady)", **steady[TIMES].mean().to_dict()})
+    return pd.concat([table, pd.DataFrame(summary)], ignore_index=True).set_index("epoch")
+
+
+def format_epoch_table(records) -> str:
+    table = epoch_table(records).copy()
+    table["top1"] = table["top1"] * 100
+    table = table.rename(columns={"top1": "top1_%"})
+    return table.to_string(float_format=lambda v: f"{v:.3f}", na_rep="")

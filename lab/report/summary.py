@@ -1,0 +1,56 @@
+"""The summary notebook's content: the report's provenance header (with a loud banner when any number came
+from synthetic data), then every part's section in run order (lab.parts), the Q answers last."""
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+from .. import parts
+from ..core import files
+from ..parts import display
+from ..parts.tables import load
+
+
+def header_html(results_dir, profile: str) -> str:
+    """The report's provenance block, with a loud banner when any number came from synthetic data."""
+    epochs = load(results_dir)
+    meta = files.read_json(Path(results_dir) / "report.json", {})
+    measured = epochs[epochs["status"] != "unavailable"] if len(epochs) else epochs
+    def values(col):
+        return ", ".join(sorted({str(v) for v in measured[col].dropna()})) if col in measured and len(measured) else "—"
+    rows = {"report": meta.get("id", Path(results_dir).name), "profile": meta.get("profile", profile),
+            "date": meta.get("started", values("time")), "device": values("device_name"),
+            "data set": values("dataset_kind"), "torch": values("torch_version"), "commit": values("git_commit"),
+            "host CPUs": values("host_cpus"), "records": f"{len(measured)} epoch records",
+            "notebooks": notebook_durations(meta)}
+    body = "".join(f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(k)}</th>"
+                   f"<td>{html.escape(str(v))}</td></tr>" for k, v in rows.items())
+    banner = ""
+    if "synthetic" in set(epochs.get("dataset_kind", [])):
+        banner = ("<div style='border:3px solid #c0392b;background:#fdecea;color:#922b21;padding:10px;"
+                  "margin:10px 0;font-size:1.15em;font-weight:bold'>SYNTHETIC DATA: CIFAR-10 was not available, so "
+                  "these runs used synthetic images in the CIFAR-10 file format, through the same loading path. "
+                  "Timings are real measurements of the pipeline; losses and accuracies are not CIFAR-10 results."
+                  "</div>")
+    return (f"<h1>ResNet-18 on CIFAR-10: where the time goes</h1>{banner}"
+            f"<table class='provenance'>{body}</table>")
+
+
+def notebook_durations(meta: dict) -> str:
+    """Each planned notebook's duration, and the ones that did not run (a report missing a part says so)."""
+    done, planned = meta.get("done", {}), list(meta.get("parameters", {}))
+    if not planned:
+        return "—"
+    ran = ", ".join(f"{n} {done[n]:.0f} s" for n in planned if n in done)
+    missing = [n for n in planned if n not in done]
+    return ran + (f"; DID NOT RUN: {', '.join(missing)}" if missing else "")
+
+
+def show_header(results_dir, profile: str = "") -> None:
+    display.show(display.html(header_html(results_dir, profile)))
+
+
+def show_parts(results_dir, figures_dir=None) -> None:
+    """Each part's section: the C-parts in run order, then the Q answers."""
+    for part in parts.IDS[1:] + parts.IDS[:1]:
+        parts.show(part, results_dir, figures_dir)
