@@ -17,6 +17,7 @@ from .core.config import DATASETS, DEVICES, OPTIONS, Config, add_config_flags, c
 from .core.errors import Interrupted, LabError, RunState, Terminated, interruptible, interruption_message, signal_of
 from .data.cifar10 import resolve_dataset
 from .engine import dist
+from .engine.fast import fast_reason
 from .engine.resolve import device_type, resolve
 from .engine.train import run
 from .parts.tables import format_epoch_table
@@ -163,6 +164,10 @@ def _train(config: Config, args, reached: RunState) -> int:
         if r["timers"] == "epoch":
             print("load/train/other: not measured (epoch timers: one clock per epoch, no host sync per step)",
                   file=table_out)
+        if r["fast"]:
+            print(fast_reason(config) if r["device_type"] == "cpu" else
+                  "--fast on CUDA: the on-device loader, channels_last, bf16 autocast and CUDA graphs "
+                  "(torch.compile reduce-overhead), metrics kept on the device", file=table_out)
     return 1 if records and records[-1]["status"] == "diverged" else 0
 
 

@@ -9,7 +9,7 @@ from conftest import FAST_CHOICE
 import lab.engine.fast
 import lab.engine.train
 from lab import cli
-from lab.engine.fast import CUDA_FAST, cpu_fast_probe, resolve_fast
+from lab.engine.fast import CUDA_FAST, cpu_fast_probe, fast_reason, resolve_fast, setting_name
 from lab.engine.records import read_records
 from lab.parts.base import interleave
 
@@ -22,6 +22,7 @@ def test_fast_runs_and_records_its_mode(synthetic_data, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "fast: loader=tensor, channels_last=True, amp=off, compile=off, timers=epoch" in out
     assert "load/train/other: not measured (epoch timers" in out
+    assert "--fast on this CPU: channels_last (seeded by the tests;" in out  # what it took, and why
     records = read_records(tmp_path)
     assert list(records["fast"]) == [True, True] and set(records["timers"]) == {"epoch"}
     assert set(records["loader"]) == {"tensor"} and set(records["channels_last"]) == {FAST_CHOICE["channels_last"]}
@@ -45,30 +46,39 @@ def test_fast_on_cuda_is_the_cuda_graphs_recipe_and_resolving_twice_changes_noth
     assert resolve_fast(tiny_config, torch.device("cpu")).timers == "phase"
 
 
-def test_the_cpu_choice_is_the_fastest_measured_and_is_cached(tiny_config, tmp_path, monkeypatch):
+def test_the_cpu_probe_takes_a_setting_only_where_it_is_decidedly_faster_and_caches_it(tiny_config, tmp_path,
+                                                                                           monkeypatch):
     monkeypatch.setenv("LAB_CACHE", str(tmp_path))
-    measured = []
-    step_s = {(False, "off", "off"): 3.0, (False, "bf16", "off"): 7.0, (True, "off", "off"): 2.5,
-              (True, "bf16", "off"): 6.0, (True, "off", "default"): 2.0}
+    calls = []
+    steps = {"eager fp32": [3.0, 3.1, 3.05, 2.95], "bf16 autocast": [7.0, 7.2, 7.1, 6.9],
+             "channels_last": [2.5, 2.55, 2.45, 2.5], "channels_last + bf16 autocast": [6.0, 6.1, 5.9, 6.0],
+             "channels_last + compile default": [2.0, 2.1, 2.05, 1.95]}
 
-    def fake_time_steps(setting, batch_size, steps=3, warmup=1):
-        key = (setting["channels_last"], setting["amp"], setting.get("compile", "off"))
-        measured.append(key)
-        return step_s[key]
+    def fake_samples(settings, batch_size, rounds=4, warmup=1):
+        calls.append(([setting_name(s) for s in settings], batch_size))
+        return {json.dumps(s): steps[setting_name(s)] for s in settings}
 
-    monkeypatch.setattr(lab.engine.fast, "time_steps", fake_time_steps)
+    monkeypatch.setattr(lab.engine.fast, "interleaved_samples", fake_samples)
     monkeypatch.setattr(lab.engine.fast, "c_compiler", lambda: "/usr/bin/c++")
-    choice = cpu_fast_probe(tiny_config, log=lambda m: None)["choice"]
-    assert choice == {"channels_last": True, "amp": "off", "compile": "default"}
-    assert len(measured) == 5
-    cached = json.loads((tmp_path / "fast-choice.json").read_text())
-    assert len(cached) == 1 and list(cached.values())[0]["choice"]["compile"] == "default"
-    assert cpu_fast_probe(tiny_config, log=lambda m: None)["choice"]["compile"] == "default" and len(measured) == 5
-    # on a CPU where bf16 is fast (AMX) and compiling does not pay, the measurement says so
+    monkeypatch.setattr(lab.engine.fast, "load_class", lambda: "idle")
+    config = tiny_config.replace(batch_size=128)
+    probe = cpu_fast_probe(config, log=lambda m: None)
+    assert probe["choice"] == {"channels_last": True, "amp": "off", "compile": "default"}
+    assert [batch for _, batch in calls] == [128, 128]  # at the run's batch size, candidates interleaved
+    assert calls[1][0] == ["channels_last", "channels_last + compile default"]
+    assert "is faster than" in probe["reason"] and "p = " in probe["reason"]
+    assert cpu_fast_probe(config, log=lambda m: None)["choice"]["compile"] == "default" and len(calls) == 2  # cached
+    assert "compile default" in fast_reason(config) and "batch 128" in fast_reason(config)
+    monkeypatch.setattr(lab.engine.fast, "load_class", lambda: "busy")  # other conditions: measured again
+    cpu_fast_probe(config, log=lambda m: None)
+    assert len(calls) == 4
+    # settings within the noise of eager fp32 do not replace it
     monkeypatch.setenv("LAB_CACHE", str(tmp_path / "other"))
-    step_s.update({(True, "bf16", "off"): 1.2, (True, "bf16", "default"): 1.5})
-    choice = cpu_fast_probe(tiny_config, log=lambda m: None)["choice"]
-    assert choice == {"channels_last": True, "amp": "bf16", "compile": "off"}
+    steps.update({"channels_last": [3.0, 2.9, 3.1, 3.05], "channels_last + bf16 autocast": [2.9, 3.2, 3.0, 3.1]})
+    monkeypatch.setattr(lab.engine.fast, "c_compiler", lambda: None)
+    probe = cpu_fast_probe(config, log=lambda m: None)
+    assert probe["choice"] == {"channels_last": False, "amp": "off", "compile": "off"}
+    assert probe["reason"].startswith("no setting is decidedly faster than eager fp32")
 
 
 def test_compared_settings_run_interleaved_by_epoch_in_alternating_order(tiny_config, tmp_path):

@@ -1,4 +1,5 @@
-"""The one comparison rule, the C3 rule and the steady-state rule, on constructed samples."""
+"""The one comparison rule (a permutation test per section, the family-wise max-T), the C3 rule and the
+steady-state rule, on constructed samples."""
 import math
 
 import pandas as pd
@@ -7,30 +8,38 @@ import pytest
 from lab.core import stats
 
 
-def test_a_winner_is_named_only_when_the_ranges_do_not_overlap():
-    c = stats.compare([1.0, 1.1], [1.3, 1.5], "a", "b")
-    assert c.verdict == "faster" and c.decided
-    assert c.low == pytest.approx(100 * (1.3 / 1.1 - 1)) and c.high == pytest.approx(50.0)
-    assert c.sentence("step") == "a is faster than b (step) by 18–50 %."
-    assert stats.compare([1.3, 1.5], [1.0, 1.1], "a", "b").verdict == "slower"
-    touching = stats.compare([1.0, 1.3], [1.3, 1.5], "a", "b")  # equal ends overlap
-    assert touching.verdict == stats.NO_DIFFERENCE and touching.sentence() == "a vs b: no measurable difference."
+def test_four_and_four_separated_samples_decide_three_and_three_are_too_few():
+    c = stats.compare([1.00, 1.02, 1.01, 0.99], [1.10, 1.12, 1.11, 1.13], "a", "b")
+    assert c.verdict == "faster" and c.decided and c.p == pytest.approx(2 / 70)  # 2 of the C(8, 4) labelings
+    assert c.ratio == pytest.approx(4.46 / 4.02) and c.low == pytest.approx(1.10 / 1.02)
+    assert c.sentence("step").startswith("a is faster than b (step) by 11 % (the ratio of the means; single epochs' "
+                                         "ratios 8 to 14 %;")
+    assert "confidence" not in c.sentence()
+    few = stats.compare([1.00, 1.02, 1.01], [1.10, 1.12, 1.11], "a", "b")  # best attainable p: 2/20 = 10 %
+    assert few.verdict == stats.TOO_FEW and not few.decided
+    assert few.sentence() == "a vs b: too few measurements: 3 steady epochs per setting, 4 needed."
+    assert stats.compare([1.10, 1.12, 1.11, 1.13], [1.00, 1.02, 1.01, 0.99]).verdict == "slower"
+    mixed = stats.compare([1.0, 1.3, 1.1, 1.2], [1.05, 1.25, 1.15, 1.35], "a", "b")
+    assert mixed.verdict == stats.NO_DIFFERENCE and mixed.sentence() == "a vs b: no measurable difference."
 
 
-def test_fewer_than_two_measurements_name_no_winner():
+def test_non_measurements_are_left_out():
     # one sample each, however far apart, is not a comparison; nor are NaN, inf or None samples
     assert stats.compare([1.0], [9.0]).verdict == stats.TOO_FEW
     assert stats.compare([1.0, math.nan], [9.0, 9.5]).verdict == stats.TOO_FEW
-    assert stats.compare([1.0, None, math.inf, 1.1], [9.0, 9.5]).verdict == "faster"
+    c = stats.compare([1.0, None, math.inf, 1.1, 1.05, 0.98], [9.0, 9.5, 9.2, 9.3])
+    assert c.verdict == "faster" and c.n == 4
 
 
-def test_rank_names_fastest_and_slowest_only_outside_the_noise():
-    clear = {"sgd": [5.0, 5.1], "adam": [6.0, 6.2], "adagrad": [5.5, 5.9]}
+def test_rank_names_the_extremes_only_where_the_family_decides():
+    clear = {"sgd": [5.0, 5.1, 5.05], "adam": [6.0, 6.2, 6.1], "adagrad": [5.5, 5.9, 5.7]}
     assert stats.rank(clear).startswith("sgd is faster than adam by")
     # the review's case: the same configuration ranged 4.0-5.6 s across runs
-    noisy = {"sgd": [4.0, 5.6], "adagrad": [4.7, 4.8]}
+    noisy = {"sgd": [4.0, 5.6, 4.5, 5.0], "adagrad": [4.7, 4.8, 4.9, 4.6]}
     text = stats.rank(noisy)
     assert "no measurable difference" in text and "faster" not in text
+    two = stats.rank({k: v[:2] for k, v in clear.items()})  # 2 epochs each: nothing can be named
+    assert "too few measurements: 2 steady epochs per setting, 3 needed" in two and " is faster" not in two
     assert stats.rank({"sgd": [5.0]}).startswith("Only one setting")
 
 
@@ -39,29 +48,24 @@ def test_speedup_range_spans_the_worst_and_best_pairings():
     assert mean == pytest.approx(2.1 / 1.05) and low == pytest.approx(2.0 / 1.1) and high == pytest.approx(2.2)
 
 
-def test_worker_rule_stops_on_noise_not_on_one_comparison():
-    # 0 -> 4 workers: clearly lower; 4 -> 8: the mean is higher but the ranges overlap (the review's
-    # 0.393 vs 0.295 s case came from worker start-up; per-batch waits within noise do not stop on the mean)
-    waits = {0: [13.0, 14.0], 4: [0.30, 0.40], 8: [0.28, 0.45], 12: [0.29, 0.41]}
+def test_the_worker_rule_stops_where_a_step_is_not_decidedly_faster():
+    waits = {0: [13.0, 14.0, 13.5, 13.8], 4: [0.30, 0.40, 0.35, 0.33], 8: [0.28, 0.45, 0.36, 0.31],
+             12: [0.29, 0.41, 0.3, 0.33]}
     rule = stats.worker_sweep_rule(waits)
-    assert rule["stop"] == 8 and "no measurable difference" in rule["reason"]
-    assert rule["best"] == 4  # the smallest count within noise of the lowest mean
+    assert rule["stop"] == 8 and rule["best"] == 4 and rule["significant"]
+    assert "no measurable difference" in rule["reason"]
 
 
-def test_worker_rule_best_is_the_smallest_count_within_noise_of_the_minimum():
-    waits = {0: [10.0, 11.0], 2: [3.0, 3.5], 4: [1.0, 1.2], 8: [0.5, 0.6], 16: [0.5, 0.7]}
-    rule = stats.worker_sweep_rule(waits)
-    assert rule["stop"] == 16 and rule["best"] == 8 and rule["lowest"] == 8
-    # with the lowest mean at 16 but within noise of 8, the smaller count is chosen
-    waits[16] = [0.40, 0.52]
-    rule = stats.worker_sweep_rule(waits)
-    assert rule["lowest"] == 16 and rule["best"] == 8 and "within noise" in rule["reason"]
-
-
-def test_worker_rule_goes_to_the_end_of_a_steadily_falling_series():
-    rule = stats.worker_sweep_rule({0: [9.0, 9.5], 4: [4.0, 4.5], 8: [2.0, 2.2]})
-    assert rule["stop"] == 8 and rule["best"] == 8 and "end of the list" in rule["reason"]
+def test_the_worker_rule_goes_to_the_end_of_a_steadily_falling_series():
+    rule = stats.worker_sweep_rule({0: [9.0, 9.5, 9.2, 9.3], 4: [4.0, 4.5, 4.2, 4.1], 8: [2.0, 2.2, 2.1, 2.05]})
+    assert rule["stop"] == 8 and rule["best"] == 8 and rule["significant"] and "end of the list" in rule["reason"]
     assert stats.worker_sweep_rule({0: [math.nan]})["best"] is None
+
+
+def test_where_the_sweep_cannot_tell_the_best_is_the_lowest_mean_and_says_so():
+    rule = stats.worker_sweep_rule({0: [3.0, 3.2], 4: [1.0, 1.1]})  # 2 epochs each: too few
+    assert rule["best"] == 4 and not rule["significant"] and rule["stop"] == 4
+    assert "not significant" in rule["reason"] and "too few measurements: 2 steady epochs per setting" in rule["reason"]
 
 
 def test_steady_leaves_out_each_runs_warm_up_only_where_it_has_later_epochs():

@@ -40,29 +40,48 @@ def test_epoch_timers_leave_the_split_empty_not_zero():
     assert table[["load_s", "train_s", "other_s"]].isna().all().all() and table.loc["Total", "total_s"] == 5.0
 
 
+def with_cpu(df, tag, used, workers, cores=2, threads=2):
+    """The CPU the tag's epochs used: `used` and `workers` CPU-seconds per second of each epoch."""
+    rows = df["tag"] == tag
+    df.loc[rows, "cpu_s"] = used * df.loc[rows, "total_s"]
+    df.loc[rows, "workers_cpu_s"] = workers * df.loc[rows, "total_s"]
+    df.loc[rows, ["cpus_available", "threads"]] = cores, threads
+    return df
+
+
 def test_explanation_follows_the_numbers_in_both_directions():
-    more = pd.DataFrame(runs("1 worker", [4.0, 4.2], [10.0, 10.1], workers=1)
-                        + runs("8 workers (best)", [0.5, 0.6], [10.0, 10.2], workers=8))
+    more = pd.DataFrame(runs("1 worker", [4.0, 4.2, 4.1, 4.05], [10.0, 10.1, 10.2, 10.1], workers=1)
+                        + runs("8 workers (best)", [0.5, 0.6, 0.55, 0.52], [10.1, 10.0, 10.2, 10.05], workers=8))
+    with_cpu(with_cpu(more, "1 worker", 1.0, 0.5, cores=16), "8 workers (best)", 1.0, 3.5, cores=16)
     text = c4_workers_profile.explain_workers(c4_workers_profile.workers_comparison(more))
-    assert "Wait for data: 8 workers is faster than 1 worker by" in text and "in parallel" in text
-    assert "Compute: no measurable difference between 1 worker and 8 workers" in text  # no blame on 8 cores
+    assert "Wait for data: 8 workers is faster than 1 worker by" in text
+    assert "Why, measured: with 8 workers, the training process used 1.00 CPU-seconds per second" in text
+    assert "its workers 3.50: 4.50 of the 16 cores" in text
+    assert "Compute: 8 workers vs 1 worker: no measurable difference" in text  # no blame on 8 workers
     assert "bound by **computation**" in text
-    fewer = pd.DataFrame(runs("1 worker", [0.2, 0.21], [3.0, 3.1], workers=1)
-                         + runs("0 workers (best)", [0.05, 0.06], [1.5, 1.6], workers=0))
-    fewer["host_cpus"] = 1
+    fewer = pd.DataFrame(runs("1 worker", [0.2, 0.21, 0.22, 0.2], [3.0, 3.1, 3.05, 3.02], workers=1)
+                         + runs("0 workers (best)", [0.05, 0.06, 0.05, 0.055], [1.5, 1.6, 1.55, 1.52], workers=0))
+    with_cpu(with_cpu(fewer, "1 worker", 1.95, 0.6), "0 workers (best)", 1.9, 0.0)
     text = c4_workers_profile.explain_workers(c4_workers_profile.workers_comparison(fewer))
     assert "Wait for data: 0 workers is faster than 1 worker" in text
-    assert "Compute: 0 workers is faster than 1 worker by" in text and "2 busy processes on 1 CPU cores" in text
+    assert "Compute: 0 workers is faster than 1 worker by" in text
+    assert "2.55 of the 2 cores" in text and "The cores were all busy" in text  # 2 threads + a worker on 2 cores
+    idle = with_cpu(with_cpu(fewer.copy(), "1 worker", 1.0, 0.3, cores=8), "0 workers (best)", 1.0, 0.0, cores=8)
+    text = c4_workers_profile.explain_workers(c4_workers_profile.workers_comparison(idle))
+    assert "There were idle cores, so core sharing does not explain it" in text
+    unmeasured = fewer.drop(columns=["cpu_s", "workers_cpu_s", "cpus_available"])  # older records: no "why"
+    text = c4_workers_profile.explain_workers(c4_workers_profile.workers_comparison(unmeasured))
+    assert "Why" not in text and "cores" not in text and "Compute: 0 workers is faster than 1 worker by" in text
 
 
 def test_a_difference_inside_the_noise_is_not_explained():
     # the review's case: 16 cores, compute 13 % longer by the mean, ranges overlapping
-    df = pd.DataFrame(runs("1 worker", [0.30, 0.40], [4.0, 5.6], workers=1)
-                      + runs("4 workers (best)", [0.29, 0.41], [4.4, 5.5], workers=4))
+    df = pd.DataFrame(runs("1 worker", [0.30, 0.40, 0.35, 0.32], [4.0, 5.6, 4.5, 5.1], workers=1)
+                      + runs("4 workers (best)", [0.29, 0.41, 0.33, 0.36], [4.4, 5.5, 4.9, 5.2], workers=4))
     df["host_cpus"] = 16
     text = c4_workers_profile.explain_workers(c4_workers_profile.workers_comparison(df))
-    assert "Wait for data: no measurable difference" in text
-    assert "Compute: no measurable difference" in text and "share the CPU" not in text
+    assert "Wait for data: 4 workers vs 1 worker: no measurable difference" in text
+    assert "Compute: 4 workers vs 1 worker: no measurable difference" in text and "core" not in text
 
 
 def test_workers_table_marks_the_rule_from_the_saved_sweep():
@@ -96,7 +115,8 @@ def test_acceleration_table_states_step_and_epoch_speed_ups_and_flags_starvation
 
 
 def test_learning_is_judged_on_test_accuracy_not_training_loss():
-    df = pd.DataFrame(runs("sgd", [0.1, 0.1], [1.0, 1.01], loss=1e-3) + runs("adadelta", [0.1, 0.1], [1.0, 1.02], loss=9e-4)
+    df = pd.DataFrame(runs("sgd", [0.1] * 4, [1.0, 1.01, 1.03, 0.99], loss=1e-3)
+                      + runs("adadelta", [0.1] * 4, [1.0, 1.02, 0.98, 1.01], loss=9e-4)
                       + [record("adagrad", 1, 0.1, 1.0, 1.2, loss=float("nan"), status="diverged")])
     table = comparison.compare_table(df)
     assert table.loc["adagrad", "status"] == "diverged" and math.isnan(table.loc["adagrad", "final loss"])
@@ -104,7 +124,7 @@ def test_learning_is_judged_on_test_accuracy_not_training_loss():
     assert "Learning: not compared" in text and "adadelta" not in text.split("Learning")[1]
     assert "Speed:" in text and "no measurable difference" in text
     assert "Diverged (loss became NaN/inf, run stopped): adagrad" in text
-    df["test_top1"], df["test_images"] = [0.5, 0.5, 0.5, 0.9, 0.9, 0.9, None], 10_000
+    df["test_top1"], df["test_images"] = [0.5] * 5 + [0.9] * 5 + [None], 10_000
     text = comparison.explain_comparison(comparison.compare_table(df), "optimizer")
     assert "Highest test top-1: **adadelta**" in text
 

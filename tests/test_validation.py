@@ -402,6 +402,14 @@ def test_readme_states_every_range():
     assert cfg.ranges_table() in (ROOT / "README.md").read_text()
 
 
+def test_readme_says_what_quick_can_conclude_as_the_rule_computes_it():
+    from lab.report.conclusions import table
+
+    readme = (ROOT / "README.md").read_text()
+    between = readme.split("<!-- quick-conclusions -->\n")[1].split("\n<!-- /quick-conclusions -->")[0]
+    assert between == table("quick")
+
+
 def test_check_namespace_checks_only_parameters():
     namespace = {"worker_cap": 8, "pd": object(), "results": object(), "lr": 0.1, "workers": None}
     assert cfg.check_namespace(namespace) == {"worker_cap": 8, "lr": 0.1, "workers": None}

@@ -1,20 +1,40 @@
-"""Noise-aware conclusions: the steady-state rule, spreads, and the one comparison rule that every
+"""Conclusions that survive an A/A test: the steady-state rule, spreads, and the one comparison rule that every
 generated sentence about speed goes through.
 
-A setting is called faster or slower than another only when their measured ranges (min-max over
-steady epochs or repeats) do not overlap; otherwise the answer is exactly "no measurable difference".
-With fewer than two measurements per setting no winner is named at all.
+A sample is one steady epoch of one run (lab.core.stats.steady). The speed claims of one section form a
+family (`family`): they are tested together, by permutation. Under the null hypothesis that the settings do
+not differ, their epochs are exchangeable, so every relabeling of the epochs among the settings (group sizes
+kept) is as likely as the observed one. Each claim's statistic is the Welch t of the log-seconds; a claim's
+p-value is the share of relabelings whose *largest* statistic over the whole family reaches the claim's own
+(max-T, step-down), so the chance that any sentence of the section names a winner among identical settings
+is at most ALPHA, whatever the sample counts and the number of settings. The relabelings
+are enumerated where there are at most EXACT_LIMIT of them, else DRAWS seeded random ones are drawn, and
+p = (1 + b) / (DRAWS + 1).
+
+A claim names a faster or slower setting only where its p <= ALPHA. Where even the most separated samples
+of this shape could not reach ALPHA, the verdict is "too few measurements", with the count that could;
+otherwise it is exactly "no measurable difference". "Faster by X %" is the ratio of the means, with the range
+of the ratios of single epochs beside it: a spread of the measurements, not a confidence interval.
 """
 from __future__ import annotations
 
+import functools
+import itertools
 import math
+import warnings
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
+ALPHA = 0.05
 NO_DIFFERENCE = "no measurable difference"
-TOO_FEW = "too few measurements to compare (fewer than 2 steady epochs or repeats each)"
-MIN_SAMPLES = 2
+TOO_FEW = "too few measurements"
+EXACT_LIMIT = 20_000     # relabelings enumerated exactly up to this many
+DRAWS = 9_999            # else this many random relabelings, from a fixed seed (the same data, the same p)
+SEED = 20_261_130
+MOST_NEEDED = 30         # "n needed" is looked for up to this many samples per setting
+FLOOR = 1e-12            # added to a statistic's variance: tied samples give a large, finite statistic
 
 
 def steady(df: pd.DataFrame, strict: bool = False) -> pd.DataFrame:
@@ -53,7 +73,7 @@ def mean(values) -> float:
 def range_note(values, unit: str = "s") -> str:
     """' (range 1.200–1.260 s over 3 epochs)' where there are at least two values, else ''."""
     s = samples(values)
-    return f" (range {min(s):.3f}–{max(s):.3f} {unit} over {len(s)} epochs)" if len(s) >= MIN_SAMPLES else ""
+    return f" (range {min(s):.3f}–{max(s):.3f} {unit} over {len(s)} epochs)" if len(s) >= 2 else ""
 
 
 def spread(values) -> str:
@@ -87,24 +107,271 @@ class Comparison:
         return f"{self.a} is {self.verdict} than {self.b}{what} by {_percent_range(self.low, self.high)}."
 
 
+# --- the comparison rule ------------------------------------------------------------------------------------
+
+@dataclass
+class Comparison:
+    """How `a` compares with `b` on a lower-is-better quantity (seconds), as one claim of its family."""
+
+    a: str
+    b: str
+    verdict: str              # "faster", "slower", NO_DIFFERENCE or TOO_FEW
+    p: float = math.nan       # the family-wise p-value (max-T)
+    ratio: float = math.nan   # mean(b) / mean(a): above 1 where a is faster
+    low: float = math.nan     # the smallest and largest ratio b_j / a_i over every pair of epochs
+    high: float = math.nan
+    n: int = 0                # the fewest samples of a setting in the family
+    needed: int | None = None  # where TOO_FEW: samples per setting that could decide, at this family's shape
+
+    @property
+    def decided(self) -> bool:
+        return self.verdict in ("faster", "slower")
+
+    def sentence(self, what: str = "") -> str:
+        what = f" ({what})" if what else ""
+        if self.verdict == TOO_FEW:
+            return f"{self.a} vs {self.b}{what}: {too_few(self.n, self.needed)}."
+        if self.verdict == NO_DIFFERENCE:
+            return f"{self.a} vs {self.b}{what}: {NO_DIFFERENCE}."
+        faster = self.verdict == "faster"
+        ratio, low, high = ((self.ratio, self.low, self.high) if faster else
+                            (1 / self.ratio, 1 / self.high, 1 / self.low))
+        return (f"{self.a} is {self.verdict} than {self.b}{what} by {100 * (ratio - 1):.0f} % (the ratio of the "
+                f"means; single epochs' ratios {_percent_range(100 * (low - 1), 100 * (high - 1))}; "
+                f"p = {self.p:.3g} for the section's claims together).")
+
+
+def too_few(n: int, needed: int | None) -> str:
+    """'too few measurements: 2 steady epochs per setting, 4 needed'."""
+    have = f"{n} steady epoch{'' if n == 1 else 's'} per setting"
+    return f"{TOO_FEW}: {have}, {needed if needed else f'more than {MOST_NEEDED}'} needed"
+
+
 def _percent_range(low: float, high: float) -> str:
-    return f"{low:.0f} %" if round(low) == round(high) else f"{low:.0f}–{high:.0f} %"
+    return f"{low:.0f} %" if round(low) == round(high) else f"{low:.0f} to {high:.0f} %"
+
+
+def _labelings(sizes: list[int]) -> int:
+    """How many ways the pooled samples split into groups of these sizes."""
+    total, count = sum(sizes), 1
+    for size in sizes:
+        count *= math.comb(total, size)
+        total -= size
+    return count
+
+
+def _splits(n: int, sizes: list[int]):
+    """Every split of range(n) into groups of `sizes` (the groups as index tuples, in order)."""
+    if not sizes:
+        yield ()
+        return
+    rest = list(range(n))
+    for first in itertools.combinations(rest, sizes[0]):
+        others = [i for i in rest if i not in first]
+        for tail in _splits(len(others), sizes[1:]):
+            yield (first,) + tuple(tuple(others[i] for i in group) for group in tail)
+
+
+def _relabelings(sizes: list[int]) -> np.ndarray:
+    """Relabelings of the pooled samples as rows of a permutation of range(N), the groups as consecutive
+    slices of `sizes`: every one (the observed first) where they are few, else DRAWS seeded random ones after
+    the observed."""
+    return _relabelings_of(tuple(sizes), DRAWS)
+
+
+@functools.lru_cache(maxsize=256)
+def _relabelings_of(sizes: tuple, draws: int) -> np.ndarray:
+    n = sum(sizes)
+    if _labelings(list(sizes)) <= EXACT_LIMIT:
+        order = np.array([np.concatenate(split) for split in _splits(n, list(sizes))], dtype=np.int64)
+    else:
+        rng = np.random.default_rng(SEED)
+        order = np.vstack([np.arange(n)[None, :], rng.permuted(np.tile(np.arange(n), (draws, 1)), axis=1)])
+    order.setflags(write=False)
+    return order
+
+
+def _statistics(values: np.ndarray, order: np.ndarray, sizes: list[int], claims: list[tuple[int, int, int]]):
+    """Each claim's statistic under every relabeling (rows of `order`): the Welch t of the log-seconds,
+    |mean log a - mean log b| / sqrt(var a / n a + var b / n b), studentized so that a claim between two
+    tight, distant groups stands out however far apart the other groups lie. NaN values (a metric an epoch did
+    not measure) are left out; a group with none gives a statistic of 0."""
+    bounds = np.cumsum([0] + sizes)
+    moments = {}
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a group whose values are all NaN, or a single value
+        logged = np.log(values)
+        gaps = np.isnan(logged).any()
+        for g in {g for a, b, _ in claims for g in (a, b)}:
+            logs = logged[order[:, bounds[g]:bounds[g + 1]]]                  # (relabelings, size, metrics)
+            if gaps:
+                have = ~np.isnan(logs)
+                count = np.maximum(have.sum(axis=1), 1)
+                centred = np.where(have, logs, 0.0)
+                average = centred.sum(axis=1) / count
+                centred = np.where(have, logs - average[:, None, :], 0.0)
+                spread = (centred ** 2).sum(axis=1) / np.maximum(count - 1, 1)
+                moments[g] = (np.where(have.any(axis=1), average, np.nan), spread / count)
+            else:
+                size = logs.shape[1]
+                spread = logs.var(axis=1, ddof=1) if size > 1 else np.zeros_like(logs[:, 0])
+                moments[g] = (logs.mean(axis=1), spread / size)
+        stats = np.stack([np.abs(moments[a][0][:, m] - moments[b][0][:, m])
+                          / np.sqrt(moments[a][1][:, m] + moments[b][1][:, m] + FLOOR) for a, b, m in claims], axis=1)
+    return np.nan_to_num(stats, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def _max_t(values: np.ndarray, sizes: list[int], claims: list[tuple[int, int, int]]) -> np.ndarray:
+    """Each claim's single-step max-T p-value over the relabelings of these groups."""
+    order = _relabelings(sizes)
+    stats = _statistics(values, order, sizes, claims)
+    observed, largest = stats[0], stats.max(axis=1)
+    reach = (largest[None, :] >= observed[:, None] * (1 - 1e-9) - 1e-12).sum(axis=1)   # per claim
+    return reach / len(order)  # exact: a share of every labeling; drawn: (1 + b) / (B + 1), the observed first
+
+
+def _family_p(values: np.ndarray, sizes: list[int], claims: list[tuple[int, int, int]]) -> np.ndarray:
+    """Each claim's family-wise p-value, step-down: the claims in decreasing order of their statistic, each
+    against the largest statistic of the claims not yet decided, over relabelings of the groups those claims
+    name (the first step is the single-step max-T over the whole family: under identical settings nothing
+    goes further); a p is never below the one before it."""
+    observed = _statistics(values, np.arange(sum(sizes))[None, :], sizes, claims)[0]
+    bounds = np.cumsum([0] + sizes)
+    p, floor, remaining = np.ones(len(claims)), 0.0, sorted(range(len(claims)), key=lambda j: -observed[j])
+    while remaining:
+        top = remaining[0]
+        groups = sorted({g for j in remaining for g in claims[j][:2]})
+        rows = np.concatenate([np.arange(bounds[g], bounds[g + 1]) for g in groups])
+        local = [(groups.index(claims[j][0]), groups.index(claims[j][1]), claims[j][2]) for j in remaining]
+        floor = max(floor, _max_t(values[rows], [sizes[g] for g in groups], local)[0])
+        p[top] = floor
+        remaining = remaining[1:]
+        if floor > ALPHA:  # nothing after it can be decided: its p is at least this one
+            p[remaining] = floor
+            break
+    return p
+
+
+def _smallest_p(sizes: list[int], claims: list[tuple[int, int, int]], metrics: int) -> float:
+    """The smallest p this family's shape can give: one claim's two sides as far apart as can be (one far
+    above, the other far below every other sample), tried for each claim."""
+    return _smallest_p_of(tuple(sizes), tuple(claims), metrics, DRAWS)
+
+
+@functools.lru_cache(maxsize=1024)
+def _smallest_p_of(sizes: tuple, claims: tuple, metrics: int, draws: int) -> float:
+    sizes, claims, best = list(sizes), list(claims), 1.0
+    for a, b, _ in claims:
+        values = np.ones(sum(sizes))  # ties are exact: every relabeling that matches the extreme one counts
+        for group, value in ((a, 1e3), (b, 1e-3)):
+            start = sum(sizes[:group])
+            values[start:start + sizes[group]] = value
+        best = min(best, _family_p(np.repeat(values[:, None], metrics, axis=1), sizes, claims).min())
+        if best <= ALPHA:
+            break
+    return best
+
+
+def family(samples: dict[str, list[dict]], claims: list[tuple[str, str, str]]) -> dict[tuple, Comparison]:
+    """Test the claims of one section together. `samples` maps each setting to its steady epochs (a dict of
+    metric -> seconds each); a claim (a, b, metric) asks whether a's `metric` differs from b's. Returns a
+    Comparison per claim, keyed by the claim."""
+    names = [g for g in samples if any(g in claim[:2] for claim in claims)]
+    metrics = sorted({m for _, _, m in claims})
+    rows = {g: [r for r in samples[g] if any(_finite(r.get(m)) for m in metrics)] for g in names}
+    sizes = [len(rows[g]) for g in names]
+    index = [(names.index(a), names.index(b), metrics.index(m)) for a, b, m in claims]
+    n = min(sizes) if sizes else 0
+    if not claims or n == 0:
+        more = needed(len(names), index, len(metrics), n)
+        return {c: Comparison(c[0], c[1], TOO_FEW, n=n, needed=more) for c in claims}
+    values = np.array([[_value(r.get(m)) for m in metrics] for g in names for r in rows[g]], dtype=float)
+    p = _family_p(values, sizes, index)
+    out, few = {}, None
+    for claim, p_claim, (a, b, m) in zip(claims, p, index):
+        va, vb = _column(rows, names[a], metrics[m]), _column(rows, names[b], metrics[m])
+        if p_claim <= ALPHA and va and vb:
+            ratio = mean(vb) / mean(va)
+            out[claim] = Comparison(claim[0], claim[1], "faster" if ratio > 1 else "slower", float(p_claim), ratio,
+                                    min(vb) / max(va), max(vb) / min(va), n)
+            continue
+        if few is None:
+            few = _smallest_p(sizes, index, len(metrics)) > ALPHA
+        out[claim] = Comparison(claim[0], claim[1], TOO_FEW if few else NO_DIFFERENCE, float(p_claim), n=n,
+                                needed=needed(len(names), index, len(metrics), n) if few else None)
+    return out
+
+
+def needed(groups: int, claims: list[tuple[int, int, int]], metrics: int, have: int) -> int | None:
+    """The fewest samples per setting (all settings alike) at which this family could name a winner."""
+    for n in range(max(have, 1) + 1, MOST_NEEDED + 1):
+        if _smallest_p([n] * groups, claims, metrics) <= ALPHA:
+            return n
+    return None
+
+
+def _finite(value) -> bool:
+    return value is not None and isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _value(value) -> float:
+    return float(value) if _finite(value) and value > 0 else math.nan
+
+
+def _column(rows: dict, group: str, metric: str) -> list[float]:
+    return [float(r[metric]) for r in rows[group] if _finite(r.get(metric)) and r[metric] > 0]
 
 
 def compare(a_values, b_values, a: str = "A", b: str = "B") -> Comparison:
-    """Compare two samples of a lower-is-better measurement (seconds).
+    """Two samples of a lower-is-better measurement (seconds), as a family of one claim: is `a` lower?"""
+    groups = {a: [{"s": v} for v in samples(a_values)], b: [{"s": v} for v in samples(b_values)]}
+    return family(groups, [(a, b, "s")])[(a, b, "s")]
 
-    `a` is faster when max(a) < min(b); the speed-up range is then min(b)/max(a) - 1 to max(b)/min(a) - 1
-    (what the slower one costs beyond the faster one, from the most to the least favourable pairing).
-    Overlapping ranges give NO_DIFFERENCE; fewer than MIN_SAMPLES finite values on either side, TOO_FEW."""
-    sa, sb = samples(a_values), samples(b_values)
-    if len(sa) < MIN_SAMPLES or len(sb) < MIN_SAMPLES:
-        return Comparison(a, b, TOO_FEW)
-    if max(sa) < min(sb):
-        return Comparison(a, b, "faster", 100 * (min(sb) / max(sa) - 1), 100 * (max(sb) / min(sa) - 1))
-    if max(sb) < min(sa):
-        return Comparison(a, b, "slower", 100 * (min(sa) / max(sb) - 1), 100 * (max(sa) / min(sb) - 1))
-    return Comparison(a, b, NO_DIFFERENCE)
+
+def pairs(names) -> list[tuple[str, str, str]]:
+    """Every pair of settings, one claim each (a `rank`'s family)."""
+    return [(x, y, "s") for x, y in itertools.combinations(names, 2)]
+
+
+def decidable(steady: dict[str, int], claims: list[tuple[str, str, str]]) -> tuple[bool, float, int | None]:
+    """Whether a family of this shape (steady epochs per setting, its claims) can name a winner at all: (yes or
+    no, the smallest p it can give, the steady epochs per setting that could where it cannot)."""
+    names = list(steady)
+    metrics = sorted({m for _, _, m in claims})
+    index = [(names.index(a), names.index(b), metrics.index(m)) for a, b, m in claims]
+    sizes = [steady[g] for g in names]
+    smallest = _smallest_p(sizes, index, len(metrics)) if min(sizes) > 0 else 1.0
+    return smallest <= ALPHA, smallest, None if smallest <= ALPHA else needed(len(names), index, len(metrics),
+                                                                             min(sizes))
+
+
+def rank(groups: dict, what: str = "") -> str:
+    """One sentence for several settings: every pair is a claim of one family, and the extreme pair (the
+    fastest and slowest by mean) is named only where the family's rule decides it."""
+    means = {k: mean(v) for k, v in groups.items() if samples(v)}
+    what_ = f" ({what})" if what else ""
+    if len(means) < 2:
+        return f"Only one setting was measured{what_}: nothing to compare."
+    fastest, slowest = min(means, key=means.get), max(means, key=means.get)
+    rows = {k: [{"s": v} for v in samples(groups[k])] for k in means}
+    result = family(rows, pairs(means))
+    claim = (fastest, slowest, "s") if (fastest, slowest, "s") in result else (slowest, fastest, "s")
+    c = result[claim]
+    if c.decided:
+        return compare_sentence(c, fastest, slowest, what)
+    if c.verdict == TOO_FEW:
+        return f"Across {len(means)} settings{what_}: {too_few(c.n, c.needed)} to name a faster one."
+    return (f"Across {len(means)} settings{what_}: {NO_DIFFERENCE} (even the fastest and slowest by mean, {fastest} "
+            f"and {slowest}, are within what relabeling the epochs gives).")
+
+
+def compare_sentence(c: Comparison, first: str, second: str, what: str = "") -> str:
+    """`c` worded with `first` as the subject."""
+    if c.a == first:
+        return c.sentence(what)
+    flipped = Comparison(first, second, {"faster": "slower", "slower": "faster"}.get(c.verdict, c.verdict), c.p,
+                         1 / c.ratio if c.ratio == c.ratio else c.ratio, 1 / c.high, 1 / c.low, c.n, c.needed)
+    return flipped.sentence(what)
 
 
 def speedup_range(baseline_values, values) -> tuple[float, float, float]:
@@ -115,53 +382,49 @@ def speedup_range(baseline_values, values) -> tuple[float, float, float]:
     return mean(sb) / mean(sv), min(sb) / max(sv), max(sb) / min(sv)
 
 
-def rank(groups: dict, what: str = "") -> str:
-    """One sentence for several settings: the fastest and slowest by mean, named only when their ranges
-    do not overlap."""
-    means = {k: mean(v) for k, v in groups.items() if samples(v)}
-    if len(means) < 2:
-        return f"Only one setting was measured{f' ({what})' if what else ''}: nothing to compare."
-    fastest, slowest = min(means, key=means.get), max(means, key=means.get)
-    c = compare(groups[fastest], groups[slowest], str(fastest), str(slowest))
-    if c.verdict == TOO_FEW:
-        return c.sentence(what)
-    if not c.decided:
-        return (f"Across {len(means)} settings{f' ({what})' if what else ''}: {NO_DIFFERENCE} "
-                f"(even the fastest and slowest by mean, {fastest} and {slowest}, overlap).")
-    return c.sentence(what)
-
-
 # --- C3: the worker sweep's rule ------------------------------------------------------------------
 
-def worker_sweep_rule(waits: dict) -> dict:
-    """The lab's rule, made noise-aware. `waits` maps worker counts (in sweep order) to their per-epoch
-    data-loading waits (per-batch waits only: worker start-up is measured apart).
+def sweep_claims(counts: list) -> list[tuple]:
+    """Each step of a sweep, one claim each: is this count's wait lower than the count's before it?"""
+    return [(k, prev, "wait") for prev, k in zip(counts, counts[1:])]
 
-    - stop: the first count whose waits are not measurably below the previous count's (ranges overlap, or
-      higher); counts after it were measured but the lab's procedure would have stopped there;
-    - best: the smallest count within noise of the lowest mean wait (ranges overlap with it), among the
-      counts up to the stop."""
+
+def worker_sweep_rule(waits: dict) -> dict:
+    """The lab's rule, through the comparison rule. `waits` maps worker counts (in sweep order) to their
+    per-epoch waits on batches (worker start-up is measured apart). Each step of the sweep (a count against
+    the one before it) is a claim of one family.
+
+    - stop: the first count that is not decidedly faster than the count before it; the counts after it were
+      measured but the lab's procedure stops there;
+    - best: the last count that was decidedly faster than the one before it (`significant`: True); where the
+      sweep cannot tell even its first step, the lowest-mean count up to the stop, labelled not significant.
+    Never a silent 0: `significant` and `reason` say which it is."""
     counts = [k for k in waits if samples(waits[k])]
     if not counts:
-        return {"best": None, "stop": None, "reason": "no count has a finite load time"}
-    stop, reason = counts[-1], f"reached the end of the list {counts}"
-    for prev, k in zip(counts, counts[1:]):
-        c = compare(waits[k], waits[prev], f"{k} workers", f"{prev} workers")
-        if c.verdict != "faster":
-            stop = k
-            reason = (f"too few steady epochs to tell whether the wait decreased at {k} workers, so the sweep "
-                      f"stops there" if c.verdict == TOO_FEW else
-                      f"load wait stopped decreasing at {k} workers ({spread(waits[k])} s vs "
-                      f"{spread(waits[prev])} s at {prev}: {c.verdict})")
-            break
+        return {"best": None, "stop": None, "reason": "no count has a finite load time", "significant": False}
+    steps = list(zip(counts, counts[1:]))
+    rows = {k: [{"wait": v} for v in samples(waits[k])] for k in counts}
+    result = family(rows, sweep_claims(counts)) if steps else {}
+    stop, best, reason = counts[-1], None, f"reached the end of the list {counts}"
+    for prev, k in steps:
+        c = result[(k, prev, "wait")]
+        if c.verdict == "faster":
+            best = k
+            continue
+        stop = k
+        reason = (f"at {k} workers the wait is {spread(waits[k])} s against {spread(waits[prev])} s at {prev}: "
+                  + (too_few(c.n, c.needed) if c.verdict == TOO_FEW else
+                     "not decidedly faster (" + (NO_DIFFERENCE if c.verdict == NO_DIFFERENCE else "slower") + ")"))
+        break
     considered = counts[:counts.index(stop) + 1]
-    means = {k: mean(waits[k]) for k in considered}
-    lowest = min(means, key=means.get)
-    within = [k for k in considered
-              if k == lowest or compare(waits[lowest], waits[k]).verdict in (NO_DIFFERENCE, TOO_FEW)]
-    best = min(within)
-    note = "" if best == lowest else f" (lowest mean at {lowest}; {best} is within noise of it)"
-    return {"best": best, "stop": stop, "reason": reason + note, "lowest": lowest}
+    if best is None:
+        means = {k: mean(waits[k]) for k in considered}
+        best = min(means, key=means.get)
+        return {"best": best, "stop": stop, "significant": False, "lowest": best,
+                "reason": reason + f"; the sweep cannot tell, so the best count is the lowest mean, {best} workers "
+                          "(not significant)"}
+    return {"best": best, "stop": stop, "significant": True, "lowest": best,
+            "reason": reason + f"; {best} workers was the last count decidedly faster than the one before it"}
 
 
 # --- accuracy ---------------------------------------------------------------------------------------

@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import statistics
 import time
 from pathlib import Path
 
 import torch
 
-from ..core import files
+from ..core import files, stats
 from ..core.config import Config
 from .loop import AMP_DTYPES, Precision, Step
 from .model import resnet18
@@ -29,7 +28,7 @@ def c_compiler() -> str | None:
 
 
 CUDA_FAST = {"loader": "tensor", "channels_last": True, "amp": "bf16", "compile": "reduce-overhead"}
-CPU_CANDIDATES = [{"channels_last": cl, "amp": amp} for cl in (False, True) for amp in ("off", "bf16")]
+CPU_CANDIDATES = [{"channels_last": cl, "amp": amp} for cl in (False, True) for amp in ("off", "bf16")]  # eager first
 
 
 def resolve_fast(config: Config, device: torch.device, log=print, measure: bool = True) -> Config:
@@ -51,37 +50,86 @@ def _cache_file() -> Path:
     return files.cache_dir() / "fast-choice.json"
 
 
-def fast_cache_key(probe_batch: int, threads: int | None = None) -> str:
+def load_class() -> str:
+    """'busy' where the machine's 1-minute load is half its cores or more, else 'idle': a probe measured on
+    a busy machine ranks settings differently (threads fight for the cores), so its result is kept apart."""
+    try:
+        load = os.getloadavg()[0] / (os.cpu_count() or 1)
+    except OSError:
+        return "idle"
+    return "busy" if load >= 0.5 else "idle"
+
+
+def fast_cache_key(batch: int, threads: int | None = None, load: str | None = None) -> str:
+    """The conditions a probe's result holds for: the CPU, torch, the threads, the batch size and the load."""
     threads = threads or torch.get_num_threads()
-    return f"{cpu_name()} | torch {torch.__version__} | {threads} threads | batch {probe_batch}"
+    return f"{cpu_name()} | torch {torch.__version__} | {threads} threads | batch {batch} | {load or load_class()}"
 
 
-def time_steps(setting: dict, batch_size: int, steps: int = 3, warmup: int = 1) -> float:
-    """Median seconds of a ResNet-18 training step on the CPU for one setting, on random images."""
-    model = resnet18().train()
-    fmt = torch.channels_last if setting.get("channels_last") else torch.contiguous_format
-    model = model.to(memory_format=fmt)
-    step_model = model if setting.get("compile", "off") == "off" else torch.compile(model, dynamic=False)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    step = Step(step_model, optimizer, torch.device("cpu"),
-                Precision(setting.get("channels_last", False), AMP_DTYPES[setting.get("amp", "off")]))
-    x, y = torch.randn(batch_size, 3, 32, 32), torch.randint(0, 10, (batch_size,))
-    times = []
-    for i in range(warmup + steps):
+def setting_name(setting: dict) -> str:
+    parts = (["channels_last"] if setting.get("channels_last") else []) + (
+        [f"{setting['amp']} autocast"] if setting.get("amp", "off") != "off" else []) + (
+        [f"compile {setting['compile']}"] if setting.get("compile", "off") != "off" else [])
+    return " + ".join(parts) or "eager fp32"
+
+
+class StepTimer:
+    """One setting's ResNet-18 training step on the CPU, on a fixed random batch: `sample(steps)` is the mean
+    seconds of `steps` steps."""
+
+    def __init__(self, setting: dict, batch_size: int):
+        model = resnet18().train()
+        model = model.to(memory_format=torch.channels_last if setting.get("channels_last") else torch.contiguous_format)
+        compiled = setting.get("compile", "off") != "off"
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        self.step = Step(torch.compile(model, dynamic=False) if compiled else model, optimizer, torch.device("cpu"),
+                         Precision(setting.get("channels_last", False), AMP_DTYPES[setting.get("amp", "off")]))
+        self.x, self.y = torch.randn(batch_size, 3, 32, 32), torch.randint(0, 10, (batch_size,))
+
+    def sample(self, steps: int = 1) -> float:
         start = time.perf_counter()
-        step(x, y)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times[warmup:])
+        for _ in range(steps):
+            self.step(self.x, self.y)
+        return (time.perf_counter() - start) / steps
+
+
+def interleaved_samples(settings: list[dict], batch_size: int, rounds: int = 4, warmup: int = 1) -> dict:
+    """Per setting (by its JSON), `rounds` samples of one step each, the settings interleaved: round r runs
+    every setting once, in reversed order on odd rounds, after `warmup` steps of each (compilation's too)."""
+    timers = {json.dumps(s): StepTimer(s, batch_size) for s in settings}
+    for timer in timers.values():
+        timer.sample(warmup)
+    samples = {key: [] for key in timers}
+    keys = list(timers)
+    for r in range(rounds):
+        for key in (keys if r % 2 == 0 else keys[::-1]):
+            samples[key].append(timers[key].sample())
+    return samples
+
+
+def decide(samples: dict, baseline: str) -> tuple[str, str]:
+    """The setting to take and why: the fastest of those the comparison rule finds decidedly faster than the
+    baseline (one family: each candidate against it), else the baseline."""
+    claims = [(key, baseline, "step") for key in samples if key != baseline]
+    result = stats.family({k: [{"step": v} for v in vs] for k, vs in samples.items()}, claims)
+    faster = [c for c, comparison in result.items() if comparison.verdict == "faster"]
+    if not faster:
+        reasons = "; ".join(result[c].sentence() for c in claims)
+        return baseline, f"no setting is decidedly faster than {setting_name(json.loads(baseline))} ({reasons})"
+    best = min(faster, key=lambda c: stats.mean(samples[c[0]]))
+    return best[0], result[best].sentence("step")
 
 
 def cpu_fast_probe(config: Config, log=print, measure: bool = True) -> dict | None:
-    """The measurement behind --fast on a CPU: eager steps with and without channels_last and bf16 autocast, then the
-    fastest of those under torch.compile (where a C compiler exists), and keep the fastest. The choice
-    depends on the CPU (bf16 halves the step on a CPU with AMX and doubles it on one without), so it is
-    measured, once per CPU, torch version, thread count and probe batch, and cached in
-    $LAB_CACHE/fast-choice.json (default ~/.cache/resnet-perf-lab). measure=False: the cached result or None."""
-    probe_batch = min(config.batch_size, 32)
-    key = fast_cache_key(probe_batch)
+    """The measurement behind --fast on a CPU. Eager steps with and without channels_last and bf16 autocast,
+    interleaved, at the run's batch size; a setting replaces eager fp32 only where the comparison rule
+    (lab.core.stats.family) finds it decidedly faster, and the fastest such one is taken. Then, where a C
+    compiler exists, that setting against its compiled form, the same way. The choice depends on the CPU (bf16
+    halves the step on a CPU with bf16 matrix instructions and multiplies it on one without) and on the
+    conditions, so it is cached per CPU, torch version, thread count, batch size and load (`load_class`) in
+    $LAB_CACHE/fast-choice.json (default ~/.cache/resnet-perf-lab), and measured again where they differ.
+    measure=False: the cached result or None."""
+    key = fast_cache_key(config.batch_size)
     cache = _cache_file()
     try:
         cached = json.loads(cache.read_text())
@@ -89,19 +137,23 @@ def cpu_fast_probe(config: Config, log=print, measure: bool = True) -> dict | No
         cached = {}
     if key in cached or not measure:
         return cached.get(key)
-    log(f"--fast on this CPU: measuring which settings make the step fastest (batch {probe_batch}, once; "
-        f"cached in {cache})")
-    step_s = {json.dumps(c): time_steps(c, probe_batch) for c in CPU_CANDIDATES}
-    best = min(CPU_CANDIDATES, key=lambda c: step_s[json.dumps(c)])
-    choice = {**best, "compile": "off"}
+    log(f"--fast on this CPU: measuring which settings make the step fastest (batch {config.batch_size}, "
+        f"{torch.get_num_threads()} threads, {load_class()} machine; once, cached in {cache})")
+    baseline = json.dumps(CPU_CANDIDATES[0])
+    samples = interleaved_samples(CPU_CANDIDATES, config.batch_size)
+    best, reason = decide(samples, baseline)
+    choice = {**json.loads(best), "compile": "off"}
     if c_compiler() is not None:
-        compiled = {**best, "compile": "default"}
-        step_s[json.dumps(compiled)] = time_steps(compiled, probe_batch, warmup=2)
-        if step_s[json.dumps(compiled)] < step_s[json.dumps(best)]:
-            choice = compiled
-    log("--fast on this CPU: " + ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in step_s.items())
-        + f" -> {json.dumps(choice)}")
-    cached[key] = {"choice": choice, "step_s": step_s}
+        compiled = {**json.loads(best), "compile": "default"}
+        more = interleaved_samples([json.loads(best), compiled], config.batch_size, warmup=2)
+        samples.update({k: v for k, v in more.items() if k != best})
+        won, why = decide({best: more[best], json.dumps(compiled): more[json.dumps(compiled)]}, best)
+        if won != best:
+            choice, reason = compiled, why
+    step_s = {k: stats.mean(v) for k, v in samples.items()}
+    cached[key] = {"choice": choice, "step_s": step_s, "samples": samples, "reason": reason,
+                   "measured": time.strftime("%Y-%m-%d %H:%M")}
+    log(f"--fast on this CPU: {setting_name(choice)}: {reason}")
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
         with files.atomic_write(cache) as f:
@@ -110,3 +162,11 @@ def cpu_fast_probe(config: Config, log=print, measure: bool = True) -> dict | No
         log(f"could not cache the --fast choice in {cache}: {exc}")
     return cached[key]
 
+
+def fast_reason(config: Config) -> str | None:
+    """What --fast took on this CPU and why, from the cache (None where nothing is cached)."""
+    probe = cpu_fast_probe(config, measure=False)
+    if not probe:
+        return None
+    return (f"--fast on this CPU: {setting_name(probe['choice'])} ({probe.get('reason', 'no reason recorded')}; "
+            f"measured {probe.get('measured', 'earlier')}, {fast_cache_key(config.batch_size)})")

@@ -7,6 +7,7 @@ ending with a device sync, `total` is the whole epoch. Evaluation is never insid
 from __future__ import annotations
 
 import math
+import resource
 from dataclasses import dataclass, field
 
 import torch
@@ -71,6 +72,13 @@ class Step:
         return out, loss, y
 
 
+def cpu_seconds() -> tuple[float, float]:
+    """CPU seconds (user + system) used so far by this process (all its threads) and by its children that
+    have ended (DataLoader workers, once an epoch's iterator has shut them down)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
+
+
 def train_one_epoch(step: Step, loader, batches: int | None = None, timers: str = "phase", on_step=None,
                     timer: PhaseTimer | None = None) -> dict:
     """Train `step` over one epoch of `loader` (or its first `batches` batches); its timings and metrics.
@@ -80,6 +88,8 @@ def train_one_epoch(step: Step, loader, batches: int | None = None, timers: str 
     of load_s spent in `iter()` (worker start-up), `starved_batches` counts batches the step waited for.
     timers="epoch": one clock around the whole epoch and no host sync per step: loss and accuracy stay on
     the device until the epoch ends, so load_s/train_s/other_s are None (not measured, not 0).
+    `cpu_s` and `workers_cpu_s` are the CPU seconds the training process and its DataLoader workers used
+    during the epoch (read outside the timed part; the workers' once they have ended with the epoch).
 
     loss and top1 are sample-weighted means over all images of the epoch, not the best batch. `diverged`
     is set when the loss stops being finite (per step with phase timers, at the epoch's end otherwise).
@@ -88,9 +98,13 @@ def train_one_epoch(step: Step, loader, batches: int | None = None, timers: str 
     n = len(loader) if batches is None else min(len(loader), batches)
     step.model.train()
     on_step = on_step or (lambda batch: None)
+    own, children = cpu_seconds()
     if timers == "epoch":
-        return _epoch_timed(step, loader, n, on_step)
-    return _phase_timed(step, loader, n, on_step, timer or PhaseTimer(step.device))
+        stats = _epoch_timed(step, loader, n, on_step)
+    else:
+        stats = _phase_timed(step, loader, n, on_step, timer or PhaseTimer(step.device))
+    own_after, children_after = cpu_seconds()
+    return {**stats, "cpu_s": own_after - own, "workers_cpu_s": children_after - children}
 
 
 def _phase_timed(step: Step, loader, n_batches: int, on_step, timer: PhaseTimer) -> dict:

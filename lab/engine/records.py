@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import math
 import os
 import platform
 import subprocess
@@ -19,6 +20,9 @@ from ..core.files import append_jsonl, read_jsonl, write_jsonl
 
 METRICS = ("epoch", "load_s", "train_s", "other_s", "total_s", "loader_start_s", "starved_batches", "loss", "top1",
            "images", "test_loss", "test_top1", "test_images", "warmup", "status",
+           # the CPU the epoch used: the training process's and its DataLoader workers' CPU seconds, the
+           # cores this process may use (affinity and the cgroup's quota) and torch's inter-op threads
+           "cpu_s", "workers_cpu_s", "cpus_available", "interop_threads",
            # distributed runs (one record per rank, written by rank 0); one process: rank 0 of 1
            "rank", "world_size", "global_batch_size", "backend", "threads", "slowest_total_s",
            "comm_s", "comm_raw_s", "comm_low_s", "comm_high_s")
@@ -42,6 +46,18 @@ def cpu_name() -> str:
 
 
 @functools.lru_cache(maxsize=None)
+def cpu_flags() -> frozenset:
+    """The CPU's feature flags (/proc/cpuinfo), e.g. avx2, avx512f, avx512_bf16, amx_bf16; empty elsewhere."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+@functools.lru_cache(maxsize=None)
 def git_commit() -> str:
     here = Path(__file__).resolve().parent
     try:
@@ -52,6 +68,19 @@ def git_commit() -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return (commit + ("-dirty" if dirty else "")) if commit else "unknown"
+
+
+def cpus_available() -> int:
+    """The cores this process may use: its CPU affinity, bounded by the cgroup's CPU quota (cgroup v2
+    cpu.max, where one is set)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return cores
 
 
 def provenance(config: Config, device: torch.device) -> dict:

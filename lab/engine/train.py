@@ -203,7 +203,8 @@ def run(config: Config, results_dir=None, progress=False, log=None, reached: Run
             records.drop_epochs(results_dir, run_id, start)
     prov = records.provenance(config, trainer.device)
     where = {"rank": ctx.rank, "world_size": ctx.world_size, "global_batch_size": config.batch_size * ctx.world_size,
-             "backend": ctx.backend or None, "threads": torch.get_num_threads()}
+             "backend": ctx.backend or None, "threads": torch.get_num_threads(),
+             "interop_threads": torch.get_num_interop_threads(), "cpus_available": records.cpus_available()}
     for epoch in range(start, config.epochs + 1):
         reached.epoch = epoch
         stats = trainer.train_epoch(epoch, progress=progress and ctx.main, run_id=run_id)

@@ -63,10 +63,14 @@ def with_workers(part: str, params: dict) -> dict:
 
 
 def run(part: str, namespace: dict) -> list[dict]:
-    """A notebook's work: check its parameters (lab.core.config), take C3's best worker count where it applies,
-    and make the part's runs into its emptied folder; the records."""
-    params = with_workers(part, check_namespace(namespace))
+    """A notebook's work: check its parameters (lab.core.config), take C3's best worker count where it applies
+    (the records say so, and whether C3 could tell: extra["workers"]), and make the part's runs into its
+    emptied folder; the records."""
+    checked = check_namespace(namespace)
+    params = with_workers(part, checked)
     config, out = config_for(part, params), output_dir(params["results_dir"], part)
+    if params is not checked:  # the count is C3's
+        config = config.replace(extra={"workers": c3_workers.best_label(params["results_dir"])})
     return BY_ID[part].run(config, params, out, Report(Path(params["results_dir"])))
 
 

@@ -48,6 +48,12 @@ class Work:
         return Work(*(a + b for a, b in zip(asdict(self).values(), asdict(other).values())))
 
 
+def steady_epochs(config: Config, strict: bool = False) -> int:
+    """The steady epochs a run of `config` will give (lab.core.stats.steady): all but the warm-up, and the one
+    epoch of a one-epoch run unless `strict`."""
+    return config.epochs - 1 if strict or config.epochs > 1 else 1
+
+
 def planned_steps(config: Config, world_size: int = 1, test: bool = False) -> int:
     """Training steps a run of `config` will take (per process): epochs x batches per epoch; `test`: the
     test batches its evaluations take (evaluate() caps them at max_batches too)."""

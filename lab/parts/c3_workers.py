@@ -14,7 +14,7 @@ from ..core import files, stats
 from ..core.config import Config
 from ..core.errors import LabError
 from . import display, plots
-from .base import Runs, interleave, steady_values
+from .base import Runs, interleave, steady_epochs, steady_values
 from .tables import style, summarize
 
 ID = "C3_workers"
@@ -27,6 +27,7 @@ ALSO_MEASURED = 1              # C4's baseline, in this block so that C4 reuses 
 ON_DEVICE = "on-device batched"
 DEFAULT_WORKERS = 2            # the lab's baseline, where C3 has not run
 RESULT = "best_workers.json"
+BEST = "best"
 
 
 def tag(workers: int) -> str:
@@ -50,6 +51,13 @@ def runs(config: Config, params: dict, report, on_device: bool = True) -> Runs:
     return Runs(block=block + ([config.replace(loader="tensor", tag=ON_DEVICE)] if on_device else []))
 
 
+def speed_family(config: Config, params: dict, report) -> tuple[dict, list]:
+    """The section's claims at these parameters, before anything runs: each step of the sweep (the docs'
+    account of what a profile can conclude comes from it). Steady epochs: all but the warm-up."""
+    counts = counts_of(params)
+    return {k: steady_epochs(config) for k in counts}, stats.sweep_claims(counts)
+
+
 def batch_waits(records: list[dict]) -> list[float]:
     """Per steady epoch, the wait on the loader's batches: load_s without worker start-up (iter())."""
     df = stats.steady(pd.DataFrame(records))
@@ -69,7 +77,8 @@ def run(config: Config, params: dict, out, report) -> list[dict]:
     if rule["best"] is None:
         raise LabError("every run of the worker sweep diverged: no best worker count (lower the lr?)")
     files.save_json(Path(out) / RESULT, {
-        "best_workers": rule["best"], "stop_at": rule["stop"], "stop_reason": rule["reason"],
+        "best_workers": rule["best"], "significant": rule["significant"], "stop_at": rule["stop"],
+        "stop_reason": rule["reason"],
         "batch_wait_s": {str(k): v for k, v in waits.items()},
         "loader_start_s": {str(w): steady_values(by_tag[w], "loader_start_s") for w in counts}})
     return records
@@ -86,6 +95,15 @@ def best_workers(results_dir, default: int = DEFAULT_WORKERS) -> int:
         return int(read_sweep(results_dir)["best_workers"])
     except (TypeError, KeyError, ValueError):
         return default
+
+
+def best_label(results_dir) -> str:
+    """How a part that took C3's best count says where it came from: 'C3's best' or 'C3's best, not
+    significant' (the sweep could not tell), or 'the default; C3 did not run'."""
+    sweep = read_sweep(results_dir)
+    if not sweep or "best_workers" not in sweep:
+        return f"the default, {DEFAULT_WORKERS}; C3 did not run"
+    return "C3's best" + ("" if sweep.get("significant", True) else ", not significant")
 
 
 def workers_table(df: pd.DataFrame, sweep: dict) -> pd.DataFrame:
@@ -111,7 +129,8 @@ def workers_table(df: pd.DataFrame, sweep: dict) -> pd.DataFrame:
     for name, w in table["workers"].items():
         if pd.isna(w):
             continue
-        marks = (["best"] if w == best else []) + (["stopped here"] if w == stop else []) + (
+        marks = ([BEST if sweep.get("significant", True) else f"{BEST} (not significant)"] if w == best else []) + (
+            ["stopped here"] if w == stop else []) + (
             ["after the stop"] if stop is not None and w > stop else [])
         table.loc[name, "rule"] = ", ".join(marks)
     return table[["workers", "batch wait s", "batch wait range", "worker start-up s", "load_s", "train_s",
@@ -131,7 +150,7 @@ def plot_workers(table: pd.DataFrame, title: str = "Wait for batches vs DataLoad
     ax.errorbar(sweep["workers"], sweep["batch wait s"], yerr=err, marker="o", capsize=4,
                 label="wait for batches (min–max)")
     ax.plot(sweep["workers"], sweep["worker start-up s"], marker="^", linestyle=":", label="worker start-up (iter())")
-    best = sweep[sweep["rule"].str.contains("best")]
+    best = sweep[sweep["rule"].str.contains(BEST)]
     if len(best):
         ax.scatter(best["workers"], best["batch wait s"], s=220, facecolors="none", edgecolors="red", linewidths=2,
                    label=f"best: {best.index[0]}", zorder=5)
@@ -151,7 +170,8 @@ def section(df: pd.DataFrame, results_dir=None, figures_dir=None) -> None:
     sweep = (read_sweep(results_dir) if results_dir is not None else None) or {}
     print(display.describe_run(df.iloc[0]))
     table = workers_table(df, sweep)
-    display.show(display.markdown(f"**Best: {sweep['best_workers']} workers.** Rule: {sweep['stop_reason']}. Every "
-                                  "count ran interleaved by epoch; the waits are per-batch waits over steady epochs "
-                                  "(worker start-up apart)."), style(table))
+    label = "" if sweep.get("significant", True) else " (not significant)"
+    display.show(display.markdown(f"**Best: {sweep['best_workers']} workers{label}.** Rule: {sweep['stop_reason']}. "
+                                  "Every count ran interleaved by epoch; the waits are per-batch waits over steady "
+                                  "epochs (worker start-up apart)."), style(table))
     display.figure(plot_workers(table), "C3_workers", figures_dir)

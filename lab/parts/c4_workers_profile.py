@@ -14,7 +14,7 @@ from ..core import stats
 from ..core.config import Config
 from ..engine.profiling import profile_training
 from . import c3_workers, display, plots
-from .base import Runs, Work, train
+from .base import Runs, Work, steady_epochs, train
 from .tables import TIMES, style, summarize
 
 ID = "C4_workers_profile"
@@ -37,6 +37,18 @@ def runs(config: Config, params: dict, report) -> Runs:
     return Runs(block=[one, best_config], extra=profiled)
 
 
+def claims(one: str, best: str) -> list[tuple[str, str, str]]:
+    """The section's two claims: the wait for data and the compute, the best count against 1 worker."""
+    return [(best, one, "load_s"), (best, one, "train_s")]
+
+
+def speed_family(config: Config, params: dict, report) -> tuple[dict, list] | None:
+    if config.workers == BASELINE:
+        return None  # the same setting twice: nothing is compared
+    one, best = _workers(BASELINE), _workers(config.workers)
+    return {one: steady_epochs(config), best: steady_epochs(config)}, claims(one, best)
+
+
 def run(config: Config, params: dict, out, report) -> list[dict]:
     """Both runs (C3's where they are there), then a few steps of each under torch.profiler."""
     records = train(runs(config, params, report), out, report.results_dir)
@@ -48,11 +60,21 @@ def run(config: Config, params: dict, out, report) -> list[dict]:
 
 
 def workers_comparison(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per run (1 worker, the best count), steady-state phases with ranges."""
+    """One row per run (1 worker, the best count): steady-state phases with ranges, and the CPU the training
+    process and its workers used per second of the epoch (steady epochs; NaN where not recorded)."""
     table = summarize(df, "tag")
     first = df.groupby("tag", sort=False).first()
     table.insert(0, "workers", first["workers"].reindex(table.index))
     table["host_cpus"] = first["host_cpus"].reindex(table.index)
+    calm = stats.steady(df)
+    for column, source in (("cpu per s", "cpu_s"), ("workers cpu per s", "workers_cpu_s"),
+                           ("cpus available", "cpus_available"), ("threads", "threads")):
+        if source not in calm:
+            table[column] = float("nan")
+            continue
+        by_tag = calm.groupby("tag", sort=False)
+        per = (by_tag[source].sum() / by_tag["total_s"].sum()) if source.endswith("cpu_s") else by_tag[source].max()
+        table[column] = pd.to_numeric(per.reindex(table.index), errors="coerce")
     return table
 
 
@@ -60,9 +82,24 @@ def _workers(n: int) -> str:
     return f"{n} worker" + ("" if n == 1 else "s")
 
 
+def _epochs(row: pd.Series) -> list[dict]:
+    return [{"load_s": load, "train_s": train} for load, train in zip(row["load_s samples"], row["train_s samples"])]
+
+
+def _cores(row: pd.Series) -> str:
+    """What the training process and its workers used of the cores, measured, or ''."""
+    used, workers, cores = row.get("cpu per s"), row.get("workers cpu per s"), row.get("cpus available")
+    if not all(v == v and v is not None for v in (used, workers, cores)):
+        return ""
+    return (f"the training process used {used:.2f} CPU-seconds per second of the epoch ({int(row['threads'])} "
+            f"intra-op threads) and its workers {workers:.2f}: {used + workers:.2f} of the {cores:.0f} cores this "
+            "process may use")
+
+
 def explain_workers(table: pd.DataFrame) -> str:
     """The explanation, written from the measured numbers of a workers_comparison table (1 worker first,
-    then the best count); every 'more'/'less' goes through lab.core.stats.compare."""
+    then the best count). Its two claims (the wait for data, the compute) are one family of the comparison
+    rule (lab.core.stats.family); each "why" cites the measurement behind it."""
     (name_a, a), (name_b, b) = list(table.iterrows())[:2]
     share_a, share_b = a["load_s"] / a["total_s"], b["load_s"] / b["total_s"]
     lines = [f"With **{name_a}**, the training loop waited **{a['load_s']:.3f} s** per epoch for data"
@@ -71,35 +108,33 @@ def explain_workers(table: pd.DataFrame) -> str:
              f"With **{name_b}**, the wait was **{b['load_s']:.3f} s**{stats.range_note(b['load_s samples'])}, "
              f"{share_b:.0%} of {b['total_s']:.3f} s; compute took {b['train_s']:.3f} s"
              f"{stats.range_note(b['train_s samples'])}."]
-    wa, wb, cores = int(a["workers"]), int(b["workers"]), int(b.get("host_cpus", 0) or 0)
-    load = stats.compare(b["load_s samples"], a["load_s samples"], _workers(wb), _workers(wa))
-    compute = stats.compare(b["train_s samples"], a["train_s samples"], _workers(wb), _workers(wa))
+    wa, wb = int(a["workers"]), int(b["workers"])
     if wa == wb:
         lines.append(f"C3's best count is {_workers(wb)}, the same as the baseline: the two rows measure the "
                      "same setting twice, and their difference is the noise.")
-    elif load.verdict == stats.TOO_FEW:
-        lines.append(f"Wait for data: {stats.TOO_FEW}.")
-    elif not load.decided:
-        lines.append(f"Wait for data: {load.verdict}. Loading is not what separates these settings here.")
     else:
-        lines.append(f"Wait for data: {load.sentence()}")
-        if load.verdict == "faster" and wb > wa:
-            lines.append("Why: while the main process computes a batch, the workers decode, crop, flip and "
-                         "normalize the next ones in parallel, so `next()` finds a batch ready instead of "
-                         "preparing it on the spot.")
-        elif load.verdict == "faster":
-            lines.append("Why: handing each batch over between processes (pickling, shared memory) costs more "
-                         "than the preparation a worker takes off the main process at this step time.")
-    if wa != wb:
-        busy = max(wa, wb) + 1  # loader processes + the training process
-        if compute.decided:
-            lines.append(f"Compute: {compute.sentence()}" + (
-                f" With {busy} busy processes on {cores} CPU cores, the loader workers compete with the training "
-                "step for the cores." if cores and busy > cores else
-                f" With {cores} CPU cores for {busy} processes, core sharing does not explain it; look at the "
-                "profiles below."))
+        na, nb = _workers(wa), _workers(wb)
+        family = claims(na, nb)
+        result = stats.family({na: _epochs(a), nb: _epochs(b)}, family)
+        load, compute = result[family[0]], result[family[1]]
+        if not load.decided:
+            lines.append(f"Wait for data: {load.sentence()}")
         else:
-            lines.append(f"Compute: {compute.verdict} between {_workers(wa)} and {_workers(wb)}.")
+            lines.append(f"Wait for data: {load.sentence()}")
+            cores = _cores(b if wb > wa else a)
+            if load.verdict == "faster" and wb > wa and cores:
+                lines.append(f"Why, measured: with {nb}, {cores}; the workers' CPU time is the preparation of "
+                             "batches taken off the training loop, which then waits less.")
+        cores_a, cores_b = _cores(a), _cores(b)
+        if compute.decided and cores_a and cores_b:
+            busy = max(a["cpu per s"] + a["workers cpu per s"], b["cpu per s"] + b["workers cpu per s"])
+            shared = busy > 0.9 * max(a["cpus available"], b["cpus available"])
+            lines.append(f"Compute: {compute.sentence()} Measured: with {na}, {cores_a}; with {nb}, {cores_b}. "
+                         + ("The cores were all busy: the loader workers compete with the training step for them."
+                            if shared else "There were idle cores, so core sharing does not explain it; see the "
+                            "profiles below."))
+        else:
+            lines.append(f"Compute: {compute.sentence()}")
     bound = "data loading" if share_b > 0.5 else "computation"
     lines.append(f"At the best setting the epoch is bound by **{bound}** "
                  f"(loading {share_b:.0%}, compute {b['train_s'] / b['total_s']:.0%}).")

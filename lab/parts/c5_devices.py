@@ -13,7 +13,7 @@ from ..core import files, stats
 from ..core.config import Config
 from ..engine import records as rec
 from . import c3_workers, display
-from .base import Runs, device_available, train
+from .base import Runs, device_available, steady_epochs, train
 from .tables import ratio_range, style, summarize
 
 ID = "C5_devices"
@@ -35,6 +35,18 @@ def runs(config: Config, params: dict, report) -> Runs:
         if report.reusable(c3_workers.ID, wanted):
             return Runs(block=block, reused_from=c3_workers.ID, wanted=wanted)
     return Runs(block=block)
+
+
+def claims(d1: str, d2: str) -> list[tuple[str, str, str]]:
+    """The section's two claims, per batch: the training step and the whole epoch."""
+    return [(d1, d2, "step"), (d1, d2, "epoch")]
+
+
+def speed_family(config: Config, params: dict, report) -> tuple[dict, list] | None:
+    block = runs(config, params, report).block
+    if len(block) < 2:
+        return None  # one device here: nothing to compare
+    return {c.tag: steady_epochs(c) for c in block}, claims(block[0].tag, block[1].tag)
 
 
 def run(config: Config, params: dict, out, report) -> list[dict]:
@@ -77,19 +89,22 @@ def devices_table(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def explain_devices(df: pd.DataFrame) -> str:
-    """The sentence, per batch (a capped CPU run has fewer batches), for the step and the whole epoch."""
+    """The sentences, per batch (a capped CPU run has fewer batches), for the step and the whole epoch: two
+    claims of one family (lab.core.stats.family)."""
     ok = df[df["status"] == "ok"]
     if ok["device_type"].nunique() < 2:
         missing = sorted(set(df["device_type"]) - set(ok["device_type"]))
         return ("Only one device was measured" + (f" ({', '.join(missing)} not available)" if missing else "")
                 + ": nothing to compare.")
-    steady = stats.steady(ok)
-    per_batch = {d: (stats.samples(g["train_s"] / (g["images"] / g["batch_size"])),
-                     stats.samples(g["total_s"] / (g["images"] / g["batch_size"])))
-                 for d, g in steady.groupby("device_type", sort=False)}
-    (d1, (s1, e1)), (d2, (s2, e2)) = list(per_batch.items())[:2]
-    return "\n\n".join([stats.compare(s1, s2, d1, d2).sentence("training step, per batch"),
-                         stats.compare(e1, e2, d1, d2).sentence("whole epoch, per batch")])
+    calm = stats.steady(ok)
+    epochs = {}
+    for device, g in calm.groupby("device_type", sort=False):
+        batches = g["images"] / g["batch_size"]
+        epochs[device] = [{"step": t, "epoch": e} for t, e in zip(g["train_s"] / batches, g["total_s"] / batches)]
+    family = claims(*list(epochs)[:2])
+    result = stats.family(epochs, family)
+    return "\n\n".join([result[family[0]].sentence("training step, per batch"),
+                         result[family[1]].sentence("whole epoch, per batch")])
 
 
 def section(df: pd.DataFrame, results_dir=None, figures_dir=None) -> None:

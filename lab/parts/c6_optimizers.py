@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ..core import stats
 from ..core.config import OPTIMIZERS, Config
 from . import comparison
-from .base import Runs, train
+from .base import Runs, steady_epochs, train
 
 ID = "C6_optimizers"
 TITLE = "C6 — Optimizers"
@@ -24,6 +25,12 @@ def runs(config: Config, params: dict, report) -> Runs:
     if "sgd" in optimizers:
         block.append(config.replace(optimizer="sgd", batch_norm=False, tag=BN_OFF))
     return Runs(block=block)
+
+
+def speed_family(config: Config, params: dict, report) -> tuple[dict, list]:
+    """The extremes among the optimizers: every pair a claim (lab.core.stats.rank); C7's run left out."""
+    tags = [c.tag for c in runs(config, params, report).block if c.tag != BN_OFF]
+    return {t: steady_epochs(config) for t in tags}, stats.pairs(tags)
 
 
 def run(config: Config, params: dict, out, report) -> list[dict]:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ..core import stats
 from ..core.config import Config
 from . import c6_optimizers, comparison
-from .base import Runs, train
+from .base import Runs, steady_epochs, train
 
 ID = "C7_batchnorm"
 TITLE = "C7 — Batch norm on vs off"
@@ -22,6 +23,10 @@ def runs(config: Config, params: dict, report) -> Runs:
     if report.reusable(c6_optimizers.ID, wanted):
         return Runs(block=[on, off], reused_from=c6_optimizers.ID, wanted=wanted)
     return Runs(block=[on, off])
+
+
+def speed_family(config: Config, params: dict, report) -> tuple[dict, list]:
+    return {ON: steady_epochs(config), OFF: steady_epochs(config)}, stats.pairs([ON, OFF])
 
 
 def run(config: Config, params: dict, out, report) -> list[dict]:

@@ -19,9 +19,9 @@ from ..core.config import Config
 from ..engine import progress
 from ..engine.fast import c_compiler, cpu_fast_probe
 from ..engine.profiling import step_profile
-from ..engine.resolve import device_type
+from ..engine.resolve import device_type, resolve
 from . import display, plots
-from .base import Runs, Work, interleave
+from .base import Runs, Work, interleave, steady_epochs
 from .tables import ratio_range, style
 
 ID = "C8_acceleration"
@@ -34,6 +34,7 @@ PARAMETERS = {"workers": "unused by the on-device loader; kept for the records",
               "profile_steps": "eager steps under torch.profiler: launch- or compute-bound?"}
 BASELINE = "eager fp32"
 FAST, FAST_PHASE = "fast", "fast (per-phase timers)"
+BF16 = "autocast bf16"
 SLOW = 3.0  # on a CPU, bf16 autocast measured this many times slower than fp32 is left out of the runs
 STARVED_SHARE = 0.1  # a setting is loader-starved when this share of its batches waited (lab.engine.loop)
 PLAN_FILE = "plan.json"
@@ -63,16 +64,16 @@ def acceleration_settings(device_type: str, max_autotune: bool = False, probe: d
     Returns (settings, skipped: tag -> reason)."""
     settings = [{"tag": BASELINE}, {"tag": "channels_last", "channels_last": True}]
     if device_type == "cuda":
-        settings += [{"tag": "autocast fp16", "amp": "fp16"}, {"tag": "autocast bf16", "amp": "bf16"}]
+        settings += [{"tag": "autocast fp16", "amp": "fp16"}, {"tag": BF16, "amp": "bf16"}]
         modes = ["default", "reduce-overhead"] + (["max-autotune"] if max_autotune else [])
     else:
-        settings += [{"tag": "autocast bf16", "amp": "bf16"}]
+        settings += [{"tag": BF16, "amp": "bf16"}]
         modes = ["default"]
     skipped = {}
     emulated = bf16_emulated(probe) if device_type == "cpu" else None
     if emulated:
         settings = [s for s in settings if s.get("amp") != "bf16"]
-        skipped["autocast bf16"] = emulated
+        skipped[BF16] = emulated
     if device_type == "cuda" and not max_autotune:
         skipped["compile max-autotune"] = ("opt-in (parameter max_autotune): its autotuning takes minutes and "
                                            "floods the log")
@@ -97,12 +98,14 @@ def acceleration_settings(device_type: str, max_autotune: bool = False, probe: d
     return [{"loader": "tensor", **s} for s in settings], skipped
 
 
-def settings_of(config: Config, params: dict, measure: bool = True) -> tuple[list[Config], dict]:
+def settings_of(config: Config, params: dict, measure: bool = True, probe: dict | None = None) -> tuple[list, dict]:
     """The configurations and the left-out settings with their reasons. On a CPU, the --fast probe is
-    measured (once per CPU, cached) only where compiled settings run and `measure`; else its cached result."""
+    measured (once per CPU, cached) only where compiled settings run and `measure`; else its cached result
+    (`probe`: a given one instead, for an account of another machine)."""
     kind = device_type(config.device)
     compiled = params.get("compile_settings", True)
-    probe = cpu_fast_probe(config, measure=compiled and measure) if kind == "cpu" else None
+    if kind == "cpu" and probe is None:
+        probe = cpu_fast_probe(config, measure=compiled and measure)
     settings, skipped = acceleration_settings(kind, params.get("max_autotune", False), probe, compiled)
     return [config.replace(**s) for s in settings], skipped
 
@@ -201,30 +204,60 @@ def plot_acceleration(table: pd.DataFrame, title: str = "Epoch time by setting")
     return fig
 
 
+def claims(tags: list[str], epoch_timed: set) -> list[tuple[str, str, str]]:
+    """The section's claims: each setting's whole epoch and (where its steps are timed) step against eager fp32,
+    and per-phase against epoch timers for `fast`."""
+    out = []
+    for tag in tags:
+        if tag != BASELINE:
+            out += [(tag, BASELINE, "epoch")] + ([] if tag in epoch_timed else [(tag, BASELINE, "step")])
+    return out + ([(FAST_PHASE, FAST, "epoch")] if {FAST, FAST_PHASE} <= set(tags) else [])
+
+
+def speed_family(config: Config, params: dict, report, probe: dict | None = None) -> tuple[dict, list]:
+    block, _ = settings_of(config, params, measure=False, probe=probe)
+    timed = {c.tag for c in block if resolve(c, log=lambda msg: None, measure=False).config.timers == "epoch"}
+    return {c.tag: steady_epochs(c, strict=True) for c in block}, claims([c.tag for c in block], timed)
+
+
+def speed_claims(table: pd.DataFrame) -> dict:
+    """Every speed claim of this section, tested as one family (lab.core.stats.family): each setting's whole
+    epoch and (where timed) step against eager fp32, and per-phase against epoch timers for `fast`. A sample is
+    one steady epoch; keyed (setting, other setting, "epoch" or "step")."""
+    ok = table[table["status"] == "ok"]
+    epochs = {tag: [{"epoch": e, "step": row["train_s samples"][i] if i < len(row["train_s samples"]) else None}
+                    for i, e in enumerate(row["total_s samples"])] for tag, row in ok.iterrows()}
+    family = claims(list(ok.index), set(ok.index[ok["timers"] == "epoch"]))
+    return stats.family(epochs, family) if family else {}
+
+
 def explain_acceleration(table: pd.DataFrame) -> str:
-    """C8's sentences: each setting's step and epoch against eager fp32 (lab.core.stats), starved steps, the
-    cost of per-phase timers, and whether `fast` learned as well as eager fp32 (test top-1)."""
+    """The sentences: each setting's step and epoch against eager fp32, starved steps, the cost of per-phase
+    timers (one family of claims: speed_claims), and whether `fast` learned as well as eager fp32 (test top-1)."""
     ok = table[table["status"] == "ok"]
     if BASELINE not in ok.index:
         return "Eager fp32 (the baseline) did not finish here: no speed-up can be stated."
-    base = ok.loc[BASELINE]
+    result = speed_claims(table)
     lines = []
-    if max(len(v) for v in ok["total_s samples"]) < stats.MIN_SAMPLES:
-        lines.append(f"Speed-ups: {stats.TOO_FEW}; run at least 3 epochs per setting.")
+    if result and all(c.verdict == stats.TOO_FEW for c in result.values()):
+        c = next(iter(result.values()))
+        lines.append(f"Speed-ups: {stats.too_few(c.n, c.needed)} to name a faster setting among these "
+                     f"{len(ok)} settings.")
+        lines += [f"**{tag}** ⚠ Starved: {row['starved batches']:.0f} of {row['batches']:.0f} batches per epoch "
+                  "waited on the loader." for tag, row in ok.iterrows() if row["loader"] == "starved"]
     else:
         for tag, row in ok.drop(index=BASELINE).iterrows():
-            step = stats.compare(row["train_s samples"], base["train_s samples"], tag, BASELINE)
-            epoch = stats.compare(row["total_s samples"], base["total_s samples"], tag, BASELINE)
-            text = f"**{tag}** — whole epoch: {epoch.sentence()}"
+            text = f"**{tag}** — whole epoch: {result[(tag, BASELINE, 'epoch')].sentence()}"
             if row["timers"] != "epoch":
-                text += f" Step: {step.sentence()}"
+                text += f" Step: {result[(tag, BASELINE, 'step')].sentence()}"
             if row["loader"] == "starved":
                 text += (f" ⚠ Starved: {row['starved batches']:.0f} of {row['batches']:.0f} batches per epoch waited "
                          "on the loader, so the step's gain does not reach the epoch.")
             lines.append(text)
-        if {FAST, FAST_PHASE} <= set(ok.index):
-            cost = stats.compare(ok.loc[FAST_PHASE, "total_s samples"],
-                                 ok.loc[FAST, "total_s samples"], "per-phase timers", "epoch timers")
+        if (FAST_PHASE, FAST, "epoch") in result:
+            cost = result[(FAST_PHASE, FAST, "epoch")]
+            cost = stats.Comparison("per-phase timers", "epoch timers", cost.verdict, cost.p, cost.ratio, cost.low,
+                                    cost.high, cost.n, cost.needed)
             lines.append("**The cost of measuring** (same `fast` setting, whole epoch): " + cost.sentence())
     if FAST in ok.index and ok["test top1"].notna().any():
         n = ok["test images"].min()
@@ -265,11 +298,10 @@ def bound_sentence(table: pd.DataFrame, results_dir) -> str:
         return "The eager step was not profiled in this report."
     ok = table[table["status"] == "ok"]
     bf16 = None
-    if "autocast bf16" in table.index and table.loc["autocast bf16", "status"] != "ok":
-        bf16 = table.loc["autocast bf16", "status"]
-    if {BASELINE, "autocast bf16"} <= set(ok.index):
-        bf16 = stats.compare(ok.loc["autocast bf16", "train_s samples"], ok.loc[BASELINE, "train_s samples"],
-                             "autocast bf16", BASELINE)
+    if BF16 in table.index and table.loc[BF16, "status"] != "ok":
+        bf16 = table.loc[BF16, "status"]
+    if {BASELINE, BF16} <= set(ok.index):
+        bf16 = speed_claims(table).get((BF16, BASELINE, "step"))  # a claim of the section's one family
     return bound_verdict(json.loads(path.read_text()), bf16)
 
 

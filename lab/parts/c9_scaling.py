@@ -21,7 +21,7 @@ from ..engine import progress
 from ..engine import records as rec
 from ..engine.resolve import device_type
 from . import display
-from .base import Runs, Work, planned_steps
+from .base import Runs, Work, planned_steps, steady_epochs
 from .tables import ratio_range, style
 
 ID = "C9_scaling"
@@ -60,6 +60,14 @@ def scaling_launches(config: Config, counts, modes=("strong", "weak")) -> list[t
                    if mode == "strong" and config.batch_size % n else None)
             launches.append((n, c, why))
     return launches
+
+
+def speed_family(config: Config, params: dict, report) -> tuple[dict, list] | None:
+    """Each count this node can run against 1 process, one claim each."""
+    tags = [c.tag for _, c, why in scaling_launches(config, params["process_counts"], params["modes"]) if not why]
+    if BASELINE not in tags or len(tags) < 2:
+        return None
+    return {t: steady_epochs(config) for t in tags}, [(t, BASELINE, "s") for t in tags if t != BASELINE]
 
 
 def runs(config: Config, params: dict, report) -> Runs:
@@ -144,14 +152,16 @@ def scaling_table(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def explain_scaling(df: pd.DataFrame) -> str:
-    """The C9 sentences: each N-process setting against 1 process, in time per image (lab.core.stats)."""
+    """The C9 sentences: each N-process setting against 1 process, in time per image, one family of claims
+    (lab.core.stats.family)."""
     ok = stats.steady(df[df["status"] == "ok"])
     if BASELINE not in set(ok["tag"]):
         return "The 1-process baseline did not run: no speed-up can be stated."
     per_image = {tag: stats.samples(g.groupby("epoch")["slowest_total_s"].max() / g.groupby("epoch")["images"].sum())
                  for tag, g in ok.groupby("tag", sort=False)}
-    lines = [stats.compare(v, per_image[BASELINE], tag, BASELINE).sentence("time per image")
-             for tag, v in per_image.items() if tag != BASELINE]
+    claims = [(tag, BASELINE, "s") for tag in per_image if tag != BASELINE]  # one family: every count against one
+    result = stats.family({tag: [{"s": v} for v in values] for tag, values in per_image.items()}, claims)
+    lines = [result[claim].sentence("time per image") for claim in claims]
     lines.append("Each count is its own torchrun launch, run one after another (a launch cannot share epochs "
                  "with another), so drift between launches is not cancelled as it is in the other parts. "
                  "Strong scaling keeps the global batch (each process takes a share); weak scaling keeps the "

@@ -29,7 +29,9 @@ def figure(fig, name: str, figures_dir=None) -> None:
 def describe_run(record: dict) -> str:
     """One line saying what a record measured, for the top of a table."""
     bn = "" if record.get("batch_norm", True) else ", no batch norm"
-    loader = "on-device loader" if record.get("loader") == "tensor" else f"{record['workers']} workers"
+    origin = (record.get("extra") or {}).get("workers") if isinstance(record.get("extra"), dict) else None
+    loader = ("on-device loader" if record.get("loader") == "tensor" else
+              f"{record['workers']} workers" + (f" ({origin})" if origin else ""))
     return (f"ResNet-18{bn}, {record['optimizer']} lr {record['lr']}, batch {record['batch_size']}, "
             f"{loader}, max_batches {record['max_batches']}, on {record['device_name']} "
             f"({record['device_type']}), {record['dataset_kind']} data, torch {record['torch_version']}, "

@@ -1,0 +1,60 @@
+"""What a profile can conclude, from the comparison rule itself: for each part that compares speed, its family of
+claims at the profile's sizes (the settings it compares, their steady epochs) and the smallest p that family
+can give. Where that is above ALPHA, no sentence of the part can name a winner, whatever the measurements:
+the part says "too few measurements", with the count that could. README's table is `table("quick")`
+(tests/test_validation.py keeps the two equal)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .. import parts
+from ..core import stats
+from ..parts import c8_acceleration
+from ..parts.base import Report
+from .runner import NOTEBOOK_DIR, declared_parameters, load_profile, notebook_defaults, notebook_parameters
+
+NOWHERE = Path("/nonexistent/lab-report")  # a report folder with nothing in it: the plan before anything runs
+# The CPU the account is for (C8's settings depend on it): bf16 instructions (bf16 autocast runs, not emulated),
+# and a --fast probe that took channels_last + bf16 autocast without compiling.
+CPU = {"choice": {"channels_last": True, "amp": "bf16", "compile": "off"},
+       "step_s": {json.dumps({"channels_last": False, "amp": a}): s for a, s in (("off", 1.0), ("bf16", 0.5))}}
+
+
+def rows(profile_name: str, device: str = "cpu") -> list[dict]:
+    """One row per part that compares speed, on `device` (the claims differ on a CUDA node: C5 has two
+    devices there, C8 more settings), for the CPU that `CPU` describes."""
+    profile = load_profile(profile_name)
+    report, out = Report(NOWHERE), []
+    for part in parts.PARTS:
+        if not hasattr(part, "speed_family"):
+            continue
+        declared = declared_parameters(NOTEBOOK_DIR / f"{part.ID}.ipynb")
+        fixed = {"results_dir": str(NOWHERE), "data": "data", "dataset": "synthetic", "device": device}
+        params = {**notebook_defaults(part.ID), **notebook_parameters(profile, part.ID, declared, fixed)}
+        params = parts.with_workers(part.ID, params)
+        config = parts.config_for(part.ID, params)
+        shape = (part.speed_family(config, params, report, probe=CPU) if part.ID == c8_acceleration.ID else
+                 part.speed_family(config, params, report))
+        if shape is None:
+            out.append({"part": part.ID, "settings": 0, "steady": 0, "claims": 0, "p": None, "decides": False,
+                        "needed": None})
+            continue
+        steady, claims = shape
+        decides, smallest, needed = stats.decidable(steady, claims)
+        out.append({"part": part.ID, "settings": len(steady), "steady": min(steady.values()), "claims": len(claims),
+                    "p": smallest, "decides": decides, "needed": needed})
+    return out
+
+
+def table(profile_name: str, device: str = "cpu") -> str:
+    lines = ["| part | settings compared | steady epochs each | claims | smallest p at these sizes | can it name a "
+             "faster setting? |", "|---|---|---|---|---|---|"]
+    for r in rows(profile_name, device):
+        if not r["settings"]:
+            lines.append(f"| {r['part']} | — | — | — | — | nothing to compare on this node |")
+            continue
+        verdict = ("yes, where the measurements differ" if r["decides"] else
+                   f"no: {stats.too_few(r['steady'], r['needed'])}")
+        lines.append(f"| {r['part']} | {r['settings']} | {r['steady']} | {r['claims']} | {r['p']:.3g} | {verdict} |")
+    return "\n".join(lines)

@@ -1,0 +1,176 @@
+"""Conclusions that survive an A/A test: settings that do not differ, fed through every section's sentence
+writer, name a winner in at most 5 % of trials (+ 3 standard errors of the simulation); settings that do
+differ are named. Samples are steady epochs, drawn from normal, log-normal and slowly drifting noise, 2 to 8
+per setting, for 2, 5 and 8 settings and C8's shape. Every trial is seeded: the figures are the same on every
+run, and no pass depends on the machine's speed.
+
+The simulation draws DRAWS_HERE random relabelings per test where the rule draws lab.core.stats.DRAWS (and
+enumerates them only up to as many): a Monte-Carlo permutation p-value, (1 + b) / (B + 1), is valid for any B,
+so the false-winner rate measured here is the rule's; only the p-values' resolution is coarser."""
+import math
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lab.core import stats
+from lab.parts import c4_workers_profile, c5_devices, c8_acceleration, c9_scaling, comparison
+
+TRIALS = 2000
+DRAWS_HERE = 999
+WINNER = re.compile(r"\bis (faster|slower) than\b")
+NOISES = ("normal", "lognormal", "drift")
+
+
+@pytest.fixture(autouse=True)
+def fewer_draws(monkeypatch):
+    monkeypatch.setattr(stats, "DRAWS", DRAWS_HERE)
+    monkeypatch.setattr(stats, "EXACT_LIMIT", DRAWS_HERE)  # enumerated where that is fewer rows than the draws
+
+
+def epochs(rng, settings: int, n: int, noise: str, effects=None, scale=1.0, sd=0.03) -> np.ndarray:
+    """(settings, n) steady-epoch seconds: a common level, each setting's effect (a factor), and the noise; with
+    'drift' the machine slows by 1 % a round (interleaved: every setting sees the same round) beside 1 % noise."""
+    effects = np.ones(settings) if effects is None else np.asarray(effects)
+    if noise == "normal":
+        values = 1 + rng.normal(0, sd, (settings, n))
+    elif noise == "lognormal":
+        values = np.exp(rng.normal(0, sd, (settings, n)))
+    else:
+        values = (1 + 0.01 * np.arange(n))[None, :] * (1 + rng.normal(0, sd / 3, (settings, n)))
+    return scale * effects[:, None] * values
+
+
+def record(tag, epoch, total, train=None, **extra):
+    train = total * 0.9 if train is None else train
+    return {"tag": tag, "run_id": tag, "epoch": epoch, "warmup": epoch == 1, "status": "ok", "total_s": total,
+            "train_s": train, "load_s": None if train is None else total * 0.05, "other_s": total * 0.05,
+            "loss": 2.0, "top1": 0.1, "images": 256, "batch_size": 128, "starved_batches": 0, "timers": "phase",
+            "loader_start_s": 0.0, "test_top1": math.nan, "test_images": math.nan, "workers": 0, "host_cpus": 2,
+            **extra}
+
+
+def runs(tags, values, **extra) -> pd.DataFrame:
+    """A warm-up epoch (3x slower) then the steady epochs, per tag."""
+    rows = []
+    for tag, series in zip(tags, values):
+        rows.append(record(tag, 1, 3 * series[0], **extra.get(tag, {})))
+        rows += [record(tag, e, v, **extra.get(tag, {})) for e, v in enumerate(series, start=2)]
+    return pd.DataFrame(rows)
+
+
+def rate(hits: int, trials: int) -> tuple[float, float]:
+    p = hits / trials
+    return p, math.sqrt(0.05 * 0.95 / trials)
+
+
+def false_winners(writer, shapes, trials=TRIALS, seed=0) -> tuple[int, int]:
+    """(trials naming a winner, trials): identical settings, the shape and noise cycling through `shapes`."""
+    rng, hits = np.random.default_rng(seed), 0
+    for t in range(trials):
+        settings, n = shapes[t % len(shapes)]
+        hits += bool(writer(epochs(rng, settings, n, NOISES[t % 3])))
+    return hits, trials
+
+
+def check_rate(name, hits, trials):
+    p, se = rate(hits, trials)
+    print(f"A/A {name}: a winner named in {hits} of {trials} trials ({p:.1%}; bound {0.05 + 3 * se:.1%})")
+    assert p <= 0.05 + 3 * se, (name, hits, trials)
+
+
+SIZES = range(2, 9)
+
+
+def test_aa_comparison_sections_c6_c7():
+    """C6 and C7: the extremes among 2, 5 or 8 settings (lab.core.stats.rank through explain_comparison)."""
+    def writer(values):
+        tags = [f"s{i}" for i in range(len(values))]
+        return WINNER.search(comparison.explain_comparison(comparison.compare_table(runs(tags, values)), "setting"))
+
+    hits, trials = false_winners(writer, [(k, n) for k in (2, 5, 8) for n in SIZES])
+    check_rate("C6/C7", hits, trials)
+
+
+def test_aa_c8_every_setting_step_and_epoch_against_eager():
+    tags = [c8_acceleration.BASELINE, "channels_last", "autocast fp16", c8_acceleration.BF16, "compile default",
+            "compile reduce-overhead", c8_acceleration.FAST_PHASE, c8_acceleration.FAST]
+
+    def writer(values):
+        extra = {c8_acceleration.FAST: {"timers": "epoch", "train_s": None}}
+        df = runs(tags, values, **extra)
+        df.loc[df["tag"] == c8_acceleration.FAST, ["train_s", "load_s", "starved_batches"]] = None
+        table = c8_acceleration.acceleration_table(df)
+        return WINNER.search(c8_acceleration.explain_acceleration(table))
+
+    hits, trials = false_winners(writer, [(len(tags), n) for n in SIZES])
+    check_rate("C8", hits, trials)
+
+
+def test_aa_c4_wait_and_compute():
+    def writer(values):
+        df = runs(["1 worker", "2 workers (best)"], values,
+                  **{"1 worker": {"workers": 1}, "2 workers (best)": {"workers": 2}})
+        df["load_s"] = df["total_s"] * 0.3 * np.random.default_rng(int(df["total_s"].sum() * 1e6) % 2**32).lognormal(
+            0, 0.03, len(df))
+        return WINNER.search(c4_workers_profile.explain_workers(c4_workers_profile.workers_comparison(df)))
+
+    hits, trials = false_winners(writer, [(2, n) for n in SIZES])
+    check_rate("C4", hits, trials)
+
+
+def test_aa_c5_step_and_epoch_per_batch():
+    def writer(values):
+        df = runs(["cpu", "cuda"], values, cpu={"device_type": "cpu"}, cuda={"device_type": "cuda"})
+        return WINNER.search(c5_devices.explain_devices(df))
+
+    hits, trials = false_winners(writer, [(2, n) for n in SIZES])
+    check_rate("C5", hits, trials)
+
+
+def test_aa_c9_every_count_against_one_process():
+    def writer(values):
+        tags = [c9_scaling.BASELINE] + [c9_scaling.launch_tag(n, "strong") for n in range(2, len(values) + 1)]
+        df = runs(tags, values)
+        df["slowest_total_s"] = df["total_s"]
+        return WINNER.search(c9_scaling.explain_scaling(df))
+
+    hits, trials = false_winners(writer, [(k, n) for k in (2, 5, 8) for n in SIZES])
+    check_rate("C9", hits, trials)
+
+
+def test_aa_c3_each_step_of_the_sweep():
+    def writer(values):
+        return stats.worker_sweep_rule({4 * i: list(v) for i, v in enumerate(values)})["significant"]
+
+    hits, trials = false_winners(writer, [(k, n) for k in (2, 5, 8) for n in SIZES])
+    check_rate("C3", hits, trials)
+
+
+# --- power: real differences are named ---------------------------------------------------------------------
+
+def test_four_against_four_with_a_real_ten_percent_difference_is_decided():
+    rng, decided = np.random.default_rng(1), 0
+    for t in range(400):
+        values = epochs(rng, 2, 4, NOISES[t % 3], effects=[1.0, 1.1], sd=0.02)
+        decided += stats.compare(values[0], values[1], "a", "b").verdict == "faster"
+    print(f"power, 4 vs 4, 10 % apart, 2 % noise: decided in {decided} of 400 trials")
+    assert decided >= 0.95 * 400
+
+
+def test_one_setting_ten_percent_faster_among_five_is_named():
+    rng, named = np.random.default_rng(2), 0
+    for t in range(400):
+        values = epochs(rng, 5, 4, NOISES[t % 3], effects=[1.0, 1.1, 1.1, 1.1, 1.1], sd=0.02)
+        text = stats.rank({f"s{i}": list(v) for i, v in enumerate(values)})
+        named += text.startswith("s0 is faster than")
+    print(f"power, 5 settings x 4 samples, one 10 % faster: named in {named} of 400 trials")
+    assert named >= 0.90 * 400
+
+
+def test_a_rule_that_always_says_too_few_fails_the_power_tests(monkeypatch):
+    """The power tests can fail: a rule that never decides names nothing."""
+    monkeypatch.setattr(stats, "ALPHA", 0.0)
+    values = epochs(np.random.default_rng(3), 2, 4, "normal", effects=[1.0, 1.1], sd=0.02)
+    assert stats.compare(values[0], values[1]).verdict != "faster"
