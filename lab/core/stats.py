@@ -84,29 +84,6 @@ def spread(values) -> str:
     return f"{mean(s):.3f}" if len(s) == 1 else f"{mean(s):.3f} ({min(s):.3f}–{max(s):.3f})"
 
 
-@dataclass
-class Comparison:
-    """How `a` compares with `b` on a lower-is-better quantity (seconds)."""
-
-    a: str
-    b: str
-    verdict: str            # "faster", "slower", NO_DIFFERENCE or TOO_FEW
-    low: float = math.nan   # the speed-up range of the faster one over the other, in % (b/a - 1)
-    high: float = math.nan
-
-    @property
-    def decided(self) -> bool:
-        return self.verdict in ("faster", "slower")
-
-    def sentence(self, what: str = "") -> str:
-        what = f" ({what})" if what else ""
-        if self.verdict == TOO_FEW:
-            return f"{self.a} vs {self.b}{what}: {TOO_FEW}."
-        if self.verdict == NO_DIFFERENCE:
-            return f"{self.a} vs {self.b}{what}: {NO_DIFFERENCE}."
-        return f"{self.a} is {self.verdict} than {self.b}{what} by {_percent_range(self.low, self.high)}."
-
-
 # --- the comparison rule ------------------------------------------------------------------------------------
 
 @dataclass
