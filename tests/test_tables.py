@@ -65,10 +65,13 @@ def test_explanation_follows_the_numbers_in_both_directions():
     text = c4_workers_profile.explain_workers(c4_workers_profile.workers_comparison(fewer))
     assert "Wait for data: 0 workers is faster than 1 worker" in text
     assert "Compute: 0 workers is faster than 1 worker by" in text
-    assert "2.55 of the 2 cores" in text and "The cores were all busy" in text  # 2 threads + a worker on 2 cores
+    assert "2.55 of the 2 cores" in text and "the workers used 30% of them: they compete" in text
     idle = with_cpu(with_cpu(fewer.copy(), "1 worker", 1.0, 0.3, cores=8), "0 workers (best)", 1.0, 0.0, cores=8)
     text = c4_workers_profile.explain_workers(c4_workers_profile.workers_comparison(idle))
-    assert "There were idle cores, so core sharing does not explain it" in text
+    assert "Core sharing does not explain it" in text
+    tiny = with_cpu(with_cpu(fewer.copy(), "1 worker", 1.97, 0.03), "0 workers (best)", 1.98, 0.0)  # busy cores
+    text = c4_workers_profile.explain_workers(c4_workers_profile.workers_comparison(tiny))
+    assert "but the workers used only 1% of them, too little to explain it" in text  # 0.03 of 2 cores
     unmeasured = fewer.drop(columns=["cpu_s", "workers_cpu_s", "cpus_available"])  # older records: no "why"
     text = c4_workers_profile.explain_workers(c4_workers_profile.workers_comparison(unmeasured))
     assert "Why" not in text and "cores" not in text and "Compute: 0 workers is faster than 1 worker by" in text

@@ -373,8 +373,9 @@ def worker_sweep_rule(waits: dict) -> dict:
 
     - stop: the first count that is not decidedly faster than the count before it; the counts after it were
       measured but the lab's procedure stops there;
-    - best: the last count that was decidedly faster than the one before it (`significant`: True); where the
-      sweep cannot tell even its first step, the lowest-mean count up to the stop, labelled not significant.
+    - best: the last count that was decidedly faster than the one before it, or the count before the stop where
+      the stop is decidedly slower (`significant`: True); where the sweep cannot tell, the lowest-mean count
+      up to the stop, labelled not significant.
     Never a silent 0: `significant` and `reason` say which it is."""
     counts = [k for k in waits if samples(waits[k])]
     if not counts:
@@ -389,6 +390,8 @@ def worker_sweep_rule(waits: dict) -> dict:
             best = k
             continue
         stop = k
+        if c.verdict == "slower":  # decided: the count before it is better
+            best = prev
         reason = (f"at {k} workers the wait is {spread(waits[k])} s against {spread(waits[prev])} s at {prev}: "
                   + (too_few(c.n, c.needed) if c.verdict == TOO_FEW else
                      "not decidedly faster (" + (NO_DIFFERENCE if c.verdict == NO_DIFFERENCE else "slower") + ")"))
@@ -400,8 +403,12 @@ def worker_sweep_rule(waits: dict) -> dict:
         return {"best": best, "stop": stop, "significant": False, "lowest": best,
                 "reason": reason + f"; the sweep cannot tell, so the best count is the lowest mean, {best} workers "
                           "(not significant)"}
+    after = result[(stop, best, "wait")].verdict == "slower" if stop != best else False
+    before = best != counts[0] and result[(best, counts[counts.index(best) - 1], "wait")].verdict == "faster"
+    why = " and ".join(([f"than {stop} workers after it"] if after else [])
+                       + ([f"than {counts[counts.index(best) - 1]} workers before it"] if before else []))
     return {"best": best, "stop": stop, "significant": True, "lowest": best,
-            "reason": reason + f"; {best} workers was the last count decidedly faster than the one before it"}
+            "reason": reason + f"; {best} workers is decidedly faster {why}"}
 
 
 # --- accuracy ---------------------------------------------------------------------------------------

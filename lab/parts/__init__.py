@@ -77,8 +77,8 @@ def run(part: str, namespace: dict) -> list[dict]:
 def plan(part: str, params: dict, report: Report) -> Work:
     """The work a part will do with `params` in `report`, from the same decision its `run` makes (`runs`);
     its Runs are kept in `report.planned` for the parts after it that reuse them."""
-    params = with_workers(part, {**params, "results_dir": str(report.results_dir)})
-    config = config_for(part, params)
+    params = with_workers(part, {"dataset": "synthetic", **params, "results_dir": str(report.results_dir)})
+    config = config_for(part, params)  # a part without a data set (Q_model) plans as synthetic: same sizes
     runs = BY_ID[part].runs(config, params, report)
     report.planned[part] = runs
     return runs.work(config.batch_size)

@@ -96,6 +96,23 @@ def _cores(row: pd.Series) -> str:
             "process may use")
 
 
+SHARE = 0.1  # workers that use less than this share of the cores cannot explain a slower step
+
+
+def _sharing(more: pd.Series, slower_with_more: bool) -> str:
+    """Whether core sharing explains the compute difference, from what was measured with more workers: the
+    step is slower there, the cores were all busy, and the workers used a real share of them."""
+    workers, cores = more["workers cpu per s"], more["cpus available"]
+    busy = more["cpu per s"] + workers > 0.9 * cores
+    if slower_with_more and busy and workers >= SHARE * cores:
+        return (f"The cores were all busy and the workers used {workers / cores:.0%} of them: they compete with "
+                "the training step's threads for the cores.")
+    if slower_with_more and busy:
+        return (f"The cores were all busy, but the workers used only {workers / cores:.0%} of them, too little to "
+                "explain it; see the profiles below.")
+    return "Core sharing does not explain it (the step is not slower where the workers run, or cores were idle)."
+
+
 def explain_workers(table: pd.DataFrame) -> str:
     """The explanation, written from the measured numbers of a workers_comparison table (1 worker first,
     then the best count). Its two claims (the wait for data, the compute) are one family of the comparison
@@ -127,12 +144,8 @@ def explain_workers(table: pd.DataFrame) -> str:
                              "batches taken off the training loop, which then waits less.")
         cores_a, cores_b = _cores(a), _cores(b)
         if compute.decided and cores_a and cores_b:
-            busy = max(a["cpu per s"] + a["workers cpu per s"], b["cpu per s"] + b["workers cpu per s"])
-            shared = busy > 0.9 * max(a["cpus available"], b["cpus available"])
             lines.append(f"Compute: {compute.sentence()} Measured: with {na}, {cores_a}; with {nb}, {cores_b}. "
-                         + ("The cores were all busy: the loader workers compete with the training step for them."
-                            if shared else "There were idle cores, so core sharing does not explain it; see the "
-                            "profiles below."))
+                         + _sharing(a if wa > wb else b, compute.verdict == ("slower" if wb > wa else "faster")))
         else:
             lines.append(f"Compute: {compute.sentence()}")
     bound = "data loading" if share_b > 0.5 else "computation"

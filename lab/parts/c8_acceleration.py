@@ -88,7 +88,9 @@ def acceleration_settings(device_type: str, max_autotune: bool = False, probe: d
         settings += [{"tag": f"compile {mode}", "compile": mode} for mode in modes]
     fast_compiles = device_type == "cuda" or (probe or {}).get("choice", {}).get("compile", "default") != "off"
     if no_compile and fast_compiles:
-        skipped[FAST] = f"it compiles the step on this device: {no_compile}"
+        skipped[FAST] = (f"it compiles the step on this device: {no_compile}" if device_type == "cuda" or probe else
+                         "the --fast probe has not measured this CPU at this batch size and load yet, and its "
+                         f"choice may compile the step: {no_compile}")
     elif device_type == "cpu":
         skipped[FAST_PHASE] = ("on a CPU the per-phase timers have no device to synchronize with, so "
                                               "they do the same work as epoch timers; the row is measured on CUDA")
