@@ -60,7 +60,7 @@ def test_the_cpu_probe_takes_a_setting_only_where_it_is_decidedly_faster_and_cac
 
     monkeypatch.setattr(lab.engine.fast, "interleaved_samples", fake_samples)
     monkeypatch.setattr(lab.engine.fast, "c_compiler", lambda: "/usr/bin/c++")
-    monkeypatch.setattr(lab.engine.fast, "load_class", lambda: "idle")
+    monkeypatch.setattr(lab.engine.fast, "others_load", lambda seconds=0.5: 0.0)
     config = tiny_config.replace(batch_size=128)
     probe = cpu_fast_probe(config, log=lambda m: None)
     assert probe["choice"] == {"channels_last": True, "amp": "off", "compile": "default"}
@@ -69,7 +69,7 @@ def test_the_cpu_probe_takes_a_setting_only_where_it_is_decidedly_faster_and_cac
     assert "is faster than" in probe["reason"] and "p = " in probe["reason"]
     assert cpu_fast_probe(config, log=lambda m: None)["choice"]["compile"] == "default" and len(calls) == 2  # cached
     assert "compile default" in fast_reason(config) and "batch 128" in fast_reason(config)
-    monkeypatch.setattr(lab.engine.fast, "load_class", lambda: "busy")  # other conditions: measured again
+    monkeypatch.setattr(lab.engine.fast, "others_load", lambda seconds=0.5: 0.9)  # busy: measured again
     cpu_fast_probe(config, log=lambda m: None)
     assert len(calls) == 4
     # settings within the noise of eager fp32 do not replace it
@@ -118,3 +118,25 @@ def test_c8_leaves_out_bf16_where_the_probe_measured_it_emulated():
     settings, skipped = acceleration_settings("cpu", probe=probe(0.7, 0.4))  # a CPU with AMX keeps it
     assert "autocast bf16" in [s["tag"] for s in settings] and "autocast bf16" not in skipped
     assert all(s["loader"] == "tensor" for s in settings) and [s["tag"] for s in settings][-1] == FAST
+
+
+def test_others_load_sees_a_busy_core():
+    """A busy-loop process beside this one keeps at least one core of the machine busy: the probe's load
+    class counts it (a bound that more load can only raise)."""
+    import os
+    import subprocess
+    import sys
+
+    from lab.engine.fast import load_class, others_load
+
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        import time
+
+        time.sleep(0.5)
+        load = others_load(1.0)
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert load >= 0.8 / (os.cpu_count() or 1) and 0.0 <= load <= 1.0
+    assert load_class(0.6) == "busy" and load_class(0.1) == "idle"

@@ -99,6 +99,8 @@ class Comparison:
     high: float = math.nan
     n: int = 0                # the fewest samples of a setting in the family
     needed: int | None = None  # where TOO_FEW: samples per setting that could decide, at this family's shape
+    sample: str = "epoch"     # what one sample is: a steady epoch (a section) or a step (the --fast probe)
+    scope: str = "the section's claims"  # what the p-value covers
 
     @property
     def decided(self) -> bool:
@@ -107,20 +109,21 @@ class Comparison:
     def sentence(self, what: str = "") -> str:
         what = f" ({what})" if what else ""
         if self.verdict == TOO_FEW:
-            return f"{self.a} vs {self.b}{what}: {too_few(self.n, self.needed)}."
+            return f"{self.a} vs {self.b}{what}: {too_few(self.n, self.needed, self.sample)}."
         if self.verdict == NO_DIFFERENCE:
             return f"{self.a} vs {self.b}{what}: {NO_DIFFERENCE}."
         faster = self.verdict == "faster"
         ratio, low, high = ((self.ratio, self.low, self.high) if faster else
                             (1 / self.ratio, 1 / self.high, 1 / self.low))
         return (f"{self.a} is {self.verdict} than {self.b}{what} by {100 * (ratio - 1):.0f} % (the ratio of the "
-                f"means; single epochs' ratios {_percent_range(100 * (low - 1), 100 * (high - 1))}; "
-                f"p = {self.p:.3g} for the section's claims together).")
+                f"means; single {self.sample}s' ratios {_percent_range(100 * (low - 1), 100 * (high - 1))}; "
+                f"p = {self.p:.3g} for {self.scope} together).")
 
 
-def too_few(n: int, needed: int | None) -> str:
+def too_few(n: int, needed: int | None, sample: str = "epoch") -> str:
     """'too few measurements: 2 steady epochs per setting, 4 needed'."""
-    have = f"{n} steady epoch{'' if n == 1 else 's'} per setting"
+    noun = "steady epoch" if sample == "epoch" else sample
+    have = f"{n} {noun}{'' if n == 1 else 's'} per setting"
     return f"{TOO_FEW}: {have}, {needed if needed else f'more than {MOST_NEEDED}'} needed"
 
 
@@ -249,10 +252,12 @@ def _smallest_p_of(sizes: tuple, claims: tuple, metrics: int, draws: int) -> flo
     return best
 
 
-def family(samples: dict[str, list[dict]], claims: list[tuple[str, str, str]]) -> dict[tuple, Comparison]:
+def family(samples: dict[str, list[dict]], claims: list[tuple[str, str, str]], sample: str = "epoch",
+           scope: str = "the section's claims") -> dict[tuple, Comparison]:
     """Test the claims of one section together. `samples` maps each setting to its steady epochs (a dict of
     metric -> seconds each); a claim (a, b, metric) asks whether a's `metric` differs from b's. Returns a
-    Comparison per claim, keyed by the claim."""
+    Comparison per claim, keyed by the claim (`sample` and `scope` name a sample and the family in its
+    sentences)."""
     names = [g for g in samples if any(g in claim[:2] for claim in claims)]
     metrics = sorted({m for _, _, m in claims})
     rows = {g: [r for r in samples[g] if any(_finite(r.get(m)) for m in metrics)] for g in names}
@@ -261,7 +266,7 @@ def family(samples: dict[str, list[dict]], claims: list[tuple[str, str, str]]) -
     n = min(sizes) if sizes else 0
     if not claims or n == 0:
         more = needed(len(names), index, len(metrics), n)
-        return {c: Comparison(c[0], c[1], TOO_FEW, n=n, needed=more) for c in claims}
+        return {c: Comparison(c[0], c[1], TOO_FEW, n=n, needed=more, sample=sample, scope=scope) for c in claims}
     values = np.array([[_value(r.get(m)) for m in metrics] for g in names for r in rows[g]], dtype=float)
     p = _family_p(values, sizes, index)
     out, few = {}, None
@@ -270,12 +275,13 @@ def family(samples: dict[str, list[dict]], claims: list[tuple[str, str, str]]) -
         if p_claim <= ALPHA and va and vb:
             ratio = mean(vb) / mean(va)
             out[claim] = Comparison(claim[0], claim[1], "faster" if ratio > 1 else "slower", float(p_claim), ratio,
-                                    min(vb) / max(va), max(vb) / min(va), n)
+                                    min(vb) / max(va), max(vb) / min(va), n, sample=sample, scope=scope)
             continue
         if few is None:
             few = _smallest_p(sizes, index, len(metrics)) > ALPHA
         out[claim] = Comparison(claim[0], claim[1], TOO_FEW if few else NO_DIFFERENCE, float(p_claim), n=n,
-                                needed=needed(len(names), index, len(metrics), n) if few else None)
+                                needed=needed(len(names), index, len(metrics), n) if few else None, sample=sample,
+                                scope=scope)
     return out
 
 
@@ -347,7 +353,8 @@ def compare_sentence(c: Comparison, first: str, second: str, what: str = "") -> 
     if c.a == first:
         return c.sentence(what)
     flipped = Comparison(first, second, {"faster": "slower", "slower": "faster"}.get(c.verdict, c.verdict), c.p,
-                         1 / c.ratio if c.ratio == c.ratio else c.ratio, 1 / c.high, 1 / c.low, c.n, c.needed)
+                         1 / c.ratio if c.ratio == c.ratio else c.ratio, 1 / c.high, 1 / c.low, c.n, c.needed,
+                         c.sample, c.scope)
     return flipped.sentence(what)
 
 

@@ -50,14 +50,31 @@ def _cache_file() -> Path:
     return files.cache_dir() / "fast-choice.json"
 
 
-def load_class() -> str:
-    """'busy' where the machine's 1-minute load is half its cores or more, else 'idle': a probe measured on
-    a busy machine ranks settings differently (threads fight for the cores), so its result is kept apart."""
+def _busy_seconds() -> float | None:
+    """CPU seconds all cores have spent busy since boot (/proc/stat), or None where it cannot be read."""
     try:
-        load = os.getloadavg()[0] / (os.cpu_count() or 1)
-    except OSError:
-        return "idle"
-    return "busy" if load >= 0.5 else "idle"
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    except (OSError, ValueError, IndexError):
+        return None
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def others_load(seconds: float = 0.5) -> float:
+    """The share of all cores that other processes kept busy over `seconds` while this one waited (0: idle,
+    1: every core busy); 0 where /proc/stat cannot be read."""
+    start = _busy_seconds()
+    time.sleep(seconds)
+    end = _busy_seconds()
+    if start is None or end is None:
+        return 0.0
+    return max(0.0, min(1.0, (end - start) / (seconds * (os.cpu_count() or 1))))
+
+
+def load_class(load: float | None = None) -> str:
+    """'busy' where other processes keep half the cores busy or more, else 'idle': a probe measured on a busy
+    machine ranks settings differently (threads fight for the cores), so its result is kept apart."""
+    return "busy" if (others_load() if load is None else load) >= 0.5 else "idle"
 
 
 def fast_cache_key(batch: int, threads: int | None = None, load: str | None = None) -> str:
@@ -110,14 +127,16 @@ def interleaved_samples(settings: list[dict], batch_size: int, rounds: int = 4, 
 def decide(samples: dict, baseline: str) -> tuple[str, str]:
     """The setting to take and why: the fastest of those the comparison rule finds decidedly faster than the
     baseline (one family: each candidate against it), else the baseline."""
-    claims = [(key, baseline, "step") for key in samples if key != baseline]
-    result = stats.family({k: [{"step": v} for v in vs] for k, vs in samples.items()}, claims)
+    name = {key: setting_name(json.loads(key)) for key in samples}
+    claims = [(name[key], name[baseline], "step") for key in samples if key != baseline]
+    result = stats.family({name[k]: [{"step": v} for v in vs] for k, vs in samples.items()}, claims, sample="step",
+                          scope="the probe's claims")
     faster = [c for c, comparison in result.items() if comparison.verdict == "faster"]
     if not faster:
         reasons = "; ".join(result[c].sentence() for c in claims)
-        return baseline, f"no setting is decidedly faster than {setting_name(json.loads(baseline))} ({reasons})"
-    best = min(faster, key=lambda c: stats.mean(samples[c[0]]))
-    return best[0], result[best].sentence("step")
+        return baseline, f"no setting is decidedly faster than {name[baseline]} ({reasons})"
+    best = min(faster, key=lambda c: stats.mean(samples[next(k for k in samples if name[k] == c[0])]))
+    return next(k for k in samples if name[k] == best[0]), result[best].sentence("step")
 
 
 def cpu_fast_probe(config: Config, log=print, measure: bool = True) -> dict | None:
@@ -129,16 +148,21 @@ def cpu_fast_probe(config: Config, log=print, measure: bool = True) -> dict | No
     conditions, so it is cached per CPU, torch version, thread count, batch size and load (`load_class`) in
     $LAB_CACHE/fast-choice.json (default ~/.cache/resnet-perf-lab), and measured again where they differ.
     measure=False: the cached result or None."""
-    key = fast_cache_key(config.batch_size)
     cache = _cache_file()
     try:
         cached = json.loads(cache.read_text())
     except (OSError, ValueError):
         cached = {}
-    if key in cached or not measure:
-        return cached.get(key)
+    if not measure:  # a plan or an account: the idle machine's result where there is one, measuring nothing
+        return next((cached[k] for k in (fast_cache_key(config.batch_size, load=c) for c in ("idle", "busy"))
+                     if k in cached), None)
+    load = others_load()
+    key = fast_cache_key(config.batch_size, load=load_class(load))
+    if key in cached:
+        return cached[key]
     log(f"--fast on this CPU: measuring which settings make the step fastest (batch {config.batch_size}, "
-        f"{torch.get_num_threads()} threads, {load_class()} machine; once, cached in {cache})")
+        f"{torch.get_num_threads()} threads, other processes keeping {load:.0%} of the cores busy; once, cached "
+        f"in {cache})")
     baseline = json.dumps(CPU_CANDIDATES[0])
     samples = interleaved_samples(CPU_CANDIDATES, config.batch_size)
     best, reason = decide(samples, baseline)
@@ -152,7 +176,8 @@ def cpu_fast_probe(config: Config, log=print, measure: bool = True) -> dict | No
             choice, reason = compiled, why
     step_s = {k: stats.mean(v) for k, v in samples.items()}
     cached[key] = {"choice": choice, "step_s": step_s, "samples": samples, "reason": reason,
-                   "measured": time.strftime("%Y-%m-%d %H:%M")}
+                   "measured": time.strftime("%Y-%m-%d %H:%M"), "others_load_before": round(load, 3),
+                   "others_load_after": round(others_load(), 3)}
     log(f"--fast on this CPU: {setting_name(choice)}: {reason}")
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
@@ -169,4 +194,5 @@ def fast_reason(config: Config) -> str | None:
     if not probe:
         return None
     return (f"--fast on this CPU: {setting_name(probe['choice'])} ({probe.get('reason', 'no reason recorded')}; "
-            f"measured {probe.get('measured', 'earlier')}, {fast_cache_key(config.batch_size)})")
+            f"measured {probe.get('measured', 'earlier')} at batch {config.batch_size} with "
+            f"{torch.get_num_threads()} threads)")
