@@ -95,3 +95,9 @@ def test_every_section_renders_as_its_golden(part, monkeypatch):
 
 def test_the_header_renders_as_its_golden():
     check("header", summary.header_html(FIXTURE, "fixture") + "\n")
+
+
+def test_the_findings_table_renders_as_its_golden():
+    rows = parts.findings(FIXTURE)
+    assert [r.question for r in rows] == list(parts.ORDER)  # every question of the lab, in its order
+    check("findings", "".join(f"{r.question} | {r.label} | {r.answer} | {r.evidence} | {r.part}\n" for r in rows))

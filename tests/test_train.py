@@ -116,3 +116,23 @@ def test_channels_last_and_bf16_autocast_train(tiny_config):
         record = list(run(config.replace(**change)))[0]
         assert record["status"] == "ok"
         assert record["loss"] == pytest.approx(eager["loss"], rel=0.05)
+
+
+def test_q5s_account_explains_times_and_profiles_a_compiled_step(tmp_path):
+    """Q5's measurement, with the aot_eager backend (TorchDynamo and AOTAutograd without building kernels: the
+    same path in seconds); inductor's own account is in a report's C8 folder."""
+    from lab.core.config import Config
+    from lab.parts import c8_acceleration as c8
+
+    out = tmp_path / c8.ID
+    out.mkdir()
+    account = c8.compile_account(Config(device="cpu", batch_size=4, seed=1), out, samples=4, backend="aot_eager")
+    assert account["graphs"] == 1 and account["graph_breaks"] == 0 and account["forward_ops_captured"] > 50
+    assert account["before"]["aten_ops"] > 100 and 0 < account["before"]["conv_share"] < 1
+    assert len(account["step_s"]["eager"]) == len(account["step_s"]["compiled"]) == 4
+    assert account["compile_s"] >= 0 and account["first_compiled_step_s"] > 0
+    text = c8.explain_compile(tmp_path)
+    assert "TorchDynamo captured the forward as 1 graph(s) with 0 graph break(s)" in text
+    assert "s of compilation**, paid in the first epoch" in text
+    assert "compiled vs eager (step): " in text or "compiled is faster than eager (step)" in text or (
+        "compiled is slower than eager (step)" in text)  # the rule's verdict on 4 steps each

@@ -193,6 +193,7 @@ PARAMETERS: dict[str, Spec] = {
     "optimizers": Spec("choice", choices=OPTIMIZERS, many=True),
     "max_autotune": BOOL,
     "compile_settings": BOOL,
+    "explain_compile": BOOL,
     "process_counts": _int(1, PROCESSES_MAX, "C9: processes per launch", many=True),
     "modes": Spec("choice", choices=("strong", "weak"), many=True),
 }

@@ -100,7 +100,7 @@ class Comparison:
     n: int = 0                # the fewest samples of a setting in the family
     needed: int | None = None  # where TOO_FEW: samples per setting that could decide, at this family's shape
     sample: str = "epoch"     # what one sample is: a steady epoch (a section) or a step (the --fast probe)
-    scope: str = "the section's claims"  # what the p-value covers
+    scope: str = "the section's claims together"  # what the p-value covers
 
     @property
     def decided(self) -> bool:
@@ -117,7 +117,36 @@ class Comparison:
                             (1 / self.ratio, 1 / self.high, 1 / self.low))
         return (f"{self.a} is {self.verdict} than {self.b}{what} by {100 * (ratio - 1):.0f} % (the ratio of the "
                 f"means; single {self.sample}s' ratios {_percent_range(100 * (low - 1), 100 * (high - 1))}; "
-                f"p = {self.p:.3g} for {self.scope} together).")
+                f"p = {self.p:.3g} for {self.scope}).")
+
+
+def verdict_lines(named: dict) -> str:
+    """Several claims' answers in one line ('wait: …; compute: …'), or the one 'too few' they share."""
+    few = {too_few(c.n, c.needed, c.sample) for c in named.values() if c.verdict == TOO_FEW}
+    if len(few) == 1 and all(c.verdict == TOO_FEW for c in named.values()):
+        return few.pop()
+    return "; ".join(f"{label}: {verdict_line(c)}" for label, c in named.items())
+
+
+def verdict_line(c: Comparison) -> str:
+    """The claim's answer in a few words: 'a faster than b by 12 %', 'no measurable difference', 'too few …'."""
+    if c.decided:
+        ratio = c.ratio if c.verdict == "faster" else 1 / c.ratio
+        return f"{c.a} {c.verdict} than {c.b} by {100 * (ratio - 1):.0f} %"
+    return (f"{c.a} vs {c.b}: " + (NO_DIFFERENCE if c.verdict == NO_DIFFERENCE else
+                                   too_few(c.n, c.needed, c.sample)))
+
+
+def evidence_line(c: Comparison) -> str:
+    """What the claim rests on: its p (for its family), the samples, the spread of single samples' ratios."""
+    noun = "steady epoch" if c.sample == "epoch" else c.sample
+    text = f"{c.n} {noun}{'' if c.n == 1 else 's'} per setting"
+    if c.p == c.p:
+        text += f"; p = {c.p:.3g} for {c.scope}"
+    if c.decided:
+        low, high = (c.low, c.high) if c.verdict == "faster" else (1 / c.high, 1 / c.low)
+        text += f"; single {c.sample}s' ratios {_percent_range(100 * (low - 1), 100 * (high - 1))}"
+    return text
 
 
 def too_few(n: int, needed: int | None, sample: str = "epoch") -> str:
@@ -253,7 +282,7 @@ def _smallest_p_of(sizes: tuple, claims: tuple, metrics: int, draws: int) -> flo
 
 
 def family(samples: dict[str, list[dict]], claims: list[tuple[str, str, str]], sample: str = "epoch",
-           scope: str = "the section's claims") -> dict[tuple, Comparison]:
+           scope: str = "the section's claims together") -> dict[tuple, Comparison]:
     """Test the claims of one section together. `samples` maps each setting to its steady epochs (a dict of
     metric -> seconds each); a claim (a, b, metric) asks whether a's `metric` differs from b's. Returns a
     Comparison per claim, keyed by the claim (`sample` and `scope` name a sample and the family in its
@@ -328,34 +357,43 @@ def decidable(steady: dict[str, int], claims: list[tuple[str, str, str]]) -> tup
                                                                              min(sizes))
 
 
-def rank(groups: dict, what: str = "") -> str:
-    """One sentence for several settings: every pair is a claim of one family, and the extreme pair (the
-    fastest and slowest by mean) is named only where the family's rule decides it."""
+def extremes(groups: dict) -> Comparison | None:
+    """Several settings as one family (every pair a claim): the claim between the fastest and the slowest by
+    mean, worded with the fastest first; None where fewer than two settings were measured."""
     means = {k: mean(v) for k, v in groups.items() if samples(v)}
-    what_ = f" ({what})" if what else ""
     if len(means) < 2:
-        return f"Only one setting was measured{what_}: nothing to compare."
+        return None
     fastest, slowest = min(means, key=means.get), max(means, key=means.get)
     rows = {k: [{"s": v} for v in samples(groups[k])] for k in means}
     result = family(rows, pairs(means))
     claim = (fastest, slowest, "s") if (fastest, slowest, "s") in result else (slowest, fastest, "s")
-    c = result[claim]
+    return oriented(result[claim], fastest)
+
+
+def oriented(c: Comparison, first: str) -> Comparison:
+    """`c` with `first` as its subject (a and b swapped, the verdict and ratios with them, where needed)."""
+    if c.a == first:
+        return c
+    return Comparison(c.b, c.a, {"faster": "slower", "slower": "faster"}.get(c.verdict, c.verdict), c.p,
+                      1 / c.ratio if c.ratio == c.ratio else c.ratio, 1 / c.high, 1 / c.low, c.n, c.needed,
+                      c.sample, c.scope)
+
+
+def rank(groups: dict, what: str = "") -> str:
+    """One sentence for several settings: every pair is a claim of one family, and the extreme pair (the
+    fastest and slowest by mean) is named only where the family's rule decides it."""
+    what_ = f" ({what})" if what else ""
+    c = extremes(groups)
+    if c is None:
+        return f"Only one setting was measured{what_}: nothing to compare."
+    means = [k for k in groups if samples(groups[k])]
+    fastest, slowest = c.a, c.b
     if c.decided:
-        return compare_sentence(c, fastest, slowest, what)
+        return c.sentence(what)
     if c.verdict == TOO_FEW:
         return f"Across {len(means)} settings{what_}: {too_few(c.n, c.needed)} to name a faster one."
     return (f"Across {len(means)} settings{what_}: {NO_DIFFERENCE} (even the fastest and slowest by mean, {fastest} "
             f"and {slowest}, are within what relabeling the epochs gives).")
-
-
-def compare_sentence(c: Comparison, first: str, second: str, what: str = "") -> str:
-    """`c` worded with `first` as the subject."""
-    if c.a == first:
-        return c.sentence(what)
-    flipped = Comparison(first, second, {"faster": "slower", "slower": "faster"}.get(c.verdict, c.verdict), c.p,
-                         1 / c.ratio if c.ratio == c.ratio else c.ratio, 1 / c.high, 1 / c.low, c.n, c.needed,
-                         c.sample, c.scope)
-    return flipped.sentence(what)
 
 
 def speedup_range(baseline_values, values) -> tuple[float, float, float]:

@@ -130,7 +130,7 @@ def decide(samples: dict, baseline: str) -> tuple[str, str]:
     name = {key: setting_name(json.loads(key)) for key in samples}
     claims = [(name[key], name[baseline], "step") for key in samples if key != baseline]
     result = stats.family({name[k]: [{"step": v} for v in vs] for k, vs in samples.items()}, claims, sample="step",
-                          scope="the probe's claims")
+                          scope="the probe's claims together")
     faster = [c for c, comparison in result.items() if comparison.verdict == "faster"]
     if not faster:
         reasons = "; ".join(result[c].sentence() for c in claims)

@@ -102,10 +102,27 @@ def render(part: str, records, results_dir=None, figures_dir=None) -> None:
     BY_ID[part].section(df, results_dir, figures_dir)
 
 
+ORDER = ("C2.1", "C2.2", "C2.3", "C3.1", "C3.2", "C3.3", "C4", "C5", "C6", "C7", "C8", "C9", "Q1", "Q2", "Q3", "Q4",
+         "Q5")  # the lab's questions, as ../LAB lists them
+
+
+def findings(results_dir) -> list[display.Finding]:
+    """Every part's rows of the findings table, in the order of the lab's questions; a part that did not run
+    says so in each of its rows."""
+    rows = []
+    for part in PARTS:
+        records = load(results_dir, experiment=part.ID) if part is not q_model else None
+        if records is not None and not len(records):
+            rows += display.not_answered(part.ID, part.QUESTIONS, f"{part.ID} did not run in this report")
+        else:
+            rows += part.findings(records, results_dir)
+    return sorted(rows, key=lambda r: ORDER.index(r.question))
+
+
 def show(part: str, results_dir, figures_dir=None) -> None:
     """The summary's section of one part: its heading, then its records rendered, or a line saying that the
     part did not run in this report."""
-    display.show(display.markdown(f"## {BY_ID[part].TITLE}"))
+    display.show(display.heading(part, BY_ID[part].TITLE))
     if part == q_model.ID:
         return q_model.section(None, results_dir, figures_dir)
     records = load(results_dir, experiment=part)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ..core import stats
 from ..core.config import Config
 from . import display, plots
 from .base import Runs, single_run
@@ -14,6 +15,8 @@ ID = "C2_timing"
 TITLE = "C1/C2 — Per-epoch timing of the baseline run"
 USES_BEST_WORKERS = False
 PARAMETERS = {"workers": "DataLoader workers (the lab's baseline: 2)"}
+QUESTIONS = (("C2.1", "Data-loading time per epoch"), ("C2.2", "Training time per epoch"),
+             ("C2.3", "Total time per epoch"))
 
 
 def runs(config: Config, params: dict, report) -> Runs:
@@ -54,3 +57,20 @@ def section(df: pd.DataFrame, results_dir=None, figures_dir=None) -> None:
         batches = load(results_dir, kind="batch")
         display.figure(plot_batches(batches[batches["experiment"] == df["experiment"].iloc[0]]), "C1_batches",
                        figures_dir)
+
+
+def findings(df: pd.DataFrame, results_dir=None) -> list[display.Finding]:
+    """C2.1-C2.3: each phase's steady-state seconds per epoch, its range, and its share of the epoch."""
+    calm, first = stats.steady(df), df.sort_values("epoch").iloc[0]
+    if calm["load_s"].isna().all():
+        return display.not_answered(ID, QUESTIONS, "not measured: epoch timers (one clock per epoch)")
+    total = stats.mean(calm["total_s"])
+    rows = []
+    for (question, label), column in zip(QUESTIONS, ("load_s", "train_s", "total_s")):
+        values = stats.samples(calm[column])
+        share = "" if column == "total_s" else f", {stats.mean(values) / total:.0%} of the epoch"
+        rows.append(display.Finding(
+            question, label, f"{stats.mean(values):.3f} s per epoch{share}",
+            f"range {min(values):.3f}–{max(values):.3f} s over {len(values)} steady epochs; the first epoch "
+            f"(warm-up) {first[column]:.3f} s; {int(first['workers'])} workers, batch {int(first['batch_size'])}", ID))
+    return rows

@@ -23,6 +23,8 @@ USES_BEST_WORKERS = False
 PARAMETERS = {"worker_step": "the sweep's step: 0, step, 2 x step, ... up to worker_cap",
               "worker_cap": "the sweep's last count",
               "worker_counts": "an explicit list of counts instead of the sweep (e.g. [0, 1, 2, 4])"}
+QUESTIONS = (("C3.1", "Loading time by worker count"), ("C3.2", "Best worker count"),
+             ("C3.3", "Why more workers stop helping"))
 ALSO_MEASURED = 1              # C4's baseline, in this block so that C4 reuses both of its runs
 ON_DEVICE = "on-device batched"
 DEFAULT_WORKERS = 2            # the lab's baseline, where C3 has not run
@@ -175,3 +177,31 @@ def section(df: pd.DataFrame, results_dir=None, figures_dir=None) -> None:
                                   "Every count ran interleaved by epoch; the waits are per-batch waits over steady "
                                   "epochs (worker start-up apart)."), style(table))
     display.figure(plot_workers(table), "C3_workers", figures_dir)
+
+
+def findings(df: pd.DataFrame, results_dir=None) -> list[display.Finding]:
+    """C3.1: the per-batch wait at each count of the sweep; C3.2: the rule's best count and whether it could
+    tell; C3.3: why more workers stop helping, from what was measured at the best count."""
+    sweep = (read_sweep(results_dir) if results_dir is not None else None) or {}
+    if "best_workers" not in sweep:
+        return display.not_answered(ID, QUESTIONS, "C3's sweep result is missing from this report")
+    table = workers_table(df, sweep)
+    counts = table[table["workers"].notna()]
+    waits = ", ".join(f"{int(w)}: {s:.3f} s" for w, s in zip(counts["workers"], counts["batch wait s"]))
+    n = int(min((len(v) for v in counts["batch wait samples"]), default=0))
+    best, significant = int(sweep["best_workers"]), sweep.get("significant", True)
+    at_best = stats.steady(df[(df["workers"] == best) & (df.get("loader", "torch") == "torch")])
+    share = stats.mean(at_best["load_s"]) / stats.mean(at_best["total_s"]) if len(at_best) else float("nan")
+    cpu = (stats.mean(at_best["cpu_s"] / at_best["total_s"]) if "cpu_s" in at_best and len(at_best)
+           else float("nan"))
+    cores = at_best["cpus_available"].max() if "cpus_available" in at_best and len(at_best) else float("nan")
+    why = (f"at {best} workers the loop waits {share:.0%} of each epoch for data, so more workers have little "
+           "left to hide" if share == share else "not measured")
+    if cpu == cpu and cores == cores:
+        why += f"; the training process alone keeps {cpu:.2f} of the {cores:.0f} cores busy, so workers compete for them"
+    return [display.Finding("C3.1", "Loading time by worker count", f"per-batch wait per epoch: {waits}",
+                            f"means over {n} steady epochs each, interleaved; worker start-up apart", ID),
+            display.Finding("C3.2", "Best worker count", f"{best} workers" + ("" if significant else
+                            " (not significant)"), sweep.get("stop_reason", ""), ID),
+            display.Finding("C3.3", "Why more workers stop helping", why,
+                            f"measured at {best} workers over {len(at_best)} steady epochs", ID)]

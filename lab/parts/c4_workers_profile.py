@@ -23,6 +23,7 @@ USES_BEST_WORKERS = True
 PARAMETERS = {"workers": "the best count (None: C3's, from results_dir; else 2)",
               "profile_steps": "active steps under torch.profiler (after 1 wait + 1 warm-up step)"}
 BASELINE = c3_workers.ALSO_MEASURED  # 1 worker
+QUESTIONS = (("C4", "1 worker vs the best count"),)
 PROFILES = (("1_worker", BASELINE), ("best", None))  # file label, workers (None: the best count)
 
 
@@ -131,9 +132,7 @@ def explain_workers(table: pd.DataFrame) -> str:
                      "same setting twice, and their difference is the noise.")
     else:
         na, nb = _workers(wa), _workers(wb)
-        family = claims(na, nb)
-        result = stats.family({na: _epochs(a), nb: _epochs(b)}, family)
-        load, compute = result[family[0]], result[family[1]]
+        load, compute = verdicts(table)
         if not load.decided:
             lines.append(f"Wait for data: {load.sentence()}")
         else:
@@ -152,6 +151,34 @@ def explain_workers(table: pd.DataFrame) -> str:
     lines.append(f"At the best setting the epoch is bound by **{bound}** "
                  f"(loading {share_b:.0%}, compute {b['train_s'] / b['total_s']:.0%}).")
     return "\n\n".join(lines)
+
+
+def verdicts(table: pd.DataFrame) -> tuple[stats.Comparison, stats.Comparison] | None:
+    """The section's family: (the wait for data, the compute) of the best count against 1 worker; None where
+    the two rows are the same setting."""
+    (_, a), (_, b) = list(table.iterrows())[:2]
+    if int(a["workers"]) == int(b["workers"]):
+        return None
+    na, nb = _workers(int(a["workers"])), _workers(int(b["workers"]))
+    family = claims(na, nb)
+    result = stats.family({na: _epochs(a), nb: _epochs(b)}, family)
+    return result[family[0]], result[family[1]]
+
+
+def findings(df: pd.DataFrame, results_dir=None) -> list[display.Finding]:
+    """C4: 1 worker against the best count, the wait and the compute (one family), and what bounds the epoch."""
+    table = workers_comparison(df)
+    if len(table) < 2:
+        return display.not_answered(ID, QUESTIONS, "only one of the two runs finished")
+    result = verdicts(table)
+    b = table.iloc[1]
+    bound = f"the epoch is bound by {'data loading' if b['load_s'] / b['total_s'] > 0.5 else 'computation'}"
+    if result is None:
+        return [display.Finding("C4", QUESTIONS[0][1], f"the best count is 1 worker: nothing to compare; {bound}",
+                                "the two rows measure the same setting twice", ID)]
+    load, compute = result
+    return [display.Finding("C4", QUESTIONS[0][1], f"{stats.verdict_lines({'wait': load, 'compute': compute})}; "
+                            f"{bound}", stats.evidence_line(load), ID)]
 
 
 def operators_table(path, top: int = 10) -> pd.DataFrame:

@@ -21,6 +21,7 @@ TITLE = "C5 — GPU vs CPU"
 USES_BEST_WORKERS = True
 PARAMETERS = {"workers": "DataLoader workers (None: C3's best count)", "devices": "the devices compared",
               "cpu_max_batches": "cap on the CPU run's batches per epoch (a whole CPU epoch takes 15-20 min)"}
+QUESTIONS = (("C5", "GPU vs CPU"),)
 
 
 def device_configs(config: Config, devices, cpu_max_batches=None) -> list[Config]:
@@ -88,23 +89,42 @@ def devices_table(df: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def explain_devices(df: pd.DataFrame) -> str:
-    """The sentences, per batch (a capped CPU run has fewer batches), for the step and the whole epoch: two
-    claims of one family (lab.core.stats.family)."""
+def verdicts(df: pd.DataFrame) -> tuple[stats.Comparison, stats.Comparison] | None:
+    """The section's family, per batch: (the training step, the whole epoch) of the first device against the
+    second; None where fewer than two devices finished."""
     ok = df[df["status"] == "ok"]
     if ok["device_type"].nunique() < 2:
-        missing = sorted(set(df["device_type"]) - set(ok["device_type"]))
-        return ("Only one device was measured" + (f" ({', '.join(missing)} not available)" if missing else "")
-                + ": nothing to compare.")
-    calm = stats.steady(ok)
+        return None
     epochs = {}
-    for device, g in calm.groupby("device_type", sort=False):
+    for device, g in stats.steady(ok).groupby("device_type", sort=False):
         batches = g["images"] / g["batch_size"]
         epochs[device] = [{"step": t, "epoch": e} for t, e in zip(g["train_s"] / batches, g["total_s"] / batches)]
     family = claims(*list(epochs)[:2])
     result = stats.family(epochs, family)
-    return "\n\n".join([result[family[0]].sentence("training step, per batch"),
-                         result[family[1]].sentence("whole epoch, per batch")])
+    return result[family[0]], result[family[1]]
+
+
+def findings(df: pd.DataFrame, results_dir=None) -> list[display.Finding]:
+    result = verdicts(df)
+    if result is None:
+        missing = sorted(set(df["device_type"]) - set(df.loc[df["status"] == "ok", "device_type"]))
+        return display.not_answered(ID, QUESTIONS, "one device measured: " + (
+            f"{', '.join(missing)} not available on this node" if missing else "nothing to compare"))
+    step, epoch = result
+    return [display.Finding("C5", QUESTIONS[0][1], "per batch, " + stats.verdict_lines(
+        {"step": step, "whole epoch": epoch}), stats.evidence_line(step), ID)]
+
+
+def explain_devices(df: pd.DataFrame) -> str:
+    """The sentences, per batch (a capped CPU run has fewer batches), for the step and the whole epoch: two
+    claims of one family (lab.core.stats.family)."""
+    result = verdicts(df)
+    if result is None:
+        ok = df[df["status"] == "ok"]
+        missing = sorted(set(df["device_type"]) - set(ok["device_type"]))
+        return ("Only one device was measured" + (f" ({', '.join(missing)} not available)" if missing else "")
+                + ": nothing to compare.")
+    return "\n\n".join([result[0].sentence("training step, per batch"), result[1].sentence("whole epoch, per batch")])
 
 
 def section(df: pd.DataFrame, results_dir=None, figures_dir=None) -> None:

@@ -15,6 +15,7 @@ TITLE = "C6 — Optimizers"
 USES_BEST_WORKERS = True
 PARAMETERS = {"workers": "DataLoader workers (None: C3's best count)", "optimizers": "the optimizers compared",
               "evaluate": "test loss/top-1 after each epoch (untimed): what convergence is judged on"}
+QUESTIONS = (("C6", "Fastest optimizer"),)
 BN_OFF = "sgd, BN off"  # C7's other run, in this block so that C7 can reuse both of its runs
 
 
@@ -41,3 +42,7 @@ def section(df: pd.DataFrame, results_dir=None, figures_dir=None) -> None:
     """The optimizers (SGD without batch norm, run in this block for C7, is C7's to show)."""
     comparison.section(df[df["batch_norm"] != False].reset_index(drop=True), "optimizer", "Optimizers",  # noqa: E712
                        ID, figures_dir)
+
+
+def findings(df: pd.DataFrame, results_dir=None) -> list:
+    return [comparison.finding(df[df["batch_norm"] != False], *QUESTIONS[0], ID)]  # noqa: E712

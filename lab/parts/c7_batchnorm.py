@@ -15,6 +15,7 @@ USES_BEST_WORKERS = True
 PARAMETERS = {"workers": "DataLoader workers (None: C3's best count)",
               "evaluate": "test loss/top-1 after each epoch (untimed): what convergence is judged on"}
 ON, OFF = "BN on", "BN off"
+QUESTIONS = (("C7", "What batch norm costs"),)
 
 
 def runs(config: Config, params: dict, report) -> Runs:
@@ -35,3 +36,7 @@ def run(config: Config, params: dict, out, report) -> list[dict]:
 
 def section(df: pd.DataFrame, results_dir=None, figures_dir=None) -> None:
     comparison.section(df, "setting", "Batch norm on vs off", ID, figures_dir)
+
+
+def findings(df: pd.DataFrame, results_dir=None) -> list:
+    return [comparison.finding(df, *QUESTIONS[0], ID)]

@@ -13,12 +13,16 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from torch.profiler import ProfilerActivity, profile
 
 from ..core import files, stats
 from ..core.config import Config
 from ..engine import progress
 from ..engine.fast import c_compiler, cpu_fast_probe
-from ..engine.profiling import step_profile
+from ..core.timing import now, synchronize
+from ..engine.loop import Step
+from ..engine.model import resnet18
+from ..engine.profiling import LAUNCH_OPS, step_profile
 from ..engine.resolve import device_type, resolve
 from . import display, plots
 from .base import Runs, Work, interleave, steady_epochs
@@ -31,10 +35,12 @@ PARAMETERS = {"workers": "unused by the on-device loader; kept for the records",
               "max_autotune": "add torch.compile max-autotune on CUDA (its autotuning takes minutes)",
               "compile_settings": "the torch.compile settings (and fast where it compiles): a minute or more each",
               "evaluate": "test top-1 after each epoch (untimed): does each setting still learn?",
-              "profile_steps": "eager steps under torch.profiler: launch- or compute-bound?"}
+              "profile_steps": "eager steps under torch.profiler: launch- or compute-bound?",
+              "explain_compile": "Q5: one step compiled apart, explained and timed against eager (a minute or more)"}
 BASELINE = "eager fp32"
 FAST, FAST_PHASE = "fast", "fast (per-phase timers)"
 BF16 = "autocast bf16"
+QUESTIONS = (("C8", "Fastest step setting"), ("Q5", "What torch.compile does"))
 SLOW = 3.0  # on a CPU, bf16 autocast measured this many times slower than fp32 is left out of the runs
 STARVED_SHARE = 0.1  # a setting is loader-starved when this share of its batches waited (lab.engine.loop)
 PLAN_FILE = "plan.json"
@@ -114,7 +120,9 @@ def settings_of(config: Config, params: dict, measure: bool = True, probe: dict 
 
 def runs(config: Config, params: dict, report) -> Runs:
     block, _ = settings_of(config, params, measure=False)
-    return Runs(block=block, extra=Work(steps=2 + params["profile_steps"], runs=1))
+    explain = params.get("explain_compile", True)  # Q5: a compilation, 2 + 2 x 4 timed and 2 x 2 profiled steps
+    return Runs(block=block, extra=Work(steps=2 + params["profile_steps"] + 14 * explain, runs=1 + explain,
+                                        compiles=int(explain)))
 
 
 def run(config: Config, params: dict, out, report) -> list[dict]:
@@ -127,7 +135,114 @@ def run(config: Config, params: dict, out, report) -> list[dict]:
     records = interleave(block, out)
     progress.note(config.experiment, "profiling the eager step")
     step_profile(config.replace(loader="tensor", tag=BASELINE), out, "eager_fp32", steps=params["profile_steps"])
+    if params.get("explain_compile", True):
+        progress.note(config.experiment, "Q5: compiling one step apart")
+        compile_account(config, out)
+    else:
+        files.save_json(Path(out) / COMPILE_FILE, {"skipped": "left out by this profile (explain_compile: false)"})
     return records
+
+
+COMPILE_FILE = "compile.json"
+
+
+def _ops_per_step(config: Config, model, device, batch, steps: int = 2) -> dict:
+    """Operators (aten::*) and generated kernels per training step, from torch.profiler over `steps` steps,
+    and on CUDA the kernel launches; with each operator's self time, the share spent in convolutions."""
+    x, y = batch
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
+    step = Step(model, optimizer, device)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            step(x, y)
+        synchronize(device)
+    events = prof.key_averages()
+    aten = sum(e.count for e in events if e.key.startswith("aten::")) / steps
+    kernels = sum(e.count for e in events if e.key.startswith(("cpp_fused", "triton_"))) / steps
+    graphs = sum(e.count for e in events if e.key.startswith("## Call CompiledFxGraph")) / steps
+    launches = sum(e.count for e in events if e.key in LAUNCH_OPS) / steps
+    total = sum(e.self_cpu_time_total for e in events) or 1.0
+    conv = sum(e.self_cpu_time_total for e in events if "conv" in e.key.lower()) / total
+    return {"aten_ops": aten, "compiled_graphs": graphs, "generated_kernels": kernels, "launches": launches,
+            "conv_share": conv}
+
+
+def compile_account(config: Config, out, samples: int = 4, backend: str = "inductor") -> dict:
+    """Q5, measured on this machine: what torch.compile did to the step (torch._dynamo.explain: graphs and graph
+    breaks of the model's forward; torch.profiler: operators, generated kernels and launches per training step
+    before and after), whether it made the step faster here (eager and compiled steps interleaved, `samples`
+    each, through the comparison rule), and what the first compiled step paid for compilation (its time less a
+    steady compiled step's). Saved as COMPILE_FILE in `out`; without a C compiler, the reason instead."""
+    path = Path(out) / COMPILE_FILE
+    if backend == "inductor" and c_compiler() is None:
+        account = {"skipped": "no C compiler found (install g++): torch.compile cannot build kernels here"}
+        files.save_json(path, account)
+        return account
+    device = torch.device(device_type(config.device))
+    torch.manual_seed(config.seed)
+    eager, compiled_model = resnet18().to(device), resnet18().to(device)
+    compiled_model.load_state_dict(eager.state_dict())
+    batch = (torch.randn(config.batch_size, 3, 32, 32, device=device),
+             torch.randint(0, 10, (config.batch_size,), device=device))
+    explained = torch._dynamo.explain(compiled_model)(batch[0])
+    torch._dynamo.reset()
+    compiled = torch.compile(compiled_model, backend=backend, dynamic=False)
+    steps = {"eager": Step(eager, torch.optim.SGD(eager.parameters(), lr=config.lr), device),
+             "compiled": Step(compiled, torch.optim.SGD(compiled_model.parameters(), lr=config.lr), device)}
+    start = now(device)
+    steps["compiled"](*batch)
+    first = now(device) - start
+    steps["eager"](*batch)  # the eager step's own warm-up
+    times = {"eager": [], "compiled": []}
+    for i in range(samples):
+        for name in (("eager", "compiled") if i % 2 == 0 else ("compiled", "eager")):
+            start = now(device)
+            steps[name](*batch)
+            times[name].append(now(device) - start)
+    before, after = _ops_per_step(config, eager, device, batch), _ops_per_step(config, compiled, device, batch)
+    account = {"device_type": device.type, "batch_size": config.batch_size, "backend": backend,
+               "graphs": explained.graph_count, "graph_breaks": explained.graph_break_count,
+               "break_reasons": [str(r.reason) for r in explained.break_reasons][:5],
+               "forward_ops_captured": explained.op_count, "before": before, "after": after,
+               "step_s": times, "first_compiled_step_s": first,
+               "compile_s": max(0.0, first - stats.mean(times["compiled"]))}
+    files.save_json(path, account)
+    return account
+
+
+def compile_verdict(account: dict) -> stats.Comparison:
+    """The compiled step against the eager one, the account's steps as samples (a family of one claim)."""
+    times = account["step_s"]
+    return stats.family({"compiled": [{"s": v} for v in times["compiled"]], "eager": [{"s": v} for v in times["eager"]]},
+                        [("compiled", "eager", "s")], sample="step", scope="Q5's claim")[("compiled", "eager", "s")]
+
+
+def explain_compile(results_dir) -> str:
+    """Q5, from the account: what torch.compile did, whether it made the step faster here and why, and why its
+    first epoch is slower."""
+    account = files.read_json(Path(results_dir) / ID / COMPILE_FILE)
+    if not account:
+        return "**Q5 — what torch.compile does**: not measured in this report."
+    if "skipped" in account:
+        return f"**Q5 — what torch.compile does**: not measured: {account['skipped']}."
+    before, after = account["before"], account["after"]
+    steady = stats.mean(account["step_s"]["compiled"])
+    cuda = account["device_type"] == "cuda"
+    launches = (f"; kernel launches per step {before['launches']:.0f} → {after['launches']:.0f}" if cuda else "")
+    why = (f"Convolutions took {before['conv_share']:.0%} of the eager step's CPU time: on a CPU the step is "
+           "compute-bound where they dominate, and fusing the element-wise work around them can only save the rest"
+           if not cuda else "On a GPU, fewer and fused kernels mean fewer launches for the host to issue")
+    return (f"**Q5 — what torch.compile does**, one step compiled apart ({account['backend']}, batch "
+            f"{account['batch_size']}): TorchDynamo captured the forward as {account['graphs']} graph(s) with "
+            f"{account['graph_breaks']} graph break(s) ({account['forward_ops_captured']} operators); per training "
+            f"step, eager ran {before['aten_ops']:.0f} aten operators, the compiled step {after['aten_ops']:.0f} "
+            f"(the rest fused into {after.get('compiled_graphs', 0):.0f} compiled graphs"
+            + (f", {after['generated_kernels']:.0f} generated kernels" if after["generated_kernels"] else "")
+            + f"){launches}. "
+            f"{compile_verdict(account).sentence('step')} {why}. The first compiled step took "
+            f"{account['first_compiled_step_s']:.1f} s against {steady:.2f} s for the next ones: "
+            f"**{account['compile_s']:.0f} s of compilation**, paid in the first epoch.")
 
 
 def compile_seconds(records: list[dict]) -> float | None:
@@ -313,4 +428,36 @@ def section(df: pd.DataFrame, results_dir, figures_dir=None) -> None:
     table = acceleration_table(df, plan)
     display.show(style(table.drop(columns=["test images"])))
     display.figure(plot_acceleration(table), ID, figures_dir)
-    display.show(display.markdown(bound_sentence(table, results_dir)), display.markdown(explain_acceleration(table)))
+    display.show(display.markdown(bound_sentence(table, results_dir)), display.markdown(explain_acceleration(table)),
+                 display.markdown(explain_compile(results_dir)))
+
+
+def findings(df: pd.DataFrame, results_dir=None) -> list[display.Finding]:
+    """C8: the fastest setting decidedly faster than eager fp32 over the whole epoch (else the rule's verdict);
+    Q5: what compiling did here, from the account."""
+    table = acceleration_table(df, files.read_json(Path(results_dir) / ID / PLAN_FILE) if results_dir else None)
+    result = speed_claims(table) if BASELINE in table.index else {}
+    epoch = {c: v for c, v in result.items() if c[2] == "epoch" and c[1] == BASELINE}
+    faster = [v for v in epoch.values() if v.verdict == "faster"]
+    if faster:
+        best = max(faster, key=lambda v: v.ratio)
+        c8 = display.Finding("C8", QUESTIONS[0][1], f"{stats.verdict_line(best)} (whole epoch)",
+                             stats.evidence_line(best), ID)
+    elif epoch:
+        c = next(iter(epoch.values()))
+        c8 = display.Finding("C8", QUESTIONS[0][1], "no setting is decidedly faster than eager fp32 over the whole "
+                             "epoch" if c.verdict == stats.NO_DIFFERENCE else stats.too_few(c.n, c.needed),
+                             stats.evidence_line(c), ID)
+    else:
+        c8 = display.Finding("C8", QUESTIONS[0][1], "eager fp32 or the other settings did not finish", "—", ID)
+    account = files.read_json(Path(results_dir) / ID / COMPILE_FILE) if results_dir else None
+    if not account or "skipped" in account:
+        q5 = display.Finding("Q5", QUESTIONS[1][1], "not measured" + (f": {account['skipped']}" if account else ""),
+                             "—", ID)
+    else:
+        v = compile_verdict(account)
+        q5 = display.Finding("Q5", QUESTIONS[1][1], f"{account['graphs']} graph(s), {account['graph_breaks']} "
+                             f"break(s); {account['before']['aten_ops']:.0f} → {account['after']['aten_ops']:.0f} "
+                             f"operators per step; step: {stats.verdict_line(v)}; the first epoch pays "
+                             f"{account['compile_s']:.0f} s of compilation", stats.evidence_line(v), ID)
+    return [c8, q5]

@@ -31,6 +31,7 @@ PARAMETERS = {"workers": "DataLoader workers per process (None: C3's best count)
               "process_counts": "data-parallel processes per launch (more than the node has: shown as not available)",
               "modes": "strong: the same global batch; weak: the same per-process batch"}
 BASELINE = "1 process"
+QUESTIONS = (("C9", "Data-parallel scaling"),)
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 
@@ -151,6 +152,26 @@ def scaling_table(df: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+def verdicts(df: pd.DataFrame) -> dict:
+    """The section's family: each process count against 1 process, in time per image over steady epochs."""
+    ok = stats.steady(df[df["status"] == "ok"])
+    per_image = {tag: stats.samples(g.groupby("epoch")["slowest_total_s"].max() / g.groupby("epoch")["images"].sum())
+                 for tag, g in ok.groupby("tag", sort=False)}
+    claims = [(tag, BASELINE, "s") for tag in per_image if tag != BASELINE]  # one family: every count against one
+    return stats.family({tag: [{"s": v} for v in values] for tag, values in per_image.items()}, claims)
+
+
+def findings(df: pd.DataFrame, results_dir=None) -> list[display.Finding]:
+    if BASELINE not in set(df.loc[df["status"] == "ok", "tag"]):
+        return display.not_answered(ID, QUESTIONS, "the 1-process baseline did not run")
+    result = verdicts(df)
+    if not result:
+        return display.not_answered(ID, QUESTIONS, "only 1 process ran on this node")
+    first = next(iter(result.values()))
+    return [display.Finding("C9", QUESTIONS[0][1], "; ".join(f"{stats.verdict_line(c)} (time per image)"
+                                                             for c in result.values()), stats.evidence_line(first), ID)]
+
+
 def explain_scaling(df: pd.DataFrame) -> str:
     """The C9 sentences: each N-process setting against 1 process, in time per image, one family of claims
     (lab.core.stats.family)."""
@@ -159,9 +180,8 @@ def explain_scaling(df: pd.DataFrame) -> str:
         return "The 1-process baseline did not run: no speed-up can be stated."
     per_image = {tag: stats.samples(g.groupby("epoch")["slowest_total_s"].max() / g.groupby("epoch")["images"].sum())
                  for tag, g in ok.groupby("tag", sort=False)}
-    claims = [(tag, BASELINE, "s") for tag in per_image if tag != BASELINE]  # one family: every count against one
-    result = stats.family({tag: [{"s": v} for v in values] for tag, values in per_image.items()}, claims)
-    lines = [result[claim].sentence("time per image") for claim in claims]
+    result = verdicts(df)
+    lines = [c.sentence("time per image") for c in result.values()]
     lines.append("Each count is its own torchrun launch, run one after another (a launch cannot share epochs "
                  "with another), so drift between launches is not cancelled as it is in the other parts. "
                  "Strong scaling keeps the global batch (each process takes a share); weak scaling keeps the "

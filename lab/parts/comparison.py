@@ -73,3 +73,19 @@ def section(df: pd.DataFrame, what: str, title: str, name: str, figures_dir=None
     display.show(style(table.drop(columns=["test images"])))
     display.figure(plot_curves(df, title=title), name, figures_dir)
     display.show(display.markdown(explain_comparison(table, what)))
+
+
+def finding(df: pd.DataFrame, question: str, label: str, part: str) -> display.Finding:
+    """The row of C6 or C7: the extremes by training time (one family), and test top-1 where evaluated."""
+    table = compare_table(df)
+    ok = table[table["status"] == "ok"]
+    c = stats.extremes(ok["train_s samples"].to_dict())
+    if c is None:
+        return display.Finding(question, label, "fewer than two settings finished", "—", part)
+    answer = f"training time: {stats.verdict_line(c)}"
+    if c.verdict == stats.NO_DIFFERENCE:
+        answer = f"training time: {stats.NO_DIFFERENCE} across {len(ok)} settings"
+    n = ok["test images"].min() if "test images" in ok else float("nan")
+    learning = (stats.accuracy_sentence(ok["test top1"].to_dict(), int(n), "setting") if ok["test top1"].notna().any()
+                and n == n else "not evaluated on the test set")
+    return display.Finding(question, label, answer, f"{stats.evidence_line(c)}; learning: {learning}", part)

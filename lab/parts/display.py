@@ -4,6 +4,9 @@ notebook, `figure` shows a figure and saves its PNG and SVG copies, and `print` 
 IPython and matplotlib are the notebook extra's (lab.core.extras)."""
 from __future__ import annotations
 
+import html as escape
+from dataclasses import dataclass
+
 from ..core.extras import need
 from .plots import save_figure
 
@@ -36,3 +39,36 @@ def describe_run(record: dict) -> str:
             f"{loader}, max_batches {record['max_batches']}, on {record['device_name']} "
             f"({record['device_type']}), {record['dataset_kind']} data, torch {record['torch_version']}, "
             f"commit {record['git_commit']}")
+
+
+@dataclass
+class Finding:
+    """One of the lab's questions answered in a line, with what the answer rests on, from one part's records."""
+
+    question: str    # "C3.2", as ../LAB lists them
+    label: str       # a short label of the question
+    answer: str
+    evidence: str
+    part: str        # the part whose section shows the measurement
+
+
+def not_answered(part: str, questions, why: str) -> list[Finding]:
+    """A part's rows where it did not run (or could not answer): each question says why."""
+    return [Finding(q, label, why, "—", part) for q, label in questions]
+
+
+def heading(part: str, title: str):
+    """A part's section heading, with the part's id as its anchor (the findings table links to it)."""
+    return html(f"<h2 id='{escape.escape(part)}'>{escape.escape(title)}</h2>")
+
+
+def findings_html(rows: list[Finding]) -> str:
+    """The findings table: a row per question, linked to the section that shows the measurement."""
+    cells = "".join(
+        f"<tr><td><b>{escape.escape(r.question)}</b> {escape.escape(r.label)}</td><td>{escape.escape(r.answer)}</td>"
+        f"<td>{escape.escape(r.evidence)}</td><td><a href='#{escape.escape(r.part)}'>"
+        f"{escape.escape(r.part.split('_')[0])}</a></td></tr>" for r in rows)
+    widths = "".join(f"<col style='width:{w}%'>" for w in (17, 38, 39, 6))
+    return ("<h2 id='findings'>Findings</h2><table class='findings'><colgroup>" + widths + "</colgroup><thead><tr>"
+            "<th>question</th><th>answer</th><th>evidence</th><th>section</th></tr></thead>"
+            f"<tbody>{cells}</tbody></table>")

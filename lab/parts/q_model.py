@@ -18,6 +18,8 @@ from .base import Runs
 ID = "Q_model"
 TITLE = "Q1–Q4 — the model"
 USES_BEST_WORKERS = False
+QUESTIONS = (("Q1", "Convolutional layers"), ("Q2", "Input of the last linear layer"),
+             ("Q3", "Parameters and gradients, SGD"), ("Q4", "Parameters and gradients, Adam"))
 PARAMETERS: dict = {}  # results_dir only (lab.parts.base.COMMON_PARAMETERS): the answers go there
 
 
@@ -80,3 +82,19 @@ def answers_table(results_dir) -> pd.DataFrame:
 
 def section(records, results_dir, figures_dir=None) -> None:
     display.show(answers_table(results_dir))
+
+
+def findings(df, results_dir) -> list[display.Finding]:
+    a = files.read_json(Path(results_dir) / ID / "answers.json")
+    if not a:
+        return display.not_answered(ID, QUESTIONS, "Q_model did not run in this report")
+    conv, sgd, adam = a["conv_layers"], a["sgd"], a["adam"]
+    source = "counted on the live model (lab.engine.model)"
+    return [display.Finding("Q1", QUESTIONS[0][1], f"{conv['total']} ({conv['3x3']} 3x3 + {conv['1x1']} 1x1 "
+                            "shortcut)", source, ID),
+            display.Finding("Q2", QUESTIONS[1][1], str(a["last_linear_in_features"]), source, ID),
+            display.Finding("Q3", QUESTIONS[2][1], f"{sgd['parameters']:,} trainable parameters, {sgd['gradients']:,} "
+                            "gradients", f"after one SGD step; momentum buffers {sgd['optimizer_state']:,}", ID),
+            display.Finding("Q4", QUESTIONS[3][1], f"{adam['parameters']:,} trainable parameters, "
+                            f"{adam['gradients']:,} gradients", f"after one Adam step; its state, "
+                            f"{adam['optimizer_state']:,} values (2 x parameters), is not gradients", ID)]

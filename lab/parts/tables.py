@@ -55,10 +55,19 @@ def percent(table: pd.DataFrame, columns=("top1", "final top1")) -> pd.DataFrame
 
 
 def style(table: pd.DataFrame):
-    """Display form: three decimals, top-1 in percent, empty cells as a dash; the raw samples behind the
-    ranges are left out."""
-    table = table[[c for c in table.columns if not str(c).endswith(" samples")]]
-    return percent(table, ("top1", "final top1", "test top1")).style.format(precision=3, na_rep="—")
+    """Display form: three decimals, integers as integers (a column of whole numbers: epochs, batches,
+    workers), top-1 in percent, empty cells as a dash; the raw samples behind the ranges are left out."""
+    table = percent(table[[c for c in table.columns if not str(c).endswith(" samples")]],
+                    ("top1", "final top1", "test top1"))
+    whole = [c for c in table.columns if _whole(table[c])]
+    return table.style.format(precision=3, na_rep="—").format("{:.0f}", subset=whole, na_rep="—")
+
+
+def _whole(column: pd.Series) -> bool:
+    numbers = pd.to_numeric(column, errors="coerce")
+    if column.dtype == bool or numbers.isna().all() or (numbers.isna() & column.notna()).any():
+        return False
+    return bool((numbers.dropna() % 1 == 0).all())
 
 
 def ratio_range(baseline, values) -> str:

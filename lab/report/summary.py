@@ -47,7 +47,9 @@ def notebook_durations(meta: dict) -> str:
 
 
 def show_header(results_dir, profile: str = "") -> None:
-    display.show(display.html(header_html(results_dir, profile)))
+    """The provenance header, then the findings: every question of the lab answered in a line."""
+    display.show(display.html(header_html(results_dir, profile)),
+                 display.html(display.findings_html(parts.findings(results_dir))))
 
 
 def show_parts(results_dir, figures_dir=None) -> None:
