@@ -178,10 +178,7 @@ def explain_scaling(df: pd.DataFrame) -> str:
     ok = stats.steady(df[df["status"] == "ok"])
     if BASELINE not in set(ok["tag"]):
         return "The 1-process baseline did not run: no speed-up can be stated."
-    per_image = {tag: stats.samples(g.groupby("epoch")["slowest_total_s"].max() / g.groupby("epoch")["images"].sum())
-                 for tag, g in ok.groupby("tag", sort=False)}
-    result = verdicts(df)
-    lines = [c.sentence("time per image") for c in result.values()]
+    lines = [c.sentence("time per image") for c in verdicts(df).values()]
     lines.append("Each count is its own torchrun launch, run one after another (a launch cannot share epochs "
                  "with another), so drift between launches is not cancelled as it is in the other parts. "
                  "Strong scaling keeps the global batch (each process takes a share); weak scaling keeps the "
