@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_flags(train)  # one flag per Config field, from lab.core.config's specs
     train.add_argument("--nproc-per-node", type=int, default=None, metavar="N",
                        help="data-parallel training on N processes of this node (hands the command to torchrun's "
-                            "launcher; for several nodes run torchrun yourself, see README)")
+                            "launcher; for several nodes run torchrun yourself, see docs/scaling.md)")
     train.add_argument("--results", default=None, metavar="DIR",
                        help="append records to DIR/records.jsonl and DIR/batches.jsonl")
     train.add_argument("--json", action="store_true", help="print one JSON record per epoch on stdout")

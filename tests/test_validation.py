@@ -2,7 +2,7 @@
 generated Configs, `train` command lines and report profiles each end in a usable value or a one-line usage
 error (ConfigError / SystemExit 2), never a traceback and never a silently accepted invalid value.
 
-The bounds asserted here are README's ("Valid values"), written out again on purpose: the specs are checked
+The bounds asserted here are docs/troubleshooting.md's ("Valid values"), written out again on purpose: the specs are checked
 against the documentation, not against themselves."""
 import contextlib
 import io
@@ -34,7 +34,7 @@ SETTINGS = dict(deadline=None, database=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
 
 
-# --- what "usable" means (README's ranges table) -----------------------------------------------------------
+# --- what "usable" means (the docs' ranges table) -----------------------------------------------------------
 
 def number(v, low, high, below=False):
     return (not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(float(v)) and low <= v <= high
@@ -398,8 +398,8 @@ def test_the_shipped_profiles_are_valid():
         load_profile(name)
 
 
-def test_readme_states_every_range():
-    assert cfg.ranges_table() in (ROOT / "README.md").read_text()
+def test_the_docs_state_every_range():
+    assert cfg.ranges_table() in (ROOT / "docs" / "troubleshooting.md").read_text()
 
 
 def test_readme_says_what_quick_can_conclude_as_the_rule_computes_it():

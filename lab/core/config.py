@@ -6,7 +6,7 @@ every record the run writes, so each number in a report says exactly how it was 
 Every input has its valid values declared here, once: `FIELDS` (the Config's fields), `PARAMETERS` (notebook
 parameters, the profile entries that feed them), `OPTIONS` (CLI flags that are not fields) and `PROFILE` (a
 profile's own settings). `Config.validate`, the CLI, the report runner's plan and the notebooks
-(`check_parameters`) all check through these specs; README's ranges table is `ranges_table()`.
+(`check_parameters`) all check through these specs; docs/troubleshooting.md's ranges table is `ranges_table()`.
 
 `train`'s flags are generated from `FIELDS` (`add_config_flags`), and `to_argv` writes any Config as those
 flags (C9's launched processes get their Config that way): one mapping, both directions.
@@ -29,7 +29,7 @@ AMP = ("off", "bf16", "fp16")
 COMPILE = ("off", "default", "reduce-overhead", "max-autotune")
 TIMERS = ("auto", "phase", "epoch")  # auto: epoch with --fast, else phase
 
-# Upper bounds (see README, "Valid values"): what a machine can hold, and seeds torch accepts.
+# Upper bounds (docs/troubleshooting.md, "Valid values"): what a machine can hold, and seeds torch accepts.
 SEED_MAX = 2**31 - 1          # per-epoch seed = seed * 100_003 + epoch < 2**48, inside torch.manual_seed's range
 EPOCHS_MAX = 10_000
 BATCH_MAX = 8192              # ResNet-18 keeps ~18 MiB of activations per image in fp32: 8192 images ~ 140 GiB
@@ -60,7 +60,7 @@ def _num(x) -> str:
 class Spec:
     """The valid values of one input. kind: int, float (finite), bool, choice, path, text or dict; `low`..`high`
     inclusive (`below`: `high` excluded); `none`: None is allowed; `many`: a non-empty list of at most LIST_MAX
-    distinct such values; `why`: the reason for the bounds (README)."""
+    distinct such values; `why`: the reason for the bounds (docs/troubleshooting.md)."""
 
     kind: str
     low: float | None = None
@@ -235,7 +235,7 @@ def check_namespace(namespace: dict) -> dict:
 
 
 def ranges_table() -> str:
-    """README's table of every numeric input's valid values (a test keeps README and the specs equal)."""
+    """The table of every numeric input's valid values in docs/troubleshooting.md (a test keeps the two equal)."""
     rows = {}
     for group, specs in (("config", FIELDS), ("notebooks", PARAMETERS), ("cli", OPTIONS), ("profile", PROFILE)):
         for name, spec in specs.items():

@@ -137,7 +137,7 @@ def synthetic_images(labels: np.ndarray, rng: np.random.Generator, templates) ->
     a linear probe 16 % (version 1: 95 % and 100 %); a 4-layer CNN of 1/67 of ResNet-18's compute on the
     lab's 5-epoch schedule: train top-1 14, 25, 48, 63, 68 % per epoch, test 63 % (version 1: 99.9 % in
     epoch 1). ResNet-18 after 5 epochs should land between that and 87.5 %, inside the 50-90 % aimed at
-    (see README)."""
+    (docs/measuring.md, "Data")."""
     n = len(labels)
     modes = len(templates[0]) // 10
 

@@ -28,9 +28,10 @@ COMMON_PARAMETERS = {
     "results_dir": "the report folder the records go to (a report run passes its own)",
     "data": "the CIFAR-10 root; synthetic data goes under data/synthetic",
     "dataset": "auto: CIFAR-10 if present or downloadable, else synthetic (said loudly); cifar10; synthetic",
-    "device": "auto: cuda where available, else cpu", "batch_size": "images per batch", "epochs": "epochs per run "
-    "(the first is the warm-up: a part that compares needs at least 3)", "max_batches": "batches per epoch (None: "
-    "whole epochs)", "lr": "learning rate", "seed": "seed of every run's randomness",
+    "device": "auto: cuda where available, else cpu", "batch_size": "images per batch",
+    "epochs": "epochs per run (the first is the warm-up; 4 steady epochs let the rule compare two settings)",
+    "max_batches": "batches per epoch (None: whole epochs)", "lr": "learning rate",
+    "seed": "seed of every run's randomness",
 }
 
 

@@ -198,7 +198,8 @@ def findings(df: pd.DataFrame, results_dir=None) -> list[display.Finding]:
     why = (f"at {best} workers the loop waits {share:.0%} of each epoch for data, so more workers have little "
            "left to hide" if share == share else "not measured")
     if cpu == cpu and cores == cores:
-        why += f"; the training process alone keeps {cpu:.2f} of the {cores:.0f} cores busy, so workers compete for them"
+        why += (f"; the training process alone keeps {cpu:.2f} of the {cores:.0f} cores busy, so workers compete "
+                "for them")
     return [display.Finding("C3.1", "Loading time by worker count", f"per-batch wait per epoch: {waits}",
                             f"means over {n} steady epochs each, interleaved; worker start-up apart", ID),
             display.Finding("C3.2", "Best worker count", f"{best} workers" + ("" if significant else

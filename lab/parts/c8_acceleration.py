@@ -214,8 +214,9 @@ def compile_account(config: Config, out, samples: int = 4, backend: str = "induc
 def compile_verdict(account: dict) -> stats.Comparison:
     """The compiled step against the eager one, the account's steps as samples (a family of one claim)."""
     times = account["step_s"]
-    return stats.family({"compiled": [{"s": v} for v in times["compiled"]], "eager": [{"s": v} for v in times["eager"]]},
-                        [("compiled", "eager", "s")], sample="step", scope="Q5's claim")[("compiled", "eager", "s")]
+    samples = {name: [{"s": v} for v in times[name]] for name in ("compiled", "eager")}
+    claim = ("compiled", "eager", "s")
+    return stats.family(samples, [claim], sample="step", scope="Q5's claim")[claim]
 
 
 def explain_compile(results_dir) -> str:
