@@ -35,6 +35,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from .core import stats
 from .core.config import Config
 from .core.files import read_json, read_jsonl
 from .data.cifar10 import ensure_synthetic
@@ -204,6 +205,13 @@ def c8_rows(folder: Path, progress_file: Path, ran: Ran) -> list[dict]:
                             f"final loss {r['final loss']:.3f}",
                             f"epoch {r['epoch speed-up']}, step {r['step speed-up']} vs eager fp32",
                             status=f"ok ({int(r['epochs'])} epochs; loader {r['loader']})"))
+    account = read_json(folder / c8_acceleration.COMPILE_FILE)
+    if account and "skipped" not in account:
+        verdict = c8_acceleration.compile_verdict(account)
+        rows.append(row("c8", "Q5 compiled step", f"{account['graphs']} graph(s), {account['graph_breaks']} break(s); "
+                        f"aten ops per step {account['before']['aten_ops']:.0f} -> {account['after']['aten_ops']:.0f}; "
+                        f"launches {account['before']['launches']:.0f} -> {account['after']['launches']:.0f}; "
+                        f"compilation {account['compile_s']:.1f} s", stats.verdict_line(verdict)))
     lines = [json.loads(line) for line in progress_file.read_text().splitlines()] if progress_file.exists() else []
     ends = sum(1 for e in lines if e.get("batch") is not None and e.get("batch") == e.get("batches"))
     runs = len({e["run"] for e in lines if e.get("run")})
@@ -221,7 +229,8 @@ def run_c8(work: Path, sizes: Sizes) -> None:
     out = work / "c8"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    params = {"max_autotune": False, "compile_settings": sizes.compiled, "profile_steps": sizes.profile_steps}
+    params = {"max_autotune": False, "compile_settings": sizes.compiled, "profile_steps": sizes.profile_steps,
+              "explain_compile": sizes.compiled}  # Q5's compiled step: on the GPU, not in the CPU dry run
     c8_acceleration.run(config, params, out, Report(work))
 
 
