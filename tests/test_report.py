@@ -95,10 +95,10 @@ def _has_cuda():
 def test_html_has_every_section_its_tables_and_embedded_images(tiny_report):
     _, out = tiny_report
     html = (out / "report.html").read_text()
-    headings = [m.start() for s in SECTIONS for m in [re.search(rf"<h2 id='\w+'>{re.escape(s)}", html)] if m]
+    headings = [m.start() for s in SECTIONS for m in [re.search(rf"<h2 id=[\"']\w+[\"']>{re.escape(s)}", html)] if m]
     positions = headings if len(headings) == len(SECTIONS) else [-1]
     assert all(p > 0 for p in positions) and positions == sorted(positions), positions
-    findings = html.find("<h2 id='findings'>Findings</h2>")
+    findings = html.find('<h2 id="findings">Findings</h2>')
     assert 0 < findings < positions[0]  # the findings table heads the report, after the provenance
     for question in parts.ORDER:  # every question of the lab has its row
         assert f"<b>{question}</b>" in html, question
