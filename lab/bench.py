@@ -32,6 +32,7 @@ from .core.files import save_json
 from .core.timing import now
 from .data import cifar10
 from .data.tensor_loader import TensorLoader
+from .engine import environment
 from .engine.loop import Step, train_one_epoch
 from .engine.model import resnet18
 from .engine.records import cpu_flags, device_name, provenance
@@ -358,7 +359,8 @@ def run_bench(config: Config, out=None, quick: bool = False, steps: int | None =
     results = {}
     report = {"time": dt.datetime.now().astimezone().isoformat(timespec="seconds"), "quick": quick,
               "device_type": device.type, "device_name": device_name(device), "seconds": 0.0, "plan": p,
-              "config": config.to_dict(), "provenance": provenance(config, device), "results": results}
+              "config": config.to_dict(), "provenance": provenance(config, device), "environment": environment.collect(),
+              "results": results}
 
     def done(*rows: dict) -> None:
         results.update({r["name"]: r for r in rows})

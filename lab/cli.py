@@ -84,6 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--no-compile", action="store_true",
                        help="leave P3's torch.compile settings out (compiling takes a minute or more each); "
                             "fast stays, as it resolves (on CUDA it compiles)")
+
+    compare = sub.add_parser("compare", parents=[common],
+                             help="reports side by side (two machines, two profiles): compare.html and compare.pdf")
+    compare.add_argument("reports", nargs="+", metavar="REPORT", help="report folders (e.g. results/latest)")
+    compare.add_argument("--out", default=None, metavar="DIR", help="where compare.html goes "
+                         "(default results/compare-<time>)")
+    compare.add_argument("--no-pdf", action="store_true", help="the HTML only")
     return parser
 
 
@@ -196,13 +203,21 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    OPTIONS["results"].check("--out", args.out)
+    from .report.compare import write
+    print(write(args.reports, args.out, pdf=not args.no_pdf))
+    return 0
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     args.argv = argv
     try:
-        return {"train": cmd_train, "report": cmd_report, "bench": cmd_bench}[args.command](args)
+        return {"train": cmd_train, "report": cmd_report, "bench": cmd_bench,
+                "compare": cmd_compare}[args.command](args)
     except Interrupted as exc:
         if args.debug:
             raise

@@ -165,6 +165,8 @@ FIELDS: dict[str, Spec] = {
     "augment": BOOL,
     "threads": _int(1, THREADS_MAX, "torch threads per process", none=True),
     "sync_bn": BOOL,
+    "cudnn_benchmark": BOOL,
+    "deterministic": BOOL,
     "evaluate": BOOL,
     "checkpoint": Spec("path", none=True),
     "synthetic_train": _int(1, 5 * SYNTHETIC_FILE_MAX, "five batch files of at most 50,000 images, each "
@@ -281,6 +283,8 @@ class Config:
     augment: bool = True             # the lab's RandomCrop + RandomHorizontalFlip (off: equivalence checks)
     threads: int | None = None       # torch threads per process; None: the default (shared among ranks)
     sync_bn: bool = False            # SyncBatchNorm across ranks (CUDA only, as in PyTorch)
+    cudnn_benchmark: bool = True     # cuDNN picks its fastest convolutions for the fixed shapes (CUDA only)
+    deterministic: bool = False      # torch.use_deterministic_algorithms (and cuBLAS's workspace on CUDA)
     evaluate: bool = False
     checkpoint: str | None = "checkpoints/ckpt.pt"
     synthetic_train: int = 50_000
@@ -321,7 +325,7 @@ assert set(FIELDS) == {f.name for f in fields(Config)}, "every Config field need
 # The lab's own flag names, kept verbatim where they are not `--` + the field's name with dashes; `extra` has
 # no flag. Fields that default to True get a flag that turns them off.
 FLAGS = {"epochs": ("--epoch",), "resume": ("--resume", "-r"), "batch_norm": ("--disable_batch_norm",),
-         "augment": ("--no-augment",)}
+         "augment": ("--no-augment",), "cudnn_benchmark": ("--no-cudnn-benchmark",)}
 NO_FLAG = ("extra",)
 HELP = {
     "lr": "learning rate", "workers": "DataLoader workers",
@@ -341,7 +345,12 @@ HELP = {
               "auto: epoch with --fast, else phase",
     "augment": "train without RandomCrop/RandomHorizontalFlip (equivalence checks)",
     "threads": "torch threads per process (default: torch's, or the cores shared among the ranks)",
-    "sync_bn": "SyncBatchNorm across ranks (CUDA only)", "evaluate": "test loss/top-1 after each epoch (untimed)",
+    "sync_bn": "SyncBatchNorm across ranks (CUDA only)",
+    "cudnn_benchmark": "turn cudnn.benchmark off (on by default on CUDA: the shapes are fixed, so cuDNN's "
+                       "autotuning in the first steps picks the fastest convolutions; it does nothing on a CPU)",
+    "deterministic": "deterministic algorithms only (torch.use_deterministic_algorithms; on CUDA also "
+                     "cudnn.deterministic and CUBLAS_WORKSPACE_CONFIG=:4096:8)",
+    "evaluate": "test loss/top-1 after each epoch (untimed)",
     "checkpoint": "checkpoint file; '' for none", "synthetic_train": "synthetic training images",
     "synthetic_test": "synthetic test images", "experiment": "label of the records",
     "tag": "label of this setting in the records",

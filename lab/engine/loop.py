@@ -14,6 +14,7 @@ import torch
 import torch.nn as nn
 
 from ..core.timing import PhaseTimer, now
+from .memory import EpochMemory, workers_pss
 
 AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -90,6 +91,8 @@ def train_one_epoch(step: Step, loader, batches: int | None = None, timers: str 
     the device until the epoch ends, so load_s/train_s/other_s are None (not measured, not 0).
     `cpu_s` and `workers_cpu_s` are the CPU seconds the training process and its DataLoader workers used
     during the epoch (read outside the timed part; the workers' once they have ended with the epoch).
+    Memory (lab.engine.memory): the epoch's peak host RSS and CUDA peaks, reset before the clock starts and
+    read after it stops; the workers' PSS is read at the last batch, while they are alive (inside `other_s`).
 
     loss and top1 are sample-weighted means over all images of the epoch, not the best batch. `diverged`
     is set when the loss stops being finite (per step with phase timers, at the epoch's end otherwise).
@@ -98,16 +101,17 @@ def train_one_epoch(step: Step, loader, batches: int | None = None, timers: str 
     n = len(loader) if batches is None else min(len(loader), batches)
     step.model.train()
     on_step = on_step or (lambda batch: None)
+    memory = EpochMemory(step.device).start()
     own, children = cpu_seconds()
     if timers == "epoch":
-        stats = _epoch_timed(step, loader, n, on_step)
+        stats = _epoch_timed(step, loader, n, on_step, memory)
     else:
-        stats = _phase_timed(step, loader, n, on_step, timer or PhaseTimer(step.device))
+        stats = _phase_timed(step, loader, n, on_step, timer or PhaseTimer(step.device), memory)
     own_after, children_after = cpu_seconds()
-    return {**stats, "cpu_s": own_after - own, "workers_cpu_s": children_after - children}
+    return {**stats, "cpu_s": own_after - own, "workers_cpu_s": children_after - children, **memory.stop()}
 
 
-def _phase_timed(step: Step, loader, n_batches: int, on_step, timer: PhaseTimer) -> dict:
+def _phase_timed(step: Step, loader, n_batches: int, on_step, timer: PhaseTimer, memory: EpochMemory) -> dict:
     loss_sum, correct, images, batches, diverged = 0.0, 0, 0, [], False
     with timer.phase("total"):
         with timer.phase("load"):
@@ -132,13 +136,14 @@ def _phase_timed(step: Step, loader, n_batches: int, on_step, timer: PhaseTimer)
             if not math.isfinite(batch_loss):
                 diverged = True
                 break
+        memory.workers = workers_pss(it)
         del it  # worker shutdown belongs to this epoch ("other")
     return {**timer.split(), "loader_start_s": loader_start, "starved_batches": count_starved(batches),
             "timers": "phase", "loss": loss_sum / max(images, 1), "top1": correct / max(images, 1),
             "images": images, "batches": batches, "diverged": diverged}
 
 
-def _epoch_timed(step: Step, loader, n_batches: int, on_step) -> dict:
+def _epoch_timed(step: Step, loader, n_batches: int, on_step, memory: EpochMemory) -> dict:
     device = step.device
     losses = torch.zeros(n_batches).to(device)
     corrects = torch.zeros(n_batches, dtype=torch.int64).to(device)
@@ -152,6 +157,7 @@ def _epoch_timed(step: Step, loader, n_batches: int, on_step) -> dict:
         corrects[index] = (out.argmax(1) == y).sum()
         sizes.append(y.size(0))                  # shape metadata, known on the host
         on_step({"batch": index + 1, "loss": None, "images": sizes[-1]})
+    memory.workers = workers_pss(it)
     del it
     total = now(device) - start                  # now() synchronizes: the epoch's work is all done
     loss_list, correct_list = losses.tolist(), corrects.tolist()

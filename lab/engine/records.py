@@ -17,6 +17,9 @@ import torch
 
 from ..core.config import Config
 from ..core.files import append_jsonl, read_jsonl, write_jsonl
+from .memory import FIELDS as MEMORY_FIELDS
+
+SPEED_FIELDS = ("fp32_precision_matmul", "fp32_precision_conv", "cudnn_benchmark_on", "deterministic_on")
 
 METRICS = ("epoch", "load_s", "train_s", "other_s", "total_s", "loader_start_s", "starved_batches", "loss", "top1",
            "images", "test_loss", "test_top1", "test_images", "warmup", "status",
@@ -25,7 +28,9 @@ METRICS = ("epoch", "load_s", "train_s", "other_s", "total_s", "loader_start_s",
            "cpu_s", "workers_cpu_s", "cpus_available", "interop_threads",
            # distributed runs (one record per rank, written by rank 0); one process: rank 0 of 1
            "rank", "world_size", "global_batch_size", "backend", "threads", "slowest_total_s",
-           "comm_s", "comm_raw_s", "comm_low_s", "comm_high_s")
+           "comm_s", "comm_raw_s", "comm_low_s", "comm_high_s",
+           # memory over the epoch (lab.engine.memory) and the switches that change speed, as torch had them
+           *MEMORY_FIELDS, *SPEED_FIELDS)
 
 
 def device_name(device: torch.device) -> str:

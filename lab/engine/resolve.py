@@ -3,6 +3,7 @@ the process group it belongs to and its torch threads. `run`, the Trainer, the b
 runs and the CLI's launcher all take what `resolve` says, so no two places decide it differently."""
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 
@@ -59,5 +60,38 @@ def resolve(config: Config, log=None, launch: int | None = None, measure: bool =
     device = torch.device("cuda", ctx.local_rank) if kind == "cuda" and ctx.distributed else torch.device(kind)
     if launch is None:
         config = resolve_fast(config, device, log, measure)
+    if kind != "cuda" and config.cudnn_benchmark:
+        config = config.replace(cudnn_benchmark=False)  # cuDNN does nothing on a CPU: the records say so
     threads = dist.threads_per_rank(config.threads) if config.threads or ctx.distributed else torch.get_num_threads()
     return Resolved(config, device, ctx, threads)
+
+
+def apply_speed_settings(config: Config, device: torch.device) -> None:
+    """Set torch's process-wide switches to this run's: cudnn.benchmark (CUDA) and deterministic algorithms
+    (with cuBLAS's fixed workspace on CUDA, which they need). Called before each epoch: the runs of an
+    interleaved block share one process, and each epoch must run under its own run's switches."""
+    cuda = device.type == "cuda"
+    if config.deterministic and cuda:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(config.deterministic)
+    torch.backends.cudnn.deterministic = config.deterministic
+    torch.backends.cudnn.benchmark = config.cudnn_benchmark and cuda
+
+
+def _precision(*levels) -> str:
+    """The first set (not "none": inherit) fp32 precision of a backend's levels, from the leaf up; "ieee"
+    where none is set (torch's default)."""
+    return next((level.fp32_precision for level in levels if level.fp32_precision != "none"), "ieee")
+
+
+def speed_settings(device: torch.device) -> dict:
+    """The switches that change speed, as torch reports them now (the fp32 precision through torch's
+    `fp32_precision` API; the legacy `allow_tf32` flags are not read: mixing the two raises)."""
+    b = torch.backends
+    if device.type == "cuda":
+        matmul, conv = _precision(b.cuda.matmul, b), _precision(b.cudnn.conv, b.cudnn, b)
+    else:
+        matmul, conv = _precision(b.mkldnn.matmul, b.mkldnn, b), _precision(b.mkldnn.conv, b.mkldnn, b)
+    return {"fp32_precision_matmul": matmul, "fp32_precision_conv": conv,
+            "cudnn_benchmark_on": bool(b.cudnn.benchmark),
+            "deterministic_on": torch.are_deterministic_algorithms_enabled()}

@@ -23,7 +23,7 @@ from .checkpoint import check_same_data, load_checkpoint, restore_scaler, save_c
 from .loop import AMP_DTYPES, Precision, Step, evaluate, train_one_epoch
 from .model import resnet18
 from .progress import step as progress_step
-from .resolve import Resolved, resolve
+from .resolve import Resolved, apply_speed_settings, resolve, speed_settings
 
 
 def build_optimizer(name: str, params, lr: float, momentum: float = 0.9, weight_decay: float = 5e-4):
@@ -84,6 +84,7 @@ class Trainer:
         self.device, self.dist = resolved.device, resolved.dist
         if resolved.threads != torch.get_num_threads():
             torch.set_num_threads(resolved.threads)
+        apply_speed_settings(config, self.device)
         torch.manual_seed(config.seed)
         self.model = resnet18(batch_norm=config.batch_norm).to(self.device)
         if config.sync_bn:
@@ -142,6 +143,7 @@ class Trainer:
         """One epoch; each step is reported to lab.engine.progress (by rank 0), to a tqdm bar on stderr when
         `progress`, and then to `on_step()` (a profiler's step)."""
         seed_epoch(self.config, epoch, self.train_loader)
+        apply_speed_settings(self.config, self.device)
         c, n = self.config, self.batches(max_batches)
         bar = tqdm(total=n, desc=f"epoch {epoch}/{c.epochs}", disable=not progress, file=sys.stderr, leave=False)
         seen = {"loss": 0.0, "images": 0}
@@ -209,7 +211,7 @@ def run(config: Config, results_dir=None, progress=False, log=None, reached: Run
         reached.epoch = epoch
         stats = trainer.train_epoch(epoch, progress=progress and ctx.main, run_id=run_id)
         batches = stats["batches"]
-        metrics = {**stats, **where, "epoch": epoch, "warmup": epoch == start,
+        metrics = {**stats, **where, **speed_settings(trainer.device), "epoch": epoch, "warmup": epoch == start,
                    "status": "diverged" if stats["diverged"] else "ok"}
         if ctx.world_size > 1 and not stats["diverged"] and epoch == config.epochs:  # once a run: probes cost steps
             metrics.update(trainer.measure_comm(len(batches), probes=min(5, max(2, len(batches)))))

@@ -135,8 +135,10 @@ def workers_table(df: pd.DataFrame, sweep: dict) -> pd.DataFrame:
             ["stopped here"] if w == stop else []) + (
             ["after the stop"] if stop is not None and w > stop else [])
         table.loc[name, "rule"] = ", ".join(marks)
+    table = table.join(memory(df, "setting")[["host peak RSS MiB", "workers PSS MiB"]])
     return table[["workers", "batch wait s", "batch wait range", "worker start-up s", "load_s", "train_s",
-                  "total_s", "total_s range", "training images/s", "rule", "batch wait samples"]]
+                  "total_s", "total_s range", "training images/s", "host peak RSS MiB", "workers PSS MiB", "rule",
+                  "batch wait samples"]]
 
 
 @plots.themed

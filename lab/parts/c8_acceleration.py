@@ -1,5 +1,5 @@
 """C8: accelerating the training step. Every setting trains on the on-device batched loader, so only the step
-changes: eager fp32 (the baseline), channels_last, autocast (bf16 on a CPU; fp16 and bf16 on CUDA),
+changes: eager fp32 (the baseline), channels_last, cudnn.benchmark off (CUDA), autocast (bf16 on a CPU; fp16 and bf16 on CUDA),
 torch.compile (default; reduce-overhead on CUDA; max-autotune opt-in), and `fast` (lab.engine.fast), also
 with per-phase timers on CUDA to show what measuring costs. All settings run interleaved by epoch; the first
 epoch pays for compilation and is never steady here. Speed-ups of the step and of the whole epoch are over
@@ -26,7 +26,7 @@ from ..engine.profiling import LAUNCH_OPS, step_profile
 from ..engine.resolve import device_type, resolve
 from . import display, plots
 from .base import Runs, Work, interleave, steady_epochs
-from .tables import ratio_range, style
+from .tables import memory, ratio_range, style
 
 ID = "C8_acceleration"
 TITLE = "C8 — Accelerating the training step"
@@ -70,7 +70,8 @@ def acceleration_settings(device_type: str, max_autotune: bool = False, probe: d
     Returns (settings, skipped: tag -> reason)."""
     settings = [{"tag": BASELINE}, {"tag": "channels_last", "channels_last": True}]
     if device_type == "cuda":
-        settings += [{"tag": "autocast fp16", "amp": "fp16"}, {"tag": BF16, "amp": "bf16"}]
+        settings += [{"tag": "cudnn.benchmark off", "cudnn_benchmark": False},  # every other setting has it on
+                     {"tag": "autocast fp16", "amp": "fp16"}, {"tag": BF16, "amp": "bf16"}]
         modes = ["default", "reduce-overhead"] + (["max-autotune"] if max_autotune else [])
     else:
         settings += [{"tag": BF16, "amp": "bf16"}]
@@ -284,10 +285,15 @@ def acceleration_table(df: pd.DataFrame, plan: dict | None = None) -> pd.DataFra
     table["loader"] = ["not measured (epoch timers)" if r["timers"] == "epoch" else
                        ("starved" if r["starved batches"] >= STARVED_SHARE * r["batches"] else "keeps up")
                        if r["starved batches"] == r["starved batches"] else "—" for _, r in table.iterrows()]
+    # the step's own memory: on CUDA the rise above what the block's other settings hold, on a CPU the process
+    mem = memory(ok, "tag").drop(columns="workers PSS MiB") if len(ok) else pd.DataFrame()
+    if "CUDA peak rise MiB" in mem:
+        mem = mem.drop(columns="host peak RSS MiB")
+    table = table.join(mem)
     for tag in _not_measured(df, plan):
         table.loc[tag, "status"] = f"not measured: {_not_measured(df, plan)[tag]}"
     return table[["timers", "first epoch s", "steady train s", "steady epoch s", "step speed-up", "epoch speed-up",
-                  "starved batches", "batches", "loader", "final loss", "test top1", "epochs", "status",
+                  "starved batches", "batches", "loader", *mem.columns, "final loss", "test top1", "epochs", "status",
                   "train_s samples", "total_s samples", "test images"]]
 
 

@@ -22,7 +22,7 @@ from ..engine import records as rec
 from ..engine.resolve import device_type
 from . import display
 from .base import Runs, Work, planned_steps, steady_epochs
-from .tables import ratio_range, style
+from .tables import memory, ratio_range, style
 
 ID = "C9_scaling"
 TITLE = "C9 — Scaling out (torch.distributed)"
@@ -149,7 +149,9 @@ def scaling_table(df: pd.DataFrame) -> pd.DataFrame:
         efficiencies.append(f"{mean / n:.0%}" + ("" if low == high else f" ({low / n:.0%}–{high / n:.0%})"))
     table["speed-up (images/s)"] = speedups
     table["efficiency"] = efficiencies
-    return table
+    # per rank: the largest process's peak (every rank holds a whole model, optimizer and its loader)
+    mem = memory(df, "tag").drop(columns="workers PSS MiB").add_suffix(" / rank")
+    return table.join(mem)
 
 
 def verdicts(df: pd.DataFrame) -> dict:

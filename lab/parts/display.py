@@ -5,13 +5,42 @@ IPython and matplotlib are the notebook extra's (lab.core.extras)."""
 from __future__ import annotations
 
 import html as escape
+import re
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..core.extras import need
 from .plots import save_figure
 
 
+_csv: dict = {}  # while `tables_as_csv` is active: the folder and the part whose tables are being shown
+
+
+@contextmanager
+def tables_as_csv(folder, part: str):
+    """Every table `show` displays inside this block is also written to `folder/<part>.csv` (the next ones
+    `<part>-2.csv`, ...): the numbers the reader sees, unrounded, readable by pandas or a spreadsheet."""
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    _csv.update(folder=Path(folder), part=part, count=0)
+    try:
+        yield
+    finally:
+        _csv.clear()
+
+
+def _save_csv(obj) -> None:
+    table = getattr(obj, "data", obj)  # a Styler's table, or a DataFrame itself
+    if not _csv or not hasattr(table, "to_csv"):
+        return
+    _csv["count"] += 1
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", _csv["part"]) + (f"-{_csv['count']}" if _csv["count"] > 1 else "")
+    table.to_csv(_csv["folder"] / f"{name}.csv")
+
+
 def show(*objs) -> None:
+    for obj in objs:
+        _save_csv(obj)
     need("IPython.display").display(*objs)
 
 

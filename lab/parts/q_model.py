@@ -11,6 +11,7 @@ import torch.nn as nn
 
 from ..core import files
 from ..engine import model as M
+from ..engine.memory import parameter_bytes, state_bytes
 from ..engine.train import build_optimizer
 from . import display
 from .base import Runs
@@ -33,7 +34,8 @@ def after_one_step(optimizer_name: str) -> dict:
     nn.functional.cross_entropy(net(x), y).backward()
     optimizer.step()
     return {"parameters": M.count_trainable_parameters(net), "gradients": M.count_gradients(net),
-            "optimizer_state": M.count_optimizer_state(optimizer)}
+            "optimizer_state": M.count_optimizer_state(optimizer), "optimizer_state_bytes": state_bytes(optimizer),
+            "parameter_bytes": parameter_bytes(net)}
 
 
 def answers() -> dict:
@@ -53,6 +55,9 @@ def text(a: dict) -> str:
         f"Q4 Adam: {adam['parameters']:,} trainable parameters, {adam['gradients']:,} gradients",
         f"   Adam also keeps {adam['optimizer_state']:,} state values (exp_avg + exp_avg_sq = 2 x parameters); state "
         f"is not gradients. SGD's momentum buffers: {sgd['optimizer_state']:,}.",
+        f"   Adam's state in memory: {adam['optimizer_state_bytes']:,} bytes, measured from its tensors "
+        f"({adam['optimizer_state_bytes'] / adam['parameter_bytes']:.2f} x the parameters' {adam['parameter_bytes']:,} "
+        "bytes)",
         f"   without batch norm: {a['parameters_without_bn']:,} trainable parameters"])
 
 
@@ -76,8 +81,17 @@ def answers_table(results_dir) -> pd.DataFrame:
             ("Q3 SGD: trainable parameters / gradients", f"{a['sgd']['parameters']:,} / {a['sgd']['gradients']:,}"),
             ("Q4 Adam: trainable parameters / gradients", f"{a['adam']['parameters']:,} / {a['adam']['gradients']:,}"),
             ("Q4 Adam optimizer state (not gradients)", f"{a['adam']['optimizer_state']:,} (2 x parameters)"),
+            ("Q4 Adam optimizer state, bytes", state_line(a["adam"])),
             ("trainable parameters without batch norm", f"{a['parameters_without_bn']:,}")]
     return pd.DataFrame(rows, columns=["question", "answer"]).set_index("question")
+
+
+def state_line(adam: dict) -> str:
+    """Adam's state in bytes, measured from the optimizer's tensors, against 2 x the parameters' bytes."""
+    if "optimizer_state_bytes" not in adam:
+        return "not measured in this report"
+    state, params = adam["optimizer_state_bytes"], adam["parameter_bytes"]
+    return f"{state:,} bytes ({state / 2 ** 20:.1f} MiB) = {state / params:.2f} x the parameters' {params:,} bytes"
 
 
 def section(records, results_dir, figures_dir=None) -> None:
@@ -97,4 +111,5 @@ def findings(df, results_dir) -> list[display.Finding]:
                             "gradients", f"after one SGD step; momentum buffers {sgd['optimizer_state']:,}", ID),
             display.Finding("Q4", QUESTIONS[3][1], f"{adam['parameters']:,} trainable parameters, "
                             f"{adam['gradients']:,} gradients", f"after one Adam step; its state, "
-                            f"{adam['optimizer_state']:,} values (2 x parameters), is not gradients", ID)]
+                            f"{adam['optimizer_state']:,} values (2 x parameters), is not gradients; in memory: {state_line(adam)}",
+                            ID)]

@@ -45,6 +45,25 @@ def summarize(df: pd.DataFrame, by) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index(by)
 
 
+MIB = 2 ** 20
+# Memory columns (lab.engine.memory's record fields), each the largest over a group's epochs (and ranks)
+MEMORY = {"host peak RSS MiB": "host_peak_rss_bytes", "workers PSS MiB": "workers_pss_bytes",
+          "CUDA peak allocated MiB": "cuda_peak_allocated_bytes",
+          "CUDA peak rise MiB": "cuda_peak_above_start_bytes"}
+
+
+def memory(df: pd.DataFrame, by: str) -> pd.DataFrame:
+    """Per group of `by`: the largest of each memory figure over its epochs (and ranks), in MiB. The CUDA
+    columns appear only where a record has them; a report from before memory was recorded shows dashes."""
+    columns = {name: field for name, field in MEMORY.items()
+               if not name.startswith("CUDA") or (field in df and df[field].notna().any())}
+    out = pd.DataFrame(index=pd.Index(df[by].unique(), name=by))
+    for name, field in columns.items():
+        values = pd.to_numeric(df[field], errors="coerce") if field in df else pd.Series(float("nan"), index=df.index)
+        out[name] = (values / MIB).groupby(df[by], sort=False).max()
+    return out
+
+
 def percent(table: pd.DataFrame, columns=("top1", "final top1")) -> pd.DataFrame:
     """A display copy with top-1 as a percentage."""
     table = table.copy()

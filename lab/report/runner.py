@@ -24,7 +24,7 @@ from ..core.errors import ConfigError, LabError
 from ..core.extras import need
 from ..core.files import check_writable, save_json
 from ..data.cifar10 import ensure_synthetic, load_dataset, resolve_dataset
-from ..engine import progress
+from ..engine import environment, progress
 from ..engine.records import git_commit
 from .estimate import ReportTiming, Watcher, clock
 from .publish import write_html, write_pdf
@@ -220,6 +220,8 @@ def run_report(profile_name: str, results_root=None, data=None, out=None, force=
             save_json(out / "report.json", meta)
             log(f"report {out.name} ({meta['profile']} profile, {meta['dataset']} data) -> {out}")
         _point_latest(results_root, out)
+        meta["environment"] = environment.collect()  # this session's machine (a resumed report: the latest)
+        save_json(out / "report.json", meta)
         started = time.perf_counter()
         if meta["dataset"] == "synthetic":  # made once, before the notebooks: not a cost of C2's run
             ensure_synthetic(Config(dataset="synthetic", data=data), log=log)

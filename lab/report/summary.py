@@ -5,8 +5,11 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
+import pandas as pd
+
 from .. import parts
 from ..core import files
+from ..engine import environment
 from ..parts import display
 from ..parts.tables import load
 
@@ -21,8 +24,8 @@ def header_html(results_dir, profile: str) -> str:
     rows = {"report": meta.get("id", Path(results_dir).name), "profile": meta.get("profile", profile),
             "date": meta.get("started", values("time")), "device": values("device_name"),
             "data set": values("dataset_kind"), "torch": values("torch_version"), "commit": values("git_commit"),
-            "host CPUs": values("host_cpus"), "records": f"{len(measured)} epoch records",
-            "notebooks": notebook_durations(meta)}
+            **environment.summary(meta.get("environment")), "speed settings": speed_settings(measured),
+            "records": f"{len(measured)} epoch records", "notebooks": notebook_durations(meta)}
     body = "".join(f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(k)}</th>"
                    f"<td>{html.escape(str(v))}</td></tr>" for k, v in rows.items())
     banner = ""
@@ -36,6 +39,15 @@ def header_html(results_dir, profile: str) -> str:
             f"<table class='provenance'>{body}</table>")
 
 
+def speed_settings(measured) -> str:
+    """The switches that change speed, as the epochs ran with them (each value seen, over all records)."""
+    names = {"cudnn_benchmark_on": "cudnn.benchmark", "deterministic_on": "deterministic",
+             "fp32_precision_matmul": "fp32 matmul", "fp32_precision_conv": "fp32 conv"}
+    seen = [f"{label} {'/'.join(sorted({str(v) for v in measured[col].dropna()}))}" for col, label in names.items()
+            if col in measured and measured[col].notna().any()]
+    return "; ".join(seen) or "not recorded"
+
+
 def notebook_durations(meta: dict) -> str:
     """Each planned notebook's duration, and the ones that did not run (a report missing a part says so)."""
     done, planned = meta.get("done", {}), list(meta.get("parameters", {}))
@@ -46,13 +58,32 @@ def notebook_durations(meta: dict) -> str:
     return ran + (f"; DID NOT RUN: {', '.join(missing)}" if missing else "")
 
 
+TABLES = "tables"  # the report's tables as CSV, in the report folder
+
+
 def show_header(results_dir, profile: str = "") -> None:
-    """The provenance header, then the findings: every question of the lab answered in a line."""
-    display.show(display.html(header_html(results_dir, profile)),
-                 display.html(display.findings_html(parts.findings(results_dir))))
+    """The provenance header, then the findings: every question of the lab answered in a line. The findings
+    and every epoch record are also written as CSV (tables/findings.csv, tables/records.csv)."""
+    rows = parts.findings(results_dir)
+    display.show(display.html(header_html(results_dir, profile)), display.html(display.findings_html(rows)))
+    write_records_csv(results_dir)
+    pd.DataFrame([vars(r) for r in rows]).to_csv(Path(results_dir) / TABLES / "findings.csv", index=False)
+
+
+def write_records_csv(results_dir) -> Path:
+    """Every epoch record of the report as one tidy table: a row per run, rank and epoch, a column per record
+    field (the `extra` dict's keys as `extra.<key>`)."""
+    folder = Path(results_dir) / TABLES
+    folder.mkdir(parents=True, exist_ok=True)
+    records = load(results_dir)
+    tidy = pd.json_normalize(records.to_dict("records")) if len(records) else records
+    tidy.to_csv(folder / "records.csv", index=False)
+    return folder / "records.csv"
 
 
 def show_parts(results_dir, figures_dir=None) -> None:
-    """Each part's section: the C-parts in run order, then the Q answers."""
+    """Each part's section: the C-parts in run order, then the Q answers. Each part's tables are also written
+    as CSV (tables/<part>.csv: the numbers shown, unrounded)."""
     for part in parts.IDS[1:] + parts.IDS[:1]:
-        parts.show(part, results_dir, figures_dir)
+        with display.tables_as_csv(Path(results_dir) / TABLES, part):
+            parts.show(part, results_dir, figures_dir)
