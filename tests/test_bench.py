@@ -141,6 +141,7 @@ def test_quick_bench_end_to_end_names_the_device(synthetic_data, tmp_path, monke
     assert code == 0, captured.err[-2000:]
     printed = captured.out
     report = json.loads(out.read_text())
+    assert report["environment"]["collect_env"]["torch_version"] == report["provenance"]["torch_version"]
     assert report["device_type"] == "cpu" and report["provenance"]["device_type"] == "cpu"
     assert report["device_name"] == report["provenance"]["device_name"]
     assert printed.startswith(f"bench on cpu: {report['device_name']}")

@@ -121,6 +121,42 @@ def test_html_has_every_section_its_tables_and_embedded_images(tiny_report):
         assert (ROOT / "figures" / f"{name}.svg").stat().st_size > 0
 
 
+def test_memory_environment_and_every_table_as_csv(tiny_report, tmp_path):
+    """Every epoch record has its memory; the environment is in report.json and the header; the records, the
+    findings and every part's tables are CSV files pandas reads; and the report compares with another."""
+    import pandas as pd
+    import torch
+
+    from lab.engine.environment import CPU_FLAGS, cpu_flags
+    from lab.report import compare
+
+    _, out = tiny_report
+    df = read_records(out)
+    ok = df[df["status"] == "ok"]
+    assert (ok["host_peak_rss_bytes"] > 50 * 2 ** 20).all() and ok["cuda_peak_allocated_bytes"].isna().all()
+    c3 = ok[ok.experiment == c3_workers.ID]
+    assert (c3.loc[c3["workers"] == 0, "workers_pss_bytes"] == 0).all()
+    assert (c3.loc[(c3["workers"] > 0) & (c3["loader"] == "torch"), "workers_pss_bytes"] > 2 ** 20).all()
+    meta = json.loads((out / "report.json").read_text())
+    env = meta["environment"]
+    assert env["collect_env"]["torch_version"] == torch.__version__
+    assert env["cpu_flags"] == [f for f in CPU_FLAGS if f in cpu_flags()]
+    html = (out / "report.html").read_text()
+    assert env["cpu_model"] in html and "speed settings" in html and "cudnn.benchmark False" in html
+    for heading in ("host peak RSS MiB", "workers PSS MiB", "host peak RSS MiB / rank", "Adam optimizer state, bytes"):
+        assert heading in html, heading
+    tables = out / "tables"
+    records = pd.read_csv(tables / "records.csv")
+    assert len(records) == len(df) and {"run_id", "epoch", "total_s", "host_peak_rss_bytes", "extra.block"} <= set(records)
+    assert len(pd.read_csv(tables / "findings.csv")) == len(parts.ORDER)
+    for part in (c3_workers.ID, c8_acceleration.ID, c9_scaling.ID, q_model.ID):
+        assert len(pd.read_csv(tables / f"{part}.csv")) >= 1, part
+    c3_table = pd.read_csv(tables / f"{c3_workers.ID}.csv", index_col=0)
+    assert "workers PSS MiB" in c3_table and c3_table["batch wait s"].notna().all()
+    page = compare.write([out, ROOT / "tests" / "fixtures" / "report"], tmp_path / "cmp", pdf=False).read_text()
+    assert "DIFFERENT PROFILES" in page and env["cpu_model"] in page
+
+
 def test_pdf_has_pages(tiny_report, tmp_path):
     _, out = tiny_report
     if not shutil.which("chromium") and not os.environ.get("CI"):

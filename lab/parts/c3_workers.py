@@ -15,7 +15,7 @@ from ..core.config import Config
 from ..core.errors import LabError
 from . import display, plots
 from .base import Runs, interleave, steady_epochs, steady_values
-from .tables import style, summarize
+from .tables import memory, style, summarize
 
 ID = "C3_workers"
 TITLE = "C3 — DataLoader workers"
@@ -135,10 +135,10 @@ def workers_table(df: pd.DataFrame, sweep: dict) -> pd.DataFrame:
             ["stopped here"] if w == stop else []) + (
             ["after the stop"] if stop is not None and w > stop else [])
         table.loc[name, "rule"] = ", ".join(marks)
-    table = table.join(memory(df, "setting")[["host peak RSS MiB", "workers PSS MiB"]])
+    mem = memory(df, "setting").filter(["host peak RSS MiB", "workers PSS MiB"])
+    table = table.join(mem)
     return table[["workers", "batch wait s", "batch wait range", "worker start-up s", "load_s", "train_s",
-                  "total_s", "total_s range", "training images/s", "host peak RSS MiB", "workers PSS MiB", "rule",
-                  "batch wait samples"]]
+                  "total_s", "total_s range", "training images/s", *mem.columns, "rule", "batch wait samples"]]
 
 
 @plots.themed

@@ -53,14 +53,12 @@ MEMORY = {"host peak RSS MiB": "host_peak_rss_bytes", "workers PSS MiB": "worker
 
 
 def memory(df: pd.DataFrame, by: str) -> pd.DataFrame:
-    """Per group of `by`: the largest of each memory figure over its epochs (and ranks), in MiB. The CUDA
-    columns appear only where a record has them; a report from before memory was recorded shows dashes."""
-    columns = {name: field for name, field in MEMORY.items()
-               if not name.startswith("CUDA") or (field in df and df[field].notna().any())}
+    """Per group of `by`: the largest of each memory figure over its epochs (and ranks), in MiB. A column appears
+    only where a record has its figure (CUDA's on CUDA; none in a report from before memory was recorded)."""
+    columns = {name: field for name, field in MEMORY.items() if field in df and df[field].notna().any()}
     out = pd.DataFrame(index=pd.Index(df[by].unique(), name=by))
     for name, field in columns.items():
-        values = pd.to_numeric(df[field], errors="coerce") if field in df else pd.Series(float("nan"), index=df.index)
-        out[name] = (values / MIB).groupby(df[by], sort=False).max()
+        out[name] = (pd.to_numeric(df[field], errors="coerce") / MIB).groupby(df[by], sort=False).max()
     return out
 
 

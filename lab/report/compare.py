@@ -121,7 +121,7 @@ def differences(reports: list[Report], groups: dict) -> list[str]:
     """Each later report's settings against the first report's, in ms per image of the epoch and of the step,
     tested together (one family per part); a sentence per claim."""
     first = reports[0].name
-    label = {key: f"{key[0]}: {key[1]}" for key in groups}
+    label = {key: f"{key[0]}: {key[1]}" if key[1] else key[0] for key in groups}  # C2's one run has no tag
     samples = {label[k]: [{"epoch": e, "step": s} for e, s in zip(g["epoch ms/image"], g["step ms/image"])]
                for k, g in groups.items()}
     claims = []
