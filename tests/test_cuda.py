@@ -53,6 +53,23 @@ def test_epoch_timers_on_cuda_sync_only_around_the_epoch(cuda_config, monkeypatc
     assert len(syncs) == 2 and record["load_s"] is None and record["total_s"] > 0 and record["status"] == "ok"
 
 
+def test_memory_on_cuda_is_measured_per_epoch(cuda_config):
+    records = list(run(cuda_config.replace(loader="tensor")))
+    for r in records:
+        assert 0 < r["cuda_peak_above_start_bytes"] <= r["cuda_peak_allocated_bytes"] <= r["cuda_peak_reserved_bytes"]
+        assert r["host_peak_rss_bytes"] > 0 and r["cudnn_benchmark"] is True and r["cudnn_benchmark_on"] is True
+
+
+def test_deterministic_runs_on_cuda_repeat_exactly(cuda_config):
+    """--deterministic on a GPU: cuBLAS's workspace is set, and two runs give the same losses bit for bit."""
+    import os
+
+    config = cuda_config.replace(deterministic=True, loader="tensor", epochs=1, checkpoint=None)
+    first, second = (list(run(config))[0] for _ in range(2))
+    assert os.environ.get("CUBLAS_WORKSPACE_CONFIG") == ":4096:8" and first["deterministic_on"] is True
+    assert first["loss"] == second["loss"] and first["top1"] == second["top1"]
+
+
 def test_the_on_device_loader_augments_on_the_gpu_as_on_the_cpu():
     images = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8)
     top, left, flip = draw_augmentation(64, torch.Generator().manual_seed(0))

@@ -76,7 +76,8 @@ def test_loader_workers_pss_is_measured_while_they_live(synthetic_data, tmp_path
 
 @pytest.mark.cuda
 def test_cuda_peaks_come_from_the_device_hooks(monkeypatch):
-    """Faked CUDA memory hooks: the peaks are reset at the start, and the rise is peak minus the start."""
+    """Faked CUDA memory hooks: the peaks are reset at the start, and the rise is peak minus the start; no
+    device sync (the caching allocator counts on the host as ops are queued; an epoch's syncs are its clocks')."""
     calls, fake = [], {"allocated": 1000, "peak": 5000, "reserved": 8192}
     monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: calls.append("sync"))
     monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda device=None: calls.append("reset"))
@@ -84,9 +85,9 @@ def test_cuda_peaks_come_from_the_device_hooks(monkeypatch):
     monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: fake["peak"])
     monkeypatch.setattr(torch.cuda, "max_memory_reserved", lambda device=None: fake["reserved"])
     tracker = memory.EpochMemory(torch.device("cuda")).start()
-    assert calls == ["sync", "reset"]
+    assert calls == ["reset"]
     out = tracker.stop()
-    assert calls[-1] == "sync"  # the device's work is done before its peak is read
+    assert calls == ["reset"]
     assert (out["cuda_peak_allocated_bytes"], out["cuda_peak_reserved_bytes"], out["cuda_peak_above_start_bytes"]) \
         == (5000, 8192, 4000)
 

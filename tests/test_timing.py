@@ -131,6 +131,8 @@ def _fake_cuda(monkeypatch):
     """Record device syncs, clock reads and host->device copies; the 'copy' leaves tensors on the CPU."""
     events, copies = [], []
     monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: events.append("sync"))
+    for hook in ("reset_peak_memory_stats", "memory_allocated", "max_memory_allocated", "max_memory_reserved"):
+        monkeypatch.setattr(torch.cuda, hook, lambda device=None: 0)  # the epoch's memory (lab.engine.memory)
     monkeypatch.setattr(lab.core.timing, "perf_counter", lambda: events.append("clock") or time.perf_counter())
     real_to = torch.Tensor.to
 

@@ -82,8 +82,7 @@ class EpochMemory:
         self.sampler, self.cuda_start, self.workers = None, None, None
 
     def start(self) -> "EpochMemory":
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+        if self.device.type == "cuda":  # the allocator counts on the host, as ops are queued: no sync needed
             torch.cuda.reset_peak_memory_stats(self.device)
             self.cuda_start = torch.cuda.memory_allocated(self.device)
         if not _reset_peak_rss():
@@ -97,7 +96,6 @@ class EpochMemory:
                "workers_pss_bytes": self.workers, "cuda_peak_allocated_bytes": None,
                "cuda_peak_reserved_bytes": None, "cuda_peak_above_start_bytes": None}
         if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
             peak = torch.cuda.max_memory_allocated(self.device)
             out.update(cuda_peak_allocated_bytes=peak,
                        cuda_peak_reserved_bytes=torch.cuda.max_memory_reserved(self.device),
