@@ -200,9 +200,11 @@ def c8_rows(folder: Path, progress_file: Path, ran: Ran) -> list[dict]:
             steady = ("—" if r["steady epoch s"] != r["steady epoch s"] else
                       f"steady epoch {r['steady epoch s']:.3f} s, step {r['steady train s']:.3f} s"
                       if r["steady train s"] == r["steady train s"] else f"steady epoch {r['steady epoch s']:.3f} s")
+            memory = "; ".join(f"{name} {r[name]:.0f}" for name in ("CUDA peak rise MiB", "host peak RSS MiB")
+                               if name in r and r[name] == r[name])
             rows.append(row("c8", str(tag), f"first epoch {r['first epoch s']:.2f} s; {steady}; "
                             f"{int(r['batches']) if r['batches'] == r['batches'] else '?'} batches; "
-                            f"final loss {r['final loss']:.3f}",
+                            f"final loss {r['final loss']:.3f}" + (f"; {memory}" if memory else ""),
                             f"epoch {r['epoch speed-up']}, step {r['step speed-up']} vs eager fp32",
                             status=f"ok ({int(r['epochs'])} epochs; loader {r['loader']})"))
     account = read_json(folder / c8_acceleration.COMPILE_FILE)

@@ -46,7 +46,7 @@ def test_an_allocation_inside_the_epoch_is_in_its_peak_rss(one_thread):
     assert record["host_peak_rss_how"] == "VmHWM reset at the epoch's start"
     assert record["host_peak_rss_bytes"] >= before + 290 * MIB
     assert record["cuda_peak_allocated_bytes"] is None and record["cuda_peak_above_start_bytes"] is None
-    assert record["workers_pss_bytes"] == 0  # no worker processes
+    assert record["workers_pss_bytes"] == record["workers_uss_bytes"] == 0  # no worker processes
     quiet = train_one_epoch(step, _batches(), timers="epoch")  # the next epoch's peak starts again
     assert quiet["host_peak_rss_bytes"] < record["host_peak_rss_bytes"] - 200 * MIB
 
@@ -65,13 +65,37 @@ def test_without_clear_refs_a_sampler_finds_the_peak(monkeypatch, tmp_path):
     assert not tracker.sampler.is_alive()
 
 
-def test_loader_workers_pss_is_measured_while_they_live(synthetic_data, tmp_path):
-    config = synthetic_data.replace(device="cpu", batch_size=16, max_batches=2, epochs=1, checkpoint=None)
-    none, two = (list(run(config.replace(workers=w)))[0] for w in (0, 2))
-    assert none["workers_pss_bytes"] == 0
-    # two processes each holding at least their own interpreter and torch's private pages, far below their RSS
-    assert 20 * MIB < two["workers_pss_bytes"] < 64 * 1024 * MIB
-    assert two["host_peak_rss_bytes"] > 100 * MIB
+class Images(torch.utils.data.Dataset):
+    """32 random images; with `hoard`, each worker keeps 64 MiB of its own the first time it loads one."""
+
+    held = None
+
+    def __init__(self, hoard: bool):
+        self.hoard = hoard
+
+    def __len__(self):
+        return 32
+
+    def __getitem__(self, index):
+        if self.hoard and Images.held is None:
+            Images.held = torch.ones(64 * MIB // 4)  # written: private to this worker
+        return torch.randn(3, 32, 32), index % 10
+
+
+def test_what_the_loader_workers_hold_is_measured_while_they_live(one_thread):
+    """Two workers that each keep 64 MiB add about 128 MiB to the workers' USS (the pages only they map), and
+    the PSS (their share of every page they map, the parent's included) holds it too."""
+    step = _tiny_step()
+
+    def epoch(hoard):
+        loader = torch.utils.data.DataLoader(Images(hoard), batch_size=4, num_workers=2)
+        return train_one_epoch(step, loader, batches=4, timers="phase")
+
+    plain, hoarding = epoch(False), epoch(True)
+    assert 0 < plain["workers_uss_bytes"] < plain["workers_pss_bytes"]
+    assert hoarding["workers_uss_bytes"] - plain["workers_uss_bytes"] > 110 * MIB
+    assert hoarding["workers_pss_bytes"] - plain["workers_pss_bytes"] > 110 * MIB
+    assert train_one_epoch(step, _batches(), timers="phase")["workers_uss_bytes"] == 0  # no worker processes
 
 
 @pytest.mark.cuda

@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 
 from ..core.timing import PhaseTimer, now
-from .memory import EpochMemory, workers_pss
+from .memory import EpochMemory, workers_memory
 
 AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -92,7 +92,7 @@ def train_one_epoch(step: Step, loader, batches: int | None = None, timers: str 
     `cpu_s` and `workers_cpu_s` are the CPU seconds the training process and its DataLoader workers used
     during the epoch (read outside the timed part; the workers' once they have ended with the epoch).
     Memory (lab.engine.memory): the epoch's peak host RSS and CUDA peaks, reset before the clock starts and
-    read after it stops; the workers' PSS is read at the last batch, while they are alive (inside `other_s`).
+    read after it stops; the workers' PSS and USS are read at the last batch, while they are alive (inside `other_s`).
 
     loss and top1 are sample-weighted means over all images of the epoch, not the best batch. `diverged`
     is set when the loss stops being finite (per step with phase timers, at the epoch's end otherwise).
@@ -136,7 +136,7 @@ def _phase_timed(step: Step, loader, n_batches: int, on_step, timer: PhaseTimer,
             if not math.isfinite(batch_loss):
                 diverged = True
                 break
-        memory.workers = workers_pss(it)
+        memory.workers = workers_memory(it)
         del it  # worker shutdown belongs to this epoch ("other")
     return {**timer.split(), "loader_start_s": loader_start, "starved_batches": count_starved(batches),
             "timers": "phase", "loss": loss_sum / max(images, 1), "top1": correct / max(images, 1),
@@ -157,7 +157,7 @@ def _epoch_timed(step: Step, loader, n_batches: int, on_step, memory: EpochMemor
         corrects[index] = (out.argmax(1) == y).sum()
         sizes.append(y.size(0))                  # shape metadata, known on the host
         on_step({"batch": index + 1, "loss": None, "images": sizes[-1]})
-    memory.workers = workers_pss(it)
+    memory.workers = workers_memory(it)
     del it
     total = now(device) - start                  # now() synchronizes: the epoch's work is all done
     loss_list, correct_list = losses.tolist(), corrects.tolist()

@@ -71,28 +71,28 @@ def open_reports(paths) -> list[Report]:
 # --- per image, per setting -------------------------------------------------------------------------------
 
 def epochs_per_image(df: pd.DataFrame) -> pd.DataFrame:
-    """A row per steady epoch of each setting (tag): all ranks' images, the slowest rank's epoch and step
-    time, each in ms per image, and the largest rank's memory peaks in MiB."""
+    """A row per steady epoch of each setting (tag): all ranks' images, the slowest rank's epoch, step and
+    loader-wait time, each in ms per image, and the largest rank's memory peaks in MiB."""
     steady = stats.steady(df)
     if not len(steady):
         return pd.DataFrame(columns=["tag", "epoch ms/image", "step ms/image"])
     steady = steady.assign(seconds=steady.get("slowest_total_s", steady["total_s"]).fillna(steady["total_s"]))
-    for col in ("train_s", "host_peak_rss_bytes", "cuda_peak_allocated_bytes"):
-        if col not in steady:
-            steady[col] = float("nan")
-    steady = steady.assign(**{c: pd.to_numeric(steady[c], errors="coerce")
-                              for c in ("train_s", "host_peak_rss_bytes", "cuda_peak_allocated_bytes")})
+    numbers = ("train_s", "load_s", "host_peak_rss_bytes", "cuda_peak_allocated_bytes")
+    steady = steady.assign(**{c: pd.to_numeric(steady[c], errors="coerce") if c in steady else float("nan")
+                              for c in numbers})
     epochs = steady.groupby(["tag", "run_id", "epoch"], sort=False).agg(
-        images=("images", "sum"), seconds=("seconds", "max"), train_s=("train_s", "max"),
+        images=("images", "sum"), seconds=("seconds", "max"), train_s=("train_s", "max"), load_s=("load_s", "max"),
         rss=("host_peak_rss_bytes", "max"), cuda=("cuda_peak_allocated_bytes", "max")).reset_index()
     return pd.DataFrame({"tag": epochs["tag"], "epoch ms/image": 1000 * epochs["seconds"] / epochs["images"],
                          "step ms/image": 1000 * epochs["train_s"] / epochs["images"],
+                         "load ms/image": 1000 * epochs["load_s"] / epochs["images"],
                          "host peak RSS MiB": epochs["rss"] / MIB, "CUDA peak MiB": epochs["cuda"] / MIB})
 
 
 def part_table(reports: list[Report], part: str) -> tuple[pd.DataFrame, dict]:
     """The part's settings (rows) by report (column groups): ms per image of the epoch and the step (means over
-    steady epochs, with their min–max), steady epochs, memory peaks. Also the samples per (report, setting)."""
+    steady epochs, the epoch's with its min–max) and of the wait on the loader, steady epochs, memory peaks.
+    Also the samples per (report, setting)."""
     groups, rows = {}, {}
     for r in reports:
         per_image = epochs_per_image(r.records[r.records["experiment"] == part])
@@ -107,7 +107,8 @@ def part_table(reports: list[Report], part: str) -> tuple[pd.DataFrame, dict]:
                 continue
             epoch, step = stats.samples(g["epoch ms/image"]), stats.samples(g["step ms/image"])
             values = {"epoch ms/image": stats.mean(epoch), "epoch range": stats.spread(epoch),
-                      "step ms/image": stats.mean(step), "steady epochs": len(epoch),
+                      "step ms/image": stats.mean(step), "load ms/image": stats.mean(g["load ms/image"]),
+                      "steady epochs": len(epoch),
                       "host peak RSS MiB": g["host peak RSS MiB"].max(), "CUDA peak MiB": g["CUDA peak MiB"].max()}
             for k, v in values.items():
                 columns.setdefault((r.name, k), {})[tag] = v
