@@ -217,3 +217,30 @@ def test_epoch_timers_give_the_same_metrics_as_phase_timers():
     phase, whole = epoch(forward_delay=0.001), epoch(forward_delay=0.001, timers="epoch")
     assert whole["loss"] == pytest.approx(phase["loss"], rel=1e-6) and whole["top1"] == phase["top1"]
     assert [b["loss"] for b in whole["batches"]] == pytest.approx([b["loss"] for b in phase["batches"]], rel=1e-6)
+
+
+@pytest.mark.parametrize("timers", ["phase", "epoch"])
+def test_reading_the_workers_memory_is_left_out_of_the_epoch(clock, monkeypatch, timers):
+    """The workers' memory is read while they live, inside the epoch; the 0.5 s it takes here is not in it."""
+    import lab.engine.loop as loop
+
+    class WithWorkers(SlowStartLoader):
+        def __iter__(self):
+            it = super().__iter__()
+            it._workers = ["a worker"]  # what lab.engine.memory reads: the iterator's worker processes
+            return it
+
+    def read(loader_iter):
+        clock.sleep(0.5)
+        return 100, 10
+
+    monkeypatch.setattr(loop, "workers_memory", read)
+    torch.manual_seed(0)
+    loader = WithWorkers(SleepyDataset(0.01, clock.sleep), batch_size=BATCH, num_workers=0, sleep=clock.sleep)
+    model = SleepyNet(0.0)
+    stats = train_one_epoch(Step(model, torch.optim.SGD(model.parameters(), lr=0.1), torch.device("cpu")), loader,
+                            timers=timers)
+    assert stats["total_s"] == pytest.approx(BATCHES * BATCH * 0.01, abs=1e-9)
+    assert (stats["workers_pss_bytes"], stats["workers_uss_bytes"]) == (100, 10)
+    if timers == "phase":
+        assert stats["other_s"] == pytest.approx(0, abs=1e-9)

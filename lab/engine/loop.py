@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
+from ..core import timing
 from ..core.timing import PhaseTimer, now
 from .memory import EpochMemory, workers_memory
 
@@ -92,7 +93,8 @@ def train_one_epoch(step: Step, loader, batches: int | None = None, timers: str 
     `cpu_s` and `workers_cpu_s` are the CPU seconds the training process and its DataLoader workers used
     during the epoch (read outside the timed part; the workers' once they have ended with the epoch).
     Memory (lab.engine.memory): the epoch's peak host RSS and CUDA peaks, reset before the clock starts and
-    read after it stops; the workers' PSS and USS are read at the last batch, while they are alive (inside `other_s`).
+    read after it stops; the workers' PSS and USS are read at the last batch, while they are alive, and the
+    time that takes is left out of the epoch's clocks.
 
     loss and top1 are sample-weighted means over all images of the epoch, not the best batch. `diverged`
     is set when the loss stops being finite (per step with phase timers, at the epoch's end otherwise).
@@ -109,6 +111,18 @@ def train_one_epoch(step: Step, loader, batches: int | None = None, timers: str 
         stats = _phase_timed(step, loader, n, on_step, timer or PhaseTimer(step.device), memory)
     own_after, children_after = cpu_seconds()
     return {**stats, "cpu_s": own_after - own, "workers_cpu_s": children_after - children, **memory.stop()}
+
+
+def _read_workers(memory: EpochMemory, loader_iter, device: torch.device) -> float:
+    """Read the loader workers' memory while they live (about 12 ms a worker: the kernel walks their page
+    tables); the seconds it took, which the epoch's clocks leave out. The device is synchronized first, so
+    the interval left out is host work alone. Without worker processes: nothing to read, no clock read."""
+    if not getattr(loader_iter, "_workers", None):
+        memory.workers = (0, 0)
+        return 0.0
+    start = now(device)
+    memory.workers = workers_memory(loader_iter)
+    return timing.perf_counter() - start
 
 
 def _phase_timed(step: Step, loader, n_batches: int, on_step, timer: PhaseTimer, memory: EpochMemory) -> dict:
@@ -136,9 +150,11 @@ def _phase_timed(step: Step, loader, n_batches: int, on_step, timer: PhaseTimer,
             if not math.isfinite(batch_loss):
                 diverged = True
                 break
-        memory.workers = workers_memory(it)
+        read_s = _read_workers(memory, it, step.device)
         del it  # worker shutdown belongs to this epoch ("other")
-    return {**timer.split(), "loader_start_s": loader_start, "starved_batches": count_starved(batches),
+    split = timer.split()
+    split.update(total_s=split["total_s"] - read_s, other_s=max(0.0, split["other_s"] - read_s))
+    return {**split, "loader_start_s": loader_start, "starved_batches": count_starved(batches),
             "timers": "phase", "loss": loss_sum / max(images, 1), "top1": correct / max(images, 1),
             "images": images, "batches": batches, "diverged": diverged}
 
@@ -157,9 +173,9 @@ def _epoch_timed(step: Step, loader, n_batches: int, on_step, memory: EpochMemor
         corrects[index] = (out.argmax(1) == y).sum()
         sizes.append(y.size(0))                  # shape metadata, known on the host
         on_step({"batch": index + 1, "loss": None, "images": sizes[-1]})
-    memory.workers = workers_memory(it)
+    read_s = _read_workers(memory, it, device)
     del it
-    total = now(device) - start                  # now() synchronizes: the epoch's work is all done
+    total = now(device) - start - read_s         # now() synchronizes: the epoch's work is all done
     loss_list, correct_list = losses.tolist(), corrects.tolist()
     images = sum(sizes)
     batches = [{"batch": i + 1, "loss": l, "top1": c / n, "images": n, "load_s": None, "train_s": None}
