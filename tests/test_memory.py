@@ -46,7 +46,7 @@ def test_an_allocation_inside_the_epoch_is_in_its_peak_rss(one_thread):
     assert record["host_peak_rss_how"] == "VmHWM reset at the epoch's start"
     assert record["host_peak_rss_bytes"] >= before + 290 * MIB
     assert record["cuda_peak_allocated_bytes"] is None and record["cuda_peak_above_start_bytes"] is None
-    assert record["workers_pss_bytes"] == record["workers_uss_bytes"] == 0  # no worker processes
+    assert record["workers_pss_bytes"] == 0  # no worker processes
     quiet = train_one_epoch(step, _batches(), timers="epoch")  # the next epoch's peak starts again
     assert quiet["host_peak_rss_bytes"] < record["host_peak_rss_bytes"] - 200 * MIB
 
@@ -83,8 +83,8 @@ class Images(torch.utils.data.Dataset):
 
 
 def test_what_the_loader_workers_hold_is_measured_while_they_live(one_thread):
-    """Two workers that each keep 64 MiB add about 128 MiB to the workers' USS (the pages only they map), and
-    the PSS (their share of every page they map, the parent's included) holds it too."""
+    """Two workers that each keep 64 MiB of their own add about 128 MiB to the workers' PSS (their share of
+    every page they map: all of a page only one of them maps)."""
     step = _tiny_step()
 
     def epoch(hoard):
@@ -92,10 +92,8 @@ def test_what_the_loader_workers_hold_is_measured_while_they_live(one_thread):
         return train_one_epoch(step, loader, batches=4, timers="phase")
 
     plain, hoarding = epoch(False), epoch(True)
-    assert 0 < plain["workers_uss_bytes"] < plain["workers_pss_bytes"]
-    assert hoarding["workers_uss_bytes"] - plain["workers_uss_bytes"] > 110 * MIB
+    assert plain["workers_pss_bytes"] > 10 * MIB  # each worker's interpreter and its share of the parent's pages
     assert hoarding["workers_pss_bytes"] - plain["workers_pss_bytes"] > 110 * MIB
-    assert train_one_epoch(step, _batches(), timers="phase")["workers_uss_bytes"] == 0  # no worker processes
 
 
 @pytest.mark.cuda

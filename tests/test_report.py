@@ -136,15 +136,14 @@ def test_memory_environment_and_every_table_as_csv(tiny_report, tmp_path):
     assert (ok["host_peak_rss_bytes"] > 50 * 2 ** 20).all() and ok["cuda_peak_allocated_bytes"].isna().all()
     c3 = ok[ok.experiment == c3_workers.ID]
     assert (c3.loc[c3["workers"] == 0, "workers_pss_bytes"] == 0).all()
-    workers = c3[(c3["workers"] > 0) & (c3["loader"] == "torch")]
-    assert (workers["workers_pss_bytes"] > workers["workers_uss_bytes"]).all() and (workers["workers_uss_bytes"] > 0).all()
+    assert (c3.loc[(c3["workers"] > 0) & (c3["loader"] == "torch"), "workers_pss_bytes"] > 2 ** 20).all()
     meta = json.loads((out / "report.json").read_text())
     env = meta["environment"]
     assert env["collect_env"]["torch_version"] == torch.__version__
     assert env["cpu_flags"] == [f for f in CPU_FLAGS if f in cpu_flags()]
     html = (out / "report.html").read_text()
     assert env["cpu_model"] in html and "speed settings" in html and "cudnn.benchmark False" in html
-    for heading in ("host peak RSS MiB", "workers PSS MiB", "workers USS MiB", "host peak RSS MiB / rank", "Adam optimizer state, bytes"):
+    for heading in ("host peak RSS MiB", "workers PSS MiB", "host peak RSS MiB / rank", "Adam optimizer state, bytes"):
         assert heading in html, heading
     tables = out / "tables"
     records = pd.read_csv(tables / "records.csv")

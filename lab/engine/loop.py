@@ -15,7 +15,7 @@ import torch.nn as nn
 
 from ..core import timing
 from ..core.timing import PhaseTimer, now
-from .memory import EpochMemory, workers_memory
+from .memory import EpochMemory, workers_pss
 
 AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -93,7 +93,7 @@ def train_one_epoch(step: Step, loader, batches: int | None = None, timers: str 
     `cpu_s` and `workers_cpu_s` are the CPU seconds the training process and its DataLoader workers used
     during the epoch (read outside the timed part; the workers' once they have ended with the epoch).
     Memory (lab.engine.memory): the epoch's peak host RSS and CUDA peaks, reset before the clock starts and
-    read after it stops; the workers' PSS and USS are read at the last batch, while they are alive, and the
+    read after it stops; the workers' PSS is read at the last batch, while they are alive, and the
     time that takes is left out of the epoch's clocks.
 
     loss and top1 are sample-weighted means over all images of the epoch, not the best batch. `diverged`
@@ -118,10 +118,10 @@ def _read_workers(memory: EpochMemory, loader_iter, device: torch.device) -> flo
     tables); the seconds it took, which the epoch's clocks leave out. The device is synchronized first, so
     the interval left out is host work alone. Without worker processes: nothing to read, no clock read."""
     if not getattr(loader_iter, "_workers", None):
-        memory.workers = (0, 0)
+        memory.workers = 0
         return 0.0
     start = now(device)
-    memory.workers = workers_memory(loader_iter)
+    memory.workers = workers_pss(loader_iter)
     return timing.perf_counter() - start
 
 

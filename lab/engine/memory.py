@@ -5,8 +5,9 @@ reset it by writing "5" to /proc/self/clear_refs; where the kernel refuses, a th
 at 10 Hz instead (it holds the GIL for microseconds a tenth of a second), and the record says which.
 Workers: their proportional set size (PSS), summed, read at the epoch's last batch while they are alive. PSS,
 not RSS: the pages a worker shares copy-on-write with the others and the parent are split between them,
-where RSS would count them once per worker; the parent's share of them is in the workers' PSS too, so their
-unique set size (USS: pages no other process maps, what the workers add) is recorded beside it.
+where RSS would count them once per worker. The pages they share with the training process are split with it
+too: the workers' PSS holds a share of the parent's memory (half of it with one worker), and the parent's PSS
+plus the workers' is the physical memory of them all.
 CUDA: the epoch's peak allocated and reserved bytes (peaks reset as it starts), and the peak minus what was
 allocated when it began: an interleaved block keeps every setting's model and optimizer in one process, so
 only the rise is one setting's own.
@@ -19,7 +20,7 @@ from pathlib import Path
 import psutil
 import torch
 
-FIELDS = ("host_peak_rss_bytes", "host_peak_rss_how", "workers_pss_bytes", "workers_uss_bytes", "cuda_peak_allocated_bytes",
+FIELDS = ("host_peak_rss_bytes", "host_peak_rss_how", "workers_pss_bytes", "cuda_peak_allocated_bytes",
           "cuda_peak_reserved_bytes", "cuda_peak_above_start_bytes")
 CLEAR_REFS = Path("/proc/self/clear_refs")
 SAMPLE_EVERY_S = 0.1
@@ -64,17 +65,15 @@ class _Sampler(threading.Thread):
         return max(self.peak, self.process.memory_info().rss)
 
 
-def workers_memory(loader_iter) -> tuple[int | None, int | None]:
-    """The summed PSS and USS of a DataLoader iterator's worker processes (0 without workers; None when
-    unreadable)."""
+def workers_pss(loader_iter) -> int | None:
+    """The summed PSS of a DataLoader iterator's worker processes (0 without workers; None when unreadable)."""
     workers = getattr(loader_iter, "_workers", None)
     if not workers:
-        return 0, 0
+        return 0
     try:
-        infos = [psutil.Process(w.pid).memory_full_info() for w in workers]
+        return sum(psutil.Process(w.pid).memory_full_info().pss for w in workers)
     except (psutil.Error, AttributeError, OSError):
-        return None, None
-    return sum(i.pss for i in infos), sum(i.uss for i in infos)
+        return None
 
 
 class EpochMemory:
@@ -82,7 +81,7 @@ class EpochMemory:
 
     def __init__(self, device: torch.device):
         self.device = torch.device(device)
-        self.sampler, self.cuda_start, self.workers = None, None, (None, None)
+        self.sampler, self.cuda_start, self.workers = None, None, None
 
     def start(self) -> "EpochMemory":
         if self.device.type == "cuda":  # the allocator counts on the host, as ops are queued: no sync needed
@@ -96,8 +95,7 @@ class EpochMemory:
         sampled = self.sampler is not None
         out = {"host_peak_rss_bytes": self.sampler.stop() if sampled else _peak_rss(),
                "host_peak_rss_how": "sampled at 10 Hz" if sampled else "VmHWM reset at the epoch's start",
-               "workers_pss_bytes": self.workers[0], "workers_uss_bytes": self.workers[1],
-               "cuda_peak_allocated_bytes": None,
+               "workers_pss_bytes": self.workers, "cuda_peak_allocated_bytes": None,
                "cuda_peak_reserved_bytes": None, "cuda_peak_above_start_bytes": None}
         if self.device.type == "cuda":
             peak = torch.cuda.max_memory_allocated(self.device)

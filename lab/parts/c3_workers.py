@@ -135,7 +135,7 @@ def workers_table(df: pd.DataFrame, sweep: dict) -> pd.DataFrame:
             ["stopped here"] if w == stop else []) + (
             ["after the stop"] if stop is not None and w > stop else [])
         table.loc[name, "rule"] = ", ".join(marks)
-    mem = memory(df, "setting").filter(["host peak RSS MiB", "workers PSS MiB", "workers USS MiB"])
+    mem = memory(df, "setting").filter(["host peak RSS MiB", "workers PSS MiB"])
     table = table.join(mem)
     return table[["workers", "batch wait s", "batch wait range", "worker start-up s", "load_s", "train_s",
                   "total_s", "total_s range", "training images/s", *mem.columns, "rule", "batch wait samples"]]

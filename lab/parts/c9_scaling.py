@@ -150,7 +150,7 @@ def scaling_table(df: pd.DataFrame) -> pd.DataFrame:
     table["speed-up (images/s)"] = speedups
     table["efficiency"] = efficiencies
     # per rank: the largest process's peak (every rank holds a whole model, optimizer and its loader)
-    mem = memory(df, "tag").drop(columns=["workers PSS MiB", "workers USS MiB", "CUDA peak rise MiB"], errors="ignore").add_suffix(" / rank")
+    mem = memory(df, "tag").drop(columns=["workers PSS MiB", "CUDA peak rise MiB"], errors="ignore").add_suffix(" / rank")
     return table.join(mem)
 
 

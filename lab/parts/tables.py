@@ -48,7 +48,6 @@ def summarize(df: pd.DataFrame, by) -> pd.DataFrame:
 MIB = 2 ** 20
 # Memory columns (lab.engine.memory's record fields), each the largest over a group's epochs (and ranks)
 MEMORY = {"host peak RSS MiB": "host_peak_rss_bytes", "workers PSS MiB": "workers_pss_bytes",
-          "workers USS MiB": "workers_uss_bytes",
           "CUDA peak allocated MiB": "cuda_peak_allocated_bytes",
           "CUDA peak rise MiB": "cuda_peak_above_start_bytes"}
 

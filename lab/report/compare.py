@@ -136,7 +136,18 @@ def differences(reports: list[Report], groups: dict) -> list[str]:
     if not claims:
         return ["No setting ran in both reports: nothing to compare."]
     verdicts = stats.family(samples, claims, scope="this part's comparisons together")
-    return [c.sentence(f"{metric} time per image") for (_, _, metric), c in verdicts.items()]
+    lines, undecided = [], {}
+    for (a, b, metric), c in verdicts.items():
+        if c.decided:
+            lines.append(c.sentence(f"{metric} time per image"))
+        else:  # one line per later report and verdict, naming its settings
+            report, tag = next((k[0], k[1]) for k, v in label.items() if v == a)
+            text = stats.NO_DIFFERENCE if c.verdict == stats.NO_DIFFERENCE else stats.too_few(c.n, c.needed)
+            undecided.setdefault((report, text), {}).setdefault(tag or "its run", []).append(metric)
+    for (report, text), tags in undecided.items():
+        named = ", ".join(f"{tag} ({' and '.join(metrics)})" for tag, metrics in tags.items())
+        lines.append(f"{report} vs {first}: {text}, in time per image: {named}.")
+    return lines
 
 
 @plots.themed
@@ -145,7 +156,7 @@ def part_figure(reports: list[Report], groups: dict, title: str):
     plt = plots.pyplot()
     tags = list(dict.fromkeys(tag for _, tag in groups))
     colors = plots.seaborn().color_palette("deep", len(reports))
-    fig, ax = plt.subplots(figsize=(max(5.5, 0.9 * len(tags) * len(reports) + 2), 3.4))
+    fig, ax = plt.subplots(figsize=(min(9.0, max(4.5, 0.6 * len(tags) * len(reports) + 2)), 2.6))
     width = 0.8 / len(reports)
     for i, r in enumerate(reports):
         x, mean, low, high = [], [], [], []
@@ -159,7 +170,7 @@ def part_figure(reports: list[Report], groups: dict, title: str):
     ax.set_xticks(range(len(tags)), tags, rotation=20 if len(tags) > 3 else 0, ha="right" if len(tags) > 3 else "center")
     ax.set_ylabel("epoch ms per image")
     ax.set_title(title)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     return fig
 
@@ -176,7 +187,8 @@ def _png(fig) -> str:
 def header(reports: list[Report]) -> str:
     """The reports' provenance and environments, a column each; a loud label when profiles or data sets differ."""
     def seen(r, col):
-        return ", ".join(sorted({str(v) for v in r.records[col].dropna()})) if col in r.records else "—"
+        measured = r.records[r.records["status"] != "unavailable"] if "status" in r.records else r.records
+        return ", ".join(sorted({str(v) for v in measured[col].dropna()})) if col in measured else "—"
     rows = {}
     for r in reports:
         env = r.meta.get("environment")
