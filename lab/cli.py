@@ -18,7 +18,7 @@ from .core.errors import Interrupted, LabError, RunState, Terminated, interrupti
 from .data.cifar10 import resolve_dataset
 from .engine import dist
 from .engine.fast import fast_reason
-from .engine.resolve import device_type, resolve
+from .engine.resolve import WORKSPACE, device_type, resolve
 from .engine.train import run
 from .parts.tables import format_epoch_table
 from .report.runner import run_report
@@ -215,6 +215,8 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     args.argv = argv
+    if getattr(args, "deterministic", False):  # before CUDA starts: torch reads it at its first cuBLAS call
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", WORKSPACE)
     try:
         return {"train": cmd_train, "report": cmd_report, "bench": cmd_bench,
                 "compare": cmd_compare}[args.command](args)

@@ -61,12 +61,16 @@ def test_memory_on_cuda_is_measured_per_epoch(cuda_config):
 
 
 def test_deterministic_runs_on_cuda_repeat_exactly(cuda_config):
-    """--deterministic on a GPU: cuBLAS's workspace is set, and two runs give the same losses bit for bit."""
-    import os
-
-    config = cuda_config.replace(deterministic=True, loader="tensor", epochs=1, checkpoint=None)
-    first, second = (list(run(config))[0] for _ in range(2))
-    assert os.environ.get("CUBLAS_WORKSPACE_CONFIG") == ":4096:8" and first["deterministic_on"] is True
+    """--deterministic on a GPU, in two processes (each with its own cuBLAS and cuDNN state): the same losses
+    bit for bit, cudnn.benchmark resolved off, cuBLAS's workspace set before CUDA started."""
+    c = cuda_config
+    cmd = [sys.executable, "-m", "lab", "train", "--device", "cuda", "--deterministic", "--json", "--no-progress",
+           "--dataset", "synthetic", "--data", c.data, "--synthetic-train", str(c.synthetic_train),
+           "--synthetic-test", str(c.synthetic_test), "--batch-size", "32", "--max-batches", "4", "--epoch", "1",
+           "--workers", "0", "--loader", "tensor", "--checkpoint", ""]
+    first, second = (json.loads(subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True)
+                                .stdout.splitlines()[-1]) for _ in range(2))
+    assert first["deterministic_on"] is True and first["cudnn_benchmark"] is False
     assert first["loss"] == second["loss"] and first["top1"] == second["top1"]
 
 

@@ -132,7 +132,8 @@ def test_records_carry_memory_and_the_speed_switches(tiny_config):
 @pytest.mark.cuda
 def test_cuda_switches_are_set_per_run(monkeypatch):
     """On CUDA, cudnn.benchmark follows the run (on by default) and --deterministic sets cuBLAS's workspace."""
-    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", "")  # restored (unset) after the test
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG")
     cuda = torch.device("cuda")
     try:
         apply_speed_settings(Config(), cuda)
@@ -164,6 +165,16 @@ def test_flags_turn_the_switches():
     config = config_from_args(args)
     assert config.cudnn_benchmark is False and config.deterministic is True
     assert Config().cudnn_benchmark is True and resolve(Config(device="cpu")).config.cudnn_benchmark is False
+
+
+@pytest.mark.cuda
+def test_deterministic_turns_cudnn_autotuning_off(monkeypatch):
+    """Autotuning could pick different (deterministic) algorithms in two processes: --deterministic resolves
+    cudnn_benchmark off, so the record says what ran."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    on, off = (resolve(Config(device="cuda", deterministic=d), measure=False).config for d in (False, True))
+    assert on.cudnn_benchmark is True and off.cudnn_benchmark is False
 
 
 def test_adams_state_is_measured_in_bytes():

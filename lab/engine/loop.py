@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import resource
+import time
 from dataclasses import dataclass, field
 
 import torch
@@ -110,18 +111,21 @@ def train_one_epoch(step: Step, loader, batches: int | None = None, timers: str 
     else:
         stats = _phase_timed(step, loader, n, on_step, timer or PhaseTimer(step.device), memory)
     own_after, children_after = cpu_seconds()
-    return {**stats, "cpu_s": own_after - own, "workers_cpu_s": children_after - children, **memory.stop()}
+    return {**stats, "cpu_s": own_after - own - memory.read_cpu_s, "workers_cpu_s": children_after - children,
+            **memory.stop()}
 
 
 def _read_workers(memory: EpochMemory, loader_iter, device: torch.device) -> float:
     """Read the loader workers' memory while they live (about 12 ms a worker: the kernel walks their page
     tables); the seconds it took, which the epoch's clocks leave out. The device is synchronized first, so
-    the interval left out is host work alone. Without worker processes: nothing to read, no clock read."""
+    the interval left out is host work alone (with epoch timers, that sync ends the overlap of the workers'
+    shutdown with the device's last queued work). Without worker processes: nothing to read, no clock read."""
     if not getattr(loader_iter, "_workers", None):
         memory.workers = 0
         return 0.0
-    start = now(device)
+    start, cpu = now(device), time.process_time()
     memory.workers = workers_pss(loader_iter)
+    memory.read_cpu_s = time.process_time() - cpu  # left out of cpu_s too
     return timing.perf_counter() - start
 
 

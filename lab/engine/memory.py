@@ -81,7 +81,7 @@ class EpochMemory:
 
     def __init__(self, device: torch.device):
         self.device = torch.device(device)
-        self.sampler, self.cuda_start, self.workers = None, None, None
+        self.sampler, self.cuda_start, self.workers, self.read_cpu_s = None, None, None, 0.0
 
     def start(self) -> "EpochMemory":
         if self.device.type == "cuda":  # the allocator counts on the host, as ops are queued: no sync needed

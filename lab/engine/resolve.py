@@ -60,10 +60,15 @@ def resolve(config: Config, log=None, launch: int | None = None, measure: bool =
     device = torch.device("cuda", ctx.local_rank) if kind == "cuda" and ctx.distributed else torch.device(kind)
     if launch is None:
         config = resolve_fast(config, device, log, measure)
-    if kind != "cuda" and config.cudnn_benchmark:
-        config = config.replace(cudnn_benchmark=False)  # cuDNN does nothing on a CPU: the records say so
+    if config.cudnn_benchmark and (kind != "cuda" or config.deterministic):
+        # cuDNN does nothing on a CPU; with deterministic algorithms, autotuning could still pick different
+        # (deterministic) algorithms in two processes, and their results would differ: the records say it is off
+        config = config.replace(cudnn_benchmark=False)
     threads = dist.threads_per_rank(config.threads) if config.threads or ctx.distributed else torch.get_num_threads()
     return Resolved(config, device, ctx, threads)
+
+
+WORKSPACE = ":4096:8"  # cuBLAS's fixed workspace, which deterministic algorithms need on CUDA
 
 
 def apply_speed_settings(config: Config, device: torch.device) -> None:
@@ -71,8 +76,12 @@ def apply_speed_settings(config: Config, device: torch.device) -> None:
     (with cuBLAS's fixed workspace on CUDA, which they need). Called before each epoch: the runs of an
     interleaved block share one process, and each epoch must run under its own run's switches."""
     cuda = device.type == "cuda"
-    if config.deterministic and cuda:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    if config.deterministic and cuda and "CUBLAS_WORKSPACE_CONFIG" not in os.environ:
+        os.environ["CUBLAS_WORKSPACE_CONFIG"] = WORKSPACE
+        if torch.cuda.is_initialized():  # torch reads it once, when the process first uses cuBLAS
+            print("warning: CUBLAS_WORKSPACE_CONFIG was set after CUDA started in this process; cuBLAS may not use "
+                  f"it. Start the process with CUBLAS_WORKSPACE_CONFIG={WORKSPACE} (python -m lab train "
+                  "--deterministic does)", file=sys.stderr)
     torch.use_deterministic_algorithms(config.deterministic)
     torch.backends.cudnn.deterministic = config.deterministic
     torch.backends.cudnn.benchmark = config.cudnn_benchmark and cuda

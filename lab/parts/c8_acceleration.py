@@ -286,7 +286,7 @@ def acceleration_table(df: pd.DataFrame, plan: dict | None = None) -> pd.DataFra
                        ("starved" if r["starved batches"] >= STARVED_SHARE * r["batches"] else "keeps up")
                        if r["starved batches"] == r["starved batches"] else "—" for _, r in table.iterrows()]
     # the step's own memory: on CUDA the rise above what the block's other settings hold, on a CPU the process
-    mem = memory(ok, "tag").drop(columns=["workers PSS MiB"], errors="ignore") if len(ok) else pd.DataFrame()
+    mem = memory(ok, "tag", strict=True).drop(columns=["workers PSS MiB"], errors="ignore") if len(ok) else pd.DataFrame()
     if "CUDA peak rise MiB" in mem:
         mem = mem.drop(columns=["host peak RSS MiB", "CUDA peak allocated MiB"], errors="ignore")
     table = table.join(mem)

@@ -52,13 +52,16 @@ MEMORY = {"host peak RSS MiB": "host_peak_rss_bytes", "workers PSS MiB": "worker
           "CUDA peak rise MiB": "cuda_peak_above_start_bytes"}
 
 
-def memory(df: pd.DataFrame, by: str) -> pd.DataFrame:
-    """Per group of `by`: the largest of each memory figure over its epochs (and ranks), in MiB. A column appears
-    only where a record has its figure (CUDA's on CUDA; none in a report from before memory was recorded)."""
-    columns = {name: field for name, field in MEMORY.items() if field in df and df[field].notna().any()}
+def memory(df: pd.DataFrame, by: str, strict: bool = False) -> pd.DataFrame:
+    """Per group of `by`: the largest of each memory figure over its steady epochs (and ranks), in MiB: the
+    warm-up epoch's one-off costs (cuDNN's autotuning workspace, compilation, the optimizer's first buffers)
+    left out as from every steady figure (lab.core.stats.steady; `strict` as there). A column appears only
+    where a record has its figure (CUDA's on CUDA; none in a report from before memory was recorded)."""
+    steady = stats.steady(df, strict=strict) if "status" in df else df
+    columns = {name: field for name, field in MEMORY.items() if field in steady and steady[field].notna().any()}
     out = pd.DataFrame(index=pd.Index(df[by].unique(), name=by))
     for name, field in columns.items():
-        out[name] = (pd.to_numeric(df[field], errors="coerce") / MIB).groupby(df[by], sort=False).max()
+        out[name] = (pd.to_numeric(steady[field], errors="coerce") / MIB).groupby(steady[by], sort=False).max()
     return out
 
 

@@ -24,7 +24,8 @@ def header_html(results_dir, profile: str) -> str:
     rows = {"report": meta.get("id", Path(results_dir).name), "profile": meta.get("profile", profile),
             "date": meta.get("started", values("time")), "device": values("device_name"),
             "data set": values("dataset_kind"), "torch": values("torch_version"), "commit": values("git_commit"),
-            **environment.summary(meta.get("environment")), "speed settings": speed_settings(measured),
+            "host CPUs": values("host_cpus"), **environment.summary(meta.get("environment")),
+            "speed settings": speed_settings(measured),
             "records": f"{len(measured)} epoch records", "notebooks": notebook_durations(meta)}
     body = "".join(f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(k)}</th>"
                    f"<td>{html.escape(str(v))}</td></tr>" for k, v in rows.items())
