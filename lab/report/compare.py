@@ -27,6 +27,7 @@ from ..engine import environment
 from ..parts import plots
 from ..parts.tables import MIB, load
 from .publish import write_pdf
+from .summary import seen
 
 
 class NotAReport(LabError):
@@ -186,15 +187,13 @@ def _png(fig) -> str:
 
 def header(reports: list[Report]) -> str:
     """The reports' provenance and environments, a column each; a loud label when profiles or data sets differ."""
-    def seen(r, col):
-        measured = r.records[r.records["status"] != "unavailable"] if "status" in r.records else r.records
-        return ", ".join(sorted({str(v) for v in measured[col].dropna()})) if col in measured else "—"
     rows = {}
     for r in reports:
         env = r.meta.get("environment")
-        values = {"folder": str(r.path), "profile": r.meta.get("profile", "—"), "data set": seen(r, "dataset_kind"),
-                  "date": r.meta.get("started", "—"), "device": seen(r, "device_name"), "torch": seen(r, "torch_version"),
-                  "commit": seen(r, "git_commit"), **environment.summary(env)}
+        values = {"folder": str(r.path), "profile": r.meta.get("profile", "—"),
+                  "data set": seen(r.records, "dataset_kind"), "date": r.meta.get("started", "—"),
+                  "device": seen(r.records, "device_name"), "torch": seen(r.records, "torch_version"),
+                  "commit": seen(r.records, "git_commit"), **environment.summary(env)}
         for k, v in values.items():
             rows.setdefault(k, {})[r.name] = v
     table = pd.DataFrame(rows).T[[r.name for r in reports]]

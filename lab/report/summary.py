@@ -14,17 +14,27 @@ from ..parts import display
 from ..parts.tables import load
 
 
+def measured_only(records: pd.DataFrame) -> pd.DataFrame:
+    """The records of epochs that ran: a device that was not there (status "unavailable") left out."""
+    return records[records["status"] != "unavailable"] if "status" in records else records
+
+
+def seen(records: pd.DataFrame, col: str) -> str:
+    """Every value of `col` among the measured records, sorted and joined; "—" where there is none."""
+    measured = measured_only(records)
+    return ", ".join(sorted({str(v) for v in measured[col].dropna()})) if col in measured and len(measured) else "—"
+
+
 def header_html(results_dir, profile: str) -> str:
     """The report's provenance block, with a loud banner when any number came from synthetic data."""
     epochs = load(results_dir)
     meta = files.read_json(Path(results_dir) / "report.json", {})
-    measured = epochs[epochs["status"] != "unavailable"] if len(epochs) else epochs
-    def values(col):
-        return ", ".join(sorted({str(v) for v in measured[col].dropna()})) if col in measured and len(measured) else "—"
+    measured = measured_only(epochs)
     rows = {"report": meta.get("id", Path(results_dir).name), "profile": meta.get("profile", profile),
-            "date": meta.get("started", values("time")), "device": values("device_name"),
-            "data set": values("dataset_kind"), "torch": values("torch_version"), "commit": values("git_commit"),
-            "host CPUs": values("host_cpus"), **environment.summary(meta.get("environment")),
+            "date": meta.get("started", seen(epochs, "time")), "device": seen(epochs, "device_name"),
+            "data set": seen(epochs, "dataset_kind"), "torch": seen(epochs, "torch_version"),
+            "commit": seen(epochs, "git_commit"),
+            "host CPUs": seen(epochs, "host_cpus"), **environment.summary(meta.get("environment")),
             "speed settings": speed_settings(measured),
             "records": f"{len(measured)} epoch records", "notebooks": notebook_durations(meta)}
     body = "".join(f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(k)}</th>"
