@@ -41,6 +41,7 @@ from .core.files import read_json, read_jsonl
 from .data.cifar10 import ensure_synthetic
 from .engine.records import device_name, git_commit
 from .parts import c8_acceleration
+from .parts.tables import COLUMNS
 from .parts.base import Report
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -197,13 +198,14 @@ def c8_rows(folder: Path, progress_file: Path, ran: Ran) -> list[dict]:
             if r["status"] != "ok":
                 rows.append(row("c8", str(tag), status=str(r["status"])))
                 continue
-            steady = ("—" if r["steady epoch s"] != r["steady epoch s"] else
+            steady = ("—" if pd.isna(r["steady epoch s"]) else
                       f"steady epoch {r['steady epoch s']:.3f} s, step {r['steady train s']:.3f} s"
-                      if r["steady train s"] == r["steady train s"] else f"steady epoch {r['steady epoch s']:.3f} s")
-            memory = "; ".join(f"{name} {r[name]:.0f}" for name in ("CUDA peak rise MiB", "host peak RSS MiB")
-                               if name in r and r[name] == r[name])
+                      if not pd.isna(r["steady train s"]) else f"steady epoch {r['steady epoch s']:.3f} s")
+            memory = "; ".join(f"{COLUMNS[name].label} {r[name] * COLUMNS[name].scale:.0f}"
+                               for name in ("cuda_peak_above_start_bytes", "host_peak_rss_bytes")
+                               if name in r and not pd.isna(r[name]))
             rows.append(row("c8", str(tag), f"first epoch {r['first epoch s']:.2f} s; {steady}; "
-                            f"{int(r['batches']) if r['batches'] == r['batches'] else '?'} batches; "
+                            f"{'?' if pd.isna(r['batches']) else int(r['batches'])} batches; "
                             f"final loss {r['final loss']:.3f}" + (f"; {memory}" if memory else ""),
                             f"epoch {r['epoch speed-up']}, step {r['step speed-up']} vs eager fp32",
                             status=f"ok ({int(r['epochs'])} epochs; loader {r['loader']})"))
@@ -233,7 +235,7 @@ def run_c8(work: Path, sizes: Sizes) -> None:
     out.mkdir(parents=True)
     params = {"max_autotune": False, "compile_settings": sizes.compiled, "profile_steps": sizes.profile_steps,
               "explain_compile": sizes.compiled}  # Q5's compiled step: on the GPU, not in the CPU dry run
-    c8_acceleration.run(config, params, out, Report(work))
+    c8_acceleration.PART.make(config, params, out, Report(work))
 
 
 def make_data(work: Path, sizes: Sizes) -> None:

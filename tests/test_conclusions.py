@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from lab.core import stats
-from lab.parts import c4_workers_profile, c5_devices, c8_acceleration, c9_scaling, comparison
+from lab.parts import c3_workers, c4_workers_profile, c5_devices, c8_acceleration, c9_scaling, comparison
 
 TRIALS = 1000  # bound: 5 % + 3 standard errors = 7.1 %; the rule measured 0.8-3.0 % at 2,000
 DRAWS_HERE = 999
@@ -142,7 +142,7 @@ def test_aa_c9_every_count_against_one_process():
 
 def test_aa_c3_each_step_of_the_sweep():
     def writer(values):
-        return stats.worker_sweep_rule({4 * i: list(v) for i, v in enumerate(values)})["significant"]
+        return c3_workers.worker_sweep_rule({4 * i: list(v) for i, v in enumerate(values)})["significant"]
 
     hits, trials = false_winners(writer, [(k, n) for k in (2, 5, 8) for n in SIZES])
     check_rate("C3", hits, trials)

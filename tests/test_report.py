@@ -100,7 +100,7 @@ def test_html_has_every_section_its_tables_and_embedded_images(tiny_report):
     assert all(p > 0 for p in positions) and positions == sorted(positions), positions
     findings = html.find('<h2 id="findings">Findings</h2>')
     assert 0 < findings < positions[0]  # the findings table heads the report, after the provenance
-    for question in parts.ORDER:  # every question of the lab has its row
+    for question in parts.questions():  # every question of the lab has its row
         assert f"<b>{question}</b>" in html, question
     # each C-section is followed by a table before the next section
     for start, end in zip(positions, positions[1:] + [len(html)]):
@@ -148,7 +148,7 @@ def test_memory_environment_and_every_table_as_csv(tiny_report, tmp_path):
     tables = out / "tables"
     records = pd.read_csv(tables / "records.csv")
     assert len(records) == len(df) and {"run_id", "epoch", "total_s", "host_peak_rss_bytes", "extra.block"} <= set(records)
-    assert len(pd.read_csv(tables / "findings.csv")) == len(parts.ORDER)
+    assert len(pd.read_csv(tables / "findings.csv")) == len(parts.questions())
     for part in (c3_workers.ID, c8_acceleration.ID, c9_scaling.ID, q_model.ID):
         assert len(pd.read_csv(tables / f"{part}.csv")) >= 1, part
     c3_table = pd.read_csv(tables / f"{c3_workers.ID}.csv", index_col=0)

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from lab.core import stats
+from lab.parts import c3_workers
 
 
 def test_four_and_four_separated_samples_decide_three_and_three_are_too_few():
@@ -51,19 +52,19 @@ def test_speedup_range_spans_the_worst_and_best_pairings():
 def test_the_worker_rule_stops_where_a_step_is_not_decidedly_faster():
     waits = {0: [13.0, 14.0, 13.5, 13.8], 4: [0.30, 0.40, 0.35, 0.33], 8: [0.28, 0.45, 0.36, 0.31],
              12: [0.29, 0.41, 0.3, 0.33]}
-    rule = stats.worker_sweep_rule(waits)
+    rule = c3_workers.worker_sweep_rule(waits)
     assert rule["stop"] == 8 and rule["best"] == 4 and rule["significant"]
     assert "no measurable difference" in rule["reason"]
 
 
 def test_the_worker_rule_goes_to_the_end_of_a_steadily_falling_series():
-    rule = stats.worker_sweep_rule({0: [9.0, 9.5, 9.2, 9.3], 4: [4.0, 4.5, 4.2, 4.1], 8: [2.0, 2.2, 2.1, 2.05]})
+    rule = c3_workers.worker_sweep_rule({0: [9.0, 9.5, 9.2, 9.3], 4: [4.0, 4.5, 4.2, 4.1], 8: [2.0, 2.2, 2.1, 2.05]})
     assert rule["stop"] == 8 and rule["best"] == 8 and rule["significant"] and "end of the list" in rule["reason"]
-    assert stats.worker_sweep_rule({0: [math.nan]})["best"] is None
+    assert c3_workers.worker_sweep_rule({0: [math.nan]})["best"] is None
 
 
 def test_where_the_sweep_cannot_tell_the_best_is_the_lowest_mean_and_says_so():
-    rule = stats.worker_sweep_rule({0: [3.0, 3.2], 4: [1.0, 1.1]})  # 2 epochs each: too few
+    rule = c3_workers.worker_sweep_rule({0: [3.0, 3.2], 4: [1.0, 1.1]})  # 2 epochs each: too few
     assert rule["best"] == 4 and not rule["significant"] and rule["stop"] == 4
     assert "not significant" in rule["reason"] and "too few measurements: 2 steady epochs per setting" in rule["reason"]
 

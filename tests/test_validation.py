@@ -382,15 +382,15 @@ def test_every_notebook_parameter_has_a_spec_and_valid_defaults():
             PARAMETERS[key].check(f"{name} default {key}", ast.literal_eval(spec["default"]))
 
 
-def test_every_notebook_parameter_is_explained_by_its_part():
+def test_every_notebook_parameter_is_declared_by_its_part_and_means_what_its_spec_says():
     from lab import parts
-    from lab.parts.base import COMMON_PARAMETERS
 
     for name in NOTEBOOKS:
-        declared = set(declared_parameters(NOTEBOOK_DIR / f"{name}.ipynb"))
-        own = set(parts.BY_ID[name].PARAMETERS)
-        assert declared - set(COMMON_PARAMETERS) == own, name  # each explained once, in its part's module
-        assert own <= declared, name
+        declared = declared_parameters(NOTEBOOK_DIR / f"{name}.ipynb")
+        meaning = parts.parameters(parts.BY_ID[name])
+        assert set(declared) == set(meaning), name  # the common ones and the part's own, nothing else
+        for key, help in meaning.items():  # the notebook's comment is the Spec's help, word for word
+            assert help and declared[key]["help"] == help, (name, key)
 
 
 def test_the_shipped_profiles_are_valid():

@@ -3,9 +3,9 @@
 It is built from CLI flags or from papermill parameters, validated once, and copied into
 every record the run writes, so each number in a report says exactly how it was made.
 
-Every input has its valid values declared here, once: `FIELDS` (the Config's fields), `PARAMETERS` (notebook
-parameters, the profile entries that feed them), `OPTIONS` (CLI flags that are not fields) and `PROFILE` (a
-profile's own settings). `Config.validate`, the CLI, the report runner's plan and the notebooks
+Every input is declared here, once, as a `Spec` (valid values, meaning, flag): the Config's fields (`FIELDS` is
+derived from them), `PARAMETERS` (notebook parameters, the profile entries that feed them), `OPTIONS` (CLI flags
+that are not fields) and `PROFILE` (a profile's own settings). `Config.validate`, the CLI, the report runner's plan and the notebooks
 (`check_parameters`) all check through these specs; docs/troubleshooting.md's ranges table is `ranges_table()`.
 
 `train`'s flags are generated from `FIELDS` (`add_config_flags`), and `to_argv` writes any Config as those
@@ -58,9 +58,10 @@ def _num(x) -> str:
 
 @dataclass(frozen=True)
 class Spec:
-    """The valid values of one input. kind: int, float (finite), bool, choice, path, text or dict; `low`..`high`
-    inclusive (`below`: `high` excluded); `none`: None is allowed; `many`: a non-empty list of at most LIST_MAX
-    distinct such values; `why`: the reason for the bounds (docs/troubleshooting.md)."""
+    """One input, declared once: its valid values, what it means and its flag. kind: int, float (finite), bool,
+    choice, path, text or dict; `low`..`high` inclusive (`below`: `high` excluded); `none`: None is allowed;
+    `many`: a non-empty list of at most LIST_MAX distinct such values; `why`: the reason for the bounds
+    (docs/troubleshooting.md); `help`: its meaning (the flag's help, the notebook parameter's description)."""
 
     kind: str
     low: float | None = None
@@ -71,6 +72,11 @@ class Spec:
     many: bool = False
     empty: bool = True            # text: "" allowed
     why: str = ""
+    help: str = ""                # what the input means (a `train` flag's help, a notebook parameter's comment)
+    flags: tuple = ()             # `train`'s flag names where not `--` + the name with dashes; ("",): no flag
+
+    def with_flags(self, *flags: str) -> "Spec":
+        return dataclasses.replace(self, flags=flags)
 
     def describe(self) -> str:
         if self.kind == "int":
@@ -133,71 +139,159 @@ class Spec:
             raise ConfigError(f"{name} {verb} {self.describe()}, got {show(value)}")
 
 
-def _int(low, high, why="", none=False, many=False):
-    return Spec("int", low, high, none=none, many=many, why=why)
+def _int(low, high, why="", none=False, many=False, help=""):
+    return Spec("int", low, high, none=none, many=many, why=why, help=help)
 
 
-PATH, BOOL = Spec("path"), Spec("bool")
+def _path(help="", none=False):
+    return Spec("path", none=none, help=help)
 
-FIELDS: dict[str, Spec] = {
-    "lr": Spec("float", 1e-12, 1e12, why="smaller leaves float32 weights unchanged; larger only diverges"),
-    "workers": _int(0, WORKERS_MAX, "DataLoader worker processes; beyond the cores they only wait"),
-    "epochs": _int(1, EPOCHS_MAX, "`--epoch`; keeps the per-epoch seed far inside torch's range"),
-    "data": PATH,
-    "resume": BOOL,
-    "device": Spec("choice", choices=DEVICES),
-    "batch_norm": BOOL,
-    "optimizer": Spec("choice", choices=OPTIMIZERS),
-    "dataset": Spec("choice", choices=DATASETS),
-    "batch_size": _int(1, BATCH_MAX, "per process; ResNet-18 keeps ~18 MiB of fp32 activations per image: "
-                                     "8,192 images ~ 140 GiB, the largest GPU's memory"),
-    "max_batches": _int(1, MAX_BATCHES_MAX, "a cap per epoch (CIFAR-10 at batch 1 has 50,000 batches)", none=True),
-    "seed": _int(0, SEED_MAX, "each epoch seeds torch with seed x 100,003 + epoch (< 2^48; torch.manual_seed "
-                              "takes < 2^64), and so does the DistributedSampler"),
-    "weight_decay": Spec("float", 0.0, 1.0, why="L2 penalty per step"),
-    "momentum": Spec("float", 0.0, 1.0, below=True, why="SGD momentum; 1 or more never forgets a gradient"),
-    "loader": Spec("choice", choices=LOADERS),
-    "channels_last": BOOL,
-    "amp": Spec("choice", choices=AMP),
-    "compile": Spec("choice", choices=COMPILE),
-    "fast": BOOL,
-    "timers": Spec("choice", choices=TIMERS),
-    "augment": BOOL,
-    "threads": _int(1, THREADS_MAX, "torch threads per process", none=True),
-    "sync_bn": BOOL,
-    "cudnn_benchmark": BOOL,
-    "deterministic": BOOL,
-    "evaluate": BOOL,
-    "checkpoint": Spec("path", none=True),
-    "synthetic_train": _int(1, 5 * SYNTHETIC_FILE_MAX, "five batch files of at most 50,000 images, each "
-                                                       "generated at once (~3 GB of work)"),
-    "synthetic_test": _int(1, SYNTHETIC_FILE_MAX, "one batch file"),
-    "experiment": Spec("text", empty=False),
-    "tag": Spec("text"),
-    "extra": Spec("dict"),
-}
 
-# Notebook parameters (and so profile entries): the Config's own where they share a name, and the rest.
+def _bool(help="", flags=()):
+    return Spec("bool", help=help, flags=flags)
+
+
+def _choice(choices, help="", many=False):
+    return Spec("choice", choices=choices, many=many, help=help)
+
+
+def setting(default, spec: Spec):
+    """A Config field: its default and its Spec (valid values, help, flag), in one place."""
+    if isinstance(default, dict):
+        return field(default_factory=dict, metadata={"spec": spec})
+    return field(default=default, metadata={"spec": spec})
+
+@dataclass
+class Config:
+    """Every setting of a training run, each declared once: its default and its Spec (valid values, the help of
+    its `train` flag, the flag's name where the lab's differs). `FIELDS` and the flags are derived from these."""
+
+    # the lab's own flags
+    lr: float = setting(0.1, Spec("float", 1e-12, 1e12, help="learning rate",
+                                  why="smaller leaves float32 weights unchanged; larger only diverges"))
+    workers: int = setting(2, _int(0, WORKERS_MAX, "DataLoader worker processes; beyond the cores they only wait",
+                                   help="DataLoader workers"))
+    epochs: int = setting(5, _int(1, EPOCHS_MAX, "`--epoch`; keeps the per-epoch seed far inside torch's range",
+                                  help="total number of epochs; with --resume, training continues up to it")
+                          .with_flags("--epoch"))
+    data: str = setting("data", _path("data folder"))
+    resume: bool = setting(False, _bool("resume from --checkpoint", flags=("--resume", "-r")))
+    device: str = setting("auto", _choice(DEVICES, "where to train (--gpu: the same as --device cuda)"))
+    batch_norm: bool = setting(True, _bool("ResNet-18 without batch norm", flags=("--disable_batch_norm",)))
+    optimizer: str = setting("sgd", _choice(OPTIMIZERS, "the optimizer"))
+    # beyond the lab
+    dataset: str = setting("cifar10", _choice(DATASETS, "real CIFAR-10, or synthetic data in the CIFAR-10 file "
+                                                        "format"))
+    batch_size: int = setting(128, _int(1, BATCH_MAX, "per process; ResNet-18 keeps ~18 MiB of fp32 activations per "
+                                                      "image: 8,192 images ~ 140 GiB, the largest GPU's memory",
+                                        help="images per batch (per process)"))
+    max_batches: int | None = setting(None, _int(1, MAX_BATCHES_MAX, "a cap per epoch (CIFAR-10 at batch 1 has 50,000 "
+                                                 "batches)", none=True, help="cap on batches per epoch, and on "
+                                                 "evaluation batches (tiny runs)"))
+    seed: int = setting(0, _int(0, SEED_MAX, "each epoch seeds torch with seed x 100,003 + epoch (< 2^48; "
+                                             "torch.manual_seed takes < 2^64), and so does the DistributedSampler",
+                                help="seed of every epoch's randomness"))
+    weight_decay: float = setting(5e-4, Spec("float", 0.0, 1.0, why="L2 penalty per step", help="L2 penalty"))
+    momentum: float = setting(0.9, Spec("float", 0.0, 1.0, below=True, help="SGD momentum (both SGD variants)",
+                                        why="SGD momentum; 1 or more never forgets a gradient"))
+    loader: str = setting("torch", _choice(LOADERS, "torch: the lab's DataLoader; tensor: the on-device batched "
+                                                    "loader"))
+    channels_last: bool = setting(False, _bool("channels_last memory format (model and batches)"))
+    amp: str = setting("off", _choice(AMP, "autocast dtype"))
+    compile: str = setting("off", _choice(COMPILE, "torch.compile mode (off: eager)"))
+    fast: bool = setting(False, _bool(
+        "the fastest honest step: on-device loader, channels_last, bf16 autocast and CUDA graphs on CUDA (on a CPU, "
+        "the combination measured fastest there), metrics kept on the device, one clock per epoch"))
+    timers: str = setting("auto", _choice(TIMERS, "phase: load/train clocks around every batch; epoch: one clock per "
+                                                  "epoch, no host sync per step; auto: epoch with --fast, else phase"))
+    augment: bool = setting(True, _bool("train without RandomCrop/RandomHorizontalFlip (equivalence checks)",
+                                        flags=("--no-augment",)))
+    threads: int | None = setting(None, _int(1, THREADS_MAX, "torch threads per process", none=True,
+                                             help="torch threads per process (default: torch's, or the cores shared "
+                                                  "among the ranks)"))
+    sync_bn: bool = setting(False, _bool("SyncBatchNorm across ranks (CUDA only)"))
+    cudnn_benchmark: bool = setting(True, _bool(
+        "turn cudnn.benchmark off (on by default on CUDA: the shapes are fixed, so cuDNN's autotuning in the first "
+        "steps picks the fastest convolutions; it does nothing on a CPU)", flags=("--no-cudnn-benchmark",)))
+    deterministic: bool = setting(False, _bool(
+        "deterministic algorithms only (torch.use_deterministic_algorithms; on CUDA also cudnn.deterministic and "
+        "CUBLAS_WORKSPACE_CONFIG=:4096:8)"))
+    evaluate: bool = setting(False, _bool("test loss/top-1 after each epoch (untimed)"))
+    checkpoint: str | None = setting("checkpoints/ckpt.pt", _path("checkpoint file; '' for none", none=True))
+    synthetic_train: int = setting(50_000, _int(1, 5 * SYNTHETIC_FILE_MAX, "five batch files of at most 50,000 "
+                                                "images, each generated at once (~3 GB of work)",
+                                                help="synthetic training images"))
+    synthetic_test: int = setting(10_000, _int(1, SYNTHETIC_FILE_MAX, "one batch file", help="synthetic test images"))
+    experiment: str = setting("train", Spec("text", empty=False, help="label of the records"))
+    tag: str = setting("", Spec("text", help="label of this setting in the records"))
+    extra: dict = setting({}, Spec("dict", flags=("",)))  # provenance a part adds (C3's best count, the block)
+
+    def validate(self) -> "Config":
+        """Check every field's type and range (FIELDS); raise ConfigError naming the first problem."""
+        for f in fields(self):
+            FIELDS[f.name].check(f.name, getattr(self, f.name))
+        if self.resume and self.checkpoint is None:
+            raise ConfigError("resume needs a checkpoint to resume from, got checkpoint None (--checkpoint '')")
+        return self
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Config":
+        """Build from papermill parameters or a record; unknown names are a clear error."""
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - names, key=str)
+        if unknown:
+            raise ConfigError(f"unknown configuration field(s): {', '.join(map(show, unknown))}")
+        return cls(**values).validate()
+
+    def replace(self, **changes) -> "Config":
+        return dataclasses.replace(self, **changes).validate()
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+
+FIELDS: dict[str, Spec] = {f.name: f.metadata["spec"] for f in fields(Config)}  # every field's Spec, in order
+
+# Notebook parameters (and so profile entries): the Config's own where they share a name, and the rest. The
+# help is the parameter's meaning in every notebook that has it (a part's `parameters` name the ones it has).
 PARAMETERS: dict[str, Spec] = {
-    "results_dir": PATH,
-    "data": PATH,
-    "figures_dir": PATH,
-    "profile": Spec("text", empty=False),
-    "dataset": Spec("choice", choices=("auto",) + DATASETS),
-    **{name: FIELDS[name] for name in ("device", "batch_size", "epochs", "max_batches", "lr", "seed", "evaluate")},
-    "workers": dataclasses.replace(FIELDS["workers"], none=True, why="C4-C9: None takes the best count C3 found"),
-    "worker_step": _int(1, WORKERS_MAX, "C3's sweep: 0, step, 2 x step, ... up to worker_cap"),
-    "worker_cap": _int(0, WORKERS_MAX, "C3's sweep"),
-    "worker_counts": _int(0, WORKERS_MAX, "C3: an explicit list instead of the sweep", none=True, many=True),
-    "profile_steps": _int(1, 1000, "steps under torch.profiler (C4, C8)"),
-    "devices": Spec("choice", choices=("cuda", "cpu"), many=True),
-    "cpu_max_batches": dataclasses.replace(FIELDS["max_batches"], why="C5: cap on the CPU run's batches"),
-    "optimizers": Spec("choice", choices=OPTIMIZERS, many=True),
-    "max_autotune": BOOL,
-    "compile_settings": BOOL,
-    "explain_compile": BOOL,
-    "process_counts": _int(1, PROCESSES_MAX, "C9: processes per launch", many=True),
-    "modes": Spec("choice", choices=("strong", "weak"), many=True),
+    "results_dir": _path("the report folder the records go to (a report run passes its own)"),
+    "data": _path("the CIFAR-10 root; synthetic data goes under data/synthetic"),
+    "figures_dir": _path("PNG and SVG copies of every figure"),
+    "profile": Spec("text", empty=False, help="the profile's name, shown in the header"),
+    "dataset": _choice(("auto",) + DATASETS, "auto: CIFAR-10 if present or downloadable, else synthetic (said "
+                                             "loudly); cifar10; synthetic"),
+    "device": dataclasses.replace(FIELDS["device"], help="auto: cuda where available, else cpu"),
+    "batch_size": dataclasses.replace(FIELDS["batch_size"], help="images per batch"),
+    "epochs": dataclasses.replace(FIELDS["epochs"], help="epochs per run (the first is the warm-up; 4 steady epochs "
+                                                         "let the rule compare two settings)"),
+    "max_batches": dataclasses.replace(FIELDS["max_batches"], help="batches per epoch (None: whole epochs)"),
+    "lr": FIELDS["lr"], "seed": FIELDS["seed"],
+    "evaluate": dataclasses.replace(FIELDS["evaluate"], help="test loss/top-1 after each epoch (untimed): what "
+                                                             "convergence is judged on"),
+    "workers": dataclasses.replace(FIELDS["workers"], none=True, why="C4-C9: None takes the best count C3 found",
+                                   help="DataLoader workers (None: C3's best count, where the part trains with it)"),
+    "worker_step": _int(1, WORKERS_MAX, "C3's sweep: 0, step, 2 x step, ... up to worker_cap",
+                        help="the sweep's step: 0, step, 2 x step, ... up to worker_cap"),
+    "worker_cap": _int(0, WORKERS_MAX, "C3's sweep", help="the sweep's last count"),
+    "worker_counts": _int(0, WORKERS_MAX, "C3: an explicit list instead of the sweep", none=True, many=True,
+                          help="an explicit list of counts instead of the sweep (e.g. [0, 1, 2, 4])"),
+    "profile_steps": _int(1, 1000, "steps under torch.profiler (C4, C8)",
+                          help="active steps under torch.profiler (after 1 wait + 1 warm-up step)"),
+    "devices": _choice(("cuda", "cpu"), "the devices compared", many=True),
+    "cpu_max_batches": dataclasses.replace(FIELDS["max_batches"], why="C5: cap on the CPU run's batches",
+                                           help="cap on the CPU run's batches per epoch (a whole CPU epoch takes "
+                                                "15-20 min)"),
+    "optimizers": _choice(OPTIMIZERS, "the optimizers compared", many=True),
+    "max_autotune": _bool("add torch.compile max-autotune on CUDA (its autotuning takes minutes)"),
+    "compile_settings": _bool("the torch.compile settings (and fast where it compiles): a minute or more each"),
+    "explain_compile": _bool("Q5: one step compiled apart, explained and timed against eager (a minute or more)"),
+    "process_counts": _int(1, PROCESSES_MAX, "C9: processes per launch", many=True,
+                           help="data-parallel processes per launch (more than the node has: shown as not "
+                                "available)"),
+    "modes": _choice(("strong", "weak"), "strong: the same global batch; weak: the same per-process batch",
+                     many=True),
 }
 
 # CLI flags that are not Config fields (argparse turns --nproc-per-node into nproc_per_node).
@@ -256,110 +350,16 @@ def ranges_table() -> str:
     return "\n".join(lines)
 
 
-@dataclass
-class Config:
-    # the lab's own flags
-    lr: float = 0.1
-    workers: int = 2
-    epochs: int = 5
-    data: str = "data"
-    resume: bool = False
-    device: str = "auto"
-    batch_norm: bool = True
-    optimizer: str = "sgd"
-    # beyond the lab
-    dataset: str = "cifar10"
-    batch_size: int = 128
-    max_batches: int | None = None
-    seed: int = 0
-    weight_decay: float = 5e-4
-    momentum: float = 0.9
-    loader: str = "torch"            # torch: the lab's DataLoader; tensor: lab.data.tensor_loader
-    channels_last: bool = False
-    amp: str = "off"                 # autocast dtype
-    compile: str = "off"             # torch.compile mode
-    fast: bool = False               # lab.engine.fast.resolve_fast picks loader, precision and compile mode
-    timers: str = "auto"             # phase: load/train clocks every batch; epoch: one clock per epoch
-    augment: bool = True             # the lab's RandomCrop + RandomHorizontalFlip (off: equivalence checks)
-    threads: int | None = None       # torch threads per process; None: the default (shared among ranks)
-    sync_bn: bool = False            # SyncBatchNorm across ranks (CUDA only, as in PyTorch)
-    cudnn_benchmark: bool = True     # cuDNN picks its fastest convolutions for the fixed shapes (CUDA only)
-    deterministic: bool = False      # torch.use_deterministic_algorithms (and cuBLAS's workspace on CUDA)
-    evaluate: bool = False
-    checkpoint: str | None = "checkpoints/ckpt.pt"
-    synthetic_train: int = 50_000
-    synthetic_test: int = 10_000
-    experiment: str = "train"
-    tag: str = ""
-    extra: dict = field(default_factory=dict)
-
-    def validate(self) -> "Config":
-        """Check every field's type and range (FIELDS); raise ConfigError naming the first problem."""
-        for f in fields(self):
-            FIELDS[f.name].check(f.name, getattr(self, f.name))
-        if self.resume and self.checkpoint is None:
-            raise ConfigError("resume needs a checkpoint to resume from, got checkpoint None (--checkpoint '')")
-        return self
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "Config":
-        """Build from papermill parameters or a record; unknown names are a clear error."""
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - names, key=str)
-        if unknown:
-            raise ConfigError(f"unknown configuration field(s): {', '.join(map(show, unknown))}")
-        return cls(**values).validate()
-
-    def replace(self, **changes) -> "Config":
-        return dataclasses.replace(self, **changes).validate()
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-assert set(FIELDS) == {f.name for f in fields(Config)}, "every Config field needs a spec in FIELDS"
-
-
 # --- the Config as `train` flags ------------------------------------------------------------------------
 
-# The lab's own flag names, kept verbatim where they are not `--` + the field's name with dashes; `extra` has
-# no flag. Fields that default to True get a flag that turns them off.
-FLAGS = {"epochs": ("--epoch",), "resume": ("--resume", "-r"), "batch_norm": ("--disable_batch_norm",),
-         "augment": ("--no-augment",), "cudnn_benchmark": ("--no-cudnn-benchmark",)}
-NO_FLAG = ("extra",)
-HELP = {
-    "lr": "learning rate", "workers": "DataLoader workers",
-    "epochs": "total number of epochs; with --resume, training continues up to it",
-    "data": "data folder", "resume": "resume from --checkpoint", "device": "where to train (--gpu: the same as "
-    "--device cuda)", "batch_norm": "ResNet-18 without batch norm", "optimizer": "the optimizer",
-    "dataset": "real CIFAR-10, or synthetic data in the CIFAR-10 file format",
-    "batch_size": "images per batch (per process)", "max_batches": "cap on batches per epoch, and on evaluation "
-    "batches (tiny runs)", "seed": "seed of every epoch's randomness", "weight_decay": "L2 penalty",
-    "momentum": "SGD momentum (both SGD variants)",
-    "loader": "torch: the lab's DataLoader; tensor: the on-device batched loader",
-    "channels_last": "channels_last memory format (model and batches)", "amp": "autocast dtype",
-    "compile": "torch.compile mode (off: eager)",
-    "fast": "the fastest honest step: on-device loader, channels_last, bf16 autocast and CUDA graphs on CUDA (on "
-            "a CPU, the combination measured fastest there), metrics kept on the device, one clock per epoch",
-    "timers": "phase: load/train clocks around every batch; epoch: one clock per epoch, no host sync per step; "
-              "auto: epoch with --fast, else phase",
-    "augment": "train without RandomCrop/RandomHorizontalFlip (equivalence checks)",
-    "threads": "torch threads per process (default: torch's, or the cores shared among the ranks)",
-    "sync_bn": "SyncBatchNorm across ranks (CUDA only)",
-    "cudnn_benchmark": "turn cudnn.benchmark off (on by default on CUDA: the shapes are fixed, so cuDNN's "
-                       "autotuning in the first steps picks the fastest convolutions; it does nothing on a CPU)",
-    "deterministic": "deterministic algorithms only (torch.use_deterministic_algorithms; on CUDA also "
-                     "cudnn.deterministic and CUBLAS_WORKSPACE_CONFIG=:4096:8)",
-    "evaluate": "test loss/top-1 after each epoch (untimed)",
-    "checkpoint": "checkpoint file; '' for none", "synthetic_train": "synthetic training images",
-    "synthetic_test": "synthetic test images", "experiment": "label of the records",
-    "tag": "label of this setting in the records",
-}
+# A field's flags are `--` + its name with dashes unless its Spec names the lab's own (`--epoch`, `-r`); a bool
+# that defaults to True gets a flag that turns it off; `extra` has no flag.
+NO_FLAG = tuple(name for name, spec in FIELDS.items() if spec.flags == ("",))
 
 
 def flag(name: str) -> str:
     """A field's `train` flag."""
-    return FLAGS.get(name, ("--" + name.replace("_", "-"),))[0]
+    return (FIELDS[name].flags or ("--" + name.replace("_", "-"),))[0]
 
 
 def _none_if_empty(text: str) -> str | None:
@@ -374,10 +374,10 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         if name in NO_FLAG:
             continue
         default = getattr(defaults, name)
-        text = HELP[name] + ("" if spec.kind == "bool" else " (default %(default)s)")
+        text = spec.help + ("" if spec.kind == "bool" else " (default %(default)s)")
         if spec.kind == "bool":
             action = "store_false" if default else "store_true"
-            parser.add_argument(*FLAGS.get(name, (flag(name),)), dest=name, action=action, help=text)
+            parser.add_argument(*(spec.flags or (flag(name),)), dest=name, action=action, help=text)
             continue
         kind = {"int": int, "float": float}.get(spec.kind, _none_if_empty if spec.none else str)
         parser.add_argument(flag(name), dest=name, type=kind, default=default, help=text,

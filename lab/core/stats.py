@@ -141,7 +141,7 @@ def evidence_line(c: Comparison) -> str:
     """What the claim rests on: its p (for its family), the samples, the spread of single samples' ratios."""
     noun = "steady epoch" if c.sample == "epoch" else c.sample
     text = f"{c.n} {noun}{'' if c.n == 1 else 's'} per setting"
-    if c.p == c.p:
+    if not pd.isna(c.p):
         text += f"; p = {c.p:.3g} for {c.scope}"
     if c.decided:
         low, high = (c.low, c.high) if c.verdict == "faster" else (1 / c.high, 1 / c.low)
@@ -375,7 +375,7 @@ def oriented(c: Comparison, first: str) -> Comparison:
     if c.a == first:
         return c
     return Comparison(c.b, c.a, {"faster": "slower", "slower": "faster"}.get(c.verdict, c.verdict), c.p,
-                      1 / c.ratio if c.ratio == c.ratio else c.ratio, 1 / c.high, 1 / c.low, c.n, c.needed,
+                      1 / c.ratio if not pd.isna(c.ratio) else c.ratio, 1 / c.high, 1 / c.low, c.n, c.needed,
                       c.sample, c.scope)
 
 
@@ -402,58 +402,6 @@ def speedup_range(baseline_values, values) -> tuple[float, float, float]:
     if not sb or not sv:
         return math.nan, math.nan, math.nan
     return mean(sb) / mean(sv), min(sb) / max(sv), max(sb) / min(sv)
-
-
-# --- C3: the worker sweep's rule ------------------------------------------------------------------
-
-def sweep_claims(counts: list) -> list[tuple]:
-    """Each step of a sweep, one claim each: is this count's wait lower than the count's before it?"""
-    return [(k, prev, "wait") for prev, k in zip(counts, counts[1:])]
-
-
-def worker_sweep_rule(waits: dict) -> dict:
-    """The lab's rule, through the comparison rule. `waits` maps worker counts (in sweep order) to their
-    per-epoch waits on batches (worker start-up is measured apart). Each step of the sweep (a count against
-    the one before it) is a claim of one family.
-
-    - stop: the first count that is not decidedly faster than the count before it; the counts after it were
-      measured but the lab's procedure stops there;
-    - best: the last count that was decidedly faster than the one before it, or the count before the stop where
-      the stop is decidedly slower (`significant`: True); where the sweep cannot tell, the lowest-mean count
-      up to the stop, labelled not significant.
-    Never a silent 0: `significant` and `reason` say which it is."""
-    counts = [k for k in waits if samples(waits[k])]
-    if not counts:
-        return {"best": None, "stop": None, "reason": "no count has a finite load time", "significant": False}
-    steps = list(zip(counts, counts[1:]))
-    rows = {k: [{"wait": v} for v in samples(waits[k])] for k in counts}
-    result = family(rows, sweep_claims(counts)) if steps else {}
-    stop, best, reason = counts[-1], None, f"reached the end of the list {counts}"
-    for prev, k in steps:
-        c = result[(k, prev, "wait")]
-        if c.verdict == "faster":
-            best = k
-            continue
-        stop = k
-        if c.verdict == "slower":  # decided: the count before it is better
-            best = prev
-        reason = (f"at {k} workers the wait is {spread(waits[k])} s against {spread(waits[prev])} s at {prev}: "
-                  + (too_few(c.n, c.needed) if c.verdict == TOO_FEW else
-                     "not decidedly faster (" + (NO_DIFFERENCE if c.verdict == NO_DIFFERENCE else "slower") + ")"))
-        break
-    considered = counts[:counts.index(stop) + 1]
-    if best is None:
-        means = {k: mean(waits[k]) for k in considered}
-        best = min(means, key=means.get)
-        return {"best": best, "stop": stop, "significant": False, "lowest": best,
-                "reason": reason + f"; the sweep cannot tell, so the best count is the lowest mean, {best} workers "
-                          "(not significant)"}
-    after = result[(stop, best, "wait")].verdict == "slower" if stop != best else False
-    before = best != counts[0] and result[(best, counts[counts.index(best) - 1], "wait")].verdict == "faster"
-    why = " and ".join(([f"than {stop} workers after it"] if after else [])
-                       + ([f"than {counts[counts.index(best) - 1]} workers before it"] if before else []))
-    return {"best": best, "stop": stop, "significant": True, "lowest": best,
-            "reason": reason + f"; {best} workers is decidedly faster {why}"}
 
 
 # --- accuracy ---------------------------------------------------------------------------------------

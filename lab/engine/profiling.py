@@ -6,11 +6,15 @@ import os
 from pathlib import Path
 
 import pandas as pd
+import torch
 from torch.profiler import ProfilerActivity, profile, schedule
 
 from ..core.config import Config
 from ..core.files import save_json
-from .resolve import resolve
+from ..core.timing import now, synchronize
+from .loop import Step
+from .model import resnet18
+from .resolve import device_type, resolve
 from .train import Trainer
 
 # Kineto prints a start/stop line per profile, and on machines without a GPU an "ERROR ... gpuGetDeviceCount
@@ -69,3 +73,61 @@ def step_profile(config: Config, out, name: str, steps: int = 5) -> dict:
               "wall_ms_per_step": wall, "device_busy_ms_per_step": busy, "launches_per_step": launches}
     save_json(Path(out) / f"step_{name}.json", result)
     return result
+
+
+def ops_per_step(config: Config, model, device, batch, steps: int = 2) -> dict:
+    """Operators (aten::*) and generated kernels per training step, from torch.profiler over `steps` steps,
+    and on CUDA the kernel launches; with each operator's self time, the share spent in convolutions."""
+    x, y = batch
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
+    step = Step(model, optimizer, device)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            step(x, y)
+        synchronize(device)
+    events = prof.key_averages()
+    aten = sum(e.count for e in events if e.key.startswith("aten::")) / steps
+    kernels = sum(e.count for e in events if e.key.startswith(("cpp_fused", "triton_"))) / steps
+    graphs = sum(e.count for e in events if e.key.startswith("## Call CompiledFxGraph")) / steps
+    launches = sum(e.count for e in events if e.key in LAUNCH_OPS) / steps
+    total = sum(e.self_cpu_time_total for e in events) or 1.0
+    conv = sum(e.self_cpu_time_total for e in events if "conv" in e.key.lower()) / total
+    return {"aten_ops": aten, "compiled_graphs": graphs, "generated_kernels": kernels, "launches": launches,
+            "conv_share": conv}
+
+
+def measure_compile(config: Config, samples: int = 4, backend: str = "inductor") -> dict:
+    """What torch.compile does to the training step, measured (Q5): torch._dynamo.explain's graphs and graph
+    breaks of the model's forward; torch.profiler's operators, generated kernels and launches per training step
+    before and after; eager and compiled steps interleaved, `samples` each (the comparison rule's samples); and
+    what the first compiled step paid for compilation (its time less a steady compiled step's mean)."""
+    device = torch.device(device_type(config.device))
+    torch.manual_seed(config.seed)
+    eager, compiled_model = resnet18().to(device), resnet18().to(device)
+    compiled_model.load_state_dict(eager.state_dict())
+    batch = (torch.randn(config.batch_size, 3, 32, 32, device=device),
+             torch.randint(0, 10, (config.batch_size,), device=device))
+    explained = torch._dynamo.explain(compiled_model)(batch[0])
+    torch._dynamo.reset()
+    compiled = torch.compile(compiled_model, backend=backend, dynamic=False)
+    steps = {"eager": Step(eager, torch.optim.SGD(eager.parameters(), lr=config.lr), device),
+             "compiled": Step(compiled, torch.optim.SGD(compiled_model.parameters(), lr=config.lr), device)}
+    start = now(device)
+    steps["compiled"](*batch)
+    first = now(device) - start
+    steps["eager"](*batch)  # the eager step's own warm-up
+    times = {"eager": [], "compiled": []}
+    for i in range(samples):
+        for name in (("eager", "compiled") if i % 2 == 0 else ("compiled", "eager")):
+            start = now(device)
+            steps[name](*batch)
+            times[name].append(now(device) - start)
+    before, after = ops_per_step(config, eager, device, batch), ops_per_step(config, compiled, device, batch)
+    account = {"device_type": device.type, "batch_size": config.batch_size, "backend": backend,
+               "graphs": explained.graph_count, "graph_breaks": explained.graph_break_count,
+               "break_reasons": [str(r.reason) for r in explained.break_reasons][:5],
+               "forward_ops_captured": explained.op_count, "before": before, "after": after,
+               "step_s": times, "first_compiled_step_s": first,
+               "compile_s": max(0.0, first - sum(times["compiled"]) / samples)}
+    return account

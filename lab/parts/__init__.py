@@ -1,40 +1,57 @@
-"""The report's parts, in run order: one module each (lab/parts/<id>.py), the registry that the report runner,
-each notebook, the summary and the estimate iterate over (as torchvision finds its models by name).
+"""The report's parts, in run order: one module each (lab/parts/<id>.py), each declaring itself through one
+interface (`lab.parts.base.Part`, its module's `PART`); the registry that the report runner, each notebook, the
+summary, the estimate and `compare` iterate over (as torchvision finds its models by name).
 
-A part's module holds its whole story, in the order a reader asks for it: what its parameters mean
-(`PARAMETERS`), the runs it makes and the work they are (`runs`), how it makes them (`run`), and how its
-section is drawn from records alone (`section`). Its id (`ID`) is its notebook's name, the records'
-`experiment` and its folder in a report. A part with `USES_BEST_WORKERS` trains with C3's best worker count
-unless its `workers` parameter is set. What the parts share lives beside them: base (runs, interleaving,
-reuse, the plan), tables, plots, display and comparison (C6 and C7).
+A part's module holds its whole story, in the order a reader asks for it: its runs (`runs`), how it makes them
+(`measure`), its section (`section`) and its rows of the findings table (`findings`). What the parts share lives
+beside them: base (the interface, runs, interleaving, reuse, the plan), tables, plots, display and comparison.
 """
 from __future__ import annotations
 
+from importlib import import_module
 from pathlib import Path
 
 import pandas as pd
 
-from ..core.config import Config, check_namespace
+from ..core.config import PARAMETERS, Config, check_namespace
 from ..data.cifar10 import resolve_dataset
-from . import (
-    c2_timing,
-    c3_workers,
-    c4_workers_profile,
-    c5_devices,
-    c6_optimizers,
-    c7_batchnorm,
-    c8_acceleration,
-    c9_scaling,
-    display,
-    q_model,
-)
-from .base import Report, Work
+from . import display
+from .base import COMMON, Part, Report, Work
 from .tables import load
 
-PARTS = (q_model, c2_timing, c3_workers, c4_workers_profile, c5_devices, c6_optimizers, c7_batchnorm,
-         c8_acceleration, c9_scaling)
-IDS = tuple(p.ID for p in PARTS)
-BY_ID = {p.ID: p for p in PARTS}
+# The registry: every part's module, in run order (C3 finds the best worker count that the parts after it use).
+# This list is the only place outside its own module where a part is named.
+PARTS: tuple[Part, ...] = tuple(import_module(f".{name}", __name__).PART for name in (
+    "q_model", "c2_timing", "c3_workers", "c4_workers_profile", "c5_devices", "c6_optimizers", "c7_batchnorm",
+    "c8_acceleration", "c9_scaling"))
+IDS = tuple(p.id for p in PARTS)
+BY_ID = {p.id: p for p in PARTS}
+
+# The lab's questions, in ../shared/LAB.md's order: the findings table's order, and the sections' (a part's first
+# question places it).
+ORDER = ("C2.1", "C2.2", "C2.3", "C3.1", "C3.2", "C3.3", "C4", "C5", "C6", "C7", "C8", "C9", "Q1", "Q2", "Q3", "Q4",
+         "Q5", "C10.1", "C10.2", "C10.3", "C10.4", "C10.5", "C11")
+
+
+def lab_order(question: str) -> tuple:
+    """Where a question sorts: the lab's order, then questions the lab does not ask (a part of your own)."""
+    return (ORDER.index(question), "") if question in ORDER else (len(ORDER), question)
+
+
+def questions() -> list[str]:
+    """Every question the registered parts answer, in the lab's order: the findings table's rows."""
+    return sorted({q for part in PARTS for q, _ in part.questions}, key=lab_order)
+
+
+def in_lab_order() -> list[Part]:
+    """The parts in the order of their first question (the summary's sections)."""
+    return sorted(PARTS, key=lambda p: lab_order(p.questions[0][0]))
+
+
+def parameters(part: Part) -> dict[str, str]:
+    """What each of a part's notebook parameters means (the common ones, then its own), from their Specs."""
+    names = (*(COMMON if part.reads_records else ("results_dir",)), *part.parameters)
+    return {name: PARAMETERS[name].help for name in names}
 
 
 def output_dir(results_dir, part: str) -> Path:
@@ -55,30 +72,36 @@ def config_for(part: str, params: dict) -> Config:
     return Config.from_dict({**fields, "experiment": part, "checkpoint": None})
 
 
+def best_workers(results_dir) -> tuple[int, str]:
+    """The best worker count in a report folder and where it came from, from the part that finds it."""
+    finder = next(p for p in PARTS if p.best_workers is not None)
+    return finder.best_workers(results_dir)
+
+
 def with_workers(part: str, params: dict) -> dict:
-    """`params` with `workers` set to C3's best count where the part uses it and the parameter is None."""
-    if BY_ID[part].USES_BEST_WORKERS and params.get("workers") is None:
-        return {**params, "workers": c3_workers.best_workers(params["results_dir"])}
+    """`params` with `workers` set to the best count where the part uses it and the parameter is None."""
+    if BY_ID[part].uses_best_workers and params.get("workers") is None:
+        return {**params, "workers": best_workers(params["results_dir"])[0]}
     return params
 
 
 def run(part: str, namespace: dict) -> list[dict]:
-    """A notebook's work: check its parameters (lab.core.config), take C3's best worker count where it applies
+    """A notebook's work: check its parameters (lab.core.config), take the best worker count where it applies
     (the records say so, and whether C3 could tell: extra["workers"]), and make the part's runs into its
     emptied folder; the records."""
     checked = check_namespace(namespace)
     params = with_workers(part, checked)
     config, out = config_for(part, params), output_dir(params["results_dir"], part)
-    if params is not checked:  # the count is C3's
-        config = config.replace(extra={"workers": c3_workers.best_label(params["results_dir"])})
-    return BY_ID[part].run(config, params, out, Report(Path(params["results_dir"])))
+    if params is not checked:  # the count is the one found earlier in this report
+        config = config.replace(extra={"workers": best_workers(params["results_dir"])[1]})
+    return BY_ID[part].make(config, params, out, Report(Path(params["results_dir"])))
 
 
 def plan(part: str, params: dict, report: Report) -> Work:
     """The work a part will do with `params` in `report`, from the same decision its `run` makes (`runs`);
     its Runs are kept in `report.planned` for the parts after it that reuse them."""
     params = with_workers(part, {"dataset": "synthetic", **params, "results_dir": str(report.results_dir)})
-    config = config_for(part, params)  # a part without a data set (Q_model) plans as synthetic: same sizes
+    config = config_for(part, params)  # a part without a data set plans as synthetic: same sizes
     runs = BY_ID[part].runs(config, params, report)
     report.planned[part] = runs
     return runs.work(config.batch_size)
@@ -102,29 +125,26 @@ def render(part: str, records, results_dir=None, figures_dir=None) -> None:
     BY_ID[part].section(df, results_dir, figures_dir)
 
 
-ORDER = ("C2.1", "C2.2", "C2.3", "C3.1", "C3.2", "C3.3", "C4", "C5", "C6", "C7", "C8", "C9", "Q1", "Q2", "Q3", "Q4",
-         "Q5")  # the lab's questions, as ../LAB lists them
-
-
 def findings(results_dir) -> list[display.Finding]:
     """Every part's rows of the findings table, in the order of the lab's questions; a part that did not run
     says so in each of its rows."""
     rows = []
     for part in PARTS:
-        records = load(results_dir, experiment=part.ID) if part is not q_model else None
+        records = load(results_dir, experiment=part.id) if part.reads_records else None
         if records is not None and not len(records):
-            rows += display.not_answered(part.ID, part.QUESTIONS, f"{part.ID} did not run in this report")
+            rows += display.not_answered(part.id, part.questions, f"{part.id} did not run in this report")
         else:
             rows += part.findings(records, results_dir)
-    return sorted(rows, key=lambda r: ORDER.index(r.question))
+    return sorted(rows, key=lambda r: lab_order(r.question))
 
 
 def show(part: str, results_dir, figures_dir=None) -> None:
     """The summary's section of one part: its heading, then its records rendered, or a line saying that the
     part did not run in this report."""
-    display.show(display.heading(part, BY_ID[part].TITLE))
-    if part == q_model.ID:
-        return q_model.section(None, results_dir, figures_dir)
+    declared = BY_ID[part]
+    display.show(display.heading(part, declared.title))
+    if not declared.reads_records:
+        return declared.section(None, results_dir, figures_dir)
     records = load(results_dir, experiment=part)
     if not len(records):
         print(f"{part} did not run in this report.")

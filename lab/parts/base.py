@@ -1,5 +1,6 @@
-"""What the parts share: the work a part will do (`Runs`, counted as `Work`), training compared settings
-interleaved by epoch, reusing an earlier part's block of runs, and the report a part runs in (`Report`).
+"""What the parts share: the interface every part declares itself through (`Part`), the work a part will do
+(`Runs`, counted as `Work`), training compared settings interleaved by epoch, reusing an earlier part's block of
+runs, and the report a part runs in (`Report`).
 
 A part decides its runs in one function (`runs`); the same decision is what it trains and what the report's
 estimate counts, so the two cannot drift apart. Where the decision depends on an earlier part's result (C3's
@@ -7,32 +8,22 @@ best worker count, the runs C3 or C6 made), the runner plans again once that res
 """
 from __future__ import annotations
 
+import inspect
 import math
 import sys
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 import torch
 
 from ..core import files, stats
-from ..core.config import Config
+from ..core.config import PARAMETERS, Config
 from ..engine import progress
 from ..engine.resolve import resolve
-from ..engine.train import run
-
-
-# The parameters every training part's notebook has; a part's own are in its module's PARAMETERS.
-COMMON_PARAMETERS = {
-    "results_dir": "the report folder the records go to (a report run passes its own)",
-    "data": "the CIFAR-10 root; synthetic data goes under data/synthetic",
-    "dataset": "auto: CIFAR-10 if present or downloadable, else synthetic (said loudly); cifar10; synthetic",
-    "device": "auto: cuda where available, else cpu", "batch_size": "images per batch",
-    "epochs": "epochs per run (the first is the warm-up; 4 steady epochs let the rule compare two settings)",
-    "max_batches": "batches per epoch (None: whole epochs)", "lr": "learning rate",
-    "seed": "seed of every run's randomness",
-}
+from ..engine.train import run as training_run
 
 
 @dataclass
@@ -107,10 +98,12 @@ def setting(config: Config) -> dict:
 @dataclass
 class Report:
     """The report a part runs in: its folder, where the parts that ran left their records, and, for a plan made
-    before they run, what the parts before this one will run (`planned`: part id -> Runs)."""
+    before they run, what the parts before this one will run (`planned`: part id -> Runs). `fast_probe`: a
+    --fast probe's result to plan with instead of this machine's (an account of another machine's report)."""
 
     results_dir: Path
     planned: dict[str, Runs] = field(default_factory=dict)
+    fast_probe: dict | None = None
 
     def reusable(self, source: str, wanted: dict[str, Config]) -> bool:
         """Whether `source`'s block has (or, not yet run, will have) every wanted run with the same setting."""
@@ -167,7 +160,7 @@ def reuse(results_dir, source: str, wanted: dict[str, Config], out) -> list[dict
 def single_run(config: Config, out) -> list[dict]:
     """One run's records (a part that compares nothing: C2)."""
     with progress.bar(config.experiment, planned_steps(config)):
-        return list(run(config, results_dir=out))
+        return list(training_run(config, results_dir=out))
 
 
 def interleave(configs: list[Config], out) -> list[dict]:
@@ -178,7 +171,7 @@ def interleave(configs: list[Config], out) -> list[dict]:
     block = uuid.uuid4().hex[:12]
     configs = [c.replace(extra={**c.extra, "block": block}) for c in configs]
     with progress.bar(configs[0].experiment if configs else "", sum(map(planned_steps, configs))):
-        runs = [run(c, results_dir=out) for c in configs]
+        runs = [training_run(c, results_dir=out) for c in configs]
         records, active, forward = [], list(range(len(runs))), True
         while active:
             for i in (active if forward else active[::-1]):
@@ -207,3 +200,101 @@ def steady_values(records: list[dict], key: str) -> list[float]:
 
 def device_available(name: str) -> bool:
     return name == "cpu" or (name == "cuda" and torch.cuda.is_available())
+
+
+# --- the interface every part declares itself through ---------------------------------------------------------
+
+# Notebook parameters every training part has (a part's `parameters` name its own); their meaning is their Spec's.
+COMMON = ("results_dir", "data", "dataset", "device", "batch_size", "epochs", "max_batches", "lr", "seed")
+
+
+def make_runs(part: "Part", config: Config, params: dict, out, report: Report) -> list[dict]:
+    """The default `measure`: train the part's runs (reused ones where they are still there, else its block,
+    interleaved by epoch) into `out`."""
+    return train(part.runs(config, params, report), out, report.results_dir)
+
+
+@dataclass(frozen=True)
+class Part:
+    """A part of the lab, as its module declares it (`PART = Part(...)`, the module's last statement). The
+    registry (lab.parts), the report runner, the estimate, the summary and `compare` know a part only through
+    these members, never by its name.
+
+    - `id`: its notebook's name, the records' `experiment`, its folder in a report; `title`: its heading.
+    - `questions`: the lab's questions it answers, (id as ../shared/LAB.md numbers it, short label); its
+      `findings` give one row for each.
+    - `parameters`: its own notebook parameters beyond `COMMON` (their meaning: lab.core.config.PARAMETERS).
+    - `runs(config, params, report) -> Runs`: the runs it makes (what runs is what the estimate counts).
+    - `section(records, results_dir, figures_dir)`: its tables, figures and sentences, from records alone.
+    - `findings(records, results_dir) -> [Finding]`: its rows of the findings table.
+    - `measure(config, params, out, report) -> records`: how it makes its runs (default: trains them; a part that
+      also profiles, sweeps or launches says so here).
+    - `speed_family(config, params, report) -> (steady epochs per setting, claims) | None`: the claims its
+      sentences make, before anything runs (what a profile can conclude: lab.report.conclusions).
+    - `uses_best_workers`: it trains with the best worker count where its `workers` parameter is None;
+      `best_workers(results_dir) -> (count, where it came from)`: the part that finds that count (one part).
+    - `reads_records`: False for a part whose section and findings read its own files instead of epoch records.
+    - `calibrates`: its one run calibrates the report's estimate (the step's and a run's costs).
+    - `compile_seconds(records) -> float | None`: what one compilation cost, measured in its records.
+    """
+
+    id: str
+    title: str
+    questions: tuple
+    parameters: tuple
+    runs: Callable
+    section: Callable
+    findings: Callable
+    measure: Callable | None = None
+    speed_family: Callable | None = None
+    uses_best_workers: bool = False
+    reads_records: bool = True
+    calibrates: bool = False
+    compile_seconds: Callable | None = None
+    best_workers: Callable | None = None
+
+    def make(self, config: Config, params: dict, out, report: Report) -> list[dict]:
+        """Make the part's runs into `out` (its `measure`, or the default: train them)."""
+        if self.measure is not None:
+            return self.measure(config, params, out, report)
+        return make_runs(self, config, params, out, report)
+
+
+# Each member's arguments, by position (a member may name them as it likes); None: the member may be absent.
+SIGNATURES = {"runs": 3, "section": 3, "findings": 2, "measure": 4, "speed_family": 3, "compile_seconds": 1,
+              "best_workers": 1}
+TYPES = {"id": str, "title": str, "uses_best_workers": bool, "reads_records": bool, "calibrates": bool}
+
+
+def check(part) -> list[str]:
+    """What is wrong with a part's declaration (an empty list: nothing): its type, each declared constant's type,
+    each member's signature, its questions and parameters. tests/test_parts.py runs it over the registry."""
+    if not isinstance(part, Part):
+        return [f"{part!r} is not a lab.parts.base.Part"]
+    problems = [f"{name} should be {kind.__name__}, got {getattr(part, name)!r}" for name, kind in TYPES.items()
+                if not isinstance(getattr(part, name), kind)]
+    if isinstance(part.id, str) and not part.id.isidentifier():
+        problems.append(f"id {part.id!r} should be a notebook name (letters, digits, _)")
+    if not (isinstance(part.questions, tuple) and part.questions and all(
+            isinstance(q, tuple) and len(q) == 2 and all(isinstance(v, str) and v for v in q) for q in part.questions)):
+        problems.append(f"questions should be a non-empty tuple of (question id, label), got {part.questions!r}")
+    if not isinstance(part.parameters, tuple) or not all(isinstance(p, str) for p in part.parameters):
+        problems.append(f"parameters should be a tuple of names, got {part.parameters!r}")
+    else:
+        problems += [f"parameter {p!r} has no Spec in lab.core.config.PARAMETERS" for p in part.parameters
+                     if p not in PARAMETERS]
+    for name, arity in SIGNATURES.items():
+        member = getattr(part, name)
+        if member is None and name not in ("runs", "section", "findings"):
+            continue
+        if not callable(member):
+            problems.append(f"{name} should be callable, got {member!r}")
+            continue
+        try:
+            inspect.signature(member).bind(*range(arity))
+        except TypeError as exc:
+            problems.append(f"{name} should take {arity} arguments: {exc}")
+        except ValueError:  # a builtin without a signature
+            pass
+    return problems
+

@@ -8,13 +8,10 @@ import pandas as pd
 from ..core import stats
 from ..core.config import Config
 from . import display, plots
-from .base import Runs, single_run
+from .base import Part, Runs, single_run
 from .tables import epoch_table, load, style
 
 ID = "C2_timing"
-TITLE = "C1/C2 — Per-epoch timing of the baseline run"
-USES_BEST_WORKERS = False
-PARAMETERS = {"workers": "DataLoader workers (the lab's baseline: 2)"}
 QUESTIONS = (("C2.1", "Data-loading time per epoch"), ("C2.2", "Training time per epoch"),
              ("C2.3", "Total time per epoch"))
 
@@ -23,7 +20,7 @@ def runs(config: Config, params: dict, report) -> Runs:
     return Runs(block=[config])
 
 
-def run(config: Config, params: dict, out, report) -> list[dict]:
+def measure(config: Config, params: dict, out, report) -> list[dict]:
     return single_run(runs(config, params, report).block[0], out)
 
 
@@ -74,3 +71,7 @@ def findings(df: pd.DataFrame, results_dir=None) -> list[display.Finding]:
             f"range {min(values):.3f}–{max(values):.3f} s over {len(values)} steady epochs; the first epoch "
             f"(warm-up) {first[column]:.3f} s; {int(first['workers'])} workers, batch {int(first['batch_size'])}", ID))
     return rows
+
+
+PART = Part(ID, "C1/C2 — Per-epoch timing of the baseline run", QUESTIONS, ("workers",), runs, section, findings,
+            measure=measure, calibrates=True)

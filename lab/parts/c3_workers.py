@@ -1,6 +1,6 @@
 """C3: how many DataLoader workers? Every count of the lab's sweep (0, step, 2 x step, ... up to the cap),
 1 worker (C4's baseline, measured here so that C4 can reuse it) and the on-device batched loader, trained
-interleaved by epoch. The lab's rule, made noise-aware (lab.core.stats.worker_sweep_rule), stops the sweep
+interleaved by epoch. The lab's rule, made noise-aware (worker_sweep_rule below), stops the sweep
 at the first count whose per-batch waits are not measurably below the previous count's, and the best count
 is the smallest within noise of the lowest wait. The result (best_workers.json) is what C4-C9 train with."""
 from __future__ import annotations
@@ -14,15 +14,10 @@ from ..core import files, stats
 from ..core.config import Config
 from ..core.errors import LabError
 from . import display, plots
-from .base import Runs, interleave, steady_epochs, steady_values
+from .base import Part, Runs, interleave, steady_epochs, steady_values
 from .tables import memory, style, summarize
 
 ID = "C3_workers"
-TITLE = "C3 — DataLoader workers"
-USES_BEST_WORKERS = False
-PARAMETERS = {"worker_step": "the sweep's step: 0, step, 2 x step, ... up to worker_cap",
-              "worker_cap": "the sweep's last count",
-              "worker_counts": "an explicit list of counts instead of the sweep (e.g. [0, 1, 2, 4])"}
 QUESTIONS = (("C3.1", "Loading time by worker count"), ("C3.2", "Best worker count"),
              ("C3.3", "Why more workers stop helping"))
 ALSO_MEASURED = 1              # C4's baseline, in this block so that C4 reuses both of its runs
@@ -57,7 +52,59 @@ def speed_family(config: Config, params: dict, report) -> tuple[dict, list]:
     """The section's claims at these parameters, before anything runs: each step of the sweep (the docs'
     account of what a profile can conclude comes from it). Steady epochs: all but the warm-up."""
     counts = counts_of(params)
-    return {k: steady_epochs(config) for k in counts}, stats.sweep_claims(counts)
+    return {k: steady_epochs(config) for k in counts}, sweep_claims(counts)
+
+
+# --- the lab's rule, through the comparison rule --------------------------------------------------------
+
+def sweep_claims(counts: list) -> list[tuple]:
+    """Each step of a sweep, one claim each: is this count's wait lower than the count's before it?"""
+    return [(k, prev, "wait") for prev, k in zip(counts, counts[1:])]
+
+
+def worker_sweep_rule(waits: dict) -> dict:
+    """The lab's rule, through the comparison rule. `waits` maps worker counts (in sweep order) to their
+    per-epoch waits on batches (worker start-up is measured apart). Each step of the sweep (a count against
+    the one before it) is a claim of one family.
+
+    - stop: the first count that is not decidedly faster than the count before it; the counts after it were
+      measured but the lab's procedure stops there;
+    - best: the last count that was decidedly faster than the one before it, or the count before the stop where
+      the stop is decidedly slower (`significant`: True); where the sweep cannot tell, the lowest-mean count
+      up to the stop, labelled not significant.
+    Never a silent 0: `significant` and `reason` say which it is."""
+    counts = [k for k in waits if stats.samples(waits[k])]
+    if not counts:
+        return {"best": None, "stop": None, "reason": "no count has a finite load time", "significant": False}
+    steps = list(zip(counts, counts[1:]))
+    rows = {k: [{"wait": v} for v in stats.samples(waits[k])] for k in counts}
+    result = stats.family(rows, sweep_claims(counts)) if steps else {}
+    stop, best, reason = counts[-1], None, f"reached the end of the list {counts}"
+    for prev, k in steps:
+        c = result[(k, prev, "wait")]
+        if c.verdict == "faster":
+            best = k
+            continue
+        stop = k
+        if c.verdict == "slower":  # decided: the count before it is better
+            best = prev
+        reason = (f"at {k} workers the wait is {stats.spread(waits[k])} s against {stats.spread(waits[prev])} s at "
+                  f"{prev}: " + (stats.too_few(c.n, c.needed) if c.verdict == stats.TOO_FEW else "not decidedly faster ("
+                                 + (stats.NO_DIFFERENCE if c.verdict == stats.NO_DIFFERENCE else "slower") + ")"))
+        break
+    considered = counts[:counts.index(stop) + 1]
+    if best is None:
+        means = {k: stats.mean(waits[k]) for k in considered}
+        best = min(means, key=means.get)
+        return {"best": best, "stop": stop, "significant": False, "lowest": best,
+                "reason": reason + f"; the sweep cannot tell, so the best count is the lowest mean, {best} workers "
+                          "(not significant)"}
+    after = result[(stop, best, "wait")].verdict == "slower" if stop != best else False
+    before = best != counts[0] and result[(best, counts[counts.index(best) - 1], "wait")].verdict == "faster"
+    why = " and ".join(([f"than {stop} workers after it"] if after else [])
+                       + ([f"than {counts[counts.index(best) - 1]} workers before it"] if before else []))
+    return {"best": best, "stop": stop, "significant": True, "lowest": best,
+            "reason": reason + f"; {best} workers is decidedly faster {why}"}
 
 
 def batch_waits(records: list[dict]) -> list[float]:
@@ -66,7 +113,7 @@ def batch_waits(records: list[dict]) -> list[float]:
     return stats.samples(df["load_s"] - df["loader_start_s"]) if len(df) else []
 
 
-def run(config: Config, params: dict, out, report) -> list[dict]:
+def measure(config: Config, params: dict, out, report) -> list[dict]:
     """The block, interleaved; then the rule over the lab's counts, saved once (best_workers.json) and read
     by the table, the plot and C4-C9."""
     counts = counts_of(params)
@@ -75,7 +122,7 @@ def run(config: Config, params: dict, out, report) -> list[dict]:
     waits = {w: batch_waits(by_tag[w]) for w in counts}
     for w in counts:
         print(f"workers={w}: per-batch wait {stats.spread(waits[w])} s/epoch", file=sys.stderr)
-    rule = stats.worker_sweep_rule(waits)
+    rule = worker_sweep_rule(waits)
     if rule["best"] is None:
         raise LabError("every run of the worker sweep diverged: no best worker count (lower the lr?)")
     files.save_json(Path(out) / RESULT, {
@@ -91,21 +138,15 @@ def read_sweep(results_dir) -> dict | None:
     return files.read_json(Path(results_dir) / ID / RESULT)
 
 
-def best_workers(results_dir, default: int = DEFAULT_WORKERS) -> int:
-    """The best worker count from a report folder, or `default` where C3 has not run there."""
-    try:
-        return int(read_sweep(results_dir)["best_workers"])
-    except (TypeError, KeyError, ValueError):
-        return default
-
-
-def best_label(results_dir) -> str:
-    """How a part that took C3's best count says where it came from: 'C3's best' or 'C3's best, not
-    significant' (the sweep could not tell), or 'the default; C3 did not run'."""
+def best_workers(results_dir) -> tuple[int, str]:
+    """The worker count the parts after C3 train with, and where it came from: C3's best count ('C3's best', or
+    'C3's best, not significant' where the sweep could not tell), or the lab's default where C3 did not run."""
     sweep = read_sweep(results_dir)
-    if not sweep or "best_workers" not in sweep:
-        return f"the default, {DEFAULT_WORKERS}; C3 did not run"
-    return "C3's best" + ("" if sweep.get("significant", True) else ", not significant")
+    try:
+        best = int(sweep["best_workers"])
+    except (TypeError, KeyError, ValueError):
+        return DEFAULT_WORKERS, f"the default, {DEFAULT_WORKERS}; C3 did not run"
+    return best, "C3's best" + ("" if sweep.get("significant", True) else ", not significant")
 
 
 def workers_table(df: pd.DataFrame, sweep: dict) -> pd.DataFrame:
@@ -135,7 +176,7 @@ def workers_table(df: pd.DataFrame, sweep: dict) -> pd.DataFrame:
             ["stopped here"] if w == stop else []) + (
             ["after the stop"] if stop is not None and w > stop else [])
         table.loc[name, "rule"] = ", ".join(marks)
-    mem = memory(df, "setting").filter(["host peak RSS MiB", "workers PSS MiB"])
+    mem = memory(df, "setting").filter(["host_peak_rss_bytes", "workers_pss_bytes"])
     table = table.join(mem)
     return table[["workers", "batch wait s", "batch wait range", "worker start-up s", "load_s", "train_s",
                   "total_s", "total_s range", "training images/s", *mem.columns, "rule", "batch wait samples"]]
@@ -198,8 +239,8 @@ def findings(df: pd.DataFrame, results_dir=None) -> list[display.Finding]:
            else float("nan"))
     cores = at_best["cpus_available"].max() if "cpus_available" in at_best and len(at_best) else float("nan")
     why = (f"at {best} workers the loop waits {share:.0%} of each epoch for data, so more workers have little "
-           "left to hide" if share == share else "not measured")
-    if cpu == cpu and cores == cores:
+           "left to hide" if not pd.isna(share) else "not measured")
+    if not pd.isna(cpu) and not pd.isna(cores):
         why += (f"; the training process alone keeps {cpu:.2f} of the {cores:.0f} cores busy, so workers compete "
                 "for them")
     return [display.Finding("C3.1", "Loading time by worker count", f"per-batch wait per epoch: {waits}",
@@ -208,3 +249,7 @@ def findings(df: pd.DataFrame, results_dir=None) -> list[display.Finding]:
                             " (not significant)"), sweep.get("stop_reason", ""), ID),
             display.Finding("C3.3", "Why more workers stop helping", why,
                             f"measured at {best} workers over {len(at_best)} steady epochs", ID)]
+
+
+PART = Part(ID, "C3 — DataLoader workers", QUESTIONS, ("worker_step", "worker_cap", "worker_counts"), runs,
+            section, findings, measure=measure, speed_family=speed_family, best_workers=best_workers)

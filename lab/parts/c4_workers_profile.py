@@ -14,14 +14,10 @@ from ..core import stats
 from ..core.config import Config
 from ..engine.profiling import profile_training
 from . import c3_workers, display, plots
-from .base import Runs, Work, steady_epochs, train
+from .base import Part, Runs, Work, steady_epochs, train
 from .tables import TIMES, style, summarize
 
 ID = "C4_workers_profile"
-TITLE = "C4 — 1 worker vs the best count"
-USES_BEST_WORKERS = True
-PARAMETERS = {"workers": "the best count (None: C3's, from results_dir; else 2)",
-              "profile_steps": "active steps under torch.profiler (after 1 wait + 1 warm-up step)"}
 BASELINE = c3_workers.ALSO_MEASURED  # 1 worker
 QUESTIONS = (("C4", "1 worker vs the best count"),)
 PROFILES = (("1_worker", BASELINE), ("best", None))  # file label, workers (None: the best count)
@@ -50,7 +46,7 @@ def speed_family(config: Config, params: dict, report) -> tuple[dict, list] | No
     return {one: steady_epochs(config), best: steady_epochs(config)}, claims(one, best)
 
 
-def run(config: Config, params: dict, out, report) -> list[dict]:
+def measure(config: Config, params: dict, out, report) -> list[dict]:
     """Both runs (C3's where they are there), then a few steps of each under torch.profiler."""
     records = train(runs(config, params, report), out, report.results_dir)
     for label, n in PROFILES:
@@ -90,7 +86,7 @@ def _epochs(row: pd.Series) -> list[dict]:
 def _cores(row: pd.Series) -> str:
     """What the training process and its workers used of the cores, measured, or ''."""
     used, workers, cores = row.get("cpu per s"), row.get("workers cpu per s"), row.get("cpus available")
-    if not all(v == v and v is not None for v in (used, workers, cores)):
+    if not all(not pd.isna(v) and v is not None for v in (used, workers, cores)):
         return ""
     return (f"the training process used {used:.2f} CPU-seconds per second of the epoch ({int(row['threads'])} "
             f"intra-op threads) and its workers {workers:.2f}: {used + workers:.2f} of the {cores:.0f} cores this "
@@ -210,3 +206,7 @@ def section(df: pd.DataFrame, results_dir=None, figures_dir=None) -> None:
     display.show(display.markdown(explain_workers(table)))
     if results_dir is not None:
         display.show(display.html(profiler_html(results_dir)))
+
+
+PART = Part(ID, "C4 — 1 worker vs the best count", QUESTIONS, ("workers", "profile_steps"), runs, section, findings,
+            measure=measure, speed_family=speed_family, uses_best_workers=True)

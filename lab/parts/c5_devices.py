@@ -13,14 +13,10 @@ from ..core import files, stats
 from ..core.config import Config
 from ..engine import records as rec
 from . import c3_workers, display
-from .base import Runs, device_available, steady_epochs, train
+from .base import Part, Runs, device_available, steady_epochs, train
 from .tables import ratio_range, style, summarize
 
 ID = "C5_devices"
-TITLE = "C5 — GPU vs CPU"
-USES_BEST_WORKERS = True
-PARAMETERS = {"workers": "DataLoader workers (None: C3's best count)", "devices": "the devices compared",
-              "cpu_max_batches": "cap on the CPU run's batches per epoch (a whole CPU epoch takes 15-20 min)"}
 QUESTIONS = (("C5", "GPU vs CPU"),)
 
 
@@ -50,7 +46,7 @@ def speed_family(config: Config, params: dict, report) -> tuple[dict, list] | No
     return {c.tag: steady_epochs(c) for c in block}, claims(block[0].tag, block[1].tag)
 
 
-def run(config: Config, params: dict, out, report) -> list[dict]:
+def measure(config: Config, params: dict, out, report) -> list[dict]:
     """A record with status 'unavailable' for each device that is not there, then the runs."""
     records = []
     for device in (d for d in params["devices"] if not device_available(d)):
@@ -129,3 +125,7 @@ def explain_devices(df: pd.DataFrame) -> str:
 
 def section(df: pd.DataFrame, results_dir=None, figures_dir=None) -> None:
     display.show(style(devices_table(df)), display.markdown(explain_devices(df)))
+
+
+PART = Part(ID, "C5 — GPU vs CPU", QUESTIONS, ("workers", "devices", "cpu_max_batches"), runs, section, findings,
+            measure=measure, speed_family=speed_family, uses_best_workers=True)

@@ -8,13 +8,9 @@ import pandas as pd
 from ..core import stats
 from ..core.config import OPTIMIZERS, Config
 from . import comparison
-from .base import Runs, steady_epochs, train
+from .base import Part, Runs, steady_epochs
 
 ID = "C6_optimizers"
-TITLE = "C6 — Optimizers"
-USES_BEST_WORKERS = True
-PARAMETERS = {"workers": "DataLoader workers (None: C3's best count)", "optimizers": "the optimizers compared",
-              "evaluate": "test loss/top-1 after each epoch (untimed): what convergence is judged on"}
 QUESTIONS = (("C6", "Fastest optimizer"),)
 BN_OFF = "sgd, BN off"  # C7's other run, in this block so that C7 can reuse both of its runs
 
@@ -34,9 +30,6 @@ def speed_family(config: Config, params: dict, report) -> tuple[dict, list]:
     return {t: steady_epochs(config) for t in tags}, stats.pairs(tags)
 
 
-def run(config: Config, params: dict, out, report) -> list[dict]:
-    return train(runs(config, params, report), out, report.results_dir)
-
 
 def section(df: pd.DataFrame, results_dir=None, figures_dir=None) -> None:
     """The optimizers (SGD without batch norm, run in this block for C7, is C7's to show)."""
@@ -46,3 +39,7 @@ def section(df: pd.DataFrame, results_dir=None, figures_dir=None) -> None:
 
 def findings(df: pd.DataFrame, results_dir=None) -> list:
     return [comparison.finding(df[df["batch_norm"] != False], *QUESTIONS[0], ID)]  # noqa: E712
+
+
+PART = Part(ID, "C6 — Optimizers", QUESTIONS, ("workers", "optimizers", "evaluate"), runs, section, findings,
+            speed_family=speed_family, uses_best_workers=True)

@@ -7,13 +7,9 @@ import pandas as pd
 from ..core import stats
 from ..core.config import Config
 from . import c6_optimizers, comparison
-from .base import Runs, steady_epochs, train
+from .base import Part, Runs, steady_epochs
 
 ID = "C7_batchnorm"
-TITLE = "C7 — Batch norm on vs off"
-USES_BEST_WORKERS = True
-PARAMETERS = {"workers": "DataLoader workers (None: C3's best count)",
-              "evaluate": "test loss/top-1 after each epoch (untimed): what convergence is judged on"}
 ON, OFF = "BN on", "BN off"
 QUESTIONS = (("C7", "What batch norm costs"),)
 
@@ -30,9 +26,6 @@ def speed_family(config: Config, params: dict, report) -> tuple[dict, list]:
     return {ON: steady_epochs(config), OFF: steady_epochs(config)}, stats.pairs([ON, OFF])
 
 
-def run(config: Config, params: dict, out, report) -> list[dict]:
-    return train(runs(config, params, report), out, report.results_dir)
-
 
 def section(df: pd.DataFrame, results_dir=None, figures_dir=None) -> None:
     comparison.section(df, "setting", "Batch norm on vs off", ID, figures_dir)
@@ -40,3 +33,7 @@ def section(df: pd.DataFrame, results_dir=None, figures_dir=None) -> None:
 
 def findings(df: pd.DataFrame, results_dir=None) -> list:
     return [comparison.finding(df, *QUESTIONS[0], ID)]
+
+
+PART = Part(ID, "C7 — Batch norm on vs off", QUESTIONS, ("workers", "evaluate"), runs, section, findings,
+            speed_family=speed_family, uses_best_workers=True)

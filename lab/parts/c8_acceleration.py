@@ -13,30 +13,18 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from torch.profiler import ProfilerActivity, profile
 
 from ..core import files, stats
 from ..core.config import Config
 from ..engine import progress
 from ..engine.fast import c_compiler, cpu_fast_probe
-from ..core.timing import now, synchronize
-from ..engine.loop import Step
-from ..engine.model import resnet18
-from ..engine.profiling import LAUNCH_OPS, step_profile
+from ..engine.profiling import measure_compile, step_profile
 from ..engine.resolve import device_type, resolve
 from . import display, plots
-from .base import Runs, Work, interleave, steady_epochs
+from .base import Part, Runs, Work, interleave, steady_epochs
 from .tables import memory, ratio_range, style
 
 ID = "C8_acceleration"
-TITLE = "C8 — Accelerating the training step"
-USES_BEST_WORKERS = True
-PARAMETERS = {"workers": "unused by the on-device loader; kept for the records",
-              "max_autotune": "add torch.compile max-autotune on CUDA (its autotuning takes minutes)",
-              "compile_settings": "the torch.compile settings (and fast where it compiles): a minute or more each",
-              "evaluate": "test top-1 after each epoch (untimed): does each setting still learn?",
-              "profile_steps": "eager steps under torch.profiler: launch- or compute-bound?",
-              "explain_compile": "Q5: one step compiled apart, explained and timed against eager (a minute or more)"}
 BASELINE = "eager fp32"
 FAST, FAST_PHASE = "fast", "fast (per-phase timers)"
 BF16 = "autocast bf16"
@@ -120,13 +108,13 @@ def settings_of(config: Config, params: dict, measure: bool = True, probe: dict 
 
 
 def runs(config: Config, params: dict, report) -> Runs:
-    block, _ = settings_of(config, params, measure=False)
+    block, _ = settings_of(config, params, measure=False, probe=report.fast_probe)
     explain = params.get("explain_compile", True)  # Q5: a compilation, 2 + 2 x 4 timed and 2 x 2 profiled steps
     return Runs(block=block, extra=Work(steps=2 + params["profile_steps"] + 14 * explain, runs=1 + explain,
                                         compiles=int(explain)))
 
 
-def run(config: Config, params: dict, out, report) -> list[dict]:
+def measure(config: Config, params: dict, out, report) -> list[dict]:
     """Every setting, interleaved by epoch; the plan (settings and the ones left out, with reasons) is saved
     beside the records so that the section can say what was not measured; then the eager step profiled."""
     block, skipped = settings_of(config, params)
@@ -147,68 +135,15 @@ def run(config: Config, params: dict, out, report) -> list[dict]:
 COMPILE_FILE = "compile.json"
 
 
-def _ops_per_step(config: Config, model, device, batch, steps: int = 2) -> dict:
-    """Operators (aten::*) and generated kernels per training step, from torch.profiler over `steps` steps,
-    and on CUDA the kernel launches; with each operator's self time, the share spent in convolutions."""
-    x, y = batch
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
-    step = Step(model, optimizer, device)
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with profile(activities=activities) as prof:
-        for _ in range(steps):
-            step(x, y)
-        synchronize(device)
-    events = prof.key_averages()
-    aten = sum(e.count for e in events if e.key.startswith("aten::")) / steps
-    kernels = sum(e.count for e in events if e.key.startswith(("cpp_fused", "triton_"))) / steps
-    graphs = sum(e.count for e in events if e.key.startswith("## Call CompiledFxGraph")) / steps
-    launches = sum(e.count for e in events if e.key in LAUNCH_OPS) / steps
-    total = sum(e.self_cpu_time_total for e in events) or 1.0
-    conv = sum(e.self_cpu_time_total for e in events if "conv" in e.key.lower()) / total
-    return {"aten_ops": aten, "compiled_graphs": graphs, "generated_kernels": kernels, "launches": launches,
-            "conv_share": conv}
-
-
 def compile_account(config: Config, out, samples: int = 4, backend: str = "inductor") -> dict:
-    """Q5, measured on this machine: what torch.compile did to the step (torch._dynamo.explain: graphs and graph
-    breaks of the model's forward; torch.profiler: operators, generated kernels and launches per training step
-    before and after), whether it made the step faster here (eager and compiled steps interleaved, `samples`
-    each, through the comparison rule), and what the first compiled step paid for compilation (its time less a
-    steady compiled step's). Saved as COMPILE_FILE in `out`; without a C compiler, the reason instead."""
-    path = Path(out) / COMPILE_FILE
+    """Q5, measured on this machine (lab.engine.profiling.measure_compile: what torch.compile did to the step,
+    whether it made the step faster here, and what the first compiled step paid for compilation), saved as
+    COMPILE_FILE in `out`; without a C compiler, the reason instead."""
     if backend == "inductor" and c_compiler() is None:
         account = {"skipped": "no C compiler found (install g++): torch.compile cannot build kernels here"}
-        files.save_json(path, account)
-        return account
-    device = torch.device(device_type(config.device))
-    torch.manual_seed(config.seed)
-    eager, compiled_model = resnet18().to(device), resnet18().to(device)
-    compiled_model.load_state_dict(eager.state_dict())
-    batch = (torch.randn(config.batch_size, 3, 32, 32, device=device),
-             torch.randint(0, 10, (config.batch_size,), device=device))
-    explained = torch._dynamo.explain(compiled_model)(batch[0])
-    torch._dynamo.reset()
-    compiled = torch.compile(compiled_model, backend=backend, dynamic=False)
-    steps = {"eager": Step(eager, torch.optim.SGD(eager.parameters(), lr=config.lr), device),
-             "compiled": Step(compiled, torch.optim.SGD(compiled_model.parameters(), lr=config.lr), device)}
-    start = now(device)
-    steps["compiled"](*batch)
-    first = now(device) - start
-    steps["eager"](*batch)  # the eager step's own warm-up
-    times = {"eager": [], "compiled": []}
-    for i in range(samples):
-        for name in (("eager", "compiled") if i % 2 == 0 else ("compiled", "eager")):
-            start = now(device)
-            steps[name](*batch)
-            times[name].append(now(device) - start)
-    before, after = _ops_per_step(config, eager, device, batch), _ops_per_step(config, compiled, device, batch)
-    account = {"device_type": device.type, "batch_size": config.batch_size, "backend": backend,
-               "graphs": explained.graph_count, "graph_breaks": explained.graph_break_count,
-               "break_reasons": [str(r.reason) for r in explained.break_reasons][:5],
-               "forward_ops_captured": explained.op_count, "before": before, "after": after,
-               "step_s": times, "first_compiled_step_s": first,
-               "compile_s": max(0.0, first - stats.mean(times["compiled"]))}
-    files.save_json(path, account)
+    else:
+        account = measure_compile(config, samples, backend)
+    files.save_json(Path(out) / COMPILE_FILE, account)
     return account
 
 
@@ -284,11 +219,11 @@ def acceleration_table(df: pd.DataFrame, plan: dict | None = None) -> pd.DataFra
                       for _, r in table.iterrows()]
     table["loader"] = ["not measured (epoch timers)" if r["timers"] == "epoch" else
                        ("starved" if r["starved batches"] >= STARVED_SHARE * r["batches"] else "keeps up")
-                       if r["starved batches"] == r["starved batches"] else "—" for _, r in table.iterrows()]
+                       if not pd.isna(r["starved batches"]) else "—" for _, r in table.iterrows()]
     # the step's own memory: on CUDA the rise above what the block's other settings hold, on a CPU the process
-    mem = memory(ok, "tag", strict=True).drop(columns=["workers PSS MiB"], errors="ignore") if len(ok) else pd.DataFrame()
-    if "CUDA peak rise MiB" in mem:
-        mem = mem.drop(columns=["host peak RSS MiB", "CUDA peak allocated MiB"], errors="ignore")
+    mem = memory(ok, "tag", strict=True).drop(columns=["workers_pss_bytes"], errors="ignore") if len(ok) else pd.DataFrame()
+    if "cuda_peak_above_start_bytes" in mem:
+        mem = mem.drop(columns=["host_peak_rss_bytes", "cuda_peak_allocated_bytes"], errors="ignore")
     table = table.join(mem)
     for tag in _not_measured(df, plan):
         table.loc[tag, "status"] = f"not measured: {_not_measured(df, plan)[tag]}"
@@ -318,7 +253,7 @@ def plot_acceleration(table: pd.DataFrame, title: str = "Epoch time by setting")
         label = f"epoch {row['epoch speed-up'].split()[0]}" if row["epoch speed-up"] != "—" else ""
         if row["loader"] == "starved":
             label += " ⚠ starved"
-        if label and row["steady epoch s"] == row["steady epoch s"]:
+        if label and not pd.isna(row["steady epoch s"]):
             ax.annotate(label, (row["steady epoch s"], y), xytext=(4, -4), textcoords="offset points", fontsize=8)
     ax.set_xlim(0, 1.3 * max(table["first epoch s"].max(), table["steady epoch s"].max(skipna=True) or 0))
     ax.set_xlabel("seconds per epoch")
@@ -338,8 +273,8 @@ def claims(tags: list[str], epoch_timed: set) -> list[tuple[str, str, str]]:
     return out + ([(FAST_PHASE, FAST, "epoch")] if {FAST, FAST_PHASE} <= set(tags) else [])
 
 
-def speed_family(config: Config, params: dict, report, probe: dict | None = None) -> tuple[dict, list]:
-    block, _ = settings_of(config, params, measure=False, probe=probe)
+def speed_family(config: Config, params: dict, report) -> tuple[dict, list]:
+    block, _ = settings_of(config, params, measure=False, probe=report.fast_probe)
     timed = {c.tag for c in block if resolve(c, log=lambda msg: None, measure=False).config.timers == "epoch"}
     return {c.tag: steady_epochs(c, strict=True) for c in block}, claims([c.tag for c in block], timed)
 
@@ -387,7 +322,7 @@ def explain_acceleration(table: pd.DataFrame) -> str:
         n = ok["test images"].min()
         pair = {t: ok.loc[t, "test top1"] for t in (BASELINE, FAST)}
         lines.append("**Does fast learn as well?** " + (stats.accuracy_sentence(pair, int(n), "setting")
-                                                         if n == n else "not evaluated."))
+                                                         if not pd.isna(n) else "not evaluated."))
     for tag, row in table[table["status"] != "ok"].iterrows():
         lines.append(f"**{tag}**: {row['status']}.")
     return "\n\n".join(lines)
@@ -468,3 +403,9 @@ def findings(df: pd.DataFrame, results_dir=None) -> list[display.Finding]:
                              f"operators per step; step: {stats.verdict_line(v)}; the first epoch pays "
                              f"{account['compile_s']:.0f} s of compilation", stats.evidence_line(v), ID)
     return [c8, q5]
+
+
+PART = Part(ID, "C8 — Accelerating the training step", QUESTIONS,
+            ("workers", "max_autotune", "compile_settings", "evaluate", "profile_steps", "explain_compile"), runs,
+            section, findings, measure=measure, speed_family=speed_family, uses_best_workers=True,
+            compile_seconds=compile_seconds)

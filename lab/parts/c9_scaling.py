@@ -21,15 +21,10 @@ from ..engine import progress
 from ..engine import records as rec
 from ..engine.resolve import device_type
 from . import display
-from .base import Runs, Work, planned_steps, steady_epochs
-from .tables import memory, ratio_range, style
+from .base import Part, Runs, Work, planned_steps, steady_epochs
+from .tables import labelled, memory, ratio_range, style
 
 ID = "C9_scaling"
-TITLE = "C9 — Scaling out (torch.distributed)"
-USES_BEST_WORKERS = True
-PARAMETERS = {"workers": "DataLoader workers per process (None: C3's best count)",
-              "process_counts": "data-parallel processes per launch (more than the node has: shown as not available)",
-              "modes": "strong: the same global batch; weak: the same per-process batch"}
 BASELINE = "1 process"
 QUESTIONS = (("C9", "Data-parallel scaling"),)
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -83,7 +78,7 @@ def runs(config: Config, params: dict, report) -> Runs:
     return Runs(extra=work)
 
 
-def run(config: Config, params: dict, out, report) -> list[dict]:
+def measure(config: Config, params: dict, out, report) -> list[dict]:
     """Data-parallel runs on 1, 2, ... processes of this node (scaling_launches), each its own torchrun
     launch (through `python -m lab train --nproc-per-node N`), one after another. A count this node
     cannot run is recorded as 'unavailable', as C5 does for a missing device."""
@@ -150,7 +145,8 @@ def scaling_table(df: pd.DataFrame) -> pd.DataFrame:
     table["speed-up (images/s)"] = speedups
     table["efficiency"] = efficiencies
     # per rank: the largest process's peak (every rank holds a whole model, optimizer and its loader)
-    mem = memory(df, "tag").drop(columns=["workers PSS MiB", "CUDA peak rise MiB"], errors="ignore").add_suffix(" / rank")
+    mem = labelled(memory(df, "tag").drop(columns=["workers_pss_bytes", "cuda_peak_above_start_bytes"], errors="ignore"),
+                   suffix=" / rank")
     return table.join(mem)
 
 
@@ -199,3 +195,7 @@ def section(df: pd.DataFrame, results_dir=None, figures_dir=None) -> None:
     if len(ran):
         print(display.describe_run(ran.iloc[0]))
     display.show(style(scaling_table(df)), display.markdown(explain_scaling(df)))
+
+
+PART = Part(ID, "C9 — Scaling out (torch.distributed)", QUESTIONS, ("workers", "process_counts", "modes"), runs,
+            section, findings, measure=measure, speed_family=speed_family, uses_best_workers=True)

@@ -56,7 +56,7 @@ def explain_comparison(table: pd.DataFrame, what: str) -> str:
     if len(ok):
         lines.append("Speed: " + stats.rank(ok["train_s samples"].to_dict(), f"training seconds per epoch, {what}s"))
         n = ok["test images"].min() if "test images" in ok else float("nan")
-        if ok["test top1"].notna().any() and n == n:
+        if ok["test top1"].notna().any() and not pd.isna(n):
             lines.append("Learning: " + stats.accuracy_sentence(ok["test top1"].to_dict(), int(n), what))
         else:
             lines.append("Learning: not compared (the runs were not evaluated on the test set).")
@@ -87,5 +87,5 @@ def finding(df: pd.DataFrame, question: str, label: str, part: str) -> display.F
         answer = f"training time: {stats.NO_DIFFERENCE} across {len(ok)} settings"
     n = ok["test images"].min() if "test images" in ok else float("nan")
     learning = (stats.accuracy_sentence(ok["test top1"].to_dict(), int(n), "setting") if ok["test top1"].notna().any()
-                and n == n else "not evaluated on the test set")
+                and not pd.isna(n) else "not evaluated on the test set")
     return display.Finding(question, label, answer, f"{stats.evidence_line(c)}; learning: {learning}", part)

@@ -14,14 +14,11 @@ from ..engine import model as M
 from ..engine.memory import parameter_bytes, state_bytes
 from ..engine.train import build_optimizer
 from . import display
-from .base import Runs
+from .base import Part, Runs
 
 ID = "Q_model"
-TITLE = "Q1–Q4 — the model"
-USES_BEST_WORKERS = False
 QUESTIONS = (("Q1", "Convolutional layers"), ("Q2", "Input of the last linear layer"),
              ("Q3", "Parameters and gradients, SGD"), ("Q4", "Parameters and gradients, Adam"))
-PARAMETERS: dict = {}  # results_dir only (lab.parts.base.COMMON_PARAMETERS): the answers go there
 
 
 def after_one_step(optimizer_name: str) -> dict:
@@ -113,3 +110,6 @@ def findings(df, results_dir) -> list[display.Finding]:
                             f"{adam['gradients']:,} gradients", f"after one Adam step; its state, "
                             f"{adam['optimizer_state']:,} values (2 x parameters), is not gradients; in memory: {state_line(adam)}",
                             ID)]
+
+
+PART = Part(ID, "Q1–Q4 — the model", QUESTIONS, (), runs, section, findings, reads_records=False)

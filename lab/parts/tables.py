@@ -3,6 +3,8 @@ with their min-max ranges and samples per group (the warm-up rule is lab.core.st
 the display form, speed-up ranges, and one run's per-epoch table (C2's, and `python -m lab train`'s)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pandas as pd
 
 from ..core import stats
@@ -46,23 +48,47 @@ def summarize(df: pd.DataFrame, by) -> pd.DataFrame:
 
 
 MIB = 2 ** 20
-# Memory columns (lab.engine.memory's record fields), each the largest over a group's epochs (and ranks)
-MEMORY = {"host peak RSS MiB": "host_peak_rss_bytes", "workers PSS MiB": "workers_pss_bytes",
-          "CUDA peak allocated MiB": "cuda_peak_allocated_bytes",
-          "CUDA peak rise MiB": "cuda_peak_above_start_bytes"}
+
+
+@dataclass(frozen=True)
+class Column:
+    """How a record field is shown: its label (with its unit) and the factor from the record's unit to it."""
+
+    label: str
+    scale: float = 1.0
+
+
+# The one map from record fields to what a reader sees (sections, CSV headers, `compare`). Tables carry the field
+# names until they are displayed (`labelled`, which `style` applies).
+COLUMNS = {"host_peak_rss_bytes": Column("host peak RSS MiB", 1 / MIB),
+           "workers_pss_bytes": Column("workers PSS MiB", 1 / MIB),
+           "cuda_peak_allocated_bytes": Column("CUDA peak allocated MiB", 1 / MIB),
+           "cuda_peak_above_start_bytes": Column("CUDA peak rise MiB", 1 / MIB)}
+MEMORY = tuple(COLUMNS)  # lab.engine.memory's record fields, each shown as the largest over a group's epochs
 
 
 def memory(df: pd.DataFrame, by: str, strict: bool = False) -> pd.DataFrame:
-    """Per group of `by`: the largest of each memory figure over its steady epochs (and ranks), in MiB: the
-    warm-up epoch's one-off costs (cuDNN's autotuning workspace, compilation, the optimizer's first buffers)
-    left out as from every steady figure (lab.core.stats.steady; `strict` as there). A column appears only
-    where a record has its figure (CUDA's on CUDA; none in a report from before memory was recorded)."""
+    """Per group of `by`: the largest of each memory field over its steady epochs (and ranks), in bytes, keyed by
+    the field: the warm-up epoch's one-off costs (cuDNN's autotuning workspace, compilation, the optimizer's first
+    buffers) left out as from every steady figure (lab.core.stats.steady; `strict` as there). A column appears
+    only where a record has its figure (CUDA's on CUDA; none in a report from before memory was recorded)."""
     steady = stats.steady(df, strict=strict) if "status" in df else df
-    columns = {name: field for name, field in MEMORY.items() if field in steady and steady[field].notna().any()}
     out = pd.DataFrame(index=pd.Index(df[by].unique(), name=by))
-    for name, field in columns.items():
-        out[name] = (pd.to_numeric(steady[field], errors="coerce") / MIB).groupby(steady[by], sort=False).max()
+    for name in MEMORY:
+        if name in steady and steady[name].notna().any():
+            out[name] = pd.to_numeric(steady[name], errors="coerce").groupby(steady[by], sort=False).max()
     return out
+
+
+def labelled(table: pd.DataFrame, suffix: str = "") -> pd.DataFrame:
+    """A display copy: each record field's column scaled to its unit and named by its label (COLUMNS)."""
+    known = [c for c in table.columns if c in COLUMNS]
+    if not known:
+        return table
+    table = table.copy()
+    for c in known:
+        table[c] = pd.to_numeric(table[c], errors="coerce") * COLUMNS[c].scale
+    return table.rename(columns={c: COLUMNS[c].label + suffix for c in known})
 
 
 def percent(table: pd.DataFrame, columns=("top1", "final top1")) -> pd.DataFrame:
@@ -77,7 +103,7 @@ def percent(table: pd.DataFrame, columns=("top1", "final top1")) -> pd.DataFrame
 def style(table: pd.DataFrame):
     """Display form: three decimals, integers as integers (a column of whole numbers: epochs, batches,
     workers), top-1 in percent, empty cells as a dash; the raw samples behind the ranges are left out."""
-    table = percent(table[[c for c in table.columns if not str(c).endswith(" samples")]],
+    table = percent(labelled(table[[c for c in table.columns if not str(c).endswith(" samples")]]),
                     ("top1", "final top1", "test top1"))
     whole = [c for c in table.columns if _whole(table[c])]
     return table.style.format(precision=3, na_rep="—").format("{:.0f}", subset=whole, na_rep="—")
@@ -93,7 +119,7 @@ def _whole(column: pd.Series) -> bool:
 def ratio_range(baseline, values) -> str:
     """'×mean (×low–×high)': how many times faster than the baseline, as a range (lab.core.stats)."""
     mean, low, high = stats.speedup_range(baseline, values)
-    if mean != mean:
+    if pd.isna(mean):
         return "—"
     return f"×{mean:.2f}" if low == high else f"×{mean:.2f} (×{low:.2f}–×{high:.2f})"
 

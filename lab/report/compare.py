@@ -25,7 +25,7 @@ from ..core import files, stats
 from ..core.errors import LabError
 from ..engine import environment
 from ..parts import plots
-from ..parts.tables import MIB, load
+from ..parts.tables import COLUMNS, load
 from .publish import write_pdf
 from .summary import seen
 
@@ -35,14 +35,16 @@ class NotAReport(LabError):
 
 
 @dataclass
-class Report:
+class SavedReport:
+    """A report folder opened to be compared: its name, folder, report.json and epoch records."""
+
     name: str
     path: Path
     meta: dict
     records: pd.DataFrame
 
 
-def open_report(path, name: str | None = None) -> Report:
+def open_report(path, name: str | None = None) -> SavedReport:
     """A report folder's report.json and epoch records; one line (exit 2) for a folder that is not a report."""
     path = Path(path)
     if not path.is_dir():
@@ -55,10 +57,10 @@ def open_report(path, name: str | None = None) -> Report:
         raise NotAReport(f"{path} is not a report: {type(error).__name__} reading it {what}") from error
     if not meta or not len(records):
         raise NotAReport(f"{path} is not a report: {'no epoch records' if meta else 'no report.json'} in it {what}")
-    return Report(name or meta.get("id") or path.resolve().name, path, meta, records)
+    return SavedReport(name or meta.get("id") or path.resolve().name, path, meta, records)
 
 
-def open_reports(paths) -> list[Report]:
+def open_reports(paths) -> list[SavedReport]:
     if len(paths) < 2:
         raise NotAReport("compare needs two reports or more")
     reports = [open_report(p) for p in paths]
@@ -87,10 +89,10 @@ def epochs_per_image(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"tag": epochs["tag"], "epoch ms/image": 1000 * epochs["seconds"] / epochs["images"],
                          "step ms/image": 1000 * epochs["train_s"] / epochs["images"],
                          "load ms/image": 1000 * epochs["load_s"] / epochs["images"],
-                         "host peak RSS MiB": epochs["rss"] / MIB, "CUDA peak MiB": epochs["cuda"] / MIB})
+                         "host_peak_rss_bytes": epochs["rss"], "cuda_peak_allocated_bytes": epochs["cuda"]})
 
 
-def part_table(reports: list[Report], part: str) -> tuple[pd.DataFrame, dict]:
+def part_table(reports: list[SavedReport], part: str) -> tuple[pd.DataFrame, dict]:
     """The part's settings (rows) by report (column groups): ms per image of the epoch and the step (means over
     steady epochs, the epoch's with its min–max) and of the wait on the loader, steady epochs, memory peaks.
     Also the samples per (report, setting)."""
@@ -110,16 +112,17 @@ def part_table(reports: list[Report], part: str) -> tuple[pd.DataFrame, dict]:
             values = {"epoch ms/image": stats.mean(epoch), "epoch range": stats.spread(epoch),
                       "step ms/image": stats.mean(step), "load ms/image": stats.mean(g["load ms/image"]),
                       "steady epochs": len(epoch),
-                      "host peak RSS MiB": g["host peak RSS MiB"].max(), "CUDA peak MiB": g["CUDA peak MiB"].max()}
+                      **{f: g[f].max() for f in ("host_peak_rss_bytes", "cuda_peak_allocated_bytes")}}
             for k, v in values.items():
-                columns.setdefault((r.name, k), {})[tag] = v
+                shown = COLUMNS.get(k)  # a record field: its label and unit
+                columns.setdefault((r.name, shown.label if shown else k), {})[tag] = v * shown.scale if shown else v
     table = pd.DataFrame(columns, index=list(rows))
     table.columns = pd.MultiIndex.from_tuples(table.columns, names=["report", ""])
     table = table.loc[:, [c for c in table.columns if table[c].notna().any() and (table[c] != "—").any()]]
     return table, groups
 
 
-def differences(reports: list[Report], groups: dict) -> list[str]:
+def differences(reports: list[SavedReport], groups: dict) -> list[str]:
     """Each later report's settings against the first report's, in ms per image of the epoch and of the step,
     tested together (one family per part); a sentence per claim."""
     first = reports[0].name
@@ -152,7 +155,7 @@ def differences(reports: list[Report], groups: dict) -> list[str]:
 
 
 @plots.themed
-def part_figure(reports: list[Report], groups: dict, title: str):
+def part_figure(reports: list[SavedReport], groups: dict, title: str):
     """Epoch milliseconds per image per setting, a bar per report (mean, min–max whiskers)."""
     plt = plots.pyplot()
     tags = list(dict.fromkeys(tag for _, tag in groups))
@@ -185,7 +188,7 @@ def _png(fig) -> str:
 
 # --- the page ---------------------------------------------------------------------------------------------
 
-def header(reports: list[Report]) -> str:
+def header(reports: list[SavedReport]) -> str:
     """The reports' provenance and environments, a column each; a loud label when profiles or data sets differ."""
     rows = {}
     for r in reports:
@@ -218,7 +221,7 @@ img { max-width: 100%; }
 </style>"""
 
 
-def page(reports: list[Report]) -> str:
+def page(reports: list[SavedReport]) -> str:
     """The whole comparison as one HTML document."""
     body = [f"<h1>Reports side by side: {html.escape(' | '.join(r.name for r in reports))}</h1>", header(reports)]
     for part in parts.IDS:
@@ -227,10 +230,10 @@ def page(reports: list[Report]) -> str:
         table, groups = part_table(reports, part)
         if not len(table):
             continue
-        body.append(f"<h2>{html.escape(parts.BY_ID[part].TITLE)}</h2>")
+        body.append(f"<h2>{html.escape(parts.BY_ID[part].title)}</h2>")
         body.append(table.to_html(float_format=lambda v: f"{v:.3f}", na_rep="—"))
         body.append("<ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in differences(reports, groups)) + "</ul>")
-        body.append(_png(part_figure(reports, groups, parts.BY_ID[part].TITLE)))
+        body.append(_png(part_figure(reports, groups, parts.BY_ID[part].title)))
     body.append(
         "<h2>How these were compared</h2><p>Times are per image (epoch sizes differ between profiles): the whole "
         "epoch's wall time (the slowest rank's) and the training step's (load and evaluation apart), over steady "

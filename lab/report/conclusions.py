@@ -10,12 +10,11 @@ from pathlib import Path
 
 from .. import parts
 from ..core import stats
-from ..parts import c8_acceleration
 from ..parts.base import Report
 from .runner import NOTEBOOK_DIR, declared_parameters, load_profile, notebook_defaults, notebook_parameters
 
 NOWHERE = Path("/nonexistent/lab-report")  # a report folder with nothing in it: the plan before anything runs
-# The CPU the account is for (C8's settings depend on it): bf16 instructions (bf16 autocast runs, not emulated),
+# The CPU the account is for (the settings a part compares can depend on it): bf16 instructions (bf16 autocast runs, not emulated),
 # and a --fast probe that took channels_last + bf16 autocast without compiling.
 CPU = {"choice": {"channels_last": True, "amp": "bf16", "compile": "off"},
        "step_s": {json.dumps({"channels_last": False, "amp": a}): s for a, s in (("off", 1.0), ("bf16", 0.5))}}
@@ -25,24 +24,23 @@ def rows(profile_name: str, device: str = "cpu") -> list[dict]:
     """One row per part that compares speed, on `device` (the claims differ on a CUDA node: C5 has two
     devices there, C8 more settings), for the CPU that `CPU` describes."""
     profile = load_profile(profile_name)
-    report, out = Report(NOWHERE), []
+    report, out = Report(NOWHERE, fast_probe=CPU), []
     for part in parts.PARTS:
-        if not hasattr(part, "speed_family"):
+        if part.speed_family is None:
             continue
-        declared = declared_parameters(NOTEBOOK_DIR / f"{part.ID}.ipynb")
+        declared = declared_parameters(NOTEBOOK_DIR / f"{part.id}.ipynb")
         fixed = {"results_dir": str(NOWHERE), "data": "data", "dataset": "synthetic", "device": device}
-        params = {**notebook_defaults(part.ID), **notebook_parameters(profile, part.ID, declared, fixed)}
-        params = parts.with_workers(part.ID, params)
-        config = parts.config_for(part.ID, params)
-        shape = (part.speed_family(config, params, report, probe=CPU) if part.ID == c8_acceleration.ID else
-                 part.speed_family(config, params, report))
+        params = {**notebook_defaults(part.id), **notebook_parameters(profile, part.id, declared, fixed)}
+        params = parts.with_workers(part.id, params)
+        config = parts.config_for(part.id, params)
+        shape = part.speed_family(config, params, report)
         if shape is None:
-            out.append({"part": part.ID, "settings": 0, "steady": 0, "claims": 0, "p": None, "decides": False,
+            out.append({"part": part.id, "settings": 0, "steady": 0, "claims": 0, "p": None, "decides": False,
                         "needed": None})
             continue
         steady, claims = shape
         decides, smallest, needed = stats.decidable(steady, claims)
-        out.append({"part": part.ID, "settings": len(steady), "steady": min(steady.values()), "claims": len(claims),
+        out.append({"part": part.id, "settings": len(steady), "steady": min(steady.values()), "claims": len(claims),
                     "p": smallest, "decides": decides, "needed": needed})
     return out
 

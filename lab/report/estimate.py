@@ -21,7 +21,6 @@ from ..core.files import cache_dir, read_jsonl, save_json
 from ..core.stats import steady
 from ..engine.records import device_name
 from ..engine.resolve import device_type
-from ..parts import c2_timing, c8_acceleration
 from ..parts.base import Report, Work
 
 # Costs nothing in this report has measured yet (the summary is counted as this many notebooks).
@@ -54,7 +53,7 @@ class Estimate:
 
     def use(self, costs: dict, source: str) -> None:
         for key, value in costs.items():
-            if key in self.costs and isinstance(value, (int, float)) and value == value and value >= 0:
+            if key in self.costs and isinstance(value, (int, float)) and not pd.isna(value) and value >= 0:
                 self.costs[key], self.sources[key] = float(value), source
 
     def describe(self) -> str:
@@ -225,15 +224,14 @@ def log(message: str) -> None:
 
 class ReportTiming:
     """The report's plan (each part's Work), its estimate, and what it learns as parts finish: a part that
-    trains nothing (Q_model) measures a notebook's start, the first training part (C2) calibrates the step and
+    trains nothing measures a notebook's start, the part that declares `calibrates` calibrates the step and
     run costs, the estimate is printed then (before the long parts), and every later part corrects the
     remaining estimate by how far the finished ones were off. After each part the parts still to run are
     planned again: their runs can depend on what the finished ones found (C3's best count, its block)."""
 
-    CALIBRATES = c2_timing.ID
-
     def __init__(self, meta: dict, out: Path, defaults: dict):
         self.meta, self.out = meta, out
+        self.calibrates = next((p.id for p in parts.PARTS if p.calibrates and p.id in meta["parameters"]), None)
         self.params = {name: {**defaults.get(name, {}), **params} for name, params in meta["parameters"].items()}
         self.plan: dict[str, Work] = {}
         self.replan()
@@ -272,7 +270,7 @@ class ReportTiming:
         self.ran.append(name)
         if self.plan.get(name) == Work():  # trains nothing: its time is a notebook's start
             self.estimate.use({"notebook_s": seconds}, "measured")
-        elif name == self.CALIBRATES:
+        elif name == self.calibrates:
             records = read_jsonl(self.out / name / "records.jsonl")
             self.estimate.use(calibrate(records, seconds, self.estimate.costs["notebook_s"]), "measured")
         elif "estimate" in self.meta:
@@ -280,7 +278,7 @@ class ReportTiming:
             self.foreseen += predicted
             self.estimate.factor = self.taken / self.foreseen if self.foreseen else 1.0
         self.replan()
-        if name == self.CALIBRATES:
+        if name == self.calibrates:
             left = watcher.left()
             self.meta["estimate"] = {"after": name, "elapsed_s": round(elapsed, 1), "total_s": round(elapsed + left, 1),
                                      "costs": dict(self.estimate.costs)}
@@ -288,12 +286,13 @@ class ReportTiming:
                 f"({self.estimate.describe()})")
 
     def save_costs(self) -> None:
-        """This machine's measured costs, for the first guess of the next report (compilation from C8's
-        first epochs, a launch from the time of the parts that launch beyond their steps)."""
+        """This machine's measured costs, for the first guess of the next report (a compilation from the parts
+        that measure one, a launch from the time of the parts that launch beyond their steps)."""
         costs = {k: v for k, v in self.estimate.costs.items() if self.estimate.sources[k] == "measured"}
-        compile_s = c8_acceleration.compile_seconds(read_jsonl(self.out / c8_acceleration.ID / "records.jsonl"))
-        if compile_s is not None:
-            costs["compile_s"] = compile_s
+        for part in parts.PARTS:
+            if part.compile_seconds is not None:
+                compile_s = part.compile_seconds(read_jsonl(self.out / part.id / "records.jsonl"))
+                costs.update({} if compile_s is None else {"compile_s": compile_s})
         for name, work in self.plan.items():
             took = self.meta["done"].get(name)
             if work.launches and took:
@@ -313,6 +312,6 @@ class ReportTiming:
         took_text = (f"took {clock(actual)}" if sessions == 1 else
                      f"took {clock(actual)} of notebooks over {sessions} sessions")
         if not est:
-            return f"{took_text} (no estimate: {self.CALIBRATES} did not run)"
+            return f"{took_text} (no estimate: {self.calibrates} did not run)"
         return (f"estimate vs actual: estimated {clock(est['total_s'])} after {est['after']}, {took_text} "
                 f"({(actual - est['total_s']) / est['total_s']:+.0%})")

@@ -1,5 +1,5 @@
 """The summary notebook's content: the report's provenance header (with a loud banner when any number came
-from synthetic data), then every part's section in run order (lab.parts), the Q answers last."""
+from synthetic data), then every part's section in the lab's order of questions (lab.parts)."""
 from __future__ import annotations
 
 import html
@@ -93,8 +93,8 @@ def write_records_csv(results_dir) -> Path:
 
 
 def show_parts(results_dir, figures_dir=None) -> None:
-    """Each part's section: the C-parts in run order, then the Q answers. Each part's tables are also written
-    as CSV (tables/<part>.csv: the numbers shown, unrounded)."""
-    for part in parts.IDS[1:] + parts.IDS[:1]:
-        with display.tables_as_csv(Path(results_dir) / TABLES, part):
-            parts.show(part, results_dir, figures_dir)
+    """Each part's section, in the lab's order of their questions. Each part's tables are also written as CSV
+    (tables/<part>.csv: the numbers shown, unrounded)."""
+    for part in parts.in_lab_order():
+        with display.tables_as_csv(Path(results_dir) / TABLES, part.id):
+            parts.show(part.id, results_dir, figures_dir)
