@@ -177,7 +177,7 @@ def bench_rows(path: Path, ran: Ran) -> list[dict]:
             rows.append(row("bench", r["name"], r["what"], status=r["skipped"]))
             continue
         unit = " s" if r["unit"] == "s" else ""
-        met = "goal n/a" if r["met"] is None else ("met" if r["met"] else "NOT MET")
+        met = r.get("verdict", "goal n/a")
         met = f"smoke run, not a measurement ({met})" if report["quick"] else met
         rows.append(row("bench", r["name"], f"{r['what']}: {r['value']:.3f}{unit}",
                         f"{r['min']:.3f}..{r['max']:.3f} ({r['repeats']} repeats)", r["goal"] or "n/a", met))

@@ -29,11 +29,12 @@ def _seed_fast_cache():
     import json
     import tempfile
 
-    from lab.engine.fast import fast_cache_key
+    from lab.engine.fast import EAGER_ONLY, fast_cache_key
 
     cache = Path(tempfile.mkdtemp(prefix="lab-cache-"))
-    entries = {fast_cache_key(b, t, load): {"choice": FAST_CHOICE, "step_s": {}, "reason": "seeded by the tests"}
-               for b in (8, 16, 32) for t in (1, 2, os.cpu_count()) for load in ("idle", "busy")}
+    entries = {fast_cache_key(b, t, load) + stage: {"choice": FAST_CHOICE, "step_s": {}, "reason": "seeded by the tests"}
+               for b in (8, 16, 32) for t in (1, 2, os.cpu_count()) for load in ("idle", "busy")
+               for stage in ("", EAGER_ONLY)}
     (cache / "fast-choice.json").write_text(json.dumps(entries))
     os.environ["LAB_CACHE"] = str(cache)
 

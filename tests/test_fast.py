@@ -79,6 +79,15 @@ def test_the_cpu_probe_takes_a_setting_only_where_it_is_decidedly_faster_and_cac
     probe = cpu_fast_probe(config, log=lambda m: None)
     assert probe["choice"] == {"channels_last": False, "amp": "off", "compile": "off"}
     assert probe["reason"].startswith("no setting is decidedly faster than eager fp32")
+    # without its compiled stage (a profile that leaves compilation out): the eager candidates only, cached apart
+    monkeypatch.setenv("LAB_CACHE", str(tmp_path / "eager"))
+    monkeypatch.setattr(lab.engine.fast, "c_compiler", lambda: "/usr/bin/c++")
+    calls.clear()
+    steps.update({"channels_last": [2.5, 2.55, 2.45, 2.5]})
+    probe = cpu_fast_probe(config, log=lambda m: None, compiled=False)
+    assert probe["choice"] == {"channels_last": True, "amp": "off", "compile": "off"} and len(calls) == 1
+    assert cpu_fast_probe(config, measure=False, compiled=True) is None  # the full probe has not run
+    assert cpu_fast_probe(config, measure=False, compiled=False)["choice"]["channels_last"]
 
 
 def test_compared_settings_run_interleaved_by_epoch_in_alternating_order(tiny_config, tmp_path):

@@ -54,7 +54,7 @@ def test_explanation_follows_the_numbers_in_both_directions():
                         + runs("8 workers (best)", [0.5, 0.6, 0.55, 0.52], [10.1, 10.0, 10.2, 10.05], workers=8))
     with_cpu(with_cpu(more, "1 worker", 1.0, 0.5, cores=16), "8 workers (best)", 1.0, 3.5, cores=16)
     text = c4_workers_profile.explain_workers(c4_workers_profile.workers_comparison(more))
-    assert "Wait for data: 8 workers is faster than 1 worker by" in text
+    assert "Wait for data: 8 workers is faster than 1 worker: ×" in text
     assert "Why, measured: with 8 workers, the training process used 1.00 CPU-seconds per second" in text
     assert "its workers 3.50: 4.50 of the 16 cores" in text
     assert "Compute: 8 workers vs 1 worker: no measurable difference" in text  # no blame on 8 workers
@@ -64,7 +64,7 @@ def test_explanation_follows_the_numbers_in_both_directions():
     with_cpu(with_cpu(fewer, "1 worker", 1.95, 0.6), "0 workers (best)", 1.9, 0.0)
     text = c4_workers_profile.explain_workers(c4_workers_profile.workers_comparison(fewer))
     assert "Wait for data: 0 workers is faster than 1 worker" in text
-    assert "Compute: 0 workers is faster than 1 worker by" in text
+    assert "Compute: 0 workers is faster than 1 worker: ×" in text
     assert "2.55 of the 2 cores" in text and "the workers used 30% of them: they compete" in text
     idle = with_cpu(with_cpu(fewer.copy(), "1 worker", 1.0, 0.3, cores=8), "0 workers (best)", 1.0, 0.0, cores=8)
     text = c4_workers_profile.explain_workers(c4_workers_profile.workers_comparison(idle))
@@ -74,7 +74,7 @@ def test_explanation_follows_the_numbers_in_both_directions():
     assert "but the workers used only 1% of them, too little to explain it" in text  # 0.03 of 2 cores
     unmeasured = fewer.drop(columns=["cpu_s", "workers_cpu_s", "cpus_available"])  # older records: no "why"
     text = c4_workers_profile.explain_workers(c4_workers_profile.workers_comparison(unmeasured))
-    assert "Why" not in text and "cores" not in text and "Compute: 0 workers is faster than 1 worker by" in text
+    assert "Why" not in text and "cores" not in text and "Compute: 0 workers is faster than 1 worker: ×" in text
 
 
 def test_a_difference_inside_the_noise_is_not_explained():

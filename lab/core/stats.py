@@ -13,8 +13,10 @@ p = (1 + b) / (DRAWS + 1).
 
 A claim names a faster or slower setting only where its p <= ALPHA. Where even the most separated samples
 of this shape could not reach ALPHA, the verdict is "too few measurements", with the count that could;
-otherwise it is exactly "no measurable difference". "Faster by X %" is the ratio of the means, with the range
-of the ratios of single epochs beside it: a spread of the measurements, not a confidence interval.
+otherwise it is exactly "no measurable difference", with the smallest difference the rule would have named at
+the run's own noise (`seeable`). A speed-up is a factor, "×2.72", the ratio of the means (baseline over
+setting), with the range of the ratios of single epochs beside it: a spread of the measurements, not a
+confidence interval.
 """
 from __future__ import annotations
 
@@ -101,23 +103,76 @@ class Comparison:
     needed: int | None = None  # where TOO_FEW: samples per setting that could decide, at this family's shape
     sample: str = "epoch"     # what one sample is: a steady epoch (a section) or a step (the --fast probe)
     scope: str = "the section's claims together"  # what the p-value covers
+    shape: tuple | None = None  # where undecided: (noise, group sizes, claims as group pairs, this claim's index)
 
     @property
     def decided(self) -> bool:
         return self.verdict in ("faster", "slower")
 
+    def factor(self) -> str:
+        """The speed-up as a factor: '×2.72'; slower: '×0.80, i.e. 25 % slower'."""
+        return factor(self.ratio)
+
+    def spread(self) -> str:
+        """The single samples' ratios: 'single epochs ×2.14–×3.83'."""
+        low, high = f"×{self.low:.2f}", f"×{self.high:.2f}"
+        return f"single {self.sample}s {low}" if low == high else f"single {self.sample}s {low}–{high}"
+
+    def seeable(self) -> str:
+        """What an undecided claim could have seen: the smallest difference the rule would name with 80 %
+        probability at this run's noise, and the samples per setting that would bring it to 10 % (seeable)."""
+        return seeable_text(self.shape, self.sample) if self.shape else ""
+
     def sentence(self, what: str = "") -> str:
         what = f" ({what})" if what else ""
         if self.verdict == TOO_FEW:
-            return f"{self.a} vs {self.b}{what}: {too_few(self.n, self.needed, self.sample)}."
+            return f"{self.a} vs {self.b}{what}: {too_few(self.n, self.needed, self.sample)}{self.seeable()}."
         if self.verdict == NO_DIFFERENCE:
-            return f"{self.a} vs {self.b}{what}: {NO_DIFFERENCE}."
-        faster = self.verdict == "faster"
-        ratio, low, high = ((self.ratio, self.low, self.high) if faster else
-                            (1 / self.ratio, 1 / self.high, 1 / self.low))
-        return (f"{self.a} is {self.verdict} than {self.b}{what} by {100 * (ratio - 1):.0f} % (the ratio of the "
-                f"means; single {self.sample}s' ratios {_percent_range(100 * (low - 1), 100 * (high - 1))}; "
+            return f"{self.a} vs {self.b}{what}: {NO_DIFFERENCE}{self.seeable()}."
+        return (f"{self.a} is {self.verdict} than {self.b}{what}: {self.factor()} ({self.spread()}; "
                 f"p = {self.p:.3g} for {self.scope}).")
+
+
+def factor(ratio: float) -> str:
+    """How many times faster (the baseline's time over this one's): '×2.72'; below 1 '×0.80, i.e. 25 % slower'."""
+    if pd.isna(ratio):
+        return "—"
+    return f"×{ratio:.2f}" if ratio >= 1 else f"×{ratio:.2f}, i.e. {100 * (1 / ratio - 1):.0f} % slower"
+
+
+class Said(str):
+    """Sentences and the claims they rest on: the reader gets the words, a test the rule's verdicts
+    (`claims`), so that an A/A or power test reads what the rule decided, not a phrase."""
+
+    claims: list
+
+    def __new__(cls, text: str, claims=()):
+        said = super().__new__(cls, text)
+        said.claims = [c for c in claims if c is not None]
+        return said
+
+    def named(self) -> list[Comparison]:
+        """The decided claims whose factor the text says: what the reader is told is faster or slower."""
+        return [c for c in self.claims if c.decided and c.a in self and c.factor() in self]
+
+
+SAME = 0.03  # a step's and an epoch's factors this close are one figure, said once (the epoch's)
+
+
+def together(named: dict) -> str:
+    """Several quantities of one comparison (the step, the whole epoch) in as few sentences as they differ: one
+    sentence with the last quantity's figures where every claim has the same verdict (decided ones within SAME
+    of each other: '… (step and whole epoch): ×2.72 …'), else a sentence for each."""
+    claims = {label: c for label, c in named.items() if c is not None}
+    if not claims:
+        return ""
+    cs = list(claims.values())
+    ratios = [math.log(c.ratio) for c in cs if c.decided]
+    alike = len(cs) > 1 and len({c.verdict for c in cs}) == 1 and (
+        not ratios or (len(ratios) == len(cs) and max(ratios) - min(ratios) <= math.log1p(SAME)))
+    if alike:  # one figure: the last quantity's (the whole epoch's: what a user gets)
+        return cs[-1].sentence(" and ".join(claims))
+    return " ".join(c.sentence(label) for label, c in claims.items())
 
 
 def verdict_lines(named: dict) -> str:
@@ -129,11 +184,13 @@ def verdict_lines(named: dict) -> str:
 
 
 def verdict_line(c: Comparison) -> str:
-    """The claim's answer in a few words: 'a faster than b by 12 %', 'no measurable difference', 'too few …'."""
+    """The claim's answer in a few words: 'a faster than b: ×1.27', 'no measurable difference (could have
+    seen 12 %)', 'too few …'."""
     if c.decided:
-        ratio = c.ratio if c.verdict == "faster" else 1 / c.ratio
-        return f"{c.a} {c.verdict} than {c.b} by {100 * (ratio - 1):.0f} %"
-    return (f"{c.a} vs {c.b}: " + (NO_DIFFERENCE if c.verdict == NO_DIFFERENCE else
+        return f"{c.a} {c.verdict} than {c.b}: {c.factor()}"
+    seen = seeable(c.shape) if c.shape else None
+    could = f" (could have seen {_percent(seen[0])})" if seen and math.isfinite(seen[0]) else ""
+    return (f"{c.a} vs {c.b}: " + (NO_DIFFERENCE + could if c.verdict == NO_DIFFERENCE else
                                    too_few(c.n, c.needed, c.sample)))
 
 
@@ -144,8 +201,7 @@ def evidence_line(c: Comparison) -> str:
     if not pd.isna(c.p):
         text += f"; p = {c.p:.3g} for {c.scope}"
     if c.decided:
-        low, high = (c.low, c.high) if c.verdict == "faster" else (1 / c.high, 1 / c.low)
-        text += f"; single {c.sample}s' ratios {_percent_range(100 * (low - 1), 100 * (high - 1))}"
+        text += f"; {c.spread()}"
     return text
 
 
@@ -156,8 +212,103 @@ def too_few(n: int, needed: int | None, sample: str = "epoch") -> str:
     return f"{TOO_FEW}: {have}, {needed if needed else f'more than {MOST_NEEDED}'} needed"
 
 
-def _percent_range(low: float, high: float) -> str:
-    return f"{low:.0f} %" if round(low) == round(high) else f"{low:.0f} to {high:.0f} %"
+def _percent(fraction: float) -> str:
+    return f"{100 * fraction:.0f} %" if fraction >= 0.095 else f"{100 * fraction:.1f} %"
+
+
+# --- how large a difference a run could have seen ----------------------------------------------------------------
+
+POWER = 0.8               # "could have seen": named in this share of runs
+SEEN_TRIALS = 100         # simulated runs per difference tried
+SEEN_DRAWS = 499          # relabelings per simulated run where there are more
+TARGET = 0.10             # the difference the "epochs needed" count is for
+MOST_SAMPLES = 1000       # "needed" beyond this is said as "more than"
+SAY_SEEABLE = True        # tests of verdicts over thousands of trials switch the (simulated) figure off
+
+
+def noise_of(groups: list[list[float]]) -> float | None:
+    """The run's own noise: the pooled standard deviation of log-seconds within the groups (None where no group
+    has two samples)."""
+    logs = [np.log(np.asarray(g, dtype=float)) for g in groups if len(g) >= 2]
+    dof = sum(len(g) - 1 for g in logs)
+    if not dof:
+        return None
+    return float(math.sqrt(sum(((g - g.mean()) ** 2).sum() for g in logs) / dof))
+
+
+def seeable(shape: tuple) -> tuple[float, int | None]:
+    """(the smallest difference, as b/a - 1, that the rule names with POWER probability; the samples per setting
+    that would bring it to TARGET, or None where it is there already) for `shape` = (noise, group sizes, claims
+    as (group a, group b) pairs, the claim's index). Simulated through the rule itself: every group drawn with
+    log-normal noise of the run's measured size, this claim's `a` faster by the difference tried, the claim's p
+    the single-step max-T over the family's claims (what decides a family's first claim); common random numbers
+    for every difference tried, bisected on it. The count for TARGET scales the figure by the 1/sqrt(n) law,
+    from the fewest samples that can decide."""
+    noise, sizes, claims, index = shape
+    sizes, claims = tuple(sizes), tuple(claims)
+    d = _seeable(round(noise, 3), sizes, claims, index)
+    n = min(sizes)
+    if not math.isfinite(d):
+        fewest = max(n + 1, needed(len(sizes), [(a, b, 0) for a, b in claims], 1, n) or MOST_NEEDED)
+        d_at = _seeable(round(noise, 3), tuple(fewest for _ in sizes), claims, index)
+        return d, (MOST_SAMPLES + 1 if not math.isfinite(d_at) else max(fewest, math.ceil(fewest * (d_at / TARGET) ** 2)))
+    return d, (None if d <= TARGET else math.ceil(n * (d / TARGET) ** 2))
+
+
+def seeable_text(shape: tuple, sample: str = "epoch") -> str:
+    """'; at this run's noise (±3.1 % per steady epoch) it would have seen 12 % in 80 % of runs; 15 steady epochs
+    per setting would see 10 %', or '' where the noise was not measured or the figure is off."""
+    if not SAY_SEEABLE or shape is None or shape[0] is None:
+        return ""
+    d, n10 = seeable(shape)
+    noun = "steady epoch" if sample == "epoch" else sample
+    text = f"; at this run's noise (±{100 * shape[0]:.1f} % per {noun})"
+    if math.isfinite(d):
+        text += f" it would have seen {_percent(d)} in {100 * POWER:.0f} % of runs"
+    else:
+        text += (f" no difference is named in {100 * POWER:.0f} % of runs with {min(shape[1])} {noun}"
+                 f"{'' if min(shape[1]) == 1 else 's'} per setting")
+    if n10 is None:
+        return text
+    more = f"more than {MOST_SAMPLES:,}" if n10 > MOST_SAMPLES else f"{n10:,}"
+    return text + f"; {more} would see {100 * TARGET:.0f} %"
+
+
+@functools.lru_cache(maxsize=2048)
+def _seeable(noise: float, sizes: tuple, claims: tuple, index: int) -> float:
+    total, bounds = sum(sizes), np.cumsum((0,) + sizes)
+    if _labelings(list(sizes)) <= 2 * SEEN_DRAWS:
+        order = np.array([np.concatenate(split) for split in _splits(total, list(sizes))], dtype=np.int64)
+    else:
+        rng = np.random.default_rng(SEED)
+        order = np.vstack([np.arange(total)[None, :], rng.permuted(np.tile(np.arange(total), (SEEN_DRAWS, 1)), axis=1)])
+    noise_draws = np.random.default_rng(SEED + 1).normal(0.0, max(noise, 1e-6), (SEEN_TRIALS, total))
+    a, b = claims[index]
+
+    def power(d: float) -> float:
+        logs = noise_draws.copy()
+        logs[:, bounds[a]:bounds[a + 1]] -= math.log1p(d)           # a faster than b by d
+        relabeled = logs[:, order]                                    # (trials, relabelings, samples)
+        moments = {}
+        for g in {g for pair in claims for g in pair}:
+            part = relabeled[:, :, bounds[g]:bounds[g + 1]]
+            var = part.var(axis=2, ddof=1) if sizes[g] > 1 else np.zeros(part.shape[:2])
+            moments[g] = (part.mean(axis=2), var / sizes[g])
+        t = np.stack([np.abs(moments[x][0] - moments[y][0]) / np.sqrt(moments[x][1] + moments[y][1] + FLOOR)
+                      for x, y in claims], axis=2)                    # (trials, relabelings, claims)
+        observed, largest = t[:, 0, index], t.max(axis=2)
+        p = (largest >= observed[:, None] * (1 - 1e-9) - 1e-12).sum(axis=1) / len(order)
+        return float((p <= ALPHA).mean())
+
+    low, high = 0.0, 0.02
+    while power(high) < POWER:
+        low, high = high, 2 * high + 0.02
+        if high > 50:
+            return math.inf
+    for _ in range(9):
+        middle = math.sqrt((1 + low) * (1 + high)) - 1
+        low, high = (low, middle) if power(middle) >= POWER else (middle, high)
+    return high
 
 
 def _labelings(sizes: list[int]) -> int:
@@ -308,9 +459,12 @@ def family(samples: dict[str, list[dict]], claims: list[tuple[str, str, str]], s
             continue
         if few is None:
             few = _smallest_p(sizes, index, len(metrics)) > ALPHA
+        noise = noise_of([va, vb])
+        pairs_ = list(dict.fromkeys((x, y) for x, y, _ in index))
+        shape = (noise, tuple(sizes), tuple(pairs_), pairs_.index((a, b))) if noise is not None else None
         out[claim] = Comparison(claim[0], claim[1], TOO_FEW if few else NO_DIFFERENCE, float(p_claim), n=n,
                                 needed=needed(len(names), index, len(metrics), n) if few else None, sample=sample,
-                                scope=scope)
+                                scope=scope, shape=shape)
     return out
 
 
@@ -376,24 +530,25 @@ def oriented(c: Comparison, first: str) -> Comparison:
         return c
     return Comparison(c.b, c.a, {"faster": "slower", "slower": "faster"}.get(c.verdict, c.verdict), c.p,
                       1 / c.ratio if not pd.isna(c.ratio) else c.ratio, 1 / c.high, 1 / c.low, c.n, c.needed,
-                      c.sample, c.scope)
+                      c.sample, c.scope, c.shape)
 
 
-def rank(groups: dict, what: str = "") -> str:
+def rank(groups: dict, what: str = "") -> Said:
     """One sentence for several settings: every pair is a claim of one family, and the extreme pair (the
     fastest and slowest by mean) is named only where the family's rule decides it."""
     what_ = f" ({what})" if what else ""
     c = extremes(groups)
     if c is None:
-        return f"Only one setting was measured{what_}: nothing to compare."
+        return Said(f"Only one setting was measured{what_}: nothing to compare.")
     means = [k for k in groups if samples(groups[k])]
     fastest, slowest = c.a, c.b
     if c.decided:
-        return c.sentence(what)
+        return Said(c.sentence(what), [c])
     if c.verdict == TOO_FEW:
-        return f"Across {len(means)} settings{what_}: {too_few(c.n, c.needed)} to name a faster one."
-    return (f"Across {len(means)} settings{what_}: {NO_DIFFERENCE} (even the fastest and slowest by mean, {fastest} "
-            f"and {slowest}, are within what relabeling the epochs gives).")
+        return Said(f"Across {len(means)} settings{what_}: {too_few(c.n, c.needed)} to name a faster one"
+                    f"{c.seeable()}.", [c])
+    return Said(f"Across {len(means)} settings{what_}: {NO_DIFFERENCE} (even the fastest and slowest by mean, "
+                f"{fastest} and {slowest}, are within what relabeling the epochs gives{c.seeable()}).", [c])
 
 
 def speedup_range(baseline_values, values) -> tuple[float, float, float]:
@@ -402,6 +557,34 @@ def speedup_range(baseline_values, values) -> tuple[float, float, float]:
     if not sb or not sv:
         return math.nan, math.nan, math.nan
     return mean(sb) / mean(sv), min(sb) / max(sv), max(sb) / min(sv)
+
+
+# --- a goal: met, missed, or cannot tell ------------------------------------------------------------------------
+
+MET, MISSED, CANNOT_TELL = "met", "missed", "cannot tell at this noise"
+
+
+def goal(values, op: str, target: float) -> tuple[str, float, int | None]:
+    """Whether repeated measurements of a ratio meet a goal ('<=' or '>=' `target`), by the rule's one-sample
+    form: a sign-flip permutation test of the log-distances from the target (under "exactly at the target" each
+    repeat is as likely above as below it), one-sided in each direction. Returns (MET, MISSED or CANNOT_TELL, the
+    p of the verdict's direction, the repeats that could decide where it cannot tell: 5 when every repeat lies
+    on one side (1/2^5 < ALPHA), else None)."""
+    logs = np.log(np.asarray(samples(values), dtype=float) / target)
+    if not len(logs):
+        return CANNOT_TELL, math.nan, None
+    good = -logs if op == "<=" else logs          # positive where the goal is met
+    flips = np.array(list(itertools.product((1.0, -1.0), repeat=len(good)))) if len(good) <= 14 else \
+        np.vstack([np.ones(len(good)), np.random.default_rng(SEED).choice((1.0, -1.0), (DRAWS, len(good)))])
+    means, observed = (flips * good).mean(axis=1), good.mean()
+    p_met = float((means >= observed - 1e-12).mean())
+    p_missed = float((means <= observed + 1e-12).mean())
+    fewest = next(n for n in range(1, 64) if 0.5 ** n <= ALPHA)
+    if p_met <= ALPHA:
+        return MET, p_met, None
+    if p_missed <= ALPHA:
+        return MISSED, p_missed, None
+    return CANNOT_TELL, min(p_met, p_missed), (fewest if len(good) < fewest else None)
 
 
 # --- accuracy ---------------------------------------------------------------------------------------

@@ -139,7 +139,10 @@ def decide(samples: dict, baseline: str) -> tuple[str, str]:
     return next(k for k in samples if name[k] == best[0]), result[best].sentence("step")
 
 
-def cpu_fast_probe(config: Config, log=print, measure: bool = True) -> dict | None:
+EAGER_ONLY = " | eager candidates"  # the cache key's suffix for a probe without its compiled stage
+
+
+def cpu_fast_probe(config: Config, log=print, measure: bool = True, compiled: bool = True) -> dict | None:
     """The measurement behind --fast on a CPU. Eager steps with and without channels_last and bf16 autocast,
     interleaved, at the run's batch size; a setting replaces eager fp32 only where the comparison rule
     (lab.core.stats.family) finds it decidedly faster, and the fastest such one is taken. Then, where a C
@@ -147,17 +150,20 @@ def cpu_fast_probe(config: Config, log=print, measure: bool = True) -> dict | No
     halves the step on a CPU with bf16 matrix instructions and multiplies it on one without) and on the
     conditions, so it is cached per CPU, torch version, thread count, batch size and load (`load_class`) in
     $LAB_CACHE/fast-choice.json (default ~/.cache/resnet-perf-lab), and measured again where they differ.
-    measure=False: the cached result or None."""
+    measure=False: the cached result or None. compiled=False: the eager candidates only (no compilation: about
+    20 steps), cached apart."""
     cache = _cache_file()
     try:
         cached = json.loads(cache.read_text())
     except (OSError, ValueError):
         cached = {}
+    compiled = compiled and c_compiler() is not None
+    suffix = "" if compiled else EAGER_ONLY
     if not measure:  # a plan or an account: the idle machine's result where there is one, measuring nothing
-        return next((cached[k] for k in (fast_cache_key(config.batch_size, load=c) for c in ("idle", "busy"))
+        return next((cached[k] for k in (fast_cache_key(config.batch_size, load=c) + suffix for c in ("idle", "busy"))
                      if k in cached), None)
     load = others_load()
-    key = fast_cache_key(config.batch_size, load=load_class(load))
+    key = fast_cache_key(config.batch_size, load=load_class(load)) + suffix
     if key in cached:
         return cached[key]
     log(f"--fast on this CPU: measuring which settings make the step fastest (batch {config.batch_size}, "
@@ -167,7 +173,7 @@ def cpu_fast_probe(config: Config, log=print, measure: bool = True) -> dict | No
     samples = interleaved_samples(CPU_CANDIDATES, config.batch_size)
     best, reason = decide(samples, baseline)
     choice = {**json.loads(best), "compile": "off"}
-    if c_compiler() is not None:
+    if compiled:
         compiled = {**json.loads(best), "compile": "default"}
         more = interleaved_samples([json.loads(best), compiled], config.batch_size, warmup=2)
         samples.update({k: v for k, v in more.items() if k != best})

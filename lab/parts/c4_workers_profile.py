@@ -110,7 +110,7 @@ def _sharing(more: pd.Series, slower_with_more: bool) -> str:
     return "Core sharing does not explain it (the step is not slower where the workers run, or cores were idle)."
 
 
-def explain_workers(table: pd.DataFrame) -> str:
+def explain_workers(table: pd.DataFrame) -> stats.Said:
     """The explanation, written from the measured numbers of a workers_comparison table (1 worker first,
     then the best count). Its two claims (the wait for data, the compute) are one family of the comparison
     rule (lab.core.stats.family); each "why" cites the measurement behind it."""
@@ -123,12 +123,14 @@ def explain_workers(table: pd.DataFrame) -> str:
              f"{share_b:.0%} of {b['total_s']:.3f} s; compute took {b['train_s']:.3f} s"
              f"{stats.range_note(b['train_s samples'])}."]
     wa, wb = int(a["workers"]), int(b["workers"])
+    claims = []
     if wa == wb:
         lines.append(f"C3's best count is {_workers(wb)}, the same as the baseline: the two rows measure the "
                      "same setting twice, and their difference is the noise.")
     else:
         na, nb = _workers(wa), _workers(wb)
         load, compute = verdicts(table)
+        claims = [load, compute]
         if not load.decided:
             lines.append(f"Wait for data: {load.sentence()}")
         else:
@@ -146,7 +148,7 @@ def explain_workers(table: pd.DataFrame) -> str:
     bound = "data loading" if share_b > 0.5 else "computation"
     lines.append(f"At the best setting the epoch is bound by **{bound}** "
                  f"(loading {share_b:.0%}, compute {b['train_s'] / b['total_s']:.0%}).")
-    return "\n\n".join(lines)
+    return stats.Said("\n\n".join(lines), claims)
 
 
 def verdicts(table: pd.DataFrame) -> tuple[stats.Comparison, stats.Comparison] | None:

@@ -111,16 +111,17 @@ def findings(df: pd.DataFrame, results_dir=None) -> list[display.Finding]:
         {"step": step, "whole epoch": epoch}), stats.evidence_line(step), ID)]
 
 
-def explain_devices(df: pd.DataFrame) -> str:
+def explain_devices(df: pd.DataFrame) -> stats.Said:
     """The sentences, per batch (a capped CPU run has fewer batches), for the step and the whole epoch: two
     claims of one family (lab.core.stats.family)."""
     result = verdicts(df)
     if result is None:
         ok = df[df["status"] == "ok"]
         missing = sorted(set(df["device_type"]) - set(ok["device_type"]))
-        return ("Only one device was measured" + (f" ({', '.join(missing)} not available)" if missing else "")
-                + ": nothing to compare.")
-    return "\n\n".join([result[0].sentence("training step, per batch"), result[1].sentence("whole epoch, per batch")])
+        return stats.Said("Only one device was measured" + (f" ({', '.join(missing)} not available)" if missing
+                                                            else "") + ": nothing to compare.")
+    return stats.Said(stats.together({"training step": result[0], "whole epoch": result[1]})
+                      + " (Per batch: a capped CPU run has fewer batches.)", result)
 
 
 def section(df: pd.DataFrame, results_dir=None, figures_dir=None) -> None:

@@ -17,7 +17,7 @@ import torch
 from ..core import files, stats
 from ..core.config import Config
 from ..engine import progress
-from ..engine.fast import c_compiler, cpu_fast_probe
+from ..engine.fast import c_compiler, cpu_fast_probe, setting_name
 from ..engine.profiling import measure_compile, step_profile
 from ..engine.resolve import device_type, resolve
 from . import display, plots
@@ -54,7 +54,8 @@ def acceleration_settings(device_type: str, max_autotune: bool = False, probe: d
     timers, no host sync per step). Left out, each with its reason: bf16 on a CPU that emulates it
     (bf16_emulated), the per-phase-timer row on a CPU (no device to synchronize with: the two timers do the
     same work there), the compiled settings when `compiled` is False (a profile's choice: compiling costs a
-    minute or more) or there is no C compiler, and `fast` where it would compile then.
+    minute or more) or there is no C compiler, and `fast` on CUDA then (it compiles there); on a CPU `fast` is
+    then --fast's choice among its eager candidates, as its probe measured it (`probe`).
     Returns (settings, skipped: tag -> reason)."""
     settings = [{"tag": BASELINE}, {"tag": "channels_last", "channels_last": True}]
     if device_type == "cuda":
@@ -81,37 +82,44 @@ def acceleration_settings(device_type: str, max_autotune: bool = False, probe: d
             skipped[f"compile {mode}"] = no_compile
     else:
         settings += [{"tag": f"compile {mode}", "compile": mode} for mode in modes]
-    fast_compiles = device_type == "cuda" or (probe or {}).get("choice", {}).get("compile", "default") != "off"
-    if no_compile and fast_compiles:
-        skipped[FAST] = (f"it compiles the step on this device: {no_compile}" if device_type == "cuda" or probe else
-                         "the --fast probe has not measured this CPU at this batch size and load yet, and its "
-                         f"choice may compile the step: {no_compile}")
-    elif device_type == "cpu":
-        skipped[FAST_PHASE] = ("on a CPU the per-phase timers have no device to synchronize with, so "
-                                              "they do the same work as epoch timers; the row is measured on CUDA")
+    if device_type == "cuda":
+        if no_compile:
+            skipped[FAST] = f"it compiles the step on this device: {no_compile}"
+        else:
+            settings += [{"tag": FAST_PHASE, "fast": True, "timers": "phase"}, {"tag": FAST, "fast": True}]
+        return [{"loader": "tensor", **s} for s in settings], skipped
+    skipped[FAST_PHASE] = ("on a CPU the per-phase timers have no device to synchronize with, so they do the same "
+                           "work as epoch timers; the row is measured on CUDA")
+    if not no_compile:
         settings += [{"tag": FAST, "fast": True}]
-    else:
-        settings += [{"tag": FAST_PHASE, "fast": True, "timers": "phase"}, {"tag": FAST, "fast": True}]
+    else:  # --fast's own choice among its eager candidates, as its probe measured it (its compiled stage left out)
+        choice = {k: v for k, v in ((probe or {}).get("choice") or {}).items() if k in ("channels_last", "amp")}
+        settings += [{"tag": FAST, "timers": "epoch", **choice}]
     return [{"loader": "tensor", **s} for s in settings], skipped
 
 
 def settings_of(config: Config, params: dict, measure: bool = True, probe: dict | None = None) -> tuple[list, dict]:
     """The configurations and the left-out settings with their reasons. On a CPU, the --fast probe is
-    measured (once per CPU, cached) only where compiled settings run and `measure`; else its cached result
-    (`probe`: a given one instead, for an account of another machine)."""
+    measured where `measure` (once per CPU, cached; without its compiled stage where the profile leaves
+    compilation out), else its cached result (`probe`: a given one instead, for an account of another machine)."""
     kind = device_type(config.device)
     compiled = params.get("compile_settings", True)
     if kind == "cpu" and probe is None:
-        probe = cpu_fast_probe(config, measure=compiled and measure)
+        probe = cpu_fast_probe(config, measure=measure, compiled=compiled)
     settings, skipped = acceleration_settings(kind, params.get("max_autotune", False), probe, compiled)
     return [config.replace(**s) for s in settings], skipped
+
+
+PROBE_STEPS = 4 * (1 + 4)  # the --fast probe's eager stage: 4 candidates, a warm-up and 4 rounds each
 
 
 def runs(config: Config, params: dict, report) -> Runs:
     block, _ = settings_of(config, params, measure=False, probe=report.fast_probe)
     explain = params.get("explain_compile", True)  # Q5: a compilation, 2 + 2 x 4 timed and 2 x 2 profiled steps
-    return Runs(block=block, extra=Work(steps=2 + params["profile_steps"] + 14 * explain, runs=1 + explain,
-                                        compiles=int(explain)))
+    probe = device_type(config.device) == "cpu" and report.fast_probe is None and cpu_fast_probe(
+        config, measure=False, compiled=params.get("compile_settings", True)) is None  # measured before the block
+    return Runs(block=block, extra=Work(steps=2 + params["profile_steps"] + 14 * explain + PROBE_STEPS * probe,
+                                        runs=1 + explain, compiles=int(explain)))
 
 
 def measure(config: Config, params: dict, out, report) -> list[dict]:
@@ -120,7 +128,15 @@ def measure(config: Config, params: dict, out, report) -> list[dict]:
     block, skipped = settings_of(config, params)
     for tag, reason in skipped.items():
         print(f"C8: {tag} left out: {reason}", file=sys.stderr)
-    files.save_json(Path(out) / PLAN_FILE, {"settings": [c.tag for c in block], "skipped": skipped})
+    notes = {}
+    fast = next((c for c in block if c.tag == FAST), None)
+    if fast is not None and not fast.fast:
+        probe = cpu_fast_probe(config, measure=False, compiled=False) or {}
+        notes[FAST] = (f"`fast` here is --fast's choice on this CPU among its eager candidates, "
+                       f"{setting_name(probe.get('choice', {}))}, with one clock per epoch: {probe.get('reason', '')}"
+                       f" (its probe, {PROBE_STEPS} steps interleaved; its compiled stage is left out with the "
+                       "compiled settings)")
+    files.save_json(Path(out) / PLAN_FILE, {"settings": [c.tag for c in block], "skipped": skipped, "notes": notes})
     records = interleave(block, out)
     progress.note(config.experiment, "profiling the eager step")
     step_profile(config.replace(loader="tensor", tag=BASELINE), out, "eager_fp32", steps=params["profile_steps"])
@@ -290,12 +306,12 @@ def speed_claims(table: pd.DataFrame) -> dict:
     return stats.family(epochs, family) if family else {}
 
 
-def explain_acceleration(table: pd.DataFrame) -> str:
+def explain_acceleration(table: pd.DataFrame) -> stats.Said:
     """The sentences: each setting's step and epoch against eager fp32, starved steps, the cost of per-phase
     timers (one family of claims: speed_claims), and whether `fast` learned as well as eager fp32 (test top-1)."""
     ok = table[table["status"] == "ok"]
     if BASELINE not in ok.index:
-        return "Eager fp32 (the baseline) did not finish here: no speed-up can be stated."
+        return stats.Said("Eager fp32 (the baseline) did not finish here: no speed-up can be stated.")
     result = speed_claims(table)
     lines = []
     if result and all(c.verdict == stats.TOO_FEW for c in result.values()):
@@ -306,9 +322,9 @@ def explain_acceleration(table: pd.DataFrame) -> str:
                   "waited on the loader." for tag, row in ok.iterrows() if row["loader"] == "starved"]
     else:
         for tag, row in ok.drop(index=BASELINE).iterrows():
-            text = f"**{tag}** — whole epoch: {result[(tag, BASELINE, 'epoch')].sentence()}"
-            if row["timers"] != "epoch":
-                text += f" Step: {result[(tag, BASELINE, 'step')].sentence()}"
+            step = result.get((tag, BASELINE, "step")) if row["timers"] != "epoch" else None
+            text = f"**{tag}** — " + stats.together({"training step": step,
+                                                     "whole epoch": result[(tag, BASELINE, "epoch")]})
             if row["loader"] == "starved":
                 text += (f" ⚠ Starved: {row['starved batches']:.0f} of {row['batches']:.0f} batches per epoch waited "
                          "on the loader, so the step's gain does not reach the epoch.")
@@ -325,14 +341,14 @@ def explain_acceleration(table: pd.DataFrame) -> str:
                                                          if not pd.isna(n) else "not evaluated."))
     for tag, row in table[table["status"] != "ok"].iterrows():
         lines.append(f"**{tag}**: {row['status']}.")
-    return "\n\n".join(lines)
+    return stats.Said("\n\n".join(lines), result.values())
 
 
 def bound_verdict(profile: dict, bf16) -> str:
     """Launch-bound or compute-bound, from a step_profile, and why bf16 autocast does or does not help
     (`bf16`: a lab.core.stats.Comparison of the bf16 step against eager fp32, a sentence, or None)."""
-    verdict = ("not measured." if bf16 is None else bf16 + "." if isinstance(bf16, str)
-               else bf16.sentence("training step"))
+    verdict = ("not measured." if bf16 is None else bf16 + "." if isinstance(bf16, str) else
+               "autocast bf16's sentence below.")
     if profile.get("device_type") != "cuda":
         return ("On the CPU, operators run one after another on the host's threads: there are no kernel launches "
                 "to hide, so the step is **compute-bound**. bf16 autocast helps only where the CPU has bf16 matrix "
@@ -343,11 +359,11 @@ def bound_verdict(profile: dict, bf16) -> str:
         return (f"The GPU was busy {busy:.1f} ms of each {wall:.1f} ms eager step ({share:.0%}), with "
                 f"{launches:.0f} kernel launches per step: the step is **launch-bound** — the GPU waits for the host "
                 "to launch small kernels. bf16 shortens kernels that are not the bottleneck, so it cannot help much "
-                f"({verdict}); CUDA graphs (compile reduce-overhead, `fast`) replay the whole step's kernels with one "
+                f"(measured here: {verdict.rstrip('.')}); CUDA graphs (compile reduce-overhead, `fast`) replay the whole step's kernels with one "
                 "launch and remove that wait.")
     return (f"The GPU was busy {busy:.1f} ms of each {wall:.1f} ms eager step ({share:.0%}; {launches:.0f} kernel "
             "launches per step): the step is **compute-bound**, so bf16 (half the bytes, tensor cores) can shorten "
-            f"it: {verdict}")
+            f"it. Measured here: {verdict}")
 
 
 def bound_sentence(table: pd.DataFrame, results_dir) -> str:
@@ -370,8 +386,9 @@ def section(df: pd.DataFrame, results_dir, figures_dir=None) -> None:
     table = acceleration_table(df, plan)
     display.show(style(table.drop(columns=["test images"])))
     display.figure(plot_acceleration(table), ID, figures_dir)
-    display.show(display.markdown(bound_sentence(table, results_dir)), display.markdown(explain_acceleration(table)),
-                 display.markdown(explain_compile(results_dir)))
+    notes = [f"*{note}*" for note in (plan or {}).get("notes", {}).values()]
+    display.show(*map(display.markdown, notes), display.markdown(bound_sentence(table, results_dir)),
+                 display.markdown(explain_acceleration(table)), display.markdown(explain_compile(results_dir)))
 
 
 def findings(df: pd.DataFrame, results_dir=None) -> list[display.Finding]:

@@ -170,13 +170,14 @@ def findings(df: pd.DataFrame, results_dir=None) -> list[display.Finding]:
                                                              for c in result.values()), stats.evidence_line(first), ID)]
 
 
-def explain_scaling(df: pd.DataFrame) -> str:
+def explain_scaling(df: pd.DataFrame) -> stats.Said:
     """The C9 sentences: each N-process setting against 1 process, in time per image, one family of claims
     (lab.core.stats.family)."""
     ok = stats.steady(df[df["status"] == "ok"])
     if BASELINE not in set(ok["tag"]):
-        return "The 1-process baseline did not run: no speed-up can be stated."
-    lines = [c.sentence("time per image") for c in verdicts(df).values()]
+        return stats.Said("The 1-process baseline did not run: no speed-up can be stated.")
+    result = verdicts(df)
+    lines = [c.sentence("time per image") for c in result.values()]
     lines.append("Each count is its own torchrun launch, run one after another (a launch cannot share epochs "
                  "with another), so drift between launches is not cancelled as it is in the other parts. "
                  "Strong scaling keeps the global batch (each process takes a share); weak scaling keeps the "
@@ -187,7 +188,7 @@ def explain_scaling(df: pd.DataFrame) -> str:
     missing = df[df["status"] == "unavailable"]
     for tag, g in missing.groupby("tag", sort=False):
         lines.append(f"**{tag}**: not measured ({g.iloc[0].get('unavailable_reason', '')}).")
-    return "\n\n".join(lines)
+    return stats.Said("\n\n".join(lines), result.values())
 
 
 def section(df: pd.DataFrame, results_dir=None, figures_dir=None) -> None:

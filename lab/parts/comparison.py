@@ -48,13 +48,15 @@ def plot_curves(df: pd.DataFrame, hue: str = "tag", title: str = ""):
     return fig
 
 
-def explain_comparison(table: pd.DataFrame, what: str) -> str:
+def explain_comparison(table: pd.DataFrame, what: str) -> stats.Said:
     """Speed: the fastest and slowest training time, named only outside the noise (lab.core.stats). Learning:
     test top-1 with 95 % intervals where the runs were evaluated; training losses say nothing here."""
     ok = table[table["status"] == "ok"]
-    lines = []
+    lines, claims = [], []
     if len(ok):
-        lines.append("Speed: " + stats.rank(ok["train_s samples"].to_dict(), f"training seconds per epoch, {what}s"))
+        speed = stats.rank(ok["train_s samples"].to_dict(), f"training seconds per epoch, {what}s")
+        lines.append("Speed: " + speed)
+        claims += speed.claims
         n = ok["test images"].min() if "test images" in ok else float("nan")
         if ok["test top1"].notna().any() and not pd.isna(n):
             lines.append("Learning: " + stats.accuracy_sentence(ok["test top1"].to_dict(), int(n), what))
@@ -63,7 +65,7 @@ def explain_comparison(table: pd.DataFrame, what: str) -> str:
     diverged = list(table.index[table["status"] == "diverged"])
     if diverged:
         lines.append(f"Diverged (loss became NaN/inf, run stopped): {', '.join(map(str, diverged))}.")
-    return "\n\n".join(lines) or "No run finished."
+    return stats.Said("\n\n".join(lines) or "No run finished.", claims)
 
 
 def section(df: pd.DataFrame, what: str, title: str, name: str, figures_dir=None) -> None:

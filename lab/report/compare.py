@@ -140,11 +140,13 @@ def differences(reports: list[SavedReport], groups: dict) -> list[str]:
     if not claims:
         return ["No setting ran in both reports: nothing to compare."]
     verdicts = stats.family(samples, claims, scope="this part's comparisons together")
-    lines, undecided = [], {}
+    lines, undecided, said = [], {}, set()
     for (a, b, metric), c in verdicts.items():
-        if c.decided:
-            lines.append(c.sentence(f"{metric} time per image"))
-        else:  # one line per later report and verdict, naming its settings
+        if c.decided and (a, b) not in said:  # the epoch's and the step's factors together, each said once
+            said.add((a, b))
+            lines.append(stats.together({f"{m} time per image": verdicts[(a, b, m)] for m in ("step", "epoch")
+                                         if (a, b, m) in verdicts and verdicts[(a, b, m)].decided}))
+        elif not c.decided:  # one line per later report and verdict, naming its settings
             report, tag = next((k[0], k[1]) for k, v in label.items() if v == a)
             text = stats.NO_DIFFERENCE if c.verdict == stats.NO_DIFFERENCE else stats.too_few(c.n, c.needed)
             undecided.setdefault((report, text), {}).setdefault(tag or "its run", []).append(metric)
