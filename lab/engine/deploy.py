@@ -382,7 +382,8 @@ def throughput(fn, x: torch.Tensor, device, calls: int = 10, warmup: int = 2, cl
             "images_per_s": len(x) * calls / seconds if seconds > 0 else None,
             "peak_bytes": peak["cuda_peak_allocated_bytes"] if cuda else peak["host_peak_rss_bytes"],
             "peak_how": "CUDA max_memory_allocated, reset before" if cuda
-            else f"process peak RSS ({peak['host_peak_rss_how']})",
+            else "process peak RSS, " + ("sampled at 10 Hz" if "sampled" in peak["host_peak_rss_how"]
+                                         else "VmHWM reset before the calls"),
             "threads": torch.get_num_threads()}
 
 
