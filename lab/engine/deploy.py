@@ -1,0 +1,405 @@
+"""C10: the trained ResNet-18 deployed. Each setting turns the eval-mode model into a callable (TorchScript
+scripted, traced or frozen, an AOTInductor package, torch.compile, eager variants); where it has a file, the
+file is saved and loaded back and the loaded one is what gets checked and timed. Then: its graph counted by
+node kind, its agreement with eager, its latency interleaved with the other settings, its throughput."""
+from __future__ import annotations
+
+import copy
+import os
+import re
+import statistics
+import warnings
+from collections import Counter
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import torch
+
+from ..core import stats, timing
+from .fast import c_compiler, others_load
+from .memory import EpochMemory
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    how: str = "eager"  # eager | script | trace | freeze | aoti | compile
+    amp: str = "off"  # "bf16": autocast around the call
+    channels_last: bool = False
+    mode: str | None = None  # torch.compile's mode (None: default)
+    devices: tuple = ("cpu", "cuda")
+    heavy: bool = False  # compiles with inductor (tens of seconds on 2 cores): a quick profile leaves it out
+
+
+BASELINE = "eager fp32"
+SETTINGS = [
+    Setting(BASELINE),
+    Setting("TorchScript scripted", "script"),
+    Setting("TorchScript traced", "trace"),
+    Setting("TorchScript frozen", "freeze"),
+    Setting("AOTInductor", "aoti", heavy=True),
+    Setting("torch.compile", "compile", heavy=True),
+    Setting("eager bf16 autocast", amp="bf16"),
+    Setting("eager channels_last", channels_last=True),
+    Setting("torch.compile reduce-overhead", "compile", mode="reduce-overhead", devices=("cuda",), heavy=True),
+    Setting("channels_last + bf16 + reduce-overhead", "compile", "bf16", True, "reduce-overhead", ("cuda",), True),
+]
+
+
+def settings_for(device, heavy: bool = True, names=None) -> list[Setting]:
+    """The settings that run on `device`; heavy=False leaves out those that compile with inductor."""
+    kind = torch.device(device).type
+    return [s for s in SETTINGS if kind in s.devices and (heavy or not s.heavy) and (names is None or s.name in names)]
+
+
+# Agreement with eager: max |logit - eager logit| <= TOLERANCES[precision] * max(1, max |eager logit|). fp32 only
+# reorders sums (1e-4 leaves room; seen: 1e-8); CUDA's "fp32" convolutions run in TF32 (10-bit mantissa) while
+# torch.backends.cudnn.allow_tf32 is on; bf16 has an 8-bit mantissa, its errors add up over 20 layers. A
+# difference within tolerance can flip a prediction only where eager's top two logits lie within 2x of it.
+TOLERANCES = {"fp32": 1e-4, "tf32": 1e-2, "bf16": 1e-1}
+
+
+def precision(setting: Setting, device) -> str:
+    if setting.amp == "bf16":
+        return "bf16"
+    return "tf32" if torch.device(device).type == "cuda" and torch.backends.cudnn.allow_tf32 else "fp32"
+
+
+@dataclass
+class Converted:
+    """One setting, converted: the callable (None where it failed) and what the conversion cost."""
+    name: str
+    status: str = "ok"  # ok | failed
+    reason: str = ""  # one line where it failed
+    fn: Callable | None = field(default=None, repr=False)
+    precision: str = "fp32"
+    convert_s: float | None = None  # to a ready callable (torch.compile: its first, compiling call)
+    file: str | None = None
+    file_bytes: int | None = None
+    load_s: float | None = None
+    first_call_s: float | None = None
+    batch: str = "any"  # AOTInductor: "dynamic 1-N" or "static N" (then one package per batch size)
+    note: str = ""
+    warnings: list = field(default_factory=list)  # distinct warnings of the conversion and first call
+    graphs: dict = field(default_factory=dict, repr=False)  # label -> graph_summary
+
+    def row(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("fn", "graphs")}
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def _one_line(error) -> str:
+    """An exception's or a warning's type and the first line of its message."""
+    error = getattr(error, "message", error)  # a recorded warning
+    return f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0]}"[:300]
+
+
+def _wrap(module, setting: Setting, device: torch.device):
+    """The module called as the setting says: channels_last input, bf16 autocast, a new CUDA graph step."""
+    if setting.amp == "off" and not setting.channels_last and setting.mode != "reduce-overhead":
+        return module
+
+    def call(x):
+        if setting.mode == "reduce-overhead":  # outputs of the previous replay may be overwritten from here on
+            torch.compiler.cudagraph_mark_step_begin()
+        if setting.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, torch.bfloat16, enabled=setting.amp == "bf16"):
+            return module(x)
+    return call
+
+
+JIT = {"script": "scripted", "trace": "traced", "freeze": "frozen + optimized"}  # how -> its graph's label
+
+
+def _write_jit_graph(module, base: Path, inlined: bool) -> dict:
+    graph = module.inlined_graph if inlined else module.graph
+    base.with_suffix(".code.txt").write_text(module.code)
+    base.with_suffix(".graph.txt").write_text(str(graph))
+    return graph_summary(graph)
+
+
+def _build(model, setting: Setting, example, base: Path, result: Converted, max_batch: int, device):
+    """The converted module (AOTInductor's: None, its package is result.file)."""
+    if setting.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if setting.how == "eager":
+        return model
+    if setting.how in JIT:
+        module = torch.jit.trace(model, example) if setting.how == "trace" else torch.jit.script(model)
+        return torch.jit.freeze(module) if setting.how == "freeze" else module
+    if setting.how == "aoti":
+        program = _export(model, example, max_batch, result)
+        result.graphs["exported"] = graph_summary(program.graph)
+        base.with_suffix(".graph.txt").write_text(str(program.graph))
+        base.with_suffix(".code.txt").write_text(program.graph_module.code)
+        result.file = torch._inductor.aoti_compile_and_package(program, package_path=str(base) + ".pt2")
+        return None
+    if setting.how == "compile":  # compiles on its first call: that call is part of the conversion
+        module = _wrap(torch.compile(model, mode=setting.mode), setting, device)
+        with torch.inference_mode():
+            module(example)
+        return module
+    raise ValueError(f"unknown conversion {setting.how!r}")
+
+
+def _load(setting: Setting, result: Converted, device):
+    if setting.how == "aoti":
+        return torch._inductor.aoti_load_package(result.file)
+    module = torch.jit.load(result.file, map_location=device)
+    if setting.how == "freeze":
+        # optimize_for_inference's CPU graph (MKLDNN tensors) is not loadable from a file on torch 2.14.1
+        # ("required keyword attribute 'value' is undefined"): the frozen module is saved, optimized once loaded
+        module = torch.jit.optimize_for_inference(module)
+        result.note = "optimize_for_inference applied after loading (in load_s)"
+    return module
+
+
+def convert(model: torch.nn.Module, setting: Setting, example: torch.Tensor, out_dir, device,
+            max_batch: int = 1024) -> Converted:
+    """Convert `model` as `setting` says, save its file into out_dir and load it back (the loaded one is what
+    is returned); any exception becomes status failed with its reason. `example` (batch >= 2 for
+    AOTInductor's dynamic batch) is the tracing/export input."""
+    device = torch.device(device)
+    base = Path(out_dir) / slug(setting.name)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    result = Converted(setting.name, precision=precision(setting, device))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            if setting.how in ("aoti", "compile") and c_compiler() is None:
+                raise RuntimeError("no C++ compiler ($CXX, c++, g++, clang++): inductor builds its kernels with one")
+            model = copy.deepcopy(model).eval().to(device)  # channels_last changes a model in place
+            example = example.to(device)
+            start = timing.now(device)
+            with torch.no_grad():
+                module = _build(model, setting, example, base, result, max_batch, device)
+            result.convert_s = timing.now(device) - start
+            if setting.how in JIT:
+                if setting.how == "freeze":
+                    result.graphs["frozen"] = graph_summary(module.graph)
+                result.file = str(base.with_suffix(".pt"))
+                torch.jit.save(module, result.file)
+            if result.file:
+                result.file_bytes = Path(result.file).stat().st_size
+                start = timing.now(device)
+                module = _load(setting, result, device)
+                result.load_s = timing.now(device) - start
+            if setting.how in JIT:
+                result.graphs[JIT[setting.how]] = _write_jit_graph(module, base, inlined=setting.how != "freeze")
+            fn = module if setting.how in ("aoti", "compile") else _wrap(module, setting, device)
+            with torch.inference_mode():
+                start = timing.now(device)
+                fn(example)
+                result.first_call_s = timing.now(device) - start
+            result.fn = fn
+        except Exception as exc:  # noqa: BLE001 - a failed setting is a row of the table, not the end of the part
+            result.status, result.reason, result.fn = "failed", _one_line(exc), None
+    result.warnings = list(dict.fromkeys(map(_one_line, caught)))[:5]
+    return result
+
+
+def _export(model, example, max_batch: int, result: Converted):
+    """torch.export with a dynamic batch dimension; where that fails, a static one (one package per batch)."""
+    batch = torch.export.Dim("batch", min=1, max=max_batch)
+    try:
+        program = torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
+        result.batch = f"dynamic 1-{max_batch}"
+    except Exception as exc:  # noqa: BLE001
+        program = torch.export.export(model, (example,))
+        result.batch, result.note = f"static {example.shape[0]}", f"dynamic batch failed: {_one_line(exc)}"
+    return program
+
+
+def convert_all(model, settings, example, out_dir, device, **kwargs) -> dict[str, Converted]:
+    return {s.name: convert(model, s, example, out_dir, device, **kwargs) for s in settings}
+
+
+# --- graphs -----------------------------------------------------------------------------------------
+
+def _jit_nodes(nodes):
+    for node in nodes:
+        yield node
+        for block in node.blocks():
+            yield from _jit_nodes(block.nodes())
+
+
+def graph_summary(graph) -> dict[str, int]:
+    """Nodes by kind, most frequent first: a TorchScript graph's node kinds (nested blocks included), or an
+    exported (FX) graph's call targets (placeholders and output by their op)."""
+    if isinstance(graph, torch.fx.Graph):
+        kinds = (str(n.target) if n.op == "call_function" else n.op for n in graph.nodes)
+    else:
+        kinds = (n.kind() for n in _jit_nodes(graph.nodes()))
+    return dict(Counter(kinds).most_common())
+
+
+def _count(summary: dict, word: str) -> int:
+    return sum(n for kind, n in summary.items() if word in kind)
+
+
+def describe_changes(before: dict, after: dict, before_name: str = "before", after_name: str = "after") -> list[str]:
+    """What differs between two graph summaries, in sentences derived from the counts alone."""
+    lines = [f"{after_name}: {sum(after.values())} nodes, {before_name}: {sum(before.values())}"]
+    bn_before, bn_after, convs = _count(before, "batch_norm"), _count(after, "batch_norm"), _count(after, "conv")
+    if bn_before and not bn_after and convs:
+        lines.append(f"batch norm folded into the convolutions: {bn_before} batch_norm nodes -> 0, "
+                     f"{convs} convolutions")
+    if before.get("prim::GetAttr") and not after.get("prim::GetAttr"):
+        lines.append(f"parameters inlined as constants: {before['prim::GetAttr']} prim::GetAttr -> 0")
+    for kind, what in (("prim::If", "control flow"), ("prim::Loop", "loops"), ("prim::CallMethod", "method calls"),
+                       ("prim::RaiseException", "checks that raise")):
+        b, a = before.get(kind, 0), after.get(kind, 0)
+        if bool(b) != bool(a):
+            has, lacks, n = (before_name, after_name, b) if b else (after_name, before_name, a)
+            lines.append(f"{has} keeps {what} ({n} {kind}), {lacks} has none")
+    new = [f"{k} x{n}" for k, n in after.items() if k not in before]
+    gone = [f"{k} x{n}" for k, n in before.items() if k not in after]
+    changed = [f"{k} {before[k]} -> {after[k]}" for k in after if k in before and before[k] != after[k]]
+    for label, items in ((f"only in {after_name}", new), (f"only in {before_name}", gone), ("counts changed", changed)):
+        if items:
+            more = f" and {len(items) - 8} more" if len(items) > 8 else ""
+            lines.append(f"{label}: " + ", ".join(items[:8]) + more)
+    return lines
+
+
+# --- accuracy --------------------------------------------------------------------------------------
+
+def evaluate(fn, data, n: int, device, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """Float logits (on the CPU) and labels of the first `n` images of `data`: a loader of (images, labels)
+    batches or one (images, labels) pair of tensors."""
+    device = torch.device(device)
+    if isinstance(data, (tuple, list)) and len(data) == 2 and torch.is_tensor(data[0]):
+        xs, ys = data
+        data = [(xs[i:i + batch_size], ys[i:i + batch_size]) for i in range(0, min(n, len(xs)), batch_size)]
+    logits, labels, seen = [], [], 0
+    with torch.inference_mode():
+        for x, y in data:
+            if seen >= n:
+                break
+            x, y = x[:n - seen], y[:n - seen]
+            logits.append(fn(x.to(device)).float().cpu())
+            labels.append(y.cpu())
+            seen += len(y)
+    return torch.cat(logits), torch.cat(labels)
+
+
+def agreement(eager_logits: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> dict:
+    """Top-1 with its 95 % Wilson interval, max |logit difference| against eager (inf where a logit is not
+    finite) and the share of predictions identical to eager's."""
+    eager, logits = eager_logits.float(), logits.float()
+    pred, n = logits.argmax(1), len(labels)
+    top1 = (pred == labels).float().mean().item()
+    low, high = stats.wilson(top1, n)
+    diff = (logits - eager).abs().max().item() if torch.isfinite(logits).all() else float("inf")
+    return {"n": n, "top1": top1, "top1_low": low, "top1_high": high, "max_abs_diff": diff,
+            "same_prediction": (pred == eager.argmax(1)).float().mean().item()}
+
+
+def within_tolerance(eager_logits: torch.Tensor, logits: torch.Tensor, precision: str) -> tuple[bool, str]:
+    """Whether `logits` agree with eager's within TOLERANCES[precision], and the numbers that say so."""
+    bound = TOLERANCES[precision] * max(1.0, eager_logits.float().abs().max().item())
+    diff = agreement(eager_logits, logits, eager_logits.argmax(1))["max_abs_diff"]
+    return diff <= bound, f"max |logit diff| {diff:.3g} {'<=' if diff <= bound else '>'} {bound:.3g} ({precision})"
+
+
+# --- latency and throughput ------------------------------------------------------------------------
+
+MIN_BEYOND = 10  # a percentile is given only where at least this many calls lie beyond it
+
+
+def time_calls(fn, x, calls: int, device, clock=timing.now, copy_input: bool = False) -> list[float]:
+    """Each call's seconds; `clock(device)` synchronizes on CUDA before reading (lab.core.timing.now). With
+    copy_input, `x` is on the host and its copy to the device is inside the timed call."""
+    device = torch.device(device)
+    times = []
+    with torch.inference_mode():
+        for _ in range(calls):
+            start = clock(device)
+            fn(x.to(device) if copy_input else x)
+            times.append(clock(device) - start)
+    return times
+
+
+def percentiles(times) -> dict:
+    """n, p50, p90, p99 (nearest rank: the smallest time with at least p % of calls at or below it) and mean;
+    a percentile is None unless MIN_BEYOND calls lie beyond it (p99 needs 1000 calls)."""
+    ordered, n = sorted(times), len(times)
+    out = {"n": n}
+    for p in (50, 90, 99):
+        rank = -(-p * n // 100)
+        out[f"p{p}"] = ordered[rank - 1] if n - rank >= MIN_BEYOND else None
+    out["mean"] = statistics.fmean(ordered) if n else None
+    return out
+
+
+def interleaved_latency(settings: dict, make_input, blocks: int, calls_per_block: int, device, warmup: int = 5,
+                        copy_input: bool = False, clock=timing.now, measure_load: bool = True) -> dict:
+    """Latency of several callables in blocks of `calls_per_block` calls, in reversed order every other block
+    (as lab.parts.base.interleave does by epoch), so drift hits them all alike. Per setting: every call's
+    seconds, each block's median (the samples of the comparison rule) and percentiles. `make_input()` gives a
+    host batch, new each block."""
+    device, names = torch.device(device), list(settings)
+    load = others_load() if measure_load else None
+    stage = (lambda x: x) if copy_input else (lambda x: x.to(device))
+    x = stage(make_input())
+    for name in names:
+        time_calls(settings[name], x, warmup, device, clock, copy_input)
+    times, medians, order = {k: [] for k in names}, {k: [] for k in names}, []
+    for block in range(blocks):
+        x = stage(make_input())
+        for name in (names if block % 2 == 0 else names[::-1]):
+            block_times = time_calls(settings[name], x, calls_per_block, device, clock, copy_input)
+            times[name] += block_times
+            medians[name].append(statistics.median(block_times))
+            order.append(name)
+    return {"settings": {k: {"times": times[k], "block_medians": medians[k], **percentiles(times[k])} for k in names},
+            "order": order, "copy_input_timed": copy_input, "threads": torch.get_num_threads(), "device": str(device),
+            "others_load": load, "blocks": blocks, "calls_per_block": calls_per_block, "warmup": warmup}
+
+
+def throughput(fn, x: torch.Tensor, device, calls: int = 10, warmup: int = 2, clock=timing.now) -> dict:
+    """Images per second at x's batch size (the calls timed as one stretch, so CUDA's queue stays full) and
+    the peak memory over them: CUDA's max_memory_allocated after a reset, or on a CPU the process's peak
+    resident set (VmHWM reset first, else sampled: lab.engine.memory), which includes torch itself."""
+    device = torch.device(device)
+    x = x.to(device)
+    time_calls(fn, x, warmup, device, clock)
+    memory = EpochMemory(device).start()
+    with torch.inference_mode():
+        start = clock(device)
+        for _ in range(calls):
+            fn(x)
+        seconds = clock(device) - start
+    peak = memory.stop()
+    cuda = device.type == "cuda"
+    return {"batch": len(x), "calls": calls, "seconds": seconds,
+            "images_per_s": len(x) * calls / seconds if seconds > 0 else None,
+            "peak_bytes": peak["cuda_peak_allocated_bytes"] if cuda else peak["host_peak_rss_bytes"],
+            "peak_how": "CUDA max_memory_allocated, reset before" if cuda
+            else "process peak RSS, " + ("sampled at 10 Hz" if "sampled" in peak["host_peak_rss_how"]
+                                         else "VmHWM reset before the calls"),
+            "threads": torch.get_num_threads()}
+
+
+# --- threads ---------------------------------------------------------------------------------------
+
+def thread_counts() -> list[int]:
+    """1 thread and all the cores this process may use."""
+    return sorted({1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1})
+
+
+@contextmanager
+def threads(n: int):
+    """Run the block with `n` torch threads, restoring the count after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield n
+    finally:
+        torch.set_num_threads(before)
