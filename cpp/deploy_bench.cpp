@@ -13,17 +13,19 @@
 // The tensor file format (lab/engine/cpp.py writes and reads it): the 8 bytes "LABF32\0\1", an int64 ndim,
 // ndim int64 sizes, then the values as float32, row-major; every number little-endian.
 // Exit status: 0 done, 2 bad arguments, 1 anything else; the reason is one line on stderr.
-#include <torch/csrc/inductor/aoti_package/model_package_loader.h>
 #include <ATen/Parallel.h>
+#include <torch/csrc/inductor/aoti_package/model_package_loader.h>
 #include <torch/cuda.h>
 #include <torch/script.h>
 
+#include <charconv>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -59,9 +61,13 @@ void write_tensor(const std::string& path, const at::Tensor& t) {
   if (!out) throw std::runtime_error("cannot write " + path);
 }
 
-int64_t positive(const char* arg, const char* name, int64_t least) {
-  int64_t v = std::stoll(arg);
-  if (v < least) throw std::invalid_argument(std::string(name) + " must be at least " + std::to_string(least));
+int64_t integer(const char* arg, const char* name, int64_t least) {
+  int64_t v = 0;
+  const auto end = arg + std::strlen(arg);
+  const auto [ptr, ec] = std::from_chars(arg, end, v);
+  if (ec != std::errc() || ptr != end || v < least)
+    throw std::invalid_argument(std::string(name) + " must be an integer >= " + std::to_string(least) + ", not '" +
+                                arg + "'");
   return v;
 }
 
@@ -81,9 +87,9 @@ int main(int argc, char** argv) {
   const std::string device_name = argc == 9 ? argv[8] : "cpu";
   int64_t threads, warmup, calls;
   try {
-    threads = positive(argv[4], "THREADS", 1);
-    warmup = positive(argv[5], "WARMUP", 0);
-    calls = positive(argv[6], "CALLS", 1);
+    threads = integer(argv[4], "THREADS", 1);
+    warmup = integer(argv[5], "WARMUP", 0);
+    calls = integer(argv[6], "CALLS", 1);
     if (kind != "torchscript" && kind != "aoti") throw std::invalid_argument("KIND must be torchscript or aoti");
     if (device_name != "cpu" && device_name != "cuda") throw std::invalid_argument("DEVICE must be cpu or cuda");
   } catch (const std::exception& e) {

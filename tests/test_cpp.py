@@ -117,3 +117,9 @@ def test_the_cuda_path_matches_pythons(binary, model, torchscript_file):
     assert len(seconds) == CALLS and all(s > 0 for s in seconds)
     # cuDNN's convolutions in TF32 (cudnn.allow_tf32 is on by default, in C++ as in Python): a looser bound
     assert (logits - expected).abs().max().item() <= 1e-2
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_without_a_gpu_is_a_clear_error(binary, model, torchscript_file):
+    with pytest.raises(cpp.CppError, match="failed \\(exit 1\\): deploy_bench: cuda asked for but not available"):
+        cpp.run(binary, "torchscript", torchscript_file, model[1], calls=1, device="cuda")
