@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 PROFILE ?= auto
 
 .DEFAULT_GOAL := help
-.PHONY: help setup browser report test lab bench train clean
+.PHONY: help setup browser report test lab bench train cpp clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -36,6 +36,9 @@ bench: setup ## speed goals P1, P2, P3 (and P5 on CUDA) as ratios with their spr
 
 train: setup ## a short training run on synthetic data (2 epochs x 3 batches)
 	$(PY) -m lab train --dataset synthetic --epoch 2 --max-batches 3 --workers 0
+
+cpp: setup ## build the C++ loader of the deployed model (cpp/deploy_bench.cpp, docs/cpp.md) and print its path
+	$(PY) -m lab.engine.cpp
 
 clean: ## remove generated outputs (results, figures, checkpoints, synthetic data); keeps $(VENV)
 	rm -rf results figures checkpoints data/synthetic

@@ -1,0 +1,220 @@
+"""The lab's extra credit: the deployed ResNet-18 loaded from C++. cpp/deploy_bench.cpp loads a TorchScript file
+(torch.jit.save) or an AOTInductor package (.pt2) with libtorch alone (no libpython) and times batch-1 calls;
+this module builds it with the installed torch wheel's headers and libraries (the wheel's CMake config needs a
+CUDA toolkit, so g++ is called directly), caches the binary, runs it and reads its output back.
+
+Exchange format (both ways, one format): the 8 bytes b"LABF32\\0\\1", an int64 ndim, ndim int64 sizes, then
+the values as float32, row-major, every number little-endian. The binary writes each timed call's
+nanoseconds, one per line, to <prefix>.ns and the first call's logits to <prefix>.logits. docs/cpp.md says
+how to build and run it by hand.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..core import files
+from ..core.errors import LabError
+from .fast import c_compiler
+
+SOURCE = Path(__file__).resolve().parents[2] / "cpp" / "deploy_bench.cpp"
+MAGIC = b"LABF32\x00\x01"
+KINDS = ("torchscript", "aoti")
+DEVICES = ("cpu", "cuda")
+BUILD_TIMEOUT_S = 1200  # ~25 s on an idle core; the AOTInductor loader's headers are most of it
+
+
+class CppError(LabError):
+    """deploy_bench could not run or wrote output that cannot be read: one line saying which."""
+
+
+@dataclass(frozen=True)
+class Flags:
+    """The g++ flags for the installed torch wheel: `compile` (standard, optimisation, the ABI macro, the
+    include folders) and `link` (the lib folder, its libraries kept even where unused, an rpath to it)."""
+
+    compile: list[str]
+    link: list[str]
+    lib_dir: Path
+    libraries: list[str]
+
+    def command(self, compiler: str, source: Path, output: Path) -> list[str]:
+        return [compiler, *self.compile, str(source), "-o", str(output), *self.link]
+
+
+def build_flags() -> Flags:
+    """g++ flags from the installed wheel: torch/include and its C++ API folder, the C++11 ABI as torch was
+    built, torch, torch_cpu and c10, and torch_cuda and c10_cuda where the wheel has them. --no-as-needed
+    keeps the libraries the binary does not call: libtorch.so, which an AOTInductor package's model .so
+    needs when the loader dlopens it (the rpath does not reach a dlopened library's dependencies), and the
+    CUDA libraries, which register the CUDA backend when loaded."""
+    root = Path(torch.__file__).resolve().parent
+    include, lib = root / "include", root / "lib"
+    libraries = ["torch", "torch_cpu", "c10"] + [name for name in ("torch_cuda", "c10_cuda")
+                                                 if (lib / f"lib{name}.so").exists()]
+    abi = int(torch.compiled_with_cxx11_abi())
+    return Flags(
+        compile=["-std=c++20", "-O2", "-DNDEBUG", f"-D_GLIBCXX_USE_CXX11_ABI={abi}", "-pthread",
+                 "-isystem", str(include), "-isystem", str(include / "torch" / "csrc" / "api" / "include")],
+        link=[f"-L{lib}", "-Wl,--no-as-needed", *(f"-l{name}" for name in libraries), "-Wl,--as-needed",
+              f"-Wl,-rpath,{lib}"],
+        lib_dir=lib, libraries=libraries)
+
+
+@dataclass(frozen=True)
+class Build:
+    """What build() made: `binary` (None where it could not build, and `reason` says why in one line),
+    `seconds` the compilation took (when it was built, also for a cached binary), `cached` whether it was
+    already there, and the `command` line."""
+
+    binary: Path | None
+    seconds: float | None
+    reason: str | None
+    cached: bool = False
+    command: tuple[str, ...] = ()
+
+
+def build_dir(flags: Flags, compiler: str, source: Path = SOURCE) -> Path:
+    """cache_dir()/cpp/<torch version>-<sha256[:12]>: the hash covers the source, the compiler and the flags
+    (the flags name this torch's folders, so another environment gets its own binary)."""
+    digest = hashlib.sha256(source.read_bytes())
+    digest.update("\0".join(flags.command(compiler, Path("SOURCE"), Path("OUTPUT"))).encode())
+    return files.cache_dir() / "cpp" / f"{torch.__version__}-{digest.hexdigest()[:12]}"
+
+
+def build(force: bool = False, source: Path = SOURCE, timeout: float = BUILD_TIMEOUT_S) -> Build:
+    """Compile deploy_bench once per torch, source and flags (cached; `force` compiles again). Never raises
+    for a missing compiler, source or a failed compilation: the Build's `reason` says which."""
+    compiler = c_compiler()
+    if compiler is None:
+        return Build(None, None, "no C++ compiler ($CXX, c++, g++ or clang++) on PATH")
+    if not source.is_file():
+        return Build(None, None, f"no C++ source at {source}")
+    flags = build_flags()
+    folder = build_dir(flags, compiler, source)
+    binary, meta = folder / "deploy_bench", folder / "build.json"
+    if binary.is_file() and os.access(binary, os.X_OK) and not force:
+        try:
+            seconds = json.loads(meta.read_text())["seconds"]
+        except (OSError, ValueError, KeyError):
+            seconds = None
+        return Build(binary, seconds, None, cached=True, command=tuple(flags.command(compiler, source, binary)))
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".deploy_bench.{os.getpid()}.tmp"  # renamed into place: a concurrent build never sees half
+    command = flags.command(compiler, source, tmp)
+    start = time.perf_counter()
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        tmp.unlink(missing_ok=True)
+        return Build(None, None, f"{Path(compiler).name} took over {timeout:.0f} s to build {source.name}")
+    except OSError as exc:
+        return Build(None, None, f"{Path(compiler).name} could not start: {exc.strerror or exc}")
+    seconds = time.perf_counter() - start
+    if done.returncode != 0 or not tmp.is_file():
+        tmp.unlink(missing_ok=True)
+        lines = done.stderr.strip().splitlines() or ["(no output)"]
+        first_error = next((line for line in lines if "error" in line), lines[-1]).strip()
+        return Build(None, seconds, f"{Path(compiler).name} failed to build {source.name} "
+                                    f"(exit {done.returncode}): {first_error[:300]}")
+    os.replace(tmp, binary)
+    files.save_json(meta, {"seconds": round(seconds, 2), "command": flags.command(compiler, source, binary),
+                           "torch": torch.__version__})
+    return Build(binary, seconds, None, command=tuple(flags.command(compiler, source, binary)))
+
+
+def write_tensor(path, x: torch.Tensor) -> None:
+    """`x` as float32 in the exchange format."""
+    x = x.detach().to("cpu", torch.float32).contiguous()
+    with open(path, "wb") as f:
+        f.write(MAGIC + struct.pack(f"<q{x.dim()}q", x.dim(), *x.shape))
+        f.write(x.numpy().astype("<f4", copy=False).tobytes())
+
+
+def read_tensor(path) -> torch.Tensor:
+    """A tensor in the exchange format; CppError where the file is not one."""
+    data = Path(path).read_bytes()
+    if len(data) < 16 or data[:8] != MAGIC:
+        raise CppError(f"{path} is not a tensor file (no LABF32 header)")
+    (ndim,) = struct.unpack_from("<q", data, 8)
+    if not 0 <= ndim <= 8 or len(data) < 16 + 8 * ndim:
+        raise CppError(f"{path} has a bad header (ndim {ndim})")
+    shape = struct.unpack_from(f"<{ndim}q", data, 16)
+    values = data[16 + 8 * ndim:]
+    count = 1
+    for size in shape:
+        count *= size
+    if min(shape, default=0) < 0 or len(values) != 4 * count:
+        raise CppError(f"{path}: {len(values)} bytes of values for a tensor of shape {list(shape)}")
+    return torch.frombuffer(bytearray(values), dtype=torch.float32).reshape(shape)
+
+
+def run(binary, kind: str, artifact, x: torch.Tensor, threads: int = 1, warmup: int = 10, calls: int = 100,
+        device: str = "cpu", timeout: float = 600) -> tuple[list[float], torch.Tensor]:
+    """Run deploy_bench on `artifact` (a TorchScript file or an AOTInductor .pt2, per `kind`) with input `x`:
+    `warmup` untimed calls, then `calls` timed ones on `threads` threads. Returns each timed call's seconds
+    and the first call's output (on the CPU). CppError where it fails or its output cannot be read."""
+    if kind not in KINDS or device not in DEVICES:
+        raise ValueError(f"kind must be one of {KINDS} and device one of {DEVICES}, not {kind!r}, {device!r}")
+    with tempfile.TemporaryDirectory(prefix="deploy-bench-") as tmp:
+        tmp = Path(tmp)
+        write_tensor(tmp / "input.bin", x)
+        prefix = tmp / "out"
+        argv = [str(binary), kind, str(artifact), str(tmp / "input.bin"), str(threads), str(warmup), str(calls),
+                str(prefix), device]
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise CppError(f"deploy_bench {kind} took over {timeout:.0f} s ({warmup} + {calls} calls)") from None
+        except OSError as exc:
+            raise CppError(f"cannot run {binary}: {exc.strerror or exc}") from exc
+        if done.returncode != 0:
+            lines = done.stderr.strip().splitlines() or [f"(no message; stdout: {done.stdout.strip()[-200:]!r})"]
+            raise CppError(f"deploy_bench {kind} failed (exit {done.returncode}): {lines[-1].strip()}")
+        try:
+            text = (prefix.with_suffix(".ns")).read_text()
+            logits = read_tensor(prefix.with_suffix(".logits"))
+        except OSError as exc:
+            raise CppError(f"deploy_bench {kind} exited 0 but left no output: {exc}") from exc
+    try:
+        ns = [int(line) for line in text.split()]
+    except ValueError:
+        raise CppError(f"deploy_bench {kind} wrote call times that are not integers: {text[:80]!r}") from None
+    if len(ns) != calls or min(ns, default=0) <= 0:
+        raise CppError(f"deploy_bench {kind} wrote {len(ns)} call times (expected {calls}, each > 0 ns)")
+    return [n / 1e9 for n in ns], logits
+
+
+def main(argv=None) -> int:
+    """python -m lab.engine.cpp [--force]: build (or find) deploy_bench and print its path."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m lab.engine.cpp", description=main.__doc__)
+    parser.add_argument("--force", action="store_true", help="compile again even where a binary is cached")
+    parser.add_argument("--command", action="store_true", help="print the compiler's command line too")
+    args = parser.parse_args(argv)
+    result = build(force=args.force)
+    if result.binary is None:
+        print(f"error: {result.reason}", file=sys.stderr)
+        return 1
+    took = f"{result.seconds:.1f} s" if result.seconds is not None else "an unknown time"
+    print(f"{'cached (built in' if result.cached else 'built in'} {took}{')' if result.cached else ''}",
+          file=sys.stderr)
+    if args.command:
+        print(" ".join(result.command), file=sys.stderr)
+    print(result.binary)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
