@@ -40,12 +40,12 @@ from .core.config import Config
 from .core.files import read_json, read_jsonl
 from .data.cifar10 import ensure_synthetic
 from .engine.records import device_name, git_commit
-from .parts import c8_acceleration
+from .parts import c8_acceleration, c10_deploy
 from .parts.tables import COLUMNS
 from .parts.base import Report
 
 ROOT = Path(__file__).resolve().parent.parent
-WEIGHTS = {"env": 0.5, "data": 1.0, "tests": 2.0, "bench": 4.0, "c8": 5.0}  # shares of the budget left
+WEIGHTS = {"env": 0.5, "data": 1.0, "tests": 2.0, "bench": 4.0, "c8": 5.0, "c10": 2.0}  # shares of the budget left
 STAGES = tuple(WEIGHTS)
 FINAL_S = 5.0          # kept back for the last table
 MIN_STAGE_S = 5.0      # a stage that would get less is skipped, not started
@@ -238,6 +238,46 @@ def run_c8(work: Path, sizes: Sizes) -> None:
     c8_acceleration.PART.make(config, params, out, Report(work))
 
 
+def run_c10(work: Path, sizes: Sizes) -> None:
+    """The c10 stage's own process: C10's conversions, accuracy and latency on this node's devices (its notebook's
+    call), with 1,000 batch-1 calls per setting on the GPU (20 blocks of 50) and CUDA graphs where it compiles."""
+    out = work / c10_deploy.ID
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    config = Config(dataset="synthetic", data=str(work / "data"), device=sizes.device, batch_size=sizes.batch_size,
+                    synthetic_train=sizes.train_images, synthetic_test=sizes.test_images, checkpoint=None,
+                    experiment=c10_deploy.ID)
+    gpu = sizes.device == "cuda"
+    params = {"compile_settings": sizes.compiled, "test_images": 1000 if gpu else 16, "latency_blocks": 20 if gpu else 2,
+              "latency_calls": 50 if gpu else 2, "throughput_batches": [1, 32, 128, 256] if gpu else [1]}
+    c10_deploy.PART.make(config, params, out, Report(work))
+
+
+def c10_rows(work: Path, ran: Ran) -> list[dict]:
+    """Per device and setting: batch-1 p50 / p99 at the most threads, the verdict against eager, throughput."""
+    result = read_json(work / c10_deploy.ID / c10_deploy.RESULT)
+    if not result:
+        return [row("c10", "deploy", status=stage_status(ran))]
+    rows = []
+    for device, dev in result["devices"].items():
+        lat = dev["latency"][max(dev["latency"], key=int)]
+        verdicts = c10_deploy.latency_claims(dev)
+        for name, c in dev["conversions"].items():
+            if c["status"] != "ok" or name not in lat["settings"]:
+                rows.append(row("c10", f"{device} {name}", status=c["reason"] or "outside its tolerance"))
+                continue
+            s = lat["settings"][name]
+            best = max((t for t in dev["throughput"].get(name, []) if t["images_per_s"]),
+                       key=lambda t: t["images_per_s"], default=None)
+            claim = next((v for k, v in verdicts.items() if k[0].startswith(name + ",")), None)
+            rows.append(row("c10", f"{device} {name}", "batch 1: p50 " + (f"{1000 * s['p50']:.3f} ms" if s["p50"] else "—")
+                            + (f", p99 {1000 * s['p99']:.3f} ms" if s["p99"] else "") + (
+                                f"; {best['images_per_s']:,.0f} images/s at batch {best['batch']}" if best else ""),
+                            f"{s['n']} calls", "baseline" if claim is None else stats.verdict_line(claim),
+                            status=stage_status(ran)))
+    return rows
+
+
 def make_data(work: Path, sizes: Sizes) -> None:
     ensure_synthetic(Config(dataset="synthetic", data=str(work / "data"), synthetic_train=sizes.train_images,
                             synthetic_test=sizes.test_images), log=print)
@@ -316,6 +356,9 @@ def check(out: Path, budget_s: float, dry_run: bool = False, stages=STAGES, work
             if records.exists():
                 shutil.copyfile(records, out / "c8-records.jsonl")
             add(c8_rows(work / "c8", progress_file, ran))
+        elif stage == "c10":
+            ran = run_stage(me + ["--stage", "c10", "--work", str(work)] + size_flag, limit, log_path)
+            add(c10_rows(work, ran))
     header["took_s"] = time.perf_counter() - started
     (out / "gpu-check.md").write_text(table(rows, header))
     return rows
@@ -336,8 +379,8 @@ def main(argv=None) -> int:
         for r in env_rows(sizes.device):
             print(json.dumps(r))
         return 0
-    if args.stage in ("data", "c8"):
-        (make_data if args.stage == "data" else run_c8)(Path(args.work), sizes)
+    if args.stage in ("data", "c8", "c10"):
+        {"data": make_data, "c8": run_c8, "c10": run_c10}[args.stage](Path(args.work), sizes)
         return 0
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
     unknown = [s for s in stages if s not in STAGES]

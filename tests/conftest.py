@@ -100,7 +100,7 @@ def tiny_report(tmp_path_factory):
     killed = []
     for line in proc.stderr:
         killed.append(line)
-        if f"[8/10] {c8_acceleration.ID}" in line:
+        if f"[8/11] {c8_acceleration.ID}" in line:
             break
     out = (tmp / "results" / "latest").resolve()
     partial, deadline = out / c8_acceleration.ID / "records.jsonl", time.time() + 600

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from lab.core import stats
-from lab.parts import c3_workers, c4_workers_profile, c5_devices, c8_acceleration, c9_scaling, comparison
+from lab.parts import c3_workers, c4_workers_profile, c5_devices, c8_acceleration, c9_scaling, c10_deploy, comparison
 
 TRIALS = 1000  # bound: 5 % + 3 standard errors = 7.1 %; the rule measured 0.8-3.0 % at 2,000
 DRAWS_HERE = 999
@@ -278,3 +278,34 @@ def test_a_rule_that_always_says_too_few_fails_the_power_tests(monkeypatch):
     monkeypatch.setattr(stats, "ALPHA", 0.0)
     values = epochs(np.random.default_rng(3), 2, 4, "normal", effects=[1.0, 1.1], sd=0.02)
     assert stats.compare(values[0], values[1]).verdict != "faster"
+
+
+# --- C10's latency writer: block medians of batch-1 calls, every setting against eager at each thread count --------
+
+C10_SETTINGS = ["eager fp32", "TorchScript scripted", "TorchScript traced", "TorchScript frozen", "eager bf16 autocast",
+                "eager channels_last"]
+
+
+def c10_device(values, threads=(1, 2)) -> dict:
+    """A C10 device result whose block medians are `values` (settings x blocks), the same at each thread count."""
+    return {"latency": {str(t): {"settings": {name: {"block_medians": list(v), "n": len(v), "p50": float(np.median(v)),
+                                                       "p90": None, "p99": None, "mean": float(np.mean(v))}
+                                              for name, v in zip(C10_SETTINGS, values)}} for t in threads}}
+
+
+def test_aa_c10_latency_every_setting_against_eager():
+    hits, trials = false_winners(lambda values: winner(c10_deploy.explain_latency(c10_device(values))),
+                                 [(len(C10_SETTINGS), n) for n in (4, 6, 10)])
+    check_rate("C10", hits, trials)
+
+
+def c10_writer(values):
+    order = [1, 0, 2, 3, 4, 5]  # the faster one (values[0]) is TorchScript scripted; eager fp32 is values[1]
+    return c10_deploy.explain_latency(c10_device([values[i] for i in order], threads=(2,))), "TorchScript scripted, 2 threads"
+
+
+def test_c10_names_a_real_latency_difference():
+    ten = named_in(c10_writer, len(C10_SETTINGS), 1.10)
+    thirty = named_in(c10_writer, len(C10_SETTINGS), 1.30, trials=50, seed=6)
+    print(f"power C10: 10 % named in {ten} of {POWER_TRIALS}; 30 % in {thirty} of 50")
+    assert ten >= 0.95 * POWER_TRIALS and thirty == 50

@@ -174,16 +174,16 @@ def test_progress_names_each_notebook(tiny_report):
     runs, out = tiny_report
     killed, resumed = runs.killed, runs.resumed.stderr
     for i, name in enumerate(NOTEBOOKS[:8], 1):
-        assert f"[{i}/10] {name}" in killed
+        assert f"[{i}/11] {name}" in killed
     for i, name in enumerate(NOTEBOOKS[7:], 8):
-        assert f"[{i}/10] {name}" in resumed
+        assert f"[{i}/11] {name}" in resumed
     assert killed.count("done in") == 7 and resumed.count("done in") == 2
     both = killed + resumed
     assert "without encryption" not in both and "USDT" not in both and "gpuGetDeviceCount" not in both
     # the runs' own progress (plain lines: stderr is no terminal here), the estimate after C2, estimate vs actual
     assert re.search(r"^      C\d_\w+: .+, epoch \d/\d, batch \d/\d · about .+ left$", killed, re.M)
     assert re.search(r"^plan: \d+ training steps, .* first guess ", killed, re.M)
-    before_c3 = killed[:killed.index(f"[3/10] {c3_workers.ID}")]
+    before_c3 = killed[:killed.index(f"[3/11] {c3_workers.ID}")]
     assert re.search(r"^estimate: about .+ in all, .+ from now \(.+ s a step \(measured\)", before_c3, re.M)
     assert re.search(r"done in [\d.]+ s \(estimated \d+ s\)", killed)
     assert re.search(r"^estimate vs actual: estimated .+ after C2_timing, took .+ of notebooks over 2 sessions "
@@ -202,8 +202,8 @@ def test_killed_report_resumes(tiny_report):
     assert runs.left["partial"] and not runs.left["html"]
     assert f"resuming report {out.name}: keeping {', '.join(before)}" in done.stderr
     for i, name in enumerate(before, 1):
-        assert f"[{i}/10] {name}: finished earlier, kept" in done.stderr
-    assert f"[8/10] {c8_acceleration.ID} {{" in done.stderr  # re-run
+        assert f"[{i}/11] {name}: finished earlier, kept" in done.stderr
+    assert f"[8/11] {c8_acceleration.ID} {{" in done.stderr  # re-run
     assert {name: (out / f"{name}.ipynb").stat().st_mtime_ns for name in before} == runs.left["mtimes"]
     assert (out / c2_timing.ID / "records.jsonl").read_text() == runs.left["c2_records"]
     assert sorted(p.name for p in out.parent.iterdir()) == sorted(["latest", out.name])  # no second report

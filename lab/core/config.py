@@ -285,7 +285,16 @@ PARAMETERS: dict[str, Spec] = {
                                                 "15-20 min)"),
     "optimizers": _choice(OPTIMIZERS, "the optimizers compared", many=True),
     "max_autotune": _bool("add torch.compile max-autotune on CUDA (its autotuning takes minutes)"),
-    "compile_settings": _bool("the torch.compile settings (and fast where it compiles): a minute or more each"),
+    "compile_settings": _bool("the compiled settings (torch.compile; C8's fast where it compiles; C10's AOTInductor): "
+                              "a minute or more each"),
+    "test_images": _int(1, 10_000, "C10: CIFAR-10's test set has 10,000 images", none=True,
+                        help="test images each converted model is evaluated on (None: all)"),
+    "latency_blocks": _int(2, 10_000, "C10: blocks per setting", help="blocks of batch-1 calls per setting, "
+                           "interleaved; a block's median is one sample of the comparison rule"),
+    "latency_calls": _int(1, 100_000, "C10: calls per block", help="timed batch-1 calls per block (after 5 warm-up "
+                          "calls)"),
+    "throughput_batches": _int(1, BATCH_MAX, "C10: batch sizes", many=True,
+                               help="batch sizes of the throughput and peak-memory table"),
     "explain_compile": _bool("Q5: one step compiled apart, explained and timed against eager (a minute or more)"),
     "process_counts": _int(1, PROCESSES_MAX, "C9: processes per launch", many=True,
                            help="data-parallel processes per launch (more than the node has: shown as not "

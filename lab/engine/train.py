@@ -165,10 +165,13 @@ class Trainer:
             bar.close()
 
 
-def run(config: Config, results_dir=None, progress=False, log=None, reached: RunState | None = None):
+def run(config: Config, results_dir=None, progress=False, log=None, reached: RunState | None = None,
+        save_model=None):
     """Train `config.epochs` epochs and yield one record per epoch (and append them, with the per-batch
     records, to `results_dir/records.jsonl` and `results_dir/batches.jsonl` when given). `reached` (a
-    RunState) is kept up to date for the caller's message when a signal interrupts the run.
+    RunState) is kept up to date for the caller's message when a signal interrupts the run. `save_model`: a
+    file the trained model's weights (its plain state_dict, unwrapped from DDP and torch.compile) are written
+    to after the last epoch, for deploying it (not a checkpoint: nothing resumes from it).
 
     Under torchrun every rank trains its shard; after each epoch rank 0 gathers every rank's record and
     writes them all (one per rank, each with the slowest rank's epoch time) and the checkpoint: no two
@@ -235,3 +238,14 @@ def run(config: Config, results_dir=None, progress=False, log=None, reached: Run
             log(f"loss became {stats['loss']} in epoch {epoch}: the run diverged and stops here "
                 f"(lr={config.lr}, optimizer={config.optimizer})")
             return
+    if save_model is not None and ctx.main:
+        save_weights(trainer.model, save_model)
+
+
+def save_weights(model: torch.nn.Module, path) -> None:
+    """The model's plain state_dict (the module under DDP's `module` and torch.compile's `_orig_mod`), written
+    atomically."""
+    plain = getattr(model, "module", model)
+    plain = getattr(plain, "_orig_mod", plain)
+    with files.atomic_write(path, "wb") as f:
+        torch.save(plain.state_dict(), f)

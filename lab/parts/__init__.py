@@ -23,7 +23,7 @@ from .tables import load
 # This list is the only place outside its own module where a part is named.
 PARTS: tuple[Part, ...] = tuple(import_module(f".{name}", __name__).PART for name in (
     "q_model", "c2_timing", "c3_workers", "c4_workers_profile", "c5_devices", "c6_optimizers", "c7_batchnorm",
-    "c8_acceleration", "c9_scaling"))
+    "c8_acceleration", "c9_scaling", "c10_deploy"))
 IDS = tuple(p.id for p in PARTS)
 BY_ID = {p.id: p for p in PARTS}
 
@@ -50,7 +50,7 @@ def in_lab_order() -> list[Part]:
 
 def parameters(part: Part) -> dict[str, str]:
     """What each of a part's notebook parameters means (the common ones, then its own), from their Specs."""
-    names = (*(COMMON if part.reads_records else ("results_dir",)), *part.parameters)
+    names = (*(COMMON if part.uses_data else ("results_dir",)), *part.parameters)
     return {name: PARAMETERS[name].help for name in names}
 
 

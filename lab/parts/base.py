@@ -157,10 +157,10 @@ def reuse(results_dir, source: str, wanted: dict[str, Config], out) -> list[dict
     return copies
 
 
-def single_run(config: Config, out) -> list[dict]:
-    """One run's records (a part that compares nothing: C2)."""
+def single_run(config: Config, out, save_model=None) -> list[dict]:
+    """One run's records (a part that compares nothing: C2); `save_model`: where its trained weights go."""
     with progress.bar(config.experiment, planned_steps(config)):
-        return list(training_run(config, results_dir=out))
+        return list(training_run(config, results_dir=out, save_model=save_model))
 
 
 def interleave(configs: list[Config], out) -> list[dict]:
@@ -233,7 +233,8 @@ class Part:
       sentences make, before anything runs (what a profile can conclude: lab.report.conclusions).
     - `uses_best_workers`: it trains with the best worker count where its `workers` parameter is None;
       `best_workers(results_dir) -> (count, where it came from)`: the part that finds that count (one part).
-    - `reads_records`: False for a part whose section and findings read its own files instead of epoch records.
+    - `reads_records`: False for a part whose section and findings read its own files instead of epoch records;
+      `uses_data`: False for a part whose notebook has none of the `COMMON` parameters (results_dir only).
     - `calibrates`: its one run calibrates the report's estimate (the step's and a run's costs).
     - `compile_seconds(records) -> float | None`: what one compilation cost, measured in its records.
     """
@@ -249,6 +250,7 @@ class Part:
     speed_family: Callable | None = None
     uses_best_workers: bool = False
     reads_records: bool = True
+    uses_data: bool = True
     calibrates: bool = False
     compile_seconds: Callable | None = None
     best_workers: Callable | None = None
@@ -263,7 +265,8 @@ class Part:
 # Each member's arguments, by position (a member may name them as it likes); None: the member may be absent.
 SIGNATURES = {"runs": 3, "section": 3, "findings": 2, "measure": 4, "speed_family": 3, "compile_seconds": 1,
               "best_workers": 1}
-TYPES = {"id": str, "title": str, "uses_best_workers": bool, "reads_records": bool, "calibrates": bool}
+TYPES = {"id": str, "title": str, "uses_best_workers": bool, "reads_records": bool, "uses_data": bool,
+         "calibrates": bool}
 
 
 def check(part) -> list[str]:

@@ -3,6 +3,8 @@ lab's transforms and DataLoader: per epoch, the wait on the loader, the training
 (lab.engine.loop says exactly what each holds), and per mini-batch loss and top-1 (C1)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
 from ..core import stats
@@ -20,8 +22,12 @@ def runs(config: Config, params: dict, report) -> Runs:
     return Runs(block=[config])
 
 
+MODEL_FILE = "model.pt"  # the trained weights (a state_dict), which C10 deploys
+
+
 def measure(config: Config, params: dict, out, report) -> list[dict]:
-    return single_run(runs(config, params, report).block[0], out)
+    """The baseline run; its trained weights are saved beside its records (MODEL_FILE)."""
+    return single_run(runs(config, params, report).block[0], out, save_model=Path(out) / MODEL_FILE)
 
 
 @plots.themed

@@ -112,4 +112,5 @@ def findings(df, results_dir) -> list[display.Finding]:
                             ID)]
 
 
-PART = Part(ID, "Q1–Q4 — the model", QUESTIONS, (), runs, section, findings, reads_records=False)
+PART = Part(ID, "Q1–Q4 — the model", QUESTIONS, (), runs, section, findings, reads_records=False,
+            uses_data=False)

@@ -227,6 +227,9 @@ def page(reports: list[SavedReport]) -> str:
     """The whole comparison as one HTML document."""
     body = [f"<h1>Reports side by side: {html.escape(' | '.join(r.name for r in reports))}</h1>", header(reports)]
     for part in parts.IDS:
+        if not parts.BY_ID[part].reads_records:  # a part of its own files (C10, Q): its findings side by side
+            body.append(findings_table(reports, parts.BY_ID[part]))
+            continue
         if not any(len(r.records) and (r.records["experiment"] == part).any() for r in reports):
             continue
         table, groups = part_table(reports, part)
@@ -246,6 +249,13 @@ def page(reports: list[SavedReport]) -> str:
         f"the runs (load, software). Written {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}.</p>")
     return "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Reports side by side</title>" + CSS + \
         "</head><body>" + "\n".join(body) + "</body></html>"
+
+
+def findings_table(reports: list[SavedReport], part) -> str:
+    """A part that keeps its own files: each report's rows of the findings table for it, side by side."""
+    rows = {r.name: {f"{f.question} {f.label}": f.answer for f in part.findings(None, r.path)} for r in reports}
+    table = pd.DataFrame(rows)
+    return f"<h2>{html.escape(part.title)}</h2>" + table.to_html(escape=True, na_rep="—")
 
 
 def write(paths, out=None, pdf: bool = True) -> Path:
