@@ -38,8 +38,8 @@ def test_a_meta_count_equals_a_real_one(one_thread):
 def test_the_probes_return_finite_positive_rates_within_their_budget(one_thread):
     start = time.perf_counter()
     for precision in roofline.precisions("cpu"):
-        peak = roofline.matmul_peak("cpu", precision, sizes=(32, 64), seconds=0.2)
-        assert set(peak["by_size"]) == {32, 64} and peak["tflops"] == max(peak["by_size"].values())
+        peak = roofline.matmul_peak("cpu", precision, sizes=(32, 64), seconds=0.3, conv_shape=(2, 16, 8))
+        assert set(peak["by_size"]) == {32, 64, "conv3x3"} and peak["tflops"] == max(peak["by_size"].values())
         assert all(math.isfinite(r) and r > 0 for r in peak["by_size"].values())
         assert peak["emulated"] == (precision == "bf16" and not roofline.bf16_native())
     memory = roofline.bandwidth("cpu", nbytes=2**20, seconds=0.2)
@@ -57,11 +57,12 @@ def test_cache_sizes_parse():
 def test_machine_peaks_are_cached_per_conditions(tmp_path, monkeypatch, one_thread):
     monkeypatch.setenv("LAB_CACHE", str(tmp_path))
     monkeypatch.setattr(roofline, "others_load", lambda seconds=0.5: 0.0)
-    tiny = {"sizes": (32,), "nbytes": 2**20, "seconds": 0.2}
+    tiny = {"sizes": (32,), "conv_shape": (2, 16, 8), "nbytes": 2**20, "seconds": 0.2}
     peaks = roofline.machine_peaks("cpu", threads=1, **tiny)
     assert set(roofline.precisions("cpu")) <= set(peaks) and peaks["copy_GBs"] > 0 and peaks["triad_GBs"] > 0
     conditions = peaks["conditions"]
-    assert conditions["threads"] == 1 and conditions["sizes"] == [32] and conditions["torch"] == torch.__version__
+    assert conditions["threads"] == 1 and conditions["sizes"] == [32] and conditions["conv3x3"] == [2, 16, 8]
+    assert conditions["torch"] == torch.__version__ and set(conditions["by_size"]["fp32"]) == {"32", "conv3x3"}
     assert "1 threads" in conditions["key"] and "idle" in conditions["key"]
 
     def fail(*args, **kwargs):

@@ -36,6 +36,7 @@ os.environ.setdefault("KINETO_LOG_LEVEL", "6")
 
 DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 SIZES = {"cpu": (512, 1024, 2048), "cuda": (2048, 4096, 8192)}  # square matmuls; a CPU's largest is ≥ 2048³
+CONV_PROBE = {"cpu": (128, 256, 8), "cuda": (512, 256, 16)}  # a 3×3 conv: batch, channels, height=width
 SECONDS = {"cpu": 7.0, "cuda": 2.0}  # per precision; the bandwidth probe gets half of it
 BLOCKS = 8  # timed blocks a probe aims for within its budget
 
@@ -79,25 +80,37 @@ def sustained_rate(fn, work: float, device, seconds: float) -> float:
     return statistics.median(rates)
 
 
-def matmul_peak(device="cpu", precision: str = "fp32", sizes=None, seconds: float | None = None) -> dict:
-    """The best sustained matrix-product rate of one precision: {"precision", "tflops" (the best over the
-    shapes), "by_size" {n: TFLOP/s of n×n·n×n}, "emulated" (bf16 on a CPU without bf16 instructions)}.
-    `seconds` is the budget of the whole precision, shared by the shapes. tf32 is fp32 matrices with CUDA's
-    TF32 matmul precision on; fp32 on CUDA is IEEE fp32 (TF32 off)."""
+def matmul_peak(device="cpu", precision: str = "fp32", sizes=None, seconds: float | None = None,
+                conv_shape=None) -> dict:
+    """The best sustained rate of one precision's dense arithmetic: {"precision", "tflops" (the best over the
+    shapes), "by_size" {n: TFLOP/s of an n×n·n×n torch.mm, "conv3x3": TFLOP/s of the 3×3 convolution},
+    "emulated" (bf16 on a CPU without bf16 instructions)}. `seconds` is the whole precision's budget, shared
+    by the shapes.
+
+    Besides square matrix products, one 3×3 convolution (`conv_shape` = (batch, channels, height=width),
+    channels_last; default CONV_PROBE, ResNet-18's layer3; () skips it): the model's layers run in the
+    convolution library (oneDNN, cuDNN), not in the BLAS behind torch.mm, and the two need not agree. On
+    this 2-core AMD EPYC (Zen 4), idle, torch.mm (MKL) sustained 0.17 TFLOP/s fp32 and 0.40 bf16 while the
+    3×3 convolution sustained 0.24 and 0.48: a matmul-only peak would put the model's own convolutions above
+    it. tf32 is fp32 tensors with CUDA's TF32 precision on (matmul and cuDNN); fp32 on CUDA is IEEE fp32."""
     device = torch.device(device)
     if precision not in precisions(device):
         raise ValueError(f"{precision} is not measured on {device.type} (precisions: {precisions(device)})")
     sizes = sizes or SIZES[device.type]
-    seconds = SECONDS[device.type] if seconds is None else seconds
-    matmul = torch.backends.cuda.matmul if device.type == "cuda" else None
-    before = matmul.fp32_precision if matmul else None
-    if matmul:
-        matmul.fp32_precision = "tf32" if precision == "tf32" else "ieee"
+    conv_shape = CONV_PROBE[device.type] if conv_shape is None else conv_shape
+    seconds = (SECONDS[device.type] if seconds is None else seconds) / (len(sizes) + bool(conv_shape))
+    dtype = DTYPES[precision]
+    backends = [torch.backends.cuda.matmul, torch.backends.cudnn.conv] if device.type == "cuda" else []
+    before = [b.fp32_precision for b in backends]
+    for backend in backends:
+        backend.fp32_precision = "tf32" if precision == "tf32" else "ieee"
     try:
-        by_size = {n: _matmul_tflops(n, DTYPES[precision], device, seconds / len(sizes)) for n in sizes}
+        by_size = {n: _matmul_tflops(n, dtype, device, seconds) for n in sizes}
+        if conv_shape:
+            by_size["conv3x3"] = _conv_tflops(*conv_shape, dtype, device, seconds)
     finally:
-        if matmul:
-            matmul.fp32_precision = before
+        for backend, value in zip(backends, before):
+            backend.fp32_precision = value
     return {"precision": precision, "tflops": max(by_size.values()), "by_size": by_size,
             "emulated": device.type == "cpu" and precision == "bf16" and not bf16_native()}
 
@@ -106,6 +119,16 @@ def _matmul_tflops(n: int, dtype: torch.dtype, device: torch.device, seconds: fl
     a, b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
     c = torch.empty(n, n, device=device, dtype=dtype)
     return sustained_rate(lambda: torch.mm(a, b, out=c), matmul_flops(n, n, n), device, seconds) / 1e12
+
+
+def _conv_tflops(batch: int, channels: int, size: int, dtype: torch.dtype, device: torch.device,
+                 seconds: float) -> float:
+    cl = torch.channels_last
+    x = torch.randn(batch, channels, size, size, device=device).to(dtype).contiguous(memory_format=cl)
+    w = torch.randn(channels, channels, 3, 3, device=device).to(dtype).contiguous(memory_format=cl)
+    work = conv_flops((batch, channels, size, size), w.shape)
+    with torch.no_grad():
+        return sustained_rate(lambda: nn.functional.conv2d(x, w, padding=1), work, device, seconds) / 1e12
 
 
 def _size(text: str) -> int:
@@ -156,13 +179,14 @@ def machine_name(device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
 
 
-def peaks_key(device, threads: int, load: str, sizes, nbytes: int) -> str:
+def peaks_key(device, threads: int, load: str, sizes, conv_shape, nbytes: int) -> str:
     """The conditions measured peaks hold for, as the cache's key (like --fast's choice)."""
+    conv = f" | conv3x3 {'x'.join(map(str, conv_shape))}" if conv_shape else ""
     return (f"{machine_name(device)} | torch {torch.__version__} | {threads} threads | {load} | "
-            f"sizes {','.join(map(str, sizes))} | arrays {nbytes / 2**20:g} MiB")
+            f"sizes {','.join(map(str, sizes))}{conv} | arrays {nbytes / 2**20:g} MiB")
 
 
-def machine_peaks(device="cpu", threads: int | None = None, cache: bool = True, sizes=None,
+def machine_peaks(device="cpu", threads: int | None = None, cache: bool = True, sizes=None, conv_shape=None,
                   nbytes: int | None = None, seconds: float | None = None) -> dict:
     """This machine's measured limits: {precision: TFLOP/s for each of `precisions(device)`, "copy_GBs",
     "triad_GBs", "emulated": [precisions without native instructions], "conditions": {the shapes and their
@@ -174,9 +198,10 @@ def machine_peaks(device="cpu", threads: int | None = None, cache: bool = True, 
     device = torch.device(device)
     threads = threads or torch.get_num_threads()
     sizes = tuple(sizes or SIZES[device.type])
+    conv_shape = tuple(CONV_PROBE[device.type] if conv_shape is None else conv_shape)
     nbytes = nbytes or max(4 * llc_bytes(device), 64 * 2**20)
     load = others_load()
-    key = peaks_key(device, threads, load_class(load), sizes, nbytes)
+    key = peaks_key(device, threads, load_class(load), sizes, conv_shape, nbytes)
     path = files.cache_dir() / "peaks.json"
     cached = files.read_json(path, {}) if cache else {}
     if key in cached:
@@ -185,7 +210,7 @@ def machine_peaks(device="cpu", threads: int | None = None, cache: bool = True, 
     if device.type == "cpu":
         torch.set_num_threads(threads)
     try:
-        matmuls = [matmul_peak(device, p, sizes, seconds) for p in precisions(device)]
+        matmuls = [matmul_peak(device, p, sizes, seconds, conv_shape) for p in precisions(device)]
         memory = bandwidth(device, nbytes, None if seconds is None else seconds / 2)
     finally:
         torch.set_num_threads(before)
@@ -194,7 +219,7 @@ def machine_peaks(device="cpu", threads: int | None = None, cache: bool = True, 
                  emulated=[m["precision"] for m in matmuls if m["emulated"]])
     peaks["conditions"] = {
         "machine": machine_name(device), "device": device.type, "torch": torch.__version__, "threads": threads,
-        "sizes": list(sizes),
+        "sizes": list(sizes), "conv3x3": list(conv_shape),
         "by_size": {m["precision"]: {str(n): r for n, r in m["by_size"].items()} for m in matmuls},  # as JSON keeps it
         "array_bytes": memory["array_bytes"], "llc_bytes": memory["llc_bytes"],
         "others_load_before": round(load, 3), "others_load_after": round(others_load(), 3),
