@@ -74,6 +74,15 @@ def test_machine_peaks_are_cached_per_conditions(tmp_path, monkeypatch, one_thre
         roofline.machine_peaks("cpu", threads=1, cache=False, **tiny)
 
 
+def test_a_probe_during_which_the_load_changed_is_not_cached(tmp_path, monkeypatch, one_thread):
+    monkeypatch.setenv("LAB_CACHE", str(tmp_path))
+    loads = iter([0.0, 0.9])  # idle before, busy after
+    monkeypatch.setattr(roofline, "others_load", lambda seconds=0.5: next(loads))
+    peaks = roofline.machine_peaks("cpu", threads=1, sizes=(32,), conv_shape=(), nbytes=2**20, seconds=0.1)
+    assert peaks["conditions"]["others_load_after"] == 0.9 and "idle" in peaks["conditions"]["key"]
+    assert not (tmp_path / "peaks.json").exists()
+
+
 def test_achieved_against_the_peak():
     assert roofline.achieved(1e12, 2.0, 1.0) == {"tflops": 0.5, "share": 0.5, "at_peak_s": 1.0,
                                                  "peak_underestimated": False}

@@ -194,7 +194,8 @@ def machine_peaks(device="cpu", threads: int | None = None, cache: bool = True, 
 
     Cached in files.cache_dir()/peaks.json per machine (CPU or GPU name), torch version, threads, load class
     (lab.engine.fast.load_class: a busy machine measures lower peaks) and probe sizes; measured again where
-    they differ. `threads` (default: torch's current count) is set for the probe on a CPU and restored."""
+    they differ. A probe during which the load class changed (others_load before and after) is returned but
+    not cached. `threads` (default: torch's current count) is set for the probe on a CPU and restored."""
     device = torch.device(device)
     threads = threads or torch.get_num_threads()
     sizes = tuple(sizes or SIZES[device.type])
@@ -214,6 +215,7 @@ def machine_peaks(device="cpu", threads: int | None = None, cache: bool = True, 
         memory = bandwidth(device, nbytes, None if seconds is None else seconds / 2)
     finally:
         torch.set_num_threads(before)
+    seconds_taken, after = time.perf_counter() - start, others_load()
     peaks = {m["precision"]: m["tflops"] for m in matmuls}
     peaks.update(copy_GBs=memory["copy_GBs"], triad_GBs=memory["triad_GBs"],
                  emulated=[m["precision"] for m in matmuls if m["emulated"]])
@@ -222,9 +224,9 @@ def machine_peaks(device="cpu", threads: int | None = None, cache: bool = True, 
         "sizes": list(sizes), "conv3x3": list(conv_shape),
         "by_size": {m["precision"]: {str(n): r for n, r in m["by_size"].items()} for m in matmuls},  # as JSON keeps it
         "array_bytes": memory["array_bytes"], "llc_bytes": memory["llc_bytes"],
-        "others_load_before": round(load, 3), "others_load_after": round(others_load(), 3),
-        "date": time.strftime("%Y-%m-%d %H:%M"), "seconds": round(time.perf_counter() - start, 1), "key": key}
-    if cache:
+        "others_load_before": round(load, 3), "others_load_after": round(after, 3),
+        "date": time.strftime("%Y-%m-%d %H:%M"), "seconds": round(seconds_taken, 1), "key": key}
+    if cache and load_class(after) == load_class(load):  # a load that came or went meanwhile: not kept
         try:
             files.save_json(path, {**files.read_json(path, {}), key: peaks})
         except OSError:  # a read-only cache only costs the measurement next time
