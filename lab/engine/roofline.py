@@ -532,8 +532,8 @@ def binding_roof(profile: dict, peaks: dict, precision: str | None = None) -> tu
 
 def plot_roofline(profile: dict, peaks: dict, precision: str | None = None, ax=None, label_top: int = 5):
     """Log-log roofline: the measured compute roof of `precision` (the other precisions' dashed), the
-    bandwidth roof, a point per convolution/matrix product (area ∝ its time), the `label_top` slowest
-    labelled, and the no-FLOP operators' time and GB/s in a note. Returns the axes."""
+    bandwidth roof, a point per convolution/matrix product (area ∝ its time), the `label_top` slowest shapes
+    labelled (with their count and total time), and the no-FLOP operators' time and GB/s in a note. Returns the axes."""
     plt = need("matplotlib.pyplot")
     precision = precision or profile.get("precision", "fp32")
     if ax is None:
@@ -556,9 +556,13 @@ def plot_roofline(profile: dict, peaks: dict, precision: str | None = None, ax=N
                s=[20 + 400 * p["seconds"] / total for p in layers], alpha=0.6,
                c=["tab:blue" if "fwd" in p["label"] else "tab:orange" for p in layers], edgecolors="black",
                linewidths=0.4, zorder=3)
-    for p in sorted(layers, key=lambda p: -p["seconds"])[:label_top]:
-        ax.annotate(f"{p['label']} ({p['seconds'] * 1e3:.0f} ms)", (p["intensity"], p["tflops"]), fontsize=7,
-                    xytext=(4, 4), textcoords="offset points")
+    same: dict = {}  # layers of the same shape (ResNet-18 repeats them) labelled once, with their total time
+    for p in layers:
+        same.setdefault(p["label"], []).append(p)
+    for label, group in sorted(same.items(), key=lambda item: -sum(p["seconds"] for p in item[1]))[:label_top]:
+        count = f" ×{len(group)}" if len(group) > 1 else ""
+        ax.annotate(f"{label}{count} ({sum(p['seconds'] for p in group) * 1e3:.0f} ms)",
+                    (group[0]["intensity"], group[0]["tflops"]), fontsize=7, xytext=(4, 4), textcoords="offset points")
     groups = profile["no_flop"]
     note = "no-FLOP operators per step:\n" + "\n".join(
         f"{name}: {g['seconds'] * 1e3:.0f} ms, {g['GBs']:.1f} GB/s" for name, g in groups.items() if g["seconds"] > 0)
