@@ -533,7 +533,8 @@ def binding_roof(profile: dict, peaks: dict, precision: str | None = None) -> tu
 def plot_roofline(profile: dict, peaks: dict, precision: str | None = None, ax=None, label_top: int = 5):
     """Log-log roofline: the measured compute roof of `precision` (the other precisions' dashed), the
     bandwidth roof, a point per convolution/matrix product (area ∝ its time), the `label_top` slowest shapes
-    labelled (with their count and total time), and the no-FLOP operators' time and GB/s in a note. Returns the axes."""
+    numbered and named beside the axes (with their count and total time), and there too the no-FLOP
+    operators' time and GB/s. Returns the axes."""
     plt = need("matplotlib.pyplot")
     precision = precision or profile.get("precision", "fp32")
     if ax is None:
@@ -559,19 +560,22 @@ def plot_roofline(profile: dict, peaks: dict, precision: str | None = None, ax=N
     same: dict = {}  # layers of the same shape (ResNet-18 repeats them) labelled once, with their total time
     for p in layers:
         same.setdefault(p["label"], []).append(p)
-    for label, group in sorted(same.items(), key=lambda item: -sum(p["seconds"] for p in item[1]))[:label_top]:
+    slowest = sorted(same.items(), key=lambda item: -sum(p["seconds"] for p in item[1]))[:label_top]
+    lines = ["slowest layers per step:"]
+    for number, (label, group) in enumerate(slowest, 1):
+        for p in group:  # numbers at the points, the names beside the axes: clustered points keep them legible
+            ax.annotate(str(number), (p["intensity"], p["tflops"]), fontsize=7, xytext=(3, 3),
+                        textcoords="offset points")
         count = f" ×{len(group)}" if len(group) > 1 else ""
-        ax.annotate(f"{label}{count} ({sum(p['seconds'] for p in group) * 1e3:.0f} ms)",
-                    (group[0]["intensity"], group[0]["tflops"]), fontsize=7, xytext=(4, 4), textcoords="offset points")
-    groups = profile["no_flop"]
-    note = "no-FLOP operators per step:\n" + "\n".join(
-        f"{name}: {g['seconds'] * 1e3:.0f} ms, {g['GBs']:.1f} GB/s" for name, g in groups.items() if g["seconds"] > 0)
-    ax.text(0.99, 0.02, note, transform=ax.transAxes, fontsize=7, ha="right", va="bottom",
-            bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "lightgrey"})
+        lines.append(f"{number}  {label}{count}: {sum(p['seconds'] for p in group) * 1e3:.0f} ms")
+    lines += ["", "no-FLOP operators per step:"] + [
+        f"{name}: {g['seconds'] * 1e3:.0f} ms, {g['GBs']:.1f} GB/s" for name, g in profile["no_flop"].items()
+        if g["seconds"] > 0]
+    ax.text(1.02, 1.0, "\n".join(lines), transform=ax.transAxes, fontsize=7, ha="left", va="top")
     ax.set_xlabel("arithmetic intensity (FLOP/byte, each tensor moved once)")
     ax.set_ylabel("achieved TFLOP/s")
     machine = peaks.get("conditions", {}).get("machine", profile.get("machine", ""))
     batch = f", batch {profile['batch']}" if "batch" in profile else ""
     ax.set_title(f"Roofline: {machine}, {precision}{batch} (blue forward, orange backward)", fontsize=10)
-    ax.legend(fontsize=7, loc="upper left")
+    ax.legend(fontsize=7, loc="lower right")
     return ax
