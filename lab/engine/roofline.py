@@ -1,7 +1,8 @@
 """How far a training step is from this machine's measured limits: the peaks (FLOP/s per precision of
-square matrix products and a 3×3 convolution, memory bandwidth) measured here, not read from a spec sheet, the step's convolutions as
-roofline points (arithmetic intensity, achieved FLOP/s) from torch.profiler, the operators that do no FLOPs
-(batch norm, ReLU, add, the optimizer) as bytes moved against the bandwidth, and which roof binds.
+square matrix products and a 3×3 convolution, memory bandwidth) measured here, not read from a spec sheet;
+the step's convolutions as roofline points (arithmetic intensity, achieved FLOP/s) from torch.profiler; the
+operators that do no FLOPs (batch norm, ReLU, add, the optimizer) as bytes moved against the bandwidth; and
+which roof binds.
 
 The point computation (`points`) is a pure function of simple event records (`OpEvent`), so it can be
 checked on a made-up profile; `layer_points` fills those records from a real one."""
