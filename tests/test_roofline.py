@@ -1,0 +1,217 @@
+"""C11's engine: FLOPs counted by torch equal the layers' shapes' FLOPs to the FLOP; the peak probes return
+finite rates within their budget; roofline points land where the formulas put them; the binding roof follows
+the time; achieved/peak never exceeds 100 %. No test asserts a speed (CI runs with both cores busy)."""
+import math
+import time
+
+import pytest
+import torch
+
+from lab.engine import flops, roofline
+from lab.engine.model import resnet18
+from lab.engine.roofline import OpEvent
+
+FORWARD_PER_IMAGE = 1_110_845_440  # FlopCounterMode, torch 2.14.1, lab's ResNet-18, 32×32
+TRAIN_PER_IMAGE = 3_328_997_376  # forward + backward (the stem conv has no input gradient)
+STEM = 2 * 64 * 32 * 32 * 3 * 3 * 3  # the stem conv's forward FLOPs
+
+
+@pytest.mark.parametrize("train", [False, True])
+@pytest.mark.parametrize("batch, device", [(1, "cpu"), (128, "meta")])
+def test_counted_flops_equal_the_analytic_count(batch, device, train, one_thread):
+    model = resnet18()
+    counted = flops.count(model, batch, train, device=device)
+    assert counted == flops.analytic(model, batch, train)
+    assert counted["total"] == batch * (TRAIN_PER_IMAGE if train else FORWARD_PER_IMAGE)
+    assert counted["other"] == 0 and counted["linear"] == batch * 2 * 512 * 10 * (3 if train else 1)
+
+
+def test_the_backward_rule_is_three_forwards_less_the_stems_input_gradient():
+    assert TRAIN_PER_IMAGE == 3 * FORWARD_PER_IMAGE - STEM
+
+
+def test_a_meta_count_equals_a_real_one(one_thread):
+    model = resnet18()
+    assert flops.count(model, 2, True, device="meta") == flops.count(model, 2, True, device="cpu")
+
+
+def test_the_probes_return_finite_positive_rates_within_their_budget(one_thread):
+    start = time.perf_counter()
+    for precision in roofline.precisions("cpu"):
+        peak = roofline.matmul_peak("cpu", precision, sizes=(32, 64), seconds=0.3, conv_shape=(2, 16, 8))
+        assert set(peak["by_size"]) == {32, 64, "conv3x3"} and peak["tflops"] == max(peak["by_size"].values())
+        assert all(math.isfinite(r) and r > 0 for r in peak["by_size"].values())
+        assert peak["emulated"] == (precision == "bf16" and not roofline.bf16_native())
+    memory = roofline.bandwidth("cpu", nbytes=2**20, seconds=0.2)
+    assert all(math.isfinite(memory[k]) and memory[k] > 0 for k in ("copy_GBs", "triad_GBs"))
+    assert memory["array_bytes"] == 2**20 and roofline.llc_bytes() > 0
+    assert time.perf_counter() - start < 60  # a bound on the budget's honouring, not a speed
+
+
+def test_cache_sizes_parse():
+    assert roofline._size("32768K\n") == 32 * 2**20
+    assert roofline._size("32 MiB (1 instance)") == 32 * 2**20
+    assert roofline._size("1024") == 1024
+
+
+def test_machine_peaks_are_cached_per_conditions(tmp_path, monkeypatch, one_thread):
+    monkeypatch.setenv("LAB_CACHE", str(tmp_path))
+    monkeypatch.setattr(roofline, "others_load", lambda seconds=0.5: 0.0)
+    tiny = {"sizes": (32,), "conv_shape": (2, 16, 8), "nbytes": 2**20, "seconds": 0.2}
+    peaks = roofline.machine_peaks("cpu", threads=1, **tiny)
+    assert set(roofline.precisions("cpu")) <= set(peaks) and peaks["copy_GBs"] > 0 and peaks["triad_GBs"] > 0
+    conditions = peaks["conditions"]
+    assert conditions["threads"] == 1 and conditions["sizes"] == [32] and conditions["conv3x3"] == [2, 16, 8]
+    assert conditions["torch"] == torch.__version__ and set(conditions["by_size"]["fp32"]) == {"32", "conv3x3"}
+    assert "1 threads" in conditions["key"] and "idle" in conditions["key"]
+
+    def fail(*args, **kwargs):
+        raise AssertionError("measured again")
+
+    monkeypatch.setattr(roofline, "matmul_peak", fail)
+    assert roofline.machine_peaks("cpu", threads=1, **tiny) == peaks  # from peaks.json
+    with pytest.raises(AssertionError, match="measured again"):
+        roofline.machine_peaks("cpu", threads=1, cache=False, **tiny)
+
+
+def test_a_probe_during_which_the_load_changed_is_not_cached(tmp_path, monkeypatch, one_thread):
+    monkeypatch.setenv("LAB_CACHE", str(tmp_path))
+    loads = iter([0.0, 0.9])  # idle before, busy after
+    monkeypatch.setattr(roofline, "others_load", lambda seconds=0.5: next(loads))
+    peaks = roofline.machine_peaks("cpu", threads=1, sizes=(32,), conv_shape=(), nbytes=2**20, seconds=0.1)
+    assert peaks["conditions"]["others_load_after"] == 0.9 and "idle" in peaks["conditions"]["key"]
+    assert not (tmp_path / "peaks.json").exists()
+
+
+def test_achieved_against_the_peak():
+    assert roofline.achieved(1e12, 2.0, 1.0) == {"tflops": 0.5, "share": 0.5, "at_peak_s": 1.0,
+                                                 "peak_underestimated": False}
+    over = roofline.achieved(3e12, 1.0, 2.0)
+    assert over == {"tflops": 3.0, "share": None, "at_peak_s": None, "peak_underestimated": True}
+
+
+# --- points from a made-up profile ------------------------------------------------------------------------
+
+def conv(seconds, dtype="float"):
+    """A 64→128 3×3 stride-2 convolution of 8 images 32×32 (output 8×128×16×16)."""
+    return OpEvent("aten::convolution", [[8, 64, 32, 32], [128, 64, 3, 3], [], [], [], [], [], [], []],
+                   [dtype, dtype, "", "ScalarList", "ScalarList", "ScalarList", "Scalar", "ScalarList", "Scalar"],
+                   [None, None, None, [2, 2], [1, 1], [1, 1], False, [0, 0], 1], seconds)
+
+
+def conv_backward(seconds, mask=(True, True, False)):
+    return OpEvent("aten::convolution_backward",
+                   [[8, 128, 16, 16], [8, 64, 32, 32], [128, 64, 3, 3], [], [], [], [], [], [], [], []],
+                   ["float"] * 3 + ["ScalarList"] * 4 + ["Scalar", "ScalarList", "Scalar", "ScalarList"],
+                   [None, None, None, [0], [2, 2], [1, 1], [1, 1], False, [0, 0], 1, list(mask)], seconds)
+
+
+def batch_norm(seconds, shape=(8, 64, 32, 32)):
+    return OpEvent("aten::batch_norm", [list(shape), [shape[1]], [shape[1]], [shape[1]], [shape[1]], [], [], [], []],
+                   ["float"] * 5 + ["Scalar"] * 4, [None] * 5 + [True, 0.1, 1e-5, True], seconds)
+
+
+def relu(seconds, shape=(8, 64, 32, 32)):
+    return OpEvent("aten::relu", [list(shape)], ["float"], [None], seconds)
+
+
+CONV_FLOPS = 2 * (8 * 128 * 16 * 16) * (64 * 3 * 3)  # 2 × output elements × one filter
+CONV_BYTES = 4 * (8 * 64 * 32 * 32 + 128 * 64 * 3 * 3 + 8 * 128 * 16 * 16)  # input, weight, output in fp32
+BN_BYTES = 4 * (2 * 8 * 64 * 32 * 32 + 4 * 64)  # read x and the 4 statistics/affine vectors, write y
+
+
+def test_points_land_where_the_formulas_put_them():
+    addmm = OpEvent("aten::addmm", [[10], [8, 512], [512, 10], [], []], ["float"] * 3 + ["Scalar"] * 2,
+                    [None, None, None, 1, 1], 1e-5)
+    sgd = OpEvent("aten::_foreach_add_", [[[128, 64, 3, 3], [10]], [[128, 64, 3, 3], [10]], []],
+                  ["float", "float", "Scalar"], [None, None, -0.1], 2e-3, optimizer=True)
+    view = OpEvent("aten::view", [[8, 512, 1, 1], []], ["float", "ScalarList"], [None, [8, -1]], 1e-6)
+    step = [conv(4e-3), batch_norm(1e-3), relu(5e-4), view, addmm, conv_backward(8e-3),
+            conv_backward(1e-3, (False, True, False)), sgd]
+    second = [conv(2e-3)] + step[1:]  # the same step again, its conv faster: averaged per call
+    profile = roofline.points(step + second, steps=2, wall_s=2 * 0.02)
+    fwd, mm, bwd, bwd_weight = profile["layers"]
+    assert fwd["label"] == "conv 64→128 3×3/2 16×16 fwd"
+    assert (fwd["flops"], fwd["bytes"], fwd["seconds"]) == (CONV_FLOPS, CONV_BYTES, pytest.approx(3e-3))
+    assert fwd["intensity"] == pytest.approx(CONV_FLOPS / CONV_BYTES)
+    assert fwd["tflops"] == pytest.approx(CONV_FLOPS / 3e-3 / 1e12)
+    # read grad_output, input, weight; write the input gradient (if asked) and the weight gradient
+    grad_out, x, w = 8 * 128 * 16 * 16, 8 * 64 * 32 * 32, 128 * 64 * 3 * 3
+    assert (bwd["flops"], bwd["bytes"]) == (2 * CONV_FLOPS, 4 * (grad_out + 2 * x + 2 * w))
+    assert (bwd_weight["flops"], bwd_weight["bytes"]) == (CONV_FLOPS, 4 * (grad_out + x + 2 * w))
+    assert bwd_weight["label"].endswith("bwd (weight grad)")
+    assert (mm["flops"], mm["bytes"]) == (2 * 8 * 512 * 10, 4 * (10 + 8 * 512 + 512 * 10 + 8 * 10))
+    assert profile["flops"] == 4 * CONV_FLOPS + 2 * 8 * 512 * 10
+    groups = profile["no_flop"]
+    assert groups["batch norm"]["bytes"] == BN_BYTES
+    assert groups["batch norm"]["GBs"] == pytest.approx(BN_BYTES / 1e-3 / 1e9)
+    assert groups["relu"]["bytes"] == 4 * 2 * 8 * 64 * 32 * 32
+    assert groups["optimizer"]["bytes"] == 4 * 3 * (128 * 64 * 9 + 10) and groups["optimizer"]["calls"] == 1
+    assert groups["other"]["bytes"] == 0  # a view moves nothing
+    assert profile["step_s"] == pytest.approx(0.02)
+    assert profile["unattributed_s"] == pytest.approx(0.02 - profile["layer_s"] - profile["no_flop_s"])
+
+
+def test_bf16_tensors_count_two_bytes():
+    point = roofline.points([conv(1e-3, "c10::BFloat16")])["layers"][0]
+    assert (point["flops"], point["bytes"]) == (CONV_FLOPS, CONV_BYTES // 2)
+
+
+def test_steps_that_differ_are_refused():
+    with pytest.raises(ValueError, match="3 calls of aten::convolution"):
+        roofline.points([conv(1e-3)] * 3, steps=2)
+
+
+def test_a_profiled_step_has_the_counted_flops(one_thread):
+    profile = roofline.layer_points(resnet18(), batch=2, steps=1)
+    assert profile["flops"] == flops.count(resnet18(), 2, True, device="meta")["total"]
+    labels = [p["label"] for p in profile["layers"]]
+    assert sum(" fwd" in x for x in labels) == 20 and sum(" bwd" in x for x in labels) == 20
+    assert sum(x.endswith("bwd (weight grad)") for x in labels) == 1  # the stem
+    assert all(p["seconds"] > 0 for p in profile["layers"])
+    assert all(profile["no_flop"][g]["calls"] > 0 for g in ("batch norm", "relu", "add", "optimizer"))
+    assert profile["precision"] == "fp32" and profile["batch"] == 2
+
+
+# --- the binding roof -------------------------------------------------------------------------------------
+
+PEAKS = {"fp32": 1.0, "copy_GBs": 100.0, "triad_GBs": 80.0, "conditions": {"machine": "a made-up CPU"}}
+# ridge: 1 TFLOP/s / 100 GB/s = 10 FLOP/byte; the conv's intensity is 88 FLOP/byte, right of it
+
+
+def test_the_binding_roof_follows_the_time():
+    at_80_percent = CONV_FLOPS / 0.8e12
+    compute = roofline.points([conv(at_80_percent), batch_norm(BN_BYTES / 80e9)])
+    roof, sentence = roofline.binding_roof(compute, PEAKS, "fp32")
+    assert roof == "compute-bound"
+    assert "at 80% of the measured fp32 peak" in sentence and "only lower precision or fewer FLOPs help" in sentence
+
+    memory = roofline.points([conv(at_80_percent)] + [batch_norm(BN_BYTES / 80e9), relu(8 * 64 * 1024 * 8 / 80e9)] * 20)
+    roof, sentence = roofline.binding_roof(memory, PEAKS, "fp32")
+    assert roof == "memory-bound" and "at 80% of the measured bandwidth (100 GB/s)" in sentence
+
+    overhead = roofline.points([conv(at_80_percent), batch_norm(1.0)], wall_s=10.0)  # BN at 0.005 GB/s, idle time
+    roof, sentence = roofline.binding_roof(overhead, PEAKS, "fp32")
+    assert roof == "launch/overhead-bound" and "fewer, larger operators" in sentence
+
+
+def test_a_rate_above_the_peak_is_flagged_not_shown_as_a_share():
+    roof, sentence = roofline.binding_roof(roofline.points([conv(CONV_FLOPS / 2e12)]), PEAKS, "fp32")
+    assert roof == "compute-bound" and "above the measured peak (the probe underestimated it)" in sentence
+    assert "% of the measured" not in sentence
+
+
+def test_the_figure_has_roofs_points_and_labels():
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    profile = roofline.points([conv(2e-3), conv_backward(5e-3), batch_norm(1e-3)])
+    ax = roofline.plot_roofline({**profile, "batch": 8}, {**PEAKS, "bf16": 2.0}, "fp32")
+    assert ax.get_xscale() == ax.get_yscale() == "log"
+    assert "a made-up CPU" in ax.get_title() and "fp32" in ax.get_title()
+    assert len(ax.get_lines()) == 3  # fp32 roof, bf16 roof, the ridge
+    names = [t.get_text() for t in ax.texts if "slowest layers" in t.get_text()][0]
+    assert "1  conv 64→128 3×3/2 16×16 bwd (input + weight grad): 5 ms" in names and "batch norm: 1 ms" in names
+    assert sorted(t.get_text() for t in ax.texts if t.get_text().isdigit()) == ["1", "2"]
+    plt.close(ax.figure)
