@@ -320,6 +320,8 @@ PROFILE: dict[str, Spec] = {
     "cell_timeout": _int(1, 7 * 24 * 3600, "seconds a notebook cell may run (a week at most)", none=True),
     "common": Spec("dict", none=True),
     "notebooks": Spec("dict", none=True),
+    "peak_probe": Spec("choice", choices=("full", "tiny", "off"), help="the machine's peaks at the report's start: "
+                       "full (about 20 s on a CPU, cached per machine), tiny (the test suite's sizes) or off"),
 }
 
 

@@ -23,7 +23,7 @@ from .tables import load
 # This list is the only place outside its own module where a part is named.
 PARTS: tuple[Part, ...] = tuple(import_module(f".{name}", __name__).PART for name in (
     "q_model", "c2_timing", "c3_workers", "c4_workers_profile", "c5_devices", "c6_optimizers", "c7_batchnorm",
-    "c8_acceleration", "c9_scaling", "c10_deploy"))
+    "c8_acceleration", "c9_scaling", "c10_deploy", "c11_limits"))
 IDS = tuple(p.id for p in PARTS)
 BY_ID = {p.id: p for p in PARTS}
 

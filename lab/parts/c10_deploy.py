@@ -6,6 +6,7 @@ blocks, every "faster" through the comparison rule) on every device the node has
 at all cores; its throughput and peak memory across batch sizes."""
 from __future__ import annotations
 
+import statistics
 import sys
 from pathlib import Path
 
@@ -15,7 +16,8 @@ import torch
 from ..core import files, stats
 from ..core.config import Config
 from ..data import cifar10
-from ..engine import deploy, progress
+from ..core.errors import LabError
+from ..engine import cpp, deploy, progress
 from ..engine.model import resnet18
 from ..engine.records import cpu_name
 from ..engine.resolve import device_type
@@ -25,7 +27,9 @@ from .tables import MIB, style
 
 ID = "C10_deploy"
 QUESTIONS = (("C10.1", "Converting the model"), ("C10.2", "The converted model's graph"),
-             ("C10.3", "The converted model's accuracy"), ("C10.4", "Latency, PyTorch vs TorchScript"))
+             ("C10.3", "The converted model's accuracy"), ("C10.4", "Latency, PyTorch vs TorchScript"),
+             ("C10.5", "Loading the model from C++"))
+CPP_ARTIFACTS = {"TorchScript scripted": "torchscript", "AOTInductor": "aoti"}  # what C++ loads: the same files
 RESULT = "deploy.json"
 GRAPHS = ("scripted", "traced", "frozen", "frozen + optimized", "exported")
 
@@ -97,11 +101,49 @@ def measure(config: Config, params: dict, out, report) -> list[dict]:
             progress.note(ID, f"{device}: {name}: throughput")
             throughput[name] = [deploy.throughput(fn, xs[:1].repeat(b, 1, 1, 1), device, calls=3, warmup=2)
                                 for b in params["throughput_batches"]]
+        progress.note(ID, f"{device}: the same files from C++")
+        from_cpp = cpp_latency({n: c for n, c in converted.items() if n in CPP_ARTIFACTS and n in timed},
+                               xs[:1].clone(), params, device)
         result["devices"][device] = {"conversions": rows, "accuracy": accuracy, "latency": latency,
-                                     "throughput": throughput, "left_out": left_out,
+                                     "throughput": throughput, "left_out": left_out, "cpp": from_cpp,
                                      "device_name": torch.cuda.get_device_name() if device == "cuda" else cpu_name()}
     files.save_json(Path(out) / RESULT, result)
     return []
+
+
+def cpp_latency(converted: dict, x: torch.Tensor, params: dict, device: str) -> dict:
+    """C10.5: each saved artifact loaded and timed from C++ (lab.engine.cpp, built once per torch and source),
+    against the same loaded artifact timed from Python: batch 1 at the thread count Python uses, in blocks
+    alternating which goes first (a C++ block is one run of the program: `latency_calls` calls after 5
+    warm-ups); a sample is a block's median. C++'s logits against Python's on the same input."""
+    built = cpp.build()
+    out = {"build": {"binary": str(built.binary) if built.binary else None, "seconds": built.seconds,
+                     "cached": built.cached, "reason": built.reason}, "artifacts": {}}
+    if built.binary is None:
+        return out
+    threads, calls = torch.get_num_threads(), params["latency_calls"]
+    blocks = max(2, min(params["latency_blocks"], 6))  # each C++ block starts the program (about a second)
+    for name, c in converted.items():
+        try:
+            with torch.inference_mode():
+                python_logits = c.fn(x.to(device)).float().cpu()
+            times = {"C++": [], "Python": []}
+            for block in range(blocks):
+                for side in (("C++", "Python") if block % 2 == 0 else ("Python", "C++")):
+                    if side == "C++":
+                        seconds, logits = cpp.run(built.binary, CPP_ARTIFACTS[name], c.file, x, threads=threads,
+                                                  warmup=5, calls=calls, device=device)
+                    else:
+                        deploy.time_calls(c.fn, x.to(device), 5, device)
+                        seconds = deploy.time_calls(c.fn, x.to(device), calls, device)
+                    times[side].append(seconds)
+            ok, why = deploy.within_tolerance(python_logits, logits.float(), "fp32")
+            out["artifacts"][name] = {"file": c.file, "threads": threads, "within": ok, "tolerance": why, **{
+                side: {"block_medians": [statistics.median(t) for t in ts],
+                       **deploy.percentiles([v for t in ts for v in t])} for side, ts in times.items()}}
+        except LabError as error:  # the program failed or wrote what cannot be read: a row with its reason
+            out["artifacts"][name] = {"file": c.file, "reason": str(error)}
+    return out
 
 
 def read(results_dir) -> dict | None:
@@ -207,6 +249,46 @@ def explain_latency(dev: dict) -> stats.Said:
     return stats.Said("\n\n".join(lines) or "Only eager fp32 was timed: nothing to compare.", result.values())
 
 
+def cpp_claims(dev: dict) -> dict:
+    """C10.5's family: C++ against Python for each artifact (a sample: a block's median)."""
+    arts = {n: a for n, a in (dev.get("cpp") or {}).get("artifacts", {}).items() if "C++" in a}
+    groups = {f"{side}, {n}": [{"s": v} for v in a[side]["block_medians"]] for n, a in arts.items()
+              for side in ("C++", "Python")}
+    claims = [(f"C++, {n}", f"Python, {n}", "s") for n in arts]
+    return stats.family(groups, claims, sample="block", scope="C10.5's claims together") if claims else {}
+
+
+def cpp_table(dev: dict) -> pd.DataFrame:
+    rows, result = [], cpp_claims(dev)
+    for name, a in (dev.get("cpp") or {}).get("artifacts", {}).items():
+        if "C++" not in a:
+            rows.append({"artifact": name, "status": a.get("reason", "not run")})
+            continue
+        c = result.get((f"C++, {name}", f"Python, {name}", "s"))
+        for side in ("C++", "Python"):
+            s = a[side]
+            rows.append({"artifact": name, "from": side, "calls": s["n"], "p50 ms": ms(s["p50"]),
+                         "p90 ms": ms(s["p90"]), "p99 ms": ms(s["p99"]), "mean ms": ms(s["mean"]),
+                         "C++ vs Python": (stats.factor(a["Python"]["p50"] / a["C++"]["p50"])
+                                           if side == "C++" and a["C++"]["p50"] and a["Python"]["p50"] else "")
+                         + (f" ({c.verdict})" if c is not None and side == "C++" else ""),
+                         "logits": a["tolerance"] if side == "C++" else "", "status": "ok"})
+    return pd.DataFrame(rows).set_index(["artifact", "from"]) if rows else pd.DataFrame()
+
+
+def explain_cpp(dev: dict) -> stats.Said:
+    built = (dev.get("cpp") or {}).get("build")
+    if not built:
+        return stats.Said("C10.5 was not measured in this report.")
+    if built.get("reason"):
+        return stats.Said(f"Not run from C++: {built['reason']}.")
+    result = cpp_claims(dev)
+    how = "cached" if built.get("cached") else f"built in {built['seconds']:.0f} s"
+    return stats.Said(f"The C++ program (cpp/deploy_bench.cpp, {how}: `{built['binary']}`) loads the same files with "
+                      "libtorch alone. " + " ".join(c.sentence("batch-1 latency per call") for c in result.values()),
+                      result.values())
+
+
 def section(records, results_dir=None, figures_dir=None) -> None:
     result = read(results_dir)
     if not result:
@@ -237,7 +319,10 @@ def section(records, results_dir=None, figures_dir=None) -> None:
                      style(latency_table(dev)), display.markdown(explain_latency(dev)),
                      display.markdown("**Throughput and peak memory** (3 calls after 2 warm-up calls; " +
                                       (dev["throughput"] and next(iter(dev["throughput"].values()))[0]["peak_how"]
-                                       or "") + "):"), style(throughput_table(dev)))
+                                       or "") + "):"), style(throughput_table(dev)),
+                     display.markdown("**C10.5 — from C++**, the same files, batch 1, blocks alternating which side "
+                                      "goes first (a C++ block is one run of the program):"), style(cpp_table(dev)),
+                     display.markdown(explain_cpp(dev)))
 
 
 def graph_answer(dev: dict) -> str:
@@ -284,7 +369,22 @@ def findings(records, results_dir=None) -> list[display.Finding]:
                             f"{result['dataset']} data; {sum(a['within'] for a in acc.values())} of {len(acc)} settings "
                             "within their tolerance", ID),
             display.Finding("C10.4", QUESTIONS[3][1], f"batch 1, {device}: {latency}",
-                            stats.evidence_line(best) if best else f"{len(claims)} claims, one family", ID)]
+                            stats.evidence_line(best) if best else f"{len(claims)} claims, one family", ID),
+            cpp_finding(dev)]
+
+
+def cpp_finding(dev: dict) -> display.Finding:
+    built = (dev.get("cpp") or {}).get("build")
+    if not built or built.get("reason"):
+        return display.Finding("C10.5", QUESTIONS[4][1], "not run" + (f": {built['reason']}" if built else ""), "—", ID)
+    result, arts = cpp_claims(dev), dev["cpp"]["artifacts"]
+    parts = [f"{n}: C++ p50 {1000 * a['C++']['p50']:.2f} ms vs Python {1000 * a['Python']['p50']:.2f} ms, "
+             + stats.verdict_line(result[(f"C++, {n}", f"Python, {n}", "s")]).split(": ", 1)[-1]
+             + ("; logits equal within fp32 tolerance" if a["within"] else "; LOGITS DIFFER")
+             for n, a in arts.items() if "C++" in a and a["C++"]["p50"] and a["Python"]["p50"]]
+    first = next(iter(result.values()), None)
+    return display.Finding("C10.5", QUESTIONS[4][1], "; ".join(parts) or "no artifact ran from C++",
+                           stats.evidence_line(first) if first else "—", ID)
 
 
 PART = Part(ID, "C10 — The trained model deployed", QUESTIONS,

@@ -24,7 +24,8 @@ from ..core.errors import ConfigError, LabError
 from ..core.extras import need
 from ..core.files import check_writable, save_json
 from ..data.cifar10 import ensure_synthetic, load_dataset, resolve_dataset
-from ..engine import environment, progress
+from ..engine import environment, progress, roofline
+from ..engine.resolve import device_type
 from ..engine.records import git_commit
 from .estimate import ReportTiming, Watcher, clock
 from .publish import write_html, write_pdf
@@ -99,6 +100,21 @@ def check_profile(profile: dict, name: str) -> None:
                 raise ConfigError(f"profile {name}: {where}: {key} is set by the report runner (--results, --data), "
                                   "not by a profile")
             PARAMETERS[key].check(f"profile {name}: {where} parameter {key}", value, "should be")
+
+
+PEAK_PROBES = {"full": {}, "tiny": {"sizes": (64, 128), "conv_shape": (4, 16, 8), "nbytes": 8 * 2**20, "seconds": 0.2}}
+
+
+def measure_peaks(meta: dict, probe: str) -> dict:
+    """This machine's peaks for the report's device (lab.engine.roofline.machine_peaks: measured once per machine,
+    torch, threads and load, then cached), before the notebooks, so that every part can set its steps against
+    them; {} where the profile says off."""
+    if probe == "off":
+        return {}
+    devices = {p.get("device", "auto") for p in meta["parameters"].values()} - {None}
+    kind = device_type(next(iter(devices), "auto"))
+    log(f"measuring this machine's peaks ({kind}; cached after the first report)")
+    return {kind: roofline.machine_peaks(kind, **PEAK_PROBES[probe])}
 
 
 def declared_parameters(notebook: Path) -> dict:
@@ -221,6 +237,7 @@ def run_report(profile_name: str, results_root=None, data=None, out=None, force=
             log(f"report {out.name} ({meta['profile']} profile, {meta['dataset']} data) -> {out}")
         _point_latest(results_root, out)
         meta["environment"] = environment.collect()  # this session's machine (a resumed report: the latest)
+        meta["peaks"] = measure_peaks(meta, profile.get("peak_probe", "full"))
         save_json(out / "report.json", meta)
         started = time.perf_counter()
         if meta["dataset"] == "synthetic":  # made once, before the notebooks: not a cost of C2's run

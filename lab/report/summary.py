@@ -35,7 +35,7 @@ def header_html(results_dir, profile: str) -> str:
             "data set": seen(epochs, "dataset_kind"), "torch": seen(epochs, "torch_version"),
             "commit": seen(epochs, "git_commit"),
             "host CPUs": seen(epochs, "host_cpus"), **environment.summary(meta.get("environment")),
-            "speed settings": speed_settings(measured),
+            "speed settings": speed_settings(measured), "measured peaks": peaks_line(meta.get("peaks")),
             "records": f"{len(measured)} epoch records", "notebooks": notebook_durations(meta)}
     body = "".join(f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(k)}</th>"
                    f"<td>{html.escape(str(v))}</td></tr>" for k, v in rows.items())
@@ -57,6 +57,14 @@ def speed_settings(measured) -> str:
     seen = [f"{label} {'/'.join(sorted({str(v) for v in measured[col].dropna()}))}" for col, label in names.items()
             if col in measured and measured[col].notna().any()]
     return "; ".join(seen) or "not recorded"
+
+
+def peaks_line(peaks: dict | None) -> str:
+    """The machine's measured limits, as the report's start measured them (C11 sets every step against them)."""
+    if not peaks:
+        return "not measured"
+    return "; ".join(f"{device}: " + ", ".join(f"{p} {v[p]:.3g}" for p in ("fp32", "tf32", "bf16", "fp16") if p in v)
+                     + f" TFLOP/s, copy {v['copy_GBs']:.0f} GB/s" for device, v in peaks.items())
 
 
 def notebook_durations(meta: dict) -> str:

@@ -1,0 +1,217 @@
+"""C11 (beyond the lab): how far each step is from this machine's measured limits. The step's FLOPs (counted by
+torch.utils.flop_counter and equal to the layers' formula, lab.engine.flops); the machine's peaks, measured, not
+read off a datasheet (a matmul and convolution probe per precision, copy and triad bandwidth: lab.engine.roofline,
+at the report's start, in report.json); each training step of C2 and C8 and each inference setting of C10 as
+achieved TFLOP/s and its share of the peak of the precision it computes in; and the training step profiled with
+its shapes: a roofline per precision, and which roof binds it, weighted by time."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from ..core import files, stats
+from ..core.config import Config
+from ..engine import flops, progress, roofline
+from ..engine.model import resnet18
+from ..engine.resolve import device_type
+from . import c2_timing, c8_acceleration, c10_deploy, display, plots
+from .base import Part, Runs, Work
+from .tables import load, style
+
+ID = "C11_limits"
+QUESTIONS = (("C11", "How far from the limit"),)
+RESULT = "limits.json"
+
+
+def peaks_of(results_dir, device: str) -> dict | None:
+    """The peaks the report measured at its start for `device` (report.json), or None."""
+    meta = files.read_json(Path(results_dir) / "report.json", {}) if results_dir is not None else {}
+    return (meta.get("peaks") or {}).get(device)
+
+
+def precisions(device: str) -> list[str]:
+    """The autocast settings the step is profiled in: fp32, and bf16 where the device computes it natively."""
+    return ["off"] + (["bf16"] if device == "cuda" or roofline.bf16_native() else [])
+
+
+def runs(config: Config, params: dict, report) -> Runs:
+    """Nothing trains: a warm-up and the profiled steps per precision (profiling with shapes costs about a step)."""
+    steps = len(precisions(device_type(config.device))) * (1 + 2 * params["profile_steps"])
+    return Runs(extra=Work(steps=steps))
+
+
+def measure(config: Config, params: dict, out, report) -> list[dict]:
+    """The FLOPs per step and per image, the peaks (the report's, else measured now and cached), the training
+    step profiled per precision; saved as RESULT."""
+    device = device_type(config.device)
+    peaks = peaks_of(report.results_dir, device)
+    if peaks is None:
+        progress.note(ID, "measuring this machine's peaks")
+        peaks = roofline.machine_peaks(device)
+    model = resnet18()
+    counts = {"train": flops.count(model, config.batch_size, True, device="meta"),
+              "inference": flops.count(model, 1, False, device="meta")}
+    profiles = {}
+    for amp in precisions(device):
+        progress.note(ID, f"profiling the training step ({amp if amp != 'off' else 'fp32'})")
+        profiles[amp] = roofline.layer_points(batch=config.batch_size, device=device, steps=params["profile_steps"],
+                                              amp=amp)
+    files.save_json(Path(out) / RESULT, {"device": device, "batch_size": config.batch_size, "peaks": peaks,
+                                         "flops": counts, "profiles": profiles})
+    return []
+
+
+def read(results_dir) -> dict | None:
+    return files.read_json(Path(results_dir) / ID / RESULT) if results_dir is not None else None
+
+
+# --- achieved against the peak, for any part's step ---------------------------------------------------------------
+
+def precision_of(amp: str, device: str) -> str:
+    return roofline.step_precision(device, amp) if device == "cuda" else ("bf16" if amp == "bf16" else "fp32")
+
+
+def share_text(work_flops: float, seconds: float, precision: str, peaks: dict | None) -> str:
+    """'0.21 TFLOP/s, 44 % of the fp32 peak', or where the probe underestimated, says so; '—' without peaks."""
+    if not peaks or precision not in peaks or not seconds or seconds != seconds:
+        return "—"
+    rate = roofline.achieved(work_flops, seconds, peaks[precision])
+    if rate["peak_underestimated"]:
+        return f"{rate['tflops']:.3g} TFLOP/s, above the measured {precision} peak (the probe underestimated it)"
+    return f"{rate['tflops']:.3g} TFLOP/s, {rate['share']:.0%} of the {precision} peak"
+
+
+def train_flops(batch: int) -> int:
+    return flops.count(resnet18(), batch, True, device="meta")["total"]
+
+
+def achieved_table(results_dir, peaks: dict, device: str) -> pd.DataFrame:
+    """C2's step, every C8 setting's step and every C10 setting's batch-1 call: FLOPs, seconds, achieved
+    TFLOP/s, the precision it computes in, its share of that peak and the time it would take at the peak."""
+    rows = []
+
+    def add(part, setting, work, seconds, precision):
+        if not seconds or seconds != seconds or precision not in peaks:
+            return
+        rate = roofline.achieved(work, seconds, peaks[precision])
+        rows.append({"part": part, "setting": setting, "GFLOP": work / 1e9, "measured s": seconds,
+                     "precision": precision, "TFLOP/s": rate["tflops"],
+                     "share of peak": "above the probe's peak" if rate["peak_underestimated"] else
+                     f"{rate['share']:.0%}", "at the peak s": rate["at_peak_s"]})
+
+    epochs = load(results_dir)
+    for part in (c2_timing.ID, c8_acceleration.ID):
+        calm = stats.steady(epochs[epochs["experiment"] == part]) if len(epochs) else epochs
+        calm = calm[calm["device_type"] == device] if len(calm) else calm  # the peaks are this device's
+        for tag, g in (calm.groupby("tag", sort=False) if len(calm) else []):
+            batch, per = int(g["batch_size"].iloc[0]), (g["images"] / g["batch_size"])
+            step = (g["train_s"] / per).mean() if g["train_s"].notna().any() else (g["total_s"] / per).mean()
+            amp = str(g["amp"].iloc[0]) if "amp" in g else "off"
+            add(part, tag or "baseline run", train_flops(batch), float(step), precision_of(amp, device))
+    deployed = c10_deploy.read(results_dir) or {}
+    dev = deployed.get("devices", {}).get(device)
+    if dev:
+        forward = flops.count(resnet18(), 1, False, device="meta")["total"]
+        how = {s.name: s for s in c10_deploy.deploy.SETTINGS}
+        for threads, lat in dev["latency"].items():
+            for name, s in lat["settings"].items():
+                amp = how[name].amp if name in how else "off"
+                add(c10_deploy.ID, f"{name}, batch 1, {threads} thread(s), p50", forward, s["p50"],
+                    precision_of(amp, device))
+    return pd.DataFrame(rows).set_index(["part", "setting"]) if rows else pd.DataFrame()
+
+
+# --- the section --------------------------------------------------------------------------------------------------
+
+def peaks_table(peaks: dict) -> pd.DataFrame:
+    rows = [{"limit": f"{p} matmul/conv peak", "value": peaks[p], "unit": "TFLOP/s",
+             "note": "emulated: no native instructions" if p in peaks.get("emulated", []) else "native"}
+            for p in ("fp32", "tf32", "bf16", "fp16") if p in peaks]
+    rows += [{"limit": "copy bandwidth", "value": peaks["copy_GBs"], "unit": "GB/s", "note": "2 bytes moved per byte"},
+             {"limit": "triad bandwidth", "value": peaks["triad_GBs"], "unit": "GB/s", "note": "a = b + s·c: 3 per byte"}]
+    return pd.DataFrame(rows).set_index("limit")
+
+
+def flops_table(result: dict) -> pd.DataFrame:
+    batch = result["batch_size"]
+    rows = []
+    for what, per, count in (("training step (forward + backward)", batch, result["flops"]["train"]),
+                             ("inference (forward)", 1, result["flops"]["inference"])):
+        rows.append({"what": what, "batch": per, **{f"{k} GFLOP": v / 1e9 for k, v in count.items()},
+                     "GFLOP per image": count["total"] / per / 1e9})
+    return pd.DataFrame(rows).set_index("what")
+
+
+def explain(result: dict) -> list[str]:
+    """Per precision: the step against the peak of the precision it computes in, and which roof binds it."""
+    lines, peaks = [], result["peaks"]
+    train = result["flops"]["train"]["total"]
+    for amp, profile in result["profiles"].items():
+        precision = profile["precision"]
+        if precision not in peaks:
+            continue
+        rate = roofline.achieved(train, profile["step_s"], peaks[precision])
+        at = ("above the measured peak: the probe underestimated it" if rate["peak_underestimated"] else
+              f"at this machine's measured {precision} peak ({peaks[precision]:.3g} TFLOP/s) the step would take "
+              f"{rate['at_peak_s']:.3g} s; it took {profile['step_s']:.3g} s under the profiler: "
+              f"{rate['share']:.0%} of the peak")
+        _, binding = roofline.binding_roof(profile, peaks)
+        lines.append(f"**{precision}** ({train / 1e9:.0f} GFLOP per step at batch {result['batch_size']}): {at}. "
+                     f"{binding[0].upper() + binding[1:]}")
+    return lines
+
+
+def section(records, results_dir=None, figures_dir=None) -> None:
+    result = read(results_dir)
+    if not result:
+        print(f"{ID} did not run in this report.")
+        return
+    peaks = result["peaks"]
+    cond = peaks.get("conditions", {})
+    display.show(display.markdown(f"**This machine's measured limits** ({cond.get('machine', '?')}, "
+                                  f"{cond.get('threads', '?')} threads, measured {cond.get('date', '?')} in "
+                                  f"{cond.get('seconds', '?')} s; other processes kept "
+                                  f"{cond.get('others_load_before', 0):.0%} of the cores busy):"),
+                 style(peaks_table(peaks)), display.markdown("**FLOPs** (FlopCounterMode, equal to the layers' "
+                                                             "formula; batch norm, ReLU, add and the optimizer "
+                                                             "count 0):"), style(flops_table(result)))
+    table = achieved_table(results_dir, peaks, result["device"])
+    if len(table):
+        display.show(display.markdown("**Each step of this report against the peak of the precision it computes "
+                                      "in** (C2 and C8: steady steps; C10: batch-1 calls, p50):"), style(table))
+    for line in explain(result):
+        display.show(display.markdown(line))
+    for amp, profile in result["profiles"].items():
+        fig = plot(profile, peaks)
+        display.figure(fig, f"C11_roofline_{profile['precision']}", figures_dir)
+
+
+@plots.themed
+def plot(profile: dict, peaks: dict):
+    fig, ax = plots.pyplot().subplots(figsize=(9, 5))
+    roofline.plot_roofline(profile, peaks, ax=ax)
+    fig.tight_layout()
+    return fig
+
+
+def findings(records, results_dir=None) -> list[display.Finding]:
+    result = read(results_dir)
+    if not result:
+        return display.not_answered(ID, QUESTIONS, f"{ID} did not run in this report")
+    peaks, train = result["peaks"], result["flops"]["train"]["total"]
+    parts = []
+    for profile in result["profiles"].values():
+        precision = profile["precision"]
+        if precision in peaks:
+            roof, _ = roofline.binding_roof(profile, peaks)
+            parts.append(f"{precision} step {share_text(train, profile['step_s'], precision, peaks)}; {roof}")
+    evidence = (", ".join(f"{p} {peaks[p]:.3g} TFLOP/s" for p in ("fp32", "tf32", "bf16") if p in peaks) +
+                f", copy {peaks['copy_GBs']:.0f} GB/s (measured); {train / 1e9:.0f} GFLOP per step at batch "
+                f"{result['batch_size']}")
+    return [display.Finding("C11", QUESTIONS[0][1], "; ".join(parts) or "not measured", evidence, ID)]
+
+
+PART = Part(ID, "C11 — How far from the limit", QUESTIONS, ("profile_steps",), runs, section, findings,
+            measure=measure, reads_records=False)
+
