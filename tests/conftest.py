@@ -5,10 +5,12 @@ from pathlib import Path
 
 import pytest
 
+from lab import parts
 from lab.parts import c2_timing, c8_acceleration
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = Path(__file__).resolve().parent / "tiny.yaml"
+NOTEBOOK_COUNT = len(parts.IDS) + 1  # every part's notebook and the summary: the runner's "[i/N]"
 
 os.environ.setdefault("LAB_OFFLINE", "1")  # tests never try to download CIFAR-10
 if os.environ.get("PYTEST_XDIST_WORKER"):
@@ -31,11 +33,15 @@ def _seed_fast_cache():
 
     from lab.engine.fast import EAGER_ONLY, fast_cache_key
 
-    cache = Path(tempfile.mkdtemp(prefix="lab-cache-"))
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")  # one cache for the run's workers: the C++ program builds once
+    cache = Path(tempfile.gettempdir()) / f"lab-cache-{run}" if run else Path(tempfile.mkdtemp(prefix="lab-cache-"))
+    cache.mkdir(parents=True, exist_ok=True)
     entries = {fast_cache_key(b, t, load) + stage: {"choice": FAST_CHOICE, "step_s": {}, "reason": "seeded by the tests"}
                for b in (8, 16, 32) for t in (1, 2, os.cpu_count()) for load in ("idle", "busy")
                for stage in ("", EAGER_ONLY)}
-    (cache / "fast-choice.json").write_text(json.dumps(entries))
+    seeded = cache / f".fast-choice.{os.getpid()}.tmp"
+    seeded.write_text(json.dumps(entries))
+    seeded.replace(cache / "fast-choice.json")  # workers write the same file: each whole
     os.environ["LAB_CACHE"] = str(cache)
 
 
@@ -100,7 +106,7 @@ def tiny_report(tmp_path_factory):
     killed = []
     for line in proc.stderr:
         killed.append(line)
-        if f"[8/11] {c8_acceleration.ID}" in line:
+        if f"[8/{NOTEBOOK_COUNT}] {c8_acceleration.ID}" in line:
             break
     out = (tmp / "results" / "latest").resolve()
     partial, deadline = out / c8_acceleration.ID / "records.jsonl", time.time() + 600

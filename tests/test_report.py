@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import TINY, report
+from conftest import NOTEBOOK_COUNT, TINY, report
 from PIL import Image
 
 from lab import parts
 from lab.core.files import read_jsonl
 from lab.engine.records import read_records
 from lab.parts import (c2_timing, c3_workers, c4_workers_profile, c5_devices, c6_optimizers, c7_batchnorm,
-                       c8_acceleration, c9_scaling, q_model)
+                       c8_acceleration, c9_scaling, c10_deploy, c11_limits, q_model)
 from lab.parts.c8_acceleration import bf16_emulated
 from lab.report.publish import find_chromium
 
@@ -87,6 +87,18 @@ def test_every_notebook_ran_and_wrote_records(tiny_report):
     assert set(df[df.experiment == c6_optimizers.ID]["workers"]) == {best}
     answers = json.loads((out / q_model.ID / "answers.json").read_text())
     assert answers["conv_layers"]["total"] == 20 and answers["adam"]["optimizer_state"] == 2 * 11_173_962
+    # C10 deploys C2's trained weights: every CPU conversion succeeds, agrees with eager, and C++ loads the file
+    assert (out / c2_timing.ID / c2_timing.MODEL_FILE).exists()
+    deployed = json.loads((out / c10_deploy.ID / c10_deploy.RESULT).read_text())
+    assert deployed["model"].startswith("C2's trained ResNet-18")
+    cpu = deployed["devices"]["cpu"]
+    assert all(c["status"] == "ok" for c in cpu["conversions"].values()) and all(
+        a["within"] for a in cpu["accuracy"].values())
+    assert (out / c10_deploy.ID / "cpu" / "torchscript-scripted.graph.txt").exists()
+    assert cpu["cpp"]["build"]["reason"] is None and cpu["cpp"]["artifacts"]["TorchScript scripted"]["within"]
+    # C11: the report's peaks, the FLOPs and a profile per precision
+    limits = json.loads((out / c11_limits.ID / c11_limits.RESULT).read_text())
+    assert limits["peaks"]["fp32"] > 0 and limits["flops"]["train"]["total"] == 4 * 3_328_997_376  # batch 4
 
 
 def _has_cuda():
@@ -174,16 +186,16 @@ def test_progress_names_each_notebook(tiny_report):
     runs, out = tiny_report
     killed, resumed = runs.killed, runs.resumed.stderr
     for i, name in enumerate(NOTEBOOKS[:8], 1):
-        assert f"[{i}/11] {name}" in killed
+        assert f"[{i}/{NOTEBOOK_COUNT}] {name}" in killed
     for i, name in enumerate(NOTEBOOKS[7:], 8):
-        assert f"[{i}/11] {name}" in resumed
+        assert f"[{i}/{NOTEBOOK_COUNT}] {name}" in resumed
     assert killed.count("done in") == 7 and resumed.count("done in") == 2
     both = killed + resumed
     assert "without encryption" not in both and "USDT" not in both and "gpuGetDeviceCount" not in both
     # the runs' own progress (plain lines: stderr is no terminal here), the estimate after C2, estimate vs actual
     assert re.search(r"^      C\d_\w+: .+, epoch \d/\d, batch \d/\d · about .+ left$", killed, re.M)
     assert re.search(r"^plan: \d+ training steps, .* first guess ", killed, re.M)
-    before_c3 = killed[:killed.index(f"[3/11] {c3_workers.ID}")]
+    before_c3 = killed[:killed.index(f"[3/{NOTEBOOK_COUNT}] {c3_workers.ID}")]
     assert re.search(r"^estimate: about .+ in all, .+ from now \(.+ s a step \(measured\)", before_c3, re.M)
     assert re.search(r"done in [\d.]+ s \(estimated \d+ s\)", killed)
     assert re.search(r"^estimate vs actual: estimated .+ after C2_timing, took .+ of notebooks over 2 sessions "
@@ -202,8 +214,8 @@ def test_killed_report_resumes(tiny_report):
     assert runs.left["partial"] and not runs.left["html"]
     assert f"resuming report {out.name}: keeping {', '.join(before)}" in done.stderr
     for i, name in enumerate(before, 1):
-        assert f"[{i}/11] {name}: finished earlier, kept" in done.stderr
-    assert f"[8/11] {c8_acceleration.ID} {{" in done.stderr  # re-run
+        assert f"[{i}/{NOTEBOOK_COUNT}] {name}: finished earlier, kept" in done.stderr
+    assert f"[8/{NOTEBOOK_COUNT}] {c8_acceleration.ID} {{" in done.stderr  # re-run
     assert {name: (out / f"{name}.ipynb").stat().st_mtime_ns for name in before} == runs.left["mtimes"]
     assert (out / c2_timing.ID / "records.jsonl").read_text() == runs.left["c2_records"]
     assert sorted(p.name for p in out.parent.iterdir()) == sorted(["latest", out.name])  # no second report

@@ -10,6 +10,7 @@ how to build and run it by hand.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -102,6 +103,13 @@ def build(force: bool = False, source: Path = SOURCE, timeout: float = BUILD_TIM
         return Build(None, None, f"no C++ source at {source}")
     flags = build_flags()
     folder = build_dir(flags, compiler, source)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as lock:  # one build at a time; a second process waits, then finds it cached
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _build(compiler, flags, folder, source, force, timeout)
+
+
+def _build(compiler: str, flags: Flags, folder: Path, source: Path, force: bool, timeout: float) -> Build:
     binary, meta = folder / "deploy_bench", folder / "build.json"
     if binary.is_file() and os.access(binary, os.X_OK) and not force:
         try:
@@ -109,7 +117,6 @@ def build(force: bool = False, source: Path = SOURCE, timeout: float = BUILD_TIM
         except (OSError, ValueError, KeyError):
             seconds = None
         return Build(binary, seconds, None, cached=True, command=tuple(flags.command(compiler, source, binary)))
-    folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".deploy_bench.{os.getpid()}.tmp"  # renamed into place: a concurrent build never sees half
     command = flags.command(compiler, source, tmp)
     start = time.perf_counter()
