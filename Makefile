@@ -11,7 +11,7 @@ PROFILE ?= auto
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-setup: $(STAMP) ## create $(VENV) and install the lab with its notebook and test extras
+setup: $(STAMP) ## create the virtual environment (.venv, or VENV=...) and install the lab with its notebook and test extras
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,5 +40,5 @@ train: setup ## a short training run on synthetic data (2 epochs x 3 batches)
 cpp: setup ## build the C++ loader of the deployed model (cpp/deploy_bench.cpp, docs/cpp.md) and print its path
 	$(PY) -m lab.engine.cpp
 
-clean: ## remove generated outputs (results, figures, checkpoints, synthetic data); keeps $(VENV)
+clean: ## remove generated outputs (results, figures, checkpoints, synthetic data); keeps the virtual environment
 	rm -rf results figures checkpoints data/synthetic

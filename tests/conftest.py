@@ -129,3 +129,21 @@ def pytest_collection_modifyitems(items):
     """test_report.py first: under `pytest -n` it is the longest file (a worker runs a file whole), so it
     starts at once and the other worker takes every other file meanwhile."""
     items.sort(key=lambda item: item.path.name != "test_report.py")
+
+
+def model_with_statistics():
+    """ResNet-18 in eval mode, seeded, with batch-norm statistics and affine weights other than the initial ones,
+    so that folding them (freezing) matters and a loader that ignored them would show."""
+    import torch
+
+    from lab.engine.model import resnet18
+
+    torch.manual_seed(0)
+    model = resnet18().eval()
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    return model

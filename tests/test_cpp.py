@@ -8,10 +8,10 @@ import warnings
 
 import pytest
 import torch
+from conftest import model_with_statistics
 
 from lab.engine import cpp
 from lab.engine.fast import c_compiler
-from lab.engine.model import resnet18
 
 CALLS = 5
 
@@ -28,12 +28,7 @@ def binary():
 def model():
     """The lab's ResNet-18 in eval mode, seeded, with running statistics other than the initial 0 and 1 (so
     that a loader that ignored them would show), its input and its logits in Python."""
-    torch.manual_seed(0)
-    net = resnet18().eval()
-    for m in net.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.1, 0.1)
-            m.running_var.uniform_(0.5, 1.5)
+    net = model_with_statistics()
     x = torch.randn(1, 3, 32, 32)
     with torch.inference_mode():
         return net, x, net(x)

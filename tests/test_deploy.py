@@ -6,24 +6,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import model_with_statistics
 
 from lab.engine import deploy
 from lab.engine.model import count_conv_layers, resnet18
 
 TORCHSCRIPT = ("TorchScript scripted", "TorchScript traced", "TorchScript frozen")
-
-
-def _model() -> torch.nn.Module:
-    """ResNet-18 in eval mode with batch-norm statistics that are not the identity, so folding them matters."""
-    torch.manual_seed(0)
-    model = resnet18().eval()
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.2, 0.2)
-            m.running_var.uniform_(0.5, 2.0)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.2, 0.2)
-    return model
 
 
 @pytest.fixture(scope="session")
@@ -32,7 +20,7 @@ def deployed(tmp_path_factory):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        model, out = _model(), tmp_path_factory.mktemp("deploy")
+        model, out = model_with_statistics(), tmp_path_factory.mktemp("deploy")
         example = torch.randn(2, 3, 32, 32)
         converted = deploy.convert_all(model, deploy.settings_for("cpu"), example, out, "cpu", max_batch=16)
         yield model, converted, out

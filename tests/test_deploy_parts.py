@@ -8,7 +8,7 @@ import pytest
 
 from lab.core.files import save_json
 from lab.engine import roofline
-from lab.parts import c10_deploy, c11_limits
+from lab.parts import c10_deploy, c11_limits, tables
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "report"
 
@@ -80,9 +80,9 @@ def test_c11_sets_every_step_against_the_peak_of_its_precision():
 
 
 def test_c11_never_prints_a_share_above_the_peak():
-    assert "above the measured fp32 peak (the probe underestimated it)" in c11_limits.share_text(1e12, 1.0, "fp32",
+    assert "above the measured fp32 peak (the probe underestimated it)" in tables.peak_share(1e12, 1.0, "fp32",
                                                                                                  {"fp32": 0.5})
-    assert c11_limits.share_text(1e11, 1.0, "fp32", {"fp32": 0.5}) == "0.1 TFLOP/s, 20% of the fp32 peak"
+    assert tables.peak_share(1e11, 1.0, "fp32", {"fp32": 0.5}) == "0.1 TFLOP/s, 20% of the fp32 peak"
 
 
 def test_c11_finding_names_the_binding_roof_from_the_profile():

@@ -23,7 +23,7 @@ from ..engine.records import cpu_name
 from ..engine.resolve import device_type
 from . import c2_timing, display
 from .base import Part, Runs, Work, device_available
-from .tables import MIB, style
+from .tables import MIB, peak_share, precision_of, report_peaks, step_flops, style
 
 ID = "C10_deploy"
 QUESTIONS = (("C10.1", "Converting the model"), ("C10.2", "The converted model's graph"),
@@ -219,8 +219,9 @@ def ms(value) -> float | None:
     return None if value is None else 1000 * value
 
 
-def latency_table(dev: dict) -> pd.DataFrame:
+def latency_table(dev: dict, peaks: dict | None = None, device: str = "cpu") -> pd.DataFrame:
     result, rows = latency_claims(dev), []
+    forward, amp = (step_flops(1, train=False) if peaks else 0), {s.name: s.amp for s in deploy.SETTINGS}
     for threads, lat in dev["latency"].items():
         base = lat["settings"].get(deploy.BASELINE, {})
         for name, s in lat["settings"].items():
@@ -228,7 +229,9 @@ def latency_table(dev: dict) -> pd.DataFrame:
             rows.append({"setting": name, "threads": int(threads), "calls": s["n"], "p50 ms": ms(s["p50"]),
                          "p90 ms": ms(s["p90"]), "p99 ms": ms(s["p99"]), "mean ms": ms(s["mean"]),
                          "vs eager (p50)": stats.factor(base["p50"] / s["p50"]) if base.get("p50") and s["p50"] else "—",
-                         "verdict": "baseline" if c is None else c.verdict})
+                         "verdict": "baseline" if c is None else c.verdict,
+                         **({"p50 vs peak": peak_share(forward, s["p50"], precision_of(amp.get(name, "off"), device),
+                                                       peaks)} if peaks else {})})
     return pd.DataFrame(rows).set_index(["setting", "threads"])
 
 
@@ -316,7 +319,8 @@ def section(records, results_dir=None, figures_dir=None) -> None:
                                       f"({lat['blocks']} blocks of {lat['calls_per_block']} calls after "
                                       f"{lat['warmup']} warm-up calls), the host→device copy {copy}; a percentile "
                                       "is shown only where at least 10 calls lie beyond it:"),
-                     style(latency_table(dev)), display.markdown(explain_latency(dev)),
+                     style(latency_table(dev, report_peaks(results_dir, device), device)),
+                     display.markdown(explain_latency(dev)),
                      display.markdown("**Throughput and peak memory** (3 calls after 2 warm-up calls; " +
                                       (dev["throughput"] and next(iter(dev["throughput"].values()))[0]["peak_how"]
                                        or "") + "):"), style(throughput_table(dev)),

@@ -17,17 +17,11 @@ from ..engine.model import resnet18
 from ..engine.resolve import device_type
 from . import c2_timing, c8_acceleration, c10_deploy, display, plots
 from .base import Part, Runs, Work
-from .tables import load, style
+from .tables import load, peak_share, precision_of, report_peaks, step_flops, style
 
 ID = "C11_limits"
 QUESTIONS = (("C11", "How far from the limit"),)
 RESULT = "limits.json"
-
-
-def peaks_of(results_dir, device: str) -> dict | None:
-    """The peaks the report measured at its start for `device` (report.json), or None."""
-    meta = files.read_json(Path(results_dir) / "report.json", {}) if results_dir is not None else {}
-    return (meta.get("peaks") or {}).get(device)
 
 
 def precisions(device: str) -> list[str]:
@@ -45,7 +39,7 @@ def measure(config: Config, params: dict, out, report) -> list[dict]:
     """The FLOPs per step and per image, the peaks (the report's, else measured now and cached), the training
     step profiled per precision; saved as RESULT."""
     device = device_type(config.device)
-    peaks = peaks_of(report.results_dir, device)
+    peaks = report_peaks(report.results_dir, device)
     if peaks is None:
         progress.note(ID, "measuring this machine's peaks")
         peaks = roofline.machine_peaks(device)
@@ -67,24 +61,6 @@ def read(results_dir) -> dict | None:
 
 
 # --- achieved against the peak, for any part's step ---------------------------------------------------------------
-
-def precision_of(amp: str, device: str) -> str:
-    return roofline.step_precision(device, amp) if device == "cuda" else ("bf16" if amp == "bf16" else "fp32")
-
-
-def share_text(work_flops: float, seconds: float, precision: str, peaks: dict | None) -> str:
-    """'0.21 TFLOP/s, 44 % of the fp32 peak', or where the probe underestimated, says so; '—' without peaks."""
-    if not peaks or precision not in peaks or not seconds or seconds != seconds:
-        return "—"
-    rate = roofline.achieved(work_flops, seconds, peaks[precision])
-    if rate["peak_underestimated"]:
-        return f"{rate['tflops']:.3g} TFLOP/s, above the measured {precision} peak (the probe underestimated it)"
-    return f"{rate['tflops']:.3g} TFLOP/s, {rate['share']:.0%} of the {precision} peak"
-
-
-def train_flops(batch: int) -> int:
-    return flops.count(resnet18(), batch, True, device="meta")["total"]
-
 
 def achieved_table(results_dir, peaks: dict, device: str) -> pd.DataFrame:
     """C2's step, every C8 setting's step and every C10 setting's batch-1 call: FLOPs, seconds, achieved
@@ -108,7 +84,7 @@ def achieved_table(results_dir, peaks: dict, device: str) -> pd.DataFrame:
             batch, per = int(g["batch_size"].iloc[0]), (g["images"] / g["batch_size"])
             step = (g["train_s"] / per).mean() if g["train_s"].notna().any() else (g["total_s"] / per).mean()
             amp = str(g["amp"].iloc[0]) if "amp" in g else "off"
-            add(part, tag or "baseline run", train_flops(batch), float(step), precision_of(amp, device))
+            add(part, tag or "baseline run", step_flops(batch), float(step), precision_of(amp, device))
     deployed = c10_deploy.read(results_dir) or {}
     dev = deployed.get("devices", {}).get(device)
     if dev:
@@ -205,7 +181,7 @@ def findings(records, results_dir=None) -> list[display.Finding]:
         precision = profile["precision"]
         if precision in peaks:
             roof, _ = roofline.binding_roof(profile, peaks)
-            parts.append(f"{precision} step {share_text(train, profile['step_s'], precision, peaks)}; {roof}")
+            parts.append(f"{precision} step {peak_share(train, profile['step_s'], precision, peaks)}; {roof}")
     evidence = (", ".join(f"{p} {peaks[p]:.3g} TFLOP/s" for p in ("fp32", "tf32", "bf16") if p in peaks) +
                 f", copy {peaks['copy_GBs']:.0f} GB/s (measured); {train / 1e9:.0f} GFLOP per step at batch "
                 f"{result['batch_size']}")

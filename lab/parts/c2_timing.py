@@ -11,7 +11,7 @@ from ..core import stats
 from ..core.config import Config
 from . import display, plots
 from .base import Part, Runs, single_run
-from .tables import epoch_table, load, style
+from .tables import epoch_table, load, peak_share, precision_of, report_peaks, step_flops, style
 
 ID = "C2_timing"
 QUESTIONS = (("C2.1", "Data-loading time per epoch"), ("C2.2", "Training time per epoch"),
@@ -55,6 +55,15 @@ def section(df: pd.DataFrame, results_dir=None, figures_dir=None) -> None:
     """The baseline run's per-epoch table and phases, and its per mini-batch loss and top-1."""
     print(display.describe_run(df.iloc[0]))
     display.show(style(epoch_table(df)))
+    first, calm = df.iloc[0], stats.steady(df)
+    peaks = report_peaks(results_dir, first["device_type"])
+    if peaks and len(calm) and calm["train_s"].notna().any():
+        step = (calm["train_s"] / (calm["images"] / calm["batch_size"])).mean()
+        work = step_flops(first["batch_size"])
+        display.show(display.markdown(
+            f"Its steady training step computes {work / 1e9:.0f} GFLOP (batch {int(first['batch_size'])}) in "
+            f"{step:.3g} s: {peak_share(work, step, precision_of(first.get('amp', 'off'), first['device_type']), peaks)}"
+            " measured at the report's start (C11 sets every step against it)."))
     display.figure(plot_epoch_phases(df), "C2_epoch_phases", figures_dir)
     if results_dir is not None:
         batches = load(results_dir, kind="batch")

@@ -22,7 +22,7 @@ from ..engine.profiling import measure_compile, step_profile
 from ..engine.resolve import device_type, resolve
 from . import display, plots
 from .base import Part, Runs, Work, interleave, steady_epochs
-from .tables import memory, ratio_range, style
+from .tables import memory, peak_share, precision_of, ratio_range, report_peaks, step_flops, style
 
 ID = "C8_acceleration"
 BASELINE = "eager fp32"
@@ -380,10 +380,28 @@ def bound_sentence(table: pd.DataFrame, results_dir) -> str:
     return bound_verdict(json.loads(path.read_text()), bf16)
 
 
+def of_peak(table: pd.DataFrame, df: pd.DataFrame, results_dir) -> list[str]:
+    """Each setting's steady step against this machine's measured peak of the precision it computes in (C11's
+    peaks, from the report's start): the step's own time, or the epoch's per batch where only that is timed."""
+    first = df.groupby("tag", sort=False).first()
+    out = []
+    for tag, row in table.iterrows():
+        if row["status"] != "ok" or tag not in first.index:
+            out.append("—")
+            continue
+        device, batch = first.loc[tag, "device_type"], first.loc[tag, "batch_size"]
+        seconds = (row["steady train s"] if not pd.isna(row["steady train s"]) else row["steady epoch s"]) / row["batches"]
+        out.append(peak_share(step_flops(batch), seconds, precision_of(first.loc[tag, "amp"], device),
+                              report_peaks(results_dir, device)))
+    return out
+
+
 def section(df: pd.DataFrame, results_dir, figures_dir=None) -> None:
     plan = files.read_json(Path(results_dir) / ID / PLAN_FILE)
     print(display.describe_run(df.iloc[0]))
     table = acceleration_table(df, plan)
+    if report_peaks(results_dir, df["device_type"].iloc[0]):
+        table.insert(table.columns.get_loc("epoch speed-up") + 1, "step vs peak", of_peak(table, df, results_dir))
     display.show(style(table.drop(columns=["test images"])))
     display.figure(plot_acceleration(table), ID, figures_dir)
     notes = [f"*{note}*" for note in (plan or {}).get("notes", {}).values()]

@@ -4,10 +4,13 @@ the display form, speed-up ranges, and one run's per-epoch table (C2's, and `pyt
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 
-from ..core import stats
+from ..core import files, stats
+from ..engine import flops, roofline
+from ..engine.model import resnet18
 from ..engine.records import read_records
 
 TIMES = ["load_s", "train_s", "other_s", "total_s"]
@@ -145,3 +148,32 @@ def format_epoch_table(records) -> str:
     table["top1"] = table["top1"] * 100
     table = table.rename(columns={"top1": "top1_%"})
     return table.to_string(float_format=lambda v: f"{v:.3f}", na_rep="")
+
+
+# --- a step against this machine's measured peak (C11 measures them at the report's start) ---------------------
+
+def report_peaks(results_dir, device: str) -> dict | None:
+    """The peaks measured at the report's start for `device` (report.json), or None."""
+    meta = files.read_json(Path(results_dir) / "report.json", {}) if results_dir is not None else {}
+    return (meta.get("peaks") or {}).get(device)
+
+
+def step_flops(batch: int, train: bool = True) -> int:
+    """FLOPs of one training step (forward + backward) or one forward of the lab's ResNet-18 at `batch`."""
+    return flops.count(resnet18(), int(batch), train, device="meta")["total"]
+
+
+def precision_of(amp: str, device: str) -> str:
+    """The precision a step computes in: its autocast dtype, else fp32 (tf32 on CUDA where cuDNN uses it)."""
+    return roofline.step_precision(device, amp) if device == "cuda" else ("bf16" if amp == "bf16" else "fp32")
+
+
+def peak_share(work_flops: float, seconds: float, precision: str, peaks: dict | None) -> str:
+    """'0.21 TFLOP/s, 44 % of the fp32 peak'; a rate above the peak says the probe underestimated it (never a
+    share over 100 %); '—' where there is no peak or no time."""
+    if not peaks or precision not in peaks or not seconds or pd.isna(seconds):
+        return "—"
+    rate = roofline.achieved(work_flops, seconds, peaks[precision])
+    if rate["peak_underestimated"]:
+        return f"{rate['tflops']:.3g} TFLOP/s, above the measured {precision} peak (the probe underestimated it)"
+    return f"{rate['tflops']:.3g} TFLOP/s, {rate['share']:.0%} of the {precision} peak"
