@@ -41,10 +41,11 @@ def devices(config: Config) -> list[str]:
 
 def runs(config: Config, params: dict, report) -> Runs:
     """Nothing trains; the work counted is the calls: the test images through every setting, the batch-1 calls
-    and the throughput calls, in steps of the profile's batch (a forward is about a third of a training step)."""
+    (C++'s too) and the throughput calls, in steps of the profile's batch (a forward is about a third of a
+    training step per image, and a batch-1 call costs about 1.5 images of a batched forward on a CPU)."""
     settings = sum(len(deploy.settings_for(d, params.get("compile_settings", True))) for d in devices(config))
-    images = (params.get("test_images") or 10_000) + params["latency_blocks"] * params["latency_calls"] * len(
-        deploy.thread_counts()) * 20 + sum(4 * b for b in params["throughput_batches"])  # a batch-1 call ~ 20 images
+    calls = params["latency_blocks"] * params["latency_calls"] * (len(deploy.thread_counts()) + 1)
+    images = (params.get("test_images") or 10_000) + 1.5 * calls + sum(5 * b for b in params["throughput_batches"])
     heavy = sum(s.heavy for d in devices(config) for s in deploy.settings_for(d, params.get("compile_settings", True)))
     return Runs(extra=Work(steps=settings * images / 3 / config.batch_size, runs=settings, compiles=heavy))
 
@@ -88,7 +89,7 @@ def measure(config: Config, params: dict, out, report) -> list[dict]:
                 logits, _ = deploy.evaluate(c.fn, (xs, ys), len(ys), device)
                 ok, why = deploy.within_tolerance(eager_logits, logits, c.precision)
                 accuracy[name] = {**deploy.agreement(eager_logits, logits, labels), "within": ok, "tolerance": why,
-                                  "precision": c.precision}
+                                  "precision": c.precision, "largest_logit": eager_logits.abs().max().item()}
         timed = {n: c.fn for n, c in converted.items() if c.status == "ok" and accuracy[n]["within"]}
         latency = {}
         for threads in (deploy.thread_counts() if device == "cpu" else [torch.get_num_threads()]):
@@ -194,7 +195,7 @@ def accuracy_table(dev: dict) -> pd.DataFrame:
         rows.append({"setting": name, "precision": a["precision"], "test top1": a["top1"],
                      "95 % interval": f"{100 * a['top1_low']:.1f}–{100 * a['top1_high']:.1f} %",
                      "same prediction as eager %": 100 * a["same_prediction"],
-                     "max |logit diff|": f"{a['max_abs_diff']:.2g}",
+                     "max |logit diff|": f"{a['max_abs_diff']:.2g}", "largest |logit|": a.get("largest_logit"),
                      "within tolerance": "yes" if a["within"] else "NO", "tolerance": a["tolerance"]})
     return pd.DataFrame(rows).set_index("setting")
 
@@ -354,16 +355,24 @@ def findings(records, results_dir=None) -> list[display.Finding]:
     made = ", ".join(f"{n} {c['convert_s']:.2g} s" for n, c in conv.items() if c["status"] == "ok" and c.get("file"))
     failed = [f"{n} ({c['reason']})" for n, c in conv.items() if c["status"] != "ok"]
     fp32 = [a for n, a in acc.items() if n != deploy.BASELINE and a["precision"] == "fp32"]
+    worst = max(fp32, key=lambda a: a["max_abs_diff"]) if fp32 else None
+    relative = (f", {worst['max_abs_diff'] / max(1.0, worst['largest_logit']):.1g} of the largest |logit|"
+                if worst and worst.get("largest_logit") else "")
     same = (f"fp32 conversions' predictions identical to eager's on {min(a['same_prediction'] for a in fp32):.1%} "
-            f"of images or more (max |logit diff| {max(a['max_abs_diff'] for a in fp32):.2g})" if fp32 else "")
+            f"of images or more (max |logit diff| {worst['max_abs_diff']:.2g}{relative})" if fp32 else "")
     base = acc[deploy.BASELINE]
     claims = latency_claims(dev)
     best = max((c for c in claims.values() if c.verdict == "faster"), key=lambda c: c.ratio, default=None)
     p50 = {label(n, t): s["p50"] for t, lat in dev["latency"].items() for n, s in lat["settings"].items()}
-    latency = (f"{best.a}: p50 {1000 * p50[best.a]:.2f} ms, {best.factor()} against eager" if best else
-               "no setting decidedly faster than eager fp32 (p50 " + ", ".join(
-                   f"{1000 * v:.2f} ms at {k.split(', ')[1]}" for k, v in p50.items()
-                   if k.startswith(deploy.BASELINE + ",") and v) + ")")
+    script = [c for c in claims.values() if c.a.startswith("TorchScript")]  # the lab's question: PyTorch vs TorchScript
+    named = [f"{c.a} {c.factor()}" for c in script if c.decided]
+    rest = len(script) - len(named)
+    ts = ((", ".join(named) + " against eager") if named else "none decidedly faster") + (
+        f"; {rest} other{'s' if rest != 1 else ''}: {stats.NO_DIFFERENCE}" if rest else "") if script else ""
+    latency = ((f"fastest {best.a}: p50 {1000 * p50[best.a]:.2f} ms, {best.factor()} against eager" if best else
+                "no setting decidedly faster than eager fp32 (p50 " + ", ".join(
+                    f"{1000 * v:.2f} ms at {k.split(', ')[1]}" for k, v in p50.items()
+                    if k.startswith(deploy.BASELINE + ",") and v) + ")") + (f"; TorchScript against eager: {ts}" if ts else ""))
     return [display.Finding("C10.1", QUESTIONS[0][1], f"on {device}: {made}" +
                             (f"; failed: {'; '.join(failed)}" if failed else ""),
                             f"{result['model']}; file sizes, load and first-call times in the section", ID),
