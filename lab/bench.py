@@ -34,6 +34,7 @@ from .core.timing import now
 from .data import cifar10
 from .data.tensor_loader import TensorLoader
 from .engine import environment
+from .engine.roofline import machine_peaks
 from .engine.loop import Step, train_one_epoch
 from .engine.model import resnet18
 from .engine.records import cpu_flags, device_name, provenance
@@ -354,6 +355,9 @@ def p5_floor(setup, device: torch.device, epochs: int) -> list[dict]:
 
 # --- the whole bench -----------------------------------------------------------------------------------
 
+QUICK_PEAKS = {"sizes": (64, 128), "conv_shape": (4, 16, 8), "nbytes": 8 * 2**20, "seconds": 0.2}  # a smoke run's
+
+
 def run_bench(config: Config, out=None, quick: bool = False, steps: int | None = None,
               repeats: int | None = None, compiled: bool = True) -> dict:
     """Every goal in turn; the JSON report is written again after each one, so a bench stopped midway
@@ -367,7 +371,7 @@ def run_bench(config: Config, out=None, quick: bool = False, steps: int | None =
     report = {"time": dt.datetime.now().astimezone().isoformat(timespec="seconds"), "quick": quick,
               "device_type": device.type, "device_name": device_name(device), "seconds": 0.0, "plan": p,
               "config": config.to_dict(), "provenance": provenance(config, device), "environment": environment.collect(),
-              "results": results}
+              "peaks": machine_peaks(device, **(QUICK_PEAKS if quick else {})), "results": results}
 
     def done(*rows: dict) -> None:
         results.update({r["name"]: r for r in rows})
@@ -399,6 +403,11 @@ def format_bench(report: dict) -> str:
              f"{prov['torch_version']}, {report['config']['dataset']} data){quick}",
              f"{'':9} {'what':46} {'value':>9}  {'spread min..max':>13}  {'goal':8} verdict"]
     lines += [_row(r) for r in res.values()]
+    peaks = report.get("peaks")
+    if peaks:
+        lines.append("this machine's measured peaks (lab.engine.roofline, the report's C11 uses the same): " + ", ".join(
+            f"{p} {peaks[p]:.3g}" for p in ("fp32", "tf32", "bf16", "fp16") if p in peaks) + " TFLOP/s, copy "
+            f"{peaks['copy_GBs']:.0f} GB/s, triad {peaks['triad_GBs']:.0f} GB/s")
     p1, p2, p3 = res["P1"], res["P2"], res["P3"]
     lines += ["",
               f"P1 images/s over {p1['batches']} batches of {p1['batch_size']} (median of {p1['repeats']}; worker "

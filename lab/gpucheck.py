@@ -37,15 +37,17 @@ import torch
 
 from .core import stats
 from .core.config import Config
-from .core.files import read_json, read_jsonl
+from .core.files import read_json, read_jsonl, save_json
 from .data.cifar10 import ensure_synthetic
 from .engine.records import device_name, git_commit
-from .parts import c8_acceleration, c10_deploy
-from .parts.tables import COLUMNS
+from .engine import roofline
+from .engine.roofline import machine_peaks
+from .parts import c8_acceleration, c10_deploy, c11_limits
+from .parts.tables import COLUMNS, peak_share
 from .parts.base import Report
 
 ROOT = Path(__file__).resolve().parent.parent
-WEIGHTS = {"env": 0.5, "data": 1.0, "tests": 2.0, "bench": 4.0, "c8": 5.0, "c10": 2.0}  # shares of the budget left
+WEIGHTS = {"env": 0.5, "data": 1.0, "tests": 2.0, "bench": 4.0, "c8": 5.0, "c10": 2.0, "c11": 1.0}  # budget shares
 STAGES = tuple(WEIGHTS)
 FINAL_S = 5.0          # kept back for the last table
 MIN_STAGE_S = 5.0      # a stage that would get less is skipped, not started
@@ -278,6 +280,37 @@ def c10_rows(work: Path, ran: Ran) -> list[dict]:
     return rows
 
 
+def run_c11(work: Path, sizes: Sizes) -> None:
+    """The c11 stage's own process: the device's peaks (measured, cached) and the training step profiled per
+    precision against them (C11's notebook call); the dry run probes tiny sizes."""
+    out = work / c11_limits.ID
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    gpu = sizes.device == "cuda"
+    config = Config(dataset="synthetic", data=str(work / "data"), device=sizes.device,
+                    batch_size=sizes.batch_size if gpu else 4, checkpoint=None, experiment=c11_limits.ID)
+    if not gpu:  # the report's start measures them; here the dry run's tiny probe stands in
+        save_json(work / "report.json", {"peaks": {"cpu": machine_peaks("cpu", sizes=(64, 128), conv_shape=(4, 16, 8),
+                                                                         nbytes=8 * 2**20, seconds=0.2)}})
+    c11_limits.PART.make(config, {"profile_steps": sizes.profile_steps}, out, Report(work))
+
+
+def c11_rows(work: Path, ran: Ran) -> list[dict]:
+    """The measured peaks, and the step's share of its precision's peak with the roof that binds it."""
+    result = read_json(work / c11_limits.ID / c11_limits.RESULT)
+    if not result:
+        return [row("c11", "limits", status=stage_status(ran))]
+    peaks, train = result["peaks"], result["flops"]["train"]["total"]
+    rows = [row("c11", "peaks", ", ".join(f"{p} {peaks[p]:.4g}" for p in ("fp32", "tf32", "bf16", "fp16") if p in peaks)
+                + f" TFLOP/s; copy {peaks['copy_GBs']:.0f}, triad {peaks['triad_GBs']:.0f} GB/s",
+                f"{peaks['conditions']['seconds']} s", status=stage_status(ran))]
+    for profile in result["profiles"].values():
+        roof, _ = roofline.binding_roof(profile, peaks)
+        rows.append(row("c11", f"step {profile['precision']}", peak_share(train, profile["step_s"], profile["precision"],
+                                                                        peaks), roof, status=stage_status(ran)))
+    return rows
+
+
 def make_data(work: Path, sizes: Sizes) -> None:
     ensure_synthetic(Config(dataset="synthetic", data=str(work / "data"), synthetic_train=sizes.train_images,
                             synthetic_test=sizes.test_images), log=print)
@@ -359,6 +392,9 @@ def check(out: Path, budget_s: float, dry_run: bool = False, stages=STAGES, work
         elif stage == "c10":
             ran = run_stage(me + ["--stage", "c10", "--work", str(work)] + size_flag, limit, log_path)
             add(c10_rows(work, ran))
+        elif stage == "c11":
+            ran = run_stage(me + ["--stage", "c11", "--work", str(work)] + size_flag, limit, log_path)
+            add(c11_rows(work, ran))
     header["took_s"] = time.perf_counter() - started
     (out / "gpu-check.md").write_text(table(rows, header))
     return rows
@@ -379,8 +415,8 @@ def main(argv=None) -> int:
         for r in env_rows(sizes.device):
             print(json.dumps(r))
         return 0
-    if args.stage in ("data", "c8", "c10"):
-        {"data": make_data, "c8": run_c8, "c10": run_c10}[args.stage](Path(args.work), sizes)
+    if args.stage in ("data", "c8", "c10", "c11"):
+        {"data": make_data, "c8": run_c8, "c10": run_c10, "c11": run_c11}[args.stage](Path(args.work), sizes)
         return 0
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
     unknown = [s for s in stages if s not in STAGES]

@@ -145,6 +145,7 @@ def test_quick_bench_end_to_end_names_the_device(synthetic_data, tmp_path, monke
     assert report["device_type"] == "cpu" and report["provenance"]["device_type"] == "cpu"
     assert report["device_name"] == report["provenance"]["device_name"]
     assert printed.startswith(f"bench on cpu: {report['device_name']}")
+    assert report["peaks"]["fp32"] > 0 and "this machine's measured peaks" in printed  # C11's, printed by the bench
     results = report["results"]
     assert set(results) == {"P1", "P2", "P3", "P3 best", "P5", "P5 floor"}
     assert results["P3"]["fast_setting"] == {"loader": "tensor", "channels_last": True, "amp": "off",

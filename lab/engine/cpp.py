@@ -93,6 +93,12 @@ def build_dir(flags: Flags, compiler: str, source: Path = SOURCE) -> Path:
     return files.cache_dir() / "cpp" / f"{torch.__version__}-{digest.hexdigest()[:12]}"
 
 
+def built(source: Path = SOURCE) -> bool:
+    """Whether the program is already built for this torch, source and compiler (a plan's question; no build)."""
+    compiler = c_compiler()
+    return bool(compiler) and (build_dir(build_flags(), compiler, source) / "deploy_bench").is_file()
+
+
 def build(force: bool = False, source: Path = SOURCE, timeout: float = BUILD_TIMEOUT_S) -> Build:
     """Compile deploy_bench once per torch, source and flags (cached; `force` compiles again). Never raises
     for a missing compiler, source or a failed compilation: the Build's `reason` says which."""

@@ -392,7 +392,7 @@ def of_peak(table: pd.DataFrame, df: pd.DataFrame, results_dir) -> list[str]:
         device, batch = first.loc[tag, "device_type"], first.loc[tag, "batch_size"]
         seconds = (row["steady train s"] if not pd.isna(row["steady train s"]) else row["steady epoch s"]) / row["batches"]
         out.append(peak_share(step_flops(batch), seconds, precision_of(first.loc[tag, "amp"], device),
-                              report_peaks(results_dir, device)))
+                              report_peaks(results_dir, device), short=True))
     return out
 
 
@@ -401,7 +401,7 @@ def section(df: pd.DataFrame, results_dir, figures_dir=None) -> None:
     print(display.describe_run(df.iloc[0]))
     table = acceleration_table(df, plan)
     if report_peaks(results_dir, df["device_type"].iloc[0]):
-        table.insert(table.columns.get_loc("epoch speed-up") + 1, "step vs peak", of_peak(table, df, results_dir))
+        table.insert(table.columns.get_loc("epoch speed-up") + 1, "of peak", of_peak(table, df, results_dir))
     display.show(style(table.drop(columns=["test images"])))
     display.figure(plot_acceleration(table), ID, figures_dir)
     notes = [f"*{note}*" for note in (plan or {}).get("notes", {}).values()]

@@ -168,12 +168,14 @@ def precision_of(amp: str, device: str) -> str:
     return roofline.step_precision(device, amp) if device == "cuda" else ("bf16" if amp == "bf16" else "fp32")
 
 
-def peak_share(work_flops: float, seconds: float, precision: str, peaks: dict | None) -> str:
-    """'0.21 TFLOP/s, 44 % of the fp32 peak'; a rate above the peak says the probe underestimated it (never a
-    share over 100 %); '—' where there is no peak or no time."""
+def peak_share(work_flops: float, seconds: float, precision: str, peaks: dict | None, short: bool = False) -> str:
+    """'0.21 TFLOP/s, 44 % of the fp32 peak' ('44 % of fp32' where `short`, for a table's cell); a rate above the
+    peak says the probe underestimated it (never a share over 100 %); '—' where there is no peak or no time."""
     if not peaks or precision not in peaks or not seconds or pd.isna(seconds):
         return "—"
     rate = roofline.achieved(work_flops, seconds, peaks[precision])
     if rate["peak_underestimated"]:
-        return f"{rate['tflops']:.3g} TFLOP/s, above the measured {precision} peak (the probe underestimated it)"
-    return f"{rate['tflops']:.3g} TFLOP/s, {rate['share']:.0%} of the {precision} peak"
+        return "over the probe's peak" if short else (
+            f"{rate['tflops']:.3g} TFLOP/s, above the measured {precision} peak (the probe underestimated it)")
+    return f"{rate['share']:.0%} of {precision}" if short else (
+        f"{rate['tflops']:.3g} TFLOP/s, {rate['share']:.0%} of the {precision} peak")
