@@ -166,8 +166,8 @@ def findings(df: pd.DataFrame, results_dir=None) -> list[display.Finding]:
     if not result:
         return display.not_answered(ID, QUESTIONS, "only 1 process ran on this node")
     first = next(iter(result.values()))
-    return [display.Finding("C9", QUESTIONS[0][1], "; ".join(f"{stats.verdict_line(c)} (time per image)"
-                                                             for c in result.values()), stats.evidence_line(first), ID)]
+    return [display.Finding("C9", QUESTIONS[0][1], "time per image: " + "; ".join(
+        stats.verdict_line(c) for c in result.values()), stats.evidence_line(first), ID)]
 
 
 def explain_scaling(df: pd.DataFrame) -> stats.Said:

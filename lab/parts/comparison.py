@@ -86,7 +86,8 @@ def finding(df: pd.DataFrame, question: str, label: str, part: str) -> display.F
         return display.Finding(question, label, "fewer than two settings finished", "—", part)
     answer = f"training time: {stats.verdict_line(c)}"
     if c.verdict == stats.NO_DIFFERENCE:
-        answer = f"training time: {stats.NO_DIFFERENCE} across {len(ok)} settings"
+        seen = stats.verdict_line(c).split(stats.NO_DIFFERENCE, 1)[1]  # " (could have seen 34 %)"
+        answer = f"training time: {stats.NO_DIFFERENCE} across {len(ok)} settings{seen}"
     n = ok["test images"].min() if "test images" in ok else float("nan")
     learning = (stats.accuracy_sentence(ok["test top1"].to_dict(), int(n), "setting") if ok["test top1"].notna().any()
                 and not pd.isna(n) else "not evaluated on the test set")
