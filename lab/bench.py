@@ -34,7 +34,7 @@ from .core.timing import now
 from .data import cifar10
 from .data.tensor_loader import TensorLoader
 from .engine import environment
-from .engine.roofline import machine_peaks
+from .engine.roofline import TINY_PROBE, machine_peaks
 from .engine.loop import Step, train_one_epoch
 from .engine.model import resnet18
 from .engine.records import cpu_flags, device_name, provenance
@@ -355,9 +355,6 @@ def p5_floor(setup, device: torch.device, epochs: int) -> list[dict]:
 
 # --- the whole bench -----------------------------------------------------------------------------------
 
-QUICK_PEAKS = {"sizes": (64, 128), "conv_shape": (4, 16, 8), "nbytes": 8 * 2**20, "seconds": 0.2}  # a smoke run's
-
-
 def run_bench(config: Config, out=None, quick: bool = False, steps: int | None = None,
               repeats: int | None = None, compiled: bool = True) -> dict:
     """Every goal in turn; the JSON report is written again after each one, so a bench stopped midway
@@ -371,7 +368,7 @@ def run_bench(config: Config, out=None, quick: bool = False, steps: int | None =
     report = {"time": dt.datetime.now().astimezone().isoformat(timespec="seconds"), "quick": quick,
               "device_type": device.type, "device_name": device_name(device), "seconds": 0.0, "plan": p,
               "config": config.to_dict(), "provenance": provenance(config, device), "environment": environment.collect(),
-              "peaks": machine_peaks(device, **(QUICK_PEAKS if quick else {})), "results": results}
+              "peaks": machine_peaks(device, **(TINY_PROBE if quick else {})), "results": results}
 
     def done(*rows: dict) -> None:
         results.update({r["name"]: r for r in rows})

@@ -290,8 +290,7 @@ def run_c11(work: Path, sizes: Sizes) -> None:
     config = Config(dataset="synthetic", data=str(work / "data"), device=sizes.device,
                     batch_size=sizes.batch_size if gpu else 4, checkpoint=None, experiment=c11_limits.ID)
     if not gpu:  # the report's start measures them; here the dry run's tiny probe stands in
-        save_json(work / "report.json", {"peaks": {"cpu": machine_peaks("cpu", sizes=(64, 128), conv_shape=(4, 16, 8),
-                                                                         nbytes=8 * 2**20, seconds=0.2)}})
+        save_json(work / "report.json", {"peaks": {"cpu": machine_peaks("cpu", **roofline.TINY_PROBE)}})
     c11_limits.PART.make(config, {"profile_steps": sizes.profile_steps}, out, Report(work))
 
 

@@ -40,6 +40,9 @@ SIZES = {"cpu": (512, 1024, 2048), "cuda": (2048, 4096, 8192)}  # square matmuls
 CONV_PROBE = {"cpu": (128, 256, 8), "cuda": (512, 256, 16)}  # a 3×3 conv: batch, channels, height=width
 SECONDS = {"cpu": 7.0, "cuda": 2.0}  # per precision; the bandwidth probe gets half of it
 BLOCKS = 8  # timed blocks a probe aims for within its budget
+# machine_peaks' arguments for a smoke run (the test suite's reports, `bench --quick`, the GPU check's dry run):
+# a fraction of a second, finite and positive, not a measurement
+TINY_PROBE = {"sizes": (64, 128), "conv_shape": (4, 16, 8), "nbytes": 8 * 2**20, "seconds": 0.2}
 
 
 def precisions(device) -> list[str]:

@@ -102,7 +102,7 @@ def check_profile(profile: dict, name: str) -> None:
             PARAMETERS[key].check(f"profile {name}: {where} parameter {key}", value, "should be")
 
 
-PEAK_PROBES = {"full": {}, "tiny": {"sizes": (64, 128), "conv_shape": (4, 16, 8), "nbytes": 8 * 2**20, "seconds": 0.2}}
+PEAK_PROBES = {"full": {}, "tiny": roofline.TINY_PROBE}
 
 
 def measure_peaks(meta: dict, probe: str) -> dict:
