@@ -3,6 +3,7 @@ with their min-max ranges and samples per group (the warm-up rule is lab.core.st
 the display form, speed-up ranges, and one run's per-epoch table (C2's, and `python -m lab train`'s)."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,8 +159,10 @@ def report_peaks(results_dir, device: str) -> dict | None:
     return (meta.get("peaks") or {}).get(device)
 
 
+@functools.lru_cache(maxsize=64)
 def step_flops(batch: int, train: bool = True) -> int:
-    """FLOPs of one training step (forward + backward) or one forward of the lab's ResNet-18 at `batch`."""
+    """FLOPs of one training step (forward + backward) or one forward of the lab's ResNet-18 at `batch` (counted
+    once per batch and kind: each count builds the model on the meta device)."""
     return flops.count(resnet18(), int(batch), train, device="meta")["total"]
 
 
