@@ -446,10 +446,11 @@ def step_precision(device, amp: str) -> str:
 
 
 def layer_points(model: nn.Module | None = None, batch: int = 128, device="cpu", steps: int = 2, amp: str = "off",
-                 channels_last: bool = False, warmup: int = 1) -> dict:
+                 channels_last: bool = False, warmup: int = 1, trace=None) -> dict:
     """Profile `steps` training steps (forward, loss, backward, SGD with momentum; after `warmup` unprofiled
     ones) of a copy of `model` (default ResNet-18) on a fixed random batch, with record_shapes, and return
-    `points(...)` plus the conditions: device, machine, batch, steps, amp, channels_last, precision, threads."""
+    `points(...)` plus the conditions: device, machine, batch, steps, amp, channels_last, precision, threads.
+    `trace`: a path to write the profile's Chrome trace to (lab.engine.kernels reads it on CUDA)."""
     device = torch.device(device)
     net = eager_copy(model if model is not None else resnet18()).to(device).train()
     net = net.to(memory_format=torch.channels_last) if channels_last else net
@@ -467,6 +468,8 @@ def layer_points(model: nn.Module | None = None, batch: int = 128, device="cpu",
             start = _clock(device)
             step(x, y)
             wall += _clock(device) - start
+    if trace is not None:
+        prof.export_chrome_trace(str(trace))
     result = points(events_from_profile(prof, device.type == "cuda"), steps, wall)
     result.update(device=device.type, machine=machine_name(device), batch=batch, steps=steps, amp=amp,
                   channels_last=channels_last, precision=step_precision(device, amp), threads=torch.get_num_threads())

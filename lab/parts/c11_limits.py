@@ -12,7 +12,7 @@ import pandas as pd
 
 from ..core import files, stats
 from ..core.config import Config
-from ..engine import flops, progress, roofline
+from ..engine import flops, kernels, progress, roofline
 from ..engine.model import resnet18
 from ..engine.resolve import device_type
 from . import c2_timing, c8_acceleration, c10_deploy, display, plots
@@ -49,8 +49,12 @@ def measure(config: Config, params: dict, out, report) -> list[dict]:
     profiles = {}
     for amp in precisions(device):
         progress.note(ID, f"profiling the training step ({amp if amp != 'off' else 'fp32'})")
+        trace = Path(out) / f"trace-{amp}.json" if device == "cuda" else None  # kernel by kernel on a GPU
         profiles[amp] = roofline.layer_points(batch=config.batch_size, device=device, steps=params["profile_steps"],
-                                              amp=amp)
+                                              amp=amp, trace=trace)
+        if trace is not None:
+            profiles[amp]["kernels"] = kernels.analyse(trace, peaks, profiles[amp]["precision"],
+                                                       params["profile_steps"], counts["train"]["total"])
     files.save_json(Path(out) / RESULT, {"device": device, "batch_size": config.batch_size, "peaks": peaks,
                                          "flops": counts, "profiles": profiles})
     return []
@@ -138,6 +142,47 @@ def explain(result: dict) -> list[str]:
     return lines
 
 
+def kernels_frame(analysis: dict, top: int = 12) -> pd.DataFrame:
+    """The `top` slowest kernels per step: what launched them, their time and share of the GPU's kernel time,
+    profile_analysis's FLOPs and bytes against the measured peak and bandwidth ('—' where it counts none)."""
+    def share(value):
+        return "—" if value is None else f"{value:.0%}"
+
+    rows = [{"kernel": k["kernel"], "operator": k["operator"], "calls per step": k["calls"],
+             "ms per step": k["seconds"] * 1e3, "of GPU time": share(k["share_of_gpu_time"]),
+             "GFLOP per step": k["flops"] / 1e9 if k["flops"] else "—",
+             "TFLOP/s": "—" if k["tflops"] is None else k["tflops"],
+             "of peak": "—" if k["tflops"] is None else
+             (f"{share(k['share_of_peak'])} of {k['precision']}" if k["share_of_peak"] is not None
+              else "over the probe's peak"),
+             "GB/s": "—" if k["GBs"] is None else k["GBs"], "of bandwidth": share(k["share_of_bandwidth"])}
+            for k in analysis["kernels"][:top]]
+    return pd.DataFrame(rows).set_index("kernel")
+
+
+def kernels_sentence(analysis: dict, precision: str, train_flops: float) -> str:
+    """How busy the GPU was (HolisticTraceAnalysis) and what share of the step's FLOPs the kernels carry."""
+    counted = analysis["counted_flops"]
+    text = (f"**{precision} step, kernel by kernel** ({len(analysis['kernels'])} kernels, "
+            f"{analysis['gpu_s'] * 1e3:.3g} ms of kernel time per step): profile_analysis counted "
+            f"{counted / 1e9:.3g} of the step's {train_flops / 1e9:.0f} GFLOP "
+            f"({analysis['counted_share']:.0%}; it sizes convolutions without their padding and cannot count "
+            f"convolution_backward, docs/measuring.md).")
+    b = analysis.get("breakdown")
+    if not b:
+        return text + " HolisticTraceAnalysis is not installed: no idle/compute breakdown."
+    text += (f" HolisticTraceAnalysis: over the profiled steps the GPU ran compute kernels "
+             f"{b['compute_share']:.0%} of the time, other work (copies, memsets) {b['non_compute_share']:.0%}, and "
+             f"sat idle {b['idle_share']:.0%}")
+    if "launches" in b:
+        text += (f"; {b['launches']} kernel launches cost the CPU {b['launch_cpu_us']:.3g} µs each and started "
+                 f"{b['launch_delay_us']:.3g} µs after it (medians)")
+    if b["idle_share"] >= 0.5:
+        text += (": launch-bound, the GPU waits for the host more than it computes; fewer, larger kernels help "
+                 "(CUDA graphs through torch.compile's reduce-overhead, fused optimizers), more FLOP/s do not")
+    return text + "."
+
+
 def section(records, results_dir=None, figures_dir=None) -> None:
     result = read(results_dir)
     if not result:
@@ -161,6 +206,10 @@ def section(records, results_dir=None, figures_dir=None) -> None:
     for amp, profile in result["profiles"].items():
         fig = plot(profile, peaks)
         display.figure(fig, f"C11_roofline_{profile['precision']}", figures_dir)
+        if "kernels" in profile:
+            display.show(display.markdown(kernels_sentence(profile["kernels"], profile["precision"],
+                                                           result["flops"]["train"]["total"])),
+                         style(kernels_frame(profile["kernels"])))
 
 
 @plots.themed
@@ -181,7 +230,9 @@ def findings(records, results_dir=None) -> list[display.Finding]:
         precision = profile["precision"]
         if precision in peaks:
             roof, _ = roofline.binding_roof(profile, peaks)
-            parts.append(f"{precision} step {peak_share(train, profile['step_s'], precision, peaks)}; {roof}")
+            idle = (profile.get("kernels") or {}).get("breakdown") or {}
+            gpu = f", GPU idle {idle['idle_share']:.0%} of the step" if "idle_share" in idle else ""
+            parts.append(f"{precision} step {peak_share(train, profile['step_s'], precision, peaks)}; {roof}{gpu}")
     evidence = (", ".join(f"{p} {peaks[p]:.3g} TFLOP/s" for p in ("fp32", "tf32", "bf16") if p in peaks) +
                 f", copy {peaks['copy_GBs']:.0f} GB/s (measured); {train / 1e9:.0f} GFLOP per step at batch "
                 f"{result['batch_size']}")

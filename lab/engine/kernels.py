@@ -1,0 +1,134 @@
+"""On CUDA, the profiled step kernel by kernel: what each kernel computes and moves, and how busy the GPU was.
+
+The profiler's Chrome trace ties each kernel to the ATen operator that launched it (its "External id").
+torch._inductor.analysis.profile_analysis counts that operator's FLOPs and estimates its bytes; its own
+percentages divide by a datasheet table (which has no H200), so here they divide by this machine's measured
+peaks instead (lab.engine.roofline). Its counts have limits, measured on this model (docs/measuring.md): it
+sizes a convolution's output without its padding (this ResNet-18's forward convolutions count about 35 % short)
+and cannot count `convolution_backward`: a kernel it does not count is listed with its time and no FLOPs, and
+the section says what share of the step's FLOPs (FlopCounterMode's, exact) the counted kernels carry.
+HolisticTraceAnalysis splits the profiled window into compute kernels, other GPU work (copies, memsets) and
+idle time: a GPU idle most of the step is bound by the host launching it, not by either roof."""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import re
+import warnings
+from pathlib import Path
+
+from ..core.extras import need
+
+PRECISION = {"float": "fp32", "float32": "fp32", "bfloat16": "bf16", "c10::BFloat16": "bf16", "float16": "fp16",
+             "c10::Half": "fp16"}  # the profiler's dtype names → the peaks' names
+
+
+def kernel_name(name: str) -> str:
+    """A CUDA kernel's name without its template arguments, parameters and `void ` prefix: what tells kernels
+    apart in a table ('void at::native::vectorized_elementwise_kernel<4, ...>(...)' → 'at::native::
+    vectorized_elementwise_kernel')."""
+    name = re.sub(r"^void\s+", "", name.strip())
+    depth, out = 0, []
+    for ch in name:
+        depth += ch in "<("
+        if depth == 0:
+            out.append(ch)
+        depth -= ch in ">)" and depth > 0
+    return "".join(out).strip() or name
+
+
+def _precision(op: dict | None, step_precision: str) -> str:
+    """The precision an operator computes in: its largest input's dtype; fp32 reads as the step's (tf32 where
+    cuDNN/cuBLAS run fp32 as TF32)."""
+    if not op:
+        return step_precision
+    args = op.get("args", {})
+    dims, types = args.get("Input Dims", []), args.get("Input type", [])
+    sizes = [sum(d) if isinstance(d, list) and all(isinstance(x, int) for x in d) else 0 for d in dims]
+    kind = PRECISION.get(types[max(range(len(sizes)), key=sizes.__getitem__)]) if sizes and types else None
+    if kind is None or kind == "fp32":
+        return step_precision if step_precision in ("fp32", "tf32") else "fp32"
+    return kind
+
+
+def kernel_table(trace: dict, peaks: dict, step_precision: str, steps: int = 1) -> list[dict]:
+    """Per kernel name, per step: calls, seconds, the launching operator, profile_analysis's FLOPs and bytes for
+    it, achieved TFLOP/s and GB/s and their shares of the measured peak of its precision and of the measured
+    bandwidth (None where not counted, or where the probe underestimated the peak). Slowest first."""
+    analysis = need("torch._inductor.analysis.profile_analysis")
+    counter = analysis.JsonProfile.__new__(analysis.JsonProfile)  # its counting methods, without its file
+    ops = {}
+    for e in trace.get("traceEvents", []):
+        if e.get("cat") == "cpu_op" and "External id" in e.get("args", {}):
+            ops.setdefault(e["args"]["External id"], e)
+    band = max(peaks.get("copy_GBs", 0), peaks.get("triad_GBs", 0)) or None
+    rows: dict[str, dict] = {}
+    for e in trace.get("traceEvents", []):
+        if e.get("cat") != "kernel":
+            continue
+        op = ops.get(e.get("args", {}).get("External id"))
+        flop = gb = 0.0
+        if op is not None:
+            try:
+                flop, gb = float(counter.calculate_flops(op)), float(counter.estimate_gb(op))
+            except Exception:  # noqa: BLE001 - its adapters raise what they cannot parse (convolution_backward)
+                flop, gb = 0.0, 0.0
+        name = kernel_name(e["name"])
+        row = rows.setdefault(name, {"kernel": name, "operator": op["name"] if op else "—", "calls": 0,
+                                     "seconds": 0.0, "flops": 0.0, "bytes": 0.0, "counted_s": 0.0,
+                                     "precision": _precision(op, step_precision)})
+        row["calls"] += 1
+        row["seconds"] += e.get("dur", 0) / 1e6
+        if flop > 0:
+            row["flops"] += flop
+            row["bytes"] += gb * 1e9
+            row["counted_s"] += e.get("dur", 0) / 1e6
+    total = sum(r["seconds"] for r in rows.values()) or 1.0
+    out = []
+    for r in sorted(rows.values(), key=lambda r: -r["seconds"]):
+        tflops = r["flops"] / r["counted_s"] / 1e12 if r["counted_s"] else None
+        gbs = r["bytes"] / r["counted_s"] / 1e9 if r["counted_s"] else None
+        peak = peaks.get(r["precision"])
+        out.append({"kernel": r["kernel"], "operator": r["operator"], "precision": r["precision"],
+                    "calls": r["calls"] / steps, "seconds": r["seconds"] / steps, "share_of_gpu_time":
+                    r["seconds"] / total, "flops": r["flops"] / steps, "bytes": r["bytes"] / steps,
+                    "tflops": tflops, "share_of_peak": tflops / peak if tflops and peak and tflops <= peak else None,
+                    "GBs": gbs, "share_of_bandwidth": gbs / band if gbs and band and gbs <= band else None})
+    return out
+
+
+def time_breakdown(trace_path) -> dict | None:
+    """HolisticTraceAnalysis's temporal breakdown of the trace's GPU: seconds of compute kernels, of other GPU
+    work (memory copies and sets) and idle within the profiled window, and their shares; with the kernel
+    launches' median CPU cost and launch delay (µs). None where HolisticTraceAnalysis is not installed."""
+    try:
+        trace_analysis = __import__("hta.trace_analysis", fromlist=["TraceAnalysis"])
+    except ImportError:
+        return None
+    path = Path(trace_path)
+    logging.getLogger("hta").setLevel(logging.ERROR)
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # its pandas calls warn of deprecations, not of the trace
+        analysis = trace_analysis.TraceAnalysis(trace_files={0: str(path)}, trace_dir=str(path.parent))
+        breakdown = analysis.get_temporal_breakdown(visualize=False).iloc[0]
+        launches = analysis.get_cuda_kernel_launch_stats(visualize=False).get(0)
+    total = float(breakdown["kernel_time(us)"]) or 1.0
+    result = {what: float(breakdown[f"{what}_time(us)"]) / 1e6 for what in ("idle", "compute", "non_compute")}
+    result.update({f"{what}_share": result[what] * 1e6 / total for what in ("idle", "compute", "non_compute")})
+    if launches is not None and len(launches):
+        result.update(launches=int(len(launches)), launch_cpu_us=float(launches["cpu_duration"].median()),
+                      launch_delay_us=float(launches["launch_delay"].median()))
+    return result
+
+
+def analyse(trace_path, peaks: dict, step_precision: str, steps: int, step_flops: float) -> dict:
+    """The kernel table and the time breakdown of one profiled trace, with the share of the step's FLOPs
+    (`step_flops`, FlopCounterMode's) that profile_analysis counted."""
+    trace = json.loads(Path(trace_path).read_text())
+    table = kernel_table(trace, peaks, step_precision, steps)
+    counted = sum(r["flops"] for r in table)
+    return {"kernels": table, "counted_flops": counted, "counted_share": counted / step_flops if step_flops else None,
+            "gpu_s": sum(r["seconds"] for r in table), "breakdown": time_breakdown(trace_path)}
