@@ -308,7 +308,7 @@ def c11_rows(work: Path, ran: Ran) -> list[dict]:
         rows.append(row("c11", f"step {profile['precision']}", peak_share(train, profile["step_s"], profile["precision"],
                                                                         peaks), roof, status=stage_status(ran)))
         b = (profile.get("kernels") or {}).get("breakdown")
-        if b:  # HolisticTraceAnalysis over the profiled steps (carried in .whl/)
+        if b and "idle_share" in b:  # HolisticTraceAnalysis over the profiled steps (carried in .whl/)
             rows.append(row("c11", f"GPU time {profile['precision']}", f"idle {b['idle_share']:.0%}, compute "
                             f"{b['compute_share']:.0%}, other {b['non_compute_share']:.0%}",
                             f"{b['launch_cpu_us']:.3g} µs CPU per launch" if "launch_cpu_us" in b else "",

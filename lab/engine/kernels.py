@@ -130,5 +130,9 @@ def analyse(trace_path, peaks: dict, step_precision: str, steps: int, step_flops
     trace = json.loads(Path(trace_path).read_text())
     table = kernel_table(trace, peaks, step_precision, steps)
     counted = sum(r["flops"] for r in table)
+    try:
+        breakdown = time_breakdown(trace_path)
+    except Exception as exc:  # noqa: BLE001 - an optional reading of a trace never costs the measured profile
+        breakdown = {"failed": f"{type(exc).__name__}: {exc}"}
     return {"kernels": table, "counted_flops": counted, "counted_share": counted / step_flops if step_flops else None,
-            "gpu_s": sum(r["seconds"] for r in table), "breakdown": time_breakdown(trace_path)}
+            "gpu_s": sum(r["seconds"] for r in table), "breakdown": breakdown}

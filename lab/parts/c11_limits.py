@@ -171,6 +171,8 @@ def kernels_sentence(analysis: dict, precision: str, train_flops: float) -> str:
     b = analysis.get("breakdown")
     if not b:
         return text + " HolisticTraceAnalysis is not installed: no idle/compute breakdown."
+    if "failed" in b:
+        return text + f" HolisticTraceAnalysis could not read the trace ({b['failed']}): no idle/compute breakdown."
     text += (f" HolisticTraceAnalysis: over the profiled steps the GPU ran compute kernels "
              f"{b['compute_share']:.0%} of the time, other work (copies, memsets) {b['non_compute_share']:.0%}, and "
              f"sat idle {b['idle_share']:.0%}")
