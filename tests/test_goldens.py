@@ -17,6 +17,7 @@ matplotlib.use("Agg")
 
 from lab import parts  # noqa: E402
 from lab.parts import display  # noqa: E402
+from lab.parts.tables import style  # noqa: E402
 from lab.report import summary  # noqa: E402
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "report"
@@ -27,10 +28,11 @@ def describe(obj) -> str:
     """One displayed object as text: a table formatted as shown, Markdown and HTML as written."""
     from pandas.io.formats.style import Styler
 
-    if isinstance(obj, Styler):
-        return "[table]\n" + obj.to_string()
     if isinstance(obj, pd.DataFrame):
-        return "[table]\n" + obj.to_string()
+        obj = style(obj)  # as display.show shows a bare DataFrame
+    if isinstance(obj, Styler):
+        notes = f"[notes]\n{obj.caption.replace('<br>', chr(10))}\n" if obj.caption else ""
+        return "[table]\n" + obj.to_string() + notes
     kind = type(obj).__name__
     if kind in ("Markdown", "HTML"):
         return f"[{kind.lower()}]\n" + re.sub(r"T_[0-9a-f]+_?", "T_", obj.data)  # pandas' random table ids

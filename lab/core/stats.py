@@ -72,18 +72,46 @@ def mean(values) -> float:
     return sum(s) / len(s) if s else math.nan
 
 
+SMALLEST = 4  # decimals: a number below 0.0001 (a start-up of microseconds) reads '<0.0001'
+
+
+def sig(x, digits: int = 3) -> str:
+    """`x` to `digits` significant figures, without an exponent and with thousands separated: 7.41, 0.146,
+    46.7, 3,319 (a number with `digits` or more integer digits as an integer), at most SMALLEST decimals; '—'
+    where it is missing or not finite. The one rule for measured numbers in tables and sentences."""
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return "—"
+    if not math.isfinite(x):
+        return "—"
+    if x == 0:
+        return "0"
+    if abs(x) < 10 ** -SMALLEST:
+        return f"<{10 ** -SMALLEST:.{SMALLEST}f}" if x > 0 else f">-{10 ** -SMALLEST:.{SMALLEST}f}"
+    for _ in range(2):  # rounding may add a digit (9.996 → 10.0): place the decimals again after it
+        decimals = min(SMALLEST, max(0, digits - 1 - math.floor(math.log10(abs(x)))))
+        x = round(x, decimals)
+    return f"{x:,.{decimals}f}"
+
+
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """'1 worker', '2 workers', '0 workers'."""
+    return f"{count} {noun if count == 1 else (nouns or noun + 's')}"
+
+
 def range_note(values, unit: str = "s") -> str:
-    """' (range 1.200–1.260 s over 3 epochs)' where there are at least two values, else ''."""
+    """' (range 1.20–1.26 s over 3 epochs)' where there are at least two values, else ''."""
     s = samples(values)
-    return f" (range {min(s):.3f}–{max(s):.3f} {unit} over {len(s)} epochs)" if len(s) >= 2 else ""
+    return f" (range {sig(min(s))}–{sig(max(s))} {unit} over {len(s)} epochs)" if len(s) >= 2 else ""
 
 
 def spread(values) -> str:
-    """'1.234 (1.200–1.260)': the mean and the min–max range, or the one value, or '—'."""
+    """'1.23 (1.20–1.26)': the mean and the min–max range, or the one value, or '—'."""
     s = samples(values)
     if not s:
         return "—"
-    return f"{mean(s):.3f}" if len(s) == 1 else f"{mean(s):.3f} ({min(s):.3f}–{max(s):.3f})"
+    return sig(mean(s)) if len(s) == 1 else f"{sig(mean(s))} ({sig(min(s))}–{sig(max(s))})"
 
 
 # --- the comparison rule ------------------------------------------------------------------------------------

@@ -36,9 +36,14 @@ def _save_csv(obj) -> None:
     _csv["count"] += 1
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", _csv["part"]) + (f"-{_csv['count']}" if _csv["count"] > 1 else "")
     table.to_csv(_csv["folder"] / f"{name}.csv")
+    if obj is not table:  # the HTML table names its CSV: a reader (and the page-fit test) can find the numbers
+        obj.set_table_attributes(f'data-csv="{name}.csv"')
 
 
 def show(*objs) -> None:
+    """Display each object; a bare DataFrame takes the tables' display form first (tables.style)."""
+    from .tables import style  # tables reads records; display is imported by everything
+    objs = [style(obj) if hasattr(obj, "to_csv") and not hasattr(obj, "data") else obj for obj in objs]
     for obj in objs:
         _save_csv(obj)
     need("IPython.display").display(*objs)

@@ -7,6 +7,7 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ..core import files, stats
@@ -104,13 +105,43 @@ def percent(table: pd.DataFrame, columns=("top1", "final top1")) -> pd.DataFrame
     return table.rename(columns={c: f"{c} %" for c in columns})
 
 
+LONG = 40  # characters: a longer text leaves its cell for a numbered note under the table
+
+
 def style(table: pd.DataFrame):
-    """Display form: three decimals, integers as integers (a column of whole numbers: epochs, batches,
-    workers), top-1 in percent, empty cells as a dash; the raw samples behind the ranges are left out."""
+    """Display form, the one path every table takes: measured numbers to three significant figures (lab.core.
+    stats.sig: seconds, MiB, images/s), whole-number columns (epochs, batches, workers, counts) as integers,
+    top-1 in percent, missing cells as a dash, never NaN; a text longer than LONG shows as its first words and
+    a note number, its whole text numbered under the table (so no cell is clipped and the table fits the page;
+    the CSV keeps the whole text). The raw samples behind the ranges are left out."""
     table = percent(labelled(table[[c for c in table.columns if not str(c).endswith(" samples")]]),
                     ("top1", "final top1", "test top1"))
-    whole = [c for c in table.columns if _whole(table[c])]
-    return table.style.format(precision=3, na_rep="—").format("{:.0f}", subset=whole, na_rep="—")
+    notes: dict[str, int] = {}
+
+    def cell(value, whole: bool) -> str:
+        if isinstance(value, str):
+            if len(value) <= LONG:
+                return value
+            number = notes.setdefault(value, len(notes) + 1)
+            head = value.split(":")[0]
+            return f"{head if len(head) <= LONG else 'see note'} [{number}]"
+        if isinstance(value, (bool, np.bool_)):
+            return str(value)
+        if isinstance(value, (int, float, np.number)):
+            return "—" if pd.isna(value) else (f"{value:,.0f}" if whole else stats.sig(value))
+        return "—" if value is None else str(value)
+
+    styler = table.style
+    for column in table.columns:
+        whole = _whole(table[column])
+        styler = styler.format(lambda v, whole=whole: cell(v, whole), subset=[column], escape="html")
+    styler = styler.format_index(escape="html", axis=0).format_index(escape="html", axis=1)
+    styler.to_string()  # the formatters run: the notes are known
+    if notes:
+        styler = styler.set_caption("<br>".join(f"[{n}] {text}" for text, n in notes.items()))  # escaped above
+        styler = styler.set_table_styles([{"selector": "caption", "props": "caption-side: bottom; text-align: left; "
+                                           "font-size: 0.9em; padding-top: 2px;"}], overwrite=False)
+    return styler
 
 
 def _whole(column: pd.Series) -> bool:

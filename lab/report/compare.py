@@ -25,7 +25,7 @@ from ..core import files, stats
 from ..core.errors import LabError
 from ..engine import environment
 from ..parts import plots
-from ..parts.tables import COLUMNS, load
+from ..parts.tables import COLUMNS, load, style
 from .publish import write_pdf
 from .summary import seen
 
@@ -201,7 +201,7 @@ def header(reports: list[SavedReport]) -> str:
                   "commit": seen(r.records, "git_commit"), **environment.summary(env)}
         for k, v in values.items():
             rows.setdefault(k, {})[r.name] = v
-    table = pd.DataFrame(rows).T[[r.name for r in reports]]
+    table = pd.DataFrame(rows).T[[r.name for r in reports]].fillna("not recorded")  # a field one report lacks
     warnings = []
     for what, key in (("profiles", "profile"), ("data sets", "data set")):
         if len(set(table.loc[key])) > 1:
@@ -218,7 +218,7 @@ table.provenance td { text-align: left; white-space: pre-wrap; }
 .loud { border: 3px solid #c0392b; background: #fdecea; color: #922b21; padding: 8px; margin: 8px 0; font-weight: bold; }
 img { max-width: 100%; }
 @page { size: A4; margin: 12mm; }
-@media print { table { font-size: 6.5pt; max-width: 100%; } td, th { white-space: normal; overflow-wrap: break-word; }
+@media print { table { font-size: 7pt; max-width: 100%; } td, th { white-space: normal; overflow-wrap: break-word; }
   table, img { break-inside: avoid; } h2 { break-after: avoid; } }
 </style>"""
 
@@ -236,7 +236,7 @@ def page(reports: list[SavedReport]) -> str:
         if not len(table):
             continue
         body.append(f"<h2>{html.escape(parts.BY_ID[part].title)}</h2>")
-        body.append(table.to_html(float_format=lambda v: f"{v:.3f}", na_rep="—"))
+        body.append(style(table).to_html())
         body.append("<ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in differences(reports, groups)) + "</ul>")
         body.append(_png(part_figure(reports, groups, parts.BY_ID[part].title)))
     body.append(
@@ -255,7 +255,7 @@ def findings_table(reports: list[SavedReport], part) -> str:
     """A part that keeps its own files: each report's rows of the findings table for it, side by side."""
     rows = {r.name: {f"{f.question} {f.label}": f.answer for f in part.findings(None, r.path)} for r in reports}
     table = pd.DataFrame(rows)
-    return f"<h2>{html.escape(part.title)}</h2>" + table.to_html(escape=True, na_rep="—")
+    return f"<h2>{html.escape(part.title)}</h2>" + style(table).to_html()
 
 
 def write(paths, out=None, pdf: bool = True) -> Path:

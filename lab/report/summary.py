@@ -2,13 +2,14 @@
 from synthetic data), then every part's section in the lab's order of questions (lab.parts)."""
 from __future__ import annotations
 
+import datetime as dt
 import html
 from pathlib import Path
 
 import pandas as pd
 
 from .. import parts
-from ..core import files
+from ..core import files, stats
 from ..engine import environment
 from ..parts import display
 from ..parts.tables import load
@@ -25,29 +26,68 @@ def seen(records: pd.DataFrame, col: str) -> str:
     return ", ".join(sorted({str(v) for v in measured[col].dropna()})) if col in measured and len(measured) else "—"
 
 
+def _rows_html(rows: dict) -> str:
+    return "".join(f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(k)}</th>"
+                   f"<td>{html.escape(str(v))}</td></tr>" for k, v in rows.items())
+
+
 def header_html(results_dir, profile: str) -> str:
-    """The report's provenance block, with a loud banner when any number came from synthetic data."""
+    """The report's provenance in a few lines (the machine's details are in the appendix, linked), with a
+    banner when any number came from synthetic data: the findings follow on the first page."""
     epochs = load(results_dir)
     meta = files.read_json(Path(results_dir) / "report.json", {})
-    measured = measured_only(epochs)
-    rows = {"report": meta.get("id", Path(results_dir).name), "profile": meta.get("profile", profile),
-            "date": meta.get("started", seen(epochs, "time")), "device": seen(epochs, "device_name"),
-            "data set": seen(epochs, "dataset_kind"), "torch": seen(epochs, "torch_version"),
-            "commit": seen(epochs, "git_commit"),
-            "host CPUs": seen(epochs, "host_cpus"), **environment.summary(meta.get("environment")),
-            "speed settings": speed_settings(measured), "measured peaks": peaks_line(meta.get("peaks")),
-            "records": f"{len(measured)} epoch records", "notebooks": notebook_durations(meta)}
-    body = "".join(f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(k)}</th>"
-                   f"<td>{html.escape(str(v))}</td></tr>" for k, v in rows.items())
+    env = meta.get("environment") or {}
+    cores = (f", {env.get('cpus_available', '?')} of {env.get('host_cpus', '?')} cores" if env else
+             f", {seen(epochs, 'host_cpus')} host CPUs")
+    rows = {"report": f"{meta.get('id', Path(results_dir).name)} ({meta.get('profile', profile)} profile), "
+                      f"started {started(meta.get('started')) or seen(epochs, 'time')}",
+            "machine": f"{seen(epochs, 'device_name')}{cores}",
+            "data set": seen(epochs, "dataset_kind"),
+            "torch": f"{seen(epochs, 'torch_version')}, commit {seen(epochs, 'git_commit')}",
+            "measured peaks": peaks_line(meta.get("peaks")),
+            "took": took_line(meta)}
     banner = ""
     if "synthetic" in set(epochs.get("dataset_kind", [])):
-        banner = ("<div style='border:3px solid #c0392b;background:#fdecea;color:#922b21;padding:10px;"
-                  "margin:10px 0;font-size:1.15em;font-weight:bold'>SYNTHETIC DATA: CIFAR-10 was not available, so "
-                  "these runs used synthetic images in the CIFAR-10 file format, through the same loading path. "
-                  "Timings are real measurements of the pipeline; losses and accuracies are not CIFAR-10 results."
-                  "</div>")
+        banner = ("<div style='border:2px solid #c0392b;background:#fdecea;color:#922b21;padding:4px 8px;"
+                  "margin:6px 0;font-weight:bold'>SYNTHETIC DATA: CIFAR-10 was not available, so these runs used "
+                  "synthetic images in the CIFAR-10 file format, through the same loading path. Timings are real "
+                  "measurements of the pipeline; losses and accuracies are not CIFAR-10 results.</div>")
     return (f"<h1>ResNet-18 on CIFAR-10: where the time goes</h1>{banner}"
-            f"<table class='provenance'>{body}</table>")
+            f"<table class='provenance'>{_rows_html(rows)}</table>"
+            "<p>The machine, its CPU flags, collect_env's details, the speed switches and each notebook's time: "
+            "<a href='#appendix'>appendix</a>.</p>")
+
+
+def started(iso: str | None) -> str | None:
+    """'2026-12-03 19:25 UTC' from report.json's ISO time."""
+    try:
+        return dt.datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M %Z").strip() if iso else None
+    except ValueError:
+        return iso
+
+
+def took_line(meta: dict) -> str:
+    """The notebooks' total time, and the ones that did not run (a report missing a part says so here)."""
+    done, planned = meta.get("done", {}), list(meta.get("parameters", {}))
+    if not planned:
+        return "—"
+    total = sum(done[n] for n in planned if n in done)
+    missing = [n for n in planned if n not in done]
+    line = f"{int(total // 60)} min {int(total % 60):02d} s over {stats.plural(len(planned) - len(missing), 'notebook')}"
+    return line + (f"; DID NOT RUN: {', '.join(missing)}" if missing else "")
+
+
+def appendix_html(results_dir) -> str:
+    """The machine and the run in full: the CPU and its flags, collect_env's fields, the speed switches the
+    epochs ran with, the records and each notebook's time."""
+    epochs = load(results_dir)
+    meta = files.read_json(Path(results_dir) / "report.json", {})
+    rows = {"host CPUs": seen(epochs, "host_cpus"), **environment.summary(meta.get("environment")),
+            "speed settings": speed_settings(measured_only(epochs)),
+            "records": stats.plural(len(measured_only(epochs)), "epoch record"),
+            "notebooks": notebook_durations(meta)}
+    return (f"<h2 id='appendix'>Appendix: the machine and the run</h2><table class='provenance'>"
+            f"{_rows_html(rows)}</table>")
 
 
 def speed_settings(measured) -> str:
@@ -98,6 +138,10 @@ def write_records_csv(results_dir) -> Path:
     tidy = pd.json_normalize(records.to_dict("records")) if len(records) else records
     tidy.to_csv(folder / "records.csv", index=False)
     return folder / "records.csv"
+
+
+def show_appendix(results_dir) -> None:
+    display.show(display.html(appendix_html(results_dir)))
 
 
 def show_parts(results_dir, figures_dir=None) -> None:
