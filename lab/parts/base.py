@@ -35,6 +35,9 @@ class Work:
     runs: int = 0          # runs set up (model, loaders; their first epoch's extra cost)
     compiles: int = 0      # runs that compile their step (torch.compile)
     launches: int = 0      # torchrun launches (process start-up, process group)
+    # the trained runs, priced by setting: ((step_setting, steps in the run's batches, epochs, the same steps as
+    # counted in `steps`), ...)
+    settings: tuple = ()
 
     def __add__(self, other: "Work") -> "Work":
         return Work(*(a + b for a, b in zip(asdict(self).values(), asdict(other).values())))
@@ -57,6 +60,18 @@ def planned_steps(config: Config, world_size: int = 1, test: bool = False) -> in
     return config.epochs * (batches if config.max_batches is None else min(batches, config.max_batches))
 
 
+# What changes a training step's cost (the estimate prices steps per setting): the device, the precision, the
+# batch, the memory format, compilation, the loader and its worker processes (on 2 cores they take compute).
+STEP_FIELDS = ("device_type", "amp", "batch_size", "channels_last", "compile", "loader", "workers")
+
+
+def step_setting(values: dict) -> tuple:
+    """The (field, value) pairs of STEP_FIELDS in a record or a resolved configuration (+ device_type); the
+    on-device loader starts no workers, so it counts 0 whatever `workers` says."""
+    values = {**values, "workers": 0 if values.get("loader") == "tensor" else values.get("workers")}
+    return tuple((k, values.get(k)) for k in STEP_FIELDS)
+
+
 @dataclass
 class Runs:
     """The runs a part makes: its `block` of settings, trained interleaved by epoch, or the same runs taken
@@ -76,8 +91,11 @@ class Runs:
             for c in self.block:
                 resolved = resolve(c, log=lambda msg: None, measure=False)
                 compiles = resolved.config.compile != "off"
-                work += Work(steps=planned_steps(c) * c.batch_size / batch_size, runs=1, compiles=int(compiles),
-                             evals=planned_steps(c, test=True) if c.evaluate else 0)
+                key = step_setting({**resolved.config.to_dict(), "device_type": resolved.device.type})
+                steps = planned_steps(c) * c.batch_size / batch_size
+                work += Work(steps=steps, runs=1, compiles=int(compiles),
+                             evals=planned_steps(c, test=True) if c.evaluate else 0,
+                             settings=((key, planned_steps(c), c.epochs, steps),))
         return work
 
 

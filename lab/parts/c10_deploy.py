@@ -41,11 +41,16 @@ def devices(config: Config) -> list[str]:
 
 def runs(config: Config, params: dict, report) -> Runs:
     """Nothing trains; the work counted is the calls: the test images through every setting, the batch-1 calls
-    (C++'s too) and the throughput calls, in steps of the profile's batch (a forward is about a third of a
+    (C++'s: only the artifacts it loads) and the throughput calls, in steps of the profile's batch (a forward is about a third of a
     training step per image, and a batch-1 call costs about 1.5 images of a batched forward on a CPU)."""
-    settings = sum(len(deploy.settings_for(d, params.get("compile_settings", True))) for d in devices(config))
-    calls = params["latency_blocks"] * params["latency_calls"] * (len(deploy.thread_counts()) + 1)
-    images = (params.get("test_images") or 10_000) + 1.5 * calls + sum(5 * b for b in params["throughput_batches"])
+    chosen = [s for d in devices(config) for s in deploy.settings_for(d, params.get("compile_settings", True))]
+    settings = len(chosen)
+    calls = params["latency_blocks"] * params["latency_calls"] * len(deploy.thread_counts())
+    # C++ (cpp_latency): each artifact it loads, in 2 to 6 blocks, each block C++ then Python (5 warm-ups + calls)
+    cpp_calls = (sum(s.name in CPP_ARTIFACTS for s in chosen) * max(2, min(params["latency_blocks"], 6)) * 2
+                 * (params["latency_calls"] + 5))
+    images = ((params.get("test_images") or 10_000) + 1.5 * calls + sum(5 * b for b in params["throughput_batches"])
+              + 1.5 * cpp_calls / max(1, settings))
     heavy = sum(s.heavy for d in devices(config) for s in deploy.settings_for(d, params.get("compile_settings", True)))
     build = int(not cpp.built())  # the C++ program's first build costs about a compilation
     return Runs(extra=Work(steps=settings * images / 3 / config.batch_size, runs=settings, compiles=heavy + build))

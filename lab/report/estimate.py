@@ -6,6 +6,7 @@ every few seconds in logs and CI."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -21,7 +22,7 @@ from ..core.files import cache_dir, read_jsonl, save_json
 from ..core.stats import steady
 from ..engine.records import device_name
 from ..engine.resolve import device_type
-from ..parts.base import Report, Work
+from ..parts.base import STEP_FIELDS, Report, Work, step_setting
 
 # Costs nothing in this report has measured yet (the summary is counted as this many notebooks).
 ASSUMED = {"notebook_s": 8.0, "step_s": 3.0, "eval_ratio": 0.35, "run_s": 3.0, "compile_s": 60.0, "launch_s": 10.0}
@@ -36,19 +37,87 @@ def cache_key(device: str, batch_size: int) -> str:
     return f"{device} | batch {batch_size}"
 
 
+def measured_settings(records: list[dict]) -> tuple[dict, dict]:
+    """What this report's runs measured, per setting (lab.parts.base.step_setting), over their steady epochs
+    (the warm-up left out where a run has others): a step's seconds (the epoch less its wait for data, over its
+    batches), and per loader and worker count the start-up per epoch and the wait per batch. Copies of reused
+    runs and multi-process runs (C9's: their time is their launch's) are left out."""
+    rows = [r for r in records if r.get("status") == "ok" and r.get("total_s") is not None and r.get("images")
+            and not r.get("reused_from") and (r.get("world_size") or 1) == 1]
+    if not rows:
+        return {}, {}
+    df = steady(pd.DataFrame(rows)).copy()
+    df["key"] = [step_setting(r) for r in df.to_dict("records")]
+    df["batches"] = df["images"] / df["batch_size"]
+    load = df["load_s"].fillna(0.0) if "load_s" in df else 0.0
+    df["step_total"] = df["total_s"] - load
+    steps = {k: float(g["step_total"].sum() / g["batches"].sum()) for k, g in df.groupby("key", sort=False)}
+    loaders = {}
+    if {"load_s", "loader_start_s"} <= set(df):
+        timed = df.dropna(subset=["load_s", "loader_start_s"])
+        for key, g in timed.groupby(timed["key"].map(lambda k: (dict(k)["loader"], dict(k)["workers"])), sort=False):
+            loaders[key] = (float(g["loader_start_s"].mean()),
+                            float((g["load_s"] - g["loader_start_s"]).sum() / g["batches"].sum()))
+    return steps, loaders
+
+
+def nearest(want: tuple, measured) -> tuple | None:
+    """The measured setting nearest `want`: fewest differing fields, then the nearest worker count."""
+    w = dict(want)
+
+    def distance(key):
+        k = dict(key)
+        return (sum(k[f] != w[f] for f in STEP_FIELDS if f != "workers"), abs((k["workers"] or 0) - (w["workers"] or 0)))
+    return min(measured, key=distance, default=None)
+
+
+def setting_text(key: tuple, other: tuple | None = None) -> str:
+    """A setting in words (only the fields where it differs from `other`)."""
+    o = dict(other or ())
+    return ", ".join(f"{k} {v}" for k, v in key if k not in o or o[k] != v)
+
+
 @dataclass
 class Estimate:
     """Seconds for planned work: notebook start-up, steps, test batches, run set-up, compilation, launches.
     Each cost says where it came from: 'assumed', 'last report' (this machine's, from the cache) or
-    'measured' (in this report). `factor` scales the remaining plan by how far the finished parts were off."""
+    'measured' (in this report). A trained run's steps are priced by their setting where this report has
+    measured it (`learn`: `steps`, a step's seconds per setting; `loaders`, per loader and worker count the
+    start-up per epoch and the wait per batch), else as the nearest measured setting (`fallbacks` says which);
+    the other steps (profiled, forward-only, launched) at `step_s`. `factor` scales the remaining plan by how far
+    the finished parts were off."""
 
     costs: dict = field(default_factory=lambda: dict(ASSUMED))
     sources: dict = field(default_factory=lambda: {k: "assumed" for k in ASSUMED})
     factor: float = 1.0
+    steps: dict = field(default_factory=dict)
+    loaders: dict = field(default_factory=dict)
+    fallbacks: dict = field(default_factory=dict)  # wanted setting -> the measured one that priced it
+
+    def learn(self, records: list[dict]) -> None:
+        """Price steps by setting from every record this report has so far."""
+        self.steps, self.loaders = measured_settings(records)
+
+    def step_seconds(self, key: tuple, steps: float, epochs: int, counted: float) -> float:
+        """One run of setting `key`: `steps` of its batch over `epochs` epochs (`counted` in steps of the
+        profile's batch): steps, waits for data and loader start-ups, as measured for the nearest setting."""
+        have = key if key in self.steps else nearest(key, self.steps)
+        if have is None:
+            return counted * self.costs["step_s"]
+        if have != key:
+            self.fallbacks[key] = have
+        h, k = dict(have), dict(key)
+        cost = self.steps[have] * k["batch_size"] / h["batch_size"]  # another batch: the same cost per image
+        start, wait = self.loaders.get((k["loader"], k["workers"])) or self.loaders.get(
+            (h["loader"], h["workers"]), (0.0, 0.0))
+        return steps * (cost + wait) + epochs * start
 
     def seconds(self, work: Work, notebooks: float = 1.0) -> float:
         c = self.costs
-        return (notebooks * c["notebook_s"] + work.steps * c["step_s"] + work.evals * c["step_s"] * c["eval_ratio"]
+        priced = sum(self.step_seconds(*run) for run in work.settings)
+        unpriced = work.steps - sum(run[3] for run in work.settings)  # profiled, forward-only, launched steps
+        return (notebooks * c["notebook_s"] + priced + max(0.0, unpriced) * c["step_s"]
+                + work.evals * c["step_s"] * c["eval_ratio"]
                 + work.runs * c["run_s"] + work.compiles * c["compile_s"] + work.launches * c["launch_s"])
 
     def use(self, costs: dict, source: str) -> None:
@@ -58,10 +127,16 @@ class Estimate:
 
     def describe(self) -> str:
         c, s = self.costs, self.sources
-        return (f"{c['step_s']:.2f} s a step ({s['step_s']}), {c['run_s']:.1f} s a run's set-up and first-epoch extra "
+        text = (f"{c['step_s']:.2f} s a step ({s['step_s']}), {c['run_s']:.1f} s a run's set-up and first-epoch extra "
                 f"({s['run_s']}), {c['notebook_s']:.1f} s a notebook's start ({s['notebook_s']}), "
                 f"{c['compile_s']:.0f} s a compilation ({s['compile_s']}), {c['launch_s']:.0f} s a launch "
                 f"({s['launch_s']})")
+        if self.steps:
+            text += f"; trained steps priced by setting, {len(self.steps)} measured in this report"
+        if self.fallbacks:
+            text += "; not measured yet, priced as the nearest measured: " + "; ".join(
+                f"{setting_text(want, have)} as {setting_text(have, want)}" for want, have in self.fallbacks.items())
+        return text
 
 
 def calibrate(records: list[dict], wall_s: float, notebook_s: float) -> dict:
@@ -102,6 +177,15 @@ def clock(seconds: float) -> str:
     if seconds < 3600:
         return f"{seconds // 60} min {seconds % 60:02d} s"
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def first_count(report: Report, finder: str | None) -> int | None:
+    """Before the part that finds the best worker count has run (C3), the count the parts after it are planned
+    with: the first count of its planned sweep (where the sweep starts, and a count its block measures, so the
+    parts that reuse its runs are planned as reusing them), not the lab's default, which it may not try."""
+    planned = report.planned.get(finder) if finder else None
+    counts = [c.workers for c in planned.block if c.loader == "torch"] if planned else []
+    return counts[0] if counts else None
 
 
 # --- the runner's side ----------------------------------------------------------------------------------
@@ -257,17 +341,26 @@ class ReportTiming:
         """Plan every part not yet finished, in run order, from what the report folder holds now (lab.parts.plan:
         the same decision each part's run makes). The dict is updated in place: the Watcher reads it."""
         report = Report(self.out)
+        finder = next((p.id for p in parts.PARTS if p.best_workers is not None), None)
         for name, params in self.params.items():
             if name in self.meta["done"] and name in self.plan:
                 continue
+            first = first_count(report, finder) if finder not in self.meta["done"] else None
+            if first is not None and parts.BY_ID[name].uses_best_workers and params.get("workers") is None:
+                params = {**params, "workers": first}
             try:
                 self.plan[name] = parts.plan(name, params, report)
             except Exception as exc:  # noqa: BLE001 - an estimate never stops a report
                 log(f"      (no estimate for {name}: {type(exc).__name__}: {exc})")
                 self.plan[name] = Work()
 
+    def learn(self) -> None:
+        """Price the remaining steps by setting from every record the finished parts left."""
+        self.estimate.learn([r for name in self.meta["done"] for r in read_jsonl(self.out / name / "records.jsonl")])
+
     def finished(self, name: str, seconds: float, predicted: float, elapsed: float, watcher) -> None:
         self.ran.append(name)
+        self.learn()
         if self.plan.get(name) == Work():  # trains nothing: its time is a notebook's start
             self.estimate.use({"notebook_s": seconds}, "measured")
         elif name == self.calibrates:
@@ -279,6 +372,7 @@ class ReportTiming:
             self.estimate.factor = self.taken / self.foreseen if self.foreseen else 1.0
         self.replan()
         if name == self.calibrates:
+            self.estimate.fallbacks = {}
             left = watcher.left()
             self.meta["estimate"] = {"after": name, "elapsed_s": round(elapsed, 1), "total_s": round(elapsed + left, 1),
                                      "costs": dict(self.estimate.costs)}
@@ -315,3 +409,48 @@ class ReportTiming:
             return f"{took_text} (no estimate: {self.calibrates} did not run)"
         return (f"estimate vs actual: estimated {clock(est['total_s'])} after {est['after']}, {took_text} "
                 f"({(actual - est['total_s']) / est['total_s']:+.0%})")
+
+
+def replay(folder, after: str | None = None, defaults: dict | None = None) -> dict:
+    """The estimate as it stood after part `after` (default: the part that calibrates) of the finished report in
+    `folder`, made again by this code from that report's records of the parts up to `after` (copied into a
+    temporary folder, so the plan sees only them), with assumed costs where nothing measured them (an empty
+    cost cache), set against the report's actual seconds: {"after", "parts": {name: (predicted, actual)},
+    "elapsed_s", "total_s", "actual_s", "error"}. `defaults`: each notebook's own parameters (the runner's)."""
+    import shutil
+    import tempfile
+
+    folder = Path(folder)
+    meta = json.loads((folder / "report.json").read_text())
+    names, done = list(meta["parameters"]), meta["done"]
+    after = after or next(p.id for p in parts.PARTS if p.calibrates and p.id in names)
+    known = names[:names.index(after) + 1]
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        for name in known:
+            if (folder / name).is_dir():
+                shutil.copytree(folder / name, out / name)
+        m = {"parameters": meta["parameters"], "done": {}}
+        timing = ReportTiming.__new__(ReportTiming)  # as the runner makes it, less the cost cache and the log
+        timing.meta, timing.out, timing.ran, timing.taken, timing.foreseen = m, out, [], 0.0, 0.0
+        timing.calibrates = next((p.id for p in parts.PARTS if p.calibrates and p.id in names), None)
+        timing.params = {n: {**(defaults or {}).get(n, {}), **p} for n, p in meta["parameters"].items()}
+        timing.plan, timing.estimate = {}, Estimate()
+        timing.replan()
+        watcher = Watcher(out / "progress.jsonl", timing.plan, timing.estimate, stream=open(os.devnull, "w"))
+        elapsed = 0.0
+        for name in known:
+            predicted = timing.estimate.seconds(timing.plan.get(name, Work()))
+            m["done"][name] = done[name]
+            watcher.finished[name] = done[name]
+            elapsed += done[name]
+            timing.finished(name, done[name], predicted, elapsed, watcher)
+        e = timing.estimate
+        later = {n: e.seconds(timing.plan[n]) * e.factor for n in names if n not in known}
+        summary = e.seconds(Work(), SUMMARY_NOTEBOOKS) * e.factor
+    actual = meta.get("took_s") or sum(done.values())
+    total = elapsed + sum(later.values()) + summary
+    rows = {n: (round(s, 1), done.get(n)) for n, s in later.items()}
+    rows["summary"] = (round(summary, 1), round(actual - sum(done.values()), 1))
+    return {"after": after, "parts": rows, "elapsed_s": round(elapsed, 1), "total_s": round(total, 1),
+            "actual_s": actual, "error": (total - actual) / actual, "costs": e.describe()}
