@@ -41,6 +41,22 @@ def test_steps_are_priced_by_their_setting_and_unmeasured_ones_as_the_nearest():
     assert "amp bf16 as amp off" in e.describe() and "workers 3 as workers 2" in e.describe()
 
 
+def test_another_precision_is_scaled_by_the_measured_peaks():
+    """Only fp32 measured so far: a bf16 step costs fp32's × (fp32 peak / bf16 peak), as the report's start
+    measured them; no peaks, no scaling."""
+    records = [record("a", e, 0, 1.0) for e in (1, 2, 3)]
+    e = Estimate(peaks={"cpu": {"fp32": 0.25, "bf16": 0.5}})
+    e.use({"notebook_s": 0.0}, "measured")
+    e.learn(records)
+    bf16 = Work(steps=10, settings=((setting(0, amp="bf16"), 10, 5, 10),))
+    assert e.seconds(bf16) == pytest.approx(5.0)
+    assert "(scaled by the measured peaks)" in e.describe()
+    plain = Estimate()
+    plain.use({"notebook_s": 0.0}, "measured")
+    plain.learn(records)
+    assert plain.seconds(bf16) == pytest.approx(10.0)
+
+
 def test_the_loader_costs_per_worker_count():
     records = [record("a", e, 2, 1.0, load_s=0.6, loader_start_s=0.2, total_s=2.6) for e in (1, 2, 3)]
     e = Estimate()

@@ -22,6 +22,7 @@ from ..core.files import cache_dir, read_jsonl, save_json
 from ..core.stats import steady
 from ..engine.records import device_name
 from ..engine.resolve import device_type
+from ..parts.tables import precision_of
 from ..parts.base import STEP_FIELDS, Report, Work, step_setting
 
 # Costs nothing in this report has measured yet (the summary is counted as this many notebooks).
@@ -93,6 +94,7 @@ class Estimate:
     steps: dict = field(default_factory=dict)
     loaders: dict = field(default_factory=dict)
     fallbacks: dict = field(default_factory=dict)  # wanted setting -> the measured one that priced it
+    peaks: dict | None = None  # report.json's measured peaks per device: another precision's step scaled by them
 
     def learn(self, records: list[dict]) -> None:
         """Price steps by setting from every record this report has so far."""
@@ -108,9 +110,17 @@ class Estimate:
             self.fallbacks[key] = have
         h, k = dict(have), dict(key)
         cost = self.steps[have] * k["batch_size"] / h["batch_size"]  # another batch: the same cost per image
+        cost *= self.precision_ratio(h, k)
         start, wait = self.loaders.get((k["loader"], k["workers"])) or self.loaders.get(
             (h["loader"], h["workers"]), (0.0, 0.0))
         return steps * (cost + wait) + epochs * start
+
+    def precision_ratio(self, have: dict, want: dict) -> float:
+        """How much faster `want`'s precision computes than `have`'s on this device, as the report's start
+        measured their peaks (bf16 against fp32: the matmul/conv probes' ratio); 1 where either is unknown."""
+        peaks = (self.peaks or {}).get(want["device_type"]) or {}
+        a, b = precision_of(have["amp"], want["device_type"]), precision_of(want["amp"], want["device_type"])
+        return peaks[a] / peaks[b] if a != b and peaks.get(a) and peaks.get(b) else 1.0
 
     def seconds(self, work: Work, notebooks: float = 1.0) -> float:
         c = self.costs
@@ -135,7 +145,9 @@ class Estimate:
             text += f"; trained steps priced by setting, {len(self.steps)} measured in this report"
         if self.fallbacks:
             text += "; not measured yet, priced as the nearest measured: " + "; ".join(
-                f"{setting_text(want, have)} as {setting_text(have, want)}" for want, have in self.fallbacks.items())
+                f"{setting_text(want, have)} as {setting_text(have, want)}"
+                + (" (scaled by the measured peaks)" if self.precision_ratio(dict(have), dict(want)) != 1.0 else "")
+                for want, have in self.fallbacks.items())
         return text
 
 
@@ -319,7 +331,7 @@ class ReportTiming:
         self.params = {name: {**defaults.get(name, {}), **params} for name, params in meta["parameters"].items()}
         self.plan: dict[str, Work] = {}
         self.replan()
-        self.estimate = Estimate()
+        self.estimate = Estimate(peaks=meta.get("peaks"))
         common = {k: v for p in meta["parameters"].values() for k, v in p.items()}
         self.ran: list[str] = []  # the notebooks this session ran
         meta["sessions"] = meta.get("sessions", 0) + 1
@@ -435,7 +447,7 @@ def replay(folder, after: str | None = None, defaults: dict | None = None) -> di
         timing.meta, timing.out, timing.ran, timing.taken, timing.foreseen = m, out, [], 0.0, 0.0
         timing.calibrates = next((p.id for p in parts.PARTS if p.calibrates and p.id in names), None)
         timing.params = {n: {**(defaults or {}).get(n, {}), **p} for n, p in meta["parameters"].items()}
-        timing.plan, timing.estimate = {}, Estimate()
+        timing.plan, timing.estimate = {}, Estimate(peaks=meta.get("peaks"))
         timing.replan()
         watcher = Watcher(out / "progress.jsonl", timing.plan, timing.estimate, stream=open(os.devnull, "w"))
         elapsed = 0.0
