@@ -182,6 +182,22 @@ def test_pdf_has_pages(tiny_report, tmp_path):
     assert len(list(tmp_path.glob("page*.png"))) >= 3
 
 
+def test_every_table_of_the_report_fits_the_printed_page_and_shows_its_csv(tiny_report):
+    """The page-fit rule (tests/page_fit.py) on a real report: every table's measured numbers and texts, however
+    long, within an A4 page; its findings on the first page of the PDF, after a header of half a page at most."""
+    import page_fit
+
+    if not page_fit.available():
+        pytest.skip("Chromium not installed (make browser installs it)")
+    _, out = tiny_report
+    found, count = page_fit.problems(out / "report.html", out / "tables")
+    assert count >= 15 and found == [], found
+    first = subprocess.run(["pdftotext", "-f", "1", "-l", "1", "-layout", str(out / "report.pdf"), "-"],
+                           capture_output=True, text=True, check=True).stdout
+    assert "Findings" in first and "C2.1" in first, first[:2000]
+    assert first.index("Findings") < len(first) / 2 + 200 or first.count("\n") < 40  # the header: half a page
+
+
 def test_progress_names_each_notebook(tiny_report):
     runs, out = tiny_report
     killed, resumed = runs.killed, runs.resumed.stderr

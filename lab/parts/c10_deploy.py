@@ -99,7 +99,7 @@ def measure(config: Config, params: dict, out, report) -> list[dict]:
         timed = {n: c.fn for n, c in converted.items() if c.status == "ok" and accuracy[n]["within"]}
         latency = {}
         for threads in (deploy.thread_counts() if device == "cpu" else [torch.get_num_threads()]):
-            progress.note(ID, f"{device}: batch-1 latency at {threads} thread(s)")
+            progress.note(ID, f"{device}: batch-1 latency at {stats.plural(threads, 'thread')}")
             with deploy.threads(threads):
                 latency[str(threads)] = deploy.interleaved_latency(
                     timed, lambda: xs[:1].clone(), params["latency_blocks"], params["latency_calls"], device)

@@ -97,7 +97,7 @@ def achieved_table(results_dir, peaks: dict, device: str) -> pd.DataFrame:
         for threads, lat in dev["latency"].items():
             for name, s in lat["settings"].items():
                 amp = how[name].amp if name in how else "off"
-                add(c10_deploy.ID, f"{name}, batch 1, {threads} thread(s), p50", forward, s["p50"],
+                add(c10_deploy.ID, f"{name}, batch 1, {stats.plural(int(threads), 'thread')}, p50", forward, s["p50"],
                     precision_of(amp, device))
     return pd.DataFrame(rows).set_index(["part", "setting"]) if rows else pd.DataFrame()
 

@@ -82,9 +82,10 @@ def findings(df: pd.DataFrame, results_dir=None) -> list[display.Finding]:
         values = stats.samples(calm[column])
         share = "" if column == "total_s" else f", {stats.mean(values) / total:.0%} of the epoch"
         rows.append(display.Finding(
-            question, label, f"{stats.mean(values):.3f} s per epoch{share}",
-            f"range {min(values):.3f}–{max(values):.3f} s over {len(values)} steady epochs; the first epoch "
-            f"(warm-up) {first[column]:.3f} s; {int(first['workers'])} workers, batch {int(first['batch_size'])}", ID))
+            question, label, f"{stats.sig(stats.mean(values))} s per epoch{share}",
+            f"range {stats.sig(min(values))}–{stats.sig(max(values))} s over {stats.plural(len(values), 'steady epoch')}; "
+            f"the first epoch (warm-up) {stats.sig(first[column])} s; {stats.plural(int(first['workers']), 'worker')}, "
+            f"batch {int(first['batch_size'])}", ID))
     return rows
 
 

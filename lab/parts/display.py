@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.extras import need
+from ..core.stats import plural
 from .plots import save_figure
 
 
@@ -68,7 +69,7 @@ def describe_run(record: dict) -> str:
     bn = "" if record.get("batch_norm", True) else ", no batch norm"
     origin = (record.get("extra") or {}).get("workers") if isinstance(record.get("extra"), dict) else None
     loader = ("on-device loader" if record.get("loader") == "tensor" else
-              f"{record['workers']} workers" + (f" ({origin})" if origin else ""))
+              plural(int(record["workers"]), "worker") + (f" ({origin})" if origin else ""))
     return (f"ResNet-18{bn}, {record['optimizer']} lr {record['lr']}, batch {record['batch_size']}, "
             f"{loader}, max_batches {record['max_batches']}, on {record['device_name']} "
             f"({record['device_type']}), {record['dataset_kind']} data, torch {record['torch_version']}, "

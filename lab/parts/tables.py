@@ -4,6 +4,7 @@ the display form, speed-up ranges, and one run's per-epoch table (C2's, and `pyt
 from __future__ import annotations
 
 import functools
+import html
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,7 +121,7 @@ def style(table: pd.DataFrame):
 
     def cell(value, whole: bool) -> str:
         if isinstance(value, str):
-            if len(value) <= LONG:
+            if len(html.unescape(value)) <= LONG:  # escaped already (format's escape): count what is read
                 return value
             number = notes.setdefault(value, len(notes) + 1)
             head = value.split(":")[0]
