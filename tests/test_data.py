@@ -1,4 +1,5 @@
 import json
+import os
 import pickle
 
 import numpy as np
@@ -165,3 +166,35 @@ def test_files_of_another_generator_version_are_rewritten(tmp_path, marker):
     assert len(said) == 1 and f"version {marker.get('version')} -> {SYNTHETIC_VERSION}" in said[0]
     assert _batch(root)[b"data"].shape == (10, 3072)
     assert json.loads((root / "synthetic.json").read_text())["version"] == SYNTHETIC_VERSION
+
+
+class WorkerPid(torch.utils.data.Dataset):
+    """Each item is the id of the process that loaded it."""
+
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, index):
+        return torch.tensor(os.getpid())
+
+
+def _loading_pids(loader) -> set:
+    return {int(pid) for batch in loader for pid in batch}
+
+
+@pytest.mark.parametrize("persistent", [True, False])
+def test_persistent_workers_serve_every_epoch_and_others_restart(persistent):
+    config = Config(workers=1, batch_size=2, persistent_workers=persistent)
+    loader = make_loader(WorkerPid(), config, torch.device("cpu"))
+    first, second = _loading_pids(loader), _loading_pids(loader)  # two epochs of the same DataLoader
+    assert os.getpid() not in first | second and len(first) == len(second) == 1
+    assert (first == second) is persistent  # persistent: the same worker; else a new one each epoch
+
+
+def test_prefetch_depth_reaches_the_loader_and_no_workers_ignore_both():
+    dataset = WorkerPid()
+    deep = make_loader(dataset, Config(workers=1, prefetch_factor=4), torch.device("cpu"))
+    assert deep.prefetch_factor == 4 and deep.persistent_workers is False
+    none = make_loader(dataset, Config(workers=0, persistent_workers=True, prefetch_factor=4), torch.device("cpu"))
+    assert none.persistent_workers is False and none.prefetch_factor is None  # DataLoader would refuse them
+    assert len(_loading_pids(none)) == 1

@@ -102,7 +102,8 @@ def test_the_plan_counts_what_each_part_runs(tmp_path):
               "seed": 0, "workers": 0, "evaluate": True}
     report = Report(tmp_path)  # nothing ran yet: C4, C5 and C7 are planned from C3's and C6's planned blocks
     c3 = parts.plan(c3_workers.ID, {**common, "worker_step": 4, "worker_cap": 8, "worker_counts": None}, report)
-    assert (c3.runs, c3.steps) == (5, 30)  # 0, 1 (C4's baseline), 4, 8 workers and the on-device loader
+    assert (c3.runs, c3.steps) == (6, 33)  # 0, 1 (C4's baseline), 4, 8 workers, the on-device loader (3 x 2 batches
+    # each) and 1 worker with persistent workers (3 x 1 batch)
     c4 = parts.plan(c4_workers_profile.ID, {**common, "profile_steps": 1}, report)
     assert (c4.runs, c4.steps) == (2, 6)  # C3's runs reused: only the two profiles (1 wait + 1 warm-up + 1)
     c4_alone = parts.plan(c4_workers_profile.ID, {**common, "profile_steps": 1}, Report(tmp_path / "alone"))

@@ -40,11 +40,12 @@ def test_every_notebook_ran_and_wrote_records(tiny_report):
     counts = df.groupby("experiment")["run_id"].nunique().to_dict()
     compiles = False  # tiny.yaml leaves C8's compiled settings out (tests/test_train.py compiles)
     bf16 = bf16_emulated(None) is None  # a CPU that emulates bf16 leaves it out and says so
-    assert counts == {c2_timing.ID: 1, c3_workers.ID: 4, c4_workers_profile.ID: 2, c5_devices.ID: 2, c6_optimizers.ID: 6,
+    assert counts == {c2_timing.ID: 1, c3_workers.ID: 5, c4_workers_profile.ID: 2, c5_devices.ID: 2, c6_optimizers.ID: 6,
                       c7_batchnorm.ID: 2, c8_acceleration.ID: 3 + compiles + bf16, c9_scaling.ID: 2}
     c4 = df[df.experiment == c4_workers_profile.ID]  # C3 measured 0, 1 (for C4) and 2 workers in one block: C4 reuses two of them
     assert set(c4["reused_from"]) == {f"{c3_workers.ID} (1 workers)", f"{c3_workers.ID} ({best} workers)"}
-    c3_runs = df[(df.experiment == c3_workers.ID) & df["workers"].isin([1, best]) & (df["loader"] == "torch")]
+    c3_runs = df[(df.experiment == c3_workers.ID) & df["workers"].isin([1, best]) & (df["loader"] == "torch")
+                 & ~df["persistent_workers"].astype(bool)]
     assert sorted(c4["total_s"]) == sorted(c3_runs["total_s"])
     c7 = df[df.experiment == c7_batchnorm.ID]  # C6's block has SGD without batch norm: C7 reuses it and C6's SGD
     assert set(zip(c7["tag"], c7["reused_from"])) == {(c7_batchnorm.ON, f"{c6_optimizers.ID} (sgd)"),

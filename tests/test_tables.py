@@ -2,6 +2,7 @@
 import math
 
 import pandas as pd
+import pytest
 
 from lab.parts import c3_workers, c4_workers_profile, c5_devices, c8_acceleration, comparison, tables
 
@@ -139,3 +140,59 @@ def test_unavailable_devices_are_shown_not_dropped():
     table = c5_devices.devices_table(devices)
     assert table.loc["cuda", "available"] == "no" and table.loc["cpu", "available"] == "yes"
     assert "Only one device was measured (cuda not available)" in c5_devices.explain_devices(devices)
+
+
+def _split(df, tag, starts):
+    """The tag's epochs with this worker start-up inside their wait for data (load_s grows by it)."""
+    rows = df["tag"] == tag
+    df.loc[rows, "loader_start_s"] = starts
+    df.loc[rows, "load_s"] += starts
+    df.loc[rows, "total_s"] += starts
+    return df
+
+
+def test_c4_names_the_start_up_where_it_drives_the_wait():
+    # the quick report's case: the per-batch wait alike (~0.05 s), 1 worker's start-up paid every epoch (~0.09 s)
+    df = pd.DataFrame(runs("1 worker", [0.049, 0.051, 0.050, 0.048], [3.0, 3.1, 3.05, 3.02], workers=1)
+                      + runs("0 workers (best)", [0.050, 0.049, 0.051, 0.050], [3.0, 3.1, 3.05, 3.02], workers=0))
+    _split(df, "1 worker", [0.09, 0.085, 0.088, 0.091, 0.087])
+    _split(df, "0 workers (best)", [0.0002, 0.0002, 0.00021, 0.00019, 0.0002])
+    table = c4_workers_profile.workers_comparison(df)
+    assert table.loc["1 worker", "worker start-up s"] == pytest.approx(0.08775)  # steady epochs: the first is left out
+    text = c4_workers_profile.explain_workers(table)
+    load, batch, _ = text.claims
+    assert load.decided and load.verdict == "faster" and not batch.decided
+    assert "What drives it is the workers' start-up, 0.088 s per epoch with 1 worker" in text
+    assert "paid every epoch because the workers are not persistent" in text
+    assert "the per-batch wait alone: 0 workers vs 1 worker: no measurable difference" in text
+    finding = c4_workers_profile.findings(df)[0]
+    assert "per-batch wait: 0 workers vs 1 worker: no measurable difference" in finding.answer
+    assert "the wait's difference is mostly the workers' start-up" in finding.answer
+
+
+def test_c4_names_the_per_batch_wait_where_it_drives_the_wait():
+    df = pd.DataFrame(runs("1 worker", [0.20, 0.21, 0.22, 0.20], [3.0, 3.1, 3.05, 3.02], workers=1)
+                      + runs("4 workers (best)", [0.05, 0.06, 0.05, 0.055], [3.0, 3.1, 3.05, 3.02], workers=4))
+    _split(df, "1 worker", [0.09, 0.085, 0.088, 0.091, 0.087])
+    _split(df, "4 workers (best)", [0.10, 0.095, 0.098, 0.1, 0.097])
+    text = c4_workers_profile.explain_workers(c4_workers_profile.workers_comparison(df))
+    assert "What drives it is the per-batch wait (4 workers faster than 1 worker: ×" in text
+    assert "the workers' start-up, 0.088 s per epoch with 1 worker" in text
+
+
+def test_c3_shows_what_persistent_workers_remove():
+    df = pd.DataFrame(runs("1 workers", [0.05, 0.051, 0.049, 0.05], [3.0, 3.1, 3.05, 3.02], workers=1)
+                      + runs(c3_workers.PERSISTENT, [0.05, 0.051, 0.049, 0.05], [3.0, 3.1, 3.05, 3.02], workers=1,
+                             persistent_workers=True))
+    _split(df, "1 workers", [0.09, 0.085, 0.088, 0.091, 0.087])
+    _split(df, c3_workers.PERSISTENT, [0.09, 0.0011, 0.0009, 0.001, 0.0012])  # started once, in the first epoch
+    table = c3_workers.workers_table(df, {"best_workers": 1, "stop_at": 1})
+    assert list(c3_workers.sweep_rows(table).index) == ["1 workers"]  # the sweep's rule marks only its counts
+    assert table.loc[c3_workers.PERSISTENT, "rule"] == "" and table.loc["1 workers", "rule"] != ""
+    assert table.loc[c3_workers.PERSISTENT, "worker start-up s"] == pytest.approx(0.00105)
+    text = c3_workers.explain_persistent(df)
+    assert "the worker started once (0.090 s in the first epoch)" in text
+    assert f"Worker start-up per epoch: {c3_workers.PERSISTENT} is faster than 1 workers: ×" in text
+    assert text.claims[0].decided
+    same = df.copy()  # no persistent setting in the block (an older report): nothing to say
+    assert c3_workers.explain_persistent(same[same["tag"] == "1 workers"]) == ""

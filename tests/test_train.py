@@ -1,5 +1,6 @@
 import math
 
+import psutil
 import pytest
 
 import lab.core.timing
@@ -136,3 +137,29 @@ def test_q5s_account_explains_times_and_profiles_a_compiled_step(tmp_path):
     assert "s of compilation**, paid in the first epoch" in text
     assert "compiled vs eager (step): " in text or "compiled is faster than eager (step)" in text or (
         "compiled is slower than eager (step)" in text)  # the rule's verdict on 4 steps each
+
+
+def _children() -> set:
+    return {p.pid for p in psutil.Process().children()}
+
+
+@pytest.mark.parametrize("persistent", [True, False])
+def test_persistent_workers_live_through_the_run_and_others_restart_each_epoch(tiny_config, persistent):
+    config = tiny_config.replace(workers=1, persistent_workers=persistent, prefetch_factor=3, max_batches=1,
+                                 epochs=3)
+    before, seen = _children(), []
+    for record in run(config):  # between epochs, the run's DataLoader workers are this process's new children
+        seen.append(_children() - before)
+        assert record["persistent_workers"] is persistent and record["prefetch_factor"] == 3
+        assert math.isfinite(record["loader_start_s"]) and record["load_s"] >= record["loader_start_s"]
+        assert (record["workers_cpu_s"] is None) is persistent  # live workers' CPU time is not counted yet
+    if persistent:
+        assert len(seen[0]) == 1 and seen[0] == seen[1] == seen[2]  # one worker served all three epochs
+    else:
+        assert seen == [set()] * 3  # each epoch's worker ended with it (tests/test_data.py: a new one each epoch)
+    assert not _children() & seen[-1]  # the run's end shuts persistent workers down
+
+
+def test_persistent_workers_without_workers_are_ignored_and_recorded_off(tiny_config):
+    records = list(run(tiny_config.replace(workers=0, persistent_workers=True, prefetch_factor=4, epochs=2)))
+    assert [(r["persistent_workers"], r["prefetch_factor"]) for r in records] == [(False, None)] * 2

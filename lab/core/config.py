@@ -35,6 +35,7 @@ EPOCHS_MAX = 10_000
 BATCH_MAX = 8192              # ResNet-18 keeps ~18 MiB of activations per image in fp32: 8192 images ~ 140 GiB
 MAX_BATCHES_MAX = 1_000_000
 WORKERS_MAX = 128
+PREFETCH_MAX = 64             # batches each worker loads ahead: more only holds memory
 THREADS_MAX = 1024
 PROCESSES_MAX = 1024
 SYNTHETIC_FILE_MAX = 50_000   # images per synthetic batch file (generated at once, ~3 GB of float32 work)
@@ -196,6 +197,14 @@ class Config:
                                         why="SGD momentum; 1 or more never forgets a gradient"))
     loader: str = setting("torch", _choice(LOADERS, "torch: the lab's DataLoader; tensor: the on-device batched "
                                                     "loader"))
+    persistent_workers: bool = setting(False, _bool(
+        "keep the DataLoader workers alive between epochs (their start-up is paid once per run, not every epoch); "
+        "ignored, and recorded as off, with 0 workers or the on-device loader"))
+    prefetch_factor: int | None = setting(None, _int(1, PREFETCH_MAX, "batches each DataLoader worker loads ahead; "
+                                                     "more only holds memory", none=True,
+                                                     help="batches each DataLoader worker loads ahead (default: "
+                                                          "torch's, 2); ignored, and recorded as None, with 0 workers "
+                                                          "or the on-device loader"))
     channels_last: bool = setting(False, _bool("channels_last memory format (model and batches)"))
     amp: str = setting("off", _choice(AMP, "autocast dtype"))
     compile: str = setting("off", _choice(COMPILE, "torch.compile mode (off: eager)"))

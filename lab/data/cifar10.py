@@ -320,10 +320,15 @@ def make_loader(dataset, config: Config, device: torch.device, train: bool = Tru
     DistributedSampler (with one process too): its permutation depends on the seed and the epoch only
     (lab.engine.train.seed_epoch calls set_epoch), rank r of N takes every N-th image of it, so the N ranks
     together see what one process sees, and a resumed run sees the same batches. The generator seeds
-    the workers, and is re-seeded every epoch."""
+    the workers, and is re-seeded every epoch. With workers, `persistent_workers` keeps them alive between
+    epochs (the same DataLoader iterated again reuses them: their start-up is paid once, but their augmentation
+    randomness is seeded once per run, not per epoch) and `prefetch_factor` sets how many batches each loads
+    ahead; with 0 workers both are left out (DataLoader refuses them)."""
     sampler = (torch.utils.data.DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True,
                                                    seed=config.seed * 100_003) if train else None)
+    workers = ({"persistent_workers": config.persistent_workers, "prefetch_factor": config.prefetch_factor}
+               if config.workers > 0 else {})
     return torch.utils.data.DataLoader(
         dataset, batch_size=config.batch_size, sampler=sampler, num_workers=config.workers,
-        pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(config.seed),
+        pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(config.seed), **workers,
     )

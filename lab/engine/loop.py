@@ -88,11 +88,13 @@ def train_one_epoch(step: Step, loader, batches: int | None = None, timers: str 
 
     timers="phase": the clock is read (after a device sync) around every wait on the loader and every
     step, so load_s, train_s, other_s and the per-batch split are measured; `loader_start_s` is the part
-    of load_s spent in `iter()` (worker start-up), `starved_batches` counts batches the step waited for.
+    of load_s spent in `iter()` (worker start-up; with persistent workers, after the first epoch, only their
+    resumption), `starved_batches` counts batches the step waited for.
     timers="epoch": one clock around the whole epoch and no host sync per step: loss and accuracy stay on
     the device until the epoch ends, so load_s/train_s/other_s are None (not measured, not 0).
     `cpu_s` and `workers_cpu_s` are the CPU seconds the training process and its DataLoader workers used
-    during the epoch (read outside the timed part; the workers' once they have ended with the epoch).
+    during the epoch (read outside the timed part; the workers' once they have ended with the epoch: None with
+    persistent workers, which do not end).
     Memory (lab.engine.memory): the epoch's peak host RSS and CUDA peaks, reset before the clock starts and
     read after it stops; the workers' PSS is read at the last batch, while they are alive, and the
     time that takes is left out of the epoch's clocks.
@@ -111,8 +113,9 @@ def train_one_epoch(step: Step, loader, batches: int | None = None, timers: str 
     else:
         stats = _phase_timed(step, loader, n, on_step, timer or PhaseTimer(step.device), memory)
     own_after, children_after = cpu_seconds()
-    return {**stats, "cpu_s": own_after - own - memory.read_cpu_s, "workers_cpu_s": children_after - children,
-            **memory.stop()}
+    persistent = getattr(loader, "persistent_workers", False) and getattr(loader, "num_workers", 0) > 0
+    return {**stats, "cpu_s": own_after - own - memory.read_cpu_s,
+            "workers_cpu_s": None if persistent else children_after - children, **memory.stop()}
 
 
 def _read_workers(memory: EpochMemory, loader_iter, device: torch.device) -> float:

@@ -64,6 +64,9 @@ def resolve(config: Config, log=None, launch: int | None = None, measure: bool =
         # cuDNN does nothing on a CPU; with deterministic algorithms, autotuning could still pick different
         # (deterministic) algorithms in two processes, and their results would differ: the records say it is off
         config = config.replace(cudnn_benchmark=False)
+    if (config.workers == 0 or config.loader != "torch") and (config.persistent_workers or config.prefetch_factor):
+        # no worker processes: nothing persists or loads ahead (DataLoader refuses both): the records say so
+        config = config.replace(persistent_workers=False, prefetch_factor=None)
     threads = dist.threads_per_rank(config.threads) if config.threads or ctx.distributed else torch.get_num_threads()
     return Resolved(config, device, ctx, threads)
 

@@ -44,7 +44,10 @@ def build_optimizer(name: str, params, lr: float, momentum: float = 0.9, weight_
 
 def seed_epoch(config: Config, epoch: int, loader) -> None:
     """Each epoch's randomness (shuffle, augmentation, worker seeds) derives from (seed, epoch) alone, so
-    an interrupted and resumed run sees exactly the batches an uninterrupted one would."""
+    an interrupted and resumed run sees exactly the batches an uninterrupted one would. Persistent workers are
+    the exception: their augmentation randomness is seeded when they start, once per run (the shuffle still
+    follows the epoch). The loader is built once per run (Trainer) and iterated again each epoch, so persistent
+    workers serve every epoch."""
     seed = config.seed * 100_003 + epoch
     torch.manual_seed(seed)
     random.seed(seed)

@@ -1,5 +1,6 @@
 """C3: how many DataLoader workers? Every count of the lab's sweep (0, step, 2 x step, ... up to the cap),
-1 worker (C4's baseline, measured here so that C4 can reuse it) and the on-device batched loader, trained
+1 worker (C4's baseline, measured here so that C4 can reuse it), 1 worker kept alive between epochs
+(persistent_workers: what removes the per-epoch start-up) and the on-device batched loader, trained
 interleaved by epoch. The lab's rule, made noise-aware (worker_sweep_rule below), stops the sweep
 at the first count whose per-batch waits are not measurably below the previous count's, and the best count
 is the smallest within noise of the lowest wait. The result (best_workers.json) is what C4-C9 train with."""
@@ -22,6 +23,8 @@ QUESTIONS = (("C3.1", "Loading time by worker count"), ("C3.2", "Best worker cou
              ("C3.3", "Why more workers stop helping"))
 ALSO_MEASURED = 1              # C4's baseline, in this block so that C4 reuses both of its runs
 ON_DEVICE = "on-device batched"
+PERSISTENT = f"{ALSO_MEASURED} workers, persistent"  # the same count with persistent_workers=True
+PERSISTENT_BATCHES = 1         # its start-up is paid per epoch, not per batch: one batch an epoch shows it
 DEFAULT_WORKERS = 2            # the lab's baseline, where C3 has not run
 RESULT = "best_workers.json"
 BEST = "best"
@@ -41,10 +44,13 @@ def counts_of(params: dict) -> list[int]:
 
 
 def runs(config: Config, params: dict, report, on_device: bool = True) -> Runs:
-    """Every count of the sweep, 1 worker (C4's baseline) and the on-device loader."""
+    """Every count of the sweep, 1 worker (C4's baseline), 1 worker with persistent workers (one batch an
+    epoch: what it removes is the start-up of each epoch) and the on-device loader."""
     counts, config = counts_of(params), config.replace(workers=0)
     extra = [] if ALSO_MEASURED in counts else [ALSO_MEASURED]
     block = [config.replace(workers=w, tag=tag(w)) for w in sorted([*counts, *extra])]
+    block.append(config.replace(workers=ALSO_MEASURED, persistent_workers=True, max_batches=PERSISTENT_BATCHES,
+                                tag=PERSISTENT))
     return Runs(block=block + ([config.replace(loader="tensor", tag=ON_DEVICE)] if on_device else []))
 
 
@@ -107,10 +113,36 @@ def worker_sweep_rule(waits: dict) -> dict:
             "reason": reason + f"; {best} workers is decidedly faster {why}"}
 
 
+def batch_wait(df: pd.DataFrame) -> pd.Series:
+    """Per epoch, the wait on the loader's batches: load_s without the workers' start-up (`iter()`,
+    loader_start_s), which the DataLoader pays each epoch unless its workers are persistent."""
+    return df["load_s"] - df["loader_start_s"]
+
+
 def batch_waits(records: list[dict]) -> list[float]:
-    """Per steady epoch, the wait on the loader's batches: load_s without worker start-up (iter())."""
+    """Per steady epoch of a run, its per-batch wait (batch_wait)."""
     df = stats.steady(pd.DataFrame(records))
-    return stats.samples(df["load_s"] - df["loader_start_s"]) if len(df) else []
+    return stats.samples(batch_wait(df)) if len(df) else []
+
+
+def startup_split(df: pd.DataFrame, by: str) -> pd.DataFrame:
+    """Per group of `by` (in order of first appearance), over its steady epochs: the per-batch wait
+    (batch_wait) and the workers' start-up (loader_start_s), each as a mean, a range and its samples. The
+    two add up to the wait for data (load_s): C3's table and C4's split of its wait."""
+    steady = stats.steady(df)
+    rows = {}
+    for key in df[by].unique():
+        mine = steady[steady[by] == key]
+        waits, starts = stats.samples(batch_wait(mine)), stats.samples(mine["loader_start_s"])
+        rows[key] = {"batch wait s": stats.mean(waits), "batch wait range": stats.spread(waits),
+                     "batch wait samples": waits, "worker start-up s": stats.mean(starts),
+                     "worker start-up range": stats.spread(starts), "worker start-up samples": starts}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def persistent_workers(df: pd.DataFrame) -> pd.Series:
+    """Per record, whether its DataLoader workers were persistent (False in records from before the field)."""
+    return df.get("persistent_workers", pd.Series(False, index=df.index)).fillna(False).astype(bool)
 
 
 def measure(config: Config, params: dict, out, report) -> list[dict]:
@@ -150,27 +182,26 @@ def best_workers(results_dir) -> tuple[int, str]:
 
 
 def workers_table(df: pd.DataFrame, sweep: dict) -> pd.DataFrame:
-    """One row per worker count (the DataLoader), plus the on-device batched loader when it ran.
-    `batch wait s` is the steady per-epoch wait on batches (worker start-up, `iter()`, is its own column);
-    the rule column comes from the saved sweep, computed once."""
+    """One row per worker count (the DataLoader), the persistent-workers setting, and the on-device batched loader
+    when it ran. `batch wait s` is the steady per-epoch wait on batches and `worker start-up s` the steady
+    per-epoch start-up (`iter()`), apart (startup_split); the rule column comes from the saved sweep, computed
+    once, and marks the sweep's counts only."""
     df = df.copy()
-    df["batch_wait_s"] = df["load_s"] - df["loader_start_s"]
     tensor = df.get("loader", pd.Series("torch", index=df.index)) == "tensor"
+    persistent = persistent_workers(df) & ~tensor
     df["setting"] = df["workers"].astype(int).astype(str) + " workers"
+    df.loc[persistent, "setting"] += ", persistent"
     df.loc[tensor, "setting"] = ON_DEVICE
     table = summarize(df, "setting")
-    steady = stats.steady(df)
-    waits = {k: stats.samples(g["batch_wait_s"]) for k, g in steady.groupby("setting", sort=False)}
-    starts = {k: stats.samples(g["loader_start_s"]) for k, g in steady.groupby("setting", sort=False)}
+    split = startup_split(df, "setting").reindex(table.index)
     table.insert(0, "workers", [float("nan") if s == ON_DEVICE else int(s.split()[0]) for s in table.index])
-    table["batch wait s"] = [stats.mean(waits.get(k, [])) for k in table.index]
-    table["batch wait range"] = [stats.spread(waits.get(k, [])) for k in table.index]
-    table["batch wait samples"] = [waits.get(k, []) for k in table.index]
-    table["worker start-up s"] = [stats.mean(starts.get(k, [])) for k in table.index]
+    table.insert(1, "persistent workers", [s.endswith(", persistent") for s in table.index])
+    for column in ("batch wait s", "batch wait range", "batch wait samples", "worker start-up s"):
+        table[column] = split[column]
     stop, best = sweep.get("stop_at"), sweep.get("best_workers")
     table["rule"] = ""
     for name, w in table["workers"].items():
-        if pd.isna(w):
+        if pd.isna(w) or table.loc[name, "persistent workers"]:
             continue
         marks = ([BEST if sweep.get("significant", True) else f"{BEST} (not significant)"] if w == best else []) + (
             ["stopped here"] if w == stop else []) + (
@@ -178,8 +209,39 @@ def workers_table(df: pd.DataFrame, sweep: dict) -> pd.DataFrame:
         table.loc[name, "rule"] = ", ".join(marks)
     mem = memory(df, "setting").filter(["host_peak_rss_bytes", "workers_pss_bytes"])
     table = table.join(mem)
-    return table[["workers", "batch wait s", "batch wait range", "worker start-up s", "load_s", "train_s",
-                  "total_s", "total_s range", "training images/s", *mem.columns, "rule", "batch wait samples"]]
+    return table[["workers", "persistent workers", "batches/epoch", "batch wait s", "batch wait range",
+                  "worker start-up s", "load_s", "train_s", "total_s", "total_s range", "training images/s",
+                  *mem.columns, "rule", "batch wait samples"]]
+
+
+def sweep_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The workers_table rows of the sweep's counts (not the on-device loader, not persistent workers)."""
+    return table[table["workers"].notna() & ~table["persistent workers"].astype(bool)]
+
+
+def explain_persistent(df: pd.DataFrame) -> stats.Said:
+    """What persistent workers remove: the workers' start-up of each epoch, at the same count with and without
+    them, as one claim of the comparison rule (a family of its own: the sweep's rule is decided apart, on the
+    per-batch wait); '' where the block has no persistent setting."""
+    torch_loader = df.get("loader", pd.Series("torch", index=df.index)) == "torch"
+    at_count, persistent = torch_loader & (df["workers"] == ALSO_MEASURED), persistent_workers(df)
+    kept, restarted = df[at_count & persistent], df[at_count & ~persistent]
+    if not len(kept) or not len(restarted):
+        return stats.Said("")
+    name, baseline = PERSISTENT, tag(ALSO_MEASURED)
+    kept_starts = stats.samples(stats.steady(kept)["loader_start_s"])
+    restarted_starts = stats.samples(stats.steady(restarted)["loader_start_s"])
+    first = stats.samples(kept[kept["warmup"].fillna(False).astype(bool)]["loader_start_s"])
+    claim = (name, baseline, "loader_start_s")
+    c = stats.family({name: [{"loader_start_s": v} for v in kept_starts],
+                      baseline: [{"loader_start_s": v} for v in restarted_starts]}, [claim],
+                     scope="this claim alone")[claim]
+    text = (f"**Persistent workers.** Without them the DataLoader starts its {ALSO_MEASURED} worker again every epoch: "
+            f"{stats.spread(restarted_starts)} s of start-up per steady epoch. With `persistent_workers=True` the "
+            f"worker started once ({stats.spread(first)} s in the first epoch) and each later epoch paid "
+            f"{stats.spread(kept_starts)} s to resume it. Worker start-up per epoch: {c.sentence()} (The persistent "
+            f"setting ran {PERSISTENT_BATCHES} batch an epoch: its per-batch wait is not compared.)")
+    return stats.Said(text, [c])
 
 
 @plots.themed
@@ -188,7 +250,7 @@ def plot_workers(table: pd.DataFrame, title: str = "Wait for batches vs DataLoad
     count as C3's rule chose it."""
     nan = float("nan")
     fig, ax = plots.pyplot().subplots(figsize=(6.5, 3.8))
-    sweep = table[table["workers"].notna()]
+    sweep = sweep_rows(table)
     low = sweep["batch wait samples"].map(lambda v: min(v) if v else nan)
     high = sweep["batch wait samples"].map(lambda v: max(v) if v else nan)
     err = [(sweep["batch wait s"] - low).clip(lower=0).fillna(0), (high - sweep["batch wait s"]).clip(lower=0).fillna(0)]
@@ -219,6 +281,9 @@ def section(df: pd.DataFrame, results_dir=None, figures_dir=None) -> None:
     display.show(display.markdown(f"**Best: {sweep['best_workers']} workers{label}.** Rule: {sweep['stop_reason']}. "
                                   "Every count ran interleaved by epoch; the waits are per-batch waits over steady "
                                   "epochs (worker start-up apart)."), style(table))
+    persistent = explain_persistent(df)
+    if persistent:
+        display.show(display.markdown(persistent))
     display.figure(plot_workers(table), "C3_workers", figures_dir)
 
 
@@ -229,11 +294,12 @@ def findings(df: pd.DataFrame, results_dir=None) -> list[display.Finding]:
     if "best_workers" not in sweep:
         return display.not_answered(ID, QUESTIONS, "C3's sweep result is missing from this report")
     table = workers_table(df, sweep)
-    counts = table[table["workers"].notna()]
+    counts = sweep_rows(table)
     waits = ", ".join(f"{int(w)}: {s:.3f} s" for w, s in zip(counts["workers"], counts["batch wait s"]))
     n = int(min((len(v) for v in counts["batch wait samples"]), default=0))
     best, significant = int(sweep["best_workers"]), sweep.get("significant", True)
-    at_best = stats.steady(df[(df["workers"] == best) & (df.get("loader", "torch") == "torch")])
+    at_best = stats.steady(df[(df["workers"] == best) & (df.get("loader", "torch") == "torch")
+                              & ~persistent_workers(df)])
     share = stats.mean(at_best["load_s"]) / stats.mean(at_best["total_s"]) if len(at_best) else float("nan")
     cpu = (stats.mean(at_best["cpu_s"] / at_best["total_s"]) if "cpu_s" in at_best and len(at_best)
            else float("nan"))

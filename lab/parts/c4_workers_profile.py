@@ -1,5 +1,6 @@
-"""C4: 1 DataLoader worker against C3's best count: where each epoch's time goes (load, train, other), the
-sentences that explain the difference from the measured numbers, and a few steps of each under
+"""C4: 1 DataLoader worker against C3's best count: where each epoch's time goes (load, train, other), the wait
+for data split into the workers' start-up (paid every epoch: the workers are not persistent) and the per-batch
+wait, the sentences that explain the difference from the measured numbers, and a few steps of each under
 torch.profiler (the wait for data is its own operator there). Both runs come from C3's block where C3 made
 them in this report with the same settings; when the best count is 1 the same setting runs twice, and the
 difference between the rows is the noise."""
@@ -35,8 +36,9 @@ def runs(config: Config, params: dict, report) -> Runs:
 
 
 def claims(one: str, best: str) -> list[tuple[str, str, str]]:
-    """The section's two claims: the wait for data and the compute, the best count against 1 worker."""
-    return [(best, one, "load_s"), (best, one, "train_s")]
+    """The section's three claims, the best count against 1 worker: the wait for data, its per-batch part (the
+    wait without the workers' start-up) and the compute."""
+    return [(best, one, "load_s"), (best, one, "batch_wait_s"), (best, one, "train_s")]
 
 
 def speed_family(config: Config, params: dict, report) -> tuple[dict, list] | None:
@@ -57,13 +59,22 @@ def measure(config: Config, params: dict, out, report) -> list[dict]:
 
 
 def workers_comparison(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per run (1 worker, the best count): steady-state phases with ranges, and the CPU the training
-    process and its workers used per second of the epoch (steady epochs; NaN where not recorded)."""
+    """One row per run (1 worker, the best count): steady-state phases with ranges, the wait for data split into
+    the per-batch wait and the workers' start-up (C3's startup_split), each steady epoch's figures for the
+    comparison rule, and the CPU the training process and its workers used per second of the epoch (steady
+    epochs; NaN where not recorded)."""
     table = summarize(df, "tag")
     first = df.groupby("tag", sort=False).first()
     table.insert(0, "workers", first["workers"].reindex(table.index))
-    table["host_cpus"] = first["host_cpus"].reindex(table.index)
+    table["persistent workers"] = c3_workers.persistent_workers(first).reindex(table.index)
+    split = c3_workers.startup_split(df, "tag").reindex(table.index)
+    for column in split.columns:
+        table[column] = split[column]
     calm = stats.steady(df)
+    table["epoch samples"] = [
+        [{"load_s": r["load_s"], "batch_wait_s": r["load_s"] - r["loader_start_s"], "train_s": r["train_s"]}
+         for _, r in calm[calm["tag"] == name].iterrows()] for name in table.index]
+    table["host_cpus"] = first["host_cpus"].reindex(table.index)
     for column, source in (("cpu per s", "cpu_s"), ("workers cpu per s", "workers_cpu_s"),
                            ("cpus available", "cpus_available"), ("threads", "threads")):
         if source not in calm:
@@ -79,8 +90,32 @@ def _workers(n: int) -> str:
     return f"{n} worker" + ("" if n == 1 else "s")
 
 
-def _epochs(row: pd.Series) -> list[dict]:
-    return [{"load_s": load, "train_s": train} for load, train in zip(row["load_s samples"], row["train_s samples"])]
+def _startup(row: pd.Series, name: str) -> str:
+    return f"{row['worker start-up s']:.3f} s per epoch with {name}{stats.range_note(row['worker start-up samples'])}"
+
+
+def split_wait(a: pd.Series, b: pd.Series, na: str, nb: str, load: stats.Comparison, batch: stats.Comparison) -> str:
+    """What the difference in the wait for data is made of: the workers' start-up (each epoch's `iter()`) and the
+    per-batch wait, measured apart. Where the rule decided the wait, the larger of the two differences is named
+    as what drives it; the per-batch wait's own verdict is the rule's (`batch`)."""
+    if pd.isna(a["worker start-up s"]) or pd.isna(b["worker start-up s"]):
+        return ""
+    once = bool(a["persistent workers"]) and bool(b["persistent workers"])
+    paid = ("paid once per run: the workers are persistent" if once else
+            "paid every epoch because the workers are not persistent (C3 measures persistent ones)")
+    startup = f"the workers' start-up, {_startup(a, na)} against {_startup(b, nb)}, {paid}"
+    alone = f"the per-batch wait alone: {stats.verdict_line(batch)}"
+    if not load.decided:
+        return f"Apart: {startup}; {alone}."
+    if abs(a["worker start-up s"] - b["worker start-up s"]) >= abs(a["batch wait s"] - b["batch wait s"]):
+        return f"What drives it is {startup}; {alone}."
+    return f"What drives it is the per-batch wait ({stats.verdict_line(batch)}); {startup}."
+
+
+def driver(a: pd.Series, b: pd.Series) -> str:
+    """Which part of the wait for data differs more between the two rows, as a phrase."""
+    start = abs(a["worker start-up s"] - b["worker start-up s"])
+    return "the workers' start-up" if start >= abs(a["batch wait s"] - b["batch wait s"]) else "the per-batch wait"
 
 
 def _cores(row: pd.Series) -> str:
@@ -112,8 +147,9 @@ def _sharing(more: pd.Series, slower_with_more: bool) -> str:
 
 def explain_workers(table: pd.DataFrame) -> stats.Said:
     """The explanation, written from the measured numbers of a workers_comparison table (1 worker first,
-    then the best count). Its two claims (the wait for data, the compute) are one family of the comparison
-    rule (lab.core.stats.family); each "why" cites the measurement behind it."""
+    then the best count). Its three claims (the wait for data, its per-batch part, the compute) are one family
+    of the comparison rule (lab.core.stats.family); the wait is split into the workers' start-up and the
+    per-batch wait, and each "why" cites the measurement behind it."""
     (name_a, a), (name_b, b) = list(table.iterrows())[:2]
     share_a, share_b = a["load_s"] / a["total_s"], b["load_s"] / b["total_s"]
     lines = [f"With **{name_a}**, the training loop waited **{a['load_s']:.3f} s** per epoch for data"
@@ -129,12 +165,10 @@ def explain_workers(table: pd.DataFrame) -> stats.Said:
                      "same setting twice, and their difference is the noise.")
     else:
         na, nb = _workers(wa), _workers(wb)
-        load, compute = verdicts(table)
-        claims = [load, compute]
-        if not load.decided:
-            lines.append(f"Wait for data: {load.sentence()}")
-        else:
-            lines.append(f"Wait for data: {load.sentence()}")
+        load, batch, compute = verdicts(table)
+        claims = [load, batch, compute]
+        lines.append(f"Wait for data: {load.sentence()} {split_wait(a, b, na, nb, load, batch)}".rstrip())
+        if load.decided:
             cores = _cores(b if wb > wa else a)
             if load.verdict == "faster" and wb > wa and cores:
                 lines.append(f"Why, measured: with {nb}, {cores}; the workers' CPU time is the preparation of "
@@ -151,20 +185,21 @@ def explain_workers(table: pd.DataFrame) -> stats.Said:
     return stats.Said("\n\n".join(lines), claims)
 
 
-def verdicts(table: pd.DataFrame) -> tuple[stats.Comparison, stats.Comparison] | None:
-    """The section's family: (the wait for data, the compute) of the best count against 1 worker; None where
-    the two rows are the same setting."""
+def verdicts(table: pd.DataFrame) -> tuple[stats.Comparison, stats.Comparison, stats.Comparison] | None:
+    """The section's family: (the wait for data, its per-batch part, the compute) of the best count against 1
+    worker; None where the two rows are the same setting."""
     (_, a), (_, b) = list(table.iterrows())[:2]
     if int(a["workers"]) == int(b["workers"]):
         return None
     na, nb = _workers(int(a["workers"])), _workers(int(b["workers"]))
     family = claims(na, nb)
-    result = stats.family({na: _epochs(a), nb: _epochs(b)}, family)
-    return result[family[0]], result[family[1]]
+    result = stats.family({na: a["epoch samples"], nb: b["epoch samples"]}, family)
+    return result[family[0]], result[family[1]], result[family[2]]
 
 
 def findings(df: pd.DataFrame, results_dir=None) -> list[display.Finding]:
-    """C4: 1 worker against the best count, the wait and the compute (one family), and what bounds the epoch."""
+    """C4: 1 worker against the best count, the wait, its per-batch part and the compute (one family), what
+    drives a decided difference in the wait (the start-up or the per-batch wait), and what bounds the epoch."""
     table = workers_comparison(df)
     if len(table) < 2:
         return display.not_answered(ID, QUESTIONS, "only one of the two runs finished")
@@ -174,9 +209,12 @@ def findings(df: pd.DataFrame, results_dir=None) -> list[display.Finding]:
     if result is None:
         return [display.Finding("C4", QUESTIONS[0][1], f"the best count is 1 worker: nothing to compare; {bound}",
                                 "the two rows measure the same setting twice", ID)]
-    load, compute = result
-    return [display.Finding("C4", QUESTIONS[0][1], f"{stats.verdict_lines({'wait': load, 'compute': compute})}; "
-                            f"{bound}", stats.evidence_line(load), ID)]
+    load, batch, compute = result
+    a = table.iloc[0]
+    drives = (f"; the wait's difference is mostly {driver(a, b)}" if load.decided
+              and not pd.isna(a["worker start-up s"]) and not pd.isna(b["worker start-up s"]) else "")
+    answer = stats.verdict_lines({"wait": load, "per-batch wait": batch, "compute": compute})
+    return [display.Finding("C4", QUESTIONS[0][1], f"{answer}{drives}; {bound}", stats.evidence_line(load), ID)]
 
 
 def operators_table(path, top: int = 10) -> pd.DataFrame:
@@ -202,7 +240,8 @@ def profiler_html(results_dir, top: int = 10) -> str:
 
 def section(df: pd.DataFrame, results_dir=None, figures_dir=None) -> None:
     table = workers_comparison(df)
-    display.show(style(table[["workers"] + [c for t in TIMES for c in (t, f"{t} range")] + ["training images/s"]]))
+    display.show(style(table[["workers", "worker start-up s", "batch wait s"]
+                             + [c for t in TIMES for c in (t, f"{t} range")] + ["training images/s"]]))
     display.figure(plots.phase_bars(table, "1 worker vs the best count (steady-state seconds per epoch)"),
                    "C4_phases", figures_dir)
     display.show(display.markdown(explain_workers(table)))
