@@ -1,7 +1,8 @@
 """What of a report's HTML does not fit the printed page: every table laid out by the Chromium that prints the PDF,
 with print styles (words kept whole), at the width of an A4 page less the report's margins. A table wider than
 the page, a cell whose text overflows it (clipped, or a word broken to fit), text set below 7 pt, and a number or text of the table's CSV (written beside
-it, named by its `data-csv`) that the printed table does not show: each is a line of the answer."""
+it, named by its `data-csv`) that the printed table does not show (a column empty everywhere, or a mean shown
+within its range column, is left out on purpose: lab.parts.tables.style): each is a line of the answer."""
 import math
 import re
 from pathlib import Path
@@ -74,7 +75,8 @@ def problems(html_path: Path, csv_dir: Path | None = None) -> tuple[list[str], i
         if t["csv"] and csv_dir is not None and (Path(csv_dir) / t["csv"]).exists():
             text = _flat(t["text"])
             table = pd.read_csv(Path(csv_dir) / t["csv"], index_col=0)
-            values = [*table.index, *table.columns] + [v for column in table.columns for v in table[column]]
+            shown_columns = [c for c in table.columns if table[c].notna().any() and f"{c} range" not in table.columns]
+            values = [*table.index, *shown_columns] + [v for column in shown_columns for v in table[column]]
             lost = [v for v in values if not any(form in text for form in shown(v))]
             if lost:
                 found.append(f"{name}: the CSV's {lost[:3]} not in the printed table")

@@ -72,7 +72,7 @@ def test_c11_sets_every_step_against_the_peak_of_its_precision():
     peaks = {"fp32": 0.2, "bf16": 0.4, "copy_GBs": 30.0, "triad_GBs": 30.0}
     table = c11_limits.achieved_table(FIXTURE, peaks, "cpu")
     c10 = table.loc[c10_deploy.ID]
-    bf16 = c10.loc["eager bf16 autocast, batch 1, 1 thread(s), p50"]
+    bf16 = c10.loc["eager bf16 autocast, batch 1, 1 thread, p50"]
     assert bf16["precision"] == "bf16" and bf16["TFLOP/s"] == pytest.approx(bf16["GFLOP"] / bf16["measured s"] / 1e3)
     share = bf16["TFLOP/s"] / 0.4
     assert bf16["share of peak"] == f"{share:.0%}" and bf16["at the peak s"] == pytest.approx(bf16["GFLOP"] / 400)

@@ -43,7 +43,7 @@ def test_every_notebook_ran_and_wrote_records(tiny_report):
     assert counts == {c2_timing.ID: 1, c3_workers.ID: 5, c4_workers_profile.ID: 2, c5_devices.ID: 2, c6_optimizers.ID: 6,
                       c7_batchnorm.ID: 2, c8_acceleration.ID: 3 + compiles + bf16, c9_scaling.ID: 2}
     c4 = df[df.experiment == c4_workers_profile.ID]  # C3 measured 0, 1 (for C4) and 2 workers in one block: C4 reuses two of them
-    assert set(c4["reused_from"]) == {f"{c3_workers.ID} (1 workers)", f"{c3_workers.ID} ({best} workers)"}
+    assert set(c4["reused_from"]) == {f"{c3_workers.ID} (1 worker)", f"{c3_workers.ID} ({best} workers)"}
     c3_runs = df[(df.experiment == c3_workers.ID) & df["workers"].isin([1, best]) & (df["loader"] == "torch")
                  & ~df["persistent_workers"].astype(bool)]
     assert sorted(c4["total_s"]) == sorted(c3_runs["total_s"])

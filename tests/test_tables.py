@@ -28,7 +28,7 @@ def test_steady_state_leaves_out_the_warm_up_epoch():
     row = tables.summarize(df, "tag").loc["a"]
     assert row["load_s"] == 1.0 and row["total_s"] == 10.5 and row["total_s (all epochs)"] == 37.0 / 3
     assert row["loss"] == 1.5 and row["top1"] == 0.4 and row["batches/epoch"] == 2
-    assert row["total_s range"] == "10.500 (10.500–10.500)" and row["total_s samples"] == [10.5, 10.5]
+    assert row["total_s range"] == "10.5 (10.5–10.5)" and row["total_s samples"] == [10.5, 10.5]
     table = tables.epoch_table(df)
     assert list(table.index) == ["1 (warm-up)", "2", "3", "Total", "Avg", "Avg (steady)"]
     assert table.loc["Total", "total_s"] == 37.0 and table.loc["Avg (steady)", "load_s"] == 1.0
@@ -162,7 +162,7 @@ def test_c4_names_the_start_up_where_it_drives_the_wait():
     text = c4_workers_profile.explain_workers(table)
     load, batch, _ = text.claims
     assert load.decided and load.verdict == "faster" and not batch.decided
-    assert "What drives it is the workers' start-up, 0.088 s per epoch with 1 worker" in text
+    assert "What drives it is the workers' start-up, 0.0877 s per epoch with 1 worker" in text
     assert "paid every epoch because the workers are not persistent" in text
     assert "the per-batch wait alone: 0 workers vs 1 worker: no measurable difference" in text
     finding = c4_workers_profile.findings(df)[0]
@@ -177,22 +177,22 @@ def test_c4_names_the_per_batch_wait_where_it_drives_the_wait():
     _split(df, "4 workers (best)", [0.10, 0.095, 0.098, 0.1, 0.097])
     text = c4_workers_profile.explain_workers(c4_workers_profile.workers_comparison(df))
     assert "What drives it is the per-batch wait (4 workers faster than 1 worker: ×" in text
-    assert "the workers' start-up, 0.088 s per epoch with 1 worker" in text
+    assert "the workers' start-up, 0.0877 s per epoch with 1 worker" in text
 
 
 def test_c3_shows_what_persistent_workers_remove():
-    df = pd.DataFrame(runs("1 workers", [0.05, 0.051, 0.049, 0.05], [3.0, 3.1, 3.05, 3.02], workers=1)
+    df = pd.DataFrame(runs("1 worker", [0.05, 0.051, 0.049, 0.05], [3.0, 3.1, 3.05, 3.02], workers=1)
                       + runs(c3_workers.PERSISTENT, [0.05, 0.051, 0.049, 0.05], [3.0, 3.1, 3.05, 3.02], workers=1,
                              persistent_workers=True))
-    _split(df, "1 workers", [0.09, 0.085, 0.088, 0.091, 0.087])
+    _split(df, "1 worker", [0.09, 0.085, 0.088, 0.091, 0.087])
     _split(df, c3_workers.PERSISTENT, [0.09, 0.0011, 0.0009, 0.001, 0.0012])  # started once, in the first epoch
     table = c3_workers.workers_table(df, {"best_workers": 1, "stop_at": 1})
-    assert list(c3_workers.sweep_rows(table).index) == ["1 workers"]  # the sweep's rule marks only its counts
-    assert table.loc[c3_workers.PERSISTENT, "rule"] == "" and table.loc["1 workers", "rule"] != ""
+    assert list(c3_workers.sweep_rows(table).index) == ["1 worker"]  # the sweep's rule marks only its counts
+    assert table.loc[c3_workers.PERSISTENT, "rule"] == "" and table.loc["1 worker", "rule"] != ""
     assert table.loc[c3_workers.PERSISTENT, "worker start-up s"] == pytest.approx(0.00105)
     text = c3_workers.explain_persistent(df)
-    assert "the worker started once (0.090 s in the first epoch)" in text
-    assert f"Worker start-up per epoch: {c3_workers.PERSISTENT} is faster than 1 workers: ×" in text
+    assert "the worker started once (0.0900 s in the first epoch)" in text
+    assert f"Worker start-up per epoch: {c3_workers.PERSISTENT} is faster than 1 worker: ×" in text
     assert text.claims[0].decided
     same = df.copy()  # no persistent setting in the block (an older report): nothing to say
-    assert c3_workers.explain_persistent(same[same["tag"] == "1 workers"]) == ""
+    assert c3_workers.explain_persistent(same[same["tag"] == "1 worker"]) == ""

@@ -23,7 +23,7 @@ QUESTIONS = (("C3.1", "Loading time by worker count"), ("C3.2", "Best worker cou
              ("C3.3", "Why more workers stop helping"))
 ALSO_MEASURED = 1              # C4's baseline, in this block so that C4 reuses both of its runs
 ON_DEVICE = "on-device batched"
-PERSISTENT = f"{ALSO_MEASURED} workers, persistent"  # the same count with persistent_workers=True
+PERSISTENT = f"{ALSO_MEASURED} worker, persistent"  # the same count with persistent_workers=True
 PERSISTENT_BATCHES = 1         # its start-up is paid per epoch, not per batch: one batch an epoch shows it
 DEFAULT_WORKERS = 2            # the lab's baseline, where C3 has not run
 RESULT = "best_workers.json"
@@ -31,7 +31,7 @@ BEST = "best"
 
 
 def tag(workers: int) -> str:
-    return f"{workers} workers"
+    return stats.plural(workers, "worker")
 
 
 def worker_counts(step: int = 4, cap: int = 16) -> list[int]:
@@ -103,14 +103,14 @@ def worker_sweep_rule(waits: dict) -> dict:
         means = {k: stats.mean(waits[k]) for k in considered}
         best = min(means, key=means.get)
         return {"best": best, "stop": stop, "significant": False, "lowest": best,
-                "reason": reason + f"; the sweep cannot tell, so the best count is the lowest mean, {best} workers "
+                "reason": reason + f"; the sweep cannot tell, so the best count is the lowest mean, {tag(best)} "
                           "(not significant)"}
     after = result[(stop, best, "wait")].verdict == "slower" if stop != best else False
     before = best != counts[0] and result[(best, counts[counts.index(best) - 1], "wait")].verdict == "faster"
-    why = " and ".join(([f"than {stop} workers after it"] if after else [])
-                       + ([f"than {counts[counts.index(best) - 1]} workers before it"] if before else []))
+    why = " and ".join(([f"than {tag(stop)} after it"] if after else [])
+                       + ([f"than {tag(counts[counts.index(best) - 1])} before it"] if before else []))
     return {"best": best, "stop": stop, "significant": True, "lowest": best,
-            "reason": reason + f"; {best} workers is decidedly faster {why}"}
+            "reason": reason + f"; {tag(best)} is decidedly faster {why}"}
 
 
 def batch_wait(df: pd.DataFrame) -> pd.Series:
@@ -189,7 +189,7 @@ def workers_table(df: pd.DataFrame, sweep: dict) -> pd.DataFrame:
     df = df.copy()
     tensor = df.get("loader", pd.Series("torch", index=df.index)) == "tensor"
     persistent = persistent_workers(df) & ~tensor
-    df["setting"] = df["workers"].astype(int).astype(str) + " workers"
+    df["setting"] = df["workers"].astype(int).map(tag)
     df.loc[persistent, "setting"] += ", persistent"
     df.loc[tensor, "setting"] = ON_DEVICE
     table = summarize(df, "setting")
@@ -278,9 +278,10 @@ def section(df: pd.DataFrame, results_dir=None, figures_dir=None) -> None:
     print(display.describe_run(df.iloc[0]))
     table = workers_table(df, sweep)
     label = "" if sweep.get("significant", True) else " (not significant)"
-    display.show(display.markdown(f"**Best: {sweep['best_workers']} workers{label}.** Rule: {sweep['stop_reason']}. "
+    display.show(display.markdown(f"**Best: {tag(sweep['best_workers'])}{label}.** Rule: {sweep['stop_reason']}. "
                                   "Every count ran interleaved by epoch; the waits are per-batch waits over steady "
-                                  "epochs (worker start-up apart)."), style(table))
+                                  "epochs (worker start-up apart)."),
+                 style(table.drop(columns=["persistent workers"])))  # the setting's name says so
     persistent = explain_persistent(df)
     if persistent:
         display.show(display.markdown(persistent))
@@ -295,7 +296,7 @@ def findings(df: pd.DataFrame, results_dir=None) -> list[display.Finding]:
         return display.not_answered(ID, QUESTIONS, "C3's sweep result is missing from this report")
     table = workers_table(df, sweep)
     counts = sweep_rows(table)
-    waits = ", ".join(f"{int(w)}: {s:.3f} s" for w, s in zip(counts["workers"], counts["batch wait s"]))
+    waits = ", ".join(f"{int(w)}: {stats.sig(s)} s" for w, s in zip(counts["workers"], counts["batch wait s"]))
     n = int(min((len(v) for v in counts["batch wait samples"]), default=0))
     best, significant = int(sweep["best_workers"]), sweep.get("significant", True)
     at_best = stats.steady(df[(df["workers"] == best) & (df.get("loader", "torch") == "torch")
@@ -304,17 +305,17 @@ def findings(df: pd.DataFrame, results_dir=None) -> list[display.Finding]:
     cpu = (stats.mean(at_best["cpu_s"] / at_best["total_s"]) if "cpu_s" in at_best and len(at_best)
            else float("nan"))
     cores = at_best["cpus_available"].max() if "cpus_available" in at_best and len(at_best) else float("nan")
-    why = (f"at {best} workers the loop waits {share:.0%} of each epoch for data, so more workers have little "
+    why = (f"at {tag(best)} the loop waits {share:.0%} of each epoch for data, so more workers have little "
            "left to hide" if not pd.isna(share) else "not measured")
     if not pd.isna(cpu) and not pd.isna(cores):
         why += (f"; the training process alone keeps {cpu:.2f} of the {cores:.0f} cores busy, so workers compete "
                 "for them")
     return [display.Finding("C3.1", "Loading time by worker count", f"per-batch wait per epoch: {waits}",
                             f"means over {n} steady epochs each, interleaved; worker start-up apart", ID),
-            display.Finding("C3.2", "Best worker count", f"{best} workers" + ("" if significant else
+            display.Finding("C3.2", "Best worker count", tag(best) + ("" if significant else
                             " (not significant)"), sweep.get("stop_reason", ""), ID),
             display.Finding("C3.3", "Why more workers stop helping", why,
-                            f"measured at {best} workers over {len(at_best)} steady epochs", ID)]
+                            f"measured at {tag(best)} over {stats.plural(len(at_best), 'steady epoch')}", ID)]
 
 
 PART = Part(ID, "C3 — DataLoader workers", QUESTIONS, ("worker_step", "worker_cap", "worker_counts"), runs,

@@ -27,7 +27,7 @@ PROFILES = (("1_worker", BASELINE), ("best", None))  # file label, workers (None
 def runs(config: Config, params: dict, report) -> Runs:
     best = config.workers
     one = config.replace(workers=BASELINE, tag=f"{BASELINE} worker")
-    best_config = config.replace(tag=f"{best} workers (best)")
+    best_config = config.replace(tag=f"{c3_workers.tag(best)} (best)")
     profiled = Work(steps=len(PROFILES) * (2 + params["profile_steps"]), runs=len(PROFILES))
     wanted = {c3_workers.tag(BASELINE): one, c3_workers.tag(best): best_config}
     if best != BASELINE and report.reusable(c3_workers.ID, wanted):
@@ -91,7 +91,7 @@ def _workers(n: int) -> str:
 
 
 def _startup(row: pd.Series, name: str) -> str:
-    return f"{row['worker start-up s']:.3f} s per epoch with {name}{stats.range_note(row['worker start-up samples'])}"
+    return f"{stats.sig(row['worker start-up s'])} s per epoch with {name}{stats.range_note(row['worker start-up samples'])}"
 
 
 def split_wait(a: pd.Series, b: pd.Series, na: str, nb: str, load: stats.Comparison, batch: stats.Comparison) -> str:
@@ -152,11 +152,11 @@ def explain_workers(table: pd.DataFrame) -> stats.Said:
     per-batch wait, and each "why" cites the measurement behind it."""
     (name_a, a), (name_b, b) = list(table.iterrows())[:2]
     share_a, share_b = a["load_s"] / a["total_s"], b["load_s"] / b["total_s"]
-    lines = [f"With **{name_a}**, the training loop waited **{a['load_s']:.3f} s** per epoch for data"
-             f"{stats.range_note(a['load_s samples'])}, {share_a:.0%} of the {a['total_s']:.3f} s epoch; compute "
-             f"took {a['train_s']:.3f} s{stats.range_note(a['train_s samples'])}.",
-             f"With **{name_b}**, the wait was **{b['load_s']:.3f} s**{stats.range_note(b['load_s samples'])}, "
-             f"{share_b:.0%} of {b['total_s']:.3f} s; compute took {b['train_s']:.3f} s"
+    lines = [f"With **{name_a}**, the training loop waited **{stats.sig(a['load_s'])} s** per epoch for data"
+             f"{stats.range_note(a['load_s samples'])}, {share_a:.0%} of the {stats.sig(a['total_s'])} s epoch; compute "
+             f"took {stats.sig(a['train_s'])} s{stats.range_note(a['train_s samples'])}.",
+             f"With **{name_b}**, the wait was **{stats.sig(b['load_s'])} s**{stats.range_note(b['load_s samples'])}, "
+             f"{share_b:.0%} of {stats.sig(b['total_s'])} s; compute took {stats.sig(b['train_s'])} s"
              f"{stats.range_note(b['train_s samples'])}."]
     wa, wb = int(a["workers"]), int(b["workers"])
     claims = []
@@ -232,7 +232,7 @@ def profiler_html(results_dir, top: int = 10) -> str:
             continue
         trace = f"{ID}/trace_{label}.json"
         parts.append(f"<h4>torch.profiler, {title}: top {top} operators by self CPU time per step</h4>"
-                     + operators_table(csv, top).style.format(precision=2).to_html()
+                     + style(operators_table(csv, top)).to_html()
                      + f"<p>Trace: <a href='{html.escape(trace)}'>{html.escape(trace)}</a> "
                        "(open in chrome://tracing or ui.perfetto.dev)</p>")
     return "".join(parts) or "<p>No profiler tables in this report.</p>"

@@ -402,7 +402,13 @@ def section(df: pd.DataFrame, results_dir, figures_dir=None) -> None:
     table = acceleration_table(df, plan)
     if report_peaks(results_dir, df["device_type"].iloc[0]):
         table.insert(table.columns.get_loc("epoch speed-up") + 1, "of peak", of_peak(table, df, results_dir))
-    display.show(style(table.drop(columns=["test images"])))
+    ran = table[table["status"] == "ok"]
+    same = [c for c in ("epochs", "batches") if c in ran and len(ran) and ran[c].nunique() == 1]
+    if same:  # said once above the table, not in a column per setting: the table fits the page
+        display.show(display.markdown("Every measured setting ran " + " of ".join(
+            stats.plural(int(ran[c].iloc[0]), c.rstrip("es") if c == "batches" else c[:-1], c) for c in same)
+            + (" each" if len(same) == 2 else "") + "."))
+    display.show(style(table.drop(columns=["test images", *same])))
     display.figure(plot_acceleration(table), ID, figures_dir)
     notes = [f"*{note}*" for note in (plan or {}).get("notes", {}).values()]
     display.show(*map(display.markdown, notes), display.markdown(bound_sentence(table, results_dir)),

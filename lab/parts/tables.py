@@ -112,15 +112,21 @@ LONG = 40  # characters: a longer text leaves its cell for a numbered note under
 def style(table: pd.DataFrame):
     """Display form, the one path every table takes: measured numbers to three significant figures (lab.core.
     stats.sig: seconds, MiB, images/s), whole-number columns (epochs, batches, workers, counts) as integers,
-    top-1 in percent, missing cells as a dash, never NaN; a text longer than LONG shows as its first words and
+    top-1 in percent, missing cells as a dash, never NaN (a column missing everywhere left out; a mean beside its range column left to the range); a text longer than LONG shows as its first words and
     a note number, its whole text numbered under the table (so no cell is clipped and the table fits the page;
     the CSV keeps the whole text). The raw samples behind the ranges are left out."""
     table = percent(labelled(table[[c for c in table.columns if not str(c).endswith(" samples")]]),
                     ("top1", "final top1", "test top1"))
+    if len(table):  # a column with nothing in it (test top-1 where nothing was evaluated) is left out, not dashed
+        table = table[[c for c in table.columns if not table[c].isna().all()]]
+    # a mean beside its "mean (min–max)" column says it twice: the range column alone (the CSV keeps both)
+    table = table[[c for c in table.columns if f"{c} range" not in table.columns]]
     notes: dict[str, int] = {}
 
     def cell(value, whole: bool) -> str:
         if isinstance(value, str):
+            if not value.strip():
+                return "—"
             if len(html.unescape(value)) <= LONG:  # escaped already (format's escape): count what is read
                 return value
             number = notes.setdefault(value, len(notes) + 1)
