@@ -78,9 +78,25 @@ def tiny_config(synthetic_data, tmp_path):
                                   checkpoint=str(tmp_path / "ckpt.pt"))
 
 
+def shared_data() -> Path:
+    """The full-size synthetic set (60,000 images, ~17 s to write) the reports under test read: written once per
+    test run, under a lock, for every worker (each report writing its own cost a worker that much per report)."""
+    import fcntl
+
+    from lab.core.config import Config
+    from lab.data.cifar10 import ensure_synthetic
+
+    folder = Path(os.environ["LAB_CACHE"]) / "report-data"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        ensure_synthetic(Config(dataset="synthetic", data=str(folder)), log=lambda msg: None)
+    return folder
+
+
 def report_command(profile, tmp, *extra):
     return [sys.executable, "-m", "lab", "report", "--profile", str(profile), "--results", str(tmp / "results"),
-            "--data", str(tmp / "data"), *extra]
+            "--data", str(shared_data()), *extra]
 
 
 def report(profile, tmp, *extra, env=None):
