@@ -43,6 +43,9 @@ def _seed_fast_cache():
     seeded.write_text(json.dumps(entries))
     seeded.replace(cache / "fast-choice.json")  # workers write the same file: each whole
     os.environ["LAB_CACHE"] = str(cache)
+    # inductor's caches (FX graphs, the C++ kernels AOTInductor and torch.compile build) shared by the run's
+    # workers and the processes they start: a graph compiled by one test is read, not compiled again, by the next
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache / "inductor"))
 
 
 _seed_fast_cache()

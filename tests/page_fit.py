@@ -1,6 +1,6 @@
 """What of a report's HTML does not fit the printed page: every table laid out by the Chromium that prints the PDF,
-with print styles (words kept whole), at the width of an A4 page less the report's margins. A table wider than
-the page, a cell whose text overflows it (clipped, or a word broken to fit), text set below 7 pt, and a number or text of the table's CSV (written beside
+with print styles, at the width of an A4 page less the report's margins. A table wider than the page, a cell
+whose text overflows it (clipped) or whose words were broken to fit it, text set below 7 pt, and a number or text of the table's CSV (written beside
 it, named by its `data-csv`) that the printed table does not show (a column empty everywhere, or a mean shown
 within its range column, is left out on purpose: lab.parts.tables.style): each is a line of the answer."""
 import math
@@ -17,15 +17,28 @@ PX_PER_MM = 96 / 25.4
 WIDTH = round((A4_MM - 2 * MARGIN_MM) * PX_PER_MM)
 SMALLEST_PT = 7
 
-# The print styles let a word break anywhere to fit, which hides a cell too narrow for its words ("statu" /
-# "s"); measured with words kept whole, such a cell overflows, or its table the page.
-UNBROKEN = "td, th, caption { overflow-wrap: normal !important; word-break: normal !important; }"
+# a word the layout broke across lines to fit its cell ("statu" / "s"): its characters lie on more than one line
+BROKEN = """function brokenWords(cell) {
+  const out = [], walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    for (const m of node.data.matchAll(/[^\\s\\-–]+[\\-–]?/g)) {  // a hyphen or dash is a place to break
+      const range = document.createRange();
+      range.setStart(node, m.index); range.setEnd(node, m.index + m[0].length);
+      const tops = new Set([...range.getClientRects()].filter(r => r.width > 0).map(r => Math.round(r.top)));
+      if (tops.size > 1) out.push(m[0]);
+    }
+  }
+  return out;
+}"""
 LAYOUT = """els => els.map(t => {
   const r = t.getBoundingClientRect();
   const cells = [...t.querySelectorAll('td, th')];
   return {csv: t.getAttribute('data-csv'), head: t.innerText.split('\\n')[0].slice(0, 60),
           left: Math.round(r.left), right: Math.round(r.right), text: t.innerText,
-          clipped: cells.filter(c => c.scrollWidth > c.clientWidth + 1).map(c => c.innerText.slice(0, 40)),
+          clipped: cells.filter(c => { const range = document.createRange(); range.selectNodeContents(c);
+                                       return range.getBoundingClientRect().width > c.getBoundingClientRect().width + 1; })
+                        .map(c => c.innerText.slice(0, 40)),
+          broken: cells.flatMap(c => brokenWords(c)).slice(0, 5),
           smallest: Math.min(...cells.map(c => parseFloat(getComputedStyle(c).fontSize)))};
 })"""
 
@@ -53,7 +66,7 @@ def layout(html_path: Path) -> tuple[list[dict], int]:
         page = browser.new_page(viewport={"width": WIDTH, "height": 1100})
         page.emulate_media(media="print")
         page.goto(Path(html_path).as_uri(), wait_until="load")
-        page.add_style_tag(content=UNBROKEN)
+        page.add_script_tag(content=BROKEN)
         tables = page.eval_on_selector_all("table", LAYOUT)
         page_width = page.evaluate("document.documentElement.scrollWidth")
         browser.close()
@@ -70,6 +83,8 @@ def problems(html_path: Path, csv_dir: Path | None = None) -> tuple[list[str], i
             found.append(f"{name}: {t['left']}–{t['right']}px, wider than the {WIDTH}px page")
         if t["clipped"]:
             found.append(f"{name}: cells overflow: {t['clipped'][:3]}")
+        if t["broken"]:
+            found.append(f"{name}: words broken to fit: {t['broken']}")
         if t["smallest"] < SMALLEST_PT * 96 / 72 - 0.01:
             found.append(f"{name}: text at {t['smallest'] * 72 / 96:.1f} pt")
         if t["csv"] and csv_dir is not None and (Path(csv_dir) / t["csv"]).exists():

@@ -254,7 +254,7 @@ class Part:
     - `reads_records`: False for a part whose section and findings read its own files instead of epoch records;
       `uses_data`: False for a part whose notebook has none of the `COMMON` parameters (results_dir only).
     - `calibrates`: its one run calibrates the report's estimate (the step's and a run's costs).
-    - `compile_seconds(records) -> float | None`: what one compilation cost, measured in its records.
+    - `compile_seconds(folder) -> float | None`: what one compilation cost, measured in its folder.
     """
 
     id: str

@@ -201,7 +201,7 @@ def accuracy_table(dev: dict) -> pd.DataFrame:
         rows.append({"setting": name, "precision": a["precision"], "test top1": a["top1"],
                      "95 % interval": f"{100 * a['top1_low']:.1f}–{100 * a['top1_high']:.1f} %",
                      "same prediction as eager %": 100 * a["same_prediction"],
-                     "max |logit diff|": f"{a['max_abs_diff']:.2g}", "largest |logit|": a.get("largest_logit"),
+                     "max |logit diff|": a["max_abs_diff"], "largest |logit|": a.get("largest_logit"),
                      "within tolerance": "yes" if a["within"] else "NO", "tolerance": a["tolerance"]})
     return pd.DataFrame(rows).set_index("setting")
 
@@ -358,14 +358,14 @@ def findings(records, results_dir=None) -> list[display.Finding]:
         return display.not_answered(ID, QUESTIONS, f"{ID} did not run in this report")
     device, dev = next(iter(result["devices"].items()))
     conv, acc = dev["conversions"], dev["accuracy"]
-    made = ", ".join(f"{n} {c['convert_s']:.2g} s" for n, c in conv.items() if c["status"] == "ok" and c.get("file"))
+    made = ", ".join(f"{n} {stats.sig(c['convert_s'])} s" for n, c in conv.items() if c["status"] == "ok" and c.get("file"))
     failed = [f"{n} ({c['reason']})" for n, c in conv.items() if c["status"] != "ok"]
     fp32 = [a for n, a in acc.items() if n != deploy.BASELINE and a["precision"] == "fp32"]
     worst = max(fp32, key=lambda a: a["max_abs_diff"]) if fp32 else None
     relative = (f", {worst['max_abs_diff'] / max(1.0, worst['largest_logit']):.1g} of the largest |logit|"
                 if worst and worst.get("largest_logit") else "")
     same = (f"fp32 conversions' predictions identical to eager's on {min(a['same_prediction'] for a in fp32):.1%} "
-            f"of images or more (max |logit diff| {worst['max_abs_diff']:.2g}{relative})" if fp32 else "")
+            f"of images or more (max |logit diff| {stats.sig(worst['max_abs_diff'])}{relative})" if fp32 else "")
     base = acc[deploy.BASELINE]
     claims = latency_claims(dev)
     best = max((c for c in claims.values() if c.verdict == "faster"), key=lambda c: c.ratio, default=None)

@@ -16,7 +16,7 @@ from ..engine import flops, kernels, progress, roofline
 from ..engine.model import resnet18
 from ..engine.resolve import device_type
 from . import c2_timing, c8_acceleration, c10_deploy, display, plots
-from .base import Part, Runs, Work
+from .base import Part, Runs, Work, step_setting
 from .tables import load, peak_share, precision_of, report_peaks, step_flops, style
 
 ID = "C11_limits"
@@ -31,8 +31,12 @@ def precisions(device: str) -> list[str]:
 
 def runs(config: Config, params: dict, report) -> Runs:
     """Nothing trains: a warm-up and the profiled steps per precision (profiling with shapes costs about a step)."""
-    steps = len(precisions(device_type(config.device))) * (1 + 2 * params["profile_steps"])
-    return Runs(extra=Work(steps=steps))
+    device = device_type(config.device)
+    each = 1 + 2 * params["profile_steps"]
+    settings = tuple((step_setting({"device_type": device, "amp": amp, "batch_size": config.batch_size,
+                                    "channels_last": False, "compile": "off", "loader": "tensor", "workers": 0}),
+                      each, 0, each) for amp in precisions(device))  # priced by precision (lab.report.estimate)
+    return Runs(extra=Work(steps=each * len(settings), settings=settings))
 
 
 def measure(config: Config, params: dict, out, report) -> list[dict]:

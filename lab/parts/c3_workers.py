@@ -134,7 +134,7 @@ def startup_split(df: pd.DataFrame, by: str) -> pd.DataFrame:
     for key in df[by].unique():
         mine = steady[steady[by] == key]
         waits, starts = stats.samples(batch_wait(mine)), stats.samples(mine["loader_start_s"])
-        rows[key] = {"batch wait s": stats.mean(waits), "batch wait range": stats.spread(waits),
+        rows[key] = {"batch wait s": stats.mean(waits), "batch wait s range": stats.spread(waits),
                      "batch wait samples": waits, "worker start-up s": stats.mean(starts),
                      "worker start-up range": stats.spread(starts), "worker start-up samples": starts}
     return pd.DataFrame.from_dict(rows, orient="index")
@@ -196,7 +196,7 @@ def workers_table(df: pd.DataFrame, sweep: dict) -> pd.DataFrame:
     split = startup_split(df, "setting").reindex(table.index)
     table.insert(0, "workers", [float("nan") if s == ON_DEVICE else int(s.split()[0]) for s in table.index])
     table.insert(1, "persistent workers", [s.endswith(", persistent") for s in table.index])
-    for column in ("batch wait s", "batch wait range", "batch wait samples", "worker start-up s"):
+    for column in ("batch wait s", "batch wait s range", "batch wait samples", "worker start-up s"):
         table[column] = split[column]
     stop, best = sweep.get("stop_at"), sweep.get("best_workers")
     table["rule"] = ""
@@ -209,7 +209,7 @@ def workers_table(df: pd.DataFrame, sweep: dict) -> pd.DataFrame:
         table.loc[name, "rule"] = ", ".join(marks)
     mem = memory(df, "setting").filter(["host_peak_rss_bytes", "workers_pss_bytes"])
     table = table.join(mem)
-    return table[["workers", "persistent workers", "batches/epoch", "batch wait s", "batch wait range",
+    return table[["workers", "persistent workers", "batches/epoch", "batch wait s", "batch wait s range",
                   "worker start-up s", "load_s", "train_s", "total_s", "total_s range", "training images/s",
                   *mem.columns, "rule", "batch wait samples"]]
 

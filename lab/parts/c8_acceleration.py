@@ -198,12 +198,17 @@ def explain_compile(results_dir) -> str:
             f"**{account['compile_s']:.0f} s of compilation**, paid in the first epoch.")
 
 
-def compile_seconds(records: list[dict]) -> float | None:
-    """What compiling cost, measured: the compiled settings' first epochs beyond eager fp32's (the report's
-    estimate of a compilation on this machine)."""
+def compile_seconds(folder) -> float | None:
+    """What compiling cost, measured in this part's folder (the report's estimate of a compilation on this
+    machine): the compiled settings' first epochs beyond eager fp32's, else Q5's account of its one compilation
+    (a profile without compiled settings still compiles there)."""
+    records = files.read_jsonl(Path(folder) / "records.jsonl")
     first = {r["tag"]: r["total_s"] for r in records if r.get("epoch") == 1 and r.get("total_s")}
     compiled = [v - first[BASELINE] for t, v in first.items() if t.startswith("compile") and BASELINE in first]
-    return max(0.0, sum(compiled) / len(compiled)) if compiled else None
+    if compiled:
+        return max(0.0, sum(compiled) / len(compiled))
+    account = files.read_json(Path(folder) / COMPILE_FILE)
+    return float(account["compile_s"]) if account and "compile_s" in account else None
 
 
 def acceleration_table(df: pd.DataFrame, plan: dict | None = None) -> pd.DataFrame:

@@ -103,7 +103,7 @@ def findings_html(rows: list[Finding]) -> str:
         f"<tr><td><b>{escape.escape(r.question)}</b> {escape.escape(r.label)}</td><td>{escape.escape(r.answer)}</td>"
         f"<td>{escape.escape(r.evidence)}</td><td><a href='#{escape.escape(r.part)}'>"
         f"{escape.escape(r.part.split('_')[0])}</a></td></tr>" for r in rows)
-    widths = "".join(f"<col style='width:{w}%'>" for w in (17, 38, 39, 6))
+    widths = "".join(f"<col style='width:{w}%'>" for w in (16, 37, 38, 9))
     return ("<h2 id='findings'>Findings</h2><table class='findings'><colgroup>" + widths + "</colgroup><thead><tr>"
             "<th>question</th><th>answer</th><th>evidence</th><th>section</th></tr></thead>"
             f"<tbody>{cells}</tbody></table>")

@@ -397,7 +397,7 @@ class ReportTiming:
         costs = {k: v for k, v in self.estimate.costs.items() if self.estimate.sources[k] == "measured"}
         for part in parts.PARTS:
             if part.compile_seconds is not None:
-                compile_s = part.compile_seconds(read_jsonl(self.out / part.id / "records.jsonl"))
+                compile_s = part.compile_seconds(self.out / part.id)
                 costs.update({} if compile_s is None else {"compile_s": compile_s})
         for name, work in self.plan.items():
             took = self.meta["done"].get(name)
