@@ -117,10 +117,9 @@ def style(table: pd.DataFrame):
     the CSV keeps the whole text). The raw samples behind the ranges are left out."""
     table = percent(labelled(table[[c for c in table.columns if not str(c).endswith(" samples")]]),
                     ("top1", "final top1", "test top1"))
-    if len(table):  # a column with nothing in it (test top-1 where nothing was evaluated) is left out, not dashed
-        table = table[[c for c in table.columns if not table[c].isna().all()]]
-    # a mean beside its "mean (min–max)" column says it twice: the range column alone (the CSV keeps both)
-    table = table[[c for c in table.columns if f"{c} range" not in table.columns]]
+    # hidden from the reader, kept in the CSV: a column with nothing in it (test top-1 where nothing was
+    # evaluated), and a mean beside its "mean (min–max)" column (the range says it)
+    hidden = [c for c in table.columns if (len(table) and table[c].isna().all()) or f"{c} range" in table.columns]
     notes: dict[str, int] = {}
 
     def cell(value, whole: bool) -> str:
@@ -143,6 +142,7 @@ def style(table: pd.DataFrame):
         whole = _whole(table[column])
         styler = styler.format(lambda v, whole=whole: cell(v, whole), subset=[column], escape="html")
     styler = styler.format_index(escape="html", axis=0).format_index(escape="html", axis=1)
+    styler = styler.hide(hidden, axis="columns") if hidden else styler
     styler.to_string()  # the formatters run: the notes are known
     if notes:
         styler = styler.set_caption("<br>".join(f"[{n}] {text}" for text, n in notes.items()))  # escaped above
