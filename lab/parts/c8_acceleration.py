@@ -410,9 +410,9 @@ def section(df: pd.DataFrame, results_dir, figures_dir=None) -> None:
     ran = table[table["status"] == "ok"]
     same = [c for c in ("epochs", "batches") if c in ran and len(ran) and ran[c].nunique() == 1]
     if same:  # said once above the table, not in a column per setting: the table fits the page
+        one = {"epochs": "epoch", "batches": "batch"}
         display.show(display.markdown("Every measured setting ran " + " of ".join(
-            stats.plural(int(ran[c].iloc[0]), c.rstrip("es") if c == "batches" else c[:-1], c) for c in same)
-            + (" each" if len(same) == 2 else "") + "."))
+            stats.plural(int(ran[c].iloc[0]), one[c], c) for c in same) + (" each" if len(same) == 2 else "") + "."))
     display.show(style(table.drop(columns=["test images", *same])))
     display.figure(plot_acceleration(table), ID, figures_dir)
     notes = [f"*{note}*" for note in (plan or {}).get("notes", {}).values()]

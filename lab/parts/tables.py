@@ -112,25 +112,27 @@ LONG = 40  # characters: a longer text leaves its cell for a numbered note under
 def style(table: pd.DataFrame):
     """Display form, the one path every table takes: measured numbers to three significant figures (lab.core.
     stats.sig: seconds, MiB, images/s), whole-number columns (epochs, batches, workers, counts) as integers,
-    top-1 in percent, missing cells as a dash, never NaN (a column missing everywhere left out; a mean beside its range column left to the range); a text longer than LONG shows as its first words and
-    a note number, its whole text numbered under the table (so no cell is clipped and the table fits the page;
-    the CSV keeps the whole text). The raw samples behind the ranges are left out."""
+    top-1 in percent, missing cells as a dash, never NaN; a column empty everywhere and a mean beside its
+    "mean (min–max)" column hidden (the CSV keeps them); a text longer than LONG shows as its head and a note
+    number, its whole text numbered under the table (so no cell is clipped and the table fits the page; the
+    CSV keeps the whole text). The raw samples behind the ranges are left out."""
     table = percent(labelled(table[[c for c in table.columns if not str(c).endswith(" samples")]]),
                     ("top1", "final top1", "test top1"))
     # hidden from the reader, kept in the CSV: a column with nothing in it (test top-1 where nothing was
     # evaluated), and a mean beside its "mean (min–max)" column (the range says it)
     hidden = [c for c in table.columns if (len(table) and table[c].isna().all()) or f"{c} range" in table.columns]
-    notes: dict[str, int] = {}
+    shown = [c for c in table.columns if c not in hidden]
+    long = [v for row in table[shown].itertuples(index=False) for v in row if isinstance(v, str) and len(v) > LONG]
+    notes = {html.escape(text): number for number, text in enumerate(dict.fromkeys(long), 1)}  # in reading order
 
     def cell(value, whole: bool) -> str:
-        if isinstance(value, str):
+        if isinstance(value, str):  # escaped already (format's escape), as the notes' keys
             if not value.strip():
                 return "—"
-            if len(html.unescape(value)) <= LONG:  # escaped already (format's escape): count what is read
+            if value not in notes:
                 return value
-            number = notes.setdefault(value, len(notes) + 1)
             head = value.split(":")[0]
-            return f"{head if len(head) <= LONG else 'see note'} [{number}]"
+            return f"{head if len(html.unescape(head)) <= LONG else 'see note'} [{notes[value]}]"
         if isinstance(value, (bool, np.bool_)):
             return str(value)
         if isinstance(value, (int, float, np.number)):
@@ -143,7 +145,6 @@ def style(table: pd.DataFrame):
         styler = styler.format(lambda v, whole=whole: cell(v, whole), subset=[column], escape="html")
     styler = styler.format_index(escape="html", axis=0).format_index(escape="html", axis=1)
     styler = styler.hide(hidden, axis="columns") if hidden else styler
-    styler.to_string()  # the formatters run: the notes are known
     if notes:
         styler = styler.set_caption("<br>".join(f"[{n}] {text}" for text, n in notes.items()))  # escaped above
         styler = styler.set_table_styles([{"selector": "caption", "props": "caption-side: bottom; text-align: left; "

@@ -429,6 +429,7 @@ def replay(folder, after: str | None = None, defaults: dict | None = None) -> di
     temporary folder, so the plan sees only them), with assumed costs where nothing measured them (an empty
     cost cache), set against the report's actual seconds: {"after", "parts": {name: (predicted, actual)},
     "elapsed_s", "total_s", "actual_s", "error"}. `defaults`: each notebook's own parameters (the runner's)."""
+    import contextlib
     import shutil
     import tempfile
 
@@ -437,8 +438,8 @@ def replay(folder, after: str | None = None, defaults: dict | None = None) -> di
     names, done = list(meta["parameters"]), meta["done"]
     after = after or next(p.id for p in parts.PARTS if p.calibrates and p.id in names)
     known = names[:names.index(after) + 1]
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp)
+    with contextlib.ExitStack() as stack:
+        out = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         for name in known:
             if (folder / name).is_dir():
                 shutil.copytree(folder / name, out / name)
@@ -449,7 +450,8 @@ def replay(folder, after: str | None = None, defaults: dict | None = None) -> di
         timing.params = {n: {**(defaults or {}).get(n, {}), **p} for n, p in meta["parameters"].items()}
         timing.plan, timing.estimate = {}, Estimate(peaks=meta.get("peaks"))
         timing.replan()
-        watcher = Watcher(out / "progress.jsonl", timing.plan, timing.estimate, stream=open(os.devnull, "w"))
+        sink = stack.enter_context(open(os.devnull, "w"))
+        watcher = Watcher(out / "progress.jsonl", timing.plan, timing.estimate, stream=sink)
         elapsed = 0.0
         for name in known:
             predicted = timing.estimate.seconds(timing.plan.get(name, Work()))
