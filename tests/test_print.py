@@ -4,13 +4,17 @@ report that `make test` makes is checked the same way in test_report.py."""
 import json
 import re
 import shutil
+import subprocess
 
+import nbformat
+import pandas as pd
 import pytest
 
 import page_fit
 from lab.core.files import save_json
+from lab.parts.tables import style
 from lab.report import compare
-from lab.report.publish import write_html
+from lab.report.publish import write_html, write_pdf
 from lab.report.runner import execute
 
 from test_goldens import FIXTURE
@@ -56,3 +60,53 @@ def test_numbers_print_with_honest_precision(printed):
     html = text(printed[0])
     assert ">3.000<" not in html and not any(f">{n}.000<" in html for n in range(10))  # counts as integers
     assert "NaN" not in html and "…" not in html
+
+
+def page_of(tmp_path, *tables) -> "Path":
+    """A report page (the report's own template) whose output cells show `tables` (Stylers or HTML), each
+    Styler's CSV written beside it as the report writes them."""
+    outputs = []
+    for i, table in enumerate(tables):
+        if not isinstance(table, str):
+            table.data.to_csv(tmp_path / f"wide-{i}.csv")
+            table = table.set_table_attributes(f'data-csv="wide-{i}.csv"').to_html()
+        outputs.append(nbformat.v4.new_output("display_data", data={"text/html": table}))
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("", outputs=outputs)])
+    nbformat.write(nb, tmp_path / "page.ipynb")
+    return write_html(tmp_path / "page.ipynb", tmp_path / "report.html")
+
+
+def wide_table() -> pd.DataFrame:
+    """A table built to be too wide for the page: 14 columns of ranges and factors under long headers."""
+    settings = pd.Index(["1 process", "2 processes (strong)", "2 processes (weak)"], name="setting")
+    columns = {f"{name} {i}": [f"{value} (×0.{7 + i % 3}1–×1.{40 + i})" for value in ("×1.00", "×1.17", "×0.93")]
+               for i, name in enumerate(["speed-up (images/s)", "efficiency", "threads/process",
+                                         "host_peak_rss_MiB / rank"] * 3 + ["batch/process", "comm share"])}
+    return pd.DataFrame(columns, index=settings)
+
+
+def test_a_table_too_wide_for_the_page_is_split_into_stacked_tables_that_fit(tmp_path):
+    table = wide_table()
+    html = page_of(tmp_path, style(table))
+    printed = write_pdf(html, tmp_path / "report.pdf")
+    assert [t["name"] for t in printed.laid_out] == ["wide-0.csv"] and printed.unfit == []
+    assert printed.laid_out[0]["how"][-1].startswith("split into") and "stacked tables" in printed.laid_out[0]["how"][-1]
+    found, count = page_fit.problems(html, tmp_path)  # what is printed: every piece within the page, the CSV whole
+    assert found == [] and count == int(printed.laid_out[0]["how"][-1].split()[2]) >= 2, found
+    page = html.read_text()
+    assert page.count("2 processes (strong)") == count  # each piece repeats the setting column
+    text = subprocess.run(["pdftotext", "-layout", str(printed.pdf), "-"], capture_output=True, text=True,
+                          check=True).stdout
+    assert "comm share 13" in text and text.count("×0.93 (×0.81–×1.53)") == 1  # the last column, printed whole
+
+
+def test_a_table_that_fits_is_left_as_it_is_and_one_that_cannot_fit_is_named(tmp_path):
+    narrow = style(wide_table().iloc[:, :3])
+    unbreakable = "<table><tr><th>setting</th><td>" + "x" * 400 + "</td></tr></table>"
+    html = page_of(tmp_path, narrow, unbreakable)
+    printed = write_pdf(html, tmp_path / "report.pdf")
+    assert printed.pdf.read_bytes()[:5] == b"%PDF-"  # written all the same
+    assert len(printed.laid_out) == 1 and printed.unfit == [printed.laid_out[0]["name"]]  # only the unbreakable one
+    assert printed.unfit[0].startswith('the table "setting')
+    assert 'data-piece' not in html.read_text().split("wide-0.csv")[1][:200]  # the narrow table untouched
+    assert any("STILL WIDER THAN THE PAGE" in line for line in printed.lines())

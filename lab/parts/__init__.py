@@ -125,16 +125,23 @@ def render(part: str, records, results_dir=None, figures_dir=None) -> None:
     BY_ID[part].section(df, results_dir, figures_dir)
 
 
-def findings(results_dir) -> list[display.Finding]:
+def findings(results_dir, errors: list | None = None) -> list[display.Finding]:
     """Every part's rows of the findings table, in the order of the lab's questions; a part that did not run
-    says so in each of its rows."""
+    says so in each of its rows. With `errors` (a list), a part whose findings raise says so in its rows and adds
+    its line (display.failure) to `errors`: the other parts' rows are still written."""
     rows = []
     for part in PARTS:
-        records = load(results_dir, experiment=part.id) if part.reads_records else None
-        if records is not None and not len(records):
-            rows += display.not_answered(part.id, part.questions, f"{part.id} did not run in this report")
-        else:
-            rows += part.findings(records, results_dir)
+        try:
+            records = load(results_dir, experiment=part.id) if part.reads_records else None
+            if records is not None and not len(records):
+                rows += display.not_answered(part.id, part.questions, f"{part.id} did not run in this report")
+            else:
+                rows += part.findings(records, results_dir)
+        except Exception as exc:  # noqa: BLE001 - one part's error is shown in its rows, not the report's end
+            if errors is None:
+                raise
+            errors.append(display.failure(part.id, "findings", exc))
+            rows += [display.Finding(q, label, "ERROR: not written", errors[-1], part.id) for q, label in part.questions]
     return sorted(rows, key=lambda r: lab_order(r.question))
 
 

@@ -112,9 +112,10 @@ def peaks_table(peaks: dict) -> pd.DataFrame:
     rows = [{"limit": f"{p} matmul/conv peak", "value": peaks[p], "unit": "TFLOP/s",
              "note": "emulated: no native instructions" if p in peaks.get("emulated", []) else "native"}
             for p in ("fp32", "tf32", "bf16", "fp16") if p in peaks]
-    rows += [{"limit": "copy bandwidth", "value": peaks["copy_GBs"], "unit": "GB/s", "note": "2 bytes moved per byte"},
-             {"limit": "triad bandwidth", "value": peaks["triad_GBs"], "unit": "GB/s", "note": "a = b + s·c: 3 per byte"}]
-    return pd.DataFrame(rows).set_index("limit")
+    rows += [{"limit": limit, "value": peaks[key], "unit": "GB/s", "note": note} for key, limit, note in (
+        ("copy_GBs", "copy bandwidth", "2 bytes moved per byte"), ("triad_GBs", "triad bandwidth", "a = b + s·c: 3 per byte"))
+        if key in peaks]
+    return pd.DataFrame(rows, columns=["limit", "value", "unit", "note"]).set_index("limit")
 
 
 def flops_table(result: dict) -> pd.DataFrame:
@@ -127,13 +128,18 @@ def flops_table(result: dict) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("what")
 
 
+def has_roofs(peaks: dict, precision: str) -> bool:
+    """Whether both roofs of `precision` were measured: its compute peak and the bandwidth (copy and triad)."""
+    return all(key in peaks for key in (precision, "copy_GBs", "triad_GBs"))
+
+
 def explain(result: dict) -> list[str]:
     """Per precision: the step against the peak of the precision it computes in, and which roof binds it."""
     lines, peaks = [], result["peaks"]
     train = result["flops"]["train"]["total"]
     for amp, profile in result["profiles"].items():
         precision = profile["precision"]
-        if precision not in peaks:
+        if not has_roofs(peaks, precision):
             continue
         rate = roofline.achieved(train, profile["step_s"], peaks[precision])
         at = ("above the measured peak: the probe underestimated it" if rate["peak_underestimated"] else
@@ -210,6 +216,10 @@ def section(records, results_dir=None, figures_dir=None) -> None:
     for line in explain(result):
         display.show(display.markdown(line))
     for amp, profile in result["profiles"].items():
+        if not has_roofs(peaks, profile["precision"]):
+            display.show(display.markdown(f"No roofline for {profile['precision']}: its peak or the bandwidth was "
+                                          "not measured in this report."))
+            continue
         fig = plot(profile, peaks)
         display.figure(fig, f"C11_roofline_{profile['precision']}", figures_dir)
         if "kernels" in profile:
@@ -234,14 +244,15 @@ def findings(records, results_dir=None) -> list[display.Finding]:
     parts = []
     for profile in result["profiles"].values():
         precision = profile["precision"]
-        if precision in peaks:
+        if has_roofs(peaks, precision):
             roof, _ = roofline.binding_roof(profile, peaks)
             idle = (profile.get("kernels") or {}).get("breakdown") or {}
             gpu = f", GPU idle {idle['idle_share']:.0%} of the step" if "idle_share" in idle else ""
             parts.append(f"{precision} step {peak_share(train, profile['step_s'], precision, peaks)}; {roof}{gpu}")
-    evidence = (", ".join(f"{p} {peaks[p]:.3g} TFLOP/s" for p in ("fp32", "tf32", "bf16") if p in peaks) +
-                f", copy {peaks['copy_GBs']:.0f} GB/s (measured); {train / 1e9:.0f} GFLOP per step at batch "
-                f"{result['batch_size']}")
+    measured = [f"{p} {peaks[p]:.3g} TFLOP/s" for p in ("fp32", "tf32", "bf16") if p in peaks]
+    measured += [f"copy {peaks['copy_GBs']:.0f} GB/s"] if "copy_GBs" in peaks else []
+    evidence = (", ".join(measured) + " (measured); " if measured else "no peaks measured; ") + (
+        f"{train / 1e9:.0f} GFLOP per step at batch {result['batch_size']}")
     return [display.Finding("C11", QUESTIONS[0][1], "; ".join(parts) or "not measured", evidence, ID)]
 
 

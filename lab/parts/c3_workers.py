@@ -278,9 +278,10 @@ def section(df: pd.DataFrame, results_dir=None, figures_dir=None) -> None:
     print(display.describe_run(df.iloc[0]))
     table = workers_table(df, sweep)
     label = "" if sweep.get("significant", True) else " (not significant)"
-    display.show(display.markdown(f"**Best: {tag(sweep['best_workers'])}{label}.** Rule: {sweep['stop_reason']}. "
-                                  "Every count ran interleaved by epoch; the waits are per-batch waits over steady "
-                                  "epochs (worker start-up apart)."),
+    best = (f"**Best: {tag(sweep['best_workers'])}{label}.** Rule: {sweep.get('stop_reason', '—')}. "
+            if "best_workers" in sweep else "**The sweep's result is missing from this report:** no best count. ")
+    display.show(display.markdown(best + "Every count ran interleaved by epoch; the waits are per-batch waits over "
+                                  "steady epochs (worker start-up apart)."),
                  style(table.drop(columns=["persistent workers"])))  # the setting's name says so
     persistent = explain_persistent(df)
     if persistent:

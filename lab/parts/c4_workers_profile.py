@@ -145,11 +145,16 @@ def _sharing(more: pd.Series, slower_with_more: bool) -> str:
     return "Core sharing does not explain it (the step is not slower where the workers run, or cores were idle)."
 
 
+NOT_BOTH = "only one of the two runs ended ok, or neither"
+
+
 def explain_workers(table: pd.DataFrame) -> stats.Said:
     """The explanation, written from the measured numbers of a workers_comparison table (1 worker first,
     then the best count). Its three claims (the wait for data, its per-batch part, the compute) are one family
     of the comparison rule (lab.core.stats.family); the wait is split into the workers' start-up and the
     per-batch wait, and each "why" cites the measurement behind it."""
+    if len(table) < 2:
+        return stats.Said(f"{NOT_BOTH.capitalize()}: nothing to compare (each run's status is in its records).")
     (name_a, a), (name_b, b) = list(table.iterrows())[:2]
     share_a, share_b = a["load_s"] / a["total_s"], b["load_s"] / b["total_s"]
     lines = [f"With **{name_a}**, the training loop waited **{stats.sig(a['load_s'])} s** per epoch for data"
@@ -202,7 +207,7 @@ def findings(df: pd.DataFrame, results_dir=None) -> list[display.Finding]:
     drives a decided difference in the wait (the start-up or the per-batch wait), and what bounds the epoch."""
     table = workers_comparison(df)
     if len(table) < 2:
-        return display.not_answered(ID, QUESTIONS, "only one of the two runs finished")
+        return display.not_answered(ID, QUESTIONS, NOT_BOTH)
     result = verdicts(table)
     b = table.iloc[1]
     bound = f"the epoch is bound by {'data loading' if b['load_s'] / b['total_s'] > 0.5 else 'computation'}"

@@ -305,6 +305,8 @@ def speed_claims(table: pd.DataFrame) -> dict:
     epoch and (where timed) step against eager fp32, and per-phase against epoch timers for `fast`. A sample is
     one steady epoch; keyed (setting, other setting, "epoch" or "step")."""
     ok = table[table["status"] == "ok"]
+    if BASELINE not in ok.index:  # every claim is against eager fp32: none where it did not end ok
+        return {}
     epochs = {tag: [{"epoch": e, "step": row["train_s samples"][i] if i < len(row["train_s samples"]) else None}
                     for i, e in enumerate(row["total_s samples"])] for tag, row in ok.iterrows()}
     family = claims(list(ok.index), set(ok.index[ok["timers"] == "epoch"]))
@@ -424,7 +426,7 @@ def findings(df: pd.DataFrame, results_dir=None) -> list[display.Finding]:
     """C8: the fastest setting decidedly faster than eager fp32 over the whole epoch (else the rule's verdict);
     Q5: what compiling did here, from the account."""
     table = acceleration_table(df, files.read_json(Path(results_dir) / ID / PLAN_FILE) if results_dir else None)
-    result = speed_claims(table) if BASELINE in table.index else {}
+    result = speed_claims(table) if "status" in table else {}
     epoch = {c: v for c, v in result.items() if c[2] == "epoch" and c[1] == BASELINE}
     faster = [v for v in epoch.values() if v.verdict == "faster"]
     if faster:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html as escape
 import re
+import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,10 @@ def show(*objs) -> None:
     need("IPython.display").display(*objs)
 
 
+def close_figures() -> None:
+    need("matplotlib.pyplot").close("all")
+
+
 def markdown(text: str):
     return need("IPython.display").Markdown(text)
 
@@ -90,6 +95,22 @@ class Finding:
 def not_answered(part: str, questions, why: str) -> list[Finding]:
     """A part's rows where it did not run (or could not answer): each question says why."""
     return [Finding(q, label, why, "—", part) for q, label in questions]
+
+
+def failure(part: str, where: str, exc: BaseException) -> str:
+    """What could not be drawn, in one line: "C10_deploy's findings: TypeError: ... (c10_deploy.py:378)", naming the
+    lab's own line that raised (the innermost frame in lab/)."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f"{Path('lab')}/" in f.filename.replace("\\", "/")]
+    at = f" ({Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
+    message = (str(exc).splitlines() or [""])[0]
+    return f"{part}'s {where}: {type(exc).__name__}: {message}{at}"
+
+
+def error_block(line: str):
+    """A section's visible error: what raised, and that the rest of the report is drawn."""
+    return html("<div class='lab-error' style='border:2px solid #c0392b;background:#fdecea;color:#922b21;"
+                "padding:4px 8px;margin:6px 0'><b>Not drawn:</b> " + escape.escape(line) + ". The other parts of "
+                "the report are complete; this part's measurements are kept in its folder.</div>")
 
 
 def heading(part: str, title: str):

@@ -17,6 +17,8 @@ from ..engine.model import resnet18
 from ..engine.records import read_records
 
 TIMES = ["load_s", "train_s", "other_s", "total_s"]
+SUMMARY_COLUMNS = ["total_s (all epochs)", "epochs", "steady epochs", "batches/epoch", "loss", "top1", "test top1",
+                   "test images", "training images/s"]  # summarize's, after each phase's mean, range and samples
 
 
 def load(results_dir, experiment: str | None = None, kind: str = "epoch") -> pd.DataFrame:
@@ -50,7 +52,9 @@ def summarize(df: pd.DataFrame, by) -> pd.DataFrame:
                     "test images": last.get("test_images", float("nan")),
                     "training images/s": steady["images"].sum() / steady["total_s"].sum()})
         rows.append(row)
-    return pd.DataFrame(rows).set_index(by)
+    # no run that ended ok (each diverged, or its device was not there): the same columns, no rows
+    columns = by + [f"{t}{kind}" for t in TIMES for kind in ("", " range", " samples")] + SUMMARY_COLUMNS
+    return pd.DataFrame(rows, columns=None if rows else columns).set_index(by)
 
 
 MIB = 2 ** 20

@@ -26,7 +26,7 @@ from ..core.errors import LabError
 from ..engine import environment
 from ..parts import plots
 from ..parts.tables import COLUMNS, load, style
-from .publish import write_pdf
+from .publish import log, write_pdf
 from .summary import seen
 
 
@@ -219,6 +219,7 @@ table.provenance td { text-align: left; white-space: pre-wrap; }
 img { max-width: 100%; }
 @page { size: A4; margin: 12mm; }
 @media print { table { font-size: 7pt; max-width: 100%; } td, th { white-space: normal; overflow-wrap: break-word; }
+  table.lab-narrow td, table.lab-narrow th { padding: 0 1px; }
   table, img { break-inside: avoid; } h2 { break-after: avoid; } }
 </style>"""
 
@@ -266,8 +267,11 @@ def write(paths, out=None, pdf: bool = True) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     target = out / "compare.html"
     target.write_text(page(reports))
-    if pdf:
-        write_pdf(target, out / "compare.pdf")
+    printed = write_pdf(target, out / "compare.pdf") if pdf else None
+    for line in printed.lines() if printed else ():
+        log(line)
+    if printed and printed.unfit:
+        raise LabError(f"{printed.pdf} written, but {', '.join(printed.unfit)} is still wider than the printed page")
     return target
 
 

@@ -3,9 +3,9 @@ nothing fetched from the network), printed to PDF by headless Chromium."""
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
-import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core.errors import LabError
@@ -35,20 +35,61 @@ def find_chromium() -> str | None:
     return None
 
 
-def write_pdf(html: Path, target: Path) -> Path | None:
-    """Print the HTML to PDF with headless Chromium; without Chromium, say how to get it and go on."""
+A4_MM, MARGIN_MM = 210, 12  # templates/report.html.j2: @page { size: A4; margin: 12mm }
+PRINT_WIDTH_PX = round((A4_MM - 2 * MARGIN_MM) * 96 / 25.4)  # what a printed line holds, in CSS pixels
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+@contextmanager
+def print_layout(html: Path):
+    """A Chromium page of `html` laid out as it prints: print media, a line as wide as A4 less the margins."""
     chromium = find_chromium()
-    if chromium is None:
+    with need("playwright.sync_api").sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": PRINT_WIDTH_PX, "height": 1100})
+            page.emulate_media(media="print")
+            page.goto(Path(html).resolve().as_uri(), wait_until="load")
+            yield page
+        finally:
+            browser.close()
+
+
+@dataclass
+class Printed:
+    """report.pdf, and the tables its printing laid out again (lab/report/templates/fit.js): each {name, how, fits}."""
+
+    pdf: Path
+    laid_out: list = field(default_factory=list)
+
+    @property
+    def unfit(self) -> list[str]:
+        return [t["name"] for t in self.laid_out if not t["fits"]]
+
+    def lines(self) -> list[str]:
+        return [f"printed: {t['name']} laid out again ({', '.join(t['how'])})"
+                + ("" if t["fits"] else ": STILL WIDER THAN THE PAGE") for t in self.laid_out]
+
+
+def write_pdf(html: Path, target: Path) -> Printed | None:
+    """Print the HTML to PDF with headless Chromium, every table fitted to the page first (a table wider than the
+    page is laid out again: fit.js); the HTML is rewritten as printed. Without Chromium, say how to get it."""
+    if find_chromium() is None:
         log("report.pdf skipped: Chromium not found. Install it (Debian/Ubuntu: `sudo apt-get install chromium`,"
             " or `make browser`) and run the report again; report.html is complete.")
         return None
-    with tempfile.TemporaryDirectory() as profile_dir:
-        cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               f"--user-data-dir={profile_dir}", "--no-pdf-header-footer", f"--print-to-pdf={target}",
-               html.resolve().as_uri()]
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    if done.returncode != 0 or not target.exists():
-        raise LabError(f"Chromium could not print {html} to PDF (exit {done.returncode}): "
-                       f"{(done.stderr.strip().splitlines() or [''])[-1]}")
-    return target
+    try:
+        with print_layout(html) as page:
+            laid_out = page.evaluate(FIT)
+            if laid_out:
+                Path(html).write_text(page.content())
+            page.pdf(path=str(target), prefer_css_page_size=True, print_background=True)
+    except need("playwright.sync_api").Error as exc:
+        raise LabError(f"Chromium could not print {html} to PDF: {str(exc).splitlines()[0]}") from exc
+    if not Path(target).exists():
+        raise LabError(f"Chromium could not print {html} to PDF: no file was written")
+    return Printed(Path(target), laid_out)
+
+
+FIT = f"(fit => fit({PRINT_WIDTH_PX}))({(TEMPLATES / 'fit.js').read_text()})"

@@ -28,6 +28,7 @@ from ..engine import environment, progress, roofline
 from ..engine.resolve import device_type
 from ..engine.records import git_commit
 from .estimate import ReportTiming, Watcher, clock
+from . import summary
 from .publish import write_html, write_pdf
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -264,18 +265,42 @@ def run_report(profile_name: str, results_root=None, data=None, out=None, force=
                 save_json(out / "report.json", meta)
             watcher.begin(SUMMARY)
             log(f"[{total}/{total}] {SUMMARY}")
-            execute(SUMMARY, out, {"results_dir": str(out), "figures_dir": str(ROOT / "figures"),
-                                     "profile": meta["profile"]}, meta.get("cell_timeout"))
-            html = write_html(out / f"{SUMMARY}.ipynb", out / "report.html")
-            pdf = write_pdf(html, out / "report.pdf")
+            html, printed, errors = render(out, meta["profile"], meta.get("cell_timeout"))
         took = time.perf_counter() - started
-        meta["finished"] = dt.datetime.now().astimezone().isoformat(timespec="seconds")
+        # a part that could not be drawn leaves the report unfinished: the same command draws it again, measuring nothing
+        meta["finished"] = None if errors else dt.datetime.now().astimezone().isoformat(timespec="seconds")
         meta["took_s"] = round(timing.actual(took), 1)
         save_json(out / "report.json", meta)
         timing.save_costs()
-    log(f"report written in {clock(took)}: {html}" + (f" and {pdf}" if pdf else ""))
+    log(f"report written in {clock(took)}: {html}" + (f" and {printed.pdf}" if printed else ""))
     log(timing.verdict(took))
+    problem = render_problem(printed, errors)
+    if problem:
+        raise LabError(problem)
     return out
+
+
+def render(out: Path, profile: str, timeout=None):
+    """The report from its folder's measurements: the summary notebook (every part it can draw), report.html, and
+    report.pdf with its tables fitted to the page. Returns (html, Printed or None, the summary's error lines)."""
+    execute(SUMMARY, out, {"results_dir": str(out), "figures_dir": str(ROOT / "figures"), "profile": profile}, timeout)
+    html = write_html(out / f"{SUMMARY}.ipynb", out / "report.html")
+    printed = write_pdf(html, out / "report.pdf")
+    for line in printed.lines() if printed else ():
+        log(line)
+    return html, printed, summary.read_errors(out)
+
+
+def render_problem(printed, errors: list[str]) -> str | None:
+    """What keeps a written report from being whole, in one line (None: nothing)."""
+    problems = []
+    if errors:
+        problems.append(f"the report is written without {'; '.join(errors)} (the other parts are drawn; the "
+                        "measurements are kept, and the same command draws the report again without measuring)")
+    if printed and printed.unfit:
+        problems.append(f"{printed.pdf.name} is written, but {', '.join(printed.unfit)} is still wider than the "
+                        "printed page")
+    return "; ".join(problems) or None
 
 
 def _open_report(profile: dict, results_root: Path, out: Path | None, force: bool, new: bool):

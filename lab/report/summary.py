@@ -118,12 +118,28 @@ def notebook_durations(meta: dict) -> str:
 
 
 TABLES = "tables"  # the report's tables as CSV, in the report folder
+ERRORS = "summary-errors.json"  # what the summary could not draw, by step: the report runner names it at the end
+
+
+def save_errors(results_dir, step: str, lines: list[str]) -> None:
+    """The lines (display.failure) of what `step` ("findings", "sections") could not draw, in the report folder."""
+    saved = files.read_json(Path(results_dir) / ERRORS, {})
+    files.save_json(Path(results_dir) / ERRORS, {**(saved if isinstance(saved, dict) else {}), step: lines})
+
+
+def read_errors(results_dir) -> list[str]:
+    """Every line the summary saved (save_errors); [] where it drew everything."""
+    saved = files.read_json(Path(results_dir) / ERRORS, {})
+    return [line for lines in saved.values() for line in lines] if isinstance(saved, dict) else []
 
 
 def show_header(results_dir, profile: str = "") -> None:
-    """The provenance header, then the findings: every question of the lab answered in a line. The findings
-    and every epoch record are also written as CSV (tables/findings.csv, tables/records.csv)."""
-    rows = parts.findings(results_dir)
+    """The provenance header, then the findings: every question of the lab answered in a line (a part whose
+    findings raise says so in its rows). The findings and every epoch record are also written as CSV
+    (tables/findings.csv, tables/records.csv)."""
+    errors = []
+    rows = parts.findings(results_dir, errors)
+    save_errors(results_dir, "findings", errors)
     display.show(display.html(header_html(results_dir, profile)), display.html(display.findings_html(rows)))
     write_records_csv(results_dir)
     pd.DataFrame([vars(r) for r in rows]).to_csv(Path(results_dir) / TABLES / "findings.csv", index=False)
@@ -145,8 +161,16 @@ def show_appendix(results_dir) -> None:
 
 
 def show_parts(results_dir, figures_dir=None) -> None:
-    """Each part's section, in the lab's order of their questions. Each part's tables are also written as CSV
+    """Each part's section, in the lab's order of their questions; a section that raises ends in a visible error
+    block (display.error_block) and the next is drawn. Each part's tables are also written as CSV
     (tables/<part>.csv: the numbers shown, unrounded)."""
+    errors = []
     for part in parts.in_lab_order():
         with display.tables_as_csv(Path(results_dir) / TABLES, part.id):
-            parts.show(part.id, results_dir, figures_dir)
+            try:
+                parts.show(part.id, results_dir, figures_dir)
+            except Exception as exc:  # noqa: BLE001 - shown in its section; the report ends naming it
+                errors.append(display.failure(part.id, "section", exc))
+                display.close_figures()  # a figure the section left half drawn is not shown under the next one
+                display.show(display.error_block(errors[-1]))
+    save_errors(results_dir, "sections", errors)
