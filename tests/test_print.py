@@ -1,6 +1,7 @@
 """Every table of the printed report fits the page (tests/page_fit.py): the summary of the fixture report (its CUDA
-rows widen C5 and C8; C8 has settings left out with long reasons) and the compare page of two reports; the tiny
-report that `make test` makes is checked the same way in test_report.py."""
+rows widen C5 and C8; C8 has settings left out with long reasons), drawn and printed as a report is, the compare page
+of two reports, and tables built to be too wide for the page (lab/report/templates/fit.js lays them out again); the
+tiny report that `make test` makes is checked the same way in test_report.py."""
 import json
 import re
 import shutil
@@ -15,7 +16,7 @@ from lab.core.files import save_json
 from lab.parts.tables import style
 from lab.report import compare
 from lab.report.publish import write_html, write_pdf
-from lab.report.runner import execute
+from lab.report.runner import render
 
 from test_goldens import FIXTURE
 
@@ -31,9 +32,9 @@ pytestmark = pytest.mark.skipif(not page_fit.available(), reason="Chromium not i
 def printed(tmp_path_factory):
     folder = tmp_path_factory.mktemp("print") / "report"
     shutil.copytree(FIXTURE, folder)
-    execute("summary", folder, {"results_dir": str(folder), "figures_dir": str(folder / "figures"),
-                                "profile": "fixture"}, 600)
-    return write_html(folder / "summary.ipynb", folder / "report.html"), folder
+    html, printed, errors = render(folder, "fixture", 600, folder / "figures")  # as a report is drawn and printed
+    assert errors == [] and printed.unfit == [], (errors, printed.lines())
+    return html, folder
 
 
 def test_every_table_of_the_fixture_fits_the_printed_page_and_shows_its_csv(printed):

@@ -280,10 +280,10 @@ def run_report(profile_name: str, results_root=None, data=None, out=None, force=
     return out
 
 
-def render(out: Path, profile: str, timeout=None):
+def render(out: Path, profile: str, timeout=None, figures_dir=ROOT / "figures"):
     """The report from its folder's measurements: the summary notebook (every part it can draw), report.html, and
     report.pdf with its tables fitted to the page. Returns (html, Printed or None, the summary's error lines)."""
-    execute(SUMMARY, out, {"results_dir": str(out), "figures_dir": str(ROOT / "figures"), "profile": profile}, timeout)
+    execute(SUMMARY, out, {"results_dir": str(out), "figures_dir": str(figures_dir), "profile": profile}, timeout)
     html = write_html(out / f"{SUMMARY}.ipynb", out / "report.html")
     printed = write_pdf(html, out / "report.pdf")
     for line in printed.lines() if printed else ():
