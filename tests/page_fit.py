@@ -35,6 +35,7 @@ LAYOUT = """els => els.map(t => {
   const cells = [...t.querySelectorAll('td, th')];
   return {csv: t.getAttribute('data-csv'), head: t.innerText.split('\\n')[0].slice(0, 60),
           left: Math.round(r.left), right: Math.round(r.right), text: t.innerText,
+          within: Math.floor((t.closest('.jp-OutputArea-output') || t.parentElement).getBoundingClientRect().right),
           clipped: cells.filter(c => { const range = document.createRange(); range.selectNodeContents(c);
                                        return range.getBoundingClientRect().width > c.getBoundingClientRect().width + 1; })
                         .map(c => c.innerText.slice(0, 40)),
@@ -69,8 +70,9 @@ def problems(html_path: Path, csv_dir: Path | None = None) -> tuple[list[str], i
     pieces: dict[str, list[str]] = {}  # a table split into stacked pieces at print is read as one
     for t in tables:
         name = t["csv"] or t["head"]
-        if t["right"] > WIDTH + 1 or t["left"] < -1:
-            found.append(f"{name}: {t['left']}–{t['right']}px, wider than the {WIDTH}px page")
+        if t["right"] > min(WIDTH, t["within"]) + 1 or t["left"] < -1:
+            found.append(f"{name}: {t['left']}–{t['right']}px, wider than the {WIDTH}px page or its "
+                         f"{t['within']}px output area")
         if t["clipped"]:
             found.append(f"{name}: cells overflow: {t['clipped'][:3]}")
         if t["broken"]:

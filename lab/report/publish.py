@@ -83,7 +83,7 @@ def write_pdf(html: Path, target: Path) -> Printed | None:
         with print_layout(html) as page:
             laid_out = page.evaluate(FIT)
             if laid_out:
-                Path(html).write_text(page.content())
+                Path(html).write_text(page.content(), encoding="utf-8")
             page.pdf(path=str(target), prefer_css_page_size=True, print_background=True)
     except need("playwright.sync_api").Error as exc:
         raise LabError(f"Chromium could not print {html} to PDF: {str(exc).splitlines()[0]}") from exc

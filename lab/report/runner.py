@@ -267,7 +267,7 @@ def run_report(profile_name: str, results_root=None, data=None, out=None, force=
             log(f"[{total}/{total}] {SUMMARY}")
             html, printed, errors = render(out, meta["profile"], meta.get("cell_timeout"))
         took = time.perf_counter() - started
-        # a part that could not be drawn leaves the report unfinished: the same command draws it again, measuring nothing
+        # a part that could not be drawn leaves the report unfinished: the same command draws it again
         meta["finished"] = None if errors else dt.datetime.now().astimezone().isoformat(timespec="seconds")
         meta["took_s"] = round(timing.actual(took), 1)
         save_json(out / "report.json", meta)

@@ -1,12 +1,16 @@
-// Every table of the report laid out for the printed page (lab.report.publish.print_pdf): run in Chromium with
-// print media at the width of an A4 page less its margins. A table wider than the page is laid out again, in
-// this order until it fits: its headers may wrap after "/" and "_"; a narrower form (tighter cells); split
-// into stacked tables, each repeating the row headers (the setting) and keeping the table's data-csv.
-// Nothing is clipped, hidden or made smaller. Returns, per table laid out again: {name, how, fits}.
+// Every table of the report laid out for the printed page (lab.report.publish.write_pdf), in Chromium with print
+// media at the width of an A4 page less its margins. A table wider than the page or its output area (what overflows
+// that is not printed) is laid out again, in this order until it fits: its headers may wrap after "/" and "_"; a
+// narrower form (tighter cells); split into stacked tables, each repeating the row headers (the setting) and
+// keeping the table's data-csv. Nothing is clipped, hidden or made smaller. Returns, per table laid out again:
+// {name, how, fits}.
 width => {
+  // a table's right edge may pass neither the page's nor its output area's
+  const limit = table => Math.min(width, (table.closest('.jp-OutputArea-output') || table.parentElement)
+                                          .getBoundingClientRect().right);
   const fits = table => {
     const box = table.getBoundingClientRect();
-    if (box.right > width + 1 || box.left < -1) return false;
+    if (box.right > limit(table) + 1 || box.left < -1) return false;
     return [...table.querySelectorAll('td, th')].every(cell => {
       const range = document.createRange();
       range.selectNodeContents(cell);
@@ -14,7 +18,8 @@ width => {
     });
   };
   const nameOf = table => table.getAttribute('data-csv') ||
-    (table.classList.length ? `the ${table.classList[0]} table` : `the table "${table.innerText.split('\n')[0].slice(0, 40)}"`);
+    (table.classList.length ? `the ${table.classList[0]} table`
+                            : `the table "${table.innerText.split('\n')[0].slice(0, 40)}"`);
 
   // headers may break after "/" and "_" ("batch/<wbr>process"), as well as at their spaces
   const wrapHeaders = table => {
@@ -25,7 +30,10 @@ width => {
         const pieces = node.data.split(/(?<=[\/_])/);
         if (pieces.length < 2) continue;
         const fragment = document.createDocumentFragment();
-        pieces.forEach((piece, i) => { if (i) fragment.append(document.createElement('wbr')); fragment.append(piece); });
+        pieces.forEach((piece, i) => {
+          if (i) fragment.append(document.createElement('wbr'));
+          fragment.append(piece);
+        });
         node.replaceWith(fragment);
       }
     }
@@ -98,7 +106,7 @@ width => {
 
   // split with a smaller budget each time until every piece fits (a piece of one column is as narrow as it gets)
   const split = table => {
-    let budget = width - table.getBoundingClientRect().left - 4;
+    let budget = limit(table) - table.getBoundingClientRect().left - 4;
     for (let attempt = 0; ; attempt++) {
       const pieces = piecesOf(table, budget);
       table.replaceWith(...pieces);
