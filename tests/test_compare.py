@@ -98,3 +98,14 @@ def test_the_compare_notebook_shows_the_same_page(tmp_path):
                     else "".join(o.get("data", {}).get("text/html", [])) for o in outputs)
     assert "Reports side by side" in shown and "C3 — DataLoader workers" in shown
     assert "is faster" not in shown and "is slower" not in shown  # a report against itself
+
+
+def test_a_part_that_cannot_be_drawn_in_one_report_does_not_sink_the_page(tmp_path):
+    """C10's file in one report is of another shape: its column says so, the other report's and parts' are drawn."""
+    broken = tmp_path / "broken"
+    shutil.copytree(FIXTURE, broken)
+    (broken / "C10_deploy" / "deploy.json").write_text(json.dumps({"devices": {"cpu": {}}}))
+    page = compare.write([FIXTURE, broken], tmp_path / "cmp", pdf=False).read_text()
+    assert "ERROR: C10_deploy&#x27;s findings: KeyError: &#x27;conversions&#x27; (c10_deploy.py:" in page  # a note
+    assert page.count(">ERROR [") == len(parts.BY_ID["C10_deploy"].questions)  # only the broken report's C10 rows
+    assert "C11 — How far from the limit" in page

@@ -130,13 +130,14 @@ def style(table: pd.DataFrame):
     notes = {html.escape(text): number for number, text in enumerate(dict.fromkeys(long), 1)}  # in reading order
 
     def cell(value, whole: bool) -> str:
-        if isinstance(value, str):  # escaped already (format's escape), as the notes' keys
+        if isinstance(value, str):  # escaped already (format's escape: ' as &#39;, where html.escape writes &#x27;)
             if not value.strip():
                 return "—"
-            if value not in notes:
+            key = html.escape(html.unescape(value))  # as the notes' keys
+            if key not in notes:
                 return value
             head = value.split(":")[0]
-            return f"{head if len(html.unescape(head)) <= LONG else 'see note'} [{notes[value]}]"
+            return f"{head if len(html.unescape(head)) <= LONG else 'see note'} [{notes[key]}]"
         if isinstance(value, (bool, np.bool_)):
             return str(value)
         if isinstance(value, (int, float, np.number)):

@@ -24,7 +24,7 @@ from .. import parts
 from ..core import files, stats
 from ..core.errors import LabError
 from ..engine import environment
-from ..parts import plots
+from ..parts import display, plots
 from ..parts.tables import COLUMNS, load, style
 from .publish import log, write_pdf
 from .summary import seen
@@ -252,9 +252,18 @@ def page(reports: list[SavedReport]) -> str:
         "</head><body>" + "\n".join(body) + "</body></html>"
 
 
+def drawn_findings(part, path) -> list:
+    """A part's findings in one report; where they raise, each of its questions says so (display.failure)."""
+    try:
+        return part.findings(None, path)
+    except Exception as exc:  # noqa: BLE001 - one report's part does not sink the page
+        line = display.failure(part.id, "findings", exc)
+        return [display.Finding(q, label, f"ERROR: {line}", "—", part.id) for q, label in part.questions]
+
+
 def findings_table(reports: list[SavedReport], part) -> str:
     """A part that keeps its own files: each report's rows of the findings table for it, side by side."""
-    rows = {r.name: {f"{f.question} {f.label}": f.answer for f in part.findings(None, r.path)} for r in reports}
+    rows = {r.name: {f"{f.question} {f.label}": f.answer for f in drawn_findings(part, r.path)} for r in reports}
     table = pd.DataFrame(rows)
     return f"<h2>{html.escape(part.title)}</h2>" + style(table).to_html()
 
