@@ -34,8 +34,8 @@ LAYOUT = """els => els.map(t => {
   const r = t.getBoundingClientRect();
   const cells = [...t.querySelectorAll('td, th')];
   return {csv: t.getAttribute('data-csv'), head: t.innerText.split('\\n')[0].slice(0, 60),
-          left: Math.round(r.left), right: Math.round(r.right), text: t.innerText,
-          within: Math.floor((t.closest('.jp-OutputArea-output') || t.parentElement).getBoundingClientRect().right),
+          left: r.left, right: r.right, text: t.innerText,  // as lab/report/templates/fit.js measures them
+          within: (t.closest('.jp-OutputArea-output') || t.parentElement).getBoundingClientRect().right,
           clipped: cells.filter(c => { const range = document.createRange(); range.selectNodeContents(c);
                                        return range.getBoundingClientRect().width > c.getBoundingClientRect().width + 1; })
                         .map(c => c.innerText.slice(0, 40)),
@@ -71,8 +71,8 @@ def problems(html_path: Path, csv_dir: Path | None = None) -> tuple[list[str], i
     for t in tables:
         name = t["csv"] or t["head"]
         if t["right"] > min(WIDTH, t["within"]) + 1 or t["left"] < -1:
-            found.append(f"{name}: {t['left']}–{t['right']}px, wider than the {WIDTH}px page or its "
-                         f"{t['within']}px output area")
+            found.append(f"{name}: {t['left']:.0f}–{t['right']:.0f}px, wider than the {WIDTH}px page or its "
+                         f"{t['within']:.0f}px output area")
         if t["clipped"]:
             found.append(f"{name}: cells overflow: {t['clipped'][:3]}")
         if t["broken"]:

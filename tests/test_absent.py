@@ -53,18 +53,28 @@ def too_few_calls(folder):
             for name, s in latency["settings"].items():
                 base = 0.01 if name == "TorchScript traced" else 0.02
                 s.update(p50=None, p90=None, p99=None, n=16, block_medians=[base * (1 + i / 100) for i in range(8)])
-        name = next(n for n in dev["conversions"] if n != "eager fp32")
+        name = next(n for n in dev["conversions"] if n not in ("eager fp32", "TorchScript traced"))
         dev["conversions"][name].update(status="failed", reason="RuntimeError: could not convert", file=None)
+        dev["accuracy"].pop(name, None)  # a failed conversion is neither evaluated nor timed
+        for latency in dev["latency"].values():
+            latency["settings"].pop(name, None)
+            latency["order"] = [n for n in latency.get("order", []) if n != name]
         dev["throughput"] = {}
-        dev["cpp"] = None
+        blocks = lambda base: {"block_medians": [base * (1 + i / 100) for i in range(6)], "n": 12,  # noqa: E731
+                               "p50": None, "p90": None, "p99": None, "mean": base}
+        dev["cpp"] = {"build": {"binary": "deploy_bench", "seconds": 13.0, "cached": False, "reason": None},
+                      "artifacts": {"TorchScript scripted": {"file": "torchscript-scripted.pt", "threads": 2,
+                                                             "within": True, "tolerance": "max |logit diff| 0",
+                                                             "C++": blocks(0.008), "Python": blocks(0.0082)},
+                                    "TorchScript traced": {"reason": "not loaded: no file"}}}
     save_json(path, result)
     (folder / "C8_acceleration" / "compile.json").unlink()
 
 
 def no_peaks(folder):
-    """No peaks measured: none in report.json, none in C11's file."""
+    """No peaks measured but fp32's: no bandwidth or bf16 in report.json, none at all in C11's file."""
     meta = json.loads((folder / "report.json").read_text())
-    meta["peaks"] = {}
+    meta["peaks"] = {"cpu": {"fp32": 0.3}}
     save_json(folder / "report.json", meta)
     path = folder / "C11_limits" / "limits.json"
     limits = json.loads(path.read_text())
@@ -91,6 +101,11 @@ def drawn(folder, monkeypatch) -> tuple[list[str], list[display.Finding]]:
             except Exception as exc:  # noqa: BLE001 - what the test reports
                 errors.append(display.failure(part.id, "section", exc))
         rows = parts.findings(folder, errors)
+        for what, draw in (("header", summary.header_html), ("appendix", summary.appendix_html)):
+            try:
+                draw(folder, *(("fixture",) if what == "header" else ()))
+            except Exception as exc:  # noqa: BLE001 - what the test reports
+                errors.append(display.failure("the report", what, exc))
     return errors, rows
 
 
@@ -116,6 +131,7 @@ def test_a_part_whose_findings_raise_is_named_and_the_others_drawn(tmp_path, mon
                                               for p in parts.PARTS))
     shown = Capture()
     monkeypatch.setattr(display, "show", shown.show)
+    monkeypatch.setattr(display, "show_updatable", shown.show)
     summary.show_header(folder, "fixture")
     errors = summary.read_errors(folder)
     assert len(errors) == 1 and errors[0].startswith("C10_deploy's findings: TypeError: unsupported operand")
@@ -125,20 +141,38 @@ def test_a_part_whose_findings_raise_is_named_and_the_others_drawn(tmp_path, mon
     assert "C11" in table and "C2.1" in table and "Q5" in table  # every other part's rows are there
     line = runner.render_problem(None, errors)
     assert "C10_deploy's findings: TypeError" in line and "\n" not in line
+    shown.items.clear()
+    monkeypatch.setattr(display, "figure", shown.figure)
+    with contextlib.redirect_stdout(shown):
+        summary.show_parts(folder)
+    text = shown.text()  # its section is drawn, and says that its findings could not be written
+    assert text.index("<h2 id='C10_deploy'>") < text.index("Not drawn:</b> C10_deploy&#x27;s findings") \
+        < text.index("<h2 id='C11_limits'>")
 
 
 def test_a_section_that_raises_ends_in_an_error_block_and_the_next_is_drawn(tmp_path, monkeypatch):
     folder = tmp_path / "report"
     shutil.copytree(FIXTURE, folder)
     (folder / "C10_deploy" / "deploy.json").write_text(json.dumps({"devices": {"cpu": {}}}))  # a file of another shape
-    shown = Capture()
+    shown, redrawn = Capture(), []
+
+    class Handle:  # the findings table's display, redrawn in place (IPython's display id)
+        def update(self, obj):
+            redrawn.append(obj.data)
+
     monkeypatch.setattr(display, "show", shown.show)
+    monkeypatch.setattr(display, "show_updatable", lambda obj: Handle())
     monkeypatch.setattr(display, "figure", shown.figure)
     with contextlib.redirect_stdout(shown):
+        summary.show_header(folder, "fixture")
         summary.show_parts(folder)
     errors = summary.read_errors(folder)
-    assert len(errors) == 1 and errors[0].startswith("C10_deploy's section: KeyError") and "c10_deploy.py:" in errors[0]
+    assert errors[0].startswith("C10_deploy's findings: KeyError") and len(errors) == 2  # its findings raise too
+    assert errors[1].startswith("C10_deploy's section: KeyError") and "c10_deploy.py:" in errors[1]
     text = shown.text()
     block = text.index("Not drawn:")
     assert text.index("<h2 id='C10_deploy'>") < block < text.index("<h2 id='C11_limits'>")
     assert "[table]" in text[text.index("<h2 id='C11_limits'>"):]  # the next part is drawn whole
+    assert len(redrawn) == 1 and redrawn[0].count("SECTION NOT DRAWN: C10_deploy&#x27;s section: KeyError") == \
+        len(parts.BY_ID["C10_deploy"].questions)  # the findings above say so, in each of C10's rows
+    assert "SECTION NOT DRAWN" in (folder / "tables" / "findings.csv").read_text()

@@ -16,7 +16,8 @@ from lab.core.files import save_json
 from lab.parts.tables import style
 from lab.report import compare
 from lab.report.publish import write_html, write_pdf
-from lab.report.runner import render
+from lab import parts
+from lab.report.runner import render, render_problem
 
 from test_goldens import FIXTURE
 
@@ -112,3 +113,37 @@ def test_a_table_that_fits_is_left_as_it_is_and_one_that_cannot_fit_is_named(tmp
     assert printed.unfit[0].startswith('the table "setting')
     assert 'data-piece' not in html.read_text().split("wide-0.csv")[1][:200]  # the narrow table untouched
     assert any("STILL WIDER THAN THE PAGE" in line for line in printed.lines())
+
+
+def test_a_page_is_printed_from_inside_an_event_loop_as_a_notebook_would(tmp_path):
+    """A notebook's kernel runs an asyncio loop, where Playwright's sync API refuses to run: write_pdf prints from
+    a thread of its own there."""
+    import asyncio
+
+    html = page_of(tmp_path, style(wide_table()))
+
+    async def in_a_kernel():
+        return write_pdf(html, tmp_path / "report.pdf")
+
+    printed = asyncio.run(in_a_kernel())
+    assert printed.pdf.read_bytes()[:5] == b"%PDF-" and printed.unfit == [] and len(printed.laid_out) == 1
+
+
+def test_a_report_whose_part_cannot_be_drawn_is_printed_with_the_rest_and_named(tmp_path):
+    """The summary notebook as a report runs it, on the fixture with C10's file of another shape: C10's section ends
+    in an error block, its findings rows say so (the table drawn above is redrawn in place), every other part is
+    drawn, report.html and report.pdf are written, and the runner's line names the part and the error."""
+    folder = tmp_path / "report"
+    shutil.copytree(FIXTURE, folder)
+    (folder / "C10_deploy" / "deploy.json").write_text(json.dumps({"devices": {"cpu": {}}}))
+    html, printed, errors = render(folder, "fixture", 600, folder / "figures")
+    page = text(html)
+    assert [e.split(":")[0] for e in errors] == ["C10_deploy's findings", "C10_deploy's section"]
+    findings = page[page.index('id="findings"'):page.index("<h2 id=\"C2_timing\"")]
+    assert findings.count("SECTION NOT DRAWN: C10_deploy") == len(parts.BY_ID["C10_deploy"].questions)
+    c10 = page[page.index('<h2 id="C10_deploy"'):page.index('<h2 id="C11_limits"')]
+    assert "Not drawn:" in c10 and "KeyError" in c10
+    assert page.count("Not drawn:") == 2 and page.count("<h2 id=") >= len(parts.IDS) + 1  # the rest is drawn
+    assert printed.pdf.read_bytes()[:5] == b"%PDF-"
+    line = render_problem(printed, errors)
+    assert line.startswith("the report is written without C10_deploy's findings: KeyError") and "\n" not in line

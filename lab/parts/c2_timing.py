@@ -74,6 +74,9 @@ def section(df: pd.DataFrame, results_dir=None, figures_dir=None) -> None:
 def findings(df: pd.DataFrame, results_dir=None) -> list[display.Finding]:
     """C2.1-C2.3: each phase's steady-state seconds per epoch, its range, and its share of the epoch."""
     calm, first = stats.steady(df), df.sort_values("epoch").iloc[0]
+    if not len(calm):
+        status = ", ".join(sorted(set(df["status"].astype(str))))
+        return display.not_answered(ID, QUESTIONS, f"not measured: no epoch of the run ended ok (status: {status})")
     if calm["load_s"].isna().all():
         return display.not_answered(ID, QUESTIONS, "not measured: epoch timers (one clock per epoch)")
     total = stats.mean(calm["total_s"])

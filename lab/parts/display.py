@@ -16,6 +16,7 @@ from ..core.stats import plural
 from .plots import save_figure
 
 
+LAB = Path(__file__).resolve().parent.parent  # the lab package: an error names its own line there
 _csv: dict = {}  # while `tables_as_csv` is active: the folder and the part whose tables are being shown
 
 
@@ -49,6 +50,12 @@ def show(*objs) -> None:
     for obj in objs:
         _save_csv(obj)
     need("IPython.display").display(*objs)
+
+
+def show_updatable(obj):
+    """Display `obj` and return the handle whose update() redraws it where it stands (IPython's display id; None
+    outside a kernel)."""
+    return need("IPython.display").display(obj, display_id=True)
 
 
 def close_figures() -> None:
@@ -100,7 +107,7 @@ def not_answered(part: str, questions, why: str) -> list[Finding]:
 def failure(part: str, where: str, exc: BaseException) -> str:
     """What could not be drawn, in one line: "C10_deploy's findings: TypeError: ... (c10_deploy.py:378)", naming the
     lab's own line that raised (the innermost frame in lab/)."""
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f"{Path('lab')}/" in f.filename.replace("\\", "/")]
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename).resolve().is_relative_to(LAB)]
     at = f" ({Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
     message = (str(exc).splitlines() or [""])[0]
     return f"{part}'s {where}: {type(exc).__name__}: {message}{at}"
@@ -109,8 +116,8 @@ def failure(part: str, where: str, exc: BaseException) -> str:
 def error_block(line: str):
     """A section's visible error: what raised, and that the rest of the report is drawn."""
     return html("<div class='lab-error' style='border:2px solid #c0392b;background:#fdecea;color:#922b21;"
-                "padding:4px 8px;margin:6px 0'><b>Not drawn:</b> " + escape.escape(line) + ". The other parts of "
-                "the report are complete; this part's measurements are kept in its folder.</div>")
+                "padding:4px 8px;margin:6px 0'><b>Not drawn:</b> " + escape.escape(line) + ". Everything else in "
+                "the report is drawn; the measurements are kept in the report's folder.</div>")
 
 
 def heading(part: str, title: str):

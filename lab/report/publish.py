@@ -2,8 +2,10 @@
 nothing fetched from the network), printed to PDF by headless Chromium."""
 from __future__ import annotations
 
+import asyncio
 import shutil
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +51,7 @@ def print_layout(html: Path):
         browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": PRINT_WIDTH_PX, "height": 1100})
+            page.set_default_timeout(300_000)  # a report of many MB on a busy machine loads in seconds, not 30
             page.emulate_media(media="print")
             page.goto(Path(html).resolve().as_uri(), wait_until="load")
             yield page
@@ -80,16 +83,27 @@ def write_pdf(html: Path, target: Path) -> Printed | None:
             " or `make browser`) and run the report again; report.html is complete.")
         return None
     try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # no event loop here: print in this thread
+        laid_out = _fit_and_print(html, target)
+    else:  # a notebook's kernel runs one, where Playwright's sync API refuses to: print in a thread of its own
+        with ThreadPoolExecutor(1) as pool:
+            laid_out = pool.submit(_fit_and_print, html, target).result()
+    if not Path(target).exists():
+        raise LabError(f"Chromium could not print {html} to PDF: no file was written")
+    return Printed(Path(target), laid_out)
+
+
+def _fit_and_print(html: Path, target: Path) -> list:
+    try:
         with print_layout(html) as page:
             laid_out = page.evaluate(FIT)
             if laid_out:
                 Path(html).write_text(page.content(), encoding="utf-8")
             page.pdf(path=str(target), prefer_css_page_size=True, print_background=True)
+            return laid_out
     except need("playwright.sync_api").Error as exc:
         raise LabError(f"Chromium could not print {html} to PDF: {str(exc).splitlines()[0]}") from exc
-    if not Path(target).exists():
-        raise LabError(f"Chromium could not print {html} to PDF: no file was written")
-    return Printed(Path(target), laid_out)
 
 
 FIT = f"(fit => fit({PRINT_WIDTH_PX}))({(TEMPLATES / 'fit.js').read_text()})"

@@ -238,7 +238,8 @@ def run_report(profile_name: str, results_root=None, data=None, out=None, force=
             log(f"report {out.name} ({meta['profile']} profile, {meta['dataset']} data) -> {out}")
         _point_latest(results_root, out)
         meta["environment"] = environment.collect()  # this session's machine (a resumed report: the latest)
-        meta["peaks"] = measure_peaks(meta, profile.get("peak_probe", "full"))
+        if not (resumed and meta.get("peaks")):  # a resumed report keeps the peaks its parts were set against
+            meta["peaks"] = measure_peaks(meta, profile.get("peak_probe", "full"))
         save_json(out / "report.json", meta)
         started = time.perf_counter()
         if meta["dataset"] == "synthetic":  # made once, before the notebooks: not a cost of C2's run

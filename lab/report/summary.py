@@ -104,7 +104,8 @@ def peaks_line(peaks: dict | None) -> str:
     if not peaks:
         return "not measured"
     return "; ".join(f"{device}: " + ", ".join(f"{p} {v[p]:.3g}" for p in ("fp32", "tf32", "bf16", "fp16") if p in v)
-                     + f" TFLOP/s, copy {v['copy_GBs']:.0f} GB/s" for device, v in peaks.items())
+                     + " TFLOP/s" + (f", copy {v['copy_GBs']:.0f} GB/s" if "copy_GBs" in v else "")
+                     for device, v in peaks.items())
 
 
 def notebook_durations(meta: dict) -> str:
@@ -122,27 +123,60 @@ ERRORS = "summary-errors.json"  # what the summary could not draw, by step: the 
 
 
 def save_errors(results_dir, step: str, lines: list[str]) -> None:
-    """The lines (display.failure) of what `step` ("findings", "sections") could not draw, in the report folder."""
+    """The lines (display.failure) of what `step` ("findings", "sections", "appendix") could not draw."""
     saved = files.read_json(Path(results_dir) / ERRORS, {})
     files.save_json(Path(results_dir) / ERRORS, {**(saved if isinstance(saved, dict) else {}), step: lines})
 
 
-def read_errors(results_dir) -> list[str]:
-    """Every line the summary saved (save_errors); [] where it drew everything."""
+def read_errors(results_dir, step: str | None = None) -> list[str]:
+    """Every line the summary saved (save_errors), or `step`'s; [] where it drew everything."""
     saved = files.read_json(Path(results_dir) / ERRORS, {})
-    return [line for lines in saved.values() for line in lines] if isinstance(saved, dict) else []
+    saved = saved if isinstance(saved, dict) else {}
+    return [line for name, lines in saved.items() if step in (None, name) for line in lines]
+
+
+def drawn(what: str, draw, errors: list):
+    """`draw()`, or, where it raises, an error block naming `what` (its line added to `errors`)."""
+    try:
+        return draw()
+    except Exception as exc:  # noqa: BLE001 - shown where it stands; the report ends naming it
+        errors.append(display.failure("the report", what, exc))
+        return display.error_block(errors[-1])
+
+
+_findings: dict = {}  # the findings table as show_header drew it: its rows, and the handle that redraws it
 
 
 def show_header(results_dir, profile: str = "") -> None:
     """The provenance header, then the findings: every question of the lab answered in a line (a part whose
-    findings raise says so in its rows). The findings and every epoch record are also written as CSV
-    (tables/findings.csv, tables/records.csv)."""
+    findings raise says so in its rows; one whose section raises, once show_parts has drawn it). The findings and
+    every epoch record are also written as CSV (tables/findings.csv, tables/records.csv)."""
     errors = []
     rows = parts.findings(results_dir, errors)
+    display.show(drawn("header", lambda: display.html(header_html(results_dir, profile)), errors))
     save_errors(results_dir, "findings", errors)
-    display.show(display.html(header_html(results_dir, profile)), display.html(display.findings_html(rows)))
+    handle = display.show_updatable(display.html(display.findings_html(rows)))
+    _findings.update(rows=rows, handle=handle)
     write_records_csv(results_dir)
+    write_findings_csv(results_dir, rows)
+
+
+def write_findings_csv(results_dir, rows: list[display.Finding]) -> None:
+    (Path(results_dir) / TABLES).mkdir(parents=True, exist_ok=True)
     pd.DataFrame([vars(r) for r in rows]).to_csv(Path(results_dir) / TABLES / "findings.csv", index=False)
+
+
+def section_not_drawn(results_dir, part: str, line: str) -> None:
+    """The findings rows of a part whose section raised say so, in the table already drawn above (redrawn in place
+    through its display id) and in its CSV."""
+    rows = _findings.get("rows") or []
+    for row in rows:
+        if row.part == part:
+            row.evidence = f"SECTION NOT DRAWN: {line}; {row.evidence}"
+    if rows and _findings.get("handle") is not None:
+        _findings["handle"].update(display.html(display.findings_html(rows)))
+    if rows:
+        write_findings_csv(results_dir, rows)
 
 
 def write_records_csv(results_dir) -> Path:
@@ -157,14 +191,16 @@ def write_records_csv(results_dir) -> Path:
 
 
 def show_appendix(results_dir) -> None:
-    display.show(display.html(appendix_html(results_dir)))
+    errors = []
+    display.show(drawn("appendix", lambda: display.html(appendix_html(results_dir)), errors))
+    save_errors(results_dir, "appendix", errors)
 
 
 def show_parts(results_dir, figures_dir=None) -> None:
     """Each part's section, in the lab's order of their questions; a section that raises ends in a visible error
     block (display.error_block) and the next is drawn. Each part's tables are also written as CSV
     (tables/<part>.csv: the numbers shown, unrounded)."""
-    errors = []
+    errors, findings = [], read_errors(results_dir, "findings")
     for part in parts.in_lab_order():
         with display.tables_as_csv(Path(results_dir) / TABLES, part.id):
             try:
@@ -173,4 +209,8 @@ def show_parts(results_dir, figures_dir=None) -> None:
                 errors.append(display.failure(part.id, "section", exc))
                 display.close_figures()  # a figure the section left half drawn is not shown under the next one
                 display.show(display.error_block(errors[-1]))
+                section_not_drawn(results_dir, part.id, errors[-1])
+        for line in findings:  # its findings could not be written: said in its section too
+            if line.startswith(f"{part.id}'s "):
+                display.show(display.error_block(line))
     save_errors(results_dir, "sections", errors)

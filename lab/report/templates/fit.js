@@ -88,13 +88,14 @@ width => {
       groups[groups.length - 1].push(col);
       used += w;
     }
-    return groups.map((group, i) => {
+    const pieces = groups.map((group, i) => {
       const keep = new Set([...Array(keys).keys(), ...group]);
       const piece = table.cloneNode(true);
       for (const {cell, col, span} of grid(piece)) {
         const kept = [...Array(span).keys()].filter(k => keep.has(col + k)).length;
         if (kept) cell.colSpan = kept; else cell.remove();
       }
+      [...piece.querySelectorAll('col')].forEach((col, c) => { if (!keep.has(c)) col.remove(); });
       const caption = piece.querySelector('caption');
       if (caption && i < groups.length - 1) caption.remove();  // the notes under the last piece
       piece.setAttribute('data-piece', `${i + 1}/${groups.length}`);
@@ -102,15 +103,15 @@ width => {
       if (i && corner && !corner.textContent.trim()) corner.textContent = '(continued)';
       return piece;
     });
+    return {pieces, narrowest: groups.every(group => group.length === 1)};
   };
 
   // split with a smaller budget each time until every piece fits (a piece of one column is as narrow as it gets)
   const split = table => {
     let budget = limit(table) - table.getBoundingClientRect().left - 4;
     for (let attempt = 0; ; attempt++) {
-      const pieces = piecesOf(table, budget);
+      const {pieces, narrowest} = piecesOf(table, budget);
       table.replaceWith(...pieces);
-      const narrowest = pieces.every(p => p.rows[0] && p.rows[0].cells.length <= 2);
       if (pieces.every(fits) || narrowest || attempt >= 12) return pieces;
       pieces.slice(1).forEach(p => p.remove());
       pieces[0].replaceWith(table);
