@@ -12,14 +12,15 @@ import pandas as pd
 import pytest
 
 import page_fit
+from lab import parts
 from lab.core.files import save_json
 from lab.parts.tables import style
 from lab.report import compare
 from lab.report.publish import write_html, write_pdf
-from lab import parts
 from lab.report.runner import render, render_problem
 
 from test_goldens import FIXTURE
+
 
 def text(page) -> str:
     """The page without its embedded images (base64 may spell anything)."""

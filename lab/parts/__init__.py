@@ -141,7 +141,8 @@ def findings(results_dir, errors: list | None = None) -> list[display.Finding]:
             if errors is None:
                 raise
             errors.append(display.failure(part.id, "findings", exc))
-            rows += [display.Finding(q, label, "ERROR: not written", errors[-1], part.id) for q, label in part.questions]
+            rows += [display.Finding(q, label, "ERROR: not written", errors[-1], part.id)
+                     for q, label in part.questions]
     return sorted(rows, key=lambda r: lab_order(r.question))
 
 

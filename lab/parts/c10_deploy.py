@@ -400,8 +400,11 @@ def cpp_finding(dev: dict) -> display.Finding:
     if not built or built.get("reason"):
         return display.Finding("C10.5", QUESTIONS[4][1], "not run" + (f": {built['reason']}" if built else ""), "—", ID)
     result, arts = cpp_claims(dev), dev["cpp"]["artifacts"]
-    p50s = lambda a: (f"C++ p50 {1000 * a['C++']['p50']:.2f} ms vs Python {1000 * a['Python']['p50']:.2f} ms, "  # noqa: E731
-                      if a["C++"]["p50"] and a["Python"]["p50"] else "")  # a p50 needs enough calls
+
+    def p50s(a: dict) -> str:  # a p50 needs enough calls (deploy.percentiles)
+        return (f"C++ p50 {1000 * a['C++']['p50']:.2f} ms vs Python {1000 * a['Python']['p50']:.2f} ms, "
+                if a["C++"]["p50"] and a["Python"]["p50"] else "")
+
     parts = [f"{n}: {p50s(a)}" + stats.verdict_line(result[(f"C++, {n}", f"Python, {n}", "s")]).split(": ", 1)[-1]
              + ("; logits equal within fp32 tolerance" if a["within"] else "; LOGITS DIFFER")
              for n, a in arts.items() if "C++" in a]

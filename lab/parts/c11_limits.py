@@ -113,8 +113,8 @@ def peaks_table(peaks: dict) -> pd.DataFrame:
              "note": "emulated: no native instructions" if p in peaks.get("emulated", []) else "native"}
             for p in ("fp32", "tf32", "bf16", "fp16") if p in peaks]
     rows += [{"limit": limit, "value": peaks[key], "unit": "GB/s", "note": note} for key, limit, note in (
-        ("copy_GBs", "copy bandwidth", "2 bytes moved per byte"), ("triad_GBs", "triad bandwidth", "a = b + s·c: 3 per byte"))
-        if key in peaks]
+        ("copy_GBs", "copy bandwidth", "2 bytes moved per byte"),
+        ("triad_GBs", "triad bandwidth", "a = b + s·c: 3 per byte")) if key in peaks]
     return pd.DataFrame(rows, columns=["limit", "value", "unit", "note"]).set_index("limit")
 
 
