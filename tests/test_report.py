@@ -157,7 +157,7 @@ def test_memory_environment_and_every_table_as_csv(tiny_report, tmp_path):
     env = meta["environment"]
     assert env["collect_env"]["torch_version"] == torch.__version__
     assert env["cpu_flags"] == [f for f in CPU_FLAGS if f in cpu_flags()]
-    html = (out / "report.html").read_text()
+    html = (out / "report.html").read_text().replace("<wbr>", "")  # where the print step let a header wrap
     assert env["cpu_model"] in html and "speed settings" in html and "cudnn.benchmark False" in html
     for heading in ("host peak RSS MiB", "workers PSS MiB", "host peak RSS MiB / rank", "Adam optimizer state, bytes"):
         assert heading in html, heading

@@ -20,6 +20,7 @@ import torch
 from ..core import stats, timing
 from .fast import c_compiler, others_load
 from .memory import EpochMemory
+from .resolve import compute_precision
 
 
 @dataclass(frozen=True)
@@ -59,12 +60,6 @@ def settings_for(device, heavy: bool = True, names=None) -> list[Setting]:
 # torch.backends.cudnn.allow_tf32 is on; bf16 has an 8-bit mantissa, its errors add up over 20 layers. A
 # difference within tolerance can flip a prediction only where eager's top two logits lie within 2x of it.
 TOLERANCES = {"fp32": 1e-4, "tf32": 1e-2, "bf16": 1e-1}
-
-
-def precision(setting: Setting, device) -> str:
-    if setting.amp == "bf16":
-        return "bf16"
-    return "tf32" if torch.device(device).type == "cuda" and torch.backends.cudnn.allow_tf32 else "fp32"
 
 
 @dataclass
@@ -168,7 +163,7 @@ def convert(model: torch.nn.Module, setting: Setting, example: torch.Tensor, out
     device = torch.device(device)
     base = Path(out_dir) / slug(setting.name)
     base.parent.mkdir(parents=True, exist_ok=True)
-    result = Converted(setting.name, precision=precision(setting, device))
+    result = Converted(setting.name, precision=compute_precision(device, setting.amp))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:

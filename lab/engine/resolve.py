@@ -96,6 +96,16 @@ def _precision(*levels) -> str:
     return next((level.fp32_precision for level in levels if level.fp32_precision != "none"), "ieee")
 
 
+def compute_precision(device, amp: str = "off") -> str:
+    """The one answer to "what precision does this compute in": a step's or a call's autocast (or weights') dtype
+    where it has one, else fp32, which is tf32 on CUDA where cuDNN's fp32 convolutions run as TF32 (PyTorch's
+    default). The peak a time is set against (C2, C8, C10, C11) and the agreement tolerance (C10) follow from it."""
+    if amp not in ("off", None):
+        return amp
+    device = torch.device(device)
+    return "tf32" if device.type == "cuda" and speed_settings(device)["fp32_precision_conv"] == "tf32" else "fp32"
+
+
 def speed_settings(device: torch.device) -> dict:
     """The switches that change speed, as torch reports them now (the fp32 precision through torch's
     `fp32_precision` API; the legacy `allow_tf32` flags are not read: mixing the two raises)."""

@@ -27,7 +27,7 @@ from .flops import conv_flops, eager_copy, matmul_flops
 from .loop import AMP_DTYPES, Precision, Step
 from .model import resnet18
 from .records import cpu_flags, cpu_name
-from .resolve import speed_settings
+from .resolve import compute_precision
 
 # Kineto's start/stop lines and, without a GPU, an "ERROR ... gpuGetDeviceCount failed" that is no error
 # (as lab.engine.profiling does; set KINETO_LOG_LEVEL to see them)
@@ -436,15 +436,6 @@ def events_from_profile(prof, cuda: bool = False) -> list[OpEvent]:
     return records
 
 
-def step_precision(device, amp: str) -> str:
-    """The precision a step's convolutions run in: the autocast dtype, else fp32 — tf32 on CUDA where cuDNN's
-    fp32 precision is TF32 (PyTorch's default for convolutions)."""
-    if amp != "off":
-        return amp
-    device = torch.device(device)
-    return "tf32" if device.type == "cuda" and speed_settings(device)["fp32_precision_conv"] == "tf32" else "fp32"
-
-
 def layer_points(model: nn.Module | None = None, batch: int = 128, device="cpu", steps: int = 2, amp: str = "off",
                  channels_last: bool = False, warmup: int = 1, trace=None) -> dict:
     """Profile `steps` training steps (forward, loss, backward, SGD with momentum; after `warmup` unprofiled
@@ -472,7 +463,7 @@ def layer_points(model: nn.Module | None = None, batch: int = 128, device="cpu",
         prof.export_chrome_trace(str(trace))
     result = points(events_from_profile(prof, device.type == "cuda"), steps, wall)
     result.update(device=device.type, machine=machine_name(device), batch=batch, steps=steps, amp=amp,
-                  channels_last=channels_last, precision=step_precision(device, amp), threads=torch.get_num_threads())
+                  channels_last=channels_last, precision=compute_precision(device, amp), threads=torch.get_num_threads())
     return result
 
 

@@ -20,10 +20,10 @@ from ..core.errors import LabError
 from ..engine import cpp, deploy, progress
 from ..engine.model import resnet18
 from ..engine.records import cpu_name
-from ..engine.resolve import device_type
+from ..engine.resolve import compute_precision, device_type
 from . import c2_timing, display
 from .base import Part, Runs, Work, device_available
-from .tables import MIB, peak_share, precision_of, report_peaks, step_flops, style
+from .tables import MIB, peak_share, report_peaks, step_flops, style
 
 ID = "C10_deploy"
 QUESTIONS = (("C10.1", "Converting the model"), ("C10.2", "The converted model's graph"),
@@ -237,7 +237,7 @@ def latency_table(dev: dict, peaks: dict | None = None, device: str = "cpu") -> 
                          "p90 ms": ms(s["p90"]), "p99 ms": ms(s["p99"]), "mean ms": ms(s["mean"]),
                          "vs eager (p50)": stats.factor(base["p50"] / s["p50"]) if base.get("p50") and s["p50"] else "—",
                          "verdict": "baseline" if c is None else c.verdict,
-                         **({"p50 of peak": peak_share(forward, s["p50"], precision_of(amp.get(name, "off"), device),
+                         **({"p50 of peak": peak_share(forward, s["p50"], compute_precision(device, amp.get(name)),
                                                        peaks, short=True)} if peaks else {})})
     return pd.DataFrame(rows).set_index(["setting", "threads"])
 

@@ -14,10 +14,10 @@ from ..core import files, stats
 from ..core.config import Config
 from ..engine import flops, kernels, progress, roofline
 from ..engine.model import resnet18
-from ..engine.resolve import device_type
+from ..engine.resolve import compute_precision, device_type
 from . import c2_timing, c8_acceleration, c10_deploy, display, plots
 from .base import Part, Runs, Work, step_setting
-from .tables import load, peak_share, precision_of, report_peaks, step_flops, style
+from .tables import load, peak_share, report_peaks, step_flops, style
 
 ID = "C11_limits"
 QUESTIONS = (("C11", "How far from the limit"),)
@@ -76,13 +76,15 @@ def achieved_table(results_dir, peaks: dict, device: str) -> pd.DataFrame:
     rows = []
 
     def add(part, setting, work, seconds, precision):
-        if not seconds or seconds != seconds or precision not in peaks:
+        if not seconds or seconds != seconds:
             return
-        rate = roofline.achieved(work, seconds, peaks[precision])
-        rows.append({"part": part, "setting": setting, "GFLOP": work / 1e9, "measured s": seconds,
-                     "precision": precision, "TFLOP/s": rate["tflops"],
-                     "share of peak": "above the probe's peak" if rate["peak_underestimated"] else
-                     f"{rate['share']:.0%}", "at the peak s": rate["at_peak_s"]})
+        row = {"part": part, "setting": setting, "GFLOP": work / 1e9, "measured s": seconds, "precision": precision,
+               "TFLOP/s": work / seconds / 1e12, "share of peak": f"no {precision} peak measured", "at the peak s": None}
+        if precision in peaks:
+            rate = roofline.achieved(work, seconds, peaks[precision])
+            row.update({"share of peak": "above the probe's peak" if rate["peak_underestimated"] else
+                        f"{rate['share']:.0%}", "at the peak s": rate["at_peak_s"]})
+        rows.append(row)
 
     epochs = load(results_dir)
     for part in (c2_timing.ID, c8_acceleration.ID):
@@ -92,7 +94,7 @@ def achieved_table(results_dir, peaks: dict, device: str) -> pd.DataFrame:
             batch, per = int(g["batch_size"].iloc[0]), (g["images"] / g["batch_size"])
             step = (g["train_s"] / per).mean() if g["train_s"].notna().any() else (g["total_s"] / per).mean()
             amp = str(g["amp"].iloc[0]) if "amp" in g else "off"
-            add(part, tag or "baseline run", step_flops(batch), float(step), precision_of(amp, device))
+            add(part, tag or "baseline run", step_flops(batch), float(step), compute_precision(device, amp))
     deployed = c10_deploy.read(results_dir) or {}
     dev = deployed.get("devices", {}).get(device)
     if dev:
@@ -102,7 +104,7 @@ def achieved_table(results_dir, peaks: dict, device: str) -> pd.DataFrame:
             for name, s in lat["settings"].items():
                 amp = how[name].amp if name in how else "off"
                 add(c10_deploy.ID, f"{name}, batch 1, {stats.plural(int(threads), 'thread')}, p50", forward, s["p50"],
-                    precision_of(amp, device))
+                    compute_precision(device, amp))
     return pd.DataFrame(rows).set_index(["part", "setting"]) if rows else pd.DataFrame()
 
 

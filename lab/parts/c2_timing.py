@@ -9,9 +9,10 @@ import pandas as pd
 
 from ..core import stats
 from ..core.config import Config
+from ..engine.resolve import compute_precision
 from . import display, plots
 from .base import Part, Runs, single_run
-from .tables import epoch_table, load, peak_share, precision_of, report_peaks, step_flops, style
+from .tables import epoch_table, load, peak_share, report_peaks, step_flops, style
 
 ID = "C2_timing"
 QUESTIONS = (("C2.1", "Data-loading time per epoch"), ("C2.2", "Training time per epoch"),
@@ -59,10 +60,10 @@ def section(df: pd.DataFrame, results_dir=None, figures_dir=None) -> None:
     peaks = report_peaks(results_dir, first["device_type"])
     if peaks and len(calm) and calm["train_s"].notna().any():
         step = (calm["train_s"] / (calm["images"] / calm["batch_size"])).mean()
-        work = step_flops(first["batch_size"])
+        work, precision = step_flops(first["batch_size"]), compute_precision(first["device_type"], first.get("amp"))
         display.show(display.markdown(
             f"Its steady training step computes {work / 1e9:.0f} GFLOP (batch {int(first['batch_size'])}) in "
-            f"{step:.3g} s: {peak_share(work, step, precision_of(first.get('amp', 'off'), first['device_type']), peaks)}"
+            f"{step:.3g} s: {peak_share(work, step, precision, peaks)}"
             " measured at the report's start (C11 sets every step against it)."))
     display.figure(plot_epoch_phases(df), "C2_epoch_phases", figures_dir)
     if results_dir is not None:

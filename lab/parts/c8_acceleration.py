@@ -19,10 +19,10 @@ from ..core.config import Config
 from ..engine import progress
 from ..engine.fast import c_compiler, cpu_fast_probe, setting_name
 from ..engine.profiling import measure_compile, step_profile
-from ..engine.resolve import device_type, resolve
+from ..engine.resolve import compute_precision, device_type, resolve
 from . import display, plots
 from .base import Part, Runs, Work, interleave, steady_epochs
-from .tables import memory, peak_share, precision_of, ratio_range, report_peaks, step_flops, style
+from .tables import memory, peak_share, ratio_range, report_peaks, step_flops, style
 
 ID = "C8_acceleration"
 BASELINE = "eager fp32"
@@ -398,7 +398,7 @@ def of_peak(table: pd.DataFrame, df: pd.DataFrame, results_dir) -> list[str]:
             continue
         device, batch = first.loc[tag, "device_type"], first.loc[tag, "batch_size"]
         seconds = (row["steady train s"] if not pd.isna(row["steady train s"]) else row["steady epoch s"]) / row["batches"]
-        out.append(peak_share(step_flops(batch), seconds, precision_of(first.loc[tag, "amp"], device),
+        out.append(peak_share(step_flops(batch), seconds, compute_precision(device, first.loc[tag, "amp"]),
                               report_peaks(results_dir, device), short=True))
     return out
 

@@ -210,10 +210,6 @@ def step_flops(batch: int, train: bool = True) -> int:
     return flops.count(resnet18(), int(batch), train, device="meta")["total"]
 
 
-def precision_of(amp: str, device: str) -> str:
-    """The precision a step computes in: its autocast dtype, else fp32 (tf32 on CUDA where cuDNN uses it)."""
-    return roofline.step_precision(device, amp) if device == "cuda" else ("bf16" if amp == "bf16" else "fp32")
-
 
 def peak_share(work_flops: float, seconds: float, precision: str, peaks: dict | None, short: bool = False) -> str:
     """'0.21 TFLOP/s, 44 % of the fp32 peak' ('44 % of fp32' where `short`, for a table's cell); a rate above the

@@ -21,8 +21,7 @@ from .. import parts
 from ..core.files import cache_dir, read_jsonl, save_json
 from ..core.stats import steady
 from ..engine.records import device_name
-from ..engine.resolve import device_type
-from ..parts.tables import precision_of
+from ..engine.resolve import compute_precision, device_type
 from ..parts.base import STEP_FIELDS, Report, Work, step_setting
 
 # Costs nothing in this report has measured yet (the summary is counted as this many notebooks).
@@ -119,7 +118,7 @@ class Estimate:
         """How much faster `want`'s precision computes than `have`'s on this device, as the report's start
         measured their peaks (bf16 against fp32: the matmul/conv probes' ratio); 1 where either is unknown."""
         peaks = (self.peaks or {}).get(want["device_type"]) or {}
-        a, b = precision_of(have["amp"], want["device_type"]), precision_of(want["amp"], want["device_type"])
+        a, b = compute_precision(want["device_type"], have["amp"]), compute_precision(want["device_type"], want["amp"])
         return peaks[a] / peaks[b] if a != b and peaks.get(a) and peaks.get(b) else 1.0
 
     def seconds(self, work: Work, notebooks: float = 1.0) -> float:
