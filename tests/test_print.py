@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import nbformat
 import pandas as pd
@@ -131,11 +132,13 @@ def test_a_page_is_printed_from_inside_an_event_loop_as_a_notebook_would(tmp_pat
 
 
 def test_a_report_whose_part_cannot_be_drawn_is_printed_with_the_rest_and_named(tmp_path):
-    """The summary notebook as a report runs it, on the fixture with C10's file of another shape: C10's section ends
-    in an error block, its findings rows say so (the table drawn above is redrawn in place), every other part is
-    drawn, report.html and report.pdf are written, and the runner's line names the part and the error."""
+    """The summary notebook as a report runs it, on the fixture's C2, C10 and C11 with C10's file of another shape:
+    C10's section ends in an error block, its findings rows say so (the table drawn above is redrawn in place), every
+    other part is drawn (C11 whole, the parts that did not run saying so), report.html and report.pdf are written,
+    and the runner's line names the part and the error."""
     folder = tmp_path / "report"
-    shutil.copytree(FIXTURE, folder)
+    shutil.copytree(FIXTURE, folder, ignore=lambda d, names: [n for n in names if Path(d) == FIXTURE and n not in (
+        "report.json", "C2_timing", "C10_deploy", "C11_limits")])
     (folder / "C10_deploy" / "deploy.json").write_text(json.dumps({"devices": {"cpu": {}}}))
     html, printed, errors = render(folder, "fixture", 600, folder / "figures")
     page = text(html)
@@ -145,6 +148,8 @@ def test_a_report_whose_part_cannot_be_drawn_is_printed_with_the_rest_and_named(
     c10 = page[page.index('<h2 id="C10_deploy"'):page.index('<h2 id="C11_limits"')]
     assert "Not drawn:" in c10 and "KeyError" in c10
     assert page.count("Not drawn:") == 2 and page.count("<h2 id=") >= len(parts.IDS) + 1  # the rest is drawn
+    assert "C3_workers did not run in this report" in page
+    assert "measured limits" in page[page.index('<h2 id="C11_limits"'):]  # C11 drawn whole, after C10's error
     assert printed.pdf.read_bytes()[:5] == b"%PDF-"
     line = render_problem(printed, errors)
     assert line.startswith("the report is written without C10_deploy's findings: KeyError") and "\n" not in line
