@@ -43,7 +43,7 @@ def failed_runs(folder):
 
 
 def too_few_calls(folder):
-    """C10 with too few calls for any percentile (deploy.percentiles: None) in blocks that decide a claim (8 blocks,
+    """C10 with too few calls for any percentile (deploy.percentiles: None) in blocks that decide a claim (6 blocks,
     TorchScript traced at half eager's time), a conversion that failed, no throughput and no C++; C8 with no
     compile account."""
     path = folder / "C10_deploy" / "deploy.json"
@@ -52,7 +52,7 @@ def too_few_calls(folder):
         for latency in dev["latency"].values():
             for name, s in latency["settings"].items():
                 base = 0.01 if name == "TorchScript traced" else 0.02
-                s.update(p50=None, p90=None, p99=None, n=16, block_medians=[base * (1 + i / 100) for i in range(8)])
+                s.update(p50=None, p90=None, p99=None, n=12, block_medians=[base * (1 + i / 100) for i in range(6)])
         name = next(n for n in dev["conversions"] if n not in ("eager fp32", "TorchScript traced"))
         dev["conversions"][name].update(status="failed", reason="RuntimeError: could not convert", file=None)
         dev["accuracy"].pop(name, None)  # a failed conversion is neither evaluated nor timed
