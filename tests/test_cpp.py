@@ -110,7 +110,7 @@ def test_the_cuda_path_matches_pythons(binary, model, torchscript_file):
     _, x, expected = model
     seconds, logits = cpp.run(binary, "torchscript", torchscript_file, x, warmup=2, calls=CALLS, device="cuda")
     assert len(seconds) == CALLS and all(s > 0 for s in seconds)
-    # cuDNN's convolutions in TF32 (cudnn.allow_tf32 is on by default, in C++ as in Python): a looser bound
+    # cuDNN's convolutions in TF32 (its fp32 precision is tf32 by default, in C++ as in Python): a looser bound
     assert (logits - expected).abs().max().item() <= 1e-2
 
 

@@ -192,3 +192,15 @@ def test_the_environment_names_the_cpu_its_flags_and_collect_env():
     rows = environment.summary(env)
     assert rows["CPU"].startswith(env["cpu_model"]) and set(environment.SHOWN.values()) <= set(rows)
     assert "not captured" in environment.summary(None)["environment"]
+
+
+def test_one_answer_to_the_precision_a_step_computes_in(monkeypatch):
+    """compute_precision: an autocast dtype is the precision; anything else ("off", None, a table's NaN) is fp32, and
+    on CUDA tf32 exactly where cuDNN's fp32 convolutions run as TF32 (faked here: the CUDA backend's own setting)."""
+    from lab.engine import resolve
+
+    assert [resolve.compute_precision("cpu", amp) for amp in ("bf16", "fp16", "off", None, float("nan"))] == \
+        ["bf16", "fp16", "fp32", "fp32", "fp32"]
+    for conv, expected in (("tf32", "tf32"), ("ieee", "fp32")):
+        monkeypatch.setattr(resolve, "speed_settings", lambda device, conv=conv: {"fp32_precision_conv": conv})
+        assert resolve.compute_precision("cuda", "off") == expected and resolve.compute_precision("cuda", "bf16") == "bf16"

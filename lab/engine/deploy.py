@@ -56,9 +56,9 @@ def settings_for(device, heavy: bool = True, names=None) -> list[Setting]:
 
 
 # Agreement with eager: max |logit - eager logit| <= TOLERANCES[precision] * max(1, max |eager logit|). fp32 only
-# reorders sums (1e-4 leaves room; seen: 1e-8); CUDA's "fp32" convolutions run in TF32 (10-bit mantissa) while
-# torch.backends.cudnn.allow_tf32 is on; bf16 has an 8-bit mantissa, its errors add up over 20 layers. A
-# difference within tolerance can flip a prediction only where eager's top two logits lie within 2x of it.
+# reorders sums (1e-4 leaves room; seen: 1e-8); CUDA's "fp32" convolutions run in TF32 (10-bit mantissa) where
+# cuDNN's fp32_precision is tf32 (resolve.compute_precision); bf16 has an 8-bit mantissa, its errors add up over 20
+# layers. A difference within tolerance can flip a prediction only where eager's top two logits lie within 2x of it.
 TOLERANCES = {"fp32": 1e-4, "tf32": 1e-2, "bf16": 1e-1}
 
 

@@ -100,7 +100,7 @@ def compute_precision(device, amp: str = "off") -> str:
     """The one answer to "what precision does this compute in": a step's or a call's autocast (or weights') dtype
     where it has one, else fp32, which is tf32 on CUDA where cuDNN's fp32 convolutions run as TF32 (PyTorch's
     default). The peak a time is set against (C2, C8, C10, C11) and the agreement tolerance (C10) follow from it."""
-    if amp not in ("off", None):
+    if amp in ("bf16", "fp16"):  # anything else ("off", None, NaN from a table) computes in fp32
         return amp
     device = torch.device(device)
     return "tf32" if device.type == "cuda" and speed_settings(device)["fp32_precision_conv"] == "tf32" else "fp32"

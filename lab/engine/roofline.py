@@ -463,7 +463,8 @@ def layer_points(model: nn.Module | None = None, batch: int = 128, device="cpu",
         prof.export_chrome_trace(str(trace))
     result = points(events_from_profile(prof, device.type == "cuda"), steps, wall)
     result.update(device=device.type, machine=machine_name(device), batch=batch, steps=steps, amp=amp,
-                  channels_last=channels_last, precision=compute_precision(device, amp), threads=torch.get_num_threads())
+                  channels_last=channels_last, precision=compute_precision(device, amp),
+                  threads=torch.get_num_threads())
     return result
 
 

@@ -401,11 +401,14 @@ def cpp_finding(dev: dict) -> display.Finding:
         return display.Finding("C10.5", QUESTIONS[4][1], "not run" + (f": {built['reason']}" if built else ""), "—", ID)
     result, arts = cpp_claims(dev), dev["cpp"]["artifacts"]
 
-    def p50s(a: dict) -> str:  # a p50 needs enough calls (deploy.percentiles)
+    def answer(n: str, a: dict) -> str:  # the p50s where there are enough calls for them (deploy.percentiles)
+        verdict = stats.verdict_line(result[(f"C++, {n}", f"Python, {n}", "s")])
+        if not (a["C++"]["p50"] and a["Python"]["p50"]):
+            return verdict
         return (f"C++ p50 {1000 * a['C++']['p50']:.2f} ms vs Python {1000 * a['Python']['p50']:.2f} ms, "
-                if a["C++"]["p50"] and a["Python"]["p50"] else "")
+                + verdict.split(": ", 1)[-1])
 
-    parts = [f"{n}: {p50s(a)}" + stats.verdict_line(result[(f"C++, {n}", f"Python, {n}", "s")]).split(": ", 1)[-1]
+    parts = [f"{n}: {answer(n, a)}"
              + ("; logits equal within fp32 tolerance" if a["within"] else "; LOGITS DIFFER")
              for n, a in arts.items() if "C++" in a]
     first = next(iter(result.values()), None)

@@ -79,7 +79,8 @@ def achieved_table(results_dir, peaks: dict, device: str) -> pd.DataFrame:
         if not seconds or seconds != seconds:
             return
         row = {"part": part, "setting": setting, "GFLOP": work / 1e9, "measured s": seconds, "precision": precision,
-               "TFLOP/s": work / seconds / 1e12, "share of peak": f"no {precision} peak measured", "at the peak s": None}
+               "TFLOP/s": work / seconds / 1e12, "share of peak": f"no {precision} peak measured",
+               "at the peak s": None}
         if precision in peaks:
             rate = roofline.achieved(work, seconds, peaks[precision])
             row.update({"share of peak": "above the probe's peak" if rate["peak_underestimated"] else

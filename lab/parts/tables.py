@@ -210,7 +210,6 @@ def step_flops(batch: int, train: bool = True) -> int:
     return flops.count(resnet18(), int(batch), train, device="meta")["total"]
 
 
-
 def peak_share(work_flops: float, seconds: float, precision: str, peaks: dict | None, short: bool = False) -> str:
     """'0.21 TFLOP/s, 44 % of the fp32 peak' ('44 % of fp32' where `short`, for a table's cell); a rate above the
     peak says the probe underestimated it (never a share over 100 %); '—' where there is no peak or no time."""

@@ -106,14 +106,19 @@ def check_profile(profile: dict, name: str) -> None:
 PEAK_PROBES = {"full": {}, "tiny": roofline.TINY_PROBE}
 
 
+def peaks_device(meta: dict) -> str:
+    """The device kind the report's parts run on ("auto" resolved on this machine): the one its peaks are of."""
+    devices = {p.get("device", "auto") for p in meta["parameters"].values()} - {None}
+    return device_type(next(iter(devices), "auto"))
+
+
 def measure_peaks(meta: dict, probe: str) -> dict:
     """This machine's peaks for the report's device (lab.engine.roofline.machine_peaks: measured once per machine,
     torch, threads and load, then cached), before the notebooks, so that every part can set its steps against
     them; {} where the profile says off."""
     if probe == "off":
         return {}
-    devices = {p.get("device", "auto") for p in meta["parameters"].values()} - {None}
-    kind = device_type(next(iter(devices), "auto"))
+    kind = peaks_device(meta)
     log(f"measuring this machine's peaks ({kind}; cached after the first report)")
     return {kind: roofline.machine_peaks(kind, **PEAK_PROBES[probe])}
 
@@ -238,7 +243,8 @@ def run_report(profile_name: str, results_root=None, data=None, out=None, force=
             log(f"report {out.name} ({meta['profile']} profile, {meta['dataset']} data) -> {out}")
         _point_latest(results_root, out)
         meta["environment"] = environment.collect()  # this session's machine (a resumed report: the latest)
-        if not (resumed and meta.get("peaks")):  # a resumed report keeps the peaks its parts were set against
+        # a resumed report keeps the peaks its parts were set against, where they are of the device it runs on now
+        if not (resumed and peaks_device(meta) in (meta.get("peaks") or {})):
             meta["peaks"] = measure_peaks(meta, profile.get("peak_probe", "full"))
         save_json(out / "report.json", meta)
         started = time.perf_counter()

@@ -2,6 +2,7 @@
 from synthetic data), then every part's section in the lab's order of questions (lab.parts)."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import html
 from pathlib import Path
@@ -144,7 +145,7 @@ def drawn(what: str, draw, errors: list):
         return display.error_block(errors[-1])
 
 
-_findings: dict = {}  # the findings table as show_header drew it: its rows, and the handle that redraws it
+_findings: dict = {}  # the findings table as show_header drew it: its folder, rows and the handle that redraws it
 
 
 def show_header(results_dir, profile: str = "") -> None:
@@ -156,7 +157,7 @@ def show_header(results_dir, profile: str = "") -> None:
     display.show(drawn("header", lambda: display.html(header_html(results_dir, profile)), errors))
     save_errors(results_dir, "findings", errors)
     handle = display.show_updatable(display.html(display.findings_html(rows)))
-    _findings.update(rows=rows, handle=handle)
+    _findings.update(results_dir=str(results_dir), rows=rows, handle=handle, not_drawn={})
     write_records_csv(results_dir)
     write_findings_csv(results_dir, rows)
 
@@ -167,16 +168,16 @@ def write_findings_csv(results_dir, rows: list[display.Finding]) -> None:
 
 
 def section_not_drawn(results_dir, part: str, line: str) -> None:
-    """The findings rows of a part whose section raised say so, in the table already drawn above (redrawn in place
-    through its display id) and in its CSV."""
-    rows = _findings.get("rows") or []
-    for row in rows:
-        if row.part == part:
-            row.evidence = f"SECTION NOT DRAWN: {line}; {row.evidence}"
-    if rows and _findings.get("handle") is not None:
+    """The findings rows of a part whose section raised say so, in the table show_header drew above for the same
+    report (redrawn in place through its display id) and in its CSV."""
+    if _findings.get("results_dir") != str(results_dir):
+        return
+    _findings["not_drawn"][part] = line
+    rows = [dataclasses.replace(r, evidence=f"SECTION NOT DRAWN: {_findings['not_drawn'][r.part]}; {r.evidence}")
+            if r.part in _findings["not_drawn"] else r for r in _findings["rows"]]
+    if _findings["handle"] is not None:
         _findings["handle"].update(display.html(display.findings_html(rows)))
-    if rows:
-        write_findings_csv(results_dir, rows)
+    write_findings_csv(results_dir, rows)
 
 
 def write_records_csv(results_dir) -> Path:
@@ -209,7 +210,9 @@ def show_parts(results_dir, figures_dir=None) -> None:
                 errors.append(display.failure(part.id, "section", exc))
                 display.close_figures()  # a figure the section left half drawn is not shown under the next one
                 display.show(display.error_block(errors[-1]))
-                section_not_drawn(results_dir, part.id, errors[-1])
+                said = drawn("findings' note", lambda: section_not_drawn(results_dir, part.id, errors[-1]), errors)
+                if said is not None:  # the findings above could not be redrawn: said here instead
+                    display.show(said)
         for line in findings:  # its findings could not be written: said in its section too
             if line.startswith(f"{part.id}'s "):
                 display.show(display.error_block(line))

@@ -95,7 +95,12 @@ width => {
         const kept = [...Array(span).keys()].filter(k => keep.has(col + k)).length;
         if (kept) cell.colSpan = kept; else cell.remove();
       }
-      [...piece.querySelectorAll('col')].forEach((col, c) => { if (!keep.has(c)) col.remove(); });
+      let at = 0;  // a <col> covers `span` columns from where the one before it ended
+      for (const col of [...piece.querySelectorAll(':scope > colgroup > col')]) {
+        const kept = [...Array(col.span).keys()].filter(k => keep.has(at + k)).length;
+        at += col.span;
+        if (kept) col.span = kept; else col.remove();
+      }
       const caption = piece.querySelector('caption');
       if (caption && i < groups.length - 1) caption.remove();  // the notes under the last piece
       piece.setAttribute('data-piece', `${i + 1}/${groups.length}`);
@@ -103,7 +108,7 @@ width => {
       if (i && corner && !corner.textContent.trim()) corner.textContent = '(continued)';
       return piece;
     });
-    return {pieces, narrowest: groups.every(group => group.length === 1)};
+    return {pieces, narrowest: groups.every(group => group.length <= 1)};
   };
 
   // split with a smaller budget each time until every piece fits (a piece of one column is as narrow as it gets)
