@@ -203,4 +203,5 @@ def test_one_answer_to_the_precision_a_step_computes_in(monkeypatch):
         ["bf16", "fp16", "fp32", "fp32", "fp32"]
     for conv, expected in (("tf32", "tf32"), ("ieee", "fp32")):
         monkeypatch.setattr(resolve, "speed_settings", lambda device, conv=conv: {"fp32_precision_conv": conv})
-        assert resolve.compute_precision("cuda", "off") == expected and resolve.compute_precision("cuda", "bf16") == "bf16"
+        assert resolve.compute_precision("cuda", "off") == expected
+        assert resolve.compute_precision("cuda", "bf16") == "bf16"
