@@ -26,7 +26,7 @@ from ..core.errors import LabError
 from ..engine import environment
 from ..parts import display, plots
 from ..parts.tables import COLUMNS, load, style
-from .publish import log, write_pdf
+from .publish import write_pdf
 from .summary import seen
 
 
@@ -277,10 +277,8 @@ def write(paths, out=None, pdf: bool = True) -> Path:
     target = out / "compare.html"
     target.write_text(page(reports))
     printed = write_pdf(target, out / "compare.pdf") if pdf else None
-    for line in printed.lines() if printed else ():
-        log(line)
-    if printed and printed.unfit:
-        raise LabError(f"{printed.pdf} written, but {', '.join(printed.unfit)} is still wider than the printed page")
+    if printed and printed.problem:
+        raise LabError(printed.problem)
     return target
 
 

@@ -74,10 +74,17 @@ class Printed:
         return [f"printed: {t['name']} laid out again ({', '.join(t['how'])})"
                 + ("" if t["fits"] else ": STILL WIDER THAN THE PAGE") for t in self.laid_out]
 
+    @property
+    def problem(self) -> str | None:
+        """The one line a run ends on where a table still does not fit (None: every table fits)."""
+        return (f"{self.pdf.name} is written, but {', '.join(self.unfit)} is still wider than the printed page"
+                if self.unfit else None)
+
 
 def write_pdf(html: Path, target: Path) -> Printed | None:
     """Print the HTML to PDF with headless Chromium, every table fitted to the page first (a table wider than the
-    page is laid out again: fit.js); the HTML is rewritten as printed. Without Chromium, say how to get it."""
+    page is laid out again: fit.js, each named in the log); the HTML is rewritten as printed. Without Chromium, say
+    how to get it."""
     if find_chromium() is None:
         log("report.pdf skipped: Chromium not found. Install it (Debian/Ubuntu: `sudo apt-get install chromium`,"
             " or `make browser`) and run the report again; report.html is complete.")
@@ -91,7 +98,10 @@ def write_pdf(html: Path, target: Path) -> Printed | None:
             laid_out = pool.submit(_fit_and_print, html, target).result()
     if not Path(target).exists():
         raise LabError(f"Chromium could not print {html} to PDF: no file was written")
-    return Printed(Path(target), laid_out)
+    printed = Printed(Path(target), laid_out)
+    for line in printed.lines():
+        log(line)
+    return printed
 
 
 def _fit_and_print(html: Path, target: Path) -> list:

@@ -292,10 +292,7 @@ def render(out: Path, profile: str, timeout=None, figures_dir=ROOT / "figures"):
     report.pdf with its tables fitted to the page. Returns (html, Printed or None, the summary's error lines)."""
     execute(SUMMARY, out, {"results_dir": str(out), "figures_dir": str(figures_dir), "profile": profile}, timeout)
     html = write_html(out / f"{SUMMARY}.ipynb", out / "report.html")
-    printed = write_pdf(html, out / "report.pdf")
-    for line in printed.lines() if printed else ():
-        log(line)
-    return html, printed, summary.read_errors(out)
+    return html, write_pdf(html, out / "report.pdf"), summary.read_errors(out)
 
 
 def render_problem(printed, errors: list[str]) -> str | None:
@@ -304,9 +301,8 @@ def render_problem(printed, errors: list[str]) -> str | None:
     if errors:
         problems.append(f"the report is written without {'; '.join(errors)} (the other parts are drawn; the "
                         "measurements are kept, and the same command draws the report again without measuring)")
-    if printed and printed.unfit:
-        problems.append(f"{printed.pdf.name} is written, but {', '.join(printed.unfit)} is still wider than the "
-                        "printed page")
+    if printed and printed.problem:
+        problems.append(printed.problem)
     return "; ".join(problems) or None
 
 
