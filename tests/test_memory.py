@@ -66,7 +66,7 @@ def test_without_clear_refs_a_sampler_finds_the_peak(monkeypatch, tmp_path):
 
 
 class Images(torch.utils.data.Dataset):
-    """32 random images; with `hoard`, each worker keeps 64 MiB of its own the first time it loads one."""
+    """32 random images; with `hoard`, each worker keeps 256 MiB of its own the first time it loads one."""
 
     held = None
 
@@ -78,13 +78,15 @@ class Images(torch.utils.data.Dataset):
 
     def __getitem__(self, index):
         if self.hoard and Images.held is None:
-            Images.held = torch.ones(64 * MIB // 4)  # written: private to this worker
+            Images.held = torch.ones(256 * MIB // 4)  # written: private to this worker
         return torch.randn(3, 32, 32), index % 10
 
 
 def test_what_the_loader_workers_hold_is_measured_while_they_live(one_thread):
-    """Two workers that each keep 64 MiB of their own add about 128 MiB to the workers' PSS (their share of
-    every page they map: all of a page only one of them maps)."""
+    """Two workers that each keep 256 MiB of their own add about 512 MiB to the workers' PSS (their share of
+    every page they map: all of a page only one of them maps). The hoard is large beside the noise: the
+    workers' share of the parent's pages moves by tens of MiB as the parent writes to them (copy on write),
+    and a CI run under load once saw the 2 × 64 MiB hoard add only 81 MiB."""
     step = _tiny_step()
 
     def epoch(hoard):
@@ -93,7 +95,7 @@ def test_what_the_loader_workers_hold_is_measured_while_they_live(one_thread):
 
     plain, hoarding = epoch(False), epoch(True)
     assert plain["workers_pss_bytes"] > 10 * MIB  # each worker's interpreter and its share of the parent's pages
-    assert hoarding["workers_pss_bytes"] - plain["workers_pss_bytes"] > 110 * MIB
+    assert hoarding["workers_pss_bytes"] - plain["workers_pss_bytes"] > 400 * MIB
 
 
 @pytest.mark.cuda
