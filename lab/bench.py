@@ -34,13 +34,13 @@ from .core.timing import now
 from .data import cifar10
 from .data.tensor_loader import TensorLoader
 from .engine import environment
+from .engine.acceleration import BASELINE, FAST, FAST_PHASE, acceleration_settings
 from .engine.roofline import TINY_PROBE, machine_peaks
 from .engine.loop import Step, train_one_epoch
 from .engine.model import resnet18
 from .engine.records import cpu_flags, device_name, provenance
 from .engine.resolve import resolve
 from .engine.train import Trainer, seed_epoch
-from .parts.c8_acceleration import BASELINE, FAST, FAST_PHASE, acceleration_settings
 
 GOALS = {"P1": (">=", 10.0), "P2": ("<=", 1.02), "P3": ("<=", 0.85), "P5": ("<=", 1.2)}
 P3_BF16 = ("<=", 0.40)  # a CPU with bf16 instructions (AMX or AVX512-BF16): channels_last + bf16 alone measured

@@ -35,15 +35,15 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from .core import stats
+from .core import results, stats
 from .core.config import Config
-from .core.files import read_json, read_jsonl, save_json
+from .core.files import read_jsonl
 from .data.cifar10 import ensure_synthetic
 from .engine.records import device_name, git_commit
-from .engine import roofline
+from .engine import acceleration, deploy, roofline
 from .engine.roofline import machine_peaks
 from .parts import c8_acceleration, c10_deploy, c11_limits
-from .parts.tables import COLUMNS, peak_share
+from .parts.tables import COLUMNS, peak_share, save_peaks
 from .parts.base import Report
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -192,10 +192,10 @@ def c8_rows(folder: Path, progress_file: Path, ran: Ran) -> list[dict]:
     """One row per C8 setting from its records (a cut run: the epochs that finished), and the progress lines
     its runs wrote."""
     records = read_jsonl(folder / "records.jsonl")
-    plan = read_json(folder / c8_acceleration.PLAN_FILE)
+    measured = results.read(folder.parent, part=c8_acceleration.ID)  # its rows, in the work folder (run_c8)
     rows = []
     if records:
-        t = c8_acceleration.acceleration_table(pd.DataFrame(records), plan)
+        t = c8_acceleration.acceleration_table(pd.DataFrame(records), measured)
         for tag, r in t.iterrows():
             if r["status"] != "ok":
                 rows.append(row("c8", str(tag), status=str(r["status"])))
@@ -211,12 +211,13 @@ def c8_rows(folder: Path, progress_file: Path, ran: Ran) -> list[dict]:
                             f"final loss {r['final loss']:.3f}" + (f"; {memory}" if memory else ""),
                             f"epoch {r['epoch speed-up']}, step {r['step speed-up']} vs eager fp32",
                             status=f"ok ({int(r['epochs'])} epochs; loader {r['loader']})"))
-    account = read_json(folder / c8_acceleration.COMPILE_FILE)
-    if account and "skipped" not in account:
-        verdict = c8_acceleration.compile_verdict(account)
-        rows.append(row("c8", "Q5 compiled step", f"{account['graphs']} graph(s), {account['graph_breaks']} break(s); "
-                        f"aten ops per step {account['before']['aten_ops']:.0f} -> {account['after']['aten_ops']:.0f}; "
-                        f"launches {account['before']['launches']:.0f} -> {account['after']['launches']:.0f}; "
+    account = acceleration.read_account(measured)
+    if "step_s" in account:
+        verdict = acceleration.compile_verdict(account)
+        before, after = account["before"], account["after"]
+        rows.append(row("c8", "Q5 compiled step", f"{account['graphs']:.0f} graph(s), {account['graph_breaks']:.0f} "
+                        f"break(s); aten ops per step {before['aten_ops']:.0f} -> {after['aten_ops']:.0f}; "
+                        f"launches {before['launches']:.0f} -> {after['launches']:.0f}; "
                         f"compilation {account['compile_s']:.1f} s", stats.verdict_line(verdict)))
     lines = [json.loads(line) for line in progress_file.read_text().splitlines()] if progress_file.exists() else []
     ends = sum(1 for e in lines if e.get("batch") is not None and e.get("batch") == e.get("batches"))
@@ -257,26 +258,26 @@ def run_c10(work: Path, sizes: Sizes) -> None:
 
 def c10_rows(work: Path, ran: Ran) -> list[dict]:
     """Per device and setting: batch-1 p50 / p99 at the most threads, the verdict against eager, throughput."""
-    result = read_json(work / c10_deploy.ID / c10_deploy.RESULT)
-    if not result:
+    by_device = deploy.by_device(results.read(work, part=c10_deploy.ID))
+    if not by_device:
         return [row("c10", "deploy", status=stage_status(ran))]
     rows = []
-    for device, dev in result["devices"].items():
-        lat = dev["latency"][max(dev["latency"], key=int)]
-        verdicts = c10_deploy.latency_claims(dev)
-        for name, c in dev["conversions"].items():
-            if c["status"] != "ok" or name not in lat["settings"]:
-                rows.append(row("c10", f"{device} {name}", status=c["reason"] or "outside its tolerance"))
+    for device, dev in by_device.items():
+        lat = deploy.latency_of(dev)
+        lat = lat[lat.index.get_level_values("threads") == lat.index.get_level_values("threads").max()]
+        throughput = results.wide(dev, ["setting", "batch"], ("images_per_s",))
+        for name, c in deploy.settings_of(dev).iterrows():
+            if c["status"] != "ok" or name not in lat.index.get_level_values("setting"):
+                rows.append(row("c10", f"{device} {name}", status=c["reason"] if c["status"] != "ok"
+                                else "outside its tolerance"))
                 continue
-            s = lat["settings"][name]
-            best = max((t for t in dev["throughput"].get(name, []) if t["images_per_s"]),
-                       key=lambda t: t["images_per_s"], default=None)
-            claim = next((v for k, v in verdicts.items() if k[0].startswith(name + ",")), None)
-            rows.append(row("c10", f"{device} {name}", "batch 1: p50 " + (f"{1000 * s['p50']:.3f} ms" if s["p50"] else "—")
-                            + (f", p99 {1000 * s['p99']:.3f} ms" if s["p99"] else "") + (
-                                f"; {best['images_per_s']:,.0f} images/s at batch {best['batch']}" if best else ""),
-                            f"{s['n']} calls", "baseline" if claim is None else stats.verdict_line(claim),
-                            status=stage_status(ran)))
+            s = lat.xs(name, level="setting").iloc[0]
+            best = throughput.loc[name, "images_per_s"].dropna() if name in throughput.index else pd.Series()
+            rows.append(row("c10", f"{device} {name}", "batch 1: p50 " + (f"{1000 * s['p50']:.3f} ms" if pd.notna(
+                s["p50"]) else "—") + (f", p99 {1000 * s['p99']:.3f} ms" if pd.notna(s["p99"]) else "") + (
+                f"; {best.max():,.0f} images/s at batch {best.idxmax()}" if len(best) else ""),
+                f"{s['calls']:.0f} calls", "baseline" if s["claim"] is None else stats.verdict_line(s["claim"]),
+                status=stage_status(ran)))
     return rows
 
 
@@ -290,13 +291,13 @@ def run_c11(work: Path, sizes: Sizes) -> None:
     config = Config(dataset="synthetic", data=str(work / "data"), device=sizes.device,
                     batch_size=sizes.batch_size if gpu else 4, checkpoint=None, experiment=c11_limits.ID)
     if not gpu:  # the report's start measures them; here the dry run's tiny probe stands in
-        save_json(work / "report.json", {"peaks": {"cpu": machine_peaks("cpu", **roofline.TINY_PROBE)}})
+        save_peaks(results.Rows(work, "report").start(), "cpu", machine_peaks("cpu", **roofline.TINY_PROBE))
     c11_limits.PART.make(config, {"profile_steps": sizes.profile_steps}, out, Report(work))
 
 
 def c11_rows(work: Path, ran: Ran) -> list[dict]:
     """The measured peaks, and the step's share of its precision's peak with the roof that binds it."""
-    result = read_json(work / c11_limits.ID / c11_limits.RESULT)
+    result = c11_limits.read(work)
     if not result:
         return [row("c11", "limits", status=stage_status(ran))]
     peaks, train = result["peaks"], result["flops"]["train"]["total"]

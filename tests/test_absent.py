@@ -12,8 +12,10 @@ import shutil
 import pytest
 
 from lab import parts
-from lab.core.files import read_jsonl, save_json, write_jsonl
-from lab.parts import display
+from lab.core import results
+from lab.engine import deploy
+from lab.core.files import read_jsonl, write_jsonl
+from lab.parts import display, tables
 from lab.report import runner, summary
 
 from test_goldens import FIXTURE, Capture
@@ -46,47 +48,49 @@ def too_few_calls(folder):
     """C10 with too few calls for any percentile (deploy.percentiles: None) in blocks that decide a claim (6 blocks,
     TorchScript traced at half eager's time), a conversion that failed, no throughput and no C++; C8 with no
     compile account."""
-    path = folder / "C10_deploy" / "deploy.json"
-    result = json.loads(path.read_text())
-    for dev in result["devices"].values():
-        for latency in dev["latency"].values():
-            for name, s in latency["settings"].items():
-                base = 0.01 if name == "TorchScript traced" else 0.02
-                s.update(p50=None, p90=None, p99=None, n=12, block_medians=[base * (1 + i / 100) for i in range(6)])
-        name = next(n for n in dev["conversions"] if n not in ("eager fp32", "TorchScript traced"))
-        dev["conversions"][name].update(status="failed", reason="RuntimeError: could not convert", file=None)
-        dev["accuracy"].pop(name, None)  # a failed conversion is neither evaluated nor timed
-        for latency in dev["latency"].values():
-            latency["settings"].pop(name, None)
-            latency["order"] = [n for n in latency.get("order", []) if n != name]
-        dev["throughput"] = {}
-        blocks = lambda base: {"block_medians": [base * (1 + i / 100) for i in range(6)], "n": 12,  # noqa: E731
-                               "p50": None, "p90": None, "p99": None, "mean": base}
-        dev["cpp"] = {"build": {"binary": "deploy_bench", "seconds": 13.0, "cached": False, "reason": None},
-                      "artifacts": {"TorchScript scripted": {"file": "torchscript-scripted.pt", "threads": 2,
-                                                             "within": True, "tolerance": "max |logit diff| 0",
-                                                             "C++": blocks(0.008), "Python": blocks(0.0082)},
-                                    "TorchScript traced": {"reason": "not loaded: no file"}}}
-    save_json(path, result)
-    (folder / "C8_acceleration" / "compile.json").unlink()
+    c10 = results.read(folder, part="C10_deploy")
+    failed = next(n for n in c10.loc[c10["metric"] == "status", "setting"]
+                  if n not in ("eager fp32", "TorchScript traced"))
+    timed = c10.loc[(c10["metric"] == "latency_calls") & (c10["setting"] != failed),
+                    ["setting", "threads", "precision"]]
+    gone = c10["setting"].notna() & c10["metric"].str.startswith(("latency_", "images_per_s", "peak_"))  # re-made
+    gone |= (c10["setting"] == failed) & c10["metric"].isin(["file", "top1", "top1_low", "top1_high", "same_prediction",
+                                                             "max_abs_diff", "largest_logit", "within_tolerance",
+                                                             "tolerance"])  # a failed conversion is not evaluated
+    kept = [json.loads(line) for line in results.to_json(c10[~gone]).splitlines()]
+    for r in kept:
+        r["text"] = "failed" if (r["metric"], r.get("setting")) == ("status", failed) else r.get("text")
+    rows = results.Rows(folder, "C10_deploy", device="cpu")
+    blocks = lambda base: {"block_medians": [base * (1 + i / 100) for i in range(6)], "n": 12,  # noqa: E731
+                           "p50": None, "p90": None, "p99": None, "mean": base}
+    made = [rows.row("reason", text="RuntimeError: could not convert", setting=failed, precision="fp32")]
+    for s in timed.itertuples():
+        made += deploy.latency_rows(rows, blocks(0.01 if s.setting == "TorchScript traced" else 0.02),
+                                    setting=s.setting, threads=int(s.threads), precision=s.precision)
+    one = rows.scoped(setting="TorchScript scripted", artifact="torchscript-scripted.pt", precision="fp32")
+    made += [rows.row("cpp_build_s", 13.0, "s"), rows.row("cpp_build_cached", False, "bool"),
+             rows.row("cpp_binary", text="deploy_bench"), one.row("within_tolerance", True, "bool"),
+             one.row("tolerance", text="max |logit diff| 0"), *deploy.latency_rows(one, blocks(0.008), side="C++"),
+             *deploy.latency_rows(one, blocks(0.0082), side="Python"),
+             rows.row("reason", text="not loaded: no file", setting="TorchScript traced", artifact="x.pt")]
+    rows.start().extend(kept + made)  # no throughput either
+    path, account = folder / results.MEASUREMENTS, ("C8_acceleration", "compile account")  # C8's Q5 account gone
+    write_jsonl(path, [r for r in read_jsonl(path) if (r["part"], r.get("kind")) != account])
 
 
 def no_peaks(folder):
-    """No peaks measured but fp32's: no bandwidth or bf16 in report.json, none at all in C11's file."""
-    meta = json.loads((folder / "report.json").read_text())
-    meta["peaks"] = {"cpu": {"fp32": 0.3}}
-    save_json(folder / "report.json", meta)
-    path = folder / "C11_limits" / "limits.json"
-    limits = json.loads(path.read_text())
-    limits["peaks"] = {}
-    save_json(path, limits)
+    """No peaks measured but fp32's: no bandwidth or bf16 among the report's rows, none at all in C11's."""
+    tables.save_peaks(results.Rows(folder, "report").start(), "cpu", {"fp32": 0.3})
+    path = folder / results.MEASUREMENTS
+    write_jsonl(path, [r for r in read_jsonl(path) if not (r["part"] == "C11_limits" and r["metric"] in (
+        "peak", "bandwidth", "peak_conditions"))])  # C11's own peaks (tables.save_peaks)
 
 
 def files_missing(folder):
-    """The parts that keep their own files ran, but their files are gone (C8's plan and step too)."""
-    for name in ("C10_deploy/deploy.json", "C11_limits/limits.json", "Q_model/answers.json",
-                 "C3_workers/best_workers.json", "C8_acceleration/plan.json", "C8_acceleration/step_eager_fp32.json"):
-        (folder / name).unlink()
+    """The parts ran, but every measurement row is gone: C3's sweep and C8's plan beside their records; C10, C11 and
+    Q, which keep only rows, then did not run."""
+    path = folder / results.MEASUREMENTS
+    write_jsonl(path, [r for r in read_jsonl(path) if r["part"] == "report"])
 
 
 def drawn(folder, monkeypatch) -> tuple[list[str], list[display.Finding]]:
@@ -153,7 +157,8 @@ def test_a_part_whose_findings_raise_is_named_and_the_others_drawn(tmp_path, mon
 def test_a_section_that_raises_ends_in_an_error_block_and_the_next_is_drawn(tmp_path, monkeypatch):
     folder = tmp_path / "report"
     shutil.copytree(FIXTURE, folder)
-    (folder / "C10_deploy" / "deploy.json").write_text(json.dumps({"devices": {"cpu": {}}}))  # a file of another shape
+    path = folder / results.MEASUREMENTS  # C10's rows without the number of test images: its words need it
+    write_jsonl(path, [r for r in read_jsonl(path) if (r["part"], r["metric"]) != ("C10_deploy", "test_images")])
     shown, redrawn = Capture(), []
 
     class Handle:  # the findings table's display, redrawn in place (IPython's display id)
@@ -167,12 +172,12 @@ def test_a_section_that_raises_ends_in_an_error_block_and_the_next_is_drawn(tmp_
         summary.show_header(folder, "fixture")
         summary.show_parts(folder)
     errors = summary.read_errors(folder)
-    assert errors[0].startswith("C10_deploy's findings: KeyError") and len(errors) == 2  # its findings raise too
-    assert errors[1].startswith("C10_deploy's section: KeyError") and "c10_deploy.py:" in errors[1]
+    assert errors[0].startswith("C10_deploy's findings: TypeError") and len(errors) == 2  # its findings raise too
+    assert errors[1].startswith("C10_deploy's section: TypeError") and "c10_deploy.py:" in errors[1]
     text = shown.text()
     block = text.index("Not drawn:")
     assert text.index("<h2 id='C10_deploy'>") < block < text.index("<h2 id='C11_limits'>")
     assert "[table]" in text[text.index("<h2 id='C11_limits'>"):]  # the next part is drawn whole
-    assert len(redrawn) == 1 and redrawn[0].count("SECTION NOT DRAWN: C10_deploy&#x27;s section: KeyError") == \
+    assert len(redrawn) == 1 and redrawn[0].count("SECTION NOT DRAWN: C10_deploy&#x27;s section: TypeError") == \
         len(parts.BY_ID["C10_deploy"].questions)  # the findings above say so, in each of C10's rows
     assert "SECTION NOT DRAWN" in (folder / "tables" / "findings.csv").read_text()

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from lab import parts
+from lab.core import results
 
-from lab.core.files import append_jsonl, save_json
+from lab.core.files import append_jsonl, read_jsonl, save_json, write_jsonl
 from lab.report import compare
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,7 +71,8 @@ def test_two_tiny_reports_side_by_side_with_both_environments(tmp_path):
     assert "DIFFERENT PROFILES" in page and "Another CPU" in page and "avx2, amx_bf16" in page
     for title in ("C1/C2", "C3 — DataLoader workers", "C8 — Accelerating", "C9"):
         assert title in page, title
-    own_files = [p for p in parts.PARTS if not p.reads_records]  # their findings side by side, no figure
+    own_files = [p for p in parts.PARTS if not (compare.open_report(FIXTURE).records["experiment"] == p.id).any()]
+    own_files = [p for p in own_files if len(results.read(FIXTURE, part=p.id))]  # rows alone: findings, no figure
     assert page.count("<img") == page.count("<h2>") - 1 - len(own_files)  # a figure per part; the method has none
     assert "C10.4 Latency, PyTorch vs TorchScript" in page and "Q1 Convolutional layers" in page
     assert "fixture (1)</th>" in page and "fixture (2)</th>" in page  # the same report id twice: numbered
@@ -101,11 +103,13 @@ def test_the_compare_notebook_shows_the_same_page(tmp_path):
 
 
 def test_a_part_that_cannot_be_drawn_in_one_report_does_not_sink_the_page(tmp_path):
-    """C10's file in one report is of another shape: its column says so, the other report's and parts' are drawn."""
+    """C10's rows in one report lack a value its words need: its column says so, the other report's and parts' are
+    drawn."""
     broken = tmp_path / "broken"
     shutil.copytree(FIXTURE, broken)
-    (broken / "C10_deploy" / "deploy.json").write_text(json.dumps({"devices": {"cpu": {}}}))
+    path = broken / results.MEASUREMENTS
+    write_jsonl(path, [r for r in read_jsonl(path) if (r["part"], r["metric"]) != ("C10_deploy", "test_images")])
     page = compare.write([FIXTURE, broken], tmp_path / "cmp", pdf=False).read_text()
-    assert "ERROR: C10_deploy&#x27;s findings: KeyError: &#x27;conversions&#x27; (c10_deploy.py:" in page  # a note
+    assert "ERROR: C10_deploy&#x27;s findings: TypeError: " in page and "(c10_deploy.py:" in page  # a note
     assert page.count(">ERROR [") == len(parts.BY_ID["C10_deploy"].questions)  # only the broken report's C10 rows
     assert "C11 — How far from the limit" in page

@@ -286,11 +286,12 @@ C10_SETTINGS = ["eager fp32", "TorchScript scripted", "TorchScript traced", "Tor
                 "eager channels_last"]
 
 
-def c10_device(values, threads=(1, 2)) -> dict:
-    """A C10 device result whose block medians are `values` (settings x blocks), the same at each thread count."""
-    return {"latency": {str(t): {"settings": {name: {"block_medians": list(v), "n": len(v), "p50": float(np.median(v)),
-                                                       "p90": None, "p99": None, "mean": float(np.mean(v))}
-                                              for name, v in zip(C10_SETTINGS, values)}} for t in threads}}
+def c10_device(values, threads=(1, 2)) -> pd.DataFrame:
+    """A C10 device's rows of block medians (lab.engine.deploy.latency_rows): `values` (settings x blocks), the same
+    at each thread count."""
+    return pd.DataFrame([{"metric": "latency_block_median_s", "setting": name, "threads": t, "side": None,
+                          "artifact": None, "value": v, "sample": i}
+                         for t in threads for name, vs in zip(C10_SETTINGS, values) for i, v in enumerate(vs)])
 
 
 def test_aa_c10_latency_every_setting_against_eager():

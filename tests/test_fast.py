@@ -116,7 +116,7 @@ def test_bad_values_of_the_new_flags_are_usage_errors(flag, capsys):
 
 
 def test_c8_leaves_out_bf16_where_the_probe_measured_it_emulated():
-    from lab.parts.c8_acceleration import FAST, acceleration_settings
+    from lab.engine.acceleration import FAST, acceleration_settings
 
     def probe(fp32, bf16):
         key = lambda amp: json.dumps({"channels_last": False, "amp": amp})  # noqa: E731

@@ -117,8 +117,9 @@ def test_the_section_says_launch_bound_only_when_the_gpu_mostly_waits(tmp_path):
 
 
 def test_c11_on_cuda_writes_its_trace_and_reads_it_kernel_by_kernel(tmp_path, monkeypatch):
-    """C11's measure on a (faked) CUDA device: the profile's trace lands beside limits.json and its kernels and
-    breakdown in the saved profile; the findings row says how long the GPU sat idle."""
+    """C11's measure on a (faked) CUDA device: the profile's trace lands in its folder and its kernels and
+    breakdown among its rows, read back as kernels.analyse gave them; the findings row says how long the GPU sat
+    idle."""
     pytest.importorskip("hta")
     from lab.core.config import Config
     from lab.parts.base import Report
@@ -126,8 +127,8 @@ def test_c11_on_cuda_writes_its_trace_and_reads_it_kernel_by_kernel(tmp_path, mo
     def fake_layer_points(batch, device, steps, amp, trace=None):
         trace.write_text(json.dumps(globals()["trace"](200)))
         return {"layers": [], "no_flop": {}, "flops": 0, "layer_s": 0.0, "no_flop_s": 0.0, "step_s": 0.01,
-                "unattributed_s": 0.01, "device": "cuda", "batch": batch, "steps": steps, "amp": amp,
-                "precision": "tf32" if amp == "off" else amp}
+                "unattributed_s": 0.01, "device": "cuda", "machine": "a GPU", "batch": batch, "steps": steps,
+                "amp": amp, "precision": "tf32" if amp == "off" else amp, "threads": 2}
 
     monkeypatch.setattr(c11_limits, "device_type", lambda device: "cuda")
     monkeypatch.setattr(c11_limits, "report_peaks", lambda results_dir, device: PEAKS)
@@ -136,8 +137,11 @@ def test_c11_on_cuda_writes_its_trace_and_reads_it_kernel_by_kernel(tmp_path, mo
     out.mkdir()
     c11_limits.measure(Config(device="cpu", batch_size=4), {"profile_steps": 2}, out, Report(tmp_path))
     result = c11_limits.read(tmp_path)
-    assert set(result["profiles"]) == {"off", "bf16"} and (out / "trace-off.json").exists()
-    assert result["profiles"]["off"]["kernels"]["kernels"][0]["operator"] == "aten::mm"
+    assert set(result["profiles"]) == {"tf32", "bf16"} and (out / "trace-off.json").exists()
+    analysis = kernels.analyse(out / "trace-off.json", PEAKS, "tf32", 2, result["flops"]["train"]["total"])
+    assert result["profiles"]["tf32"]["kernels"] == analysis  # JSON keeps a float exactly
+    assert c11_limits.kernels_sentence(result["profiles"]["tf32"]["kernels"], "tf32", 1e9) == \
+        c11_limits.kernels_sentence(analysis, "tf32", 1e9)
     finding = c11_limits.findings([], tmp_path)[0]
     assert isinstance(finding, display.Finding) and "GPU idle" in finding.answer
-    assert roofline.binding_roof(result["profiles"]["off"], PEAKS)[0] == "launch/overhead-bound"
+    assert roofline.binding_roof(result["profiles"]["tf32"], PEAKS)[0] == "launch/overhead-bound"

@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from lab.core.config import Config
-from lab.engine import environment, memory
+from lab.engine import acceleration, environment, memory
 from lab.engine.loop import Step, train_one_epoch
 from lab.engine.model import resnet18
 from lab.engine.records import cpu_flags
 from lab.engine.resolve import apply_speed_settings, resolve, speed_settings
 from lab.engine.train import build_optimizer, run
-from lab.parts import c8_acceleration, q_model
+from lab.parts import q_model
 
 MIB = 2 ** 20
 
@@ -151,11 +151,11 @@ def test_cuda_switches_are_set_per_run(monkeypatch):
 
 @pytest.mark.cuda
 def test_c8_compares_cudnn_benchmark_off_on_cuda():
-    settings, _ = c8_acceleration.acceleration_settings("cuda")
+    settings, _ = acceleration.acceleration_settings("cuda")
     off = [s for s in settings if s["tag"] == "cudnn.benchmark off"]
     assert len(off) == 1 and off[0]["cudnn_benchmark"] is False
     assert all(s.get("cudnn_benchmark", True) for s in settings if s is not off[0])  # the others: on
-    cpu, _ = c8_acceleration.acceleration_settings("cpu")
+    cpu, _ = acceleration.acceleration_settings("cpu")
     assert "cudnn.benchmark off" not in {s["tag"] for s in cpu}
 
 

@@ -1,6 +1,7 @@
 """The part interface (lab.parts.base.Part): every registered part declares itself through it and passes its
 check, an incomplete declaration fails it, no code outside a part's module and the registry's list names a part,
 and docs/architecture.md's worked example, executed verbatim, runs through the registry like any other part."""
+import ast
 import contextlib
 import re
 import types
@@ -27,8 +28,13 @@ def test_every_registered_part_passes_the_interface_check(part):
     assert Path(ROOT / "notebooks" / f"{part.id}.ipynb").exists()
 
 
-def test_one_part_finds_the_best_worker_count():
-    assert len([p for p in parts.PARTS if p.best_workers is not None]) == 1
+def test_what_a_part_needs_one_part_provides():
+    """Every need has exactly one provider, running before the parts that need it; one part calibrates."""
+    for need in {n for p in parts.PARTS for n in p.needs}:
+        providers = [i for i, p in enumerate(parts.PARTS) if need in p.provides]
+        assert len(providers) == 1, need
+        assert all(providers[0] < i for i, p in enumerate(parts.PARTS) if need in p.needs), need
+    assert len([p for p in parts.PARTS if "calibration" in p.provides]) == 1
 
 
 def _complete(**changes) -> Part:
@@ -45,7 +51,8 @@ def _complete(**changes) -> Part:
     ({"questions": ("C2.1", "Data loading")}, "questions should be a non-empty tuple"),
     ({"parameters": {"workers": "DataLoader workers"}}, "parameters should be a tuple"),
     ({"parameters": ("wrokers",)}, "parameter 'wrokers' has no Spec"),
-    ({"uses_best_workers": "yes"}, "uses_best_workers should be bool"),
+    ({"needs": ("best_worker",)}, "needs 'best_worker': the runner resolves only"),
+    ({"provides": "model_file"}, "provides should be tuple"),
     ({"id": "C2 timing"}, "should be a notebook name"),
 ])
 def test_an_incomplete_or_wrong_declaration_fails_the_check(change, problem):
@@ -131,3 +138,19 @@ def test_the_docs_name_every_file_a_new_part_touches():
                  "tests/fixtures/report", "tests/goldens/X1_momentum.txt"):
         assert path in section, path
     assert base.COMMON  # the common parameters the example's notebook also declares
+
+
+def test_no_part_imports_another_part():
+    """A part reads rows and records, never another part's module, directly or through the registry: each
+    part module's imports, read from its source."""
+    modules = {p.runs.__module__.rsplit(".", 1)[-1]: p.id for p in parts.PARTS}
+    for name in modules:
+        tree = ast.parse((ROOT / "lab" / "parts" / f"{name}.py").read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""] + [f"{node.module or ''}.{a.name}".strip(".") for a in node.names]
+                hits = [n for n in names if n.split(".")[-1] in modules or n.split(".")[-1] in ("parts", "BY_ID")]
+                assert not hits, f"lab/parts/{name}.py imports {hits[0]} (line {node.lineno})"
+            elif isinstance(node, ast.Import):
+                hits = [a.name for a in node.names if a.name.split(".")[-1] in modules]
+                assert not hits, f"lab/parts/{name}.py imports {hits[0]} (line {node.lineno})"

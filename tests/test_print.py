@@ -14,7 +14,8 @@ import pytest
 
 import page_fit
 from lab import parts
-from lab.core.files import save_json
+from lab.core import results
+from lab.core.files import read_jsonl, save_json, write_jsonl
 from lab.parts.tables import style
 from lab.report import compare
 from lab.report.publish import write_html, write_pdf
@@ -132,24 +133,26 @@ def test_a_page_is_printed_from_inside_an_event_loop_as_a_notebook_would(tmp_pat
 
 
 def test_a_report_whose_part_cannot_be_drawn_is_printed_with_the_rest_and_named(tmp_path):
-    """The summary notebook as a report runs it, on the fixture's C2, C10 and C11 with C10's file of another shape:
+    """The summary notebook as a report runs it, on the fixture's C2, C10 and C11 with a value C10's words need gone:
     C10's section ends in an error block, its findings rows say so (the table drawn above is redrawn in place), every
     other part is drawn (C11 whole, the parts that did not run saying so), report.html and report.pdf are written,
     and the runner's line names the part and the error."""
     folder = tmp_path / "report"
     shutil.copytree(FIXTURE, folder, ignore=lambda d, names: [n for n in names if Path(d) == FIXTURE and n not in (
-        "report.json", "C2_timing", "C10_deploy", "C11_limits")])
-    (folder / "C10_deploy" / "deploy.json").write_text(json.dumps({"devices": {"cpu": {}}}))
+        "report.json", "C2_timing")])
+    write_jsonl(folder / results.MEASUREMENTS, [r for r in read_jsonl(FIXTURE / results.MEASUREMENTS)
+                                                if r["part"] in ("C10_deploy", "C11_limits")  # the others' not run
+                                                and (r["part"], r["metric"]) != ("C10_deploy", "test_images")])
     html, printed, errors = render(folder, "fixture", 600, folder / "figures")
     page = text(html)
     assert [e.split(":")[0] for e in errors] == ["C10_deploy's findings", "C10_deploy's section"]
     findings = page[page.index('id="findings"'):page.index("<h2 id=\"C2_timing\"")]
     assert findings.count("SECTION NOT DRAWN: C10_deploy") == len(parts.BY_ID["C10_deploy"].questions)
     c10 = page[page.index('<h2 id="C10_deploy"'):page.index('<h2 id="C11_limits"')]
-    assert "Not drawn:" in c10 and "KeyError" in c10
+    assert "Not drawn:" in c10 and "TypeError" in c10
     assert page.count("Not drawn:") == 2 and page.count("<h2 id=") >= len(parts.IDS) + 1  # the rest is drawn
     assert "C3_workers did not run in this report" in page
     assert "measured limits" in page[page.index('<h2 id="C11_limits"'):]  # C11 drawn whole, after C10's error
     assert printed.pdf.read_bytes()[:5] == b"%PDF-"
     line = render_problem(printed, errors)
-    assert line.startswith("the report is written without C10_deploy's findings: KeyError") and "\n" not in line
+    assert line.startswith("the report is written without C10_deploy's findings: TypeError") and "\n" not in line

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from lab import parts
+from lab.core import results
 from lab.core.files import save_json
 from lab.engine import progress
 from lab.engine.train import run
@@ -132,9 +133,9 @@ def test_a_part_is_planned_again_from_what_earlier_parts_found(tmp_path):
     parts.plan(c3_workers.ID, {**common, "worker_step": 4, "worker_cap": 8, "worker_counts": None}, report)
     assert parts.plan(c4_workers_profile.ID, common, report).runs == 4  # no C3 result yet: the default, 2 workers,
     # is not in C3's planned block
-    save_json(tmp_path / c3_workers.ID / "best_workers.json", {"best_workers": 4})
+    results.Rows(tmp_path, c3_workers.ID).start().add("best_workers", 4, "workers", text="C3's best")
     assert parts.plan(c4_workers_profile.ID, common, report).runs == 2  # 4 workers: in C3's block, reused
-    save_json(tmp_path / c3_workers.ID / "best_workers.json", {"best_workers": 1})
+    results.Rows(tmp_path, c3_workers.ID).start().add("best_workers", 1, "workers", text="C3's best")
     assert parts.plan(c4_workers_profile.ID, common, report).runs == 4  # 1 worker: its own block, as C4 runs it
 
 

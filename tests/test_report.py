@@ -16,11 +16,14 @@ from conftest import NOTEBOOK_COUNT, TINY, report
 from PIL import Image
 
 from lab import parts
+from lab.core import results
 from lab.core.files import read_jsonl
 from lab.engine.records import read_records
 from lab.parts import (c2_timing, c3_workers, c4_workers_profile, c5_devices, c6_optimizers, c7_batchnorm,
                        c8_acceleration, c9_scaling, c10_deploy, c11_limits, q_model)
-from lab.parts.c8_acceleration import bf16_emulated
+from lab.engine.acceleration import bf16_emulated
+from lab.parts.settings import BN_OFF
+from lab.parts.tables import report_peaks
 from lab.report.publish import find_chromium
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,7 +39,7 @@ def test_every_notebook_ran_and_wrote_records(tiny_report):
         assert not errors, name
         assert nb["metadata"]["papermill"]["parameters"]["results_dir"] == str(out)
     df = read_records(out)
-    best = json.loads((out / c3_workers.ID / "best_workers.json").read_text())["best_workers"]
+    best = parts.best_workers(out)[0]  # C3's row
     counts = df.groupby("experiment")["run_id"].nunique().to_dict()
     compiles = False  # tiny.yaml leaves C8's compiled settings out (tests/test_train.py compiles)
     bf16 = bf16_emulated(None) is None  # a CPU that emulates bf16 leaves it out and says so
@@ -49,7 +52,7 @@ def test_every_notebook_ran_and_wrote_records(tiny_report):
     assert sorted(c4["total_s"]) == sorted(c3_runs["total_s"])
     c7 = df[df.experiment == c7_batchnorm.ID]  # C6's block has SGD without batch norm: C7 reuses it and C6's SGD
     assert set(zip(c7["tag"], c7["reused_from"])) == {(c7_batchnorm.ON, f"{c6_optimizers.ID} (sgd)"),
-                                                      (c7_batchnorm.OFF, f"{c6_optimizers.ID} ({c6_optimizers.BN_OFF})")}
+                                                      (c7_batchnorm.OFF, f"{c6_optimizers.ID} ({BN_OFF})")}
     if not _has_cuda():  # the CPU alone: C5 compares nothing, so it reuses C3's run of its settings
         assert set(df[(df.experiment == c5_devices.ID) & (df.status == "ok")]["reused_from"]) == {f"{c3_workers.ID} ({best} workers)"}
     c9 = df[df.experiment == c9_scaling.ID]
@@ -68,11 +71,15 @@ def test_every_notebook_ran_and_wrote_records(tiny_report):
     fast = c8[c8["tag"] == c8_acceleration.FAST].iloc[0]
     assert fast["timers"] == "epoch" and pd.isna(fast["load_s"])  # not measured: NaN, not 0
     assert (fast["channels_last"], fast["amp"], fast["compile"]) == (True, "off", "off")  # the probe's (seeded) choice
-    plan = json.loads((out / c8_acceleration.ID / "plan.json").read_text())
-    assert "no device to synchronize with" in plan["skipped"][c8_acceleration.FAST_PHASE]
-    assert "left out by this profile (compile_settings: false)" in plan["skipped"]["compile default"]
-    assert "among its eager candidates, channels_last" in plan["notes"][c8_acceleration.FAST]  # fast measured anyway
-    assert plan["settings"][-1] == c8_acceleration.FAST and (out / c8_acceleration.ID / "step_eager_fp32.json").exists()
+    rows = results.read(out, part=c8_acceleration.ID)
+    plan = {m: dict(zip(rows.loc[rows["metric"] == m, "setting"], rows.loc[rows["metric"] == m, "text"]))
+            for m in ("planned", "left_out", "note")}
+    assert "no device to synchronize with" in plan["left_out"][c8_acceleration.FAST_PHASE]
+    assert "left out by this profile (compile_settings: false)" in plan["left_out"]["compile default"]
+    assert "among its eager candidates, channels_last" in plan["note"][c8_acceleration.FAST]  # fast measured anyway
+    assert list(plan["planned"])[-1] == c8_acceleration.FAST and "wall_ms_per_step" in set(rows["metric"])
+    files = {p.name for p in (out / c8_acceleration.ID).iterdir()}
+    assert not files & {"plan.json", "compile.json", "step_eager_fp32.json"}  # its measurements are rows
     assert c8["test_top1"].notna().all()  # every setting evaluated: does it still learn?
     for label in ("1_worker", "best"):
         trace = json.loads((out / c4_workers_profile.ID / f"trace_{label}.json").read_text())
@@ -86,20 +93,31 @@ def test_every_notebook_ran_and_wrote_records(tiny_report):
     assert c5["cpu"] == "ok" and c5["cuda"] == ("ok" if _has_cuda() else "unavailable")
     assert set(df[(df.experiment == c4_workers_profile.ID)]["workers"]) == {1, best}
     assert set(df[df.experiment == c6_optimizers.ID]["workers"]) == {best}
-    answers = json.loads((out / q_model.ID / "answers.json").read_text())
+    answers = q_model.read(out)  # from the report's rows
     assert answers["conv_layers"]["total"] == 20 and answers["adam"]["optimizer_state"] == 2 * 11_173_962
+    rows, verdicts = results.read(out), results.read_verdicts(out)  # schema 1, one row per value, units in the data
+    assert (rows["schema"] == results.SCHEMA).all() and rows["unit"].notna().all()
+    assert {"report", q_model.ID, c2_timing.ID, c3_workers.ID} <= set(rows["part"])
+    assert not any((out / name / f).exists() for name in NOTEBOOKS for f in ("best_workers.json", "answers.json"))
+    # every part whose sentences compare settings has its verdicts, decided by the rule
+    assert {c3_workers.ID, c6_optimizers.ID, c8_acceleration.ID, c10_deploy.ID} <= set(verdicts["part"])
+    assert set(verdicts["verdict"]) <= {"faster", "slower", "no measurable difference", "too few measurements"}
     # C10 deploys C2's trained weights: every CPU conversion succeeds, agrees with eager, and C++ loads the file
     assert (out / c2_timing.ID / c2_timing.MODEL_FILE).exists()
-    deployed = json.loads((out / c10_deploy.ID / c10_deploy.RESULT).read_text())
-    assert deployed["model"].startswith("C2's trained ResNet-18")
-    cpu = deployed["devices"]["cpu"]
-    assert all(c["status"] == "ok" for c in cpu["conversions"].values()) and all(
-        a["within"] for a in cpu["accuracy"].values())
+    deployed = results.read(out, part=c10_deploy.ID)
+    assert results.value(deployed, "model").startswith("C2's trained ResNet-18")
+    cpu = deployed[deployed["device"] == "cpu"]
+    assert set(cpu.loc[cpu["metric"] == "status", "text"]) == {"ok"}
+    assert (cpu.loc[(cpu["metric"] == "within_tolerance") & cpu["artifact"].isna(), "value"] == 1).all()
     assert (out / c10_deploy.ID / "cpu" / "torchscript-scripted.graph.txt").exists()
-    assert cpu["cpp"]["build"]["reason"] is None and cpu["cpp"]["artifacts"]["TorchScript scripted"]["within"]
+    from_cpp = cpu[cpu["artifact"].notna()]  # C++'s logits against Python's on the same file
+    assert results.value(cpu, "cpp_build_reason") is None
+    assert results.value(from_cpp, "within_tolerance", setting="TorchScript scripted") == 1
     # C11: the report's peaks, the FLOPs and a profile per precision
-    limits = json.loads((out / c11_limits.ID / c11_limits.RESULT).read_text())
-    assert limits["peaks"]["fp32"] > 0 and limits["flops"]["train"]["total"] == 4 * 3_328_997_376  # batch 4
+    c11 = results.read(out, part=c11_limits.ID)
+    assert report_peaks(out, "cpu")["fp32"] > 0
+    assert results.value(c11, "flops", kind="train", category="total") == 4 * 3_328_997_376  # batch 4
+    assert set(c11.loc[c11["metric"] == "step_s", "precision"]) >= {"fp32"}
 
 
 def _has_cuda():
@@ -245,8 +263,8 @@ def test_killed_report_resumes(tiny_report):
     df = read_records(out)
     assert not df.duplicated(["experiment", "run_id", "epoch", "rank"]).any()  # C9: one record per rank
     c8 = read_jsonl(out / c8_acceleration.ID / "records.jsonl")
-    plan = json.loads((out / c8_acceleration.ID / "plan.json").read_text())
-    assert len(c8) == 3 * len(plan["settings"])  # every setting's three epochs once: the killed run's are gone
+    planned = results.read(out, part=c8_acceleration.ID, metric="planned")
+    assert len(c8) == 3 * len(planned)  # every setting's three epochs once: the killed run's are gone
     assert (out / "report.html").exists() and json.loads((out / "report.json").read_text())["finished"]
 
 

@@ -4,6 +4,8 @@ import math
 import pandas as pd
 import pytest
 
+from lab.core import results
+from lab.engine.acceleration import save_plan
 from lab.parts import c3_workers, c4_workers_profile, c5_devices, c8_acceleration, comparison, tables
 
 
@@ -101,14 +103,16 @@ def test_workers_table_marks_the_rule_from_the_saved_sweep():
     assert "loader images/s" not in table.columns  # images / wait is not a throughput
 
 
-def test_acceleration_table_states_step_and_epoch_speed_ups_and_flags_starvation():
+def test_acceleration_table_states_step_and_epoch_speed_ups_and_flags_starvation(tmp_path):
     one = pd.DataFrame([record(c8_acceleration.BASELINE, 1, 0.1, 2.0, 2.2), record("compile default", 1, 0.1, 60.0, 60.2)])
     table = c8_acceleration.acceleration_table(one)
     assert table["steady epoch s"].isna().all() and (table["step speed-up"] == "—").all()
     df = pd.DataFrame(runs(c8_acceleration.BASELINE, [0.1, 0.1], [2.0, 2.0]) + runs("compile default", [1.0, 1.1], [1.0, 1.0]))
     df.loc[(df["tag"] == "compile default") & ~df["warmup"], "starved_batches"] = 1  # of 2 batches per epoch
-    table = c8_acceleration.acceleration_table(df, {"settings": [c8_acceleration.BASELINE, "compile default", c8_acceleration.FAST],
-                                             "skipped": {"compile max-autotune": "opt-in"}})
+    rows = results.Rows(tmp_path, c8_acceleration.ID)
+    save_plan(rows, [c8_acceleration.BASELINE, "compile default", c8_acceleration.FAST],
+              {"compile max-autotune": "opt-in"}, {})
+    table = c8_acceleration.acceleration_table(df, results.read(tmp_path, part=c8_acceleration.ID))
     row = table.loc["compile default"]
     assert row["step speed-up"] == "×2.00" and row["epoch speed-up"].startswith("×1.0")
     assert row["loader"] == "starved"

@@ -121,18 +121,21 @@ def test_channels_last_and_bf16_autocast_train(tiny_config):
 
 def test_q5s_account_explains_times_and_profiles_a_compiled_step(tmp_path):
     """Q5's measurement, with the aot_eager backend (TorchDynamo and AOTAutograd without building kernels: the
-    same path in seconds); inductor's own account is in a report's C8 folder."""
+    same path in seconds); inductor's own account is among a report's C8 rows. Its rows read back as measured."""
+    from lab.core import results
     from lab.core.config import Config
+    from lab.engine import acceleration
     from lab.parts import c8_acceleration as c8
 
-    out = tmp_path / c8.ID
-    out.mkdir()
-    account = c8.compile_account(Config(device="cpu", batch_size=4, seed=1), out, samples=4, backend="aot_eager")
+    rows = results.Rows(tmp_path, c8.ID)
+    measured = acceleration.measure_account(Config(device="cpu", batch_size=4, seed=1), rows, backend="aot_eager")
+    account = acceleration.read_account(results.read(tmp_path, part=c8.ID))
     assert account["graphs"] == 1 and account["graph_breaks"] == 0 and account["forward_ops_captured"] > 50
     assert account["before"]["aten_ops"] > 100 and 0 < account["before"]["conv_share"] < 1
-    assert len(account["step_s"]["eager"]) == len(account["step_s"]["compiled"]) == 4
-    assert account["compile_s"] >= 0 and account["first_compiled_step_s"] > 0
-    text = c8.explain_compile(tmp_path)
+    assert account["step_s"] == measured["step_s"] and len(account["step_s"]["compiled"]) == 4
+    assert account["compile_s"] == pytest.approx(measured["compile_s"]) and account["first_compiled_step_s"] > 0
+    assert account["backend"] == "aot_eager" and account["batch_size"] == 4 and account["device_type"] == "cpu"
+    text = c8.explain_compile(account)
     assert "TorchDynamo captured the forward as 1 graph(s) with 0 graph break(s)" in text
     assert "s of compilation**, paid in the first epoch" in text
     assert "compiled vs eager (step): " in text or "compiled is faster than eager (step)" in text or (

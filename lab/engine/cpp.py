@@ -14,6 +14,7 @@ import fcntl
 import hashlib
 import json
 import os
+import statistics
 import struct
 import subprocess
 import sys
@@ -26,6 +27,7 @@ import torch
 
 from ..core import files
 from ..core.errors import LabError
+from . import deploy
 from .fast import c_compiler
 
 SOURCE = Path(__file__).resolve().parents[2] / "cpp" / "deploy_bench.cpp"
@@ -206,6 +208,72 @@ def run(binary, kind: str, artifact, x: torch.Tensor, threads: int = 1, warmup: 
     if len(ns) != calls or min(ns, default=0) <= 0:
         raise CppError(f"deploy_bench {kind} wrote {len(ns)} call times (expected {calls}, each > 0 ns)")
     return [n / 1e9 for n in ns], logits
+
+
+ARTIFACTS = {"TorchScript scripted": "torchscript", "AOTInductor": "aoti"}  # deploy settings whose files C++ loads
+
+
+def blocks(latency_blocks: int) -> int:
+    """C++'s blocks for a latency measurement of `latency_blocks`: 2 to 6 (each starts the program: about a second)."""
+    return max(2, min(latency_blocks, 6))
+
+
+def planned_calls(settings: list, latency_blocks: int, calls: int) -> int:
+    """The batch-1 calls `measure` makes for those of `settings` whose files C++ loads: in blocks(latency_blocks)
+    blocks, each C++ then Python, 5 warm-ups + `calls` each."""
+    return sum(s.name in ARTIFACTS for s in settings) * blocks(latency_blocks) * 2 * (calls + 5)
+
+
+def against_python(binary, converted: deploy.Converted, x: torch.Tensor, device: str, calls: int, blocks: int,
+                   threads: int, warmup: int = 5) -> dict:
+    """One saved artifact timed from C++ against the same loaded artifact from Python: batch `x`, `threads`
+    threads, in `blocks` blocks alternating which side goes first (a C++ block is one run of the program:
+    `calls` calls after `warmup`). Per side ("C++", "Python"): each block's median and the percentiles of all
+    calls (deploy.percentiles); whether C++'s logits agree with Python's on the same input (fp32 tolerance) and
+    the numbers that say so. CppError where the program fails or writes what cannot be read."""
+    fn = converted.fn
+    with torch.inference_mode():
+        python_logits = fn(x.to(device)).float().cpu()
+    times = {"C++": [], "Python": []}
+    for block in range(blocks):
+        for side in (("C++", "Python") if block % 2 == 0 else ("Python", "C++")):
+            if side == "C++":
+                seconds, logits = run(binary, ARTIFACTS[converted.name], converted.file, x, threads=threads,
+                                      warmup=warmup, calls=calls, device=device)
+            else:
+                deploy.time_calls(fn, x.to(device), warmup, device)
+                seconds = deploy.time_calls(fn, x.to(device), calls, device)
+            times[side].append(seconds)
+    within, tolerance = deploy.within_tolerance(python_logits, logits.float(), "fp32")
+    sides = {side: {"block_medians": [statistics.median(t) for t in ts],
+                    **deploy.percentiles([v for t in ts for v in t])} for side, ts in times.items()}
+    return {"sides": sides, "within_tolerance": within, "tolerance": tolerance}
+
+
+def measure(rows, converted: list, x: torch.Tensor, calls: int, blocks: int, note=print) -> None:
+    """The C++ program's build and each saved artifact timed from C++ against Python (against_python, at the
+    thread count Python uses), as rows of `rows` (a lab.core.results.Rows scoped to the device): the build's
+    seconds, whether it was cached and the binary, or why it could not build; per artifact (fields setting,
+    artifact, precision) its logits' agreement and each side's latency (field side), or why it could not run."""
+    note(f"{rows.defaults['device']}: the same files from C++")
+    built = build()
+    if built.binary is None:
+        rows.add("cpp_build_reason", text=built.reason)
+        return
+    rows.extend([rows.row("cpp_build_s", built.seconds, "s"), rows.row("cpp_build_cached", built.cached, "bool"),
+                 rows.row("cpp_binary", text=str(built.binary))])
+    threads = torch.get_num_threads()
+    for c in converted:
+        one = rows.scoped(setting=c.name, artifact=Path(c.file).name, precision=c.precision)
+        try:
+            timed = against_python(built.binary, c, x, rows.defaults["device"], calls, blocks, threads)
+        except LabError as error:  # the program failed or wrote what cannot be read: a row with its reason
+            one.add("reason", text=str(error))
+            continue
+        one.extend([one.row("within_tolerance", timed["within_tolerance"], "bool"),
+                    one.row("tolerance", text=timed["tolerance"])]
+                   + [r for side, s in timed["sides"].items()
+                      for r in deploy.latency_rows(one, s, side=side, threads=threads)])
 
 
 def main(argv=None) -> int:

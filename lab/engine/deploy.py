@@ -8,6 +8,7 @@ import copy
 import os
 import re
 import statistics
+import sys
 import warnings
 from collections import Counter
 from collections.abc import Callable
@@ -15,12 +16,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+import pandas as pd
 import torch
 
-from ..core import stats, timing
+from ..core import results, stats, timing
+from ..data import cifar10
 from .fast import c_compiler, others_load
 from .memory import EpochMemory
-from .resolve import compute_precision
+from .records import cpu_name
+from .resolve import compute_precision, device_type
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,11 @@ SETTINGS = [
     Setting("torch.compile reduce-overhead", "compile", mode="reduce-overhead", devices=("cuda",), heavy=True),
     Setting("channels_last + bf16 + reduce-overhead", "compile", "bf16", True, "reduce-overhead", ("cuda",), True),
 ]
+
+
+def devices(device: str) -> list[str]:
+    """The CPU, and CUDA where the node has it and `device` (a configuration's: auto, cuda, cuda:1...) allows it."""
+    return ["cpu"] + (["cuda"] if torch.cuda.is_available() and device_type(device) == "cuda" else [])
 
 
 def settings_for(device, heavy: bool = True, names=None) -> list[Setting]:
@@ -263,7 +272,56 @@ def describe_changes(before: dict, after: dict, before_name: str = "before", aft
     return lines
 
 
+GRAPHS = ("scripted", "traced", "frozen", "frozen + optimized", "exported")  # the graphs' labels, in C10's order
+
+
+def nodes_table(summaries: dict[str, dict[str, int]], top: int = 12) -> pd.DataFrame:
+    """Nodes by kind (rows) in each graph (columns, label -> graph_summary): the `top` most frequent kinds, then
+    the rest summed and every node."""
+    if not summaries:
+        return pd.DataFrame()
+    table = pd.DataFrame(summaries).fillna(0).astype(int)
+    table = table.loc[table.sum(axis=1).sort_values(ascending=False).index]
+    shown = table.head(top)
+    if len(table) > top:
+        shown.loc[f"other kinds ({len(table) - top})"] = table.iloc[top:].sum()
+    shown.loc["all nodes"] = table.sum()
+    return shown[[g for g in GRAPHS if g in shown.columns]]
+
+
+def graphs_in_a_line(summaries: dict[str, dict[str, int]]) -> str:
+    """What the graphs show, in a line, counted: scripted against traced, and what freezing changed."""
+    def count(label, kind):
+        return summaries.get(label, {}).get(kind, 0)
+    parts = []
+    if "scripted" in summaries and "traced" in summaries:
+        parts.append(f"scripted {sum(summaries['scripted'].values())} nodes, with the model's control flow "
+                     f"({count('scripted', 'prim::If')} prim::If), traced {sum(summaries['traced'].values())}, flat "
+                     f"({count('traced', 'prim::If')} prim::If)")
+    if "scripted" in summaries and "frozen" in summaries:
+        parts.append(f"freezing folds batch norm into the convolutions ({count('scripted', 'aten::batch_norm')} → "
+                     f"{count('frozen', 'aten::batch_norm')} batch_norm nodes) and inlines the parameters "
+                     f"({count('scripted', 'prim::GetAttr')} → {count('frozen', 'prim::GetAttr')} prim::GetAttr)")
+    return "; ".join(parts) or "no TorchScript graph in this report"
+
+
+def graph_changes(summaries: dict[str, dict[str, int]]) -> list[str]:
+    """What scripting against tracing, freezing and optimizing changed, in Markdown (describe_changes)."""
+    pairs = (("scripted", "traced"), ("scripted", "frozen"), ("frozen", "frozen + optimized"))
+    changes = {(a, b): describe_changes(summaries[a], summaries[b], a, b) for a, b in pairs
+               if a in summaries and b in summaries}
+    return [f"**{a} → {b}** (counted from the graphs): " + "; ".join(c) + "." for (a, b), c in changes.items() if c]
+
+
 # --- accuracy --------------------------------------------------------------------------------------
+
+def test_images(config, n: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first `n` test images of `config`'s data set (all where None), with the lab's test transform."""
+    dataset = cifar10.load_dataset(config, train=False, log=lambda msg: print(msg, file=sys.stderr))
+    n = len(dataset) if n is None else min(n, len(dataset))
+    pairs = [dataset[i] for i in range(n)]
+    return torch.stack([x for x, _ in pairs]), torch.tensor([y for _, y in pairs])
+
 
 def evaluate(fn, data, n: int, device, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
     """Float logits (on the CPU) and labels of the first `n` images of `data`: a loader of (images, labels)
@@ -301,6 +359,15 @@ def within_tolerance(eager_logits: torch.Tensor, logits: torch.Tensor, precision
     bound = TOLERANCES[precision] * max(1.0, eager_logits.float().abs().max().item())
     diff = agreement(eager_logits, logits, eager_logits.argmax(1))["max_abs_diff"]
     return diff <= bound, f"max |logit diff| {diff:.3g} {'<=' if diff <= bound else '>'} {bound:.3g} ({precision})"
+
+
+def accuracy(fn, data: tuple[torch.Tensor, torch.Tensor], eager_logits: torch.Tensor, precision: str, device) -> dict:
+    """A converted callable on the same (images, labels) as eager: its agreement with eager's logits, eager's
+    largest |logit|, and whether it is within its precision's tolerance ("within_tolerance"; "tolerance": why)."""
+    logits, labels = evaluate(fn, data, len(data[1]), device)
+    within, tolerance = within_tolerance(eager_logits, logits, precision)
+    return {**agreement(eager_logits, logits, labels), "largest_logit": eager_logits.abs().max().item(),
+            "within_tolerance": within, "tolerance": tolerance}
 
 
 # --- latency and throughput ------------------------------------------------------------------------
@@ -384,6 +451,14 @@ def throughput(fn, x: torch.Tensor, device, calls: int = 10, warmup: int = 2, cl
 
 # --- threads ---------------------------------------------------------------------------------------
 
+def planned_images(settings: list, test_images: int, blocks: int, calls: int, batches, cpp_calls: int = 0) -> float:
+    """What `measure` puts through each of `settings`, in images of a batched forward (a batch-1 call costs about
+    1.5 on a CPU): the test images, the batch-1 calls at each thread count, the throughput calls (2 warm-ups and 3
+    timed per batch size) and their share of `cpp_calls` (lab.engine.cpp.planned_calls)."""
+    return (test_images + 1.5 * blocks * calls * len(thread_counts()) + sum(5 * b for b in batches)
+            + 1.5 * cpp_calls / max(1, len(settings)))
+
+
 def thread_counts() -> list[int]:
     """1 thread and all the cores this process may use."""
     return sorted({1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1})
@@ -398,3 +473,135 @@ def threads(n: int):
         yield n
     finally:
         torch.set_num_threads(before)
+
+
+# --- a device's measurements, as rows (lab.core.results; C10's section reads them) ----------------------------
+
+UNITS = {"convert_s": "s", "load_s": "s", "first_call_s": "s", "file_bytes": "bytes", "top1": "fraction",
+         "top1_low": "fraction", "top1_high": "fraction", "same_prediction": "fraction", "max_abs_diff": "logit",
+         "largest_logit": "logit", "within_tolerance": "bool", "images_per_s": "images/s", "peak_bytes": "bytes"}
+LATENCY = {"calls": "latency_calls", **{k: f"latency_{k}_s" for k in ("p50", "p90", "p99", "mean")}}
+
+
+def latency_rows(rows, s: dict, **setting) -> list[dict]:
+    """A setting's batch-1 calls as rows of `rows` (a lab.core.results.Rows): each block's median (a sample of
+    the comparison rule), then the summary of all its calls (LATENCY; None where `percentiles` gives none)."""
+    return ([rows.row("latency_block_median_s", v, "s", sample=i, **setting) for i, v in enumerate(s["block_medians"])]
+            + [rows.row(metric, s["n" if k == "calls" else k], "calls" if k == "calls" else "s", **setting)
+               for k, metric in LATENCY.items()])
+
+
+def measure(rows, model, data: tuple[torch.Tensor, torch.Tensor], out_dir, heavy: bool, blocks: int, calls: int,
+            batches, note=print) -> dict[str, Converted]:
+    """One device's measurements as rows of `rows` (a lab.core.results.Rows scoped to the device): its name and
+    the settings left out (`heavy` False: those that compile with inductor); each setting converted into out_dir
+    (its facts, warnings and graphs' nodes by kind); its accuracy against eager on `data`; the batch-1 latency of
+    those within tolerance, interleaved, at each thread count (1 and all cores on a CPU); their throughput at
+    each batch size. Returns the settings timed (converted and within tolerance)."""
+    device, (xs, ys) = rows.defaults["device"], data
+    settings = settings_for(device, heavy)
+    rows.extend([rows.row("device_name", text=torch.cuda.get_device_name() if device == "cuda" else cpu_name())]
+                + [rows.row("left_out", text="compile_settings: false", setting=s.name) for s in SETTINGS
+                   if device in s.devices and s.heavy and s not in settings])
+    note(f"{device}: converting")
+    converted = convert_all(model, settings, xs[:2], out_dir, device)
+    eager_logits, _ = evaluate(converted[BASELINE].fn, data, len(ys), device)
+    timed = {}
+    for name, c in converted.items():
+        one, measured = rows.scoped(setting=name, precision=c.precision), c.row()
+        if c.status == "ok":
+            note(f"{device}: {name}: {len(ys)} test images")
+            measured.update(accuracy(c.fn, data, eager_logits, c.precision, device))
+            if measured["within_tolerance"]:
+                timed[name] = c
+        one.extend([one.row(k, v, UNITS[k]) for k, v in measured.items() if k in UNITS]
+                   + [one.row(k, text=measured[k]) for k in ("status", "reason", "note", "file", "tolerance")
+                      if measured.get(k)] + [one.row("batch_sizes", text=c.batch)]
+                   + [one.row("warning", text=w, sample=i) for i, w in enumerate(c.warnings)]
+                   + [one.row("nodes", n, "nodes", graph=g, kind=k) for g, kinds in c.graphs.items()
+                      for k, n in kinds.items()])
+    for n in (thread_counts() if torch.device(device).type == "cpu" else [torch.get_num_threads()]):
+        note(f"{device}: batch-1 latency at {stats.plural(n, 'thread')}")
+        with threads(n):
+            lat = interleaved_latency({k: c.fn for k, c in timed.items()}, lambda: xs[:1].clone(), blocks, calls,
+                                      device)
+        rows.extend([rows.row("others_load", lat["others_load"], "fraction", threads=n)]
+                    + [r for k, s in lat["settings"].items()
+                       for r in latency_rows(rows, s, setting=k, threads=n, precision=timed[k].precision)])
+    rows.extend([rows.row(f"latency_{k}", lat[k], unit) for k, unit in (
+        ("blocks", "blocks"), ("calls_per_block", "calls"), ("warmup", "calls"), ("copy_input_timed", "bool"))])
+    for name, c in timed.items():
+        note(f"{device}: {name}: throughput")
+        for b in batches:
+            t = throughput(c.fn, xs[:1].repeat(b, 1, 1, 1), device, calls=3, warmup=2)
+            at = {"setting": name, "precision": c.precision, "batch": b, "threads": t["threads"]}
+            rows.extend([rows.row(k, t[k], UNITS[k], **at) for k in ("images_per_s", "peak_bytes")]
+                        + [rows.row("peak_how", text=t["peak_how"], **at)])
+    return timed
+
+
+# --- the rows `measure` and lab.engine.cpp.measure write, read back (C10's section, findings and verdicts) ------
+
+# a setting's rows of its conversion and its accuracy (measure)
+SETTING = ("status", "convert_s", "file", "file_bytes", "load_s", "first_call_s", "batch_sizes", "note", "reason",
+           "top1", "top1_low", "top1_high", "same_prediction", "max_abs_diff", "largest_logit", "within_tolerance",
+           "tolerance")
+
+
+def by_device(rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Rows of each device (threads and batch as integers)."""
+    rows = rows.astype({"threads": "Int64", "batch": "Int64"})
+    return dict(tuple(rows[rows["device"].notna()].groupby("device", sort=False)))
+
+
+def settings_of(dev: pd.DataFrame) -> pd.DataFrame:
+    """Per setting as Python runs it (C++'s rows name an artifact): its conversion and accuracy (SETTING)."""
+    return results.wide(dev[dev["artifact"].isna()], ["setting", "precision"], SETTING).reset_index("precision")
+
+
+def artifacts_of(dev: pd.DataFrame) -> pd.DataFrame:
+    """Per artifact C++ loaded (by its setting): why it could not run, or its logits' agreement with Python's."""
+    return results.wide(dev[dev["artifact"].notna()], ["setting"], ("reason", "within_tolerance", "tolerance"))
+
+
+def latency_of(dev: pd.DataFrame, cpp_side: bool = False) -> pd.DataFrame:
+    """Per setting, thread count and precision (C++'s: per setting and side): its calls and their p50, p90, p99
+    and mean in seconds; against its baseline (eager fp32 at the same thread count; C++'s: Python on the same
+    artifact) the factor of the p50s ("factor": the baseline's over its own; NaN where a p50 is missing) and the
+    comparison rule's verdict on the blocks ("claim": claims_of's Comparison; None for the baseline)."""
+    mine = dev[dev["side"].notna() if cpp_side else dev["artifact"].isna()]
+    index = ["setting", "side"] if cpp_side else ["setting", "threads", "precision"]
+    t, family = results.wide(mine, index, LATENCY.values()).set_axis(list(LATENCY), axis=1), claims_of(dev, cpp_side)
+    if cpp_side:
+        keys = [(f"C++, {n}", f"Python, {n}", "s") if side == "C++" else None for n, side in t.index]
+        base = [t["p50"].get((n, "Python")) for n, _ in t.index]
+    else:
+        eager = {th: p50 for (n, th, _), p50 in t["p50"].items() if n == BASELINE}
+        keys = [(label(n, th), label(BASELINE, th), "s") for n, th, _ in t.index]
+        base = [eager.get(th) for _, th, _ in t.index]
+    return t.assign(factor=pd.to_numeric(pd.Series(base, index=t.index), errors="coerce") / t["p50"],
+                    claim=[family.get(k) for k in keys])
+
+
+def label(name: str, threads) -> str:
+    return f"{name}, {stats.plural(int(threads), 'thread')}"
+
+
+def claims_of(dev: pd.DataFrame, cpp_side: bool = False) -> dict:
+    """The comparison rule's verdicts (lab.core.stats.family, a sample: a block's median) of one family: every
+    setting against eager fp32 at each thread count, or (`cpp_side`) C++ against Python for each artifact."""
+    medians = dev[(dev["metric"] == "latency_block_median_s") & (dev["side"].notna() == cpp_side)]
+    by = ["side", "setting"] if cpp_side else ["setting", "threads"]
+    groups = {(", ".join(k) if cpp_side else label(*k)): [{"s": v} for v in g["value"]]
+              for k, g in medians.groupby(by, sort=False)}
+    pairs = ([(f"C++, {n}", f"Python, {n}", "s") for n in medians["setting"].unique()] if cpp_side else
+             [(label(n, t), label(BASELINE, t), "s") for n, t in
+              medians[["setting", "threads"]].drop_duplicates().itertuples(index=False) if n != BASELINE])
+    scope = "C10.5's claims together" if cpp_side else "the section's latency claims together"
+    return stats.family(groups, pairs, sample="block", scope=scope) if pairs else {}
+
+
+def graphs_of(dev: pd.DataFrame) -> dict[str, dict[str, int]]:
+    """Nodes by kind in each converted graph (graph_summary)."""
+    nodes = dev[dev["metric"] == "nodes"]
+    return {g: dict(zip(n["kind"], n["value"].astype(int).tolist())) for g, n in nodes.groupby("graph", sort=False)}

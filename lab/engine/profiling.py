@@ -10,7 +10,6 @@ import torch
 from torch.profiler import ProfilerActivity, profile, schedule
 
 from ..core.config import Config
-from ..core.files import save_json
 from ..core.timing import now, synchronize
 from .loop import Step
 from .model import resnet18
@@ -62,17 +61,15 @@ LAUNCH_OPS = ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC", "cuLa
 
 def step_profile(config: Config, out, name: str, steps: int = 5) -> dict:
     """Where one setting's step goes, from torch.profiler: wall ms per step (the profiler's step spans),
-    device-busy ms per step (the kernels' self time; CUDA only) and kernel launches per step. Saved as
-    `out/step_<name>.json` beside the operator table and trace."""
+    device-busy ms per step (the kernels' self time; CUDA only) and kernel launches per step; its operator table
+    and trace are written in `out` (profile_training)."""
     ops = profile_training(config, out, name, active=steps, top=10_000)
     launches = sum(ops.loc[ops.index.isin(LAUNCH_OPS), "calls"]) / steps
     steps_rows = ops[ops.index.str.startswith("ProfilerStep")]
     wall = steps_rows["CPU total ms/step"].sum() if len(steps_rows) else float("nan")
     busy = ops["self CUDA ms/step"].sum() if "self CUDA ms/step" in ops else None
-    result = {"setting": name, "device_type": "cuda" if busy is not None else "cpu", "steps": steps,
-              "wall_ms_per_step": wall, "device_busy_ms_per_step": busy, "launches_per_step": launches}
-    save_json(Path(out) / f"step_{name}.json", result)
-    return result
+    return {"setting": name, "device_type": "cuda" if busy is not None else "cpu", "steps": steps,
+            "wall_ms_per_step": wall, "device_busy_ms_per_step": busy, "launches_per_step": launches}
 
 
 def ops_per_step(config: Config, model, device, batch, steps: int = 2) -> dict:

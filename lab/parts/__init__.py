@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..core import results
 from ..core.config import PARAMETERS, Config, check_namespace
 from ..data.cifar10 import resolve_dataset
 from . import display
-from .base import COMMON, Part, Report, Work
+from .base import DEFAULT_WORKERS, Part, Report, Work
 from .tables import load
 
 # The registry: every part's module, in run order (C3 finds the best worker count that the parts after it use).
@@ -49,9 +50,8 @@ def in_lab_order() -> list[Part]:
 
 
 def parameters(part: Part) -> dict[str, str]:
-    """What each of a part's notebook parameters means (the common ones, then its own), from their Specs."""
-    names = (*(COMMON if part.uses_data else ("results_dir",)), *part.parameters)
-    return {name: PARAMETERS[name].help for name in names}
+    """What each of a part's notebook parameters means (results_dir, then the part's), from their Specs."""
+    return {name: PARAMETERS[name].help for name in dict.fromkeys(("results_dir", *part.parameters))}
 
 
 def output_dir(results_dir, part: str) -> Path:
@@ -73,14 +73,18 @@ def config_for(part: str, params: dict) -> Config:
 
 
 def best_workers(results_dir) -> tuple[int, str]:
-    """The best worker count in a report folder and where it came from, from the part that finds it."""
-    finder = next(p for p in PARTS if p.best_workers is not None)
-    return finder.best_workers(results_dir)
+    """The best worker count in a report folder and where it came from: the row of the part that provides it
+    (metric "best_workers": the count, and in words where it came from), else the lab's default."""
+    rows = results.read(results_dir, metric="best_workers")
+    if len(rows) and rows["value"].notna().iloc[-1]:
+        return int(rows["value"].iloc[-1]), str(rows["text"].iloc[-1])
+    finder = next((p.id for p in PARTS if "best_workers" in p.provides), "no part")
+    return DEFAULT_WORKERS, f"the default, {DEFAULT_WORKERS}; {finder} did not run"
 
 
 def with_workers(part: str, params: dict) -> dict:
-    """`params` with `workers` set to the best count where the part uses it and the parameter is None."""
-    if BY_ID[part].uses_best_workers and params.get("workers") is None:
+    """`params` with `workers` set to the best count where the part needs it and the parameter is None."""
+    if "best_workers" in BY_ID[part].needs and params.get("workers") is None:
         return {**params, "workers": best_workers(params["results_dir"])[0]}
     return params
 
@@ -94,7 +98,23 @@ def run(part: str, namespace: dict) -> list[dict]:
     config, out = config_for(part, params), output_dir(params["results_dir"], part)
     if params is not checked:  # the count is the one found earlier in this report
         config = config.replace(extra={"workers": best_workers(params["results_dir"])[1]})
-    return BY_ID[part].make(config, params, out, Report(Path(params["results_dir"])))
+    declared = BY_ID[part]
+    results.Rows(params["results_dir"], part).start()  # a part run again replaces its rows
+    records = declared.make(config, params, out, Report(Path(params["results_dir"])))
+    decide(declared, params["results_dir"])
+    return records
+
+
+def decide(part: Part, results_dir) -> None:
+    """The part's claims, decided by the comparison rule from its records and rows, into the verdicts table."""
+    if part.verdicts is not None:
+        results.write_verdicts(results_dir, part.id, part.verdicts(load(results_dir, experiment=part.id), results_dir))
+
+
+def ran(part: Part, results_dir) -> tuple[pd.DataFrame, bool]:
+    """A part's epoch records, and whether it ran in this report (it left records or measurement rows)."""
+    records = load(results_dir, experiment=part.id)
+    return records, bool(len(records) or len(results.read(results_dir, part=part.id)))
 
 
 def plan(part: str, params: dict, report: Report) -> Work:
@@ -132,8 +152,8 @@ def findings(results_dir, errors: list | None = None) -> list[display.Finding]:
     rows = []
     for part in PARTS:
         try:
-            records = load(results_dir, experiment=part.id) if part.reads_records else None
-            if records is not None and not len(records):
+            records, measured = ran(part, results_dir)
+            if not measured:
                 rows += display.not_answered(part.id, part.questions, f"{part.id} did not run in this report")
             else:
                 rows += part.findings(records, results_dir)
@@ -151,10 +171,8 @@ def show(part: str, results_dir, figures_dir=None) -> None:
     part did not run in this report."""
     declared = BY_ID[part]
     display.show(display.heading(part, declared.title))
-    if not declared.reads_records:
-        return declared.section(None, results_dir, figures_dir)
-    records = load(results_dir, experiment=part)
-    if not len(records):
+    records, measured = ran(declared, results_dir)
+    if not measured:
         print(f"{part} did not run in this report.")
         return None
     render(part, records, results_dir, figures_dir)

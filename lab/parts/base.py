@@ -123,15 +123,24 @@ class Report:
     planned: dict[str, Runs] = field(default_factory=dict)
     fast_probe: dict | None = None
 
-    def reusable(self, source: str, wanted: dict[str, Config]) -> bool:
-        """Whether `source`'s block has (or, not yet run, will have) every wanted run with the same setting."""
-        if (Path(self.results_dir) / source / "records.jsonl").exists():
-            return find_reusable(self.results_dir, source, wanted) is not None
-        planned = self.planned.get(source)
-        if planned is None or planned.reused_from is not None:
-            return False
-        block = {c.tag: setting(c) for c in planned.block}
-        return all(block.get(tag) == setting(config) for tag, config in wanted.items())
+    def reusable(self, wanted: dict[str, Config]) -> str | None:
+        """The earlier part whose block has (or, not yet run, will have) every wanted run with the same setting,
+        found by the runs' tags and settings alone (a part never names another); None where there is none."""
+        mine = next(iter(wanted.values())).experiment
+        folders = sorted(p.parent.name for p in Path(self.results_dir).glob("*/records.jsonl"))
+        for source in dict.fromkeys([*self.planned, *folders]):
+            if source == mine:
+                continue
+            if (Path(self.results_dir) / source / "records.jsonl").exists():
+                if find_reusable(self.results_dir, source, wanted) is not None:
+                    return source
+                continue
+            planned = self.planned[source]
+            if planned.reused_from is None:
+                block = {c.tag: setting(c) for c in planned.block}
+                if all(block.get(tag) == setting(config) for tag, config in wanted.items()):
+                    return source
+        return None
 
 
 def find_reusable(results_dir, source: str, wanted: dict[str, Config]) -> dict[str, list[dict]] | None:
@@ -232,6 +241,9 @@ def make_runs(part: "Part", config: Config, params: dict, out, report: Report) -
     return train(part.runs(config, params, report), out, report.results_dir)
 
 
+DEFAULT_WORKERS = 2  # the lab's baseline worker count, where no part of the report measured the best one
+
+
 @dataclass(frozen=True)
 class Part:
     """A part of the lab, as its module declares it (`PART = Part(...)`, the module's last statement). The
@@ -241,20 +253,22 @@ class Part:
     - `id`: its notebook's name, the records' `experiment`, its folder in a report; `title`: its heading.
     - `questions`: the lab's questions it answers, (id as ../shared/LAB.md numbers it, short label); its
       `findings` give one row for each.
-    - `parameters`: its own notebook parameters beyond `COMMON` (their meaning: lab.core.config.PARAMETERS).
+    - `parameters`: its notebook parameters besides results_dir (their meaning: lab.core.config.PARAMETERS);
+      `COMMON` where it trains or reads the data set.
     - `runs(config, params, report) -> Runs`: the runs it makes (what runs is what the estimate counts).
-    - `section(records, results_dir, figures_dir)`: its tables, figures and sentences, from records alone.
+    - `measure(config, params, out, report) -> records`: how it makes its runs and writes its measurement rows
+      (lab.core.results; default: trains the runs, whose epoch records are its measurements).
+    - `verdicts(records, results_dir) -> {(a, b, metric): Comparison}`: every claim its sentences make, decided by
+      the comparison rule from its records and rows; written to the report's verdicts table after `measure`.
+    - `section(records, results_dir, figures_dir)`: its tables, figures and sentences, from records and rows.
     - `findings(records, results_dir) -> [Finding]`: its rows of the findings table.
-    - `measure(config, params, out, report) -> records`: how it makes its runs (default: trains them; a part that
-      also profiles, sweeps or launches says so here).
     - `speed_family(config, params, report) -> (steady epochs per setting, claims) | None`: the claims its
       sentences make, before anything runs (what a profile can conclude: lab.report.conclusions).
-    - `uses_best_workers`: it trains with the best worker count where its `workers` parameter is None;
-      `best_workers(results_dir) -> (count, where it came from)`: the part that finds that count (one part).
-    - `reads_records`: False for a part whose section and findings read its own files instead of epoch records;
-      `uses_data`: False for a part whose notebook has none of the `COMMON` parameters (results_dir only).
-    - `calibrates`: its one run calibrates the report's estimate (the step's and a run's costs).
-    - `compile_seconds(folder) -> float | None`: what one compilation cost, measured in its folder.
+    - `needs`: what it takes from the parts before it, resolved by the runner: "best_workers" (it trains with
+      the best worker count where its `workers` parameter is None).
+    - `provides`: what it gives the parts after it and the estimate, as rows of these metrics or records:
+      "best_workers" (a row of that metric), "model_file" (a row naming its trained weights), "compile_s" (a row:
+      what one compilation cost), "calibration" (its one run calibrates the estimate's step and run costs).
     """
 
     id: str
@@ -266,12 +280,9 @@ class Part:
     findings: Callable
     measure: Callable | None = None
     speed_family: Callable | None = None
-    uses_best_workers: bool = False
-    reads_records: bool = True
-    uses_data: bool = True
-    calibrates: bool = False
-    compile_seconds: Callable | None = None
-    best_workers: Callable | None = None
+    verdicts: Callable | None = None
+    needs: tuple = ()
+    provides: tuple = ()
 
     def make(self, config: Config, params: dict, out, report: Report) -> list[dict]:
         """Make the part's runs into `out` (its `measure`, or the default: train them)."""
@@ -281,10 +292,10 @@ class Part:
 
 
 # Each member's arguments, by position (a member may name them as it likes); None: the member may be absent.
-SIGNATURES = {"runs": 3, "section": 3, "findings": 2, "measure": 4, "speed_family": 3, "compile_seconds": 1,
-              "best_workers": 1}
-TYPES = {"id": str, "title": str, "uses_best_workers": bool, "reads_records": bool, "uses_data": bool,
-         "calibrates": bool}
+SIGNATURES = {"runs": 3, "section": 3, "findings": 2, "measure": 4, "speed_family": 3, "verdicts": 2}
+TYPES = {"id": str, "title": str, "needs": tuple, "provides": tuple}
+NEEDS = ("best_workers",)
+PROVIDES = ("best_workers", "model_file", "compile_s", "calibration")
 
 
 def check(part) -> list[str]:
@@ -299,6 +310,8 @@ def check(part) -> list[str]:
     if not (isinstance(part.questions, tuple) and part.questions and all(
             isinstance(q, tuple) and len(q) == 2 and all(isinstance(v, str) and v for v in q) for q in part.questions)):
         problems.append(f"questions should be a non-empty tuple of (question id, label), got {part.questions!r}")
+    problems += [f"needs {n!r}: the runner resolves only {NEEDS}" for n in part.needs if n not in NEEDS]
+    problems += [f"provides {n!r}: the runner knows only {PROVIDES}" for n in part.provides if n not in PROVIDES]
     if not isinstance(part.parameters, tuple) or not all(isinstance(p, str) for p in part.parameters):
         problems.append(f"parameters should be a tuple of names, got {part.parameters!r}")
     else:

@@ -1,27 +1,46 @@
 """C11 (beyond the lab): how far each step is from this machine's measured limits. The step's FLOPs (counted by
 torch.utils.flop_counter and equal to the layers' formula, lab.engine.flops); the machine's peaks, measured, not
 read off a datasheet (a matmul and convolution probe per precision, copy and triad bandwidth: lab.engine.roofline,
-at the report's start, in report.json); each training step of C2 and C8 and each inference setting of C10 as
-achieved TFLOP/s and its share of the peak of the precision it computes in; and the training step profiled with
-its shapes: a roofline per precision, and which roof binds it, weighted by time."""
+at the report's start, among the report's rows); each training step of C2 and C8 and each inference setting of C10
+as achieved TFLOP/s and its share of the peak of the precision it computes in; and the training step profiled with
+its shapes: a roofline per precision, and which roof binds it, weighted by time.
+
+Its rows (part C11_limits, field device on each): the peaks where the report has none (tables.save_peaks); metric
+"flops" (FLOP) per kind (train, inference), batch and category (conv, linear, other, total); per profiled
+precision (fields precision, batch, threads, steps: how many steps were profiled) "step_s" and "unattributed_s"
+(s) and "machine" (text), per layer (field layer: its place in the step; op, label) "flops", "bytes" and
+"seconds", per no-FLOP group (field group) "seconds", "bytes" and "calls", and on CUDA per kernel (fields kernel,
+operator, kernel_precision) kernels.analyse's figures and the GPU's time breakdown ("breakdown_*")."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pandas as pd
 
-from ..core import files, stats
+from ..core import results, stats
 from ..core.config import Config
 from ..engine import flops, kernels, progress, roofline
 from ..engine.model import resnet18
 from ..engine.resolve import compute_precision, device_type
-from . import c2_timing, c8_acceleration, c10_deploy, display, plots
-from .base import Part, Runs, Work, step_setting
-from .tables import load, peak_share, report_peaks, step_flops, style
+from . import display, plots
+from .base import COMMON, Part, Runs, Work, step_setting
+from .tables import load, peak_share, peaks_of, report_peaks, save_peaks, step_flops, style
 
 ID = "C11_limits"
 QUESTIONS = (("C11", "How far from the limit"),)
-RESULT = "limits.json"
+STEPS_FROM = ("C2_timing", "C8_acceleration")  # parts whose steady epoch records are training steps
+CALLS_FROM = "C10_deploy"  # the part whose rows of metric "latency_p50_s" are batch-1 calls
+# The units of a profile's metrics, named as lab.engine.roofline.points and lab.engine.kernels.analyse name them
+LAYER_UNITS = {"flops": "FLOP", "bytes": "bytes", "seconds": "s"}
+GROUP_UNITS = {"seconds": "s", "bytes": "bytes", "calls": "calls"}
+KERNEL_UNITS = {"calls": "calls", "seconds": "s", "flops": "FLOP", "bytes": "bytes", "tflops": "TFLOP/s",
+                "GBs": "GB/s", "share_of_gpu_time": "fraction", "share_of_peak": "fraction",
+                "share_of_bandwidth": "fraction"}
+BREAKDOWN_UNITS = {"idle": "s", "compute": "s", "non_compute": "s", "idle_share": "fraction",  # as breakdown_*
+                   "compute_share": "fraction", "non_compute_share": "fraction", "launches": "launches",
+                   "launch_cpu_us": "µs", "launch_delay_us": "µs"}
+FIELDS = ("category", "steps", "op", "label", "group", "kernel", "operator", "kernel_precision")  # C11's own
 
 
 def precisions(device: str) -> list[str]:
@@ -40,32 +59,103 @@ def runs(config: Config, params: dict, report) -> Runs:
 
 
 def measure(config: Config, params: dict, out, report) -> list[dict]:
-    """The FLOPs per step and per image, the peaks (the report's, else measured now and cached), the training
-    step profiled per precision; saved as RESULT."""
+    """Rows: the peaks where the report has none (measured now; cached per machine), the FLOPs of a training
+    step and of an inference (metric "flops", fields kind, batch, category), and the training step profiled per
+    precision (profile_rows; its trace beside them on CUDA)."""
     device = device_type(config.device)
+    rows = results.Rows(report.results_dir, ID, device=device).start()
     peaks = report_peaks(report.results_dir, device)
     if peaks is None:
         progress.note(ID, "measuring this machine's peaks")
         peaks = roofline.machine_peaks(device)
-    model = resnet18()
-    counts = {"train": flops.count(model, config.batch_size, True, device="meta"),
-              "inference": flops.count(model, 1, False, device="meta")}
-    profiles = {}
+        save_peaks(rows, device, peaks)
+    model, batches = resnet18(), {"train": config.batch_size, "inference": 1}
+    counts = {kind: flops.count(model, batch, kind == "train", device="meta") for kind, batch in batches.items()}
+    rows.extend([rows.row("flops", n, "FLOP", kind=kind, batch=batches[kind], category=category)
+                 for kind, count in counts.items() for category, n in count.items()])
     for amp in precisions(device):
         progress.note(ID, f"profiling the training step ({amp if amp != 'off' else 'fp32'})")
         trace = Path(out) / f"trace-{amp}.json" if device == "cuda" else None  # kernel by kernel on a GPU
-        profiles[amp] = roofline.layer_points(batch=config.batch_size, device=device, steps=params["profile_steps"],
-                                              amp=amp, trace=trace)
-        if trace is not None:
-            profiles[amp]["kernels"] = kernels.analyse(trace, peaks, profiles[amp]["precision"],
-                                                       params["profile_steps"], counts["train"]["total"])
-    files.save_json(Path(out) / RESULT, {"device": device, "batch_size": config.batch_size, "peaks": peaks,
-                                         "flops": counts, "profiles": profiles})
+        profile = roofline.layer_points(batch=config.batch_size, device=device, steps=params["profile_steps"],
+                                        amp=amp, trace=trace)
+        analysis = None if trace is None else kernels.analyse(trace, peaks, profile["precision"],
+                                                              params["profile_steps"], counts["train"]["total"])
+        rows.extend(profile_rows(rows.scoped(precision=profile["precision"], batch=config.batch_size,
+                                             threads=profile["threads"], steps=profile["steps"]), profile, analysis))
     return []
 
 
+def profile_rows(rows: results.Rows, profile: dict, analysis: dict | None = None) -> list[dict]:
+    """A profiled step (lab.engine.roofline.layer_points) as rows: its seconds and those outside any operator,
+    the machine; per layer its FLOPs, bytes and seconds; per no-FLOP group its seconds, bytes and calls; on CUDA
+    (`analysis`: lab.engine.kernels.analyse) per kernel its figures, and the GPU's time breakdown."""
+    out = [rows.row("step_s", profile["step_s"], "s"), rows.row("unattributed_s", profile["unattributed_s"], "s"),
+           rows.row("machine", text=profile["machine"])]
+    out += [rows.row(metric, p[metric], unit, layer=i, op=p["op"], label=p["label"])
+            for i, p in enumerate(profile["layers"]) for metric, unit in LAYER_UNITS.items()]
+    out += [rows.row(metric, g[metric], unit, group=name)
+            for name, g in profile["no_flop"].items() for metric, unit in GROUP_UNITS.items()]
+    if analysis is not None:
+        out += [rows.row(metric, k[metric], unit, kernel=k["kernel"], operator=k["operator"],
+                         kernel_precision=k["precision"])
+                for k in analysis["kernels"] for metric, unit in KERNEL_UNITS.items()]
+        b = analysis["breakdown"] or {}  # None: HolisticTraceAnalysis is not installed
+        out += ([rows.row("breakdown_failed", text=b["failed"])] if "failed" in b else
+                [rows.row(f"breakdown_{k}", v, BREAKDOWN_UNITS[k]) for k, v in b.items()])
+    return out
+
+
+def _metrics(rows: pd.DataFrame) -> dict:
+    """{metric: value} of these rows (None where missing; the text where the row is words)."""
+    return {m: t if isinstance(t, str) else None if pd.isna(v) else v
+            for m, v, t in zip(rows["metric"], rows["value"], rows["text"])}
+
+
+def _each(rows: pd.DataFrame, key: str, *fields) -> list[dict]:
+    """Per value of the rows' field `key`, in their order: those `fields` and their metrics."""
+    return [{**{f: g[f].iloc[0] for f in fields}, **_metrics(g)}
+            for _, g in rows[rows[key].notna()].groupby(key, sort=False)]
+
+
+def _profile(rows: pd.DataFrame, train_flops: float) -> dict:
+    """One precision's profile rows back in layer_points' shape, with kernels.analyse's as "kernels" on CUDA."""
+    step = _metrics(rows[rows[["layer", "group", "kernel"]].isna().all(axis=1)])
+    layers = _each(rows, "layer", "op", "label")
+    for p in layers:
+        p.update(intensity=p["flops"] / p["bytes"],
+                 tflops=p["flops"] / p["seconds"] / 1e12 if p["seconds"] > 0 else math.inf)
+    groups = {g.pop("group"): g for g in _each(rows, "group", "group")}
+    for g in groups.values():
+        g["GBs"] = g["bytes"] / g["seconds"] / 1e9 if g["seconds"] > 0 else 0.0
+    profile = {"precision": rows["precision"].iloc[0], "batch": int(rows["batch"].iloc[0]), "step_s": step["step_s"],
+               "unattributed_s": step["unattributed_s"], "machine": step["machine"], "layers": layers,
+               "no_flop": groups}
+    table = _each(rows, "kernel", "kernel", "operator", "kernel_precision")
+    if table:
+        for k in table:
+            k["precision"] = k.pop("kernel_precision")
+        counted = sum(k["flops"] for k in table)
+        breakdown = {m.removeprefix("breakdown_"): v for m, v in step.items() if m.startswith("breakdown_")}
+        profile["kernels"] = {"kernels": table, "counted_flops": counted, "counted_share": counted / train_flops,
+                              "gpu_s": sum(k["seconds"] for k in table), "breakdown": breakdown or None}
+    return profile
+
+
 def read(results_dir) -> dict | None:
-    return files.read_json(Path(results_dir) / ID / RESULT) if results_dir is not None else None
+    """C11's rows in the shapes lab.engine.roofline takes: {"device", "batch_size", "peaks" (the report's, else its own),
+    "flops": {kind: {category: FLOP}}, "profiles": {precision: profile}}; None where C11 did not run."""
+    rows = results.read(results_dir, part=ID)
+    rows = rows.reindex(columns=[*rows.columns, *(f for f in FIELDS if f not in rows)])
+    counts = rows[(rows["metric"] == "flops") & rows["category"].notna()]
+    if not len(counts):
+        return None
+    device = counts["device"].iloc[0]
+    flops_of = {kind: dict(zip(g["category"], g["value"])) for kind, g in counts.groupby("kind", sort=False)}
+    profiled = rows[rows["steps"].notna()]
+    return {"device": device, "batch_size": int(counts.loc[counts["kind"] == "train", "batch"].iloc[0]),
+            "peaks": report_peaks(results_dir, device) or peaks_of(rows).get(device, {}), "flops": flops_of,
+            "profiles": {precision: _profile(g, flops_of["train"]["total"])
+                         for precision, g in profiled.groupby("precision", sort=False)}}
 
 
 # --- achieved against the peak, for any part's step ---------------------------------------------------------------
@@ -87,25 +177,20 @@ def achieved_table(results_dir, peaks: dict, device: str) -> pd.DataFrame:
                         f"{rate['share']:.0%}", "at the peak s": rate["at_peak_s"]})
         rows.append(row)
 
-    epochs = load(results_dir)
-    for part in (c2_timing.ID, c8_acceleration.ID):
-        calm = stats.steady(epochs[epochs["experiment"] == part]) if len(epochs) else epochs
+    for part in STEPS_FROM:
+        epochs = load(results_dir, experiment=part)
+        calm = stats.steady(epochs) if len(epochs) else epochs
         calm = calm[calm["device_type"] == device] if len(calm) else calm  # the peaks are this device's
         for tag, g in (calm.groupby("tag", sort=False) if len(calm) else []):
             batch, per = int(g["batch_size"].iloc[0]), (g["images"] / g["batch_size"])
             step = (g["train_s"] / per).mean() if g["train_s"].notna().any() else (g["total_s"] / per).mean()
             amp = str(g["amp"].iloc[0]) if "amp" in g else "off"
             add(part, tag or "baseline run", step_flops(batch), float(step), compute_precision(device, amp))
-    deployed = c10_deploy.read(results_dir) or {}
-    dev = deployed.get("devices", {}).get(device)
-    if dev:
-        forward = step_flops(1, train=False)
-        how = {s.name: s for s in c10_deploy.deploy.SETTINGS}
-        for threads, lat in dev["latency"].items():
-            for name, s in lat["settings"].items():
-                amp = how[name].amp if name in how else "off"
-                add(c10_deploy.ID, f"{name}, batch 1, {stats.plural(int(threads), 'thread')}, p50", forward, s["p50"],
-                    compute_precision(device, amp))
+    calls = results.read(results_dir, part=CALLS_FROM, metric="latency_p50_s")
+    calls = calls[(calls["device"] == device) & (calls["side"].isna())]  # in-process calls, not C10.5's C++ ones
+    for r in calls.sort_values("threads", kind="stable").to_dict("records"):
+        add(CALLS_FROM, f"{r['setting']}, batch 1, {stats.plural(int(r['threads']), 'thread')}, p50",
+            step_flops(1, train=False), r["value"], r["precision"])
     return pd.DataFrame(rows).set_index(["part", "setting"]) if rows else pd.DataFrame()
 
 
@@ -140,8 +225,7 @@ def explain(result: dict) -> list[str]:
     """Per precision: the step against the peak of the precision it computes in, and which roof binds it."""
     lines, peaks = [], result["peaks"]
     train = result["flops"]["train"]["total"]
-    for amp, profile in result["profiles"].items():
-        precision = profile["precision"]
+    for precision, profile in result["profiles"].items():
         if not has_roofs(peaks, precision):
             continue
         rate = roofline.achieved(train, profile["step_s"], peaks[precision])
@@ -190,7 +274,7 @@ def kernels_sentence(analysis: dict, precision: str, train_flops: float) -> str:
              f"{b['compute_share']:.0%} of the time, other work (copies, memsets) {b['non_compute_share']:.0%}, and "
              f"sat idle {b['idle_share']:.0%}")
     if "launches" in b:
-        text += (f"; {b['launches']} kernel launches cost the CPU {b['launch_cpu_us']:.3g} µs each and started "
+        text += (f"; {b['launches']:.0f} kernel launches cost the CPU {b['launch_cpu_us']:.3g} µs each and started "
                  f"{b['launch_delay_us']:.3g} µs after it (medians)")
     if b["idle_share"] >= 0.5:
         text += (": launch-bound, the GPU waits for the host more than it computes; fewer, larger kernels help "
@@ -200,9 +284,6 @@ def kernels_sentence(analysis: dict, precision: str, train_flops: float) -> str:
 
 def section(records, results_dir=None, figures_dir=None) -> None:
     result = read(results_dir)
-    if not result:
-        print(f"{ID} did not run in this report.")
-        return
     peaks = result["peaks"]
     cond = peaks.get("conditions", {})
     display.show(display.markdown(f"**This machine's measured limits** ({cond.get('machine', '?')}, "
@@ -218,7 +299,7 @@ def section(records, results_dir=None, figures_dir=None) -> None:
                                       "in** (C2 and C8: steady steps; C10: batch-1 calls, p50):"), style(table))
     for line in explain(result):
         display.show(display.markdown(line))
-    for amp, profile in result["profiles"].items():
+    for profile in result["profiles"].values():
         if not has_roofs(peaks, profile["precision"]):
             display.show(display.markdown(f"No roofline for {profile['precision']}: its peak or the bandwidth was "
                                           "not measured in this report."))
@@ -241,8 +322,6 @@ def plot(profile: dict, peaks: dict):
 
 def findings(records, results_dir=None) -> list[display.Finding]:
     result = read(results_dir)
-    if not result:
-        return display.not_answered(ID, QUESTIONS, f"{ID} did not run in this report")
     peaks, train = result["peaks"], result["flops"]["train"]["total"]
     parts = []
     for profile in result["profiles"].values():
@@ -259,6 +338,6 @@ def findings(records, results_dir=None) -> list[display.Finding]:
     return [display.Finding("C11", QUESTIONS[0][1], "; ".join(parts) or "not measured", evidence, ID)]
 
 
-PART = Part(ID, "C11 — How far from the limit", QUESTIONS, ("profile_steps",), runs, section, findings,
-            measure=measure, reads_records=False)
+PART = Part(ID, "C11 — How far from the limit", QUESTIONS, (*COMMON, "profile_steps"), runs, section, findings,
+            measure=measure)
 

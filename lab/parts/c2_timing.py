@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..core import stats
+from ..core import results, stats
 from ..core.config import Config
 from ..engine.resolve import compute_precision
 from . import display, plots
-from .base import Part, Runs, single_run
+from .base import COMMON, Part, Runs, single_run
 from .tables import epoch_table, load, peak_share, report_peaks, step_flops, style
 
 ID = "C2_timing"
@@ -27,8 +27,12 @@ MODEL_FILE = "model.pt"  # the trained weights (a state_dict), which C10 deploys
 
 
 def measure(config: Config, params: dict, out, report) -> list[dict]:
-    """The baseline run; its trained weights are saved beside its records (MODEL_FILE)."""
-    return single_run(runs(config, params, report).block[0], out, save_model=Path(out) / MODEL_FILE)
+    """The baseline run; its trained weights are saved beside its records (MODEL_FILE), and a row names them
+    (metric "model_file": the path within the report) for the parts that deploy them."""
+    records = single_run(runs(config, params, report).block[0], out, save_model=Path(out) / MODEL_FILE)
+    if (Path(out) / MODEL_FILE).exists():
+        results.Rows(report.results_dir, ID).add("model_file", text=f"{ID}/{MODEL_FILE}")
+    return records
 
 
 @plots.themed
@@ -93,5 +97,5 @@ def findings(df: pd.DataFrame, results_dir=None) -> list[display.Finding]:
     return rows
 
 
-PART = Part(ID, "C1/C2 — Per-epoch timing of the baseline run", QUESTIONS, ("workers",), runs, section, findings,
-            measure=measure, calibrates=True)
+PART = Part(ID, "C1/C2 — Per-epoch timing of the baseline run", QUESTIONS, (*COMMON, "workers"), runs, section,
+            findings, measure=measure, provides=("model_file", "calibration"))

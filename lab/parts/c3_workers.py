@@ -3,35 +3,31 @@
 (persistent_workers: what removes the per-epoch start-up) and the on-device batched loader, trained
 interleaved by epoch. The lab's rule, made noise-aware (worker_sweep_rule below), stops the sweep
 at the first count whose per-batch waits are not measurably below the previous count's, and the best count
-is the smallest within noise of the lowest wait. The result (best_workers.json) is what C4-C9 train with."""
+is the smallest within noise of the lowest wait. The result (its rows, metric "best_workers") is what C4-C9 train
+with."""
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import pandas as pd
 
-from ..core import files, stats
+from ..core import results, stats
 from ..core.config import Config
 from ..core.errors import LabError
 from . import display, plots
-from .base import Part, Runs, interleave, steady_epochs, steady_values
-from .tables import memory, style, summarize
+from .base import COMMON, Part, Runs, interleave, steady_epochs, steady_values
+from .settings import ONE_WORKER, workers as workers_tag
+from .tables import batch_wait, memory, persistent_workers, startup_split, style, summarize
 
 ID = "C3_workers"
 QUESTIONS = (("C3.1", "Loading time by worker count"), ("C3.2", "Best worker count"),
              ("C3.3", "Why more workers stop helping"))
-ALSO_MEASURED = 1              # C4's baseline, in this block so that C4 reuses both of its runs
+ALSO_MEASURED = ONE_WORKER     # C4's baseline, in this block so that C4 reuses both of its runs
 ON_DEVICE = "on-device batched"
 PERSISTENT = f"{ALSO_MEASURED} worker, persistent"  # the same count with persistent_workers=True
 PERSISTENT_BATCHES = 1         # its start-up is paid per epoch, not per batch: one batch an epoch shows it
-DEFAULT_WORKERS = 2            # the lab's baseline, where C3 has not run
-RESULT = "best_workers.json"
 BEST = "best"
-
-
-def tag(workers: int) -> str:
-    return stats.plural(workers, "worker")
+tag = workers_tag
 
 
 def worker_counts(step: int = 4, cap: int = 16) -> list[int]:
@@ -113,41 +109,15 @@ def worker_sweep_rule(waits: dict) -> dict:
             "reason": reason + f"; {tag(best)} is decidedly faster {why}"}
 
 
-def batch_wait(df: pd.DataFrame) -> pd.Series:
-    """Per epoch, the wait on the loader's batches: load_s without the workers' start-up (`iter()`,
-    loader_start_s), which the DataLoader pays each epoch unless its workers are persistent."""
-    return df["load_s"] - df["loader_start_s"]
-
-
 def batch_waits(records: list[dict]) -> list[float]:
-    """Per steady epoch of a run, its per-batch wait (batch_wait)."""
+    """Per steady epoch of a run, its per-batch wait (tables.batch_wait)."""
     df = stats.steady(pd.DataFrame(records))
     return stats.samples(batch_wait(df)) if len(df) else []
 
 
-def startup_split(df: pd.DataFrame, by: str) -> pd.DataFrame:
-    """Per group of `by` (in order of first appearance), over its steady epochs: the per-batch wait
-    (batch_wait) and the workers' start-up (loader_start_s), each as a mean, a range and its samples. The
-    two add up to the wait for data (load_s): C3's table and C4's split of its wait."""
-    steady = stats.steady(df)
-    rows = {}
-    for key in df[by].unique():
-        mine = steady[steady[by] == key]
-        waits, starts = stats.samples(batch_wait(mine)), stats.samples(mine["loader_start_s"])
-        rows[key] = {"batch wait s": stats.mean(waits), "batch wait s range": stats.spread(waits),
-                     "batch wait samples": waits, "worker start-up s": stats.mean(starts),
-                     "worker start-up range": stats.spread(starts), "worker start-up samples": starts}
-    return pd.DataFrame.from_dict(rows, orient="index")
-
-
-def persistent_workers(df: pd.DataFrame) -> pd.Series:
-    """Per record, whether its DataLoader workers were persistent (False in records from before the field)."""
-    return df.get("persistent_workers", pd.Series(False, index=df.index)).fillna(False).astype(bool)
-
-
 def measure(config: Config, params: dict, out, report) -> list[dict]:
-    """The block, interleaved; then the rule over the lab's counts, saved once (best_workers.json) and read
-    by the table, the plot and C4-C9."""
+    """The block, interleaved; then the rule over the lab's counts, saved once as rows (the best count, where the
+    sweep stopped and why, each count's per-batch waits and start-ups) that the table, the plot and C4-C9 read."""
     counts = counts_of(params)
     records = interleave(runs(config, params, report).block, out)
     by_tag = {w: [r for r in records if r["tag"] == tag(w)] for w in counts}
@@ -157,28 +127,30 @@ def measure(config: Config, params: dict, out, report) -> list[dict]:
     rule = worker_sweep_rule(waits)
     if rule["best"] is None:
         raise LabError("every run of the worker sweep diverged: no best worker count (lower the lr?)")
-    files.save_json(Path(out) / RESULT, {
-        "best_workers": rule["best"], "significant": rule["significant"], "stop_at": rule["stop"],
-        "stop_reason": rule["reason"],
-        "batch_wait_s": {str(k): v for k, v in waits.items()},
-        "loader_start_s": {str(w): steady_values(by_tag[w], "loader_start_s") for w in counts}})
+    rows = results.Rows(report.results_dir, ID)
+    rows.extend([rows.row("best_workers", rule["best"], "workers",
+                          text="C3's best" + ("" if rule["significant"] else ", not significant")),
+                 rows.row("sweep_significant", rule["significant"], "bool"),
+                 rows.row("sweep_stop", rule["stop"], "workers", text=rule["reason"])]
+                + [rows.row(metric, v, "s", sample=i, workers=w) for w in counts for metric, values in (
+                    ("batch_wait_s", waits[w]), ("loader_start_s", steady_values(by_tag[w], "loader_start_s")))
+                   for i, v in enumerate(values)])
     return records
 
 
 def read_sweep(results_dir) -> dict | None:
-    """This part's saved result in a report folder, or None."""
-    return files.read_json(Path(results_dir) / ID / RESULT)
-
-
-def best_workers(results_dir) -> tuple[int, str]:
-    """The worker count the parts after C3 train with, and where it came from: C3's best count ('C3's best', or
-    'C3's best, not significant' where the sweep could not tell), or the lab's default where C3 did not run."""
-    sweep = read_sweep(results_dir)
-    try:
-        best = int(sweep["best_workers"])
-    except (TypeError, KeyError, ValueError):
-        return DEFAULT_WORKERS, f"the default, {DEFAULT_WORKERS}; C3 did not run"
-    return best, "C3's best" + ("" if sweep.get("significant", True) else ", not significant")
+    """The sweep's result from this part's rows (best count, stop, reason, per-count waits), or None."""
+    rows = results.read(results_dir, part=ID) if results_dir is not None else None
+    if rows is None or not len(rows):
+        return None
+    best, stop = (rows[rows["metric"] == m] for m in ("best_workers", "sweep_stop"))
+    sweep = {key: {str(int(w)): list(g.sort_values("sample")["value"]) for w, g in
+                   rows[rows["metric"] == key].groupby("workers", sort=False)} for key in ("batch_wait_s", "loader_start_s")}
+    if len(best):
+        sweep.update(best_workers=int(best["value"].iloc[-1]), stop_reason=stop["text"].iloc[-1],
+                     stop_at=int(stop["value"].iloc[-1]),
+                     significant=bool(results.value(rows, "sweep_significant", True)))
+    return sweep
 
 
 def workers_table(df: pd.DataFrame, sweep: dict) -> pd.DataFrame:
@@ -319,5 +291,16 @@ def findings(df: pd.DataFrame, results_dir=None) -> list[display.Finding]:
                             f"measured at {tag(best)} over {stats.plural(len(at_best), 'steady epoch')}", ID)]
 
 
-PART = Part(ID, "C3 — DataLoader workers", QUESTIONS, ("worker_step", "worker_cap", "worker_counts"), runs,
-            section, findings, measure=measure, speed_family=speed_family, best_workers=best_workers)
+def verdicts(df: pd.DataFrame, results_dir) -> dict:
+    """The sweep's family (each count against the one before it, on the per-batch wait) and the persistent
+    workers' claim (a family of its own)."""
+    sweep = read_sweep(results_dir) or {}
+    waits = {int(k): v for k, v in sweep.get("batch_wait_s", {}).items() if stats.samples(v)}
+    counts = list(waits)
+    found = stats.family({k: [{"wait": v} for v in waits[k]] for k in counts}, sweep_claims(counts)) if len(counts) > 1 else {}
+    return {**found, **{(c.a, c.b, "loader_start_s"): c for c in explain_persistent(df).claims}}
+
+
+PART = Part(ID, "C3 — DataLoader workers", QUESTIONS, (*COMMON, "worker_step", "worker_cap", "worker_counts"), runs,
+            section, findings, measure=measure, speed_family=speed_family, verdicts=verdicts,
+            provides=("best_workers",))

@@ -14,12 +14,13 @@ import pandas as pd
 from ..core import stats
 from ..core.config import Config
 from ..engine.profiling import profile_training
-from . import c3_workers, display, plots
-from .base import Part, Runs, Work, steady_epochs, train
-from .tables import TIMES, style, summarize
+from . import display, plots
+from .base import COMMON, Part, Runs, Work, steady_epochs, train
+from .settings import ONE_WORKER, workers as workers_tag
+from .tables import TIMES, persistent_workers, startup_split, style, summarize
 
 ID = "C4_workers_profile"
-BASELINE = c3_workers.ALSO_MEASURED  # 1 worker
+BASELINE = ONE_WORKER
 QUESTIONS = (("C4", "1 worker vs the best count"),)
 PROFILES = (("1_worker", BASELINE), ("best", None))  # file label, workers (None: the best count)
 
@@ -27,11 +28,12 @@ PROFILES = (("1_worker", BASELINE), ("best", None))  # file label, workers (None
 def runs(config: Config, params: dict, report) -> Runs:
     best = config.workers
     one = config.replace(workers=BASELINE, tag=f"{BASELINE} worker")
-    best_config = config.replace(tag=f"{c3_workers.tag(best)} (best)")
+    best_config = config.replace(tag=f"{workers_tag(best)} (best)")
     profiled = Work(steps=len(PROFILES) * (2 + params["profile_steps"]), runs=len(PROFILES))
-    wanted = {c3_workers.tag(BASELINE): one, c3_workers.tag(best): best_config}
-    if best != BASELINE and report.reusable(c3_workers.ID, wanted):
-        return Runs(block=[one, best_config], reused_from=c3_workers.ID, wanted=wanted, extra=profiled)
+    wanted = {workers_tag(BASELINE): one, workers_tag(best): best_config}
+    source = report.reusable(wanted) if best != BASELINE else None
+    if source:
+        return Runs(block=[one, best_config], reused_from=source, wanted=wanted, extra=profiled)
     return Runs(block=[one, best_config], extra=profiled)
 
 
@@ -44,7 +46,7 @@ def claims(one: str, best: str) -> list[tuple[str, str, str]]:
 def speed_family(config: Config, params: dict, report) -> tuple[dict, list] | None:
     if config.workers == BASELINE:
         return None  # the same setting twice: nothing is compared
-    one, best = _workers(BASELINE), _workers(config.workers)
+    one, best = workers_tag(BASELINE), workers_tag(config.workers)
     return {one: steady_epochs(config), best: steady_epochs(config)}, claims(one, best)
 
 
@@ -66,8 +68,8 @@ def workers_comparison(df: pd.DataFrame) -> pd.DataFrame:
     table = summarize(df, "tag")
     first = df.groupby("tag", sort=False).first()
     table.insert(0, "workers", first["workers"].reindex(table.index))
-    table["persistent workers"] = c3_workers.persistent_workers(first).reindex(table.index)
-    split = c3_workers.startup_split(df, "tag").reindex(table.index)
+    table["persistent workers"] = persistent_workers(first).reindex(table.index)
+    split = startup_split(df, "tag").reindex(table.index)
     for column in split.columns:
         table[column] = split[column]
     calm = stats.steady(df)
@@ -84,10 +86,6 @@ def workers_comparison(df: pd.DataFrame) -> pd.DataFrame:
         per = (by_tag[source].sum() / by_tag["total_s"].sum()) if source.endswith("cpu_s") else by_tag[source].max()
         table[column] = pd.to_numeric(per.reindex(table.index), errors="coerce")
     return table
-
-
-def _workers(n: int) -> str:
-    return f"{n} worker" + ("" if n == 1 else "s")
 
 
 def _startup(row: pd.Series, name: str) -> str:
@@ -166,11 +164,11 @@ def explain_workers(table: pd.DataFrame) -> stats.Said:
     wa, wb = int(a["workers"]), int(b["workers"])
     claims = []
     if wa == wb:
-        lines.append(f"C3's best count is {_workers(wb)}, the same as the baseline: the two rows measure the "
+        lines.append(f"C3's best count is {workers_tag(wb)}, the same as the baseline: the two rows measure the "
                      "same setting twice, and their difference is the noise.")
     else:
-        na, nb = _workers(wa), _workers(wb)
-        load, batch, compute = verdicts(table)
+        na, nb = workers_tag(wa), workers_tag(wb)
+        load, batch, compute = family_of(table)
         claims = [load, batch, compute]
         lines.append(f"Wait for data: {load.sentence()} {split_wait(a, b, na, nb, load, batch)}".rstrip())
         if load.decided:
@@ -190,13 +188,13 @@ def explain_workers(table: pd.DataFrame) -> stats.Said:
     return stats.Said("\n\n".join(lines), claims)
 
 
-def verdicts(table: pd.DataFrame) -> tuple[stats.Comparison, stats.Comparison, stats.Comparison] | None:
+def family_of(table: pd.DataFrame) -> tuple[stats.Comparison, stats.Comparison, stats.Comparison] | None:
     """The section's family: (the wait for data, its per-batch part, the compute) of the best count against 1
     worker; None where the two rows are the same setting."""
     (_, a), (_, b) = list(table.iterrows())[:2]
     if int(a["workers"]) == int(b["workers"]):
         return None
-    na, nb = _workers(int(a["workers"])), _workers(int(b["workers"]))
+    na, nb = workers_tag(int(a["workers"])), workers_tag(int(b["workers"]))
     family = claims(na, nb)
     result = stats.family({na: a["epoch samples"], nb: b["epoch samples"]}, family)
     return result[family[0]], result[family[1]], result[family[2]]
@@ -208,7 +206,7 @@ def findings(df: pd.DataFrame, results_dir=None) -> list[display.Finding]:
     table = workers_comparison(df)
     if len(table) < 2:
         return display.not_answered(ID, QUESTIONS, NOT_BOTH)
-    result = verdicts(table)
+    result = family_of(table)
     b = table.iloc[1]
     bound = f"the epoch is bound by {'data loading' if b['load_s'] / b['total_s'] > 0.5 else 'computation'}"
     if result is None:
@@ -254,5 +252,11 @@ def section(df: pd.DataFrame, results_dir=None, figures_dir=None) -> None:
         display.show(display.html(profiler_html(results_dir)))
 
 
-PART = Part(ID, "C4 — 1 worker vs the best count", QUESTIONS, ("workers", "profile_steps"), runs, section, findings,
-            measure=measure, speed_family=speed_family, uses_best_workers=True)
+def verdicts(df: pd.DataFrame, results_dir=None) -> dict:
+    table = workers_comparison(df)
+    found = family_of(table) if len(table) >= 2 else None
+    return {(c.a, c.b, metric): c for c, (_, _, metric) in zip(found, claims("", ""))} if found else {}
+
+
+PART = Part(ID, "C4 — 1 worker vs the best count", QUESTIONS, (*COMMON, "workers", "profile_steps"), runs, section,
+            findings, measure=measure, speed_family=speed_family, verdicts=verdicts, needs=("best_workers",))

@@ -12,8 +12,9 @@ import torch
 from ..core import files, stats
 from ..core.config import Config
 from ..engine import records as rec
-from . import c3_workers, display
-from .base import Part, Runs, device_available, steady_epochs, train
+from . import display
+from .base import COMMON, Part, Runs, device_available, steady_epochs, train
+from .settings import workers as workers_tag
 from .tables import ratio_range, style, summarize
 
 ID = "C5_devices"
@@ -28,9 +29,10 @@ def device_configs(config: Config, devices, cpu_max_batches=None) -> list[Config
 def runs(config: Config, params: dict, report) -> Runs:
     block = device_configs(config, params["devices"], params.get("cpu_max_batches"))
     if len(block) == 1:
-        wanted = {c3_workers.tag(block[0].workers): block[0]}
-        if report.reusable(c3_workers.ID, wanted):
-            return Runs(block=block, reused_from=c3_workers.ID, wanted=wanted)
+        wanted = {workers_tag(block[0].workers): block[0]}
+        source = report.reusable(wanted)
+        if source:
+            return Runs(block=block, reused_from=source, wanted=wanted)
     return Runs(block=block)
 
 
@@ -85,7 +87,7 @@ def devices_table(df: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def verdicts(df: pd.DataFrame) -> tuple[stats.Comparison, stats.Comparison] | None:
+def family_of(df: pd.DataFrame) -> tuple[stats.Comparison, stats.Comparison] | None:
     """The section's family, per batch: (the training step, the whole epoch) of the first device against the
     second; None where fewer than two devices finished."""
     ok = df[df["status"] == "ok"]
@@ -101,7 +103,7 @@ def verdicts(df: pd.DataFrame) -> tuple[stats.Comparison, stats.Comparison] | No
 
 
 def findings(df: pd.DataFrame, results_dir=None) -> list[display.Finding]:
-    result = verdicts(df)
+    result = family_of(df)
     if result is None:
         missing = sorted(set(df["device_type"]) - set(df.loc[df["status"] == "ok", "device_type"]))
         return display.not_answered(ID, QUESTIONS, "one device measured: " + (
@@ -114,7 +116,7 @@ def findings(df: pd.DataFrame, results_dir=None) -> list[display.Finding]:
 def explain_devices(df: pd.DataFrame) -> stats.Said:
     """The sentences, per batch (a capped CPU run has fewer batches), for the step and the whole epoch: two
     claims of one family (lab.core.stats.family)."""
-    result = verdicts(df)
+    result = family_of(df)
     if result is None:
         ok = df[df["status"] == "ok"]
         missing = sorted(set(df["device_type"]) - set(ok["device_type"]))
@@ -128,5 +130,9 @@ def section(df: pd.DataFrame, results_dir=None, figures_dir=None) -> None:
     display.show(style(devices_table(df)), display.markdown(explain_devices(df)))
 
 
-PART = Part(ID, "C5 — GPU vs CPU", QUESTIONS, ("workers", "devices", "cpu_max_batches"), runs, section, findings,
-            measure=measure, speed_family=speed_family, uses_best_workers=True)
+def verdicts(df: pd.DataFrame, results_dir=None) -> dict:
+    return {(c.a, c.b, metric): c for c, metric in zip(family_of(df) or (), ("step", "epoch"))}
+
+
+PART = Part(ID, "C5 — GPU vs CPU", QUESTIONS, (*COMMON, "workers", "devices", "cpu_max_batches"), runs, section,
+            findings, measure=measure, speed_family=speed_family, verdicts=verdicts, needs=("best_workers",))

@@ -8,11 +8,11 @@ import pandas as pd
 from ..core import stats
 from ..core.config import OPTIMIZERS, Config
 from . import comparison
-from .base import Part, Runs, steady_epochs
+from .base import COMMON, Part, Runs, steady_epochs
+from .settings import BN_OFF
 
 ID = "C6_optimizers"
 QUESTIONS = (("C6", "Fastest optimizer"),)
-BN_OFF = "sgd, BN off"  # C7's other run, in this block so that C7 can reuse both of its runs
 
 
 def runs(config: Config, params: dict, report) -> Runs:
@@ -41,5 +41,9 @@ def findings(df: pd.DataFrame, results_dir=None) -> list:
     return [comparison.finding(df[df["batch_norm"] != False], *QUESTIONS[0], ID)]  # noqa: E712
 
 
-PART = Part(ID, "C6 — Optimizers", QUESTIONS, ("workers", "optimizers", "evaluate"), runs, section, findings,
-            speed_family=speed_family, uses_best_workers=True)
+def verdicts(df: pd.DataFrame, results_dir=None) -> dict:
+    return comparison.verdicts(df[df["batch_norm"] != False], "optimizer")  # noqa: E712
+
+
+PART = Part(ID, "C6 — Optimizers", QUESTIONS, (*COMMON, "workers", "optimizers", "evaluate"), runs, section,
+            findings, speed_family=speed_family, verdicts=verdicts, needs=("best_workers",))

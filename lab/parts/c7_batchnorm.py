@@ -6,8 +6,9 @@ import pandas as pd
 
 from ..core import stats
 from ..core.config import Config
-from . import c6_optimizers, comparison
-from .base import Part, Runs, steady_epochs
+from . import comparison
+from .base import COMMON, Part, Runs, steady_epochs
+from .settings import BN_OFF
 
 ID = "C7_batchnorm"
 ON, OFF = "BN on", "BN off"
@@ -16,9 +17,10 @@ QUESTIONS = (("C7", "What batch norm costs"),)
 
 def runs(config: Config, params: dict, report) -> Runs:
     on, off = config.replace(batch_norm=True, tag=ON), config.replace(batch_norm=False, tag=OFF)
-    wanted = {"sgd": on, c6_optimizers.BN_OFF: off}
-    if report.reusable(c6_optimizers.ID, wanted):
-        return Runs(block=[on, off], reused_from=c6_optimizers.ID, wanted=wanted)
+    wanted = {"sgd": on, BN_OFF: off}
+    source = report.reusable(wanted)
+    if source:
+        return Runs(block=[on, off], reused_from=source, wanted=wanted)
     return Runs(block=[on, off])
 
 
@@ -35,5 +37,9 @@ def findings(df: pd.DataFrame, results_dir=None) -> list:
     return [comparison.finding(df, *QUESTIONS[0], ID)]
 
 
-PART = Part(ID, "C7 — Batch norm on vs off", QUESTIONS, ("workers", "evaluate"), runs, section, findings,
-            speed_family=speed_family, uses_best_workers=True)
+def verdicts(df: pd.DataFrame, results_dir=None) -> dict:
+    return comparison.verdicts(df, "setting")
+
+
+PART = Part(ID, "C7 — Batch norm on vs off", QUESTIONS, (*COMMON, "workers", "evaluate"), runs, section, findings,
+            speed_family=speed_family, verdicts=verdicts, needs=("best_workers",))

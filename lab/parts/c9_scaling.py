@@ -21,7 +21,7 @@ from ..engine import progress
 from ..engine import records as rec
 from ..engine.resolve import device_type
 from . import display
-from .base import Part, Runs, Work, planned_steps, steady_epochs
+from .base import COMMON, Part, Runs, Work, planned_steps, steady_epochs
 from .tables import labelled, memory, ratio_range, style
 
 ID = "C9_scaling"
@@ -150,7 +150,7 @@ def scaling_table(df: pd.DataFrame) -> pd.DataFrame:
     return table.join(mem)
 
 
-def verdicts(df: pd.DataFrame) -> dict:
+def verdicts(df: pd.DataFrame, results_dir=None) -> dict:
     """The section's family: each process count against 1 process, in time per image over steady epochs."""
     ok = stats.steady(df[df["status"] == "ok"])
     per_image = {tag: stats.samples(g.groupby("epoch")["slowest_total_s"].max() / g.groupby("epoch")["images"].sum())
@@ -198,5 +198,7 @@ def section(df: pd.DataFrame, results_dir=None, figures_dir=None) -> None:
     display.show(style(scaling_table(df)), display.markdown(explain_scaling(df)))
 
 
-PART = Part(ID, "C9 — Scaling out (torch.distributed)", QUESTIONS, ("workers", "process_counts", "modes"), runs,
-            section, findings, measure=measure, speed_family=speed_family, uses_best_workers=True)
+PART = Part(ID, "C9 — Scaling out (torch.distributed)", QUESTIONS, (*COMMON, "workers", "process_counts", "modes"),
+            runs,
+            section, findings, measure=measure, speed_family=speed_family, verdicts=verdicts,
+            needs=("best_workers",))

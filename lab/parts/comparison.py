@@ -68,6 +68,11 @@ def explain_comparison(table: pd.DataFrame, what: str) -> stats.Said:
     return stats.Said("\n\n".join(lines) or "No run finished.", claims)
 
 
+def verdicts(df: pd.DataFrame, what: str) -> dict:
+    """The claims the section's sentences make (explain_comparison: the speed ranking, one family)."""
+    return {(c.a, c.b, "train_s"): c for c in explain_comparison(compare_table(df), what).claims}
+
+
 def section(df: pd.DataFrame, what: str, title: str, name: str, figures_dir=None) -> None:
     """C6 and C7: table with ranges, curves, and the noise-aware sentences."""
     print(display.describe_run(df.iloc[0]))

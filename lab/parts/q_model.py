@@ -3,13 +3,11 @@ conv layers, the last linear layer's input, and the trainable parameters and gra
 SGD and of Adam (Adam's state is not gradients)."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 import torch
 import torch.nn as nn
 
-from ..core import files
+from ..core import results
 from ..engine import model as M
 from ..engine.memory import parameter_bytes, state_bytes
 from ..engine.train import build_optimizer
@@ -58,8 +56,32 @@ def text(a: dict) -> str:
         f"   without batch norm: {a['parameters_without_bn']:,} trainable parameters"])
 
 
-def save(a: dict, out) -> None:
-    files.save_json(out / "answers.json", a)
+OPTIMIZER_FIELDS = {"parameters": "values", "gradients": "values", "optimizer_state": "values",
+                    "optimizer_state_bytes": "bytes", "parameter_bytes": "bytes"}
+
+
+def save(a: dict, results_dir) -> None:
+    """The answers as rows of the report's measurements (a part run again replaces them)."""
+    rows = results.Rows(results_dir, ID).start()
+    rows.extend([rows.row("conv_layers", n, "layers", kind=kind) for kind, n in a["conv_layers"].items()]
+                + [rows.row("last_linear_in_features", a["last_linear_in_features"], "features"),
+                   rows.row("parameters_without_bn", a["parameters_without_bn"], "values")]
+                + [rows.row(metric, a[opt][metric], unit, setting=opt) for opt in ("sgd", "adam")
+                   for metric, unit in OPTIMIZER_FIELDS.items() if metric in a[opt]])
+
+
+def read(results_dir) -> dict | None:
+    """The answers as `answers()` gives them, from the report's rows; None where this part did not run."""
+    rows = results.read(results_dir, part=ID) if results_dir is not None else None
+    if rows is None or not len(rows):
+        return None
+    whole = lambda metric, **setting: int(results.value(rows, metric, **setting))  # noqa: E731
+    conv = rows[rows["metric"] == "conv_layers"]
+    return {"conv_layers": {k: int(v) for k, v in zip(conv["kind"], conv["value"])},
+            "last_linear_in_features": whole("last_linear_in_features"),
+            "parameters_without_bn": whole("parameters_without_bn"),
+            **{opt: {m: whole(m, setting=opt) for m in OPTIMIZER_FIELDS
+                     if results.value(rows, m, setting=opt) is not None} for opt in ("sgd", "adam")}}
 
 
 def runs(config, params: dict, report) -> Runs:
@@ -68,10 +90,9 @@ def runs(config, params: dict, report) -> Runs:
 
 def answers_table(results_dir) -> pd.DataFrame:
     """Q1-Q4 from the answers this part computed from the live model."""
-    path = Path(results_dir) / ID / "answers.json"
-    if not path.exists():
+    a = read(results_dir)
+    if not a:
         return pd.DataFrame({"answer": ["Q_model did not run in this report"]})
-    a = files.read_json(path)
     conv = a["conv_layers"]
     rows = [("Q1 conv layers", f"{conv['total']} ({conv['3x3']} 3x3 + {conv['1x1']} 1x1 shortcut)"),
             ("Q2 input size of the last linear layer", f"{a['last_linear_in_features']}"),
@@ -96,7 +117,7 @@ def section(records, results_dir, figures_dir=None) -> None:
 
 
 def findings(df, results_dir) -> list[display.Finding]:
-    a = files.read_json(Path(results_dir) / ID / "answers.json")
+    a = read(results_dir)
     if not a:
         return display.not_answered(ID, QUESTIONS, "Q_model did not run in this report")
     conv, sgd, adam = a["conv_layers"], a["sgd"], a["adam"]
@@ -112,5 +133,4 @@ def findings(df, results_dir) -> list[display.Finding]:
                             ID)]
 
 
-PART = Part(ID, "Q1–Q4 — the model", QUESTIONS, (), runs, section, findings, reads_records=False,
-            uses_data=False)
+PART = Part(ID, "Q1–Q4 — the model", QUESTIONS, (), runs, section, findings)

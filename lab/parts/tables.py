@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import functools
 import html
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..core import files, stats
+from ..core import results, stats
 from ..engine import flops, roofline
 from ..engine.model import resnet18
 from ..engine.records import read_records
@@ -55,6 +56,34 @@ def summarize(df: pd.DataFrame, by) -> pd.DataFrame:
     # no run that ended ok (each diverged, or its device was not there): the same columns, no rows
     columns = by + [f"{t}{kind}" for t in TIMES for kind in ("", " range", " samples")] + SUMMARY_COLUMNS
     return pd.DataFrame(rows, columns=None if rows else columns).set_index(by)
+
+
+# --- the wait for data, split (C3's table and C4's split of its wait) ---------------------------------------
+
+def batch_wait(df: pd.DataFrame) -> pd.Series:
+    """Per epoch, the wait on the loader's batches: load_s without the workers' start-up (`iter()`,
+    loader_start_s), which the DataLoader pays each epoch unless its workers are persistent."""
+    return df["load_s"] - df["loader_start_s"]
+
+
+def startup_split(df: pd.DataFrame, by: str) -> pd.DataFrame:
+    """Per group of `by` (in order of first appearance), over its steady epochs: the per-batch wait
+    (batch_wait) and the workers' start-up (loader_start_s), each as a mean, a range and its samples. The
+    two add up to the wait for data (load_s): C3's table and C4's split of its wait."""
+    steady = stats.steady(df)
+    rows = {}
+    for key in df[by].unique():
+        mine = steady[steady[by] == key]
+        waits, starts = stats.samples(batch_wait(mine)), stats.samples(mine["loader_start_s"])
+        rows[key] = {"batch wait s": stats.mean(waits), "batch wait s range": stats.spread(waits),
+                     "batch wait samples": waits, "worker start-up s": stats.mean(starts),
+                     "worker start-up range": stats.spread(starts), "worker start-up samples": starts}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def persistent_workers(df: pd.DataFrame) -> pd.Series:
+    """Per record, whether its DataLoader workers were persistent (False in records from before the field)."""
+    return df.get("persistent_workers", pd.Series(False, index=df.index)).fillna(False).astype(bool)
 
 
 MIB = 2 ** 20
@@ -197,10 +226,44 @@ def format_epoch_table(records) -> str:
 
 # --- a step against this machine's measured peak (C11 measures them at the report's start) ---------------------
 
+PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
+BANDWIDTHS = {"copy": "copy_GBs", "triad": "triad_GBs"}
+
+
+def save_peaks(rows: results.Rows, device: str, peaks: dict) -> None:
+    """A device's measured peaks (lab.engine.roofline.machine_peaks) as rows: each precision's matmul/conv peak
+    (TFLOP/s; `instructions`: native or emulated), copy and triad bandwidth (GB/s), and the probe's conditions
+    (its shapes, threads, load, date and seconds) as JSON text."""
+    emulated = peaks.get("emulated", [])
+    out = [rows.row("peak", peaks[p], "TFLOP/s", device=device, precision=p,
+                    instructions="emulated" if p in emulated else "native") for p in PRECISIONS if p in peaks]
+    out += [rows.row("bandwidth", peaks[key], "GB/s", device=device, kind=kind)
+            for kind, key in BANDWIDTHS.items() if key in peaks]
+    out.append(rows.row("peak_conditions", text=json.dumps(peaks.get("conditions", {}), default=str), device=device))
+    rows.extend(out)
+
+
+def peaks_of(rows: pd.DataFrame) -> dict[str, dict]:
+    """Per device, the peaks saved among `rows` (save_peaks) in machine_peaks' shape; the last saved wins."""
+    out = {}
+    for _, r in rows[rows["metric"].isin(["peak", "bandwidth", "peak_conditions"])].iterrows():
+        peaks = out.setdefault(r["device"], {"emulated": []})
+        if r["metric"] == "peak":
+            peaks[r["precision"]] = r["value"]
+            if r.get("instructions") == "emulated" and r["precision"] not in peaks["emulated"]:
+                peaks["emulated"].append(r["precision"])
+        elif r["metric"] == "bandwidth":
+            peaks[BANDWIDTHS[r["kind"]]] = r["value"]
+        else:
+            peaks["conditions"] = json.loads(r["text"] or "{}")
+    return out
+
+
 def report_peaks(results_dir, device: str) -> dict | None:
-    """The peaks measured at the report's start for `device` (report.json), or None."""
-    meta = files.read_json(Path(results_dir) / "report.json", {}) if results_dir is not None else {}
-    return (meta.get("peaks") or {}).get(device)
+    """The peaks of `device` measured at the report's start (the runner's rows, part "report"), or None."""
+    if results_dir is None:
+        return None
+    return peaks_of(results.read(results_dir, part="report")).get(device)
 
 
 @functools.lru_cache(maxsize=64)

@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from .. import parts
-from ..core import files, stats
+from ..core import files, results, stats
 from ..core.errors import LabError
 from ..engine import environment
 from ..parts import display, plots
@@ -228,10 +228,9 @@ def page(reports: list[SavedReport]) -> str:
     """The whole comparison as one HTML document."""
     body = [f"<h1>Reports side by side: {html.escape(' | '.join(r.name for r in reports))}</h1>", header(reports)]
     for part in parts.IDS:
-        if not parts.BY_ID[part].reads_records:  # a part of its own files (C10, Q): its findings side by side
-            body.append(findings_table(reports, parts.BY_ID[part]))
-            continue
         if not any(len(r.records) and (r.records["experiment"] == part).any() for r in reports):
+            if any(len(results.read(r.path, part=part)) for r in reports):  # measured as rows alone (C10, C11, Q)
+                body.append(findings_table(reports, parts.BY_ID[part]))  # its findings side by side
             continue
         table, groups = part_table(reports, part)
         if not len(table):

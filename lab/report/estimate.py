@@ -18,11 +18,13 @@ import torch
 from tqdm import tqdm
 
 from .. import parts
+from ..core import results
 from ..core.files import cache_dir, read_jsonl, save_json
 from ..core.stats import steady
 from ..engine.records import device_name
 from ..engine.resolve import compute_precision, device_type
 from ..parts.base import STEP_FIELDS, Report, Work, step_setting
+from ..parts.tables import peaks_of
 
 # Costs nothing in this report has measured yet (the summary is counted as this many notebooks).
 ASSUMED = {"notebook_s": 8.0, "step_s": 3.0, "eval_ratio": 0.35, "run_s": 3.0, "compile_s": 60.0, "launch_s": 10.0}
@@ -317,6 +319,12 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def calibrating(names) -> str | None:
+    """The part among `names` whose one run calibrates the estimate's step and run costs (it provides
+    "calibration")."""
+    return next((p.id for p in parts.PARTS if "calibration" in p.provides and p.id in names), None)
+
+
 class ReportTiming:
     """The report's plan (each part's Work), its estimate, and what it learns as parts finish: a part that
     trains nothing measures a notebook's start, the part that declares `calibrates` calibrates the step and
@@ -326,11 +334,11 @@ class ReportTiming:
 
     def __init__(self, meta: dict, out: Path, defaults: dict):
         self.meta, self.out = meta, out
-        self.calibrates = next((p.id for p in parts.PARTS if p.calibrates and p.id in meta["parameters"]), None)
+        self.calibrates = calibrating(meta["parameters"])
         self.params = {name: {**defaults.get(name, {}), **params} for name, params in meta["parameters"].items()}
         self.plan: dict[str, Work] = {}
         self.replan()
-        self.estimate = Estimate(peaks=meta.get("peaks"))
+        self.estimate = Estimate(peaks=peaks_of(results.read(out, part="report")))
         common = {k: v for p in meta["parameters"].values() for k, v in p.items()}
         self.ran: list[str] = []  # the notebooks this session ran
         meta["sessions"] = meta.get("sessions", 0) + 1
@@ -352,12 +360,12 @@ class ReportTiming:
         """Plan every part not yet finished, in run order, from what the report folder holds now (lab.parts.plan:
         the same decision each part's run makes). The dict is updated in place: the Watcher reads it."""
         report = Report(self.out)
-        finder = next((p.id for p in parts.PARTS if p.best_workers is not None), None)
+        finder = next((p.id for p in parts.PARTS if "best_workers" in p.provides), None)
         for name, params in self.params.items():
             if name in self.meta["done"] and name in self.plan:
                 continue
             first = first_count(report, finder) if finder not in self.meta["done"] else None
-            if first is not None and parts.BY_ID[name].uses_best_workers and params.get("workers") is None:
+            if first is not None and "best_workers" in parts.BY_ID[name].needs and params.get("workers") is None:
                 params = {**params, "workers": first}
             try:
                 self.plan[name] = parts.plan(name, params, report)
@@ -394,10 +402,9 @@ class ReportTiming:
         """This machine's measured costs, for the first guess of the next report (a compilation from the parts
         that measure one, a launch from the time of the parts that launch beyond their steps)."""
         costs = {k: v for k, v in self.estimate.costs.items() if self.estimate.sources[k] == "measured"}
-        for part in parts.PARTS:
-            if part.compile_seconds is not None:
-                compile_s = part.compile_seconds(self.out / part.id)
-                costs.update({} if compile_s is None else {"compile_s": compile_s})
+        compiled = results.read(self.out, metric="compile_s")["value"].dropna()  # the parts that provide it
+        if len(compiled):
+            costs["compile_s"] = float(compiled.iloc[-1])
         for name, work in self.plan.items():
             took = self.meta["done"].get(name)
             if work.launches and took:
@@ -435,19 +442,21 @@ def replay(folder, after: str | None = None, defaults: dict | None = None) -> di
     folder = Path(folder)
     meta = json.loads((folder / "report.json").read_text())
     names, done = list(meta["parameters"]), meta["done"]
-    after = after or next(p.id for p in parts.PARTS if p.calibrates and p.id in names)
+    after = after or calibrating(names)
     known = names[:names.index(after) + 1]
     with contextlib.ExitStack() as stack:
         out = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         for name in known:
             if (folder / name).is_dir():
                 shutil.copytree(folder / name, out / name)
+        rows = results.read(folder)
+        (out / results.MEASUREMENTS).write_text(results.to_json(rows[rows["part"].isin([*known, "report"])]))
         m = {"parameters": meta["parameters"], "done": {}}
         timing = ReportTiming.__new__(ReportTiming)  # as the runner makes it, less the cost cache and the log
         timing.meta, timing.out, timing.ran, timing.taken, timing.foreseen = m, out, [], 0.0, 0.0
-        timing.calibrates = next((p.id for p in parts.PARTS if p.calibrates and p.id in names), None)
+        timing.calibrates = calibrating(names)
         timing.params = {n: {**(defaults or {}).get(n, {}), **p} for n, p in meta["parameters"].items()}
-        timing.plan, timing.estimate = {}, Estimate(peaks=meta.get("peaks"))
+        timing.plan, timing.estimate = {}, Estimate(peaks=peaks_of(results.read(folder, part="report")))
         timing.replan()
         sink = stack.enter_context(open(os.devnull, "w"))
         watcher = Watcher(out / "progress.jsonl", timing.plan, timing.estimate, stream=sink)

@@ -19,7 +19,9 @@ import torch
 import yaml
 
 from .. import parts
+from ..parts import tables
 from ..core.config import PARAMETERS, PROFILE, Config, show
+from ..core import results
 from ..core.errors import ConfigError, LabError
 from ..core.extras import need
 from ..core.files import check_writable, save_json
@@ -244,8 +246,10 @@ def run_report(profile_name: str, results_root=None, data=None, out=None, force=
         _point_latest(results_root, out)
         meta["environment"] = environment.collect()  # this session's machine (a resumed report: the latest)
         # a resumed report keeps the peaks its parts were set against, where they are of the device it runs on now
-        if not (resumed and peaks_device(meta) in (meta.get("peaks") or {})):
-            meta["peaks"] = measure_peaks(meta, profile.get("peak_probe", "full"))
+        if not (resumed and tables.report_peaks(out, peaks_device(meta))):
+            rows = results.Rows(out, "report").start()
+            for kind, peaks in measure_peaks(meta, profile.get("peak_probe", "full")).items():
+                tables.save_peaks(rows, kind, peaks)
         save_json(out / "report.json", meta)
         started = time.perf_counter()
         if meta["dataset"] == "synthetic":  # made once, before the notebooks: not a cost of C2's run
@@ -260,6 +264,7 @@ def run_report(profile_name: str, results_root=None, data=None, out=None, force=
                     watcher.end(name, meta["done"][name])
                     continue
                 shutil.rmtree(out / name, ignore_errors=True)  # whatever an interrupted run left behind
+                results.Rows(out, name).start()  # and its rows
                 log(f"[{i}/{total}] {name} {({k: v for k, v in params.items() if k not in ('results_dir', 'data')})}")
                 watcher.begin(name)
                 t0 = time.perf_counter()

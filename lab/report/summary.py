@@ -10,9 +10,9 @@ from pathlib import Path
 import pandas as pd
 
 from .. import parts
-from ..core import files, stats
+from ..core import files, results, stats
 from ..engine import environment
-from ..parts import display
+from ..parts import display, tables
 from ..parts.tables import load
 
 
@@ -45,7 +45,7 @@ def header_html(results_dir, profile: str) -> str:
             "machine": f"{seen(epochs, 'device_name')}{cores}",
             "data set": seen(epochs, "dataset_kind"),
             "torch": f"{seen(epochs, 'torch_version')}, commit {seen(epochs, 'git_commit')}",
-            "measured peaks": peaks_line(meta.get("peaks")),
+            "measured peaks": peaks_line(tables.peaks_of(results.read(results_dir, part="report"))),
             "took": took_line(meta)}
     banner = ""
     if "synthetic" in set(epochs.get("dataset_kind", [])):

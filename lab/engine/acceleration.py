@@ -1,0 +1,232 @@
+"""C8's settings of the training step, as data: eager fp32 (the baseline), then one change at a time, then `fast`;
+all on the on-device loader, so that only the step changes. Which of them this machine leaves out, each with its
+reason, is decided here too (lab.bench's P3 measures the same settings).
+
+And what C8 measures beside its epochs, as measurement rows (lab.core.results) and back, each of a `kind`:
+- "plan": metric planned (a `setting` it runs), left_out (a setting it does not run; `text`: why), note (`text`).
+- "step profile" (setting eager fp32, `device`): wall_ms_per_step, device_busy_ms_per_step (ms; CUDA only),
+  launches_per_step, steps.
+- "compile account" (Q5; `device`, `batch`, `backend`): graphs, graph_breaks, forward_ops_captured,
+  first_compiled_step_s (s), break_reason (`text`, by `sample`); per `setting` eager and compiled: aten_ops,
+  compiled_graphs, generated_kernels, launches (per step), conv_share, step_s (s, by `sample`). Or left_out (`text`).
+And compile_s (s, no kind): what one compilation of the step cost here, for the report's estimate."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import torch
+
+from ..core import results, stats
+from ..core.config import Config
+from . import progress
+from .fast import c_compiler, cpu_fast_probe, setting_name
+from .profiling import measure_compile, step_profile
+from .resolve import device_type
+
+BASELINE = "eager fp32"
+FAST, FAST_PHASE = "fast", "fast (per-phase timers)"
+BF16 = "autocast bf16"
+SLOW = 3.0  # on a CPU, bf16 autocast measured this many times slower than fp32 is left out of the runs
+PROBE_STEPS = 4 * (1 + 4)  # the --fast probe's eager stage: 4 candidates, a warm-up and 4 rounds each
+
+
+def bf16_emulated(probe: dict | None) -> str | None:
+    """Why autocast bf16 is left out on this CPU, or None: the --fast probe's measurement where there is one,
+    else oneDNN's report of the CPU's bf16 instructions (without them, bf16 is emulated and slower)."""
+    step_s = (probe or {}).get("step_s", {})
+    fp32, bf16 = (step_s.get(json.dumps({"channels_last": False, "amp": a})) for a in ("off", "bf16"))
+    if fp32 and bf16:
+        return (f"the --fast probe measured its step at {bf16 / fp32:.1f}x eager fp32's on this CPU (no bf16 matrix "
+                "units: bf16 is emulated), so it is left out of the runs") if bf16 > SLOW * fp32 else None
+    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return "oneDNN reports no bf16 instructions on this CPU: bf16 would be emulated, several times slower than fp32"
+    return None
+
+
+def acceleration_settings(device_type: str, max_autotune: bool = False, probe: dict | None = None,
+                          compiled: bool = True) -> tuple[list[dict], dict]:
+    """C8's settings, all on the on-device loader so that only the step changes: eager fp32 first (the
+    baseline), then one change at a time, then `fast` with per-phase timers and `fast` itself (epoch
+    timers, no host sync per step). Left out, each with its reason: bf16 on a CPU that emulates it
+    (bf16_emulated), the per-phase-timer row on a CPU (no device to synchronize with: the two timers do the
+    same work there), the compiled settings when `compiled` is False (a profile's choice: compiling costs a
+    minute or more) or there is no C compiler, and `fast` on CUDA then (it compiles there); on a CPU `fast` is
+    then --fast's choice among its eager candidates, as its probe measured it (`probe`).
+    Returns (settings, skipped: tag -> reason)."""
+    settings = [{"tag": BASELINE}, {"tag": "channels_last", "channels_last": True}]
+    if device_type == "cuda":
+        settings += [{"tag": "cudnn.benchmark off", "cudnn_benchmark": False},  # every other setting has it on
+                     {"tag": "autocast fp16", "amp": "fp16"}, {"tag": BF16, "amp": "bf16"}]
+        modes = ["default", "reduce-overhead"] + (["max-autotune"] if max_autotune else [])
+    else:
+        settings += [{"tag": BF16, "amp": "bf16"}]
+        modes = ["default"]
+    skipped = {}
+    emulated = bf16_emulated(probe) if device_type == "cpu" else None
+    if emulated:
+        settings = [s for s in settings if s.get("amp") != "bf16"]
+        skipped[BF16] = emulated
+    if device_type == "cuda" and not max_autotune:
+        skipped["compile max-autotune"] = ("opt-in (parameter max_autotune): its autotuning takes minutes and "
+                                           "floods the log")
+    no_compile = (None if compiled and c_compiler() else
+                  "no C compiler found (install g++): torch.compile cannot build kernels" if compiled else
+                  "left out by this profile (compile_settings: false): compiling the training step takes a minute "
+                  "or more, longer than the rest of this part; the full profile measures it")
+    if no_compile:
+        for mode in modes:
+            skipped[f"compile {mode}"] = no_compile
+    else:
+        settings += [{"tag": f"compile {mode}", "compile": mode} for mode in modes]
+    if device_type == "cuda":
+        if no_compile:
+            skipped[FAST] = f"it compiles the step on this device: {no_compile}"
+        else:
+            settings += [{"tag": FAST_PHASE, "fast": True, "timers": "phase"}, {"tag": FAST, "fast": True}]
+        return [{"loader": "tensor", **s} for s in settings], skipped
+    skipped[FAST_PHASE] = ("on a CPU the per-phase timers have no device to synchronize with, so they do the same "
+                           "work as epoch timers; the row is measured on CUDA")
+    if not no_compile:
+        settings += [{"tag": FAST, "fast": True}]
+    else:  # --fast's own choice among its eager candidates, as its probe measured it (its compiled stage left out)
+        choice = {k: v for k, v in ((probe or {}).get("choice") or {}).items() if k in ("channels_last", "amp")}
+        settings += [{"tag": FAST, "timers": "epoch", **choice}]
+    return [{"loader": "tensor", **s} for s in settings], skipped
+
+
+def claims(tags: list[str], epoch_timed: set) -> list[tuple[str, str, str]]:
+    """What the settings are compared for: each one's whole epoch and (where its steps are timed, not in
+    `epoch_timed`) its step against eager fp32, and `fast` with per-phase against epoch timers."""
+    out = [(tag, BASELINE, metric) for tag in tags if tag != BASELINE for metric in ("epoch", "step")
+           if metric == "epoch" or tag not in epoch_timed]
+    return out + ([(FAST_PHASE, FAST, "epoch")] if {FAST, FAST_PHASE} <= set(tags) else [])
+
+
+def configurations(config: Config, max_autotune: bool = False, compiled: bool = True, measure: bool = True,
+                   probe: dict | None = None) -> tuple[list[Config], dict, dict]:
+    """The settings as configurations, the left-out ones with their reasons, and notes on a setting (`fast` where
+    it is --fast's eager choice). On a CPU, the --fast probe is measured where `measure` (once per CPU, cached;
+    without its compiled stage where `compiled` is False), else its cached result (`probe`: a given one instead,
+    for an account of another machine)."""
+    kind = device_type(config.device)
+    if kind == "cpu" and probe is None:
+        probe = cpu_fast_probe(config, measure=measure, compiled=compiled)
+    settings, skipped = acceleration_settings(kind, max_autotune, probe, compiled)
+    configs, notes = [config.replace(**s) for s in settings], {}
+    if any(c.tag == FAST and not c.fast for c in configs):
+        eager = cpu_fast_probe(config, measure=False, compiled=False) or {}
+        notes[FAST] = (f"`fast` here is --fast's choice on this CPU among its eager candidates, "
+                       f"{setting_name(eager.get('choice', {}))}, with one clock per epoch: {eager.get('reason', '')} "
+                       f"(its probe, {PROBE_STEPS} steps interleaved; its compiled stage is left out with the "
+                       "compiled settings)")
+    return configs, skipped, notes
+
+
+def probe_steps(config: Config, compiled: bool = True, probe: dict | None = None) -> int:
+    """The steps of the --fast probe measured before the settings: on a CPU whose probe is neither given nor
+    cached (configurations measures it then), else none."""
+    cached = probe is not None or cpu_fast_probe(config, measure=False, compiled=compiled) is not None
+    return 0 if device_type(config.device) != "cpu" or cached else PROBE_STEPS
+
+
+# --- as rows (lab.core.results), each of a kind ------------------------------------------------------------------
+
+PLAN, PROFILE, ACCOUNT = "plan", "step profile", "compile account"
+PROFILE_UNITS = {"wall_ms_per_step": "ms", "device_busy_ms_per_step": "ms", "launches_per_step": "launches",
+                 "steps": "steps"}
+COUNT_UNITS = {"graphs": "graphs", "graph_breaks": "breaks", "forward_ops_captured": "operators",
+               "first_compiled_step_s": "s"}
+OPS_UNITS = {"aten_ops": "operators/step", "compiled_graphs": "graphs/step", "generated_kernels": "kernels/step",
+             "launches": "launches/step", "conv_share": "share of CPU time"}
+
+
+def save_plan(rows: results.Rows, settings: list[str], skipped: dict, notes: dict) -> None:
+    """The settings planned (metric planned), the ones left out with why (left_out) and notes on a setting
+    (note), in `text`, as rows of kind PLAN: what a section says was not measured."""
+    plan = rows.scoped(kind=PLAN)
+    plan.extend([plan.row("planned", setting=tag) for tag in settings]
+                + [plan.row("left_out", text=reason, setting=tag) for tag, reason in skipped.items()]
+                + [plan.row("note", text=note, setting=tag) for tag, note in notes.items()])
+
+
+def measure_profile(config: Config, out, rows: results.Rows, steps: int) -> None:
+    """The eager step profiled (lab.engine.profiling.step_profile: its operator table and trace in `out`)."""
+    progress.note(config.experiment, "profiling the eager step")
+    save_profile(rows, step_profile(config.replace(loader="tensor", tag=BASELINE), out, "eager_fp32", steps=steps))
+
+
+def save_profile(rows: results.Rows, profile: dict) -> None:
+    """A step profile (lab.engine.profiling.step_profile) as rows of kind PROFILE."""
+    step = rows.scoped(kind=PROFILE, setting=BASELINE, device=profile["device_type"])
+    step.extend([step.row(m, profile[m], unit) for m, unit in PROFILE_UNITS.items() if profile[m] is not None])
+
+
+def read_profile(rows: pd.DataFrame) -> dict | None:
+    """The step profile among `rows`, keyed as step_profile returns it; None where the step was not profiled."""
+    rows = rows[rows["kind"] == PROFILE]
+    return {"device_type": rows["device"].iloc[0], **dict(zip(rows["metric"], rows["value"]))} if len(rows) else None
+
+
+def save_account(rows: results.Rows, account: dict) -> None:
+    """A compile account (lab.engine.profiling.measure_compile) as rows of kind ACCOUNT: its counts, the break
+    reasons, and per setting (eager, compiled) the operators per step and the timed steps by `sample`."""
+    q5 = rows.scoped(kind=ACCOUNT, device=account["device_type"], batch=account["batch_size"],
+                     backend=account["backend"])
+    out = [q5.row(m, account[m], unit) for m, unit in COUNT_UNITS.items()]
+    out += [q5.row("break_reason", text=reason, sample=i) for i, reason in enumerate(account["break_reasons"])]
+    for setting, ops in (("eager", account["before"]), ("compiled", account["after"])):
+        out += [q5.row(m, v, OPS_UNITS[m], setting=setting) for m, v in ops.items()]
+        out += [q5.row("step_s", v, "s", setting=setting, sample=i) for i, v in enumerate(account["step_s"][setting])]
+    q5.extend(out)
+
+
+def measure_account(config: Config, rows: results.Rows, wanted: bool = True, backend: str = "inductor") -> dict:
+    """The compile account (lab.engine.profiling.measure_compile: one step compiled apart), measured and saved as
+    rows; where it is not (`wanted` False: the profile leaves it out; no C compiler), a left_out row says why."""
+    reason = ("left out by this profile (explain_compile: false)" if not wanted else
+              "no C compiler found (install g++): torch.compile cannot build kernels here"
+              if backend == "inductor" and c_compiler() is None else None)
+    if reason:
+        rows.add("left_out", text=reason, kind=ACCOUNT)
+        return {}
+    progress.note(config.experiment, "Q5: compiling one step apart")
+    account = measure_compile(config, backend=backend)
+    save_account(rows, account)
+    return account
+
+
+def read_account(rows: pd.DataFrame) -> dict:
+    """The compile account among `rows`, keyed as measure_compile returns it (compile_s: the first compiled step
+    less a steady one's mean); {"left_out": reason} where a row says why it was not measured; {} where none."""
+    rows = rows[rows["kind"] == ACCOUNT]
+    if not len(rows) or "left_out" in set(rows["metric"]):
+        return {"left_out": results.value(rows, "left_out")} if len(rows) else {}
+    counts = rows[rows["metric"].isin(list(COUNT_UNITS))]
+    account = dict(zip(counts["metric"], counts["value"]), device_type=rows["device"].iloc[0],
+                   batch_size=int(rows["batch"].iloc[0]), backend=rows["backend"].iloc[0])
+    steps = rows[rows["metric"] == "step_s"].sort_values("sample")
+    account["step_s"] = {s: list(steps.loc[steps["setting"] == s, "value"]) for s in ("eager", "compiled")}
+    for setting, side in (("eager", "before"), ("compiled", "after")):
+        ops = rows[(rows["setting"] == setting) & rows["metric"].isin(list(OPS_UNITS))]
+        account[side] = dict(zip(ops["metric"], ops["value"]))
+    account["compile_s"] = max(0.0, account["first_compiled_step_s"] - stats.mean(account["step_s"]["compiled"]))
+    return account
+
+
+def compile_verdict(account: dict) -> stats.Comparison:
+    """The compiled step against the eager one, the account's steps as samples (a family of one claim)."""
+    samples = {name: [{"s": v} for v in account["step_s"][name]] for name in ("compiled", "eager")}
+    claim = ("compiled", "eager", "s")
+    return stats.family(samples, [claim], sample="step", scope="Q5's claim")[claim]
+
+
+def save_compile_seconds(rows: results.Rows, records: list[dict], account: dict) -> None:
+    """What one compilation of the step cost on this machine, as a row compile_s (s) that the report's estimate
+    reads: the compiled settings' first epochs beyond eager fp32's, else the compile account's one compilation;
+    none where neither was measured."""
+    first = {r["tag"]: r["total_s"] for r in records if r.get("epoch") == 1 and r.get("total_s")}
+    compiled = [s - first[BASELINE] for tag, s in first.items() if tag.startswith("compile") and BASELINE in first]
+    seconds = max(0.0, sum(compiled) / len(compiled)) if compiled else account.get("compile_s")
+    if seconds is not None:
+        rows.add("compile_s", seconds, "s")
