@@ -6,7 +6,6 @@ import pytest
 
 from lab import parts
 from lab.core import results
-from lab.core.files import save_json
 from lab.engine import progress
 from lab.engine.train import run
 from lab.parts import c2_timing, c3_workers, c4_workers_profile, c5_devices, c6_optimizers, c7_batchnorm, c9_scaling

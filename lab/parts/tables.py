@@ -7,7 +7,6 @@ import functools
 import html
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
