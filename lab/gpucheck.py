@@ -43,7 +43,8 @@ from .engine.records import device_name, git_commit
 from .engine import acceleration, deploy, roofline
 from .engine.roofline import machine_peaks
 from .parts import c8_acceleration, c10_deploy, c11_limits
-from .parts.tables import COLUMNS, peak_share, save_peaks
+from .core.fields import FIELDS
+from .parts.tables import peak_share, save_peaks
 from .parts.base import Report
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -200,16 +201,16 @@ def c8_rows(folder: Path, progress_file: Path, ran: Ran) -> list[dict]:
             if r["status"] != "ok":
                 rows.append(row("c8", str(tag), status=str(r["status"])))
                 continue
-            steady = ("—" if pd.isna(r["steady epoch s"]) else
-                      f"steady epoch {r['steady epoch s']:.3f} s, step {r['steady train s']:.3f} s"
-                      if not pd.isna(r["steady train s"]) else f"steady epoch {r['steady epoch s']:.3f} s")
-            memory = "; ".join(f"{COLUMNS[name].label} {r[name] * COLUMNS[name].scale:.0f}"
+            steady = ("—" if pd.isna(r["steady_epoch_s"]) else
+                      f"steady epoch {r['steady_epoch_s']:.3f} s, step {r['steady_train_s']:.3f} s"
+                      if not pd.isna(r["steady_train_s"]) else f"steady epoch {r['steady_epoch_s']:.3f} s")
+            memory = "; ".join(f"{FIELDS[name].label} {r[name] * FIELDS[name].scale:.0f}"
                                for name in ("cuda_peak_above_start_bytes", "host_peak_rss_bytes")
                                if name in r and not pd.isna(r[name]))
-            rows.append(row("c8", str(tag), f"first epoch {r['first epoch s']:.2f} s; {steady}; "
+            rows.append(row("c8", str(tag), f"first epoch {r['first_epoch_s']:.2f} s; {steady}; "
                             f"{'?' if pd.isna(r['batches']) else int(r['batches'])} batches; "
                             f"final loss {r['final loss']:.3f}" + (f"; {memory}" if memory else ""),
-                            f"epoch {r['epoch speed-up']}, step {r['step speed-up']} vs eager fp32",
+                            f"epoch {r['epoch_speed_up']}, step {r['step_speed_up']} vs eager fp32",
                             status=f"ok ({int(r['epochs'])} epochs; loader {r['loader']})"))
     account = acceleration.read_account(measured)
     if "step_s" in account:

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from lab.core import stats
+from lab.engine import acceleration, deploy
 from lab.parts import c3_workers, c4_workers_profile, c5_devices, c8_acceleration, c9_scaling, c10_deploy, comparison
 
 TRIALS = 600  # bound: 5 % + 3 standard errors = 7.7 %; the rule measured 0.8-3.0 % at 2,000
@@ -89,10 +90,11 @@ SIZES = range(2, 9)
 
 
 def test_aa_comparison_sections_c6_c7():
-    """C6 and C7: the extremes among 2, 5 or 8 settings (lab.core.stats.rank through explain_comparison)."""
+    """C6 and C7: the extremes among 2, 5 or 8 settings (comparison.verdicts, worded by explain_comparison)."""
     def writer(values):
         tags = [f"s{i}" for i in range(len(values))]
-        return winner(comparison.explain_comparison(comparison.compare_table(runs(tags, values)), "setting"))
+        df = runs(tags, values)
+        return winner(comparison.explain_comparison(comparison.compare_table(df), "setting", comparison.verdicts(df)))
 
     hits, trials = false_winners(writer, [(k, n) for k in (2, 5, 8) for n in SIZES])
     check_rate("C6/C7", hits, trials)
@@ -107,7 +109,7 @@ def test_aa_c8_every_setting_step_and_epoch_against_eager():
         df = runs(tags, values, **extra)
         df.loc[df["tag"] == c8_acceleration.FAST, ["train_s", "load_s", "starved_batches"]] = None
         table = c8_acceleration.acceleration_table(df)
-        return winner(c8_acceleration.explain_acceleration(table))
+        return winner(c8_acceleration.explain_acceleration(table, acceleration.speed_claims(table)))
 
     hits, trials = false_winners(writer, [(len(tags), n) for n in SIZES])
     check_rate("C8", hits, trials)
@@ -119,7 +121,7 @@ def test_aa_c4_wait_and_compute():
                   **{"1 worker": {"workers": 1}, "2 workers (best)": {"workers": 2}})
         df["load_s"] = df["total_s"] * 0.3 * np.random.default_rng(int(df["total_s"].sum() * 1e6) % 2**32).lognormal(
             0, 0.03, len(df))
-        return winner(c4_workers_profile.explain_workers(c4_workers_profile.workers_comparison(df)))
+        return winner(c4_workers_profile.explain_workers(df))
 
     hits, trials = false_winners(writer, [(2, n) for n in SIZES])
     check_rate("C4", hits, trials)
@@ -139,7 +141,7 @@ def test_aa_c9_every_count_against_one_process():
         tags = [c9_scaling.BASELINE] + [c9_scaling.launch_tag(n, "strong") for n in range(2, len(values) + 1)]
         df = runs(tags, values)
         df["slowest_total_s"] = df["total_s"]
-        return winner(c9_scaling.explain_scaling(df))
+        return winner(c9_scaling.explain_scaling(df, c9_scaling.verdicts(df)))
 
     hits, trials = false_winners(writer, [(k, n) for k in (2, 5, 8) for n in SIZES])
     check_rate("C9", hits, trials)
@@ -168,7 +170,7 @@ def test_one_setting_ten_percent_faster_among_five_is_named():
     rng, named = np.random.default_rng(2), 0
     for t in range(400):
         values = epochs(rng, 5, 4, NOISES[t % 3], effects=[1.0, 1.1, 1.1, 1.1, 1.1], sd=0.02)
-        text = stats.rank({f"s{i}": list(v) for i, v in enumerate(values)})
+        text = stats.rank(stats.extremes({f"s{i}": list(v) for i, v in enumerate(values)}), len(values))
         named += text.startswith("s0 is faster than")
     print(f"power, 5 settings x 4 samples, one 10 % faster: named in {named} of 400 trials")
     assert named >= 0.90 * 400
@@ -190,7 +192,8 @@ def named_in(writer, settings: int, effect: float, trials: int = POWER_TRIALS, s
 
 def comparison_writer(values):
     tags = [f"s{i}" for i in range(len(values))]
-    return comparison.explain_comparison(comparison.compare_table(runs(tags, values)), "setting"), "s0"
+    df = runs(tags, values)
+    return comparison.explain_comparison(comparison.compare_table(df), "setting", comparison.verdicts(df)), "s0"
 
 
 C8_TAGS = ["channels_last", c8_acceleration.BASELINE, "autocast fp16", c8_acceleration.BF16, "compile default",
@@ -200,7 +203,8 @@ C8_TAGS = ["channels_last", c8_acceleration.BASELINE, "autocast fp16", c8_accele
 def c8_writer(values):
     df = runs(C8_TAGS, values, **{c8_acceleration.FAST: {"timers": "epoch"}})
     df.loc[df["tag"] == c8_acceleration.FAST, ["train_s", "load_s", "starved_batches"]] = None
-    return c8_acceleration.explain_acceleration(c8_acceleration.acceleration_table(df)), "channels_last"
+    table = c8_acceleration.acceleration_table(df)
+    return c8_acceleration.explain_acceleration(table, acceleration.speed_claims(table)), "channels_last"
 
 
 def c4_writer(values):
@@ -208,7 +212,7 @@ def c4_writer(values):
     df["load_s"] = df["total_s"]  # the wait differs; the compute is the same
     df["train_s"] = 1.0
     df = pd.concat([df[df["tag"] == "1 worker"], df[df["tag"] != "1 worker"]])  # 1 worker first, as C4 shows it
-    return c4_workers_profile.explain_workers(c4_workers_profile.workers_comparison(df)), "2 workers"
+    return c4_workers_profile.explain_workers(df), "2 workers"
 
 
 def c5_writer(values):
@@ -220,7 +224,7 @@ def c9_writer(values):
     tags = [c9_scaling.launch_tag(2, "strong"), c9_scaling.BASELINE]
     df = runs(tags, values)
     df["slowest_total_s"] = df["total_s"]
-    return c9_scaling.explain_scaling(df), tags[0]
+    return c9_scaling.explain_scaling(df, c9_scaling.verdicts(df)), tags[0]
 
 
 @pytest.mark.parametrize("name, writer, settings", [
@@ -236,7 +240,7 @@ def test_every_writer_names_a_real_difference(name, writer, settings):
 
 
 def test_a_writer_that_never_names_a_winner_fails_the_power_test(monkeypatch):
-    monkeypatch.setattr(comparison, "explain_comparison", lambda table, what: stats.Said(
+    monkeypatch.setattr(comparison, "explain_comparison", lambda table, what, claims: stats.Said(
         "Speed: no measurable difference.", []))
     assert named_in(comparison_writer, 2, 1.30, trials=10) == 0
 
@@ -295,14 +299,17 @@ def c10_device(values, threads=(1, 2)) -> pd.DataFrame:
 
 
 def test_aa_c10_latency_every_setting_against_eager():
-    hits, trials = false_winners(lambda values: winner(c10_deploy.explain_latency(c10_device(values))),
-                                 [(len(C10_SETTINGS), n) for n in (4, 6, 10)])
+    def writer(values):
+        return winner(c10_deploy.explain_latency(deploy.claims_of(c10_device(values))))
+
+    hits, trials = false_winners(writer, [(len(C10_SETTINGS), n) for n in (4, 6, 10)])
     check_rate("C10", hits, trials)
 
 
 def c10_writer(values):
     order = [1, 0, 2, 3, 4, 5]  # the faster one (values[0]) is TorchScript scripted; eager fp32 is values[1]
-    return c10_deploy.explain_latency(c10_device([values[i] for i in order], threads=(2,))), "TorchScript scripted, 2 threads"
+    family = deploy.claims_of(c10_device([values[i] for i in order], threads=(2,)))
+    return c10_deploy.explain_latency(family), "TorchScript scripted, 2 threads"
 
 
 def test_c10_names_a_real_latency_difference():

@@ -41,7 +41,7 @@ def test_a_setting_outside_its_tolerance_is_flagged_and_never_named_faster():
     rows.loc[is_(rows, "same_prediction", "TorchScript traced"), "value"] = 0.5
     rows = rows[~(rows["metric"].str.startswith("latency_") & (rows["setting"] == "TorchScript traced"))]  # not timed
     table = c10_deploy.accuracy_table(cpu(rows))
-    assert table.loc["TorchScript traced", "within tolerance"] == "NO"
+    assert table.loc["TorchScript traced", "within_tolerance"] == "NO"
     assert not any("TorchScript traced" in c.a for c in deploy.claims_of(cpu(rows)).values())
 
 
@@ -65,7 +65,7 @@ def test_the_latency_writer_names_a_real_difference_with_its_factor():
         made = [{**m.to_dict(), "value": v, "sample": i} for _, m in medians.drop_duplicates("threads").iterrows()
                 for i, v in enumerate(values)]
         rows = pd.concat([rows.drop(medians.index), pd.DataFrame(made)])
-    said = c10_deploy.explain_latency(cpu(rows))
+    said = c10_deploy.explain_latency(deploy.claims_of(cpu(rows)))
     named = [c for c in said.named() if c.verdict == "faster"]
     assert {c.a for c in named} == {"TorchScript frozen, 1 thread", "TorchScript frozen, 2 threads"}
     assert all(c.factor() == "×2.00" for c in named)
@@ -92,12 +92,13 @@ def cpp_rows(folder, reason: str | None = None) -> pd.DataFrame:
 
 def test_the_cpp_rows_compare_the_same_artifact_from_both_sides(tmp_path):
     dev = cpu(pd.concat([fixture_c10(), cpp_rows(tmp_path)]))
-    table = c10_deploy.cpp_table(dev)
-    assert table.loc[("TorchScript scripted", "C++"), "C++ vs Python"] == "×1.25 (faster)"
-    finding = c10_deploy.cpp_finding(dev)
+    family = deploy.claims_of(dev, cpp_side=True)
+    table = c10_deploy.cpp_table(dev, family)
+    assert table.loc[("TorchScript scripted", "C++"), "cpp_vs_python"] == "×1.25 (faster)"
+    finding = c10_deploy.cpp_finding(dev, family)
     assert "C++ p50 8.00 ms vs Python 10.00 ms" in finding.answer and "×1.2" in finding.answer
     dev = cpu(pd.concat([fixture_c10(), cpp_rows(tmp_path, reason="no C++ compiler found")]))
-    assert c10_deploy.cpp_finding(dev).answer == "not run: no C++ compiler found"  # a missing compiler: its reason
+    assert c10_deploy.cpp_finding(dev, {}).answer == "not run: no C++ compiler found"  # a missing compiler: its reason
 
 
 def test_measure_writes_the_rows_the_section_and_the_findings_read(tmp_path, monkeypatch):
@@ -136,9 +137,9 @@ def test_c11_sets_every_step_against_the_peak_of_its_precision(tmp_path):
     c10 = table.loc[c10_deploy.ID]
     assert list(c10.index) == ["eager bf16 autocast, batch 1, 1 thread, p50"]
     bf16 = c10.loc["eager bf16 autocast, batch 1, 1 thread, p50"]
-    assert bf16["precision"] == "bf16" and bf16["TFLOP/s"] == pytest.approx(bf16["GFLOP"] / bf16["measured s"] / 1e3)
-    share = bf16["TFLOP/s"] / 0.4
-    assert bf16["share of peak"] == f"{share:.0%}" and bf16["at the peak s"] == pytest.approx(bf16["GFLOP"] / 400)
+    assert bf16["precision"] == "bf16" and bf16["tflops"] == pytest.approx(bf16["flops"] / bf16["measured_s"] / 1e12)
+    share = bf16["tflops"] / 0.4
+    assert bf16["share_of_peak"] == f"{share:.0%}" and bf16["at_peak_s"] == pytest.approx(bf16["flops"] / 4e11)
     assert "C2_timing" in table.index.get_level_values(0)
 
 

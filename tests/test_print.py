@@ -84,9 +84,9 @@ def page_of(tmp_path, *tables) -> "Path":
 def wide_table() -> pd.DataFrame:
     """A table built to be too wide for the page: 14 columns of ranges and factors under long headers."""
     settings = pd.Index(["1 process", "2 processes (strong)", "2 processes (weak)"], name="setting")
-    columns = {f"{name} {i}": [f"{value} (×0.{7 + i % 3}1–×1.{40 + i})" for value in ("×1.00", "×1.17", "×0.93")]
-               for i, name in enumerate(["speed-up (images/s)", "efficiency", "threads/process",
-                                         "host_peak_rss_MiB / rank"] * 3 + ["batch/process", "comm share"])}
+    columns = {f"{name}|n={i}": [f"{value} (×0.{7 + i % 3}1–×1.{40 + i})" for value in ("×1.00", "×1.17", "×0.93")]
+               for i, name in enumerate(["scaling_speedup", "scaling_efficiency", "threads_per_process",
+                                         "slowest_total_s range"] * 3 + ["batch_per_process", "comm_share"])}
     return pd.DataFrame(columns, index=settings)
 
 
@@ -103,7 +103,7 @@ def test_a_table_too_wide_for_the_page_is_split_into_stacked_tables_that_fit(tmp
     assert page.count("2 processes (strong)") == count  # each piece repeats the setting column
     text = subprocess.run(["pdftotext", "-layout", str(printed.pdf), "-"], capture_output=True, text=True,
                           check=True).stdout
-    assert "comm share 13" in text and text.count("×0.93 (×0.81–×1.53)") == 1  # the last column, printed whole
+    assert "comm share, n 13" in text and text.count("×0.93 (×0.81–×1.53)") == 1  # the last column, printed whole
 
 
 def test_a_table_that_fits_is_left_as_it_is_and_one_that_cannot_fit_is_named(tmp_path):

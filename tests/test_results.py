@@ -74,3 +74,23 @@ def test_the_verdicts_table_holds_the_rules_decisions(tmp_path):
     assert v.loc["c vs a, s", "verdict"] == stats.NO_DIFFERENCE and v.loc["c vs a, s", "detectable"] > 0
     results.write_verdicts(tmp_path, "C10_deploy", {})  # decided again: its earlier verdicts replaced
     assert not len(results.read_verdicts(tmp_path))
+
+
+def test_claims_read_back_from_the_verdicts_table_say_what_the_rule_said(tmp_path):
+    """A section words its claims from the verdicts table: each rebuilt Comparison gives the same sentence, the same
+    short verdict and evidence as the one the rule returned (the undecided one what it could have seen, without
+    simulating again), for a decided claim, an undecided one and one with too few samples."""
+    fast, slow = [1.0, 1.01, 0.99, 1.0, 1.02, 0.98], [2.0, 2.02, 1.98, 2.0, 2.01, 1.99]
+    samples = {"a": [{"s": v} for v in fast], "b": [{"s": v} for v in slow], "c": [{"s": v} for v in fast]}
+    family = {**stats.family(samples, [("a", "b", "s"), ("c", "a", "s")], sample="block"),
+              **stats.family({"x": [{"s": 1.0}, {"s": 1.1}], "y": [{"s": 1.2}, {"s": 1.0}]}, [("x", "y", "s")])}
+    results.write_verdicts(tmp_path, "C10_deploy", family)
+    back = results.comparisons(tmp_path, "C10_deploy")
+    assert list(back) == list(family)
+    assert {c.verdict for c in back.values()} == {"faster", stats.NO_DIFFERENCE, stats.TOO_FEW}
+    for key, c in family.items():
+        assert back[key].sentence("latency") == c.sentence("latency")
+        assert stats.verdict_line(back[key]) == stats.verdict_line(c)
+        assert stats.evidence_line(back[key]) == stats.evidence_line(c)
+    assert "it would have seen" in back[("c", "a", "s")].sentence()
+    assert results.comparisons(tmp_path, "C3_workers") == {}  # none of that part's: its reader decides

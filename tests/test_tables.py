@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from lab.core import results
+from lab.engine import acceleration
 from lab.engine.acceleration import save_plan
 from lab.parts import c3_workers, c4_workers_profile, c5_devices, c8_acceleration, comparison, tables
 
@@ -56,7 +57,7 @@ def test_explanation_follows_the_numbers_in_both_directions():
     more = pd.DataFrame(runs("1 worker", [4.0, 4.2, 4.1, 4.05], [10.0, 10.1, 10.2, 10.1], workers=1)
                         + runs("8 workers (best)", [0.5, 0.6, 0.55, 0.52], [10.1, 10.0, 10.2, 10.05], workers=8))
     with_cpu(with_cpu(more, "1 worker", 1.0, 0.5, cores=16), "8 workers (best)", 1.0, 3.5, cores=16)
-    text = c4_workers_profile.explain_workers(c4_workers_profile.workers_comparison(more))
+    text = c4_workers_profile.explain_workers(more)
     assert "Wait for data: 8 workers is faster than 1 worker: ×" in text
     assert "Why, measured: with 8 workers, the training process used 1.00 CPU-seconds per second" in text
     assert "its workers 3.50: 4.50 of the 16 cores" in text
@@ -65,18 +66,18 @@ def test_explanation_follows_the_numbers_in_both_directions():
     fewer = pd.DataFrame(runs("1 worker", [0.2, 0.21, 0.22, 0.2], [3.0, 3.1, 3.05, 3.02], workers=1)
                          + runs("0 workers (best)", [0.05, 0.06, 0.05, 0.055], [1.5, 1.6, 1.55, 1.52], workers=0))
     with_cpu(with_cpu(fewer, "1 worker", 1.95, 0.6), "0 workers (best)", 1.9, 0.0)
-    text = c4_workers_profile.explain_workers(c4_workers_profile.workers_comparison(fewer))
+    text = c4_workers_profile.explain_workers(fewer)
     assert "Wait for data: 0 workers is faster than 1 worker" in text
     assert "Compute: 0 workers is faster than 1 worker: ×" in text
     assert "2.55 of the 2 cores" in text and "the workers used 30% of them: they compete" in text
     idle = with_cpu(with_cpu(fewer.copy(), "1 worker", 1.0, 0.3, cores=8), "0 workers (best)", 1.0, 0.0, cores=8)
-    text = c4_workers_profile.explain_workers(c4_workers_profile.workers_comparison(idle))
+    text = c4_workers_profile.explain_workers(idle)
     assert "Core sharing does not explain it" in text
     tiny = with_cpu(with_cpu(fewer.copy(), "1 worker", 1.97, 0.03), "0 workers (best)", 1.98, 0.0)  # busy cores
-    text = c4_workers_profile.explain_workers(c4_workers_profile.workers_comparison(tiny))
+    text = c4_workers_profile.explain_workers(tiny)
     assert "but the workers used only 1% of them, too little to explain it" in text  # 0.03 of 2 cores
     unmeasured = fewer.drop(columns=["cpu_s", "workers_cpu_s", "cpus_available"])  # older records: no "why"
-    text = c4_workers_profile.explain_workers(c4_workers_profile.workers_comparison(unmeasured))
+    text = c4_workers_profile.explain_workers(unmeasured)
     assert "Why" not in text and "cores" not in text and "Compute: 0 workers is faster than 1 worker: ×" in text
 
 
@@ -85,7 +86,7 @@ def test_a_difference_inside_the_noise_is_not_explained():
     df = pd.DataFrame(runs("1 worker", [0.30, 0.40, 0.35, 0.32], [4.0, 5.6, 4.5, 5.1], workers=1)
                       + runs("4 workers (best)", [0.29, 0.41, 0.33, 0.36], [4.4, 5.5, 4.9, 5.2], workers=4))
     df["host_cpus"] = 16
-    text = c4_workers_profile.explain_workers(c4_workers_profile.workers_comparison(df))
+    text = c4_workers_profile.explain_workers(df)
     assert "Wait for data: 4 workers vs 1 worker: no measurable difference" in text
     assert "Compute: 4 workers vs 1 worker: no measurable difference" in text and "core" not in text
 
@@ -106,7 +107,7 @@ def test_workers_table_marks_the_rule_from_the_saved_sweep():
 def test_acceleration_table_states_step_and_epoch_speed_ups_and_flags_starvation(tmp_path):
     one = pd.DataFrame([record(c8_acceleration.BASELINE, 1, 0.1, 2.0, 2.2), record("compile default", 1, 0.1, 60.0, 60.2)])
     table = c8_acceleration.acceleration_table(one)
-    assert table["steady epoch s"].isna().all() and (table["step speed-up"] == "—").all()
+    assert table["steady_epoch_s"].isna().all() and (table["step_speed_up"] == "—").all()
     df = pd.DataFrame(runs(c8_acceleration.BASELINE, [0.1, 0.1], [2.0, 2.0]) + runs("compile default", [1.0, 1.1], [1.0, 1.0]))
     df.loc[(df["tag"] == "compile default") & ~df["warmup"], "starved_batches"] = 1  # of 2 batches per epoch
     rows = results.Rows(tmp_path, c8_acceleration.ID)
@@ -114,11 +115,11 @@ def test_acceleration_table_states_step_and_epoch_speed_ups_and_flags_starvation
               {"compile max-autotune": "opt-in"}, {})
     table = c8_acceleration.acceleration_table(df, results.read(tmp_path, part=c8_acceleration.ID))
     row = table.loc["compile default"]
-    assert row["step speed-up"] == "×2.00" and row["epoch speed-up"].startswith("×1.0")
+    assert row["step_speed_up"] == "×2.00" and row["epoch_speed_up"].startswith("×1.0")
     assert row["loader"] == "starved"
     assert table.loc[c8_acceleration.FAST, "status"].startswith("not measured: planned")
     assert table.loc["compile max-autotune", "status"] == "not measured: opt-in"
-    text = c8_acceleration.explain_acceleration(table)
+    text = c8_acceleration.explain_acceleration(table, acceleration.speed_claims(table))
     assert "Starved" in text and "compile max-autotune**: not measured: opt-in" in text
 
 
@@ -128,12 +129,12 @@ def test_learning_is_judged_on_test_accuracy_not_training_loss():
                       + [record("adagrad", 1, 0.1, 1.0, 1.2, loss=float("nan"), status="diverged")])
     table = comparison.compare_table(df)
     assert table.loc["adagrad", "status"] == "diverged" and math.isnan(table.loc["adagrad", "final loss"])
-    text = comparison.explain_comparison(table, "optimizer")
+    text = comparison.explain_comparison(table, "optimizer", comparison.verdicts(df))
     assert "Learning: not compared" in text and "adadelta" not in text.split("Learning")[1]
     assert "Speed:" in text and "no measurable difference" in text
     assert "Diverged (loss became NaN/inf, run stopped): adagrad" in text
     df["test_top1"], df["test_images"] = [0.5] * 5 + [0.9] * 5 + [None], 10_000
-    text = comparison.explain_comparison(comparison.compare_table(df), "optimizer")
+    text = comparison.explain_comparison(comparison.compare_table(df), "optimizer", comparison.verdicts(df))
     assert "Highest test top-1: **adadelta**" in text
 
 
@@ -163,7 +164,7 @@ def test_c4_names_the_start_up_where_it_drives_the_wait():
     _split(df, "0 workers (best)", [0.0002, 0.0002, 0.00021, 0.00019, 0.0002])
     table = c4_workers_profile.workers_comparison(df)
     assert table.loc["1 worker", "worker start-up s"] == pytest.approx(0.08775)  # steady epochs: the first is left out
-    text = c4_workers_profile.explain_workers(table)
+    text = c4_workers_profile.explain_workers(df)
     load, batch, _ = text.claims
     assert load.decided and load.verdict == "faster" and not batch.decided
     assert "What drives it is the workers' start-up, 0.0877 s per epoch with 1 worker" in text
@@ -179,7 +180,7 @@ def test_c4_names_the_per_batch_wait_where_it_drives_the_wait():
                       + runs("4 workers (best)", [0.05, 0.06, 0.05, 0.055], [3.0, 3.1, 3.05, 3.02], workers=4))
     _split(df, "1 worker", [0.09, 0.085, 0.088, 0.091, 0.087])
     _split(df, "4 workers (best)", [0.10, 0.095, 0.098, 0.1, 0.097])
-    text = c4_workers_profile.explain_workers(c4_workers_profile.workers_comparison(df))
+    text = c4_workers_profile.explain_workers(df)
     assert "What drives it is the per-batch wait (4 workers faster than 1 worker: ×" in text
     assert "the workers' start-up, 0.0877 s per epoch with 1 worker" in text
 

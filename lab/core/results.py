@@ -34,7 +34,7 @@ SETTING_FIELDS = ("device", "setting", "precision", "threads", "batch", "workers
                   "graph", "kind", "layer")
 COLUMNS = ("schema", "part", *SETTING_FIELDS, "metric", "unit", "value", "text", "sample", "run")
 VERDICT_COLUMNS = ("schema", "part", "claim", "a", "b", "metric", "factor", "low", "high", "p", "family",
-                   "detectable", "samples", "needed", "verdict")
+                   "detectable", "noise", "to_target", "samples", "sampled", "needed", "verdict")
 
 
 class SchemaError(ValueError):
@@ -145,20 +145,45 @@ def wide(rows: pd.DataFrame, index: list[str], metrics) -> pd.DataFrame:
     return table
 
 
-def write_verdicts(results_dir, part: str, family: dict, metric_of=None) -> None:
-    """A part's decided claims (the comparison rule's Comparisons, keyed (a, b, metric)), replacing its earlier
-    ones: `metric_of` names each claim's metric where the key's is a short name."""
+def write_verdicts(results_dir, part: str, family: dict) -> None:
+    """A part's claims (the comparison rule's Comparisons, keyed (a, b, metric)), replacing its earlier ones. An
+    undecided claim keeps what its sentence says it could have seen: the run's noise, the smallest difference
+    (`detectable`) and the samples per setting that would see the target (`to_target`), so that a reader gets the
+    sentence back without simulating (`comparisons`)."""
     rows = []
     for (a, b, metric), c in family.items():
-        detectable = None
-        if not c.decided and c.shape is not None and c.shape[0] is not None:
-            from .stats import seeable  # the same figure an undecided claim's sentence states (cached)
-            detectable = seeable(c.shape)[0]
+        noise, detectable, to_target = c.figures() or (None, None, None)
         rows.append({"schema": SCHEMA, "part": part, "claim": f"{a} vs {b}, {metric}", "a": str(a), "b": str(b),
-                     "metric": metric_of(metric) if metric_of else str(metric), "factor": _plain(c.ratio),
-                     "low": _plain(c.low), "high": _plain(c.high), "p": _plain(c.p), "family": c.scope,
-                     "detectable": _plain(detectable), "samples": c.n, "needed": c.needed, "verdict": c.verdict})
+                     "metric": str(metric), "factor": _plain(c.ratio), "low": _plain(c.low), "high": _plain(c.high),
+                     "p": _plain(c.p), "family": c.scope, "detectable": _plain(detectable), "noise": _plain(noise),
+                     "to_target": to_target, "samples": c.n, "sampled": c.sample, "needed": c.needed,
+                     "verdict": c.verdict})
     _replace(Path(results_dir) / VERDICTS, part, rows)
+
+
+def comparisons(results_dir, part: str) -> dict:
+    """A part's claims as its verdicts table holds them, keyed (a, b, metric) as strings: the Comparisons its
+    sentences are made from ({} where the table has none of the part's)."""
+    from .stats import Comparison
+
+    def number(v, cast=float, missing=None):
+        return missing if v is None or v != v else cast(v)
+
+    def num(v):
+        return number(v, missing=math.nan)
+
+    path = Path(results_dir or ".") / VERDICTS
+    mine = [r for r in files.read_jsonl(path) if r.get("part") == part] if results_dir is not None else []
+    if not mine or "to_target" not in mine[0]:
+        return {}  # none, or written before undecided claims kept their figures (4553780): the reader decides again
+    out = {}
+    for r in _frame(mine, VERDICT_COLUMNS, "verdicts", path).to_dict("records"):
+        seen = None if number(r["noise"]) is None else (r["noise"], number(r["detectable"], missing=math.inf),
+                                                         number(r["to_target"], int))  # none seen: inf
+        out[(r["a"], r["b"], r["metric"])] = Comparison(
+            r["a"], r["b"], r["verdict"], num(r["p"]), num(r["factor"]), num(r["low"]), num(r["high"]),
+            int(r["samples"]), number(r["needed"], int), r["sampled"] or "epoch", r["family"], seen=seen)
+    return out
 
 
 def read_verdicts(results_dir, part: str | None = None) -> pd.DataFrame:

@@ -132,6 +132,16 @@ class Comparison:
     sample: str = "epoch"     # what one sample is: a steady epoch (a section) or a step (the --fast probe)
     scope: str = "the section's claims together"  # what the p-value covers
     shape: tuple | None = None  # where undecided: (noise, group sizes, claims as group pairs, this claim's index)
+    seen: tuple | None = None   # where undecided and read back from a verdicts table: seen()'s figures
+
+    def figures(self) -> tuple | None:
+        """Where undecided: (the run's noise, the smallest difference it could see, the samples per setting that
+        would see TARGET or None), as stored (`seen`) or simulated from `shape` (seeable); else None."""
+        if self.seen is not None:
+            return self.seen
+        if self.shape is None or self.shape[0] is None:
+            return None
+        return (self.shape[0], *seeable(self.shape))
 
     @property
     def decided(self) -> bool:
@@ -149,7 +159,7 @@ class Comparison:
     def seeable(self) -> str:
         """What an undecided claim could have seen: the smallest difference the rule would name with 80 %
         probability at this run's noise, and the samples per setting that would bring it to 10 % (seeable)."""
-        return seeable_text(self.shape, self.sample) if self.shape else ""
+        return seeable_text(self.figures(), self.n, self.sample) if SAY_SEEABLE else ""
 
     def sentence(self, what: str = "") -> str:
         what = f" ({what})" if what else ""
@@ -216,8 +226,8 @@ def verdict_line(c: Comparison) -> str:
     seen 12 %)', 'too few …'."""
     if c.decided:
         return f"{c.a} {c.verdict} than {c.b}: {c.factor()}"
-    seen = seeable(c.shape) if c.shape else None
-    could = f" (could have seen {_percent(seen[0])})" if seen and math.isfinite(seen[0]) else ""
+    seen = c.figures()
+    could = f" (could have seen {_percent(seen[1])})" if seen and math.isfinite(seen[1]) else ""
     return (f"{c.a} vs {c.b}: " + (NO_DIFFERENCE + could if c.verdict == NO_DIFFERENCE else
                                    too_few(c.n, c.needed, c.sample)))
 
@@ -283,19 +293,20 @@ def seeable(shape: tuple) -> tuple[float, int | None]:
     return d, (None if d <= TARGET else math.ceil(n * (d / TARGET) ** 2))
 
 
-def seeable_text(shape: tuple, sample: str = "epoch") -> str:
+def seeable_text(figures: tuple | None, n: int, sample: str = "epoch") -> str:
     """'; at this run's noise (±3.1 % per steady epoch) it would have seen 12 % in 80 % of runs; 15 steady epochs
-    per setting would see 10 %', or '' where the noise was not measured or the figure is off."""
-    if not SAY_SEEABLE or shape is None or shape[0] is None:
+    per setting would see 10 %', or '' where the noise was not measured or the figure is off. `figures`: (noise,
+    the smallest difference seen, the samples that would see TARGET) (Comparison.figures); n: samples per setting."""
+    if not SAY_SEEABLE or figures is None:
         return ""
-    d, n10 = seeable(shape)
+    noise, d, n10 = figures
     noun = "steady epoch" if sample == "epoch" else sample
-    text = f"; at this run's noise (±{100 * shape[0]:.1f} % per {noun})"
+    text = f"; at this run's noise (±{100 * noise:.1f} % per {noun})"
     if math.isfinite(d):
         text += f" it would have seen {_percent(d)} in {100 * POWER:.0f} % of runs"
     else:
-        text += (f" no difference is named in {100 * POWER:.0f} % of runs with {min(shape[1])} {noun}"
-                 f"{'' if min(shape[1]) == 1 else 's'} per setting")
+        text += (f" no difference is named in {100 * POWER:.0f} % of runs with {n} {noun}{'' if n == 1 else 's'}"
+                 " per setting")
     if n10 is None:
         return text
     more = f"more than {MOST_SAMPLES:,}" if n10 > MOST_SAMPLES else f"{n10:,}"
@@ -558,25 +569,22 @@ def oriented(c: Comparison, first: str) -> Comparison:
         return c
     return Comparison(c.b, c.a, {"faster": "slower", "slower": "faster"}.get(c.verdict, c.verdict), c.p,
                       1 / c.ratio if not pd.isna(c.ratio) else c.ratio, 1 / c.high, 1 / c.low, c.n, c.needed,
-                      c.sample, c.scope, c.shape)
+                      c.sample, c.scope, c.shape, c.seen)
 
 
-def rank(groups: dict, what: str = "") -> Said:
-    """One sentence for several settings: every pair is a claim of one family, and the extreme pair (the
-    fastest and slowest by mean) is named only where the family's rule decides it."""
+def rank(c: Comparison | None, settings: int, what: str = "") -> Said:
+    """One sentence for several settings (`settings` of them measured) from their family's extreme claim, as
+    `extremes` decided it (None: fewer than two measured): the pair is named only where the rule decided it."""
     what_ = f" ({what})" if what else ""
-    c = extremes(groups)
     if c is None:
         return Said(f"Only one setting was measured{what_}: nothing to compare.")
-    means = [k for k in groups if samples(groups[k])]
-    fastest, slowest = c.a, c.b
     if c.decided:
         return Said(c.sentence(what), [c])
     if c.verdict == TOO_FEW:
-        return Said(f"Across {len(means)} settings{what_}: {too_few(c.n, c.needed)} to name a faster one"
+        return Said(f"Across {settings} settings{what_}: {too_few(c.n, c.needed)} to name a faster one"
                     f"{c.seeable()}.", [c])
-    return Said(f"Across {len(means)} settings{what_}: {NO_DIFFERENCE} (even the fastest and slowest by mean, "
-                f"{fastest} and {slowest}, are within what relabeling the epochs gives{c.seeable()}).", [c])
+    return Said(f"Across {settings} settings{what_}: {NO_DIFFERENCE} (even the fastest and slowest by mean, "
+                f"{c.a} and {c.b}, are within what relabeling the epochs gives{c.seeable()}).", [c])
 
 
 def speedup_range(baseline_values, values) -> tuple[float, float, float]:

@@ -103,6 +103,16 @@ def claims(tags: list[str], epoch_timed: set) -> list[tuple[str, str, str]]:
     return out + ([(FAST_PHASE, FAST, "epoch")] if {FAST, FAST_PHASE} <= set(tags) else [])
 
 
+def speed_claims(table: pd.DataFrame) -> dict:
+    """C8's claims from its table (lab.parts.c8_acceleration's), decided as one family (a sample: a steady epoch);
+    none where eager fp32 did not end ok."""
+    ok = table[table["status"] == "ok"]
+    epochs = {tag: [{"epoch": e, "step": row["train_s samples"][i] if i < len(row["train_s samples"]) else None}
+                    for i, e in enumerate(row["total_s samples"])] for tag, row in ok.iterrows()}
+    family = claims(list(ok.index), set(ok.index[ok["timers"] == "epoch"])) if BASELINE in ok.index else []
+    return stats.family(epochs, family) if family else {}
+
+
 def configurations(config: Config, max_autotune: bool = False, compiled: bool = True, measure: bool = True,
                    probe: dict | None = None) -> tuple[list[Config], dict, dict]:
     """The settings as configurations, the left-out ones with their reasons, and notes on a setting (`fast` where

@@ -23,6 +23,7 @@ from ..core import results, stats, timing
 from ..data import cifar10
 from .fast import c_compiler, others_load
 from .memory import EpochMemory
+from .model import resnet18
 from .records import cpu_name
 from .resolve import compute_precision, device_type
 
@@ -315,6 +316,16 @@ def graph_changes(summaries: dict[str, dict[str, int]]) -> list[str]:
 
 # --- accuracy --------------------------------------------------------------------------------------
 
+def trained_model(results_dir) -> tuple[torch.nn.Module, str]:
+    """The trained model a part saved in this report (its row "model_file"), or a fresh one; and which it is."""
+    model, saved = resnet18().eval(), results.read(results_dir, metric="model_file")
+    if not len(saved) or not (Path(results_dir) / saved["text"].iloc[-1]).exists():
+        return model, "a freshly initialised ResNet-18 (C2 did not save its trained model in this report)"
+    path, part = saved["text"].iloc[-1], saved["part"].iloc[-1]
+    model.load_state_dict(torch.load(Path(results_dir) / path, map_location="cpu", weights_only=True))
+    return model, f"{part.split('_')[0]}'s trained ResNet-18 ({path})"
+
+
 def test_images(config, n: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     """The first `n` test images of `config`'s data set (all where None), with the lab's test transform."""
     dataset = cifar10.load_dataset(config, train=False, log=lambda msg: print(msg, file=sys.stderr))
@@ -564,14 +575,16 @@ def artifacts_of(dev: pd.DataFrame) -> pd.DataFrame:
     return results.wide(dev[dev["artifact"].notna()], ["setting"], ("reason", "within_tolerance", "tolerance"))
 
 
-def latency_of(dev: pd.DataFrame, cpp_side: bool = False) -> pd.DataFrame:
+def latency_of(dev: pd.DataFrame, cpp_side: bool = False, family: dict | None = None) -> pd.DataFrame:
     """Per setting, thread count and precision (C++'s: per setting and side): its calls and their p50, p90, p99
     and mean in seconds; against its baseline (eager fp32 at the same thread count; C++'s: Python on the same
     artifact) the factor of the p50s ("factor": the baseline's over its own; NaN where a p50 is missing) and the
-    comparison rule's verdict on the blocks ("claim": claims_of's Comparison; None for the baseline)."""
+    comparison rule's verdict on the blocks ("claim": its Comparison in `family`, claims_of's where None; None for
+    the baseline)."""
     mine = dev[dev["side"].notna() if cpp_side else dev["artifact"].isna()]
     index = ["setting", "side"] if cpp_side else ["setting", "threads", "precision"]
-    t, family = results.wide(mine, index, LATENCY.values()).set_axis(list(LATENCY), axis=1), claims_of(dev, cpp_side)
+    t = results.wide(mine, index, LATENCY.values()).set_axis(list(LATENCY), axis=1)
+    family = claims_of(dev, cpp_side) if family is None else family
     if cpp_side:
         keys = [(f"C++, {n}", f"Python, {n}", "s") if side == "C++" else None for n, side in t.index]
         base = [t["p50"].get((n, "Python")) for n, _ in t.index]
@@ -599,6 +612,17 @@ def claims_of(dev: pd.DataFrame, cpp_side: bool = False) -> dict:
               medians[["setting", "threads"]].drop_duplicates().itertuples(index=False) if n != BASELINE])
     scope = "C10.5's claims together" if cpp_side else "the section's latency claims together"
     return stats.family(groups, pairs, sample="block", scope=scope) if pairs else {}
+
+
+def throughput_table(dev: pd.DataFrame) -> pd.DataFrame:
+    """Images/s and peak memory per setting (rows) and batch size (columns: C10's fields, by batch)."""
+    t = results.wide(dev, ["setting", "batch"], ("images_per_s", "peak_bytes"))
+    if not len(t):
+        return pd.DataFrame()
+    table = pd.DataFrame({"images_per_s": t.images_per_s, "peak_bytes": t.peak_bytes.where(t.peak_bytes > 0)})
+    table = table.reset_index().pivot(index="setting", columns="batch")
+    table.columns = [f"{what}|batch={b}" for what, b in table.columns]
+    return table
 
 
 def graphs_of(dev: pd.DataFrame) -> dict[str, dict[str, int]]:

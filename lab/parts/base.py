@@ -19,7 +19,7 @@ from typing import Callable
 import pandas as pd
 import torch
 
-from ..core import files, stats
+from ..core import files, results, stats
 from ..core.config import PARAMETERS, Config
 from ..engine import progress
 from ..engine.resolve import resolve
@@ -223,6 +223,14 @@ def steady_values(records: list[dict], key: str) -> list[float]:
     """`key` over the steady epochs of a run's records (lab.core.stats.steady)."""
     df = pd.DataFrame(records)
     return stats.samples(stats.steady(df)[key]) if len(df) else []
+
+
+def claims(part_id: str, verdicts: Callable, records, results_dir) -> dict:
+    """A part's claims, keyed (a, b, metric) as strings: as its verdicts table holds them (decided once, after
+    its `measure`: lab.parts.run), or, where the table has none of the part's (a report from before the table),
+    decided now by its `verdicts`."""
+    stored = results.comparisons(results_dir, part_id)
+    return stored or {tuple(map(str, k)): c for k, c in verdicts(records, results_dir).items()}
 
 
 def device_available(name: str) -> bool:

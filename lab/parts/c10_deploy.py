@@ -5,24 +5,33 @@ C++. lab.engine measures (deploy.measure, cpp.measure) into rows (docs/results.m
 from __future__ import annotations
 
 import functools
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
-import torch
 
-from ..core import results, stats
+from ..core import fields, results, stats
+from ..core.fields import MIB, Field
 from ..core.config import Config
 from ..engine import cpp, deploy, progress
 from ..engine.deploy import BASELINE, label
-from ..engine.model import resnet18
 from . import display
-from .base import COMMON, Part, Runs, Work
-from .tables import MIB, peak_share, report_peaks, step_flops, style
+from .base import COMMON, Part, Runs, Work, claims
+from .tables import peak_share, report_peaks, step_flops, style
 
 ID = "C10_deploy"
 QUESTIONS = (("C10.1", "Converting the model"), ("C10.2", "The converted model's graph"),
              ("C10.3", "The converted model's accuracy"), ("C10.4", "Latency, PyTorch vs TorchScript"),
              ("C10.5", "Loading the model from C++"))
+fields.define({"convert_s": Field("convert s", "s"), "file_bytes": Field("file MB", "B", 1e-6), "batch_sizes": "batch",
+               "file_load_s": Field("load s", "s"), "first_call_s": Field("first call s", "s"), "from": "from",
+               "same_prediction": Field("same prediction as eager %", "fraction", 100), "tolerance": "tolerance",
+               "max_abs_diff": Field("max |logit diff|", "logit"), "largest_logit": Field("largest |logit|", "logit"),
+               "within_tolerance": "within tolerance", "top1_interval": "95 % interval", "latency_calls": "calls",
+               **{f"latency_{k}_s": Field(f"{k} ms", "s", 1000) for k in ("p50", "p90", "p99", "mean")},
+               "p50_vs_eager": "vs eager (p50)", "p50_of_peak": "p50 of peak", "logits_tolerance": "logits",
+               "cpp_vs_python": "C++ vs Python", "images_per_s": Field("images/s", "images/s"),
+               "peak_bytes": Field("peak MiB", "B", 1 / MIB), **{g: g for g in deploy.GRAPHS}})  # nodes_table's columns
 
 
 def runs(config: Config, params: dict, report) -> Runs:
@@ -35,21 +44,11 @@ def runs(config: Config, params: dict, report) -> Runs:
     return Runs(extra=Work(steps=len(chosen) * images / 3 / config.batch_size, runs=len(chosen), compiles=compiles))
 
 
-def load_model(results_dir) -> tuple[torch.nn.Module, str]:
-    """The trained model a part saved in this report (its row "model_file"), or a fresh one; and which it is."""
-    model, saved = resnet18().eval(), results.read(results_dir, metric="model_file")
-    if not len(saved) or not (Path(results_dir) / saved["text"].iloc[-1]).exists():
-        return model, "a freshly initialised ResNet-18 (C2 did not save its trained model in this report)"
-    path, part = saved["text"].iloc[-1], saved["part"].iloc[-1]
-    model.load_state_dict(torch.load(Path(results_dir) / path, map_location="cpu", weights_only=True))
-    return model, f"{part.split('_')[0]}'s trained ResNet-18 ({path})"
-
-
 def measure(config: Config, params: dict, out, report) -> list[dict]:
     """The model, the data and each device's measurements, from Python and from C++, as rows; the converted files
     and their graphs are written into `out`."""
     rows = results.Rows(report.results_dir, ID).start()
-    model, source = load_model(report.results_dir)
+    model, source = deploy.trained_model(report.results_dir)
     xs, ys = deploy.test_images(config, params.get("test_images"))
     rows.extend([rows.row("model", text=source), rows.row("dataset", text=config.dataset),
                  rows.row("test_images", len(ys), "images")])
@@ -69,84 +68,83 @@ def ms(value) -> float | None:
     return None if value is None or pd.isna(value) else 1000 * value
 
 
-def in_ms(t) -> dict:  # a latency table's (or row's) columns
-    return {"calls": t["calls"], **{f"{k} ms": t[k] * 1000 for k in ("p50", "p90", "p99", "mean")}}
+def latency_columns(t) -> dict:  # a latency table's (or row's) columns, by their rows' metrics
+    return {metric: t[k] for k, metric in deploy.LATENCY.items()}
 
 
 def conversions_table(dev: pd.DataFrame) -> pd.DataFrame:
     t, eager = deploy.settings_of(dev), [s.name for s in deploy.SETTINGS if s.how == "eager"]
     note = t["reason"].where(t["status"] != "ok", t["note"]).fillna("")  # a failed conversion's reason
-    return pd.DataFrame({"status": t["status"], "convert s": t["convert_s"].mask(t.index.isin(eager)),
-                         "file MB": t["file_bytes"] / 1e6, "load s": t["load_s"], "first call s": t["first_call_s"],
-                         "batch": t["batch_sizes"], "note": note})
+    return pd.DataFrame({"status": t["status"], "convert_s": t["convert_s"].mask(t.index.isin(eager)),
+                         "file_bytes": t["file_bytes"], "file_load_s": t["load_s"], "first_call_s": t["first_call_s"],
+                         "batch_sizes": t["batch_sizes"], "note": note})
 
 
 def accuracy_table(dev: pd.DataFrame) -> pd.DataFrame:
     t = deploy.settings_of(dev).dropna(subset=["top1"])
-    return pd.DataFrame({"precision": t["precision"], "test top1": t["top1"], "95 % interval": [
+    return pd.DataFrame({"precision": t["precision"], "test top1": t["top1"], "top1_interval": [
         f"{100 * lo:.1f}–{100 * hi:.1f} %" for lo, hi in zip(t["top1_low"], t["top1_high"])],
-        "same prediction as eager %": 100 * t["same_prediction"], "max |logit diff|": t["max_abs_diff"],
-        "largest |logit|": t["largest_logit"], "within tolerance": t["within_tolerance"].map({1: "yes", 0: "NO"}),
-        "tolerance": t["tolerance"]})
+        **t[["same_prediction", "max_abs_diff", "largest_logit"]],
+        "within_tolerance": t["within_tolerance"].map({1: "yes", 0: "NO"}), "tolerance": t["tolerance"]})
 
 
-def latency_table(dev: pd.DataFrame, peaks: dict | None = None) -> pd.DataFrame:
-    t = deploy.latency_of(dev)
-    table = pd.DataFrame({**in_ms(t), "vs eager (p50)": t["factor"].map(stats.factor),
+def latency_table(dev: pd.DataFrame, family: dict, peaks: dict | None = None) -> pd.DataFrame:
+    t = deploy.latency_of(dev, family=family)
+    table = pd.DataFrame({**latency_columns(t), "p50_vs_eager": t["factor"].map(stats.factor),
                           "verdict": [c.verdict if c else "baseline" for c in t["claim"]]})
     if peaks:
-        table["p50 of peak"] = [peak_share(step_flops(1, train=False), p50, precision, peaks, short=True)
+        table["p50_of_peak"] = [peak_share(step_flops(1, train=False), p50, precision, peaks, short=True)
                                 for (_, _, precision), p50 in t["p50"].items()]
     return table.droplevel("precision")
 
 
-def throughput_table(dev: pd.DataFrame) -> pd.DataFrame:
-    t = results.wide(dev, ["setting", "batch"], ("images_per_s", "peak_bytes"))
-    if not len(t):
-        return pd.DataFrame()
-    table = pd.DataFrame({"images/s": t.images_per_s, "peak MiB": (t.peak_bytes / MIB).where(t.peak_bytes > 0)})
-    table = table.reset_index().pivot(index="setting", columns="batch")
-    table.columns = [f"{what}, batch {b}" for what, b in table.columns]
-    return table
-
-
-def cpp_table(dev: pd.DataFrame) -> pd.DataFrame:
-    t, rows = deploy.latency_of(dev, cpp_side=True), []
+def cpp_table(dev: pd.DataFrame, family: dict) -> pd.DataFrame:
+    t, rows = deploy.latency_of(dev, cpp_side=True, family=family), []
     for name, a in deploy.artifacts_of(dev).iterrows():
         if pd.notna(a["reason"]):
             rows.append({"artifact": name, "status": a["reason"]})
             continue
         cxx = t.loc[(name, "C++")]
         speed = (stats.factor(cxx["factor"]) if pd.notna(cxx["factor"]) else "") + f" ({cxx['claim'].verdict})"
-        rows += [{"artifact": name, "from": side, **in_ms(t.loc[(name, side)]), "C++ vs Python": speed if first else "",
-                  "logits": a["tolerance"] if first else "", "status": "ok"}
+        rows += [{"artifact": name, "from": side, **latency_columns(t.loc[(name, side)]),
+                  "cpp_vs_python": speed if first else "", "logits_tolerance": a["tolerance"] if first else "",
+                  "status": "ok"}
                  for side, first in (("C++", True), ("Python", False))]
     return pd.DataFrame(rows).set_index(["artifact", "from"]) if rows else pd.DataFrame()
 
 
-def explain_latency(dev: pd.DataFrame) -> stats.Said:
-    """Per thread count, each setting against eager fp32 (one family of claims)."""
-    family = deploy.claims_of(dev)
+def explain_latency(family: dict) -> stats.Said:
+    """Per thread count, each setting against eager fp32 (one family of claims: deploy.claims_of's)."""
     return stats.Said("\n\n".join(c.sentence("batch-1 latency per call") for c in family.values())
                       or "Only eager fp32 was timed: nothing to compare.", family.values())
 
 
-def explain_cpp(dev: pd.DataFrame) -> stats.Said:
+def explain_cpp(dev: pd.DataFrame, family: dict) -> stats.Said:
     binary, reason = results.value(dev, "cpp_binary"), results.value(dev, "cpp_build_reason")
     if binary is None:
         return stats.Said(f"Not run from C++: {reason}." if reason else "C10.5 was not measured in this report.")
-    family = deploy.claims_of(dev, cpp_side=True)
     how = "cached" if results.value(dev, "cpp_build_cached") else f"built in {results.value(dev, 'cpp_build_s'):.0f} s"
     return stats.Said(f"The C++ program (cpp/deploy_bench.cpp, {how}: `{binary}`) loads the same files with libtorch "
                       "alone. " + " ".join(c.sentence("batch-1 latency per call") for c in family.values()),
                       family.values())
 
 
+def families(records, results_dir) -> dict:
+    """Per device: its latency claims and C10.5's, as deploy.claims_of keys them, from C10's claims (`verdicts`,
+    which keys them by the device too)."""
+    out = {}
+    for (a, b, metric), c in claims(ID, verdicts, records, results_dir).items():
+        (device, _, a), b = a.partition(": "), b.partition(": ")[2]
+        out.setdefault(device, ({}, {}))[a.startswith("C++, ")][(a, b, metric)] = replace(c, a=a, b=b)
+    return out
+
+
 def section(records, results_dir=None, figures_dir=None) -> None:
-    rows = results.read(results_dir, part=ID)
+    rows, decided = results.read(results_dir, part=ID), families(records, results_dir)
     images = int(results.value(rows, "test_images"))
     print(f"Model: {results.value(rows, 'model')}; {images:,} test images of {results.value(rows, 'dataset')} data.")
     for device, dev in deploy.by_device(rows).items():
+        family, cpp_family = decided.get(device, ({}, {}))
         value, left_out = functools.partial(results.value, dev), list(dev.loc[dev["metric"] == "left_out", "setting"])
         display.show(display.markdown(f"### {device}: {value('device_name')}"), style(conversions_table(dev)), *(
             [display.markdown(f"*Left out by this profile (compile_settings: false; each compiles with inductor, tens "
@@ -167,18 +165,19 @@ def section(records, results_dir=None, figures_dir=None) -> None:
                                       f" calls after {value('latency_warmup'):.0f} warm-up calls), the host→device "
                                       f"copy {copy}; a percentile is shown only where at least 10 calls lie beyond "
                                       "it:"),
-                     style(latency_table(dev, report_peaks(results_dir, device))),
-                     display.markdown(explain_latency(dev)),
+                     style(latency_table(dev, family, report_peaks(results_dir, device))),
+                     display.markdown(explain_latency(family)),
                      display.markdown(f"**Throughput and peak memory** (3 calls after 2 warm-up calls; "
-                                      f"{value('peak_how') or ''}):"), style(throughput_table(dev)),
+                                      f"{value('peak_how') or ''}):"), style(deploy.throughput_table(dev)),
                      display.markdown("**C10.5 — from C++**, the same files, batch 1, blocks alternating which side "
-                                      "goes first (a C++ block is one run of the program):"), style(cpp_table(dev)),
-                     display.markdown(explain_cpp(dev)))
+                                      "goes first (a C++ block is one run of the program):"),
+                     style(cpp_table(dev, cpp_family)),
+                     display.markdown(explain_cpp(dev, cpp_family)))
 
 
 def latency_answer(dev: pd.DataFrame, family: dict, best) -> str:
     """C10.4 in a line: the fastest setting where one is decidedly faster than eager, and TorchScript's answer."""
-    p50 = {label(n, th): ms(v) for (n, th, _), v in deploy.latency_of(dev)["p50"].items()}
+    p50 = {label(n, th): ms(v) for (n, th, _), v in deploy.latency_of(dev, family=family)["p50"].items()}
     script = [c for c in family.values() if c.a.startswith("TorchScript")]  # the lab's question: PyTorch vs TorchScript
     named, rest = [f"{c.a} {c.factor()}" for c in script if c.decided], sum(not c.decided for c in script)
     ts = ((", ".join(named) + " against eager") if named else "none decidedly faster") + (
@@ -194,7 +193,7 @@ def latency_answer(dev: pd.DataFrame, family: dict, best) -> str:
 def findings(records, results_dir=None) -> list[display.Finding]:
     rows = results.read(results_dir, part=ID)
     device, dev = next(iter(deploy.by_device(rows).items()))
-    t, family = deploy.settings_of(dev), deploy.claims_of(dev)
+    (family, cpp_family), t = families(records, results_dir).get(device, ({}, {})), deploy.settings_of(dev)
     failed = "; ".join(f"{n} ({c['reason']})" for n, c in t.iterrows() if c["status"] != "ok")
     made = ", ".join(f"{n} {stats.sig(c['convert_s'])} s" for n, c in t.iterrows()
                      if c["status"] == "ok" and pd.notna(c["file"])) + (f"; failed: {failed}" if failed else "")
@@ -217,14 +216,14 @@ def findings(records, results_dir=None) -> list[display.Finding]:
                             f"{len(acc)} settings within their tolerance", ID),
             display.Finding("C10.4", QUESTIONS[3][1], f"batch 1, {device}: {latency_answer(dev, family, best)}",
                             stats.evidence_line(best) if best else f"{len(family)} claims, one family", ID),
-            cpp_finding(dev)]
+            cpp_finding(dev, cpp_family)]
 
 
-def cpp_finding(dev: pd.DataFrame) -> display.Finding:
+def cpp_finding(dev: pd.DataFrame, family: dict) -> display.Finding:
     binary, reason = results.value(dev, "cpp_binary"), results.value(dev, "cpp_build_reason")
     if binary is None:
         return display.Finding("C10.5", QUESTIONS[4][1], "not run" + (f": {reason}" if reason else ""), "—", ID)
-    t, family, parts = deploy.latency_of(dev, cpp_side=True), deploy.claims_of(dev, cpp_side=True), []
+    t, parts = deploy.latency_of(dev, cpp_side=True, family=family), []
     for name, a in deploy.artifacts_of(dev).iterrows():
         if pd.isna(a["reason"]):  # the p50s where there are enough calls for them (deploy.percentiles)
             verdict = stats.verdict_line(t.loc[(name, "C++"), "claim"])

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..core import results, stats
+from ..core import fields, results, stats
 from ..core.config import Config
+from ..core.fields import Field
 from ..engine import flops, kernels, progress, roofline
 from ..engine.model import resnet18
 from ..engine.resolve import compute_precision, device_type
@@ -41,6 +42,15 @@ BREAKDOWN_UNITS = {"idle": "s", "compute": "s", "non_compute": "s", "idle_share"
                    "compute_share": "fraction", "non_compute_share": "fraction", "launches": "launches",
                    "launch_cpu_us": "µs", "launch_delay_us": "µs"}
 FIELDS = ("category", "steps", "op", "label", "group", "kernel", "operator", "kernel_precision")  # C11's own
+GFLOP = 1e-9  # per FLOP
+# its tables' columns: the FLOPs of a step per category and per image, each step against the peak, the kernels
+fields.define({**{f"{c}_flops": Field(f"{c} GFLOP", "FLOP", GFLOP) for c in ("conv", "linear", "other", "total")},
+               "flops_per_image": Field("GFLOP per image", "FLOP", GFLOP), "flops": Field("GFLOP", "FLOP", GFLOP),
+               "measured_s": Field("measured s", "s"), "tflops": Field("TFLOP/s", "TFLOP/s"),
+               "share_of_peak": "share of peak", "at_peak_s": Field("at the peak s", "s"),
+               "kernel": "kernel", "calls_per_step": "calls per step", "per_step_s": Field("ms per step", "s", 1000),
+               "of_gpu_time": "of GPU time", "flops_per_step": Field("GFLOP per step", "FLOP", GFLOP),
+               "of_peak": "of peak", "gb_per_s": Field("GB/s", "GB/s"), "of_bandwidth": "of bandwidth"})
 
 
 def precisions(device: str) -> list[str]:
@@ -168,13 +178,12 @@ def achieved_table(results_dir, peaks: dict, device: str) -> pd.DataFrame:
     def add(part, setting, work, seconds, precision):
         if not seconds or seconds != seconds:
             return
-        row = {"part": part, "setting": setting, "GFLOP": work / 1e9, "measured s": seconds, "precision": precision,
-               "TFLOP/s": work / seconds / 1e12, "share of peak": f"no {precision} peak measured",
-               "at the peak s": None}
+        row = {"part": part, "setting": setting, "flops": work, "measured_s": seconds, "precision": precision,
+               "tflops": work / seconds / 1e12, "share_of_peak": f"no {precision} peak measured", "at_peak_s": None}
         if precision in peaks:
             rate = roofline.achieved(work, seconds, peaks[precision])
-            row.update({"share of peak": "above the probe's peak" if rate["peak_underestimated"] else
-                        f"{rate['share']:.0%}", "at the peak s": rate["at_peak_s"]})
+            row.update({"share_of_peak": "above the probe's peak" if rate["peak_underestimated"] else
+                        f"{rate['share']:.0%}", "at_peak_s": rate["at_peak_s"]})
         rows.append(row)
 
     for part in STEPS_FROM:
@@ -211,8 +220,8 @@ def flops_table(result: dict) -> pd.DataFrame:
     rows = []
     for what, per, count in (("training step (forward + backward)", batch, result["flops"]["train"]),
                              ("inference (forward)", 1, result["flops"]["inference"])):
-        rows.append({"what": what, "batch": per, **{f"{k} GFLOP": v / 1e9 for k, v in count.items()},
-                     "GFLOP per image": count["total"] / per / 1e9})
+        rows.append({"what": what, "batch": per, **{f"{k}_flops": v for k, v in count.items()},
+                     "flops_per_image": count["total"] / per})
     return pd.DataFrame(rows).set_index("what")
 
 
@@ -245,14 +254,13 @@ def kernels_frame(analysis: dict, top: int = 12) -> pd.DataFrame:
     def share(value):
         return "—" if value is None else f"{value:.0%}"
 
-    rows = [{"kernel": k["kernel"], "operator": k["operator"], "calls per step": k["calls"],
-             "ms per step": k["seconds"] * 1e3, "of GPU time": share(k["share_of_gpu_time"]),
-             "GFLOP per step": k["flops"] / 1e9 if k["flops"] else "—",
-             "TFLOP/s": "—" if k["tflops"] is None else k["tflops"],
-             "of peak": "—" if k["tflops"] is None else
+    rows = [{"kernel": k["kernel"], "operator": k["operator"], "calls_per_step": k["calls"],
+             "per_step_s": k["seconds"], "of_gpu_time": share(k["share_of_gpu_time"]),
+             "flops_per_step": k["flops"] or None, "tflops": "—" if k["tflops"] is None else k["tflops"],
+             "of_peak": "—" if k["tflops"] is None else
              (f"{share(k['share_of_peak'])} of {k['precision']}" if k["share_of_peak"] is not None
               else "over the probe's peak"),
-             "GB/s": "—" if k["GBs"] is None else k["GBs"], "of bandwidth": share(k["share_of_bandwidth"])}
+             "gb_per_s": "—" if k["GBs"] is None else k["GBs"], "of_bandwidth": share(k["share_of_bandwidth"])}
             for k in analysis["kernels"][:top]]
     return pd.DataFrame(rows).set_index("kernel")
 

@@ -15,7 +15,7 @@ from ..core import results, stats
 from ..core.config import Config
 from ..core.errors import LabError
 from . import display, plots
-from .base import COMMON, Part, Runs, interleave, steady_epochs, steady_values
+from .base import COMMON, Part, Runs, claims, interleave, steady_epochs, steady_values
 from .settings import ONE_WORKER, workers as workers_tag
 from .tables import batch_wait, memory, persistent_workers, startup_split, style, summarize
 
@@ -28,6 +28,7 @@ PERSISTENT = f"{ALSO_MEASURED} worker, persistent"  # the same count with persis
 PERSISTENT_BATCHES = 1         # its start-up is paid per epoch, not per batch: one batch an epoch shows it
 BEST = "best"
 tag = workers_tag
+PERSISTENT_CLAIM = (PERSISTENT, tag(ALSO_MEASURED), "loader_start_s")  # what persistent workers remove
 
 
 def worker_counts(step: int = 4, cap: int = 16) -> list[int]:
@@ -191,23 +192,34 @@ def sweep_rows(table: pd.DataFrame) -> pd.DataFrame:
     return table[table["workers"].notna() & ~table["persistent workers"].astype(bool)]
 
 
-def explain_persistent(df: pd.DataFrame) -> stats.Said:
-    """What persistent workers remove: the workers' start-up of each epoch, at the same count with and without
-    them, as one claim of the comparison rule (a family of its own: the sweep's rule is decided apart, on the
-    per-batch wait); '' where the block has no persistent setting."""
+def kept_and_restarted(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The epochs at ALSO_MEASURED workers (the DataLoader's) with persistent workers and without them."""
     torch_loader = df.get("loader", pd.Series("torch", index=df.index)) == "torch"
     at_count, persistent = torch_loader & (df["workers"] == ALSO_MEASURED), persistent_workers(df)
-    kept, restarted = df[at_count & persistent], df[at_count & ~persistent]
-    if not len(kept) or not len(restarted):
+    return df[at_count & persistent], df[at_count & ~persistent]
+
+
+def persistent_claim(df: pd.DataFrame) -> dict:
+    """What persistent workers remove, the workers' start-up of each epoch (at the same count with and without
+    them), as one claim of the comparison rule (a family of its own: the sweep's rule is decided apart, on the
+    per-batch wait); {} where the block has no persistent setting."""
+    groups = dict(zip(PERSISTENT_CLAIM[:2], kept_and_restarted(df)))  # the setting's name: its epochs
+    if not all(len(g) for g in groups.values()):
+        return {}
+    return stats.family({name: [{"loader_start_s": v} for v in stats.samples(stats.steady(g)["loader_start_s"])]
+                         for name, g in groups.items()}, [PERSISTENT_CLAIM], scope="this claim alone")
+
+
+def explain_persistent(df: pd.DataFrame, results_dir=None) -> stats.Said:
+    """What persistent workers remove, as the claim was decided (the part's verdicts); '' where the block has
+    no persistent setting."""
+    c = claims(ID, verdicts, df, results_dir).get(PERSISTENT_CLAIM)
+    if c is None:
         return stats.Said("")
-    name, baseline = PERSISTENT, tag(ALSO_MEASURED)
+    kept, restarted = kept_and_restarted(df)
     kept_starts = stats.samples(stats.steady(kept)["loader_start_s"])
     restarted_starts = stats.samples(stats.steady(restarted)["loader_start_s"])
     first = stats.samples(kept[kept["warmup"].fillna(False).astype(bool)]["loader_start_s"])
-    claim = (name, baseline, "loader_start_s")
-    c = stats.family({name: [{"loader_start_s": v} for v in kept_starts],
-                      baseline: [{"loader_start_s": v} for v in restarted_starts]}, [claim],
-                     scope="this claim alone")[claim]
     text = (f"**Persistent workers.** Without them the DataLoader starts its {ALSO_MEASURED} worker again every epoch: "
             f"{stats.spread(restarted_starts)} s of start-up per steady epoch. With `persistent_workers=True` the "
             f"worker started once ({stats.spread(first)} s in the first epoch) and each later epoch paid "
@@ -255,7 +267,7 @@ def section(df: pd.DataFrame, results_dir=None, figures_dir=None) -> None:
     display.show(display.markdown(best + "Every count ran interleaved by epoch; the waits are per-batch waits over "
                                   "steady epochs (worker start-up apart)."),
                  style(table.drop(columns=["persistent workers"])))  # the setting's name says so
-    persistent = explain_persistent(df)
+    persistent = explain_persistent(df, results_dir)
     if persistent:
         display.show(display.markdown(persistent))
     display.figure(plot_workers(table), "C3_workers", figures_dir)
@@ -298,7 +310,7 @@ def verdicts(df: pd.DataFrame, results_dir) -> dict:
     waits = {int(k): v for k, v in sweep.get("batch_wait_s", {}).items() if stats.samples(v)}
     counts = list(waits)
     found = stats.family({k: [{"wait": v} for v in waits[k]] for k in counts}, sweep_claims(counts)) if len(counts) > 1 else {}
-    return {**found, **{(c.a, c.b, "loader_start_s"): c for c in explain_persistent(df).claims}}
+    return {**found, **persistent_claim(df)}
 
 
 PART = Part(ID, "C3 — DataLoader workers", QUESTIONS, (*COMMON, "worker_step", "worker_cap", "worker_counts"), runs,

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..core import stats
+from ..core import fields, stats
 from ..core.config import Config
 from ..engine.profiling import profile_training
-from . import display, plots
+from . import base, display, plots
 from .base import COMMON, Part, Runs, Work, steady_epochs, train
 from .settings import ONE_WORKER, workers as workers_tag
 from .tables import TIMES, persistent_workers, startup_split, style, summarize
@@ -23,6 +23,11 @@ ID = "C4_workers_profile"
 BASELINE = ONE_WORKER
 QUESTIONS = (("C4", "1 worker vs the best count"),)
 PROFILES = (("1_worker", BASELINE), ("best", None))  # file label, workers (None: the best count)
+# the profiler's tables (lab.engine.profiling) as saved: per-step times in ms, shares in %
+fields.define({"calls": "calls", "self CPU %": fields.Field("self CPU %", "%"),
+               "self CPU ms/step": fields.Field("self CPU ms/step", "ms"),
+               "CPU total ms/step": fields.Field("CPU total ms/step", "ms"),
+               "self CUDA ms/step": fields.Field("self CUDA ms/step", "ms")})
 
 
 def runs(config: Config, params: dict, report) -> Runs:
@@ -146,11 +151,12 @@ def _sharing(more: pd.Series, slower_with_more: bool) -> str:
 NOT_BOTH = "only one of the two runs ended ok, or neither"
 
 
-def explain_workers(table: pd.DataFrame) -> stats.Said:
-    """The explanation, written from the measured numbers of a workers_comparison table (1 worker first,
+def explain_workers(df: pd.DataFrame, results_dir=None) -> stats.Said:
+    """The explanation, written from the measured numbers of the workers_comparison table (1 worker first,
     then the best count). Its three claims (the wait for data, its per-batch part, the compute) are one family
-    of the comparison rule (lab.core.stats.family); the wait is split into the workers' start-up and the
-    per-batch wait, and each "why" cites the measurement behind it."""
+    of the comparison rule, as the part's verdicts decided it; the wait is split into the workers' start-up and
+    the per-batch wait, and each "why" cites the measurement behind it."""
+    table = workers_comparison(df)
     if len(table) < 2:
         return stats.Said(f"{NOT_BOTH.capitalize()}: nothing to compare (each run's status is in its records).")
     (name_a, a), (name_b, b) = list(table.iterrows())[:2]
@@ -168,7 +174,7 @@ def explain_workers(table: pd.DataFrame) -> stats.Said:
                      "same setting twice, and their difference is the noise.")
     else:
         na, nb = workers_tag(wa), workers_tag(wb)
-        load, batch, compute = family_of(table)
+        load, batch, compute = family_of(table, base.claims(ID, verdicts, df, results_dir))
         claims = [load, batch, compute]
         lines.append(f"Wait for data: {load.sentence()} {split_wait(a, b, na, nb, load, batch)}".rstrip())
         if load.decided:
@@ -188,16 +194,16 @@ def explain_workers(table: pd.DataFrame) -> stats.Said:
     return stats.Said("\n\n".join(lines), claims)
 
 
-def family_of(table: pd.DataFrame) -> tuple[stats.Comparison, stats.Comparison, stats.Comparison] | None:
-    """The section's family: (the wait for data, its per-batch part, the compute) of the best count against 1
-    worker; None where the two rows are the same setting."""
-    (_, a), (_, b) = list(table.iterrows())[:2]
-    if int(a["workers"]) == int(b["workers"]):
-        return None
-    na, nb = workers_tag(int(a["workers"])), workers_tag(int(b["workers"]))
-    family = claims(na, nb)
-    result = stats.family({na: a["epoch samples"], nb: b["epoch samples"]}, family)
-    return result[family[0]], result[family[1]], result[family[2]]
+def pair(table: pd.DataFrame) -> list[tuple[str, pd.Series]]:
+    """The table's two rows (1 worker, the best count), each with its worker count's name."""
+    return [(workers_tag(int(row["workers"])), row) for _, row in list(table.iterrows())[:2]]
+
+
+def family_of(table: pd.DataFrame, found: dict) -> tuple[stats.Comparison, stats.Comparison, stats.Comparison] | None:
+    """The section's family, as `found` (the part's claims) holds it: (the wait for data, its per-batch part, the
+    compute) of the best count against 1 worker; None where the two rows are the same setting."""
+    (na, _), (nb, _) = pair(table)
+    return None if na == nb else tuple(found[k] for k in claims(na, nb))
 
 
 def findings(df: pd.DataFrame, results_dir=None) -> list[display.Finding]:
@@ -206,7 +212,7 @@ def findings(df: pd.DataFrame, results_dir=None) -> list[display.Finding]:
     table = workers_comparison(df)
     if len(table) < 2:
         return display.not_answered(ID, QUESTIONS, NOT_BOTH)
-    result = family_of(table)
+    result = family_of(table, base.claims(ID, verdicts, df, results_dir))
     b = table.iloc[1]
     bound = f"the epoch is bound by {'data loading' if b['load_s'] / b['total_s'] > 0.5 else 'computation'}"
     if result is None:
@@ -247,15 +253,19 @@ def section(df: pd.DataFrame, results_dir=None, figures_dir=None) -> None:
                              + [c for t in TIMES for c in (t, f"{t} range")] + ["training images/s"]]))
     display.figure(plots.phase_bars(table, "1 worker vs the best count (steady-state seconds per epoch)"),
                    "C4_phases", figures_dir)
-    display.show(display.markdown(explain_workers(table)))
+    display.show(display.markdown(explain_workers(df, results_dir)))
     if results_dir is not None:
         display.show(display.html(profiler_html(results_dir)))
 
 
 def verdicts(df: pd.DataFrame, results_dir=None) -> dict:
+    """The section's family (claims): the best count against 1 worker; {} where only one run ended ok, or the
+    two rows are the same setting."""
     table = workers_comparison(df)
-    found = family_of(table) if len(table) >= 2 else None
-    return {(c.a, c.b, metric): c for c, (_, _, metric) in zip(found, claims("", ""))} if found else {}
+    if len(table) < 2:
+        return {}
+    (na, a), (nb, b) = pair(table)
+    return {} if na == nb else stats.family({na: a["epoch samples"], nb: b["epoch samples"]}, claims(na, nb))
 
 
 PART = Part(ID, "C4 — 1 worker vs the best count", QUESTIONS, (*COMMON, "workers", "profile_steps"), runs, section,

@@ -9,16 +9,21 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from ..core import files, stats
+from ..core import fields, files, stats
 from ..core.config import Config
 from ..engine import records as rec
-from . import display
+from . import base, display
 from .base import COMMON, Part, Runs, device_available, steady_epochs, train
 from .settings import workers as workers_tag
 from .tables import ratio_range, style, summarize
 
 ID = "C5_devices"
 QUESTIONS = (("C5", "GPU vs CPU"),)
+fields.define({"available": "available", "avg_epoch_s": fields.Field("avg epoch s", "s"),
+               "avg_epoch_s range": fields.Field("epoch range", "s"),
+               "step_s_per_batch": fields.Field("step s/batch", "s"),
+               "epoch_s_per_batch": fields.Field("epoch s/batch", "s"), "step_speedup_vs_cpu": "step speed-up vs CPU",
+               "epoch_speedup_vs_cpu": "epoch speed-up vs CPU"})
 
 
 def device_configs(config: Config, devices, cpu_max_batches=None) -> list[Config]:
@@ -72,8 +77,8 @@ def devices_table(df: pd.DataFrame) -> pd.DataFrame:
             per = s["batches/epoch"]
             samples[device] = ([v / per for v in s["train_s samples"]], [v / per for v in s["total_s samples"]])
             rows.append({"device": device, "device_name": group["device_name"].iloc[0], "available": "yes",
-                         "avg epoch s": s["total_s"], "epoch range": s["total_s range"], "batches/epoch": per,
-                         "step s/batch": s["train_s"] / per, "epoch s/batch": s["total_s"] / per,
+                         "avg_epoch_s": s["total_s"], "avg_epoch_s range": s["total_s range"], "batches/epoch": per,
+                         "step_s_per_batch": s["train_s"] / per, "epoch_s_per_batch": s["total_s"] / per,
                          "training images/s": s["training images/s"]})
         elif (group["status"] == "unavailable").all():
             rows.append({"device": device, "device_name": "not available", "available": "no"})
@@ -82,28 +87,20 @@ def devices_table(df: pd.DataFrame) -> pd.DataFrame:
                          "available": "yes (run diverged)"})
     table = pd.DataFrame(rows).set_index("device")
     if "cpu" in samples:
-        for col, i in (("step speed-up vs CPU", 0), ("epoch speed-up vs CPU", 1)):
+        for col, i in (("step_speedup_vs_cpu", 0), ("epoch_speedup_vs_cpu", 1)):
             table[col] = [ratio_range(samples["cpu"][i], samples[d][i]) if d in samples else "—" for d in table.index]
     return table
 
 
-def family_of(df: pd.DataFrame) -> tuple[stats.Comparison, stats.Comparison] | None:
-    """The section's family, per batch: (the training step, the whole epoch) of the first device against the
-    second; None where fewer than two devices finished."""
-    ok = df[df["status"] == "ok"]
-    if ok["device_type"].nunique() < 2:
-        return None
-    epochs = {}
-    for device, g in stats.steady(ok).groupby("device_type", sort=False):
-        batches = g["images"] / g["batch_size"]
-        epochs[device] = [{"step": t, "epoch": e} for t, e in zip(g["train_s"] / batches, g["total_s"] / batches)]
-    family = claims(*list(epochs)[:2])
-    result = stats.family(epochs, family)
-    return result[family[0]], result[family[1]]
+def family_of(df: pd.DataFrame, results_dir=None) -> tuple[stats.Comparison, stats.Comparison] | None:
+    """The section's family as decided (the part's verdicts): (the training step, the whole epoch), per batch;
+    None where fewer than two devices finished."""
+    found = {metric: c for (_, _, metric), c in base.claims(ID, verdicts, df, results_dir).items()}
+    return (found["step"], found["epoch"]) if found else None
 
 
 def findings(df: pd.DataFrame, results_dir=None) -> list[display.Finding]:
-    result = family_of(df)
+    result = family_of(df, results_dir)
     if result is None:
         missing = sorted(set(df["device_type"]) - set(df.loc[df["status"] == "ok", "device_type"]))
         return display.not_answered(ID, QUESTIONS, "one device measured: " + (
@@ -113,10 +110,10 @@ def findings(df: pd.DataFrame, results_dir=None) -> list[display.Finding]:
         {"step": step, "whole epoch": epoch}), stats.evidence_line(step), ID)]
 
 
-def explain_devices(df: pd.DataFrame) -> stats.Said:
+def explain_devices(df: pd.DataFrame, results_dir=None) -> stats.Said:
     """The sentences, per batch (a capped CPU run has fewer batches), for the step and the whole epoch: two
-    claims of one family (lab.core.stats.family)."""
-    result = family_of(df)
+    claims of one family, as the part's verdicts decided them."""
+    result = family_of(df, results_dir)
     if result is None:
         ok = df[df["status"] == "ok"]
         missing = sorted(set(df["device_type"]) - set(ok["device_type"]))
@@ -127,11 +124,20 @@ def explain_devices(df: pd.DataFrame) -> stats.Said:
 
 
 def section(df: pd.DataFrame, results_dir=None, figures_dir=None) -> None:
-    display.show(style(devices_table(df)), display.markdown(explain_devices(df)))
+    display.show(style(devices_table(df)), display.markdown(explain_devices(df, results_dir)))
 
 
 def verdicts(df: pd.DataFrame, results_dir=None) -> dict:
-    return {(c.a, c.b, metric): c for c, metric in zip(family_of(df) or (), ("step", "epoch"))}
+    """The section's family, per batch: the training step and the whole epoch of the first device against the
+    second ({} where fewer than two devices finished)."""
+    ok = df[df["status"] == "ok"]
+    if ok["device_type"].nunique() < 2:
+        return {}
+    epochs = {}
+    for device, g in stats.steady(ok).groupby("device_type", sort=False):
+        batches = g["images"] / g["batch_size"]
+        epochs[device] = [{"step": t, "epoch": e} for t, e in zip(g["train_s"] / batches, g["total_s"] / batches)]
+    return stats.family(epochs, claims(*list(epochs)[:2]))
 
 
 PART = Part(ID, "C5 — GPU vs CPU", QUESTIONS, (*COMMON, "workers", "devices", "cpu_max_batches"), runs, section,

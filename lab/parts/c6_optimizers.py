@@ -8,7 +8,7 @@ import pandas as pd
 from ..core import stats
 from ..core.config import OPTIMIZERS, Config
 from . import comparison
-from .base import COMMON, Part, Runs, steady_epochs
+from .base import COMMON, Part, Runs, claims, steady_epochs
 from .settings import BN_OFF
 
 ID = "C6_optimizers"
@@ -25,24 +25,27 @@ def runs(config: Config, params: dict, report) -> Runs:
 
 
 def speed_family(config: Config, params: dict, report) -> tuple[dict, list]:
-    """The extremes among the optimizers: every pair a claim (lab.core.stats.rank); C7's run left out."""
+    """The extremes among the optimizers: every pair a claim (lab.core.stats.extremes); C7's run left out."""
     tags = [c.tag for c in runs(config, params, report).block if c.tag != BN_OFF]
     return {t: steady_epochs(config) for t in tags}, stats.pairs(tags)
 
 
-
-def section(df: pd.DataFrame, results_dir=None, figures_dir=None) -> None:
-    """The optimizers (SGD without batch norm, run in this block for C7, is C7's to show)."""
-    comparison.section(df[df["batch_norm"] != False].reset_index(drop=True), "optimizer", "Optimizers",  # noqa: E712
-                       ID, figures_dir)
-
-
-def findings(df: pd.DataFrame, results_dir=None) -> list:
-    return [comparison.finding(df[df["batch_norm"] != False], *QUESTIONS[0], ID)]  # noqa: E712
+def optimizers(df: pd.DataFrame) -> pd.DataFrame:
+    """The optimizers' runs (SGD without batch norm, run in this block for C7, is C7's to show)."""
+    return df[df["batch_norm"] != False].reset_index(drop=True)  # noqa: E712
 
 
 def verdicts(df: pd.DataFrame, results_dir=None) -> dict:
-    return comparison.verdicts(df[df["batch_norm"] != False], "optimizer")  # noqa: E712
+    return comparison.verdicts(optimizers(df))
+
+
+def section(df: pd.DataFrame, results_dir=None, figures_dir=None) -> None:
+    comparison.section(optimizers(df), "optimizer", "Optimizers", ID, claims(ID, verdicts, df, results_dir),
+                       figures_dir)
+
+
+def findings(df: pd.DataFrame, results_dir=None) -> list:
+    return [comparison.finding(optimizers(df), *QUESTIONS[0], ID, claims(ID, verdicts, df, results_dir))]
 
 
 PART = Part(ID, "C6 — Optimizers", QUESTIONS, (*COMMON, "workers", "optimizers", "evaluate"), runs, section,

@@ -7,7 +7,7 @@ import pandas as pd
 from ..core import stats
 from ..core.config import Config
 from . import comparison
-from .base import COMMON, Part, Runs, steady_epochs
+from .base import COMMON, Part, Runs, claims, steady_epochs
 from .settings import BN_OFF
 
 ID = "C7_batchnorm"
@@ -28,18 +28,14 @@ def speed_family(config: Config, params: dict, report) -> tuple[dict, list]:
     return {ON: steady_epochs(config), OFF: steady_epochs(config)}, stats.pairs([ON, OFF])
 
 
-
 def section(df: pd.DataFrame, results_dir=None, figures_dir=None) -> None:
-    comparison.section(df, "setting", "Batch norm on vs off", ID, figures_dir)
+    comparison.section(df, "setting", "Batch norm on vs off", ID, claims(ID, comparison.verdicts, df, results_dir),
+                       figures_dir)
 
 
 def findings(df: pd.DataFrame, results_dir=None) -> list:
-    return [comparison.finding(df, *QUESTIONS[0], ID)]
-
-
-def verdicts(df: pd.DataFrame, results_dir=None) -> dict:
-    return comparison.verdicts(df, "setting")
+    return [comparison.finding(df, *QUESTIONS[0], ID, claims(ID, comparison.verdicts, df, results_dir))]
 
 
 PART = Part(ID, "C7 — Batch norm on vs off", QUESTIONS, (*COMMON, "workers", "evaluate"), runs, section, findings,
-            speed_family=speed_family, verdicts=verdicts, needs=("best_workers",))
+            speed_family=speed_family, verdicts=comparison.verdicts, needs=("best_workers",))

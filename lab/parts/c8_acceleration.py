@@ -7,18 +7,23 @@ import sys
 
 import pandas as pd
 
-from ..core import results, stats
+from ..core import fields, results, stats
 from ..core.config import Config
+from ..core.fields import Field
 from ..engine import acceleration
 from ..engine.acceleration import BASELINE, BF16, FAST, FAST_PHASE, PLAN
 from ..engine.resolve import compute_precision, resolve
 from . import display, plots
-from .base import COMMON, Part, Runs, Work, interleave, steady_epochs
+from .base import COMMON, Part, Runs, Work, claims, interleave, steady_epochs
 from .tables import memory, peak_share, ratio_range, report_peaks, step_flops, style
 
 ID = "C8_acceleration"
 QUESTIONS = (("C8", "Fastest step setting"), ("Q5", "What torch.compile does"))
+Q5 = ("compiled", "eager", "compile step")  # Q5's claim: one step compiled apart against eager
 STARVED_SHARE = 0.1  # a setting is loader-starved when this share of its batches waited (lab.engine.loop)
+fields.define({"first_epoch_s": Field("first epoch s", "s"), "steady_train_s": Field("steady train s", "s"),
+               "steady_epoch_s": Field("steady epoch s", "s"), "step_speed_up": "step speed-up", "batches": "batches",
+               "epoch_speed_up": "epoch speed-up", "of_peak": "of peak", "starved_batches": "starved batches"})
 
 
 def settings_of(config: Config, params: dict, report=None) -> tuple[list[Config], dict, dict]:
@@ -47,9 +52,10 @@ def measure(config: Config, params: dict, out, report) -> list[dict]:
     return records
 
 
-def explain_compile(account: dict) -> str:
-    """Q5: what torch.compile did, whether it made the step faster here and why, why its first epoch is slower."""
-    if "step_s" not in account:
+def explain_compile(account: dict, q5: stats.Comparison | None) -> str:
+    """Q5: what torch.compile did, whether it made the step faster here (`q5`, its claim) and why, why its first
+    epoch is slower."""
+    if q5 is None or "step_s" not in account:
         why = f": {account['left_out']}" if "left_out" in account else " in this report"
         return f"**Q5 — what torch.compile does**: not measured{why}."
     before, after, cuda = account["before"], account["after"], account["device_type"] == "cuda"
@@ -63,8 +69,8 @@ def explain_compile(account: dict) -> str:
             f"{account['graph_breaks']:.0f} graph break(s) ({account['forward_ops_captured']:.0f} operators); per "
             f"training step, eager ran {before['aten_ops']:.0f} aten operators, the compiled step "
             f"{after['aten_ops']:.0f} (the rest fused into {after.get('compiled_graphs', 0):.0f} compiled graphs"
-            f"{kernels}){launches}. {acceleration.compile_verdict(account).sentence('step')} {why}. The first "
-            f"compiled step took {account['first_compiled_step_s']:.1f} s against "
+            f"{kernels}){launches}. {q5.sentence('step')} {why}. The first compiled step took "
+            f"{account['first_compiled_step_s']:.1f} s against "
             f"{stats.mean(account['step_s']['compiled']):.2f} s for the next ones: **{account['compile_s']:.0f} s of "
             "compilation**, paid in the first epoch.")
 
@@ -89,12 +95,12 @@ def acceleration_table(df: pd.DataFrame, rows: pd.DataFrame | None = None, peaks
         batches = later["images"].mean() / later["batch_size"].mean()  # NaN without a steady epoch
         speed_up = {k: ratio_range(base[k], v) if base is not None and v else "—" for k, v in mine.items()}
         step, epoch = later["train_s"].mean(), later["total_s"].mean()  # the epoch's per batch where only it is timed
-        of_peak = {"of peak": peak_share(step_flops(last["batch_size"]), (epoch if pd.isna(step) else step) / batches,
+        of_peak = {"of_peak": peak_share(step_flops(last["batch_size"]), (epoch if pd.isna(step) else step) / batches,
                                          compute_precision(last["device_type"], last["amp"]), peaks, short=True)
                    } if peaks else {}
-        table.append({"tag": tag, "timers": timers, "first epoch s": group["total_s"].iloc[0], "steady train s": step,
-                      "steady epoch s": epoch, "step speed-up": speed_up["train_s"],
-                      "epoch speed-up": speed_up["total_s"], **of_peak, "starved batches": starved, "batches": batches,
+        table.append({"tag": tag, "timers": timers, "first_epoch_s": group["total_s"].iloc[0], "steady_train_s": step,
+                      "steady_epoch_s": epoch, "step_speed_up": speed_up["train_s"],
+                      "epoch_speed_up": speed_up["total_s"], **of_peak, "starved_batches": starved, "batches": batches,
                       "loader": "not measured (epoch timers)" if timers == "epoch" else "—" if pd.isna(starved) else
                       "starved" if starved >= STARVED_SHARE * batches else "keeps up", **mem.loc[tag],
                       "final loss": last["loss"], "test top1": last.get("test_top1", float("nan")),
@@ -113,18 +119,18 @@ def acceleration_table(df: pd.DataFrame, rows: pd.DataFrame | None = None, peaks
 def plot_acceleration(table: pd.DataFrame):
     table = table[table["status"] == "ok"][::-1]
     fig, ax = plots.pyplot().subplots(figsize=(8, 0.5 * len(table) + 1.6))
-    ax.barh(table.index, table["steady epoch s"].fillna(0), color="#c6d4e8", label="steady-state epoch")
-    ax.barh(table.index, table["steady train s"].fillna(0), color="#4c72b0", label="of which training step")
-    ax.scatter(table["first epoch s"], table.index, color="#e4572e", zorder=3, label="first epoch")
+    ax.barh(table.index, table["steady_epoch_s"].fillna(0), color="#c6d4e8", label="steady-state epoch")
+    ax.barh(table.index, table["steady_train_s"].fillna(0), color="#4c72b0", label="of which training step")
+    ax.scatter(table["first_epoch_s"], table.index, color="#e4572e", zorder=3, label="first epoch")
     for y, (name, row) in enumerate(table.iterrows()):
-        label = (f"epoch {row['epoch speed-up'].split()[0]}" if row["epoch speed-up"] != "—" else "") + (
+        label = (f"epoch {row['epoch_speed_up'].split()[0]}" if row["epoch_speed_up"] != "—" else "") + (
             " ⚠ starved" if row["loader"] == "starved" else "")
-        if label and not pd.isna(row["steady epoch s"]):
-            ax.annotate(label, (row["steady epoch s"], y), xytext=(4, -4), textcoords="offset points", fontsize=8)
-    ax.set_xlim(0, 1.3 * max(table["first epoch s"].max(), table["steady epoch s"].max(skipna=True) or 0))
+        if label and not pd.isna(row["steady_epoch_s"]):
+            ax.annotate(label, (row["steady_epoch_s"], y), xytext=(4, -4), textcoords="offset points", fontsize=8)
+    ax.set_xlim(0, 1.3 * max(table["first_epoch_s"].max(), table["steady_epoch_s"].max(skipna=True) or 0))
     ax.set_xlabel("seconds per epoch")
     ax.set_title("Epoch time by setting" + (
-        "" if table["steady epoch s"].notna().any() else " (one epoch each: no steady state)"))
+        "" if table["steady_epoch_s"].notna().any() else " (one epoch each: no steady state)"))
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     return fig
@@ -136,21 +142,13 @@ def speed_family(config: Config, params: dict, report) -> tuple[dict, list]:
     return {c.tag: steady_epochs(c, strict=True) for c in block}, acceleration.claims([c.tag for c in block], timed)
 
 
-def speed_claims(table: pd.DataFrame) -> dict:
-    """The section's claims decided as one family (a sample: a steady epoch); none where eager fp32 did not end ok."""
+def explain_acceleration(table: pd.DataFrame, result: dict) -> stats.Said:
+    """Each setting against eager fp32 (`result`: the claims, acceleration.speed_claims'), starved steps, what
+    per-phase timers cost, whether `fast` learns as well."""
     ok = table[table["status"] == "ok"]
-    epochs = {tag: [{"epoch": e, "step": row["train_s samples"][i] if i < len(row["train_s samples"]) else None}
-                    for i, e in enumerate(row["total_s samples"])] for tag, row in ok.iterrows()}
-    family = acceleration.claims(list(ok.index), set(ok.index[ok["timers"] == "epoch"])) if BASELINE in ok.index else []
-    return stats.family(epochs, family) if family else {}
-
-
-def explain_acceleration(table: pd.DataFrame) -> stats.Said:
-    """Each setting against eager fp32, starved steps, what per-phase timers cost, whether `fast` learns as well."""
-    ok, result = table[table["status"] == "ok"], speed_claims(table)
     if BASELINE not in ok.index:
         return stats.Said("Eager fp32 (the baseline) did not finish here: no speed-up can be stated.")
-    starved = {tag: f" ⚠ Starved: {row['starved batches']:.0f} of {row['batches']:.0f} batches per epoch waited on "
+    starved = {tag: f" ⚠ Starved: {row['starved_batches']:.0f} of {row['batches']:.0f} batches per epoch waited on "
                "the loader" for tag, row in ok.iterrows() if row["loader"] == "starved"}
     if result and all(c.verdict == stats.TOO_FEW for c in result.values()):
         c = next(iter(result.values()))
@@ -173,13 +171,14 @@ def explain_acceleration(table: pd.DataFrame) -> stats.Said:
     return stats.Said("\n\n".join(lines), result.values())
 
 
-def bound_verdict(profile: dict | None, table: pd.DataFrame) -> str:
-    """Launch- or compute-bound, from the eager step's profile, and why bf16 autocast does or does not help."""
+def bound_verdict(profile: dict | None, table: pd.DataFrame, found: dict) -> str:
+    """Launch- or compute-bound, from the eager step's profile, and why bf16 autocast does or does not help (its
+    sentence below where `found`, the claims, has one)."""
     if profile is None:
         return "The eager step was not profiled in this report."
     status = table.loc[BF16, "status"] if BF16 in table.index else "ok"
     bf16 = (f"{status}." if status != "ok" else "autocast bf16's sentence below."
-            if (BF16, BASELINE, "step") in speed_claims(table) else "not measured.")
+            if (BF16, BASELINE, "step") in found else "not measured.")
     if profile["device_type"] != "cuda":
         return ("On the CPU, operators run one after another on the host's threads: there are no kernel launches "
                 "to hide, so the step is **compute-bound**. bf16 autocast helps only where the CPU has bf16 matrix "
@@ -197,7 +196,7 @@ def bound_verdict(profile: dict | None, table: pd.DataFrame) -> str:
 
 
 def section(df: pd.DataFrame, results_dir, figures_dir=None) -> None:
-    rows = results.read(results_dir, part=ID)
+    rows, found = results.read(results_dir, part=ID), claims(ID, verdicts, df, results_dir)
     if len(df):
         print(display.describe_run(df.iloc[0]))
     table = acceleration_table(df, rows, report_peaks(results_dir, df["device_type"].iloc[0]) if len(df) else None)
@@ -211,22 +210,23 @@ def section(df: pd.DataFrame, results_dir, figures_dir=None) -> None:
     if len(ran):
         display.figure(plot_acceleration(table), ID, figures_dir)
     display.show(*(display.markdown(f"*{note}*") for note in rows.loc[rows["metric"] == "note", "text"]),
-                 display.markdown(bound_verdict(acceleration.read_profile(rows), table)),
-                 display.markdown(explain_acceleration(table)),
-                 display.markdown(explain_compile(acceleration.read_account(rows))))
+                 display.markdown(bound_verdict(acceleration.read_profile(rows), table, found)),
+                 display.markdown(explain_acceleration(table, found)),
+                 display.markdown(explain_compile(acceleration.read_account(rows), found.get(Q5))))
 
 
 def verdicts(df: pd.DataFrame, results_dir) -> dict:
     """Every claim C8's sentences make: the section's speed family, and Q5's compiled step against eager."""
     rows = results.read(results_dir, part=ID)
     account = acceleration.read_account(rows)
-    q5 = {("compiled", "eager", "compile step"): acceleration.compile_verdict(account)} if "step_s" in account else {}
-    return {**speed_claims(acceleration_table(df, rows)), **q5}
+    q5 = {Q5: acceleration.compile_verdict(account)} if "step_s" in account else {}
+    return {**acceleration.speed_claims(acceleration_table(df, rows)), **q5}
 
 
 def findings(df: pd.DataFrame, results_dir) -> list[display.Finding]:
     """C8: the fastest setting decidedly faster than eager fp32 over the whole epoch (else the rule's verdict); Q5."""
-    found, account = verdicts(df, results_dir), acceleration.read_account(results.read(results_dir, part=ID))
+    found = claims(ID, verdicts, df, results_dir)
+    account = acceleration.read_account(results.read(results_dir, part=ID))
     epoch = [v for (a, b, m), v in found.items() if (b, m) == (BASELINE, "epoch")]
     best = max((v for v in epoch if v.verdict == "faster"), key=lambda v: v.ratio, default=epoch[0] if epoch else None)
     answer = ("eager fp32 or the other settings did not finish" if best is None else
@@ -234,7 +234,7 @@ def findings(df: pd.DataFrame, results_dir) -> list[display.Finding]:
               "no setting is decidedly faster than eager fp32 over the whole epoch"
               if best.verdict == stats.NO_DIFFERENCE else stats.too_few(best.n, best.needed))
     c8 = display.Finding("C8", QUESTIONS[0][1], answer, stats.evidence_line(best) if best else "—", ID)
-    if (q5 := found.get(("compiled", "eager", "compile step"))) is None:
+    if (q5 := found.get(Q5)) is None or "step_s" not in account:
         return [c8, display.Finding("Q5", QUESTIONS[1][1], "not measured" + (
             f": {account['left_out']}" if "left_out" in account else ""), "—", ID)]
     return [c8, display.Finding(

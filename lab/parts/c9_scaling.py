@@ -14,19 +14,28 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from ..core import files, stats
+from ..core import fields, files, stats
 from ..core.config import Config, to_argv
 from ..core.errors import LabError
+from ..core.fields import Field
 from ..engine import progress
 from ..engine import records as rec
 from ..engine.resolve import device_type
 from . import display
-from .base import COMMON, Part, Runs, Work, planned_steps, steady_epochs
-from .tables import labelled, memory, ratio_range, style
+from .base import COMMON, Part, Runs, Work, claims, planned_steps, steady_epochs
+from .tables import memory, ratio_range, style
 
 ID = "C9_scaling"
 BASELINE = "1 process"
 QUESTIONS = (("C9", "Data-parallel scaling"),)
+fields.define({"batch_per_process": "batch/process", "global_batch_size": "global batch",
+               "threads_per_process": "threads/process", "slowest_total_s": Field("epoch s", "s"),
+               "slowest_total_s range": Field("epoch range", "s"), "images_per_s": Field("images/s", "images/s"),
+               "comm_share": Field("comm share", "fraction"), "scaling_speedup": "speed-up (images/s)",
+               "scaling_efficiency": "efficiency",
+               # the largest process's memory per rank (every rank holds a whole model, optimizer and loader)
+               **{f"{name} / rank": Field(fields.FIELDS[name].label + " / rank", "B", fields.FIELDS[name].scale)
+                  for name in fields.MEMORY}})
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 
@@ -123,11 +132,13 @@ def scaling_table(df: pd.DataFrame) -> pd.DataFrame:
         epochs = steady.groupby("epoch").agg(seconds=("slowest_total_s", "max"), images=("images", "sum"),
                                              comm=("comm_s", "mean"))
         per_epoch[tag] = epochs
-        rows.append({"setting": tag, "processes": int(first["world_size"]), "batch/process": int(first["batch_size"]),
-                     "global batch": int(first["global_batch_size"]), "threads/process": first.get("threads"),
-                     "epoch s": epochs["seconds"].mean(), "epoch range": stats.spread(epochs["seconds"]),
-                     "images/s": (epochs["images"] / epochs["seconds"]).mean(),
-                     "comm share": (epochs["comm"] / epochs["seconds"]).mean() if epochs["comm"].notna().any()
+        seconds = epochs["seconds"]
+        rows.append({"setting": tag, "processes": int(first["world_size"]),
+                     "batch_per_process": int(first["batch_size"]),
+                     "global_batch_size": int(first["global_batch_size"]), "threads_per_process": first.get("threads"),
+                     "slowest_total_s": seconds.mean(), "slowest_total_s range": stats.spread(seconds),
+                     "images_per_s": (epochs["images"] / seconds).mean(),
+                     "comm_share": (epochs["comm"] / seconds).mean() if epochs["comm"].notna().any()
                      else float("nan"), "status": "ok"})
     table = pd.DataFrame(rows).set_index("setting")
     base = per_epoch.get(BASELINE)
@@ -142,11 +153,11 @@ def scaling_table(df: pd.DataFrame) -> pd.DataFrame:
         n = row["processes"]
         speedups.append(ratio_range(base["seconds"] / base["images"], mine["seconds"] / mine["images"]))
         efficiencies.append(f"{mean / n:.0%}" + ("" if low == high else f" ({low / n:.0%}–{high / n:.0%})"))
-    table["speed-up (images/s)"] = speedups
-    table["efficiency"] = efficiencies
+    table["scaling_speedup"] = speedups
+    table["scaling_efficiency"] = efficiencies
     # per rank: the largest process's peak (every rank holds a whole model, optimizer and its loader)
-    mem = labelled(memory(df, "tag").drop(columns=["workers_pss_bytes", "cuda_peak_above_start_bytes"], errors="ignore"),
-                   suffix=" / rank")
+    mem = memory(df, "tag").drop(columns=["workers_pss_bytes", "cuda_peak_above_start_bytes"], errors="ignore")
+    mem.columns = [f"{c} / rank" for c in mem.columns]
     return table.join(mem)
 
 
@@ -162,7 +173,7 @@ def verdicts(df: pd.DataFrame, results_dir=None) -> dict:
 def findings(df: pd.DataFrame, results_dir=None) -> list[display.Finding]:
     if BASELINE not in set(df.loc[df["status"] == "ok", "tag"]):
         return display.not_answered(ID, QUESTIONS, "the 1-process baseline did not run")
-    result = verdicts(df)
+    result = claims(ID, verdicts, df, results_dir)
     if not result:
         return display.not_answered(ID, QUESTIONS, "only 1 process ran on this node")
     first = next(iter(result.values()))
@@ -170,13 +181,12 @@ def findings(df: pd.DataFrame, results_dir=None) -> list[display.Finding]:
         stats.verdict_line(c) for c in result.values()), stats.evidence_line(first), ID)]
 
 
-def explain_scaling(df: pd.DataFrame) -> stats.Said:
+def explain_scaling(df: pd.DataFrame, result: dict) -> stats.Said:
     """The C9 sentences: each N-process setting against 1 process, in time per image, one family of claims
-    (lab.core.stats.family)."""
+    (`result`: the part's verdicts)."""
     ok = stats.steady(df[df["status"] == "ok"])
     if BASELINE not in set(ok["tag"]):
         return stats.Said("The 1-process baseline did not run: no speed-up can be stated.")
-    result = verdicts(df)
     lines = [c.sentence("time per image") for c in result.values()]
     lines.append("Each count is its own torchrun launch, run one after another (a launch cannot share epochs "
                  "with another), so drift between launches is not cancelled as it is in the other parts. "
@@ -195,7 +205,8 @@ def section(df: pd.DataFrame, results_dir=None, figures_dir=None) -> None:
     ran = df[df["status"] == "ok"]
     if len(ran):
         print(display.describe_run(ran.iloc[0]))
-    display.show(style(scaling_table(df)), display.markdown(explain_scaling(df)))
+    said = explain_scaling(df, claims(ID, verdicts, df, results_dir))
+    display.show(style(scaling_table(df)), display.markdown(said))
 
 
 PART = Part(ID, "C9 — Scaling out (torch.distributed)", QUESTIONS, (*COMMON, "workers", "process_counts", "modes"),

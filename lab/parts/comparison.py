@@ -6,15 +6,20 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..core import stats
+from ..core import fields, stats
 from . import display, plots
 from .tables import style, summarize
+
+fields.define({"train_s_per_epoch": fields.Field("train s/epoch", "s"),
+               "train_s_per_epoch range": fields.Field("train range", "s"),
+               "total_s_per_epoch": fields.Field("total s/epoch", "s"),
+               "total_s_per_epoch range": fields.Field("total range", "s")})
 
 
 def compare_table(df: pd.DataFrame, by: str = "tag") -> pd.DataFrame:
     s = summarize(df, by)
-    table = pd.DataFrame({"train s/epoch": s["train_s"], "train range": s["train_s range"],
-                          "total s/epoch": s["total_s"], "total range": s["total_s range"],
+    table = pd.DataFrame({"train_s_per_epoch": s["train_s"], "train_s_per_epoch range": s["train_s range"],
+                          "total_s_per_epoch": s["total_s"], "total_s_per_epoch range": s["total_s range"],
                           "final loss": s["loss"], "final top1": s["top1"], "test top1": s["test top1"],
                           "test images": s["test images"], "epochs": s["epochs"],
                           "train_s samples": s["train_s samples"], "total_s samples": s["total_s samples"]},
@@ -48,15 +53,17 @@ def plot_curves(df: pd.DataFrame, hue: str = "tag", title: str = ""):
     return fig
 
 
-def explain_comparison(table: pd.DataFrame, what: str) -> stats.Said:
-    """Speed: the fastest and slowest training time, named only outside the noise (lab.core.stats). Learning:
-    test top-1 with 95 % intervals where the runs were evaluated; training losses say nothing here."""
+def explain_comparison(table: pd.DataFrame, what: str, claims: dict) -> stats.Said:
+    """Speed: the fastest and slowest training time, named only outside the noise (`claims`: the part's verdicts,
+    the extreme pair's claim). Learning: test top-1 with 95 % intervals where the runs were evaluated; training
+    losses say nothing here."""
     ok = table[table["status"] == "ok"]
-    lines, claims = [], []
+    lines, said = [], []
     if len(ok):
-        speed = stats.rank(ok["train_s samples"].to_dict(), f"training seconds per epoch, {what}s")
+        measured = int((ok["train_s samples"].map(len) > 0).sum())
+        speed = stats.rank(next(iter(claims.values()), None), measured, f"training seconds per epoch, {what}s")
         lines.append("Speed: " + speed)
-        claims += speed.claims
+        said += speed.claims
         n = ok["test images"].min() if "test images" in ok else float("nan")
         if ok["test top1"].notna().any() and not pd.isna(n):
             lines.append("Learning: " + stats.accuracy_sentence(ok["test top1"].to_dict(), int(n), what))
@@ -65,28 +72,31 @@ def explain_comparison(table: pd.DataFrame, what: str) -> stats.Said:
     diverged = list(table.index[table["status"] == "diverged"])
     if diverged:
         lines.append(f"Diverged (loss became NaN/inf, run stopped): {', '.join(map(str, diverged))}.")
-    return stats.Said("\n\n".join(lines) or "No run finished.", claims)
+    return stats.Said("\n\n".join(lines) or "No run finished.", said)
 
 
-def verdicts(df: pd.DataFrame, what: str) -> dict:
-    """The claims the section's sentences make (explain_comparison: the speed ranking, one family)."""
-    return {(c.a, c.b, "train_s"): c for c in explain_comparison(compare_table(df), what).claims}
+def verdicts(df: pd.DataFrame, results_dir=None) -> dict:
+    """The claim the sentences make: the fastest against the slowest by training time (lab.core.stats.extremes:
+    every pair of the finished settings a claim of one family), or none where fewer than two finished."""
+    ok = compare_table(df).query("status == 'ok'")
+    c = stats.extremes(ok["train_s samples"].to_dict())
+    return {} if c is None else {(c.a, c.b, "train_s"): c}
 
 
-def section(df: pd.DataFrame, what: str, title: str, name: str, figures_dir=None) -> None:
-    """C6 and C7: table with ranges, curves, and the noise-aware sentences."""
+def section(df: pd.DataFrame, what: str, title: str, name: str, claims: dict, figures_dir=None) -> None:
+    """C6 and C7: table with ranges, curves, and the noise-aware sentences (`claims`: the part's verdicts)."""
     print(display.describe_run(df.iloc[0]))
     table = compare_table(df)
     display.show(style(table.drop(columns=["test images"])))
     display.figure(plot_curves(df, title=title), name, figures_dir)
-    display.show(display.markdown(explain_comparison(table, what)))
+    display.show(display.markdown(explain_comparison(table, what, claims)))
 
 
-def finding(df: pd.DataFrame, question: str, label: str, part: str) -> display.Finding:
-    """The row of C6 or C7: the extremes by training time (one family), and test top-1 where evaluated."""
-    table = compare_table(df)
-    ok = table[table["status"] == "ok"]
-    c = stats.extremes(ok["train_s samples"].to_dict())
+def finding(df: pd.DataFrame, question: str, label: str, part: str, claims: dict) -> display.Finding:
+    """The row of C6 or C7: the extremes by training time (`claims`: the part's verdicts), and test top-1 where
+    evaluated."""
+    ok = compare_table(df).query("status == 'ok'")
+    c = next(iter(claims.values()), None)
     if c is None:
         return display.Finding(question, label, "fewer than two settings finished", "—", part)
     answer = f"training time: {stats.verdict_line(c)}"

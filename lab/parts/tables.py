@@ -6,12 +6,11 @@ from __future__ import annotations
 import functools
 import html
 import json
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from ..core import results, stats
+from ..core import fields, results, stats
 from ..engine import flops, roofline
 from ..engine.model import resnet18
 from ..engine.records import read_records
@@ -85,24 +84,7 @@ def persistent_workers(df: pd.DataFrame) -> pd.Series:
     return df.get("persistent_workers", pd.Series(False, index=df.index)).fillna(False).astype(bool)
 
 
-MIB = 2 ** 20
-
-
-@dataclass(frozen=True)
-class Column:
-    """How a record field is shown: its label (with its unit) and the factor from the record's unit to it."""
-
-    label: str
-    scale: float = 1.0
-
-
-# The one map from record fields to what a reader sees (sections, CSV headers, `compare`). Tables carry the field
-# names until they are displayed (`labelled`, which `style` applies).
-COLUMNS = {"host_peak_rss_bytes": Column("host peak RSS MiB", 1 / MIB),
-           "workers_pss_bytes": Column("workers PSS MiB", 1 / MIB),
-           "cuda_peak_allocated_bytes": Column("CUDA peak allocated MiB", 1 / MIB),
-           "cuda_peak_above_start_bytes": Column("CUDA peak rise MiB", 1 / MIB)}
-MEMORY = tuple(COLUMNS)  # lab.engine.memory's record fields, each shown as the largest over a group's epochs
+MEMORY, MIB = fields.MEMORY, fields.MIB
 
 
 def memory(df: pd.DataFrame, by: str, strict: bool = False) -> pd.DataFrame:
@@ -118,38 +100,18 @@ def memory(df: pd.DataFrame, by: str, strict: bool = False) -> pd.DataFrame:
     return out
 
 
-def labelled(table: pd.DataFrame, suffix: str = "") -> pd.DataFrame:
-    """A display copy: each record field's column scaled to its unit and named by its label (COLUMNS)."""
-    known = [c for c in table.columns if c in COLUMNS]
-    if not known:
-        return table
-    table = table.copy()
-    for c in known:
-        table[c] = pd.to_numeric(table[c], errors="coerce") * COLUMNS[c].scale
-    return table.rename(columns={c: COLUMNS[c].label + suffix for c in known})
-
-
-def percent(table: pd.DataFrame, columns=("top1", "final top1")) -> pd.DataFrame:
-    """A display copy with top-1 as a percentage."""
-    table = table.copy()
-    for c in columns:
-        if c in table:
-            table[c] = table[c] * 100
-    return table.rename(columns={c: f"{c} %" for c in columns})
-
-
 LONG = 40  # characters: a longer text leaves its cell for a numbered note under the table
 
 
 def style(table: pd.DataFrame):
     """Display form, the one path every table takes: measured numbers to three significant figures (lab.core.
     stats.sig: seconds, MiB, images/s), whole-number columns (epochs, batches, workers, counts) as integers,
-    top-1 in percent, missing cells as a dash, never NaN; a column empty everywhere and a mean beside its
-    "mean (min–max)" column hidden (the CSV keeps them); a text longer than LONG shows as its head and a note
-    number, its whole text numbered under the table (so no cell is clipped and the table fits the page; the
-    CSV keeps the whole text). The raw samples behind the ranges are left out."""
-    table = percent(labelled(table[[c for c in table.columns if not str(c).endswith(" samples")]]),
-                    ("top1", "final top1", "test top1"))
+    each column labelled and scaled by its field (lab.core.fields: top-1 in percent, bytes in MiB), missing cells
+    as a dash, never NaN; a column empty everywhere and a mean beside its "mean (min–max)" column hidden (the CSV
+    keeps them); a text longer than LONG shows as its head and a note number, its whole text numbered under the
+    table (so no cell is clipped and the table fits the page; the CSV keeps the whole text). The raw samples
+    behind the ranges are left out."""
+    table = fields.shown(table[[c for c in table.columns if not str(c).endswith(" samples")]])
     # hidden from the reader, kept in the CSV: a column with nothing in it (test top-1 where nothing was
     # evaluated), and a mean beside its "mean (min–max)" column (the range says it)
     hidden = [c for c in table.columns if (len(table) and table[c].isna().all()) or f"{c} range" in table.columns]

@@ -21,13 +21,17 @@ from pathlib import Path
 import pandas as pd
 
 from .. import parts
-from ..core import files, results, stats
+from ..core import fields, files, results, stats
 from ..core.errors import LabError
 from ..engine import environment
+from ..core.fields import Field
 from ..parts import display, plots
-from ..parts.tables import COLUMNS, load, style
+from ..parts.tables import load, style
 from .publish import write_pdf
 from .summary import seen
+
+fields.define({name: Field(name, "ms/image") for name in ("epoch ms/image", "epoch range", "step ms/image",
+                                                          "load ms/image")})
 
 
 class NotAReport(LabError):
@@ -113,9 +117,8 @@ def part_table(reports: list[SavedReport], part: str) -> tuple[pd.DataFrame, dic
                       "step ms/image": stats.mean(step), "load ms/image": stats.mean(g["load ms/image"]),
                       "steady epochs": len(epoch),
                       **{f: g[f].max() for f in ("host_peak_rss_bytes", "cuda_peak_allocated_bytes")}}
-            for k, v in values.items():
-                shown = COLUMNS.get(k)  # a record field: its label and unit
-                columns.setdefault((r.name, shown.label if shown else k), {})[tag] = v * shown.scale if shown else v
+            for k, v in values.items():  # field names: labelled and scaled where the table is shown
+                columns.setdefault((r.name, k), {})[tag] = v
     table = pd.DataFrame(columns, index=list(rows))
     table.columns = pd.MultiIndex.from_tuples(table.columns, names=["report", ""])
     table = table.loc[:, [c for c in table.columns if table[c].notna().any() and (table[c] != "—").any()]]
