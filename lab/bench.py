@@ -367,8 +367,9 @@ def run_bench(config: Config, out=None, quick: bool = False, steps: int | None =
     results = {}
     report = {"time": dt.datetime.now().astimezone().isoformat(timespec="seconds"), "quick": quick,
               "device_type": device.type, "device_name": device_name(device), "seconds": 0.0, "plan": p,
-              "config": config.to_dict(), "provenance": provenance(config, device), "environment": environment.collect(),
-              "peaks": machine_peaks(device, **(TINY_PROBE if quick else {})), "results": results}
+              "config": config.to_dict(), "provenance": provenance(config, device),
+              "environment": environment.collect(), "peaks": machine_peaks(device, **(TINY_PROBE if quick else {})),
+              "results": results}
 
     def done(*rows: dict) -> None:
         results.update({r["name"]: r for r in rows})
@@ -402,9 +403,10 @@ def format_bench(report: dict) -> str:
     lines += [_row(r) for r in res.values()]
     peaks = report.get("peaks")
     if peaks:
-        lines.append("this machine's measured peaks (lab.engine.roofline, the report's C11 uses the same): " + ", ".join(
-            f"{p} {peaks[p]:.3g}" for p in ("fp32", "tf32", "bf16", "fp16") if p in peaks) + " TFLOP/s, copy "
-            f"{peaks['copy_GBs']:.0f} GB/s, triad {peaks['triad_GBs']:.0f} GB/s")
+        lines.append("this machine's measured peaks (lab.engine.roofline, the report's C11 uses the same): "
+                     + ", ".join(f"{p} {peaks[p]:.3g}" for p in ("fp32", "tf32", "bf16", "fp16") if p in peaks)
+                     + " TFLOP/s, copy "
+                     f"{peaks['copy_GBs']:.0f} GB/s, triad {peaks['triad_GBs']:.0f} GB/s")
     p1, p2, p3 = res["P1"], res["P2"], res["P3"]
     lines += ["",
               f"P1 images/s over {p1['batches']} batches of {p1['batch_size']} (median of {p1['repeats']}; worker "

@@ -252,8 +252,9 @@ def run_c10(work: Path, sizes: Sizes) -> None:
                     synthetic_train=sizes.train_images, synthetic_test=sizes.test_images, checkpoint=None,
                     experiment=c10_deploy.ID)
     gpu = sizes.device == "cuda"
-    params = {"compile_settings": sizes.compiled, "test_images": 1000 if gpu else 16, "latency_blocks": 20 if gpu else 2,
-              "latency_calls": 50 if gpu else 2, "throughput_batches": [1, 32, 128, 256] if gpu else [1]}
+    params = {"compile_settings": sizes.compiled, "test_images": 1000 if gpu else 16,
+              "latency_blocks": 20 if gpu else 2, "latency_calls": 50 if gpu else 2,
+              "throughput_batches": [1, 32, 128, 256] if gpu else [1]}
     c10_deploy.PART.make(config, params, out, Report(work))
 
 
@@ -307,8 +308,9 @@ def c11_rows(work: Path, ran: Ran) -> list[dict]:
                 f"{peaks['conditions']['seconds']} s", status=stage_status(ran))]
     for profile in result["profiles"].values():
         roof, _ = roofline.binding_roof(profile, peaks)
-        rows.append(row("c11", f"step {profile['precision']}", peak_share(train, profile["step_s"], profile["precision"],
-                                                                        peaks), roof, status=stage_status(ran)))
+        rows.append(row("c11", f"step {profile['precision']}",
+                        peak_share(train, profile["step_s"], profile["precision"], peaks), roof,
+                        status=stage_status(ran)))
         b = (profile.get("kernels") or {}).get("breakdown")
         if b and "idle_share" in b:  # HolisticTraceAnalysis over the profiled steps (carried in .whl/)
             rows.append(row("c11", f"GPU time {profile['precision']}", f"idle {b['idle_share']:.0%}, compute "

@@ -36,7 +36,8 @@ def _seed_fast_cache():
     run = os.environ.get("PYTEST_XDIST_TESTRUNUID")  # one cache for the run's workers: the C++ program builds once
     cache = Path(tempfile.gettempdir()) / f"lab-cache-{run}" if run else Path(tempfile.mkdtemp(prefix="lab-cache-"))
     cache.mkdir(parents=True, exist_ok=True)
-    entries = {fast_cache_key(b, t, load) + stage: {"choice": FAST_CHOICE, "step_s": {}, "reason": "seeded by the tests"}
+    entries = {fast_cache_key(b, t, load) + stage:
+               {"choice": FAST_CHOICE, "step_s": {}, "reason": "seeded by the tests"}
                for b in (8, 16, 32) for t in (1, 2, os.cpu_count()) for load in ("idle", "busy")
                for stage in ("", EAGER_ONLY)}
     seeded = cache / f".fast-choice.{os.getpid()}.tmp"

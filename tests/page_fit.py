@@ -37,7 +37,8 @@ LAYOUT = """els => els.map(t => {
           left: r.left, right: r.right, text: t.innerText,  // as lab/report/templates/fit.js measures them
           within: (t.closest('.jp-OutputArea-output') || t.parentElement).getBoundingClientRect().right,
           clipped: cells.filter(c => { const range = document.createRange(); range.selectNodeContents(c);
-                                       return range.getBoundingClientRect().width > c.getBoundingClientRect().width + 1; })
+                                       return range.getBoundingClientRect().width
+                                         > c.getBoundingClientRect().width + 1; })
                         .map(c => c.innerText.slice(0, 40)),
           broken: cells.flatMap(c => brokenWords(c)).slice(0, 5),
           smallest: Math.min(...cells.map(c => parseFloat(getComputedStyle(c).fontSize)))};

@@ -64,7 +64,8 @@ def test_a_q5_left_out_says_why_and_decides_nothing(tmp_path):
     rows.add("left_out", text="left out by this profile (explain_compile: false)", kind=acceleration.ACCOUNT)
     account = acceleration.read_account(results.read(tmp_path, part=c8.ID))
     assert account == {"left_out": "left out by this profile (explain_compile: false)"}
-    assert c8.explain_compile(account, None).endswith("not measured: left out by this profile (explain_compile: false).")
+    assert c8.explain_compile(account, None).endswith(
+        "not measured: left out by this profile (explain_compile: false).")
     assert c8.explain_compile({}, None).endswith("not measured in this report.")
     assert c8.verdicts(pd.DataFrame(), tmp_path) == {}
     q5 = c8.findings(pd.DataFrame(), tmp_path)[1]

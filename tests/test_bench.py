@@ -127,7 +127,8 @@ def test_quick_bench_end_to_end_names_the_device(synthetic_data, tmp_path, monke
     monkeypatch.setattr(lab.engine.fast, "cpu_fast_probe", lambda config, log=print, measure=True: {
         "choice": {"channels_last": True, "amp": "off", "compile": "off"}, "step_s": {}})
     c8 = [{"tag": c8_acceleration.BASELINE}, {"tag": "channels_last", "channels_last": True},
-          {"tag": c8_acceleration.FAST_PHASE, "fast": True, "timers": "phase"}, {"tag": c8_acceleration.FAST, "fast": True}]
+          {"tag": c8_acceleration.FAST_PHASE, "fast": True, "timers": "phase"},
+          {"tag": c8_acceleration.FAST, "fast": True}]
     # C8's list less compile (minutes) and bf16 (emulated, ~30x slower, on CPUs without bf16 instructions)
     monkeypatch.setattr(bench, "acceleration_settings", lambda device_type, compiled=True: (
         [{"loader": "tensor", **s} for s in c8], {"compile default": "test"}))
@@ -150,7 +151,8 @@ def test_quick_bench_end_to_end_names_the_device(synthetic_data, tmp_path, monke
     assert set(results) == {"P1", "P2", "P3", "P3 best", "P5", "P5 floor"}
     assert results["P3"]["fast_setting"] == {"loader": "tensor", "channels_last": True, "amp": "off",
                                              "compile": "off", "timers": "epoch"}
-    assert set(results["P3"]["step_s"]) == {c8_acceleration.BASELINE, c8_acceleration.FAST}  # fast (per-phase timers) is not P3's
+    # fast (per-phase timers) is not P3's
+    assert set(results["P3"]["step_s"]) == {c8_acceleration.BASELINE, c8_acceleration.FAST}
     left_out = results["P3"]["left_out"]
     assert set(left_out) == {"compile default", "channels_last"}
     assert "left out of the repeats" in left_out["channels_last"]

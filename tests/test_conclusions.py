@@ -1,9 +1,9 @@
 """Conclusions that survive an A/A test: settings that do not differ, fed through every section's sentence
 writer, name a winner in at most 5 % of trials (+ 3 standard errors of the simulation), read from the rule's
 verdicts behind the sentences (lab.core.stats.Said), not from a phrase; settings that do differ are named, by the
-same writers, in their own shapes (a writer that never names a winner fails those). Samples are steady epochs, drawn from normal, log-normal and slowly drifting noise, 2 to 8
-per setting, for 2, 5 and 8 settings and C8's shape. Every trial is seeded: the figures are the same on every
-run, and no pass depends on the machine's speed.
+same writers, in their own shapes (a writer that never names a winner fails those). Samples are steady epochs,
+drawn from normal, log-normal and slowly drifting noise, 2 to 8 per setting, for 2, 5 and 8 settings and C8's
+shape. Every trial is seeded: the figures are the same on every run, and no pass depends on the machine's speed.
 
 The simulation draws DRAWS_HERE random relabelings per test where the rule draws lab.core.stats.DRAWS (and
 enumerates them only up to as many): a Monte-Carlo permutation p-value, (1 + b) / (B + 1), is valid for any B,
@@ -208,7 +208,8 @@ def c8_writer(values):
 
 
 def c4_writer(values):
-    df = runs(["2 workers (best)", "1 worker"], values, **{"1 worker": {"workers": 1}, "2 workers (best)": {"workers": 2}})
+    df = runs(["2 workers (best)", "1 worker"], values,
+              **{"1 worker": {"workers": 1}, "2 workers (best)": {"workers": 2}})
     df["load_s"] = df["total_s"]  # the wait differs; the compute is the same
     df["train_s"] = 1.0
     df = pd.concat([df[df["tag"] == "1 worker"], df[df["tag"] != "1 worker"]])  # 1 worker first, as C4 shows it

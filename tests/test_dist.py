@@ -49,7 +49,8 @@ def test_two_ranks_of_64_train_the_same_weights_as_one_process_of_128(synthetic_
         assert (epoch["slowest_total_s"] == epoch["total_s"].max()).all()
     last = records[records["epoch"] == records["epoch"].max()]  # measured once a run, after its last epoch
     assert (last["comm_s"] >= 0).all() and last["comm_raw_s"].notna().all()
-    assert (last["comm_low_s"] <= last["comm_high_s"]).all() and records.loc[records["epoch"] == 1, "comm_s"].isna().all()
+    assert ((last["comm_low_s"] <= last["comm_high_s"]).all()
+            and records.loc[records["epoch"] == 1, "comm_s"].isna().all())
     # a 2-process checkpoint is refused by a 1-process resume: every shard, so every batch, would differ
     refused = train(synthetic_data, *common, "--batch-size", "8", "--epoch", "3", "--resume",
                     "--checkpoint", str(tmp_path / "two.pt"))

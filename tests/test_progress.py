@@ -75,7 +75,8 @@ def test_the_time_left_follows_the_steps_the_runs_report(tmp_path):
     assert w.left() == pytest.approx(predicted / 2 + summary, abs=0.5)
     w.part_started -= 10
     w._show()
-    assert stream.getvalue() == f"      {c6_optimizers.ID}: adam, epoch 2/3, batch 1/3 · about {estimate.clock(w.left())} left\n"
+    assert stream.getvalue() == (f"      {c6_optimizers.ID}: adam, epoch 2/3, batch 1/3 · about "
+                                 f"{estimate.clock(w.left())} left\n")
     e.factor = 2.0  # the finished parts took twice their estimate: so will the rest
     assert w.left() == pytest.approx(2 * (predicted / 2 + summary), abs=1)
 

@@ -43,9 +43,11 @@ def test_every_notebook_ran_and_wrote_records(tiny_report):
     counts = df.groupby("experiment")["run_id"].nunique().to_dict()
     compiles = False  # tiny.yaml leaves C8's compiled settings out (tests/test_train.py compiles)
     bf16 = bf16_emulated(None) is None  # a CPU that emulates bf16 leaves it out and says so
-    assert counts == {c2_timing.ID: 1, c3_workers.ID: 5, c4_workers_profile.ID: 2, c5_devices.ID: 2, c6_optimizers.ID: 6,
-                      c7_batchnorm.ID: 2, c8_acceleration.ID: 3 + compiles + bf16, c9_scaling.ID: 2}
-    c4 = df[df.experiment == c4_workers_profile.ID]  # C3 measured 0, 1 (for C4) and 2 workers in one block: C4 reuses two of them
+    assert counts == {c2_timing.ID: 1, c3_workers.ID: 5, c4_workers_profile.ID: 2, c5_devices.ID: 2,
+                      c6_optimizers.ID: 6, c7_batchnorm.ID: 2, c8_acceleration.ID: 3 + compiles + bf16,
+                      c9_scaling.ID: 2}
+    # C3 measured 0, 1 (for C4) and 2 workers in one block: C4 reuses two of them
+    c4 = df[df.experiment == c4_workers_profile.ID]
     assert set(c4["reused_from"]) == {f"{c3_workers.ID} (1 worker)", f"{c3_workers.ID} ({best} workers)"}
     c3_runs = df[(df.experiment == c3_workers.ID) & df["workers"].isin([1, best]) & (df["loader"] == "torch")
                  & ~df["persistent_workers"].astype(bool)]
@@ -54,14 +56,17 @@ def test_every_notebook_ran_and_wrote_records(tiny_report):
     assert set(zip(c7["tag"], c7["reused_from"])) == {(c7_batchnorm.ON, f"{c6_optimizers.ID} (sgd)"),
                                                       (c7_batchnorm.OFF, f"{c6_optimizers.ID} ({BN_OFF})")}
     if not _has_cuda():  # the CPU alone: C5 compares nothing, so it reuses C3's run of its settings
-        assert set(df[(df.experiment == c5_devices.ID) & (df.status == "ok")]["reused_from"]) == {f"{c3_workers.ID} ({best} workers)"}
+        assert set(df[(df.experiment == c5_devices.ID) & (df.status == "ok")]["reused_from"]) == {
+            f"{c3_workers.ID} ({best} workers)"}
     c9 = df[df.experiment == c9_scaling.ID]
     assert sorted(zip(c9["tag"], c9["rank"], c9["batch_size"])) == [
-        (c9_scaling.BASELINE, 0, 16), (c9_scaling.launch_tag(2, "strong"), 0, 8), (c9_scaling.launch_tag(2, "strong"), 1, 8)]
+        (c9_scaling.BASELINE, 0, 16), (c9_scaling.launch_tag(2, "strong"), 0, 8),
+        (c9_scaling.launch_tag(2, "strong"), 1, 8)]
     assert set(c9["backend"]) == {"gloo"} and c9.loc[c9["world_size"] == 2, "comm_s"].notna().all()  # 1 epoch: the last
     assert set(df[df.experiment == c3_workers.ID]["loader"]) == {"torch", "tensor"}
     c8 = df[df.experiment == c8_acceleration.ID]
-    assert set(c8["tag"]) == {c8_acceleration.BASELINE, "channels_last", c8_acceleration.FAST} | ({"autocast bf16"} if bf16 else set()) | (
+    assert set(c8["tag"]) == {c8_acceleration.BASELINE, "channels_last", c8_acceleration.FAST} | (
+        {"autocast bf16"} if bf16 else set()) | (
         {"compile default"} if compiles else set())  # per-phase timers vs epoch timers: CUDA only
     assert set(c8["loader"]) == {"tensor"}  # only the step changes
     steps = c8[c8["tag"] != c8_acceleration.FAST]
@@ -86,7 +91,8 @@ def test_every_notebook_ran_and_wrote_records(tiny_report):
         assert any("DataLoader" in e.get("name", "") for e in trace["traceEvents"])
         ops = (out / c4_workers_profile.ID / f"ops_{label}.csv").read_text()
         assert "aten::" in ops
-    assert set(df[df.experiment == c6_optimizers.ID]["optimizer"]) == {"sgd", "sgd-nesterov", "adagrad", "adadelta", "adam"}
+    assert set(df[df.experiment == c6_optimizers.ID]["optimizer"]) == {
+        "sgd", "sgd-nesterov", "adagrad", "adadelta", "adam"}
     assert set(df[df.experiment == c7_batchnorm.ID]["batch_norm"]) == {True, False}
     assert (df["dataset_kind"] == "synthetic").all()
     c5 = df[df.experiment == c5_devices.ID].set_index("device_type")["status"].to_dict()
@@ -181,7 +187,8 @@ def test_memory_environment_and_every_table_as_csv(tiny_report, tmp_path):
         assert heading in html, heading
     tables = out / "tables"
     records = pd.read_csv(tables / "records.csv")
-    assert len(records) == len(df) and {"run_id", "epoch", "total_s", "host_peak_rss_bytes", "extra.block"} <= set(records)
+    assert (len(records) == len(df)
+            and {"run_id", "epoch", "total_s", "host_peak_rss_bytes", "extra.block"} <= set(records))
     assert len(pd.read_csv(tables / "findings.csv")) == len(parts.questions())
     for part in (c3_workers.ID, c8_acceleration.ID, c9_scaling.ID, q_model.ID):
         assert len(pd.read_csv(tables / f"{part}.csv")) >= 1, part
@@ -246,7 +253,8 @@ def test_progress_names_each_notebook(tiny_report):
 def test_killed_report_resumes(tiny_report):
     runs, out = tiny_report
     meta, done = runs.left["meta"], runs.resumed
-    before = [q_model.ID, c2_timing.ID, c3_workers.ID, c4_workers_profile.ID, c5_devices.ID, c6_optimizers.ID, c7_batchnorm.ID]
+    before = [q_model.ID, c2_timing.ID, c3_workers.ID, c4_workers_profile.ID, c5_devices.ID, c6_optimizers.ID,
+              c7_batchnorm.ID]
     assert list(meta["done"]) == before and not meta["finished"]  # killed during C8
     assert runs.left["partial"] and not runs.left["html"]
     assert f"resuming report {out.name}: keeping {', '.join(before)}" in done.stderr

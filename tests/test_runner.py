@@ -44,7 +44,8 @@ def test_a_failing_notebook_stops_the_report_and_keeps_what_ran(tmp_path):
     # the user edits the profile: the unfinished report is not resumed with its stale parameters
     bad.write_text(bad.read_text().replace(f"{c2_timing.ID}: {{workers: 0}}", f"{c2_timing.ID}: {{workers: 1}}"))
     again = report(bad, tmp_path, env=env)
-    assert again.returncode == 1 and f"changed since the unfinished report {out.name}: starting a new report" in again.stderr
+    assert (again.returncode == 1
+            and f"changed since the unfinished report {out.name}: starting a new report" in again.stderr)
     assert len([p for p in (tmp_path / "results").iterdir() if p.name != "latest"]) == 2
 
 

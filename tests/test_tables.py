@@ -105,10 +105,12 @@ def test_workers_table_marks_the_rule_from_the_saved_sweep():
 
 
 def test_acceleration_table_states_step_and_epoch_speed_ups_and_flags_starvation(tmp_path):
-    one = pd.DataFrame([record(c8_acceleration.BASELINE, 1, 0.1, 2.0, 2.2), record("compile default", 1, 0.1, 60.0, 60.2)])
+    one = pd.DataFrame([record(c8_acceleration.BASELINE, 1, 0.1, 2.0, 2.2),
+                        record("compile default", 1, 0.1, 60.0, 60.2)])
     table = c8_acceleration.acceleration_table(one)
     assert table["steady_epoch_s"].isna().all() and (table["step_speed_up"] == "—").all()
-    df = pd.DataFrame(runs(c8_acceleration.BASELINE, [0.1, 0.1], [2.0, 2.0]) + runs("compile default", [1.0, 1.1], [1.0, 1.0]))
+    df = pd.DataFrame(runs(c8_acceleration.BASELINE, [0.1, 0.1], [2.0, 2.0])
+                      + runs("compile default", [1.0, 1.1], [1.0, 1.0]))
     df.loc[(df["tag"] == "compile default") & ~df["warmup"], "starved_batches"] = 1  # of 2 batches per epoch
     rows = results.Rows(tmp_path, c8_acceleration.ID)
     save_plan(rows, [c8_acceleration.BASELINE, "compile default", c8_acceleration.FAST],
@@ -139,7 +141,8 @@ def test_learning_is_judged_on_test_accuracy_not_training_loss():
 
 
 def test_unavailable_devices_are_shown_not_dropped():
-    devices = pd.DataFrame([{**r, "device_type": "cpu", "device_name": "x86"} for r in runs("cpu", [0.1, 0.1], [2.0, 2.1])]
+    devices = pd.DataFrame([{**r, "device_type": "cpu", "device_name": "x86"}
+                            for r in runs("cpu", [0.1, 0.1], [2.0, 2.1])]
                            + [{**record("cuda", 1, 0, 0, 0), "device_type": "cuda", "device_name": "not available",
                                "status": "unavailable"}])
     table = c5_devices.devices_table(devices)

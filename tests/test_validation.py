@@ -2,8 +2,8 @@
 generated Configs, `train` command lines and report profiles each end in a usable value or a one-line usage
 error (ConfigError / SystemExit 2), never a traceback and never a silently accepted invalid value.
 
-The bounds asserted here are docs/troubleshooting.md's ("Valid values"), written out again on purpose: the specs are checked
-against the documentation, not against themselves."""
+The bounds asserted here are docs/troubleshooting.md's ("Valid values"), written out again on purpose: the specs are
+checked against the documentation, not against themselves."""
 import contextlib
 import io
 import math
@@ -453,11 +453,12 @@ notebooks:
     (f"{c3_workers.ID}: {{worker_counts: [0, 2]}}", f"{c3_workers.ID}: {{worker_cap: 1000}}",
      f"profile p: notebook {c3_workers.ID} parameter worker_cap should be int in [0, 128], got 1000"),
     (f"{c3_workers.ID}: {{worker_counts: [0, 2]}}", f"{c3_workers.ID}: {{worker_counts: [0, 0]}}",
-     f"profile p: notebook {c3_workers.ID} parameter worker_counts should be a non-empty list of distinct int in [0, 128] "
-     "or None, got [0, 0]"),
+     f"profile p: notebook {c3_workers.ID} parameter worker_counts should be a non-empty list of distinct int in "
+     "[0, 128] or None, got [0, 0]"),
     (f"{c2_timing.ID}: {{workers: 0}}", f"{c2_timing.ID}: {{lr: .nan}}",
      f"profile p: notebook {c2_timing.ID} parameter lr should be finite float in [1e-12, 1e12], got nan"),
-    (f"{c2_timing.ID}: {{workers: 0}}", "C2_timng: {workers: 0}", "profile p: unknown notebook 'C2_timng' (notebooks: "),
+    (f"{c2_timing.ID}: {{workers: 0}}", "C2_timng: {workers: 0}",
+     "profile p: unknown notebook 'C2_timng' (notebooks: "),
     ("max_batches: 2", "max_batches: 2\n  wrokers: 3", "profile p: common has no parameter 'wrokers'"),
     ("max_batches: 2", "max_batches: 2\n  results_dir: /tmp/x", "profile p: common: results_dir is set by the "
      "report runner"),

@@ -5,8 +5,9 @@ every record the run writes, so each number in a report says exactly how it was 
 
 Every input is declared here, once, as a `Spec` (valid values, meaning, flag): the Config's fields (`FIELDS` is
 derived from them), `PARAMETERS` (notebook parameters, the profile entries that feed them), `OPTIONS` (CLI flags
-that are not fields) and `PROFILE` (a profile's own settings). `Config.validate`, the CLI, the report runner's plan and the notebooks
-(`check_parameters`) all check through these specs; docs/troubleshooting.md's ranges table is `ranges_table()`.
+that are not fields) and `PROFILE` (a profile's own settings). `Config.validate`, the CLI, the report runner's plan
+and the notebooks (`check_parameters`) all check through these specs; docs/troubleshooting.md's ranges table is
+`ranges_table()`.
 
 `train`'s flags are generated from `FIELDS` (`add_config_flags`), and `to_argv` writes any Config as those
 flags (C9's launched processes get their Config that way): one mapping, both directions.

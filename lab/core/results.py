@@ -119,7 +119,8 @@ def read(results_dir, part: str | None = None, metric: str | None = None) -> pd.
     such field); an empty table where there are none."""
     path = Path(results_dir) / MEASUREMENTS
     rows = files.read_jsonl(path) if results_dir is not None and path.exists() else []
-    rows = [r for r in rows if (part is None or r.get("part") == part) and (metric is None or r.get("metric") == metric)]
+    rows = [r for r in rows
+            if (part is None or r.get("part") == part) and (metric is None or r.get("metric") == metric)]
     return _frame(rows, COLUMNS, "measurements", path)
 
 

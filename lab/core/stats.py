@@ -289,7 +289,8 @@ def seeable(shape: tuple) -> tuple[float, int | None]:
     if not math.isfinite(d):
         fewest = max(n + 1, needed(len(sizes), [(a, b, 0) for a, b in claims], 1, n) or MOST_NEEDED)
         d_at = _seeable(round(noise, 3), tuple(fewest for _ in sizes), claims, index)
-        return d, (MOST_SAMPLES + 1 if not math.isfinite(d_at) else max(fewest, math.ceil(fewest * (d_at / TARGET) ** 2)))
+        return d, (MOST_SAMPLES + 1 if not math.isfinite(d_at)
+                   else max(fewest, math.ceil(fewest * (d_at / TARGET) ** 2)))
     return d, (None if d <= TARGET else math.ceil(n * (d / TARGET) ** 2))
 
 

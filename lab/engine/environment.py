@@ -35,7 +35,8 @@ def collect() -> dict:
 
 def cpu_line(env: dict) -> str:
     flags = ", ".join(env.get("cpu_flags") or []) or "none of " + ", ".join(CPU_FLAGS)
-    return f"{env.get('cpu_model', '?')} ({env.get('cpus_available', '?')} of {env.get('host_cpus', '?')} cores; {flags})"
+    return (f"{env.get('cpu_model', '?')} ({env.get('cpus_available', '?')} of {env.get('host_cpus', '?')} "
+            f"cores; {flags})")
 
 
 def summary(env: dict | None) -> dict:

@@ -102,7 +102,8 @@ def provenance(config: Config, device: torch.device) -> dict:
 
 
 def make_record(config: Config, metrics: dict, prov: dict, run_id: str) -> dict:
-    record = {"record": "epoch", "run_id": run_id, "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    record = {"record": "epoch", "run_id": run_id,
+              "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
     record.update(config.to_dict())
     record.update(prov)
     record.update({k: metrics.get(k) for k in METRICS})

@@ -109,9 +109,9 @@ class Trainer:
 
     def measure_comm(self, batches: int, probes: int = 5) -> dict:
         """The exposed gradient communication of an epoch (run() measures it after a run's last epoch, with
-        as many probe pairs as the epoch has batches, 2 to 5: the probes cost steps), measured: the same step (forward + backward, no
-        optimizer step) on a fixed batch timed with DDP's all-reduce and without it (`no_sync`), in
-        alternating order, `probes` pairs; weights, buffers and gradients are restored afterwards.
+        as many probe pairs as the epoch has batches, 2 to 5: the probes cost steps), measured: the same step
+        (forward + backward, no optimizer step) on a fixed batch timed with DDP's all-reduce and without it
+        (`no_sync`), in alternating order, `probes` pairs; weights, buffers and gradients are restored afterwards.
         comm_raw_s = the median pair difference x `batches` (kept even when negative: within noise),
         comm_s = max(0, comm_raw_s), comm_low_s/comm_high_s = the smallest/largest pair difference x batches."""
         state = {k: v.clone() for k, v in self.model.state_dict().items()}

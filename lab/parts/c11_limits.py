@@ -152,8 +152,8 @@ def _profile(rows: pd.DataFrame, train_flops: float) -> dict:
 
 
 def read(results_dir) -> dict | None:
-    """C11's rows in the shapes lab.engine.roofline takes: {"device", "batch_size", "peaks" (the report's, else its own),
-    "flops": {kind: {category: FLOP}}, "profiles": {precision: profile}}; None where C11 did not run."""
+    """C11's rows in the shapes lab.engine.roofline takes: {"device", "batch_size", "peaks" (the report's, else its
+    own), "flops": {kind: {category: FLOP}}, "profiles": {precision: profile}}; None where C11 did not run."""
     rows = results.read(results_dir, part=ID)
     rows = rows.reindex(columns=[*rows.columns, *(f for f in FIELDS if f not in rows)])
     counts = rows[(rows["metric"] == "flops") & rows["category"].notna()]

@@ -91,7 +91,8 @@ def findings(df: pd.DataFrame, results_dir=None) -> list[display.Finding]:
         share = "" if column == "total_s" else f", {stats.mean(values) / total:.0%} of the epoch"
         rows.append(display.Finding(
             question, label, f"{stats.sig(stats.mean(values))} s per epoch{share}",
-            f"range {stats.sig(min(values))}–{stats.sig(max(values))} s over {stats.plural(len(values), 'steady epoch')}; "
+            f"range {stats.sig(min(values))}–{stats.sig(max(values))} s over "
+            f"{stats.plural(len(values), 'steady epoch')}; "
             f"the first epoch (warm-up) {stats.sig(first[column])} s; {stats.plural(int(first['workers']), 'worker')}, "
             f"batch {int(first['batch_size'])}", ID))
     return rows

@@ -92,7 +92,8 @@ def worker_sweep_rule(waits: dict) -> dict:
         if c.verdict == "slower":  # decided: the count before it is better
             best = prev
         reason = (f"at {k} workers the wait is {stats.spread(waits[k])} s against {stats.spread(waits[prev])} s at "
-                  f"{prev}: " + (stats.too_few(c.n, c.needed) if c.verdict == stats.TOO_FEW else "not decidedly faster ("
+                  f"{prev}: " + (stats.too_few(c.n, c.needed) if c.verdict == stats.TOO_FEW
+                                 else "not decidedly faster ("
                                  + (stats.NO_DIFFERENCE if c.verdict == stats.NO_DIFFERENCE else "slower") + ")"))
         break
     considered = counts[:counts.index(stop) + 1]
@@ -146,7 +147,8 @@ def read_sweep(results_dir) -> dict | None:
         return None
     best, stop = (rows[rows["metric"] == m] for m in ("best_workers", "sweep_stop"))
     sweep = {key: {str(int(w)): list(g.sort_values("sample")["value"]) for w, g in
-                   rows[rows["metric"] == key].groupby("workers", sort=False)} for key in ("batch_wait_s", "loader_start_s")}
+                   rows[rows["metric"] == key].groupby("workers", sort=False)}
+             for key in ("batch_wait_s", "loader_start_s")}
     if len(best):
         sweep.update(best_workers=int(best["value"].iloc[-1]), stop_reason=stop["text"].iloc[-1],
                      stop_at=int(stop["value"].iloc[-1]),
@@ -237,7 +239,8 @@ def plot_workers(table: pd.DataFrame, title: str = "Wait for batches vs DataLoad
     sweep = sweep_rows(table)
     low = sweep["batch wait samples"].map(lambda v: min(v) if v else nan)
     high = sweep["batch wait samples"].map(lambda v: max(v) if v else nan)
-    err = [(sweep["batch wait s"] - low).clip(lower=0).fillna(0), (high - sweep["batch wait s"]).clip(lower=0).fillna(0)]
+    err = [(sweep["batch wait s"] - low).clip(lower=0).fillna(0),
+           (high - sweep["batch wait s"]).clip(lower=0).fillna(0)]
     ax.errorbar(sweep["workers"], sweep["batch wait s"], yerr=err, marker="o", capsize=4,
                 label="wait for batches (min–max)")
     ax.plot(sweep["workers"], sweep["worker start-up s"], marker="^", linestyle=":", label="worker start-up (iter())")
@@ -309,7 +312,8 @@ def verdicts(df: pd.DataFrame, results_dir) -> dict:
     sweep = read_sweep(results_dir) or {}
     waits = {int(k): v for k, v in sweep.get("batch_wait_s", {}).items() if stats.samples(v)}
     counts = list(waits)
-    found = stats.family({k: [{"wait": v} for v in waits[k]] for k in counts}, sweep_claims(counts)) if len(counts) > 1 else {}
+    found = (stats.family({k: [{"wait": v} for v in waits[k]] for k in counts}, sweep_claims(counts))
+             if len(counts) > 1 else {})
     return {**found, **persistent_claim(df)}
 
 

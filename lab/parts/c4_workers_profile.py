@@ -94,7 +94,8 @@ def workers_comparison(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _startup(row: pd.Series, name: str) -> str:
-    return f"{stats.sig(row['worker start-up s'])} s per epoch with {name}{stats.range_note(row['worker start-up samples'])}"
+    return (f"{stats.sig(row['worker start-up s'])} s per epoch with {name}"
+            f"{stats.range_note(row['worker start-up samples'])}")
 
 
 def split_wait(a: pd.Series, b: pd.Series, na: str, nb: str, load: stats.Comparison, batch: stats.Comparison) -> str:
@@ -162,8 +163,8 @@ def explain_workers(df: pd.DataFrame, results_dir=None) -> stats.Said:
     (name_a, a), (name_b, b) = list(table.iterrows())[:2]
     share_a, share_b = a["load_s"] / a["total_s"], b["load_s"] / b["total_s"]
     lines = [f"With **{name_a}**, the training loop waited **{stats.sig(a['load_s'])} s** per epoch for data"
-             f"{stats.range_note(a['load_s samples'])}, {share_a:.0%} of the {stats.sig(a['total_s'])} s epoch; compute "
-             f"took {stats.sig(a['train_s'])} s{stats.range_note(a['train_s samples'])}.",
+             f"{stats.range_note(a['load_s samples'])}, {share_a:.0%} of the {stats.sig(a['total_s'])} s epoch; "
+             f"compute took {stats.sig(a['train_s'])} s{stats.range_note(a['train_s samples'])}.",
              f"With **{name_b}**, the wait was **{stats.sig(b['load_s'])} s**{stats.range_note(b['load_s samples'])}, "
              f"{share_b:.0%} of {stats.sig(b['total_s'])} s; compute took {stats.sig(b['train_s'])} s"
              f"{stats.range_note(b['train_s samples'])}."]

@@ -129,8 +129,8 @@ def findings(df, results_dir) -> list[display.Finding]:
                             "gradients", f"after one SGD step; momentum buffers {sgd['optimizer_state']:,}", ID),
             display.Finding("Q4", QUESTIONS[3][1], f"{adam['parameters']:,} trainable parameters, "
                             f"{adam['gradients']:,} gradients", f"after one Adam step; its state, "
-                            f"{adam['optimizer_state']:,} values (2 x parameters), is not gradients; in memory: {state_line(adam)}",
-                            ID)]
+                            f"{adam['optimizer_state']:,} values (2 x parameters), is not gradients; in memory: "
+                            f"{state_line(adam)}", ID)]
 
 
 PART = Part(ID, "Q1–Q4 — the model", QUESTIONS, (), runs, section, findings)

@@ -176,7 +176,8 @@ def part_figure(reports: list[SavedReport], groups: dict, title: str):
                 mean.append(stats.mean(values)), low.append(stats.mean(values) - min(values))
                 high.append(max(values) - stats.mean(values))
         ax.bar(x, mean, width, yerr=[low, high], capsize=3, color=colors[i], label=r.name)
-    ax.set_xticks(range(len(tags)), tags, rotation=20 if len(tags) > 3 else 0, ha="right" if len(tags) > 3 else "center")
+    ax.set_xticks(range(len(tags)), tags, rotation=20 if len(tags) > 3 else 0,
+                  ha="right" if len(tags) > 3 else "center")
     ax.set_ylabel("epoch ms per image")
     ax.set_title(title)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
@@ -218,7 +219,8 @@ CSS = """<style>
 body { font-family: sans-serif; margin: 1.5em; } table { border-collapse: collapse; font-size: 0.8em; margin: 0.5em 0; }
 td, th { border: 1px solid #ccc; padding: 2px 5px; text-align: right; } th { background: #f3f3f3; }
 table.provenance td { text-align: left; white-space: pre-wrap; }
-.loud { border: 3px solid #c0392b; background: #fdecea; color: #922b21; padding: 8px; margin: 8px 0; font-weight: bold; }
+.loud { border: 3px solid #c0392b; background: #fdecea; color: #922b21; padding: 8px; \
+margin: 8px 0; font-weight: bold; }
 img { max-width: 100%; }
 @page { size: A4; margin: 12mm; }
 @media print { table { font-size: 7pt; max-width: 100%; } td, th { white-space: normal; overflow-wrap: break-word; }

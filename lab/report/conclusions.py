@@ -14,8 +14,8 @@ from ..parts.base import Report
 from .runner import NOTEBOOK_DIR, declared_parameters, load_profile, notebook_defaults, notebook_parameters
 
 NOWHERE = Path("/nonexistent/lab-report")  # a report folder with nothing in it: the plan before anything runs
-# The CPU the account is for (the settings a part compares can depend on it): bf16 instructions (bf16 autocast runs, not emulated),
-# and a --fast probe that took channels_last + bf16 autocast without compiling.
+# The CPU the account is for (the settings a part compares can depend on it): bf16 instructions (bf16 autocast runs,
+# not emulated), and a --fast probe that took channels_last + bf16 autocast without compiling.
 CPU = {"choice": {"channels_last": True, "amp": "bf16", "compile": "off"},
        "step_s": {json.dumps({"channels_last": False, "amp": a}): s for a, s in (("off", 1.0), ("bf16", 0.5))}}
 

@@ -69,7 +69,8 @@ def nearest(want: tuple, measured) -> tuple | None:
 
     def distance(key):
         k = dict(key)
-        return (sum(k[f] != w[f] for f in STEP_FIELDS if f != "workers"), abs((k["workers"] or 0) - (w["workers"] or 0)))
+        return (sum(k[f] != w[f] for f in STEP_FIELDS if f != "workers"),
+                abs((k["workers"] or 0) - (w["workers"] or 0)))
     return min(measured, key=distance, default=None)
 
 

@@ -74,7 +74,8 @@ def took_line(meta: dict) -> str:
         return "—"
     total = sum(done[n] for n in planned if n in done)
     missing = [n for n in planned if n not in done]
-    line = f"{int(total // 60)} min {int(total % 60):02d} s over {stats.plural(len(planned) - len(missing), 'notebook')}"
+    line = (f"{int(total // 60)} min {int(total % 60):02d} s over "
+            f"{stats.plural(len(planned) - len(missing), 'notebook')}")
     return line + (f"; DID NOT RUN: {', '.join(missing)}" if missing else "")
 
 
