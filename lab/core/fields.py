@@ -85,7 +85,7 @@ def label(name) -> str:
     return f.label if f else name
 
 
-def shown(table: pd.DataFrame, suffix: str = "") -> pd.DataFrame:
+def shown(table: pd.DataFrame) -> pd.DataFrame:
     """A display copy: each column scaled to its shown unit and named by its field's label (the index names too).
     Columns that are a field's values (the columns' name is a field: a pivot) are left as they are; in a two-level
     header (`compare`'s report × column), the last level is the fields'."""
@@ -102,9 +102,9 @@ def shown(table: pd.DataFrame, suffix: str = "") -> pd.DataFrame:
         if f is not None and f.scale != 1:
             table.isetitem(i, pd.to_numeric(table.iloc[:, i], errors="coerce") * f.scale)
     if isinstance(columns, pd.MultiIndex):
-        table.columns = pd.MultiIndex.from_tuples([(*c[:-1], label(c[-1]) + suffix) for c in columns],
+        table.columns = pd.MultiIndex.from_tuples([(*c[:-1], label(c[-1])) for c in columns],
                                                   names=columns.names)
     elif len(names):
-        table.columns = pd.Index([label(c) + suffix for c in columns], name=columns.name)
+        table.columns = pd.Index([label(c) for c in columns], name=columns.name)
     table.index.names = [label(n) if n is not None else None for n in table.index.names]
     return table
