@@ -21,7 +21,7 @@ from .engine.fast import fast_reason
 from .engine.resolve import WORKSPACE, device_type, resolve
 from .engine.train import run
 from .parts.tables import format_epoch_table
-from .report.runner import run_report
+from .report.runner import render_again, run_report
 
 
 class _Parser(argparse.ArgumentParser):
@@ -60,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "results/<date>-<time>-<profile>, or the unfinished results/latest, which is resumed)")
     report.add_argument("--new", action="store_true", help="start a new report even if the latest is unfinished")
     report.add_argument("--force", action="store_true", help="replace the finished report in --out")
+
+    render = sub.add_parser("render", parents=[common], help="make a report's report.html, report.pdf, CSVs and "
+                            "figures again from its folder's tables and report.json, measuring nothing")
+    render.add_argument("report", metavar="REPORT", help="a report folder (e.g. results/latest)")
 
     bench = sub.add_parser("bench", parents=[common],
                            help="speed goals P1-P5 on one device, as ratios with their spread")
@@ -188,6 +192,11 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_render(args) -> int:
+    print(render_again(args.report))
+    return 0
+
+
 def cmd_bench(args) -> int:
     for flag in ("steps", "repeats", "out"):
         OPTIONS[flag].check(f"--{flag}", getattr(args, flag))
@@ -219,7 +228,7 @@ def main(argv=None) -> int:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", WORKSPACE)
     try:
         return {"train": cmd_train, "report": cmd_report, "bench": cmd_bench,
-                "compare": cmd_compare}[args.command](args)
+                "compare": cmd_compare, "render": cmd_render}[args.command](args)
     except Interrupted as exc:
         if args.debug:
             raise

@@ -4,7 +4,7 @@ notebook, `figure` shows a figure and saves its PNG and SVG copies, and `print` 
 IPython and matplotlib are the notebook extra's (lab.core.extras)."""
 from __future__ import annotations
 
-import html as escape
+import functools
 import re
 import traceback
 from contextlib import contextmanager
@@ -113,25 +113,29 @@ def failure(part: str, where: str, exc: BaseException) -> str:
     return f"{part}'s {where}: {type(exc).__name__}: {message}{at}"
 
 
+def block(name: str, *args) -> str:
+    """One of the report's own HTML blocks (lab/report/templates/blocks.html.j2: header, appendix, heading, error,
+    findings), its values escaped."""
+    return str(getattr(_blocks(), name)(*args))
+
+
+@functools.cache
+def _blocks():
+    jinja2 = need("jinja2")
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(LAB / "report" / "templates"), autoescape=True)
+    return env.get_template("blocks.html.j2").module
+
+
 def error_block(line: str):
     """A section's visible error: what raised, and that the rest of the report is drawn."""
-    return html("<div class='lab-error' style='border:2px solid #c0392b;background:#fdecea;color:#922b21;"
-                "padding:4px 8px;margin:6px 0'><b>Not drawn:</b> " + escape.escape(line) + ". Everything else in "
-                "the report is drawn; the measurements are kept in the report's folder.</div>")
+    return html(block("error", line))
 
 
 def heading(part: str, title: str):
     """A part's section heading, with the part's id as its anchor (the findings table links to it)."""
-    return html(f"<h2 id='{escape.escape(part)}'>{escape.escape(title)}</h2>")
+    return html(block("heading", part, title))
 
 
 def findings_html(rows: list[Finding]) -> str:
     """The findings table: a row per question, linked to the section that shows the measurement."""
-    cells = "".join(
-        f"<tr><td><b>{escape.escape(r.question)}</b> {escape.escape(r.label)}</td><td>{escape.escape(r.answer)}</td>"
-        f"<td>{escape.escape(r.evidence)}</td><td><a href='#{escape.escape(r.part)}'>"
-        f"{escape.escape(r.part.split('_')[0])}</a></td></tr>" for r in rows)
-    widths = "".join(f"<col style='width:{w}%'>" for w in (16, 37, 38, 9))
-    return ("<h2 id='findings'>Findings</h2><table class='findings'><colgroup>" + widths + "</colgroup><thead><tr>"
-            "<th>question</th><th>answer</th><th>evidence</th><th>section</th></tr></thead>"
-            f"<tbody>{cells}</tbody></table>")
+    return block("findings", rows)

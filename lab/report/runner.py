@@ -22,6 +22,7 @@ from .. import parts
 from ..parts import tables
 from ..core.config import PARAMETERS, PROFILE, Config, show
 from ..core import results
+from ..core import files
 from ..core.errors import ConfigError, LabError
 from ..core.extras import need
 from ..core.files import check_writable, save_json
@@ -292,12 +293,40 @@ def run_report(profile_name: str, results_root=None, data=None, out=None, force=
     return out
 
 
-def render(out: Path, profile: str, timeout=None, figures_dir=ROOT / "figures"):
-    """The report from its folder's measurements: the summary notebook (every part it can draw), report.html, and
-    report.pdf with its tables fitted to the page. Returns (html, Printed or None, the summary's error lines)."""
-    execute(SUMMARY, out, {"results_dir": str(out), "figures_dir": str(figures_dir), "profile": profile}, timeout)
+def render(out: Path, profile: str, timeout=None):
+    """The report from its folder's two tables and report.json, measuring nothing: the summary notebook (every
+    part it can draw, its tables as CSVs in tables/, its figures in figures/), report.html, and report.pdf with its
+    tables fitted to the page. Returns (html, Printed or None, the summary's error lines)."""
+    execute(SUMMARY, out, {"results_dir": str(out), "figures_dir": str(out / "figures"), "profile": profile},
+            timeout)
     html = write_html(out / f"{SUMMARY}.ipynb", out / "report.html")
     return html, write_pdf(html, out / "report.pdf"), summary.read_errors(out)
+
+
+def render_again(out) -> Path:
+    """`python -m lab render REPORT`: a report made again from what its folder holds (report.json and the two
+    tables), through the one path `make report` draws with; what it cannot draw is named in one line, exit 1."""
+    out = Path(out).resolve()
+    meta = files.read_json(out / "report.json", {}) if out.is_dir() else {}
+    if not meta:
+        raise ConfigError(f"{out} is not a report: no report.json in it (a report folder is what `python -m lab "
+                         "report` writes, e.g. results/latest)")
+    schema = results.report_schema(out, meta)
+    if schema != results.SCHEMA:
+        raise ConfigError(f"{out}: a report of schema {schema} (commit {meta.get('commit', '?')}), this lab "
+                          f"renders schema {results.SCHEMA}: render it with the lab version that wrote it")
+    with _lock(out):
+        started = time.perf_counter()
+        html, printed, errors = render(out, meta["profile"], meta.get("cell_timeout"))
+    log(f"report rendered again from its tables in {clock(time.perf_counter() - started)}, nothing measured: {html}"
+        + (f" and {printed.pdf}" if printed else ""))
+    if not meta.get("finished"):
+        log(f"report {out.name} is unfinished: {len(meta.get('done', {}))} of {len(meta.get('parameters', {}))} "
+            "notebooks ran; the parts that did not run say so")
+    problem = render_problem(printed, errors)
+    if problem:
+        raise LabError(problem)
+    return html
 
 
 def render_problem(printed, errors: list[str]) -> str | None:
@@ -353,7 +382,7 @@ def _plan_report(profile: dict, out: Path, data: str) -> dict:
             "started": dt.datetime.now().astimezone().isoformat(timespec="seconds"), "commit": git_commit(),
             "dataset": common["dataset"], "cell_timeout": profile.get("cell_timeout"),
             "parameters": {n: notebook_parameters(profile, n, declared[n], fixed) for n in NOTEBOOKS},
-            "done": {}, "finished": None}
+            "done": {}, "finished": None, "schema": results.SCHEMA}
 
 
 @contextmanager

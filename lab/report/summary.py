@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import html
 from pathlib import Path
 
 import pandas as pd
@@ -27,11 +26,6 @@ def seen(records: pd.DataFrame, col: str) -> str:
     return ", ".join(sorted({str(v) for v in measured[col].dropna()})) if col in measured and len(measured) else "—"
 
 
-def _rows_html(rows: dict) -> str:
-    return "".join(f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(k)}</th>"
-                   f"<td>{html.escape(str(v))}</td></tr>" for k, v in rows.items())
-
-
 def header_html(results_dir, profile: str) -> str:
     """The report's provenance in a few lines (the machine's details are in the appendix, linked), with a
     banner when any number came from synthetic data: the findings follow on the first page."""
@@ -47,16 +41,7 @@ def header_html(results_dir, profile: str) -> str:
             "torch": f"{seen(epochs, 'torch_version')}, commit {seen(epochs, 'git_commit')}",
             "measured peaks": peaks_line(tables.peaks_of(results.read(results_dir, part="report"))),
             "took": took_line(meta)}
-    banner = ""
-    if "synthetic" in set(epochs.get("dataset_kind", [])):
-        banner = ("<div style='border:2px solid #c0392b;background:#fdecea;color:#922b21;padding:4px 8px;"
-                  "margin:6px 0;font-weight:bold'>SYNTHETIC DATA: CIFAR-10 was not available, so these runs used "
-                  "synthetic images in the CIFAR-10 file format, through the same loading path. Timings are real "
-                  "measurements of the pipeline; losses and accuracies are not CIFAR-10 results.</div>")
-    return (f"<h1>ResNet-18 on CIFAR-10: where the time goes</h1>{banner}"
-            f"<table class='provenance'>{_rows_html(rows)}</table>"
-            "<p>The machine, its CPU flags, collect_env's details, the speed switches and each notebook's time: "
-            "<a href='#appendix'>appendix</a>.</p>")
+    return display.block("header", rows, "synthetic" in set(epochs.get("dataset_kind", [])))
 
 
 def started(iso: str | None) -> str | None:
@@ -88,8 +73,7 @@ def appendix_html(results_dir) -> str:
             "speed settings": speed_settings(measured_only(epochs)),
             "records": stats.plural(len(measured_only(epochs)), "epoch record"),
             "notebooks": notebook_durations(meta)}
-    return (f"<h2 id='appendix'>Appendix: the machine and the run</h2><table class='provenance'>"
-            f"{_rows_html(rows)}</table>")
+    return display.block("appendix", rows)
 
 
 def speed_settings(measured) -> str:
