@@ -2,10 +2,11 @@
 steady-state rule, on constructed samples."""
 import math
 
+import jinja2
 import pandas as pd
 import pytest
 
-from lab.core import stats
+from lab.core import stats, words
 from lab.parts import c3_workers
 
 
@@ -24,6 +25,17 @@ def test_four_and_four_separated_samples_decide_three_and_three_are_too_few():
     mixed = stats.compare([1.0, 1.3, 1.1, 1.2], [1.05, 1.25, 1.15, 1.35], "a", "b")
     assert mixed.verdict == stats.NO_DIFFERENCE and mixed.sentence().startswith(
         "a vs b: no measurable difference; at this run's noise (±11.1 % per steady epoch) it would have seen 3")
+
+
+def test_the_rules_sentences_are_its_templates(monkeypatch):
+    """Each kind of sentence is a template of stats.SENTENCES: an edit there is what the reader gets."""
+    monkeypatch.setitem(stats.SENTENCES, "decided", "{{ c.a }} beats {{ c.b }} by {{ c.ratio | factor }}")
+    c = stats.compare([1.00, 1.02, 1.01, 0.99], [1.10, 1.12, 1.11, 1.13], "a", "b")
+    assert c.sentence() == "a beats b by ×1.11"
+    assert words.say("{{ x | factor }}; {{ y | percent }}; {{ z | sig }}", x=0.8, y=0.047, z=3319.4) == (
+        "×0.80, i.e. 25 % slower; 4.7 %; 3,319")
+    with pytest.raises(jinja2.UndefinedError):  # a template naming a value nobody gives fails, never says nothing
+        words.say("{{ missing }}")
 
 
 def test_non_measurements_are_left_out():

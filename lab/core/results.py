@@ -1,17 +1,8 @@
-"""A report's results as data: two tidy tables in the report's folder, documented in docs/results.md.
-
-- `measurements.jsonl`: one row per measured value. The part, the setting as named fields (device, precision,
-  threads, batch, workers, loader, setting, artifact, ...: whichever the measurement has), the metric, its unit,
-  its value (a number; `text` where the measurement is words: a status, a reason, a path), the sample it is
-  (`sample`: a block's or a round's index; None for a value measured once) and the run it came from.
-- `verdicts.jsonl`: one row per claim the comparison rule decided (lab.core.stats.family): the two settings
-  compared, the metric, the factor and its range over single samples, p, the family, the smallest difference the
-  run could have seen, the samples per setting and the verdict.
-
-Epoch records (records.jsonl in each part's folder) stay the source for training; every other number a part
-measures is a row here. Both files are JSON lines, read with one pandas call (`read`, `read_verdicts`); a part's
-rows are replaced whole when it runs again (`Rows.start`), each write atomic (lab.core.files) under a lock, so a
-crash leaves the table as it was before the write, never half a row.
+"""A report's results as data (docs/results.md): two tidy tables of JSON lines in the report's folder, read with
+one pandas call. `measurements.jsonl`: a row per measured value (the part, the setting as named fields, the metric,
+its unit, its value or `text`, the sample, the run). `verdicts.jsonl`: a row per claim the comparison rule decided
+(lab.core.stats.family). A part's rows are replaced whole when it runs again (`Rows.start`), each write atomic and
+locked, so a crash leaves a table as it was, never half a row. Epoch records stay the source for training.
 """
 from __future__ import annotations
 
@@ -24,14 +15,13 @@ from pathlib import Path
 import pandas as pd
 
 from . import files
+from .fields import SETTING_FIELDS
+from .stats import Comparison
 
 SCHEMA = 1  # the version of both tables' columns; a reader refuses another (docs/results.md)
 MEASUREMENTS = "measurements.jsonl"
 VERDICTS = "verdicts.jsonl"
 
-# The setting's named fields a row may carry, in the order a table shows them (others are allowed: a part's own).
-SETTING_FIELDS = ("device", "setting", "precision", "threads", "batch", "workers", "loader", "artifact", "side",
-                  "graph", "kind", "layer")
 COLUMNS = ("schema", "part", *SETTING_FIELDS, "metric", "unit", "value", "text", "sample", "run")
 VERDICT_COLUMNS = ("schema", "part", "claim", "a", "b", "metric", "factor", "low", "high", "p", "family",
                    "detectable", "noise", "to_target", "samples", "sampled", "needed", "verdict")
@@ -43,14 +33,11 @@ class SchemaError(ValueError):
 
 @contextmanager
 def _locked(path: Path):
-    """One writer at a time (a notebook's kernel and the runner may both write)."""
+    """One writer at a time (a notebook's kernel and the runner may both write); closing the file unlocks it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_name(f".{path.name}.lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+        yield
 
 
 def _plain(value):
@@ -64,13 +51,10 @@ def _plain(value):
     return value
 
 
-def _replace(path: Path, part: str | None, rows: list[dict], keep_part: bool = False) -> None:
-    """The table at `path` with `rows` added: `part`'s earlier rows dropped first unless `keep_part`."""
+def _replace(path: Path, rows: list[dict], drop: str | None = None) -> None:
+    """The table at `path` with `rows` added, part `drop`'s earlier rows dropped first."""
     with _locked(path):
-        old = files.read_jsonl(path) if path.exists() else []
-        if part is not None and not keep_part:
-            old = [r for r in old if r.get("part") != part]
-        files.write_jsonl(path, old + rows)
+        files.write_jsonl(path, [r for r in files.read_jsonl(path) if drop is None or r.get("part") != drop] + rows)
 
 
 class Rows:
@@ -82,7 +66,7 @@ class Rows:
 
     def start(self) -> "Rows":
         """Drop the part's rows of an earlier run of it (a part that runs again replaces its measurements)."""
-        _replace(self.path, self.part, [])
+        _replace(self.path, [], drop=self.part)
         return self
 
     def row(self, metric: str, value=None, unit: str = "", *, text: str | None = None, sample: int | None = None,
@@ -95,17 +79,24 @@ class Rows:
         self.extend([self.row(metric, value, unit, **kw)])
 
     def extend(self, rows: list[dict]) -> None:
-        _replace(self.path, self.part, list(rows), keep_part=True)
+        _replace(self.path, list(rows))
 
     def scoped(self, **setting) -> "Rows":
         """The same writer with more setting fields on every row."""
         return Rows(self.path.parent, self.part, self.run, **{**self.defaults, **setting})
 
 
-def _frame(rows: list[dict], columns: tuple, what: str, path: Path) -> pd.DataFrame:
-    versions = {r.get("schema") for r in rows}
-    if versions - {SCHEMA}:
-        raise SchemaError(f"{path}: {what} of schema {sorted(map(str, versions - {SCHEMA}))}, this lab reads "
+def _rows(results_dir, name: str, **match) -> list[dict]:
+    """The rows of a report's table `name` whose fields equal `match`'s values (None: any)."""
+    rows = files.read_jsonl(Path(results_dir) / name) if results_dir is not None else []
+    return [r for r in rows if all(v is None or r.get(k) == v for k, v in match.items())]
+
+
+def _frame(results_dir, name: str, columns: tuple, rows: list[dict]) -> pd.DataFrame:
+    """`rows` of the table `name`, every column present, `columns` first (another schema: refused)."""
+    others = sorted(map(str, {r.get("schema") for r in rows} - {SCHEMA}))
+    if others:
+        raise SchemaError(f"{Path(results_dir) / name}: {name.split('.')[0]} of schema {others}, this lab reads "
                           f"schema {SCHEMA} (docs/results.md)")
     df = pd.DataFrame(rows)
     for c in columns:
@@ -116,12 +107,8 @@ def _frame(rows: list[dict], columns: tuple, what: str, path: Path) -> pd.DataFr
 
 def read(results_dir, part: str | None = None, metric: str | None = None) -> pd.DataFrame:
     """The measurements of a report (of one part, of one metric), every column present (None where a row has no
-    such field); an empty table where there are none."""
-    path = Path(results_dir) / MEASUREMENTS
-    rows = files.read_jsonl(path) if results_dir is not None and path.exists() else []
-    rows = [r for r in rows
-            if (part is None or r.get("part") == part) and (metric is None or r.get("metric") == metric)]
-    return _frame(rows, COLUMNS, "measurements", path)
+    such field)."""
+    return _frame(results_dir, MEASUREMENTS, COLUMNS, _rows(results_dir, MEASUREMENTS, part=part, metric=metric))
 
 
 def value(rows: pd.DataFrame, metric: str, default=None, **setting):
@@ -147,53 +134,51 @@ def wide(rows: pd.DataFrame, index: list[str], metrics) -> pd.DataFrame:
 
 
 def write_verdicts(results_dir, part: str, family: dict) -> None:
-    """A part's claims (the comparison rule's Comparisons, keyed (a, b, metric)), replacing its earlier ones. An
-    undecided claim keeps what its sentence says it could have seen: the run's noise, the smallest difference
-    (`detectable`) and the samples per setting that would see the target (`to_target`), so that a reader gets the
-    sentence back without simulating (`comparisons`)."""
+    """A part's claims (Comparisons keyed (a, b, metric)), replacing its earlier ones; an undecided claim keeps what
+    it could have seen (`noise`, `detectable`, `to_target`), so that a reader words it without simulating."""
     rows = []
     for (a, b, metric), c in family.items():
-        noise, detectable, to_target = c.figures() or (None, None, None)
+        noise, detectable, to_target = c.figures() or (None,) * 3
         rows.append({"schema": SCHEMA, "part": part, "claim": f"{a} vs {b}, {metric}", "a": str(a), "b": str(b),
                      "metric": str(metric), "factor": _plain(c.ratio), "low": _plain(c.low), "high": _plain(c.high),
                      "p": _plain(c.p), "family": c.scope, "detectable": _plain(detectable), "noise": _plain(noise),
                      "to_target": to_target, "samples": c.n, "sampled": c.sample, "needed": c.needed,
                      "verdict": c.verdict})
-    _replace(Path(results_dir) / VERDICTS, part, rows)
+    _replace(Path(results_dir) / VERDICTS, rows, drop=part)
 
 
 def comparisons(results_dir, part: str) -> dict:
     """A part's claims as its verdicts table holds them, keyed (a, b, metric) as strings: the Comparisons its
     sentences are made from ({} where the table has none of the part's)."""
-    from .stats import Comparison
-
     def number(v, cast=float, missing=None):
         return missing if v is None or v != v else cast(v)
 
-    def num(v):
-        return number(v, missing=math.nan)
-
-    path = Path(results_dir or ".") / VERDICTS
-    mine = [r for r in files.read_jsonl(path) if r.get("part") == part] if results_dir is not None else []
+    mine = _rows(results_dir, VERDICTS, part=part)
     if not mine or "to_target" not in mine[0]:
         return {}  # none, or written before undecided claims kept their figures (4553780): the reader decides again
     out = {}
-    for r in _frame(mine, VERDICT_COLUMNS, "verdicts", path).to_dict("records"):
+    for r in _frame(results_dir, VERDICTS, VERDICT_COLUMNS, mine).to_dict("records"):
         seen = None if number(r["noise"]) is None else (r["noise"], number(r["detectable"], missing=math.inf),
                                                          number(r["to_target"], int))  # none seen: inf
         out[(r["a"], r["b"], r["metric"])] = Comparison(
-            r["a"], r["b"], r["verdict"], num(r["p"]), num(r["factor"]), num(r["low"]), num(r["high"]),
+            r["a"], r["b"], r["verdict"], *(number(r[k], missing=math.nan) for k in ("p", "factor", "low", "high")),
             int(r["samples"]), number(r["needed"], int), r["sampled"] or "epoch", r["family"], seen=seen)
     return out
 
 
 def read_verdicts(results_dir, part: str | None = None) -> pd.DataFrame:
-    path = Path(results_dir) / VERDICTS
-    rows = files.read_jsonl(path) if path.exists() else []
-    return _frame([r for r in rows if part is None or r.get("part") == part], VERDICT_COLUMNS, "verdicts", path)
+    return _frame(results_dir, VERDICTS, VERDICT_COLUMNS, _rows(results_dir, VERDICTS, part=part))
 
 
 def to_json(rows: pd.DataFrame) -> str:
     """Rows back as JSON lines (tests and `compare`)."""
     return "".join(json.dumps({k: v for k, v in r.items() if v is not None and v == v}) + "\n"
                    for r in rows.to_dict("records"))
+
+
+def report_schema(folder, meta: dict) -> int:
+    """The schema version a report folder was written in: report.json's, else its measurements' (reports of
+    4553780 to 417fe92 wrote it there only), else 0 (a report from before the two tables)."""
+    if "schema" in meta:
+        return meta["schema"]
+    return next(iter(files.read_jsonl(Path(folder) / MEASUREMENTS)), {}).get("schema", 0)

@@ -1,33 +1,22 @@
-"""Conclusions that survive an A/A test: the steady-state rule, spreads, and the one comparison rule that every
-generated sentence about speed goes through.
-
-A sample is one steady epoch of one run (lab.core.stats.steady). The speed claims of one section form a
-family (`family`): they are tested together, by permutation. Under the null hypothesis that the settings do
-not differ, their epochs are exchangeable, so every relabeling of the epochs among the settings (group sizes
-kept) is as likely as the observed one. Each claim's statistic is the Welch t of the log-seconds; a claim's
-p-value is the share of relabelings whose *largest* statistic over the whole family reaches the claim's own
-(max-T, step-down), so the chance that any sentence of the section names a winner among identical settings
-is at most ALPHA, whatever the sample counts and the number of settings. The relabelings
-are enumerated where there are at most EXACT_LIMIT of them, else DRAWS seeded random ones are drawn, and
-p = (1 + b) / (DRAWS + 1).
-
-A claim names a faster or slower setting only where its p <= ALPHA. Where even the most separated samples
-of this shape could not reach ALPHA, the verdict is "too few measurements", with the count that could;
-otherwise it is exactly "no measurable difference", with the smallest difference the rule would have named at
-the run's own noise (`seeable`). A speed-up is a factor, "×2.72", the ratio of the means (baseline over
-setting), with the range of the ratios of single epochs beside it: a spread of the measurements, not a
-confidence interval.
+"""Conclusions that survive an A/A test (docs/measuring.md): the steady-state rule, spreads, and the one comparison
+rule every sentence about speed goes through: a section's claims are one family, tested together by permutation
+(max-T, step-down, on the Welch t of log-seconds), and a claim names a faster or slower setting only where its
+p <= ALPHA; else "too few measurements" or "no measurable difference", with what the run could have seen.
 """
 from __future__ import annotations
 
 import functools
 import itertools
 import math
-import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
+
+from . import words
+from .words import factor, say, sig
+
+plural = words.plural  # the parts count through lab.core.stats too
 
 ALPHA = 0.05
 NO_DIFFERENCE = "no measurable difference"
@@ -37,20 +26,59 @@ DRAWS = 9_999            # else this many random relabelings, from a fixed seed 
 SEED = 20_261_130
 MOST_NEEDED = 30         # "n needed" is looked for up to this many samples per setting
 FLOOR = 1e-12            # added to a statistic's variance: tied samples give a large, finite statistic
+SAME = 0.03              # a step's and an epoch's factors this close are one figure, said once (the epoch's)
+POWER = 0.8              # "could have seen": named in this share of runs
+SEEN_TRIALS = 100        # simulated runs per difference tried
+SEEN_DRAWS = 499         # relabelings per simulated run where there are more
+TARGET = 0.10            # the difference the "epochs needed" count is for
+MOST_SAMPLES = 1000      # "needed" beyond this is said as "more than"
+SAY_SEEABLE = True       # tests of verdicts over thousands of trials switch the (simulated) figure off
+MET, MISSED, CANNOT_TELL = "met", "missed", "cannot tell at this noise"
+NOUNS = {"epoch": "steady epoch"}  # a sample as the sentences name it (others by their own name: step, block)
+
+# The rule's words: one Jinja2 template per kind of sentence, rendered by lab.core.words.say (`c`: the Comparison).
+# Keep each a plain string literal: a test edits one in a copy of this source and finds the edit in the report.
+SENTENCES = {
+    "decided": "{{ c.a }} is {{ c.verdict }} than {{ c.b }}{{ what | aside }}: {{ c.ratio | factor }} "
+               "({{ c.spread() }}; p = {{ c.p | p }} for {{ c.scope }}).",
+    "undecided": "{{ c.a }} vs {{ c.b }}{{ what | aside }}: {{ c.answer() }}{{ c.seeable() }}.",
+    "too few": "too few measurements: {{ n | plural(noun) }} per setting, {{ needed or 'more than ' ~ most }} needed",
+    "spread": "single {{ c.sample }}s {{ c.low | times }}"
+              "{% if c.low | times != c.high | times %}–{{ c.high | times }}{% endif %}",
+    "seeable": "; at this run's noise (±{{ '%.1f' | format(100 * noise) }} % per {{ noun }})"
+               "{% if seen is finite %} it would have seen {{ seen | percent }} in {{ power | percent }} of runs"
+               "{% else %} no difference is named in {{ power | percent }} of runs with {{ n | plural(noun) }} per "
+               "setting{% endif %}{% if to_target is not none %}; {{ 'more than ' ~ most | count if to_target > most "
+               "else to_target | count }} would see {{ target | percent }}{% endif %}",
+    "verdict line": "{% if c.decided %}{{ c.a }} {{ c.verdict }} than {{ c.b }}: {{ c.ratio | factor }}{% else %}"
+                    "{{ c.a }} vs {{ c.b }}: {{ c.answer() }}"
+                    "{% if could is finite %} (could have seen {{ could | percent }}){% endif %}{% endif %}",
+    "evidence": "{{ c.n | plural(noun) }} per setting{% if c.p is not missing %}; p = {{ c.p | p }} for {{ c.scope }}"
+                "{% endif %}{% if c.decided %}; {{ c.spread() }}{% endif %}",
+    "one setting": "Only one setting was measured{{ what | aside }}: nothing to compare.",
+    "across, too few": "Across {{ settings }} settings{{ what | aside }}: {{ c.answer() }} to name a faster one"
+                       "{{ c.seeable() }}.",
+    "across, no difference": "Across {{ settings }} settings{{ what | aside }}: no measurable difference (even the "
+                             "fastest and slowest by mean, {{ c.a }} and {{ c.b }}, are within what relabeling the "
+                             "epochs gives{{ c.seeable() }}).",
+    "most accurate": "Highest test top-1: **{{ best }}** ({{ top1 | share }}, 95 % interval {{ low | share }}–"
+                     "{{ high | share }} on {{ n | count }} test images), clear of every other {{ what }}.",
+    "accuracy alike": "Test top-1: no measurable difference between {{ best }} ({{ top1 | share }}) and "
+                      "{{ tied | join(', ') }} (95 % intervals on {{ n | count }} test images overlap).",
+    "range": " (range {{ low | sig }}–{{ high | sig }} {{ unit }} over {{ n }} epochs)",
+}
 
 
 def steady(df: pd.DataFrame, strict: bool = False) -> pd.DataFrame:
-    """The epochs a steady-state figure is made of: finished ('ok') epochs, leaving out each run's warm-up
-    epoch where that run has others. `strict`: leave it out always, so a run of one epoch has no steady
-    epoch (C8, where the first epoch pays for compilation). The one place this rule lives."""
+    """Finished ('ok') epochs without each run's warm-up epoch where that run has others (`strict`: always, so a
+    one-epoch run has none: C8's first epoch compiles)."""
     if not len(df):
         return df
     ok = df[df["status"] == "ok"]
     warm = ok["warmup"].fillna(False).astype(bool)
     if strict:
         return ok[~warm]
-    runs_with_later = set(ok.loc[~warm, "run_id"])
-    return ok[~warm | ~ok["run_id"].isin(runs_with_later)]
+    return ok[~warm | ~ok["run_id"].isin(set(ok.loc[~warm, "run_id"]))]
 
 
 def samples(values) -> list[float]:
@@ -72,38 +100,10 @@ def mean(values) -> float:
     return sum(s) / len(s) if s else math.nan
 
 
-SMALLEST = 4  # decimals: a number below 0.0001 (a start-up of microseconds) reads '<0.0001'
-
-
-def sig(x, digits: int = 3) -> str:
-    """`x` to `digits` significant figures, without an exponent and with thousands separated: 7.41, 0.146,
-    46.7, 3,319 (a number with `digits` or more integer digits as an integer), at most SMALLEST decimals; '—'
-    where it is missing or not finite. The one rule for measured numbers in tables and sentences."""
-    try:
-        x = float(x)
-    except (TypeError, ValueError):
-        return "—"
-    if not math.isfinite(x):
-        return "—"
-    if x == 0:
-        return "0"
-    if abs(x) < 10 ** -SMALLEST:
-        return f"<{10 ** -SMALLEST:.{SMALLEST}f}" if x > 0 else f">-{10 ** -SMALLEST:.{SMALLEST}f}"
-    for _ in range(2):  # rounding may add a digit (9.996 → 10.0): place the decimals again after it
-        decimals = min(SMALLEST, max(0, digits - 1 - math.floor(math.log10(abs(x)))))
-        x = round(x, decimals)
-    return f"{x:,.{decimals}f}"
-
-
-def plural(count: int, noun: str, nouns: str | None = None) -> str:
-    """'1 worker', '2 workers', '0 workers'."""
-    return f"{count} {noun if count == 1 else (nouns or noun + 's')}"
-
-
 def range_note(values, unit: str = "s") -> str:
     """' (range 1.20–1.26 s over 3 epochs)' where there are at least two values, else ''."""
     s = samples(values)
-    return f" (range {sig(min(s))}–{sig(max(s))} {unit} over {len(s)} epochs)" if len(s) >= 2 else ""
+    return say(SENTENCES["range"], low=min(s), high=max(s), unit=unit, n=len(s)) if len(s) >= 2 else ""
 
 
 def spread(values) -> str:
@@ -135,12 +135,9 @@ class Comparison:
     seen: tuple | None = None   # where undecided and read back from a verdicts table: seen()'s figures
 
     def figures(self) -> tuple | None:
-        """Where undecided: (the run's noise, the smallest difference it could see, the samples per setting that
-        would see TARGET or None), as stored (`seen`) or simulated from `shape` (seeable); else None."""
-        if self.seen is not None:
+        """Where undecided: (noise, smallest difference seen, samples to see TARGET), as stored or simulated."""
+        if self.seen is not None or self.shape is None or self.shape[0] is None:
             return self.seen
-        if self.shape is None or self.shape[0] is None:
-            return None
         return (self.shape[0], *seeable(self.shape))
 
     @property
@@ -148,39 +145,31 @@ class Comparison:
         return self.verdict in ("faster", "slower")
 
     def factor(self) -> str:
-        """The speed-up as a factor: '×2.72'; slower: '×0.80, i.e. 25 % slower'."""
         return factor(self.ratio)
 
     def spread(self) -> str:
         """The single samples' ratios: 'single epochs ×2.14–×3.83'."""
-        low, high = f"×{self.low:.2f}", f"×{self.high:.2f}"
-        return f"single {self.sample}s {low}" if low == high else f"single {self.sample}s {low}–{high}"
+        return say(SENTENCES["spread"], c=self)
+
+    def answer(self) -> str:
+        """An undecided claim's answer: 'no measurable difference' or 'too few measurements: …, 4 needed'."""
+        return too_few(self.n, self.needed, self.sample) if self.verdict == TOO_FEW else NO_DIFFERENCE
 
     def seeable(self) -> str:
-        """What an undecided claim could have seen: the smallest difference the rule would name with 80 %
-        probability at this run's noise, and the samples per setting that would bring it to 10 % (seeable)."""
-        return seeable_text(self.figures(), self.n, self.sample) if SAY_SEEABLE else ""
+        """What an undecided claim could have seen (seeable), '' where not measured or switched off."""
+        figures = self.figures() if SAY_SEEABLE else None
+        if figures is None:
+            return ""
+        noise, seen, to_target = figures
+        return say(SENTENCES["seeable"], noise=noise, seen=seen, to_target=to_target, n=self.n,
+                   noun=NOUNS.get(self.sample, self.sample), power=POWER, target=TARGET, most=MOST_SAMPLES)
 
     def sentence(self, what: str = "") -> str:
-        what = f" ({what})" if what else ""
-        if self.verdict == TOO_FEW:
-            return f"{self.a} vs {self.b}{what}: {too_few(self.n, self.needed, self.sample)}{self.seeable()}."
-        if self.verdict == NO_DIFFERENCE:
-            return f"{self.a} vs {self.b}{what}: {NO_DIFFERENCE}{self.seeable()}."
-        return (f"{self.a} is {self.verdict} than {self.b}{what}: {self.factor()} ({self.spread()}; "
-                f"p = {self.p:.3g} for {self.scope}).")
-
-
-def factor(ratio: float) -> str:
-    """How many times faster (the baseline's time over this one's): '×2.72'; below 1 '×0.80, i.e. 25 % slower'."""
-    if pd.isna(ratio):
-        return "—"
-    return f"×{ratio:.2f}" if ratio >= 1 else f"×{ratio:.2f}, i.e. {100 * (1 / ratio - 1):.0f} % slower"
+        return say(SENTENCES["decided" if self.decided else "undecided"], c=self, what=what)
 
 
 class Said(str):
-    """Sentences and the claims they rest on: the reader gets the words, a test the rule's verdicts
-    (`claims`), so that an A/A or power test reads what the rule decided, not a phrase."""
+    """Sentences and the claims they rest on (`claims`): an A/A or power test reads what the rule decided."""
 
     claims: list
 
@@ -194,16 +183,10 @@ class Said(str):
         return [c for c in self.claims if c.decided and c.a in self and c.factor() in self]
 
 
-SAME = 0.03  # a step's and an epoch's factors this close are one figure, said once (the epoch's)
-
-
 def together(named: dict) -> str:
-    """Several quantities of one comparison (the step, the whole epoch) in as few sentences as they differ: one
-    sentence with the last quantity's figures where every claim has the same verdict (decided ones within SAME
-    of each other: '… (step and whole epoch): ×2.72 …'), else a sentence for each."""
+    """Several quantities of one comparison (the step, the whole epoch): one sentence with the last quantity's
+    figures where every claim has the same verdict (decided ones within SAME of each other), else one each."""
     claims = {label: c for label, c in named.items() if c is not None}
-    if not claims:
-        return ""
     cs = list(claims.values())
     ratios = [math.log(c.ratio) for c in cs if c.decided]
     alike = len(cs) > 1 and len({c.verdict for c in cs}) == 1 and (
@@ -215,73 +198,42 @@ def together(named: dict) -> str:
 
 def verdict_lines(named: dict) -> str:
     """Several claims' answers in one line ('wait: …; compute: …'), or the one 'too few' they share."""
-    few = {too_few(c.n, c.needed, c.sample) for c in named.values() if c.verdict == TOO_FEW}
+    few = {c.answer() for c in named.values() if c.verdict == TOO_FEW}
     if len(few) == 1 and all(c.verdict == TOO_FEW for c in named.values()):
         return few.pop()
     return "; ".join(f"{label}: {verdict_line(c)}" for label, c in named.items())
 
 
 def verdict_line(c: Comparison) -> str:
-    """The claim's answer in a few words: 'a faster than b: ×1.27', 'no measurable difference (could have
-    seen 12 %)', 'too few …'."""
-    if c.decided:
-        return f"{c.a} {c.verdict} than {c.b}: {c.factor()}"
-    seen = c.figures()
-    could = f" (could have seen {_percent(seen[1])})" if seen and math.isfinite(seen[1]) else ""
-    return (f"{c.a} vs {c.b}: " + (NO_DIFFERENCE + could if c.verdict == NO_DIFFERENCE else
-                                   too_few(c.n, c.needed, c.sample)))
+    """The claim's answer in a few words: 'a faster than b: ×1.27', 'a vs b: no measurable difference (could have
+    seen 12 %)'."""
+    seen = c.figures() if c.verdict == NO_DIFFERENCE else None
+    return say(SENTENCES["verdict line"], c=c, could=seen[1] if seen else math.nan)
 
 
 def evidence_line(c: Comparison) -> str:
-    """What the claim rests on: its p (for its family), the samples, the spread of single samples' ratios."""
-    noun = "steady epoch" if c.sample == "epoch" else c.sample
-    text = f"{c.n} {noun}{'' if c.n == 1 else 's'} per setting"
-    if not pd.isna(c.p):
-        text += f"; p = {c.p:.3g} for {c.scope}"
-    if c.decided:
-        text += f"; {c.spread()}"
-    return text
+    """What the claim rests on: the samples, its p (for its family), the spread of single samples' ratios."""
+    return say(SENTENCES["evidence"], c=c, noun=NOUNS.get(c.sample, c.sample))
 
 
 def too_few(n: int, needed: int | None, sample: str = "epoch") -> str:
     """'too few measurements: 2 steady epochs per setting, 4 needed'."""
-    noun = "steady epoch" if sample == "epoch" else sample
-    have = f"{n} {noun}{'' if n == 1 else 's'} per setting"
-    return f"{TOO_FEW}: {have}, {needed if needed else f'more than {MOST_NEEDED}'} needed"
-
-
-def _percent(fraction: float) -> str:
-    return f"{100 * fraction:.0f} %" if fraction >= 0.095 else f"{100 * fraction:.1f} %"
+    return say(SENTENCES["too few"], n=n, needed=needed, noun=NOUNS.get(sample, sample), most=MOST_NEEDED)
 
 
 # --- how large a difference a run could have seen ----------------------------------------------------------------
 
-POWER = 0.8               # "could have seen": named in this share of runs
-SEEN_TRIALS = 100         # simulated runs per difference tried
-SEEN_DRAWS = 499          # relabelings per simulated run where there are more
-TARGET = 0.10             # the difference the "epochs needed" count is for
-MOST_SAMPLES = 1000       # "needed" beyond this is said as "more than"
-SAY_SEEABLE = True        # tests of verdicts over thousands of trials switch the (simulated) figure off
-
-
 def noise_of(groups: list[list[float]]) -> float | None:
-    """The run's own noise: the pooled standard deviation of log-seconds within the groups (None where no group
-    has two samples)."""
+    """The pooled standard deviation of log-seconds within the groups (None where no group has two samples)."""
     logs = [np.log(np.asarray(g, dtype=float)) for g in groups if len(g) >= 2]
     dof = sum(len(g) - 1 for g in logs)
-    if not dof:
-        return None
-    return float(math.sqrt(sum(((g - g.mean()) ** 2).sum() for g in logs) / dof))
+    return float(math.sqrt(sum(((g - g.mean()) ** 2).sum() for g in logs) / dof)) if dof else None
 
 
 def seeable(shape: tuple) -> tuple[float, int | None]:
-    """(the smallest difference, as b/a - 1, that the rule names with POWER probability; the samples per setting
-    that would bring it to TARGET, or None where it is there already) for `shape` = (noise, group sizes, claims
-    as (group a, group b) pairs, the claim's index). Simulated through the rule itself: every group drawn with
-    log-normal noise of the run's measured size, this claim's `a` faster by the difference tried, the claim's p
-    the single-step max-T over the family's claims (what decides a family's first claim); common random numbers
-    for every difference tried, bisected on it. The count for TARGET scales the figure by the 1/sqrt(n) law,
-    from the fewest samples that can decide."""
+    """(the smallest difference, b/a - 1, the rule names with POWER probability; the samples per setting that
+    would bring it to TARGET, None where it is there) for `shape` = (noise, group sizes, claims as group pairs, the
+    claim's index). The count scales the figure by the 1/sqrt(n) law from the fewest samples that can decide."""
     noise, sizes, claims, index = shape
     sizes, claims = tuple(sizes), tuple(claims)
     d = _seeable(round(noise, 3), sizes, claims, index)
@@ -294,51 +246,21 @@ def seeable(shape: tuple) -> tuple[float, int | None]:
     return d, (None if d <= TARGET else math.ceil(n * (d / TARGET) ** 2))
 
 
-def seeable_text(figures: tuple | None, n: int, sample: str = "epoch") -> str:
-    """'; at this run's noise (±3.1 % per steady epoch) it would have seen 12 % in 80 % of runs; 15 steady epochs
-    per setting would see 10 %', or '' where the noise was not measured or the figure is off. `figures`: (noise,
-    the smallest difference seen, the samples that would see TARGET) (Comparison.figures); n: samples per setting."""
-    if not SAY_SEEABLE or figures is None:
-        return ""
-    noise, d, n10 = figures
-    noun = "steady epoch" if sample == "epoch" else sample
-    text = f"; at this run's noise (±{100 * noise:.1f} % per {noun})"
-    if math.isfinite(d):
-        text += f" it would have seen {_percent(d)} in {100 * POWER:.0f} % of runs"
-    else:
-        text += (f" no difference is named in {100 * POWER:.0f} % of runs with {n} {noun}{'' if n == 1 else 's'}"
-                 " per setting")
-    if n10 is None:
-        return text
-    more = f"more than {MOST_SAMPLES:,}" if n10 > MOST_SAMPLES else f"{n10:,}"
-    return text + f"; {more} would see {100 * TARGET:.0f} %"
-
-
 @functools.lru_cache(maxsize=2048)
 def _seeable(noise: float, sizes: tuple, claims: tuple, index: int) -> float:
-    total, bounds = sum(sizes), np.cumsum((0,) + sizes)
-    if _labelings(list(sizes)) <= 2 * SEEN_DRAWS:
-        order = np.array([np.concatenate(split) for split in _splits(total, list(sizes))], dtype=np.int64)
-    else:
-        rng = np.random.default_rng(SEED)
-        order = np.vstack([np.arange(total)[None, :], rng.permuted(np.tile(np.arange(total), (SEEN_DRAWS, 1)), axis=1)])
-    noise_draws = np.random.default_rng(SEED + 1).normal(0.0, max(noise, 1e-6), (SEEN_TRIALS, total))
-    a, b = claims[index]
+    """SEEN_TRIALS runs of this shape with log-normal noise, the claim's `a` faster by the difference tried, each
+    run's p the single-step max-T over the family (what decides its first claim); the same draws for every
+    difference, bisected to the smallest named in POWER of the runs."""
+    order = _relabelings(sizes, SEEN_DRAWS, 2 * SEEN_DRAWS)
+    draws = np.random.default_rng(SEED + 1).normal(0.0, max(noise, 1e-6), (SEEN_TRIALS, sum(sizes))).T
+    start = sum(sizes[:claims[index][0]])
+    trials = [(a, b, trial) for trial in range(SEEN_TRIALS) for a, b in claims]  # each trial a metric of one family
 
     def power(d: float) -> float:
-        logs = noise_draws.copy()
-        logs[:, bounds[a]:bounds[a + 1]] -= math.log1p(d)           # a faster than b by d
-        relabeled = logs[:, order]                                    # (trials, relabelings, samples)
-        moments = {}
-        for g in {g for pair in claims for g in pair}:
-            part = relabeled[:, :, bounds[g]:bounds[g + 1]]
-            var = part.var(axis=2, ddof=1) if sizes[g] > 1 else np.zeros(part.shape[:2])
-            moments[g] = (part.mean(axis=2), var / sizes[g])
-        t = np.stack([np.abs(moments[x][0] - moments[y][0]) / np.sqrt(moments[x][1] + moments[y][1] + FLOOR)
-                      for x, y in claims], axis=2)                    # (trials, relabelings, claims)
-        observed, largest = t[:, 0, index], t.max(axis=2)
-        p = (largest >= observed[:, None] * (1 - 1e-9) - 1e-12).sum(axis=1) / len(order)
-        return float((p <= ALPHA).mean())
+        logs = draws.copy()
+        logs[start:start + sizes[claims[index][0]]] -= math.log1p(d)  # a faster than b by d
+        t = _statistics(logs, order, sizes, trials).reshape(len(order), SEEN_TRIALS, len(claims))
+        return float((_reaching(t[0, :, index], t.max(axis=2).T) <= ALPHA).mean())
 
     low, high = 0.0, 0.02
     while power(high) < POWER:
@@ -351,39 +273,26 @@ def _seeable(noise: float, sizes: tuple, claims: tuple, index: int) -> float:
     return high
 
 
-def _labelings(sizes: list[int]) -> int:
-    """How many ways the pooled samples split into groups of these sizes."""
-    total, count = sum(sizes), 1
-    for size in sizes:
-        count *= math.comb(total, size)
-        total -= size
-    return count
+# --- the permutation test ----------------------------------------------------------------------------------------
 
-
-def _splits(n: int, sizes: list[int]):
-    """Every split of range(n) into groups of `sizes` (the groups as index tuples, in order)."""
+def _splits(n: int, sizes: tuple):
+    """Every split of range(n) into groups of `sizes`, the groups' indices one after the other."""
     if not sizes:
         yield ()
         return
-    rest = list(range(n))
-    for first in itertools.combinations(rest, sizes[0]):
-        others = [i for i in rest if i not in first]
+    for first in itertools.combinations(range(n), sizes[0]):
+        others = [i for i in range(n) if i not in first]
         for tail in _splits(len(others), sizes[1:]):
-            yield (first,) + tuple(tuple(others[i] for i in group) for group in tail)
+            yield first + tuple(others[i] for i in tail)
 
 
-def _relabelings(sizes: list[int]) -> np.ndarray:
-    """Relabelings of the pooled samples as rows of a permutation of range(N), the groups as consecutive
-    slices of `sizes`: every one (the observed first) where they are few, else DRAWS seeded random ones after
-    the observed."""
-    return _relabelings_of(tuple(sizes), DRAWS)
-
-
-@functools.lru_cache(maxsize=256)
-def _relabelings_of(sizes: tuple, draws: int) -> np.ndarray:
+@functools.lru_cache(maxsize=512)
+def _relabelings(sizes: tuple, draws: int, limit: int) -> np.ndarray:
+    """Relabelings of the pooled samples as rows (permutations of range(N), the groups consecutive slices): every
+    one (the observed first) where there are at most `limit`, else the observed and `draws` seeded random ones."""
     n = sum(sizes)
-    if _labelings(list(sizes)) <= EXACT_LIMIT:
-        order = np.array([np.concatenate(split) for split in _splits(n, list(sizes))], dtype=np.int64)
+    if math.factorial(n) // math.prod(math.factorial(s) for s in sizes) <= limit:
+        order = np.array(list(_splits(n, sizes)), dtype=np.int64)
     else:
         rng = np.random.default_rng(SEED)
         order = np.vstack([np.arange(n)[None, :], rng.permuted(np.tile(np.arange(n), (draws, 1)), axis=1)])
@@ -391,60 +300,49 @@ def _relabelings_of(sizes: tuple, draws: int) -> np.ndarray:
     return order
 
 
-def _statistics(values: np.ndarray, order: np.ndarray, sizes: list[int], claims: list[tuple[int, int, int]]):
-    """Each claim's statistic under every relabeling (rows of `order`): the Welch t of the log-seconds,
-    |mean log a - mean log b| / sqrt(var a / n a + var b / n b), studentized so that a claim between two
-    tight, distant groups stands out however far apart the other groups lie. NaN values (a metric an epoch did
-    not measure) are left out; a group with none gives a statistic of 0."""
-    bounds = np.cumsum([0] + sizes)
-    moments = {}
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a group whose values are all NaN, or a single value
-        logged = np.log(values)
-        gaps = np.isnan(logged).any()
-        for g in {g for a, b, _ in claims for g in (a, b)}:
-            logs = logged[order[:, bounds[g]:bounds[g + 1]]]                  # (relabelings, size, metrics)
-            if gaps:
-                have = ~np.isnan(logs)
-                count = np.maximum(have.sum(axis=1), 1)
-                centred = np.where(have, logs, 0.0)
-                average = centred.sum(axis=1) / count
-                centred = np.where(have, logs - average[:, None, :], 0.0)
-                spread = (centred ** 2).sum(axis=1) / np.maximum(count - 1, 1)
-                moments[g] = (np.where(have.any(axis=1), average, np.nan), spread / count)
-            else:
-                size = logs.shape[1]
-                spread = logs.var(axis=1, ddof=1) if size > 1 else np.zeros_like(logs[:, 0])
-                moments[g] = (logs.mean(axis=1), spread / size)
-        stats = np.stack([np.abs(moments[a][0][:, m] - moments[b][0][:, m])
-                          / np.sqrt(moments[a][1][:, m] + moments[b][1][:, m] + FLOOR) for a, b, m in claims], axis=1)
-    return np.nan_to_num(stats, nan=0.0, posinf=0.0, neginf=0.0)
+def _statistics(logs: np.ndarray, order: np.ndarray, sizes, claims) -> np.ndarray:
+    """Each claim's (group a, group b, metric) statistic under every relabeling (rows of `order`): the Welch t of
+    the log-seconds (samples × metrics), studentized so that a claim between two tight, distant groups stands out
+    however far apart the other groups lie. NaN (not measured) is left out; a group with none gives 0."""
+    bounds, gaps = np.cumsum([0, *sizes]), np.isnan(logs).any()
+    means, variances = [], []
+    with np.errstate(all="ignore"):
+        for g in range(len(sizes)):
+            group = logs[order[:, bounds[g]:bounds[g + 1]]]                  # (relabelings, size, metrics)
+            count = (~np.isnan(group)).sum(axis=1) if gaps else group.shape[1]
+            average = (np.nansum(group, axis=1) if gaps else group.sum(axis=1)) / np.maximum(count, 1)
+            squares = (group - average[:, None, :]) ** 2
+            spread = (np.nansum(squares, axis=1) if gaps else squares.sum(axis=1)) / np.maximum(count - 1, 1)
+            means.append(np.where(count > 0, average, np.nan))
+            variances.append(spread / np.maximum(count, 1))
+        means, variances = np.stack(means), np.stack(variances)             # (groups, relabelings, metrics)
+        a, b, m = np.array(claims).T
+        stats = np.abs(means[a, :, m] - means[b, :, m]) / np.sqrt(variances[a, :, m] + variances[b, :, m] + FLOOR)
+    return np.nan_to_num(stats.T, nan=0.0, posinf=0.0, neginf=0.0)
 
 
-def _max_t(values: np.ndarray, sizes: list[int], claims: list[tuple[int, int, int]]) -> np.ndarray:
-    """Each claim's single-step max-T p-value over the relabelings of these groups."""
-    order = _relabelings(sizes)
-    stats = _statistics(values, order, sizes, claims)
-    observed, largest = stats[0], stats.max(axis=1)
-    reach = (largest[None, :] >= observed[:, None] * (1 - 1e-9) - 1e-12).sum(axis=1)   # per claim
-    return reach / len(order)  # exact: a share of every labeling; drawn: (1 + b) / (B + 1), the observed first
+def _reaching(observed: np.ndarray, largest: np.ndarray) -> np.ndarray:
+    """The share of relabelings (the last axis of `largest`) whose largest statistic reaches `observed`: exact, a
+    share of every labeling; drawn, (1 + b) / (B + 1), the observed labeling being the first."""
+    return (largest >= observed[:, None] * (1 - 1e-9) - 1e-12).mean(axis=-1)
 
 
-def _family_p(values: np.ndarray, sizes: list[int], claims: list[tuple[int, int, int]]) -> np.ndarray:
-    """Each claim's family-wise p-value, step-down: the claims in decreasing order of their statistic, each
-    against the largest statistic of the claims not yet decided, over relabelings of the groups those claims
-    name (the first step is the single-step max-T over the whole family: under identical settings nothing
-    goes further); a p is never below the one before it."""
-    observed = _statistics(values, np.arange(sum(sizes))[None, :], sizes, claims)[0]
-    bounds = np.cumsum([0] + sizes)
+def _family_p(values: np.ndarray, sizes, claims) -> np.ndarray:
+    """Each claim's family-wise p-value, step-down: the claims by decreasing statistic, each against the largest of
+    the claims not yet decided, over relabelings of the groups they name (the first step is the single-step max-T
+    over the family); a p is never below the one before it."""
+    logs = np.log(values)
+    observed = _statistics(logs, np.arange(sum(sizes))[None, :], sizes, claims)[0]
+    bounds = np.cumsum([0, *sizes])
     p, floor, remaining = np.ones(len(claims)), 0.0, sorted(range(len(claims)), key=lambda j: -observed[j])
     while remaining:
-        top = remaining[0]
         groups = sorted({g for j in remaining for g in claims[j][:2]})
         rows = np.concatenate([np.arange(bounds[g], bounds[g + 1]) for g in groups])
         local = [(groups.index(claims[j][0]), groups.index(claims[j][1]), claims[j][2]) for j in remaining]
-        floor = max(floor, _max_t(values[rows], [sizes[g] for g in groups], local)[0])
-        p[top] = floor
+        here = tuple(sizes[g] for g in groups)
+        stats = _statistics(logs[rows], _relabelings(here, DRAWS, EXACT_LIMIT), here, local)
+        floor = max(floor, _reaching(stats[0], stats.max(axis=1)[None, :])[0])
+        p[remaining[0]] = floor
         remaining = remaining[1:]
         if floor > ALPHA:  # nothing after it can be decided: its p is at least this one
             p[remaining] = floor
@@ -452,20 +350,13 @@ def _family_p(values: np.ndarray, sizes: list[int], claims: list[tuple[int, int,
     return p
 
 
-def _smallest_p(sizes: list[int], claims: list[tuple[int, int, int]], metrics: int) -> float:
-    """The smallest p this family's shape can give: one claim's two sides as far apart as can be (one far
-    above, the other far below every other sample), tried for each claim."""
-    return _smallest_p_of(tuple(sizes), tuple(claims), metrics, DRAWS)
-
-
 @functools.lru_cache(maxsize=1024)
-def _smallest_p_of(sizes: tuple, claims: tuple, metrics: int, draws: int) -> float:
-    sizes, claims, best = list(sizes), list(claims), 1.0
-    for a, b, _ in claims:
-        values = np.ones(sum(sizes))  # ties are exact: every relabeling that matches the extreme one counts
-        for group, value in ((a, 1e3), (b, 1e-3)):
-            start = sum(sizes[:group])
-            values[start:start + sizes[group]] = value
+def _smallest_p(sizes: tuple, claims: tuple, metrics: int, draws: int) -> float:
+    """The smallest p this family's shape can give: one claim's two sides as far apart as can be (one far above,
+    the other far below every other sample), tried for each claim (`draws`: DRAWS, for the cache)."""
+    best = 1.0
+    for a, b, _ in claims:  # ties are exact: every relabeling that matches the extreme one counts
+        values = np.repeat([1e3 if g == a else 1e-3 if g == b else 1.0 for g in range(len(sizes))], sizes)
         best = min(best, _family_p(np.repeat(values[:, None], metrics, axis=1), sizes, claims).min())
         if best <= ALPHA:
             break
@@ -474,58 +365,50 @@ def _smallest_p_of(sizes: tuple, claims: tuple, metrics: int, draws: int) -> flo
 
 def family(samples: dict[str, list[dict]], claims: list[tuple[str, str, str]], sample: str = "epoch",
            scope: str = "the section's claims together") -> dict[tuple, Comparison]:
-    """Test the claims of one section together. `samples` maps each setting to its steady epochs (a dict of
-    metric -> seconds each); a claim (a, b, metric) asks whether a's `metric` differs from b's. Returns a
-    Comparison per claim, keyed by the claim (`sample` and `scope` name a sample and the family in its
-    sentences)."""
-    names = [g for g in samples if any(g in claim[:2] for claim in claims)]
-    metrics = sorted({m for _, _, m in claims})
+    """The claims of one section tested together: `samples` maps each setting to its steady epochs ({metric: seconds}
+    each); a claim (a, b, metric) asks whether a's `metric` differs from b's. A Comparison per claim, keyed by it
+    (`sample` and `scope` name a sample and the family in its sentences)."""
+    names, metrics = [g for g in samples if any(g in c[:2] for c in claims)], sorted({m for _, _, m in claims})
+    index = tuple((names.index(a), names.index(b), metrics.index(m)) for a, b, m in claims)
     rows = {g: [r for r in samples[g] if any(_finite(r.get(m)) for m in metrics)] for g in names}
-    sizes = [len(rows[g]) for g in names]
-    index = [(names.index(a), names.index(b), metrics.index(m)) for a, b, m in claims]
-    n = min(sizes) if sizes else 0
+    sizes = tuple(len(rows[g]) for g in names)
+    n = min(sizes, default=0)
     if not claims or n == 0:
         more = needed(len(names), index, len(metrics), n)
         return {c: Comparison(c[0], c[1], TOO_FEW, n=n, needed=more, sample=sample, scope=scope) for c in claims}
     values = np.array([[_value(r.get(m)) for m in metrics] for g in names for r in rows[g]], dtype=float)
     p = _family_p(values, sizes, index)
-    out, few = {}, None
+    pairs_ = list(dict.fromkeys((x, y) for x, y, _ in index))
+    out, few = {}, _smallest_p(sizes, index, len(metrics), DRAWS) > ALPHA
     for claim, p_claim, (a, b, m) in zip(claims, p, index):
-        va, vb = _column(rows, names[a], metrics[m]), _column(rows, names[b], metrics[m])
+        va, vb = ([v for v in (_value(r.get(metrics[m])) for r in rows[names[g]]) if v == v] for g in (a, b))
         if p_claim <= ALPHA and va and vb:
-            ratio = mean(vb) / mean(va)
+            ratio, low, high = speedup_range(vb, va)
             out[claim] = Comparison(claim[0], claim[1], "faster" if ratio > 1 else "slower", float(p_claim), ratio,
-                                    min(vb) / max(va), max(vb) / min(va), n, sample=sample, scope=scope)
+                                    low, high, n, sample=sample, scope=scope)
             continue
-        if few is None:
-            few = _smallest_p(sizes, index, len(metrics)) > ALPHA
         noise = noise_of([va, vb])
-        pairs_ = list(dict.fromkeys((x, y) for x, y, _ in index))
-        shape = (noise, tuple(sizes), tuple(pairs_), pairs_.index((a, b))) if noise is not None else None
+        shape = (noise, sizes, tuple(pairs_), pairs_.index((a, b))) if noise is not None else None
         out[claim] = Comparison(claim[0], claim[1], TOO_FEW if few else NO_DIFFERENCE, float(p_claim), n=n,
                                 needed=needed(len(names), index, len(metrics), n) if few else None, sample=sample,
                                 scope=scope, shape=shape)
     return out
 
 
-def needed(groups: int, claims: list[tuple[int, int, int]], metrics: int, have: int) -> int | None:
+def needed(groups: int, claims, metrics: int, have: int) -> int | None:
     """The fewest samples per setting (all settings alike) at which this family could name a winner."""
     for n in range(max(have, 1) + 1, MOST_NEEDED + 1):
-        if _smallest_p([n] * groups, claims, metrics) <= ALPHA:
+        if _smallest_p((n,) * groups, tuple(claims), metrics, DRAWS) <= ALPHA:
             return n
     return None
 
 
 def _finite(value) -> bool:
-    return value is not None and isinstance(value, (int, float)) and math.isfinite(value)
+    return isinstance(value, (int, float)) and math.isfinite(value)
 
 
 def _value(value) -> float:
     return float(value) if _finite(value) and value > 0 else math.nan
-
-
-def _column(rows: dict, group: str, metric: str) -> list[float]:
-    return [float(r[metric]) for r in rows[group] if _finite(r.get(metric)) and r[metric] > 0]
 
 
 def compare(a_values, b_values, a: str = "A", b: str = "B") -> Comparison:
@@ -540,52 +423,40 @@ def pairs(names) -> list[tuple[str, str, str]]:
 
 
 def decidable(steady: dict[str, int], claims: list[tuple[str, str, str]]) -> tuple[bool, float, int | None]:
-    """Whether a family of this shape (steady epochs per setting, its claims) can name a winner at all: (yes or
-    no, the smallest p it can give, the steady epochs per setting that could where it cannot)."""
-    names = list(steady)
-    metrics = sorted({m for _, _, m in claims})
-    index = [(names.index(a), names.index(b), metrics.index(m)) for a, b, m in claims]
-    sizes = [steady[g] for g in names]
-    smallest = _smallest_p(sizes, index, len(metrics)) if min(sizes) > 0 else 1.0
-    return smallest <= ALPHA, smallest, None if smallest <= ALPHA else needed(len(names), index, len(metrics),
-                                                                             min(sizes))
+    """Whether a family of this shape (steady epochs per setting, its claims) can name a winner: (yes or no, the
+    smallest p it can give, the steady epochs per setting that could where it cannot)."""
+    names, metrics = list(steady), sorted({m for _, _, m in claims})
+    index = tuple((names.index(a), names.index(b), metrics.index(m)) for a, b, m in claims)
+    sizes = tuple(steady.values())
+    smallest = _smallest_p(sizes, index, len(metrics), DRAWS) if min(sizes) > 0 else 1.0
+    if smallest <= ALPHA:
+        return True, smallest, None
+    return False, smallest, needed(len(sizes), index, len(metrics), min(sizes))
 
 
 def extremes(groups: dict) -> Comparison | None:
-    """Several settings as one family (every pair a claim): the claim between the fastest and the slowest by
-    mean, worded with the fastest first; None where fewer than two settings were measured."""
+    """Several settings as one family (every pair a claim): the claim between the fastest and the slowest by mean,
+    the fastest first; None where fewer than two settings were measured."""
     means = {k: mean(v) for k, v in groups.items() if samples(v)}
     if len(means) < 2:
         return None
     fastest, slowest = min(means, key=means.get), max(means, key=means.get)
-    rows = {k: [{"s": v} for v in samples(groups[k])] for k in means}
-    result = family(rows, pairs(means))
-    claim = (fastest, slowest, "s") if (fastest, slowest, "s") in result else (slowest, fastest, "s")
-    return oriented(result[claim], fastest)
-
-
-def oriented(c: Comparison, first: str) -> Comparison:
-    """`c` with `first` as its subject (a and b swapped, the verdict and ratios with them, where needed)."""
-    if c.a == first:
-        return c
-    return Comparison(c.b, c.a, {"faster": "slower", "slower": "faster"}.get(c.verdict, c.verdict), c.p,
-                      1 / c.ratio if not pd.isna(c.ratio) else c.ratio, 1 / c.high, 1 / c.low, c.n, c.needed,
-                      c.sample, c.scope, c.shape, c.seen)
+    result = family({k: [{"s": v} for v in samples(groups[k])] for k in means}, pairs(means))
+    if (fastest, slowest, "s") in result:
+        return result[(fastest, slowest, "s")]
+    c = result[(slowest, fastest, "s")]  # turned round: the fastest its subject
+    return replace(c, a=c.b, b=c.a, verdict={"faster": "slower", "slower": "faster"}.get(c.verdict, c.verdict),
+                   ratio=1 / c.ratio, low=1 / c.high, high=1 / c.low)
 
 
 def rank(c: Comparison | None, settings: int, what: str = "") -> Said:
-    """One sentence for several settings (`settings` of them measured) from their family's extreme claim, as
-    `extremes` decided it (None: fewer than two measured): the pair is named only where the rule decided it."""
-    what_ = f" ({what})" if what else ""
+    """One sentence for `settings` settings from their family's extreme claim (`extremes`; None: fewer than two)."""
     if c is None:
-        return Said(f"Only one setting was measured{what_}: nothing to compare.")
+        return Said(say(SENTENCES["one setting"], what=what))
     if c.decided:
         return Said(c.sentence(what), [c])
-    if c.verdict == TOO_FEW:
-        return Said(f"Across {settings} settings{what_}: {too_few(c.n, c.needed)} to name a faster one"
-                    f"{c.seeable()}.", [c])
-    return Said(f"Across {settings} settings{what_}: {NO_DIFFERENCE} (even the fastest and slowest by mean, "
-                f"{c.a} and {c.b}, are within what relabeling the epochs gives{c.seeable()}).", [c])
+    kind = "across, too few" if c.verdict == TOO_FEW else "across, no difference"
+    return Said(say(SENTENCES[kind], c=c, settings=settings, what=what), [c])
 
 
 def speedup_range(baseline_values, values) -> tuple[float, float, float]:
@@ -596,17 +467,10 @@ def speedup_range(baseline_values, values) -> tuple[float, float, float]:
     return mean(sb) / mean(sv), min(sb) / max(sv), max(sb) / min(sv)
 
 
-# --- a goal: met, missed, or cannot tell ------------------------------------------------------------------------
-
-MET, MISSED, CANNOT_TELL = "met", "missed", "cannot tell at this noise"
-
-
 def goal(values, op: str, target: float) -> tuple[str, float, int | None]:
-    """Whether repeated measurements of a ratio meet a goal ('<=' or '>=' `target`), by the rule's one-sample
-    form: a sign-flip permutation test of the log-distances from the target (under "exactly at the target" each
-    repeat is as likely above as below it), one-sided in each direction. Returns (MET, MISSED or CANNOT_TELL, the
-    p of the verdict's direction, the repeats that could decide where it cannot tell: 5 when every repeat lies
-    on one side (1/2^5 < ALPHA), else None)."""
+    """Whether repeated measurements of a ratio meet a goal ('<=' or '>=' `target`): a sign-flip permutation test of
+    the log-distances from the target, one-sided each way. (MET, MISSED or CANNOT_TELL, the p of the verdict's
+    direction, the repeats that could decide where it cannot tell: 5 where all lie on one side, else None)."""
     logs = np.log(np.asarray(samples(values), dtype=float) / target)
     if not len(logs):
         return CANNOT_TELL, math.nan, None
@@ -637,17 +501,13 @@ def wilson(correct_fraction: float, n: int, z: float = 1.96) -> tuple[float, flo
 
 
 def accuracy_sentence(accuracies: dict, n: int, what: str = "setting") -> str:
-    """Which setting reached the highest *test* top-1, named only when its 95 % interval clears every
-    other's; else NO_DIFFERENCE. `accuracies` maps names to final test top-1 (fractions)."""
+    """Which setting reached the highest *test* top-1 (fractions in `accuracies`), named only when its 95 % interval
+    clears every other's; else NO_DIFFERENCE."""
     acc = {k: v for k, v in accuracies.items() if v is not None and math.isfinite(v)}
     if len(acc) < 2 or not n:
         return ""
     best = max(acc, key=acc.get)
-    lo_best = wilson(acc[best], n)[0]
-    others = [k for k in acc if k != best]
-    if all(wilson(acc[k], n)[1] < lo_best for k in others):
-        return (f"Highest test top-1: **{best}** ({acc[best]:.1%}, 95 % interval "
-                f"{lo_best:.1%}–{wilson(acc[best], n)[1]:.1%} on {n:,} test images), clear of every other {what}.")
-    tied = [k for k in others if wilson(acc[k], n)[1] >= lo_best]
-    return (f"Test top-1: {NO_DIFFERENCE} between {best} ({acc[best]:.1%}) and {', '.join(map(str, tied))} "
-            f"(95 % intervals on {n:,} test images overlap).")
+    low, high = wilson(acc[best], n)
+    tied = [k for k in acc if k != best and wilson(acc[k], n)[1] >= low]
+    return say(SENTENCES["accuracy alike" if tied else "most accurate"], best=best, top1=acc[best], low=low,
+               high=high, n=n, what=what, tied=tied)
