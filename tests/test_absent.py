@@ -151,7 +151,7 @@ def test_a_part_whose_findings_raise_is_named_and_the_others_drawn(tmp_path, mon
     with contextlib.redirect_stdout(shown):
         summary.show_parts(folder)
     text = shown.text()  # its section is drawn, and says that its findings could not be written
-    assert text.index("<h2 id='C10_deploy'>") < text.index("Not drawn:</b> C10_deploy&#x27;s findings") \
+    assert text.index("<h2 id='C10_deploy'>") < text.index("Not drawn:</b> C10_deploy&#39;s findings") \
         < text.index("<h2 id='C11_limits'>")
 
 
@@ -179,6 +179,6 @@ def test_a_section_that_raises_ends_in_an_error_block_and_the_next_is_drawn(tmp_
     block = text.index("Not drawn:")
     assert text.index("<h2 id='C10_deploy'>") < block < text.index("<h2 id='C11_limits'>")
     assert "[table]" in text[text.index("<h2 id='C11_limits'>"):]  # the next part is drawn whole
-    assert len(redrawn) == 1 and redrawn[0].count("SECTION NOT DRAWN: C10_deploy&#x27;s section: TypeError") == \
+    assert len(redrawn) == 1 and redrawn[0].count("SECTION NOT DRAWN: C10_deploy&#39;s section: TypeError") == \
         len(parts.BY_ID["C10_deploy"].questions)  # the findings above say so, in each of C10's rows
     assert "SECTION NOT DRAWN" in (folder / "tables" / "findings.csv").read_text()
