@@ -1,8 +1,5 @@
-"""C8's settings of the training step, as data: eager fp32 (the baseline), then one change at a time, then `fast`;
-all on the on-device loader, so that only the step changes. Which of them this machine leaves out, each with its
-reason, is decided here too (lab.bench's P3 measures the same settings).
-
-And what C8 measures beside its epochs, as measurement rows (lab.core.results) and back, each of a `kind`:
+"""C8's settings of the training step, as data, and which of them this machine leaves out with why (lab.bench's P3
+measures the same settings). And what C8 measures beside its epochs, as rows (lab.core.results), each of a `kind`:
 - "plan": metric planned (a `setting` it runs), left_out (a setting it does not run; `text`: why), note (`text`).
 - "step profile" (setting eager fp32, `device`): wall_ms_per_step, device_busy_ms_per_step (ms; CUDA only),
   launches_per_step, steps.
@@ -32,8 +29,8 @@ PROBE_STEPS = 4 * (1 + 4)  # the --fast probe's eager stage: 4 candidates, a war
 
 
 def bf16_emulated(probe: dict | None) -> str | None:
-    """Why autocast bf16 is left out on this CPU, or None: the --fast probe's measurement where there is one,
-    else oneDNN's report of the CPU's bf16 instructions (without them, bf16 is emulated and slower)."""
+    """Why autocast bf16 is left out on this CPU, or None: from the --fast probe's measurement where there is one,
+    else from oneDNN's report of the CPU's bf16 instructions."""
     step_s = (probe or {}).get("step_s", {})
     fp32, bf16 = (step_s.get(json.dumps({"channels_last": False, "amp": a})) for a in ("off", "bf16"))
     if fp32 and bf16:
@@ -46,28 +43,18 @@ def bf16_emulated(probe: dict | None) -> str | None:
 
 def acceleration_settings(device_type: str, max_autotune: bool = False, probe: dict | None = None,
                           compiled: bool = True) -> tuple[list[dict], dict]:
-    """C8's settings, all on the on-device loader so that only the step changes: eager fp32 first (the
-    baseline), then one change at a time, then `fast` with per-phase timers and `fast` itself (epoch
-    timers, no host sync per step). Left out, each with its reason: bf16 on a CPU that emulates it
-    (bf16_emulated), the per-phase-timer row on a CPU (no device to synchronize with: the two timers do the
-    same work there), the compiled settings when `compiled` is False (a profile's choice: compiling costs a
-    minute or more) or there is no C compiler, and `fast` on CUDA then (it compiles there); on a CPU `fast` is
-    then --fast's choice among its eager candidates, as its probe measured it (`probe`).
-    Returns (settings, skipped: tag -> reason)."""
+    """(C8's settings, skipped: tag -> why), all on the on-device loader so that only the step changes: eager fp32
+    (the baseline), one change at a time, then `fast` with per-phase timers and with epoch timers. Without
+    compilation (`compiled` False, or no C compiler) `fast` on a CPU is --fast's eager choice, as `probe` measured."""
+    cuda = device_type == "cuda"
+    emulated = None if cuda else bf16_emulated(probe)
     settings = [{"tag": BASELINE}, {"tag": "channels_last", "channels_last": True}]
-    if device_type == "cuda":
-        settings += [{"tag": "cudnn.benchmark off", "cudnn_benchmark": False},  # every other setting has it on
-                     {"tag": "autocast fp16", "amp": "fp16"}, {"tag": BF16, "amp": "bf16"}]
-        modes = ["default", "reduce-overhead"] + (["max-autotune"] if max_autotune else [])
-    else:
-        settings += [{"tag": BF16, "amp": "bf16"}]
-        modes = ["default"]
-    skipped = {}
-    emulated = bf16_emulated(probe) if device_type == "cpu" else None
-    if emulated:
-        settings = [s for s in settings if s.get("amp") != "bf16"]
-        skipped[BF16] = emulated
-    if device_type == "cuda" and not max_autotune:
+    if cuda:  # cudnn.benchmark: every other setting has it on
+        settings += [{"tag": "cudnn.benchmark off", "cudnn_benchmark": False}, {"tag": "autocast fp16", "amp": "fp16"}]
+    settings += [] if emulated else [{"tag": BF16, "amp": "bf16"}]
+    skipped = {BF16: emulated} if emulated else {}
+    modes = (["default", "reduce-overhead"] + (["max-autotune"] if max_autotune else [])) if cuda else ["default"]
+    if cuda and not max_autotune:
         skipped["compile max-autotune"] = ("opt-in (parameter max_autotune): its autotuning takes minutes and "
                                            "floods the log")
     no_compile = (None if compiled and c_compiler() else
@@ -79,7 +66,7 @@ def acceleration_settings(device_type: str, max_autotune: bool = False, probe: d
             skipped[f"compile {mode}"] = no_compile
     else:
         settings += [{"tag": f"compile {mode}", "compile": mode} for mode in modes]
-    if device_type == "cuda":
+    if cuda:
         if no_compile:
             skipped[FAST] = f"it compiles the step on this device: {no_compile}"
         else:
@@ -96,16 +83,15 @@ def acceleration_settings(device_type: str, max_autotune: bool = False, probe: d
 
 
 def claims(tags: list[str], epoch_timed: set) -> list[tuple[str, str, str]]:
-    """What the settings are compared for: each one's whole epoch and (where its steps are timed, not in
-    `epoch_timed`) its step against eager fp32, and `fast` with per-phase against epoch timers."""
+    """Each setting's whole epoch and (where its steps are timed, not in `epoch_timed`) its step against eager fp32,
+    and `fast` with per-phase against epoch timers."""
     out = [(tag, BASELINE, metric) for tag in tags if tag != BASELINE for metric in ("epoch", "step")
            if metric == "epoch" or tag not in epoch_timed]
     return out + ([(FAST_PHASE, FAST, "epoch")] if {FAST, FAST_PHASE} <= set(tags) else [])
 
 
 def speed_claims(table: pd.DataFrame) -> dict:
-    """C8's claims from its table (lab.parts.c8_acceleration's), decided as one family (a sample: a steady epoch);
-    none where eager fp32 did not end ok."""
+    """C8's claims from its table, decided as one family (a sample: a steady epoch); none without eager fp32."""
     ok = table[table["status"] == "ok"]
     epochs = {tag: [{"epoch": e, "step": row["train_s samples"][i] if i < len(row["train_s samples"]) else None}
                     for i, e in enumerate(row["total_s samples"])] for tag, row in ok.iterrows()}
@@ -115,10 +101,9 @@ def speed_claims(table: pd.DataFrame) -> dict:
 
 def configurations(config: Config, max_autotune: bool = False, compiled: bool = True, measure: bool = True,
                    probe: dict | None = None) -> tuple[list[Config], dict, dict]:
-    """The settings as configurations, the left-out ones with their reasons, and notes on a setting (`fast` where
-    it is --fast's eager choice). On a CPU, the --fast probe is measured where `measure` (once per CPU, cached;
-    without its compiled stage where `compiled` is False), else its cached result (`probe`: a given one instead,
-    for an account of another machine)."""
+    """The settings as configurations, the left-out ones with why, and notes (`fast` where it is --fast's eager
+    choice). On a CPU the --fast probe is measured where `measure` (once per CPU, cached), else read from the cache;
+    `probe`: a given one instead (an account of another machine)."""
     kind = device_type(config.device)
     if kind == "cpu" and probe is None:
         probe = cpu_fast_probe(config, measure=measure, compiled=compiled)
@@ -134,8 +119,7 @@ def configurations(config: Config, max_autotune: bool = False, compiled: bool = 
 
 
 def probe_steps(config: Config, compiled: bool = True, probe: dict | None = None) -> int:
-    """The steps of the --fast probe measured before the settings: on a CPU whose probe is neither given nor
-    cached (configurations measures it then), else none."""
+    """The --fast probe's steps measured before the settings: on a CPU whose probe is neither given nor cached."""
     cached = probe is not None or cpu_fast_probe(config, measure=False, compiled=compiled) is not None
     return 0 if device_type(config.device) != "cpu" or cached else PROBE_STEPS
 
@@ -152,8 +136,7 @@ OPS_UNITS = {"aten_ops": "operators/step", "compiled_graphs": "graphs/step", "ge
 
 
 def save_plan(rows: results.Rows, settings: list[str], skipped: dict, notes: dict) -> None:
-    """The settings planned (metric planned), the ones left out with why (left_out) and notes on a setting
-    (note), in `text`, as rows of kind PLAN: what a section says was not measured."""
+    """The settings planned, left out (with why) and noted, as rows of kind PLAN."""
     plan = rows.scoped(kind=PLAN)
     plan.extend([plan.row("planned", setting=tag) for tag in settings]
                 + [plan.row("left_out", text=reason, setting=tag) for tag, reason in skipped.items()]
@@ -161,7 +144,7 @@ def save_plan(rows: results.Rows, settings: list[str], skipped: dict, notes: dic
 
 
 def measure_profile(config: Config, out, rows: results.Rows, steps: int) -> None:
-    """The eager step profiled (lab.engine.profiling.step_profile: its operator table and trace in `out`)."""
+    """The eager step profiled (step_profile: its operator table and trace in `out`), saved as rows."""
     progress.note(config.experiment, "profiling the eager step")
     save_profile(rows, step_profile(config.replace(loader="tensor", tag=BASELINE), out, "eager_fp32", steps=steps))
 
@@ -179,8 +162,7 @@ def read_profile(rows: pd.DataFrame) -> dict | None:
 
 
 def save_account(rows: results.Rows, account: dict) -> None:
-    """A compile account (lab.engine.profiling.measure_compile) as rows of kind ACCOUNT: its counts, the break
-    reasons, and per setting (eager, compiled) the operators per step and the timed steps by `sample`."""
+    """A compile account (lab.engine.profiling.measure_compile) as rows of kind ACCOUNT."""
     q5 = rows.scoped(kind=ACCOUNT, device=account["device_type"], batch=account["batch_size"],
                      backend=account["backend"])
     out = [q5.row(m, account[m], unit) for m, unit in COUNT_UNITS.items()]
@@ -192,8 +174,7 @@ def save_account(rows: results.Rows, account: dict) -> None:
 
 
 def measure_account(config: Config, rows: results.Rows, wanted: bool = True, backend: str = "inductor") -> dict:
-    """The compile account (lab.engine.profiling.measure_compile: one step compiled apart), measured and saved as
-    rows; where it is not (`wanted` False: the profile leaves it out; no C compiler), a left_out row says why."""
+    """The compile account (one step compiled apart), measured and saved; else a left_out row says why."""
     reason = ("left out by this profile (explain_compile: false)" if not wanted else
               "no C compiler found (install g++): torch.compile cannot build kernels here"
               if backend == "inductor" and c_compiler() is None else None)
@@ -207,8 +188,8 @@ def measure_account(config: Config, rows: results.Rows, wanted: bool = True, bac
 
 
 def read_account(rows: pd.DataFrame) -> dict:
-    """The compile account among `rows`, keyed as measure_compile returns it (compile_s: the first compiled step
-    less a steady one's mean); {"left_out": reason} where a row says why it was not measured; {} where none."""
+    """The compile account among `rows`, keyed as measure_compile returns it, with compile_s (the first compiled
+    step less a steady one's mean); {"left_out": reason} where it was not measured; {} where none."""
     rows = rows[rows["kind"] == ACCOUNT]
     if not len(rows) or "left_out" in set(rows["metric"]):
         return {"left_out": results.value(rows, "left_out")} if len(rows) else {}
@@ -232,9 +213,8 @@ def compile_verdict(account: dict) -> stats.Comparison:
 
 
 def save_compile_seconds(rows: results.Rows, records: list[dict], account: dict) -> None:
-    """What one compilation of the step cost on this machine, as a row compile_s (s) that the report's estimate
-    reads: the compiled settings' first epochs beyond eager fp32's, else the compile account's one compilation;
-    none where neither was measured."""
+    """What one compilation cost here (a row compile_s that the report's estimate reads): the compiled settings'
+    first epochs beyond eager fp32's, else the compile account's; none where neither was measured."""
     first = {r["tag"]: r["total_s"] for r in records if r.get("epoch") == 1 and r.get("total_s")}
     compiled = [s - first[BASELINE] for tag, s in first.items() if tag.startswith("compile") and BASELINE in first]
     seconds = max(0.0, sum(compiled) / len(compiled)) if compiled else account.get("compile_s")

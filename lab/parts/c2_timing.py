@@ -19,39 +19,30 @@ QUESTIONS = (("C2.1", "Data-loading time per epoch"), ("C2.2", "Training time pe
              ("C2.3", "Total time per epoch"))
 
 
+MODEL_FILE = "model.pt"  # the trained weights (a state_dict), which C10 deploys
+
+
 def runs(config: Config, params: dict, report) -> Runs:
     return Runs(block=[config])
 
 
-MODEL_FILE = "model.pt"  # the trained weights (a state_dict), which C10 deploys
-
-
 def measure(config: Config, params: dict, out, report) -> list[dict]:
-    """The baseline run; its trained weights are saved beside its records (MODEL_FILE), and a row names them
-    (metric "model_file": the path within the report) for the parts that deploy them."""
-    records = single_run(runs(config, params, report).block[0], out, save_model=Path(out) / MODEL_FILE)
+    """The baseline run, its trained weights saved beside its records and named by a row (metric "model_file")."""
+    records = single_run(config, out, save_model=Path(out) / MODEL_FILE)
     if (Path(out) / MODEL_FILE).exists():
         results.Rows(report.results_dir, ID).add("model_file", text=f"{ID}/{MODEL_FILE}")
     return records
 
 
 @plots.themed
-def plot_epoch_phases(df: pd.DataFrame, title: str = "Where each epoch's time goes"):
-    """Stacked bars of load / train / other per epoch."""
-    labels = df["epoch"].map(lambda e: str(int(e))) + df["warmup"].map({True: " (warm-up)", False: ""})
-    return plots.phase_bars(df.set_index(labels), title, xlabel="epoch")
-
-
-@plots.themed
-def plot_batches(batches: pd.DataFrame, hue: str | None = None, title: str = "Per mini-batch loss and top-1"):
+def plot_batches(batches: pd.DataFrame):
     sns = plots.seaborn()
-    batches = batches.copy()
-    batches["step"] = batches.groupby("run_id").cumcount() + 1
+    batches = batches.assign(step=batches.groupby("run_id").cumcount() + 1)
     fig, axes = plots.pyplot().subplots(1, 2, figsize=(10, 3.5))
-    sns.lineplot(batches, x="step", y="loss", hue=hue, ax=axes[0], marker="o")
-    sns.lineplot(batches, x="step", y="top1", hue=hue, ax=axes[1], marker="o")
+    sns.lineplot(batches, x="step", y="loss", ax=axes[0], marker="o")
+    sns.lineplot(batches, x="step", y="top1", ax=axes[1], marker="o")
     axes[1].set_ylabel("top-1 (fraction)")
-    fig.suptitle(title)
+    fig.suptitle("Per mini-batch loss and top-1")
     fig.tight_layout()
     return fig
 
@@ -69,7 +60,9 @@ def section(df: pd.DataFrame, results_dir=None, figures_dir=None) -> None:
             f"Its steady training step computes {work / 1e9:.0f} GFLOP (batch {int(first['batch_size'])}) in "
             f"{step:.3g} s: {peak_share(work, step, precision, peaks)}"
             " measured at the report's start (C11 sets every step against it)."))
-    display.figure(plot_epoch_phases(df), "C2_epoch_phases", figures_dir)
+    labels = df["epoch"].map(lambda e: str(int(e))) + df["warmup"].map({True: " (warm-up)", False: ""})
+    display.figure(plots.phase_bars(df.set_index(labels), "Where each epoch's time goes", xlabel="epoch"),
+                   "C2_epoch_phases", figures_dir)
     if results_dir is not None:
         batches = load(results_dir, kind="batch")
         display.figure(plot_batches(batches[batches["experiment"] == df["experiment"].iloc[0]]), "C1_batches",

@@ -1,10 +1,7 @@
-"""C3: how many DataLoader workers? Every count of the lab's sweep (0, step, 2 x step, ... up to the cap),
-1 worker (C4's baseline, measured here so that C4 can reuse it), 1 worker kept alive between epochs
-(persistent_workers: what removes the per-epoch start-up) and the on-device batched loader, trained
-interleaved by epoch. The lab's rule, made noise-aware (worker_sweep_rule below), stops the sweep
-at the first count whose per-batch waits are not measurably below the previous count's, and the best count
-is the smallest within noise of the lowest wait. The result (its rows, metric "best_workers") is what C4-C9 train
-with."""
+"""C3: how many DataLoader workers? Every count of the lab's sweep (0, step, 2 x step, ... up to the cap), 1 worker
+(C4's baseline, so that C4 can reuse it), 1 worker kept alive between epochs (persistent_workers) and the on-device
+batched loader, trained interleaved by epoch. The lab's rule, made noise-aware (worker_sweep_rule), gives the best
+count, saved as rows (metric "best_workers") that C4-C9 train with."""
 from __future__ import annotations
 
 import sys
@@ -16,44 +13,34 @@ from ..core.config import Config
 from ..core.errors import LabError
 from . import display, plots
 from .base import COMMON, Part, Runs, claims, interleave, steady_epochs, steady_values
-from .settings import ONE_WORKER, workers as workers_tag
+from .settings import ONE_WORKER, workers as tag
 from .tables import batch_wait, memory, persistent_workers, startup_split, style, summarize
 
 ID = "C3_workers"
 QUESTIONS = (("C3.1", "Loading time by worker count"), ("C3.2", "Best worker count"),
              ("C3.3", "Why more workers stop helping"))
-ALSO_MEASURED = ONE_WORKER     # C4's baseline, in this block so that C4 reuses both of its runs
 ON_DEVICE = "on-device batched"
-PERSISTENT = f"{ALSO_MEASURED} worker, persistent"  # the same count with persistent_workers=True
-PERSISTENT_BATCHES = 1         # its start-up is paid per epoch, not per batch: one batch an epoch shows it
+PERSISTENT = f"{ONE_WORKER} worker, persistent"  # the same count with persistent_workers=True
+PERSISTENT_BATCHES = 1  # its start-up is paid per epoch, not per batch: one batch an epoch shows it
 BEST = "best"
-tag = workers_tag
-PERSISTENT_CLAIM = (PERSISTENT, tag(ALSO_MEASURED), "loader_start_s")  # what persistent workers remove
-
-
-def worker_counts(step: int = 4, cap: int = 16) -> list[int]:
-    """0, step, 2*step, ... up to cap: the lab's sweep."""
-    return list(range(0, cap + 1, step))
+PERSISTENT_CLAIM = (PERSISTENT, tag(ONE_WORKER), "loader_start_s")  # what persistent workers remove
 
 
 def counts_of(params: dict) -> list[int]:
-    return params.get("worker_counts") or worker_counts(params["worker_step"], params["worker_cap"])
+    """The sweep's counts: the parameter's list, else 0, step, 2 x step, ... up to the cap."""
+    return params.get("worker_counts") or list(range(0, params["worker_cap"] + 1, params["worker_step"]))
 
 
-def runs(config: Config, params: dict, report, on_device: bool = True) -> Runs:
-    """Every count of the sweep, 1 worker (C4's baseline), 1 worker with persistent workers (one batch an
-    epoch: what it removes is the start-up of each epoch) and the on-device loader."""
+def runs(config: Config, params: dict, report) -> Runs:
     counts, config = counts_of(params), config.replace(workers=0)
-    extra = [] if ALSO_MEASURED in counts else [ALSO_MEASURED]
-    block = [config.replace(workers=w, tag=tag(w)) for w in sorted([*counts, *extra])]
-    block.append(config.replace(workers=ALSO_MEASURED, persistent_workers=True, max_batches=PERSISTENT_BATCHES,
+    block = [config.replace(workers=w, tag=tag(w)) for w in sorted({*counts, ONE_WORKER})]
+    block.append(config.replace(workers=ONE_WORKER, persistent_workers=True, max_batches=PERSISTENT_BATCHES,
                                 tag=PERSISTENT))
-    return Runs(block=block + ([config.replace(loader="tensor", tag=ON_DEVICE)] if on_device else []))
+    return Runs(block=[*block, config.replace(loader="tensor", tag=ON_DEVICE)])
 
 
 def speed_family(config: Config, params: dict, report) -> tuple[dict, list]:
-    """The section's claims at these parameters, before anything runs: each step of the sweep (the docs'
-    account of what a profile can conclude comes from it). Steady epochs: all but the warm-up."""
+    """Each step of the sweep, before anything runs (the docs' account of what a profile can conclude)."""
     counts = counts_of(params)
     return {k: steady_epochs(config) for k in counts}, sweep_claims(counts)
 
@@ -65,61 +52,55 @@ def sweep_claims(counts: list) -> list[tuple]:
     return [(k, prev, "wait") for prev, k in zip(counts, counts[1:])]
 
 
-def worker_sweep_rule(waits: dict) -> dict:
-    """The lab's rule, through the comparison rule. `waits` maps worker counts (in sweep order) to their
-    per-epoch waits on batches (worker start-up is measured apart). Each step of the sweep (a count against
-    the one before it) is a claim of one family.
+def sweep_family(waits: dict) -> dict:
+    """The sweep's claims over `waits` (count -> per-epoch waits, in sweep order) as one family; {} under two."""
+    counts = [k for k in waits if stats.samples(waits[k])]
+    return stats.family({k: [{"wait": v} for v in stats.samples(waits[k])] for k in counts},
+                        sweep_claims(counts)) if len(counts) > 1 else {}
 
-    - stop: the first count that is not decidedly faster than the count before it; the counts after it were
-      measured but the lab's procedure stops there;
-    - best: the last count that was decidedly faster than the one before it, or the count before the stop where
-      the stop is decidedly slower (`significant`: True); where the sweep cannot tell, the lowest-mean count
-      up to the stop, labelled not significant.
-    Never a silent 0: `significant` and `reason` say which it is."""
+
+def worker_sweep_rule(waits: dict) -> dict:
+    """The lab's rule over `waits` (worker counts in sweep order -> per-epoch waits on batches, the start-up apart),
+    each step of the sweep a claim of one family. stop: the first count not decidedly faster than the one before
+    it (the counts after it were measured, but the lab's procedure stops there). best: the last count decidedly
+    faster than the one before it, or the count before a decidedly slower stop (`significant`); where the sweep
+    cannot tell, the lowest mean up to the stop, not significant. Never a silent 0: `reason` says which."""
     counts = [k for k in waits if stats.samples(waits[k])]
     if not counts:
         return {"best": None, "stop": None, "reason": "no count has a finite load time", "significant": False}
-    steps = list(zip(counts, counts[1:]))
-    rows = {k: [{"wait": v} for v in stats.samples(waits[k])] for k in counts}
-    result = stats.family(rows, sweep_claims(counts)) if steps else {}
-    stop, best, reason = counts[-1], None, f"reached the end of the list {counts}"
-    for prev, k in steps:
+    result = sweep_family(waits)
+    stop, best, after, reason = counts[-1], None, False, f"reached the end of the list {counts}"
+    for prev, k in zip(counts, counts[1:]):
         c = result[(k, prev, "wait")]
         if c.verdict == "faster":
             best = k
             continue
-        stop = k
-        if c.verdict == "slower":  # decided: the count before it is better
-            best = prev
+        stop, after = k, c.verdict == "slower"  # after: decided, the count before it is better
+        best = prev if after else best
         reason = (f"at {k} workers the wait is {stats.spread(waits[k])} s against {stats.spread(waits[prev])} s at "
                   f"{prev}: " + (stats.too_few(c.n, c.needed) if c.verdict == stats.TOO_FEW
-                                 else "not decidedly faster ("
-                                 + (stats.NO_DIFFERENCE if c.verdict == stats.NO_DIFFERENCE else "slower") + ")"))
+                                 else f"not decidedly faster ({c.verdict})"))
         break
-    considered = counts[:counts.index(stop) + 1]
     if best is None:
-        means = {k: stats.mean(waits[k]) for k in considered}
+        means = {k: stats.mean(waits[k]) for k in counts[:counts.index(stop) + 1]}
         best = min(means, key=means.get)
         return {"best": best, "stop": stop, "significant": False, "lowest": best,
                 "reason": reason + f"; the sweep cannot tell, so the best count is the lowest mean, {tag(best)} "
                           "(not significant)"}
-    after = result[(stop, best, "wait")].verdict == "slower" if stop != best else False
-    before = best != counts[0] and result[(best, counts[counts.index(best) - 1], "wait")].verdict == "faster"
-    why = " and ".join(([f"than {tag(stop)} after it"] if after else [])
-                       + ([f"than {tag(counts[counts.index(best) - 1])} before it"] if before else []))
+    why = ([f"than {tag(stop)} after it"] if after else []) + (
+        [f"than {tag(counts[counts.index(best) - 1])} before it"] if best != counts[0] else [])
     return {"best": best, "stop": stop, "significant": True, "lowest": best,
-            "reason": reason + f"; {tag(best)} is decidedly faster {why}"}
+            "reason": reason + f"; {tag(best)} is decidedly faster {' and '.join(why)}"}
 
 
 def batch_waits(records: list[dict]) -> list[float]:
-    """Per steady epoch of a run, its per-batch wait (tables.batch_wait)."""
     df = stats.steady(pd.DataFrame(records))
     return stats.samples(batch_wait(df)) if len(df) else []
 
 
 def measure(config: Config, params: dict, out, report) -> list[dict]:
-    """The block, interleaved; then the rule over the lab's counts, saved once as rows (the best count, where the
-    sweep stopped and why, each count's per-batch waits and start-ups) that the table, the plot and C4-C9 read."""
+    """The block, interleaved; then the rule, saved once as rows (the best count, the stop and why, each count's
+    per-batch waits and start-ups) that the table, the plot and C4-C9 read."""
     counts = counts_of(params)
     records = interleave(runs(config, params, report).block, out)
     by_tag = {w: [r for r in records if r["tag"] == tag(w)] for w in counts}
@@ -140,11 +121,11 @@ def measure(config: Config, params: dict, out, report) -> list[dict]:
     return records
 
 
-def read_sweep(results_dir) -> dict | None:
-    """The sweep's result from this part's rows (best count, stop, reason, per-count waits), or None."""
+def read_sweep(results_dir) -> dict:
+    """The sweep's result from this part's rows (best count, stop, reason, per-count waits); {} where none."""
     rows = results.read(results_dir, part=ID) if results_dir is not None else None
     if rows is None or not len(rows):
-        return None
+        return {}
     best, stop = (rows[rows["metric"] == m] for m in ("best_workers", "sweep_stop"))
     sweep = {key: {str(int(w)): list(g.sort_values("sample")["value"]) for w, g in
                    rows[rows["metric"] == key].groupby("workers", sort=False)}
@@ -157,10 +138,8 @@ def read_sweep(results_dir) -> dict | None:
 
 
 def workers_table(df: pd.DataFrame, sweep: dict) -> pd.DataFrame:
-    """One row per worker count (the DataLoader), the persistent-workers setting, and the on-device batched loader
-    when it ran. `batch wait s` is the steady per-epoch wait on batches and `worker start-up s` the steady
-    per-epoch start-up (`iter()`), apart (startup_split); the rule column comes from the saved sweep, computed
-    once, and marks the sweep's counts only."""
+    """One row per worker count, the persistent-workers setting and the on-device loader: the steady per-batch
+    wait and the workers' start-up apart (startup_split), and the rule's marks on the sweep's counts (`sweep`)."""
     df = df.copy()
     tensor = df.get("loader", pd.Series("torch", index=df.index)) == "tensor"
     persistent = persistent_workers(df) & ~tensor
@@ -179,14 +158,12 @@ def workers_table(df: pd.DataFrame, sweep: dict) -> pd.DataFrame:
         if pd.isna(w) or table.loc[name, "persistent workers"]:
             continue
         marks = ([BEST if sweep.get("significant", True) else f"{BEST} (not significant)"] if w == best else []) + (
-            ["stopped here"] if w == stop else []) + (
-            ["after the stop"] if stop is not None and w > stop else [])
+            ["stopped here"] if w == stop else []) + (["after the stop"] if stop is not None and w > stop else [])
         table.loc[name, "rule"] = ", ".join(marks)
     mem = memory(df, "setting").filter(["host_peak_rss_bytes", "workers_pss_bytes"])
-    table = table.join(mem)
-    return table[["workers", "persistent workers", "batches/epoch", "batch wait s", "batch wait s range",
-                  "worker start-up s", "load_s", "train_s", "total_s", "total_s range", "training images/s",
-                  *mem.columns, "rule", "batch wait samples"]]
+    return table.join(mem)[["workers", "persistent workers", "batches/epoch", "batch wait s", "batch wait s range",
+                            "worker start-up s", "load_s", "train_s", "total_s", "total_s range", "training images/s",
+                            *mem.columns, "rule", "batch wait samples"]]
 
 
 def sweep_rows(table: pd.DataFrame) -> pd.DataFrame:
@@ -195,34 +172,31 @@ def sweep_rows(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def kept_and_restarted(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The epochs at ALSO_MEASURED workers (the DataLoader's) with persistent workers and without them."""
+    """The epochs at ONE_WORKER workers (the DataLoader's) with persistent workers and without them."""
     torch_loader = df.get("loader", pd.Series("torch", index=df.index)) == "torch"
-    at_count, persistent = torch_loader & (df["workers"] == ALSO_MEASURED), persistent_workers(df)
+    at_count, persistent = torch_loader & (df["workers"] == ONE_WORKER), persistent_workers(df)
     return df[at_count & persistent], df[at_count & ~persistent]
 
 
 def persistent_claim(df: pd.DataFrame) -> dict:
-    """What persistent workers remove, the workers' start-up of each epoch (at the same count with and without
-    them), as one claim of the comparison rule (a family of its own: the sweep's rule is decided apart, on the
-    per-batch wait); {} where the block has no persistent setting."""
+    """What persistent workers remove, the workers' start-up of each epoch, as one claim (a family of its own: the
+    sweep is decided apart, on the per-batch wait); {} where the block has no persistent setting."""
     groups = dict(zip(PERSISTENT_CLAIM[:2], kept_and_restarted(df)))  # the setting's name: its epochs
     if not all(len(g) for g in groups.values()):
         return {}
-    return stats.family({name: [{"loader_start_s": v} for v in stats.samples(stats.steady(g)["loader_start_s"])]
+    return stats.family({name: [{"loader_start_s": v} for v in steady_values(g, "loader_start_s")]
                          for name, g in groups.items()}, [PERSISTENT_CLAIM], scope="this claim alone")
 
 
 def explain_persistent(df: pd.DataFrame, results_dir=None) -> stats.Said:
-    """What persistent workers remove, as the claim was decided (the part's verdicts); '' where the block has
-    no persistent setting."""
+    """What persistent workers remove, as the claim was decided; '' where the block has no persistent setting."""
     c = claims(ID, verdicts, df, results_dir).get(PERSISTENT_CLAIM)
     if c is None:
         return stats.Said("")
     kept, restarted = kept_and_restarted(df)
-    kept_starts = stats.samples(stats.steady(kept)["loader_start_s"])
-    restarted_starts = stats.samples(stats.steady(restarted)["loader_start_s"])
+    kept_starts, restarted_starts = (steady_values(g, "loader_start_s") for g in (kept, restarted))
     first = stats.samples(kept[kept["warmup"].fillna(False).astype(bool)]["loader_start_s"])
-    text = (f"**Persistent workers.** Without them the DataLoader starts its {ALSO_MEASURED} worker again every epoch: "
+    text = (f"**Persistent workers.** Without them the DataLoader starts its {ONE_WORKER} worker again every epoch: "
             f"{stats.spread(restarted_starts)} s of start-up per steady epoch. With `persistent_workers=True` the "
             f"worker started once ({stats.spread(first)} s in the first epoch) and each later epoch paid "
             f"{stats.spread(kept_starts)} s to resume it. Worker start-up per epoch: {c.sentence()} (The persistent "
@@ -232,8 +206,7 @@ def explain_persistent(df: pd.DataFrame, results_dir=None) -> stats.Said:
 
 @plots.themed
 def plot_workers(table: pd.DataFrame, title: str = "Wait for batches vs DataLoader workers"):
-    """The per-batch wait (mean and min–max over steady epochs) and worker start-up per count; the best
-    count as C3's rule chose it."""
+    """The per-batch wait (mean, min–max over steady epochs) and the start-up per count; the rule's best count."""
     nan = float("nan")
     fig, ax = plots.pyplot().subplots(figsize=(6.5, 3.8))
     sweep = sweep_rows(table)
@@ -261,7 +234,7 @@ def plot_workers(table: pd.DataFrame, title: str = "Wait for batches vs DataLoad
 
 
 def section(df: pd.DataFrame, results_dir=None, figures_dir=None) -> None:
-    sweep = (read_sweep(results_dir) if results_dir is not None else None) or {}
+    sweep = read_sweep(results_dir)
     print(display.describe_run(df.iloc[0]))
     table = workers_table(df, sweep)
     label = "" if sweep.get("significant", True) else " (not significant)"
@@ -277,9 +250,9 @@ def section(df: pd.DataFrame, results_dir=None, figures_dir=None) -> None:
 
 
 def findings(df: pd.DataFrame, results_dir=None) -> list[display.Finding]:
-    """C3.1: the per-batch wait at each count of the sweep; C3.2: the rule's best count and whether it could
-    tell; C3.3: why more workers stop helping, from what was measured at the best count."""
-    sweep = (read_sweep(results_dir) if results_dir is not None else None) or {}
+    """C3.1: the per-batch wait per count; C3.2: the rule's best count; C3.3: why more workers stop helping, from
+    what was measured at the best count."""
+    sweep = read_sweep(results_dir)
     if "best_workers" not in sweep:
         return display.not_answered(ID, QUESTIONS, "C3's sweep result is missing from this report")
     table = workers_table(df, sweep)
@@ -289,10 +262,10 @@ def findings(df: pd.DataFrame, results_dir=None) -> list[display.Finding]:
     best, significant = int(sweep["best_workers"]), sweep.get("significant", True)
     at_best = stats.steady(df[(df["workers"] == best) & (df.get("loader", "torch") == "torch")
                               & ~persistent_workers(df)])
-    share = stats.mean(at_best["load_s"]) / stats.mean(at_best["total_s"]) if len(at_best) else float("nan")
-    cpu = (stats.mean(at_best["cpu_s"] / at_best["total_s"]) if "cpu_s" in at_best and len(at_best)
-           else float("nan"))
-    cores = at_best["cpus_available"].max() if "cpus_available" in at_best and len(at_best) else float("nan")
+    nan = float("nan")
+    share = stats.mean(at_best["load_s"]) / stats.mean(at_best["total_s"]) if len(at_best) else nan
+    cpu = stats.mean(at_best["cpu_s"] / at_best["total_s"]) if "cpu_s" in at_best and len(at_best) else nan
+    cores = at_best["cpus_available"].max() if "cpus_available" in at_best and len(at_best) else nan
     why = (f"at {tag(best)} the loop waits {share:.0%} of each epoch for data, so more workers have little "
            "left to hide" if not pd.isna(share) else "not measured")
     if not pd.isna(cpu) and not pd.isna(cores):
@@ -307,14 +280,9 @@ def findings(df: pd.DataFrame, results_dir=None) -> list[display.Finding]:
 
 
 def verdicts(df: pd.DataFrame, results_dir) -> dict:
-    """The sweep's family (each count against the one before it, on the per-batch wait) and the persistent
-    workers' claim (a family of its own)."""
-    sweep = read_sweep(results_dir) or {}
-    waits = {int(k): v for k, v in sweep.get("batch_wait_s", {}).items() if stats.samples(v)}
-    counts = list(waits)
-    found = (stats.family({k: [{"wait": v} for v in waits[k]] for k in counts}, sweep_claims(counts))
-             if len(counts) > 1 else {})
-    return {**found, **persistent_claim(df)}
+    """The sweep's family and the persistent workers' claim (a family of its own)."""
+    waits = {int(k): v for k, v in read_sweep(results_dir).get("batch_wait_s", {}).items()}
+    return {**sweep_family(waits), **persistent_claim(df)}
 
 
 PART = Part(ID, "C3 — DataLoader workers", QUESTIONS, (*COMMON, "worker_step", "worker_cap", "worker_counts"), runs,

@@ -1,9 +1,7 @@
-"""C4: 1 DataLoader worker against C3's best count: where each epoch's time goes (load, train, other), the wait
-for data split into the workers' start-up (paid every epoch: the workers are not persistent) and the per-batch
-wait, the sentences that explain the difference from the measured numbers, and a few steps of each under
-torch.profiler (the wait for data is its own operator there). Both runs come from C3's block where C3 made
-them in this report with the same settings; when the best count is 1 the same setting runs twice, and the
-difference between the rows is the noise."""
+"""C4: 1 DataLoader worker against C3's best count: where each epoch's time goes, the wait for data split into the
+workers' start-up and the per-batch wait, sentences that explain the difference from the measured numbers, and a
+few steps of each under torch.profiler. Both runs come from C3's block where C3 made them with the same settings;
+when the best count is 1 the same setting runs twice, and the rows' difference is the noise."""
 from __future__ import annotations
 
 import html
@@ -14,15 +12,14 @@ import pandas as pd
 from ..core import fields, stats
 from ..core.config import Config
 from ..engine.profiling import profile_training
-from . import base, display, plots
+from . import base, comparison, display, plots
 from .base import COMMON, Part, Runs, Work, steady_epochs, train
 from .settings import ONE_WORKER, workers as workers_tag
 from .tables import TIMES, persistent_workers, startup_split, style, summarize
 
 ID = "C4_workers_profile"
-BASELINE = ONE_WORKER
 QUESTIONS = (("C4", "1 worker vs the best count"),)
-PROFILES = (("1_worker", BASELINE), ("best", None))  # file label, workers (None: the best count)
+PROFILES = (("1_worker", ONE_WORKER), ("best", None))  # file label, workers (None: the best count)
 # the profiler's tables (lab.engine.profiling) as saved: per-step times in ms, shares in %
 fields.define({"calls": "calls", "self CPU %": fields.Field("self CPU %", "%"),
                "self CPU ms/step": fields.Field("self CPU ms/step", "ms"),
@@ -32,14 +29,11 @@ fields.define({"calls": "calls", "self CPU %": fields.Field("self CPU %", "%"),
 
 def runs(config: Config, params: dict, report) -> Runs:
     best = config.workers
-    one = config.replace(workers=BASELINE, tag=f"{BASELINE} worker")
-    best_config = config.replace(tag=f"{workers_tag(best)} (best)")
-    profiled = Work(steps=len(PROFILES) * (2 + params["profile_steps"]), runs=len(PROFILES))
-    wanted = {workers_tag(BASELINE): one, workers_tag(best): best_config}
-    source = report.reusable(wanted) if best != BASELINE else None
-    if source:
-        return Runs(block=[one, best_config], reused_from=source, wanted=wanted, extra=profiled)
-    return Runs(block=[one, best_config], extra=profiled)
+    one, best_config = config.replace(workers=ONE_WORKER, tag=f"{ONE_WORKER} worker"), config.replace(
+        tag=f"{workers_tag(best)} (best)")
+    wanted = {workers_tag(ONE_WORKER): one, workers_tag(best): best_config} if best != ONE_WORKER else {}
+    return comparison.reused(report, [one, best_config], wanted,
+                             Work(steps=len(PROFILES) * (2 + params["profile_steps"]), runs=len(PROFILES)))
 
 
 def claims(one: str, best: str) -> list[tuple[str, str, str]]:
@@ -49,9 +43,9 @@ def claims(one: str, best: str) -> list[tuple[str, str, str]]:
 
 
 def speed_family(config: Config, params: dict, report) -> tuple[dict, list] | None:
-    if config.workers == BASELINE:
+    if config.workers == ONE_WORKER:
         return None  # the same setting twice: nothing is compared
-    one, best = workers_tag(BASELINE), workers_tag(config.workers)
+    one, best = workers_tag(ONE_WORKER), workers_tag(config.workers)
     return {one: steady_epochs(config), best: steady_epochs(config)}, claims(one, best)
 
 
@@ -66,17 +60,14 @@ def measure(config: Config, params: dict, out, report) -> list[dict]:
 
 
 def workers_comparison(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per run (1 worker, the best count): steady-state phases with ranges, the wait for data split into
-    the per-batch wait and the workers' start-up (C3's startup_split), each steady epoch's figures for the
-    comparison rule, and the CPU the training process and its workers used per second of the epoch (steady
-    epochs; NaN where not recorded)."""
+    """One row per run (1 worker, the best count): steady phases with ranges, the wait for data split into the
+    per-batch wait and the workers' start-up, each steady epoch's figures for the comparison rule, and the CPU the
+    training process and its workers used per second of the epoch (NaN where not recorded)."""
     table = summarize(df, "tag")
     first = df.groupby("tag", sort=False).first()
     table.insert(0, "workers", first["workers"].reindex(table.index))
     table["persistent workers"] = persistent_workers(first).reindex(table.index)
-    split = startup_split(df, "tag").reindex(table.index)
-    for column in split.columns:
-        table[column] = split[column]
+    table = table.join(startup_split(df, "tag"))
     calm = stats.steady(df)
     table["epoch samples"] = [
         [{"load_s": r["load_s"], "batch_wait_s": r["load_s"] - r["loader_start_s"], "train_s": r["train_s"]}
@@ -99,9 +90,8 @@ def _startup(row: pd.Series, name: str) -> str:
 
 
 def split_wait(a: pd.Series, b: pd.Series, na: str, nb: str, load: stats.Comparison, batch: stats.Comparison) -> str:
-    """What the difference in the wait for data is made of: the workers' start-up (each epoch's `iter()`) and the
-    per-batch wait, measured apart. Where the rule decided the wait, the larger of the two differences is named
-    as what drives it; the per-batch wait's own verdict is the rule's (`batch`)."""
+    """What the difference in the wait for data is made of, the workers' start-up and the per-batch wait measured
+    apart; where the rule decided the wait, the larger difference is named as what drives it."""
     if pd.isna(a["worker start-up s"]) or pd.isna(b["worker start-up s"]):
         return ""
     once = bool(a["persistent workers"]) and bool(b["persistent workers"])
@@ -111,15 +101,18 @@ def split_wait(a: pd.Series, b: pd.Series, na: str, nb: str, load: stats.Compari
     alone = f"the per-batch wait alone: {stats.verdict_line(batch)}"
     if not load.decided:
         return f"Apart: {startup}; {alone}."
-    if abs(a["worker start-up s"] - b["worker start-up s"]) >= abs(a["batch wait s"] - b["batch wait s"]):
+    if startup_drives(a, b):
         return f"What drives it is {startup}; {alone}."
     return f"What drives it is the per-batch wait ({stats.verdict_line(batch)}); {startup}."
 
 
-def driver(a: pd.Series, b: pd.Series) -> str:
-    """Which part of the wait for data differs more between the two rows, as a phrase."""
-    start = abs(a["worker start-up s"] - b["worker start-up s"])
-    return "the workers' start-up" if start >= abs(a["batch wait s"] - b["batch wait s"]) else "the per-batch wait"
+def startup_drives(a: pd.Series, b: pd.Series) -> bool:
+    """Whether the workers' start-up differs more between the two rows than the per-batch wait."""
+    return abs(a["worker start-up s"] - b["worker start-up s"]) >= abs(a["batch wait s"] - b["batch wait s"])
+
+
+def bound(row: pd.Series) -> str:
+    return "data loading" if row["load_s"] / row["total_s"] > 0.5 else "computation"
 
 
 def _cores(row: pd.Series) -> str:
@@ -153,10 +146,8 @@ NOT_BOTH = "only one of the two runs ended ok, or neither"
 
 
 def explain_workers(df: pd.DataFrame, results_dir=None) -> stats.Said:
-    """The explanation, written from the measured numbers of the workers_comparison table (1 worker first,
-    then the best count). Its three claims (the wait for data, its per-batch part, the compute) are one family
-    of the comparison rule, as the part's verdicts decided it; the wait is split into the workers' start-up and
-    the per-batch wait, and each "why" cites the measurement behind it."""
+    """The explanation, from the workers_comparison table (1 worker, then the best count): its three claims (the
+    wait for data, its per-batch part, the compute) as decided, and each "why" with the measurement behind it."""
     table = workers_comparison(df)
     if len(table) < 2:
         return stats.Said(f"{NOT_BOTH.capitalize()}: nothing to compare (each run's status is in its records).")
@@ -189,8 +180,7 @@ def explain_workers(df: pd.DataFrame, results_dir=None) -> stats.Said:
                          + _sharing(a if wa > wb else b, compute.verdict == ("slower" if wb > wa else "faster")))
         else:
             lines.append(f"Compute: {compute.sentence()}")
-    bound = "data loading" if share_b > 0.5 else "computation"
-    lines.append(f"At the best setting the epoch is bound by **{bound}** "
+    lines.append(f"At the best setting the epoch is bound by **{bound(b)}** "
                  f"(loading {share_b:.0%}, compute {b['train_s'] / b['total_s']:.0%}).")
     return stats.Said("\n\n".join(lines), claims)
 
@@ -208,28 +198,23 @@ def family_of(table: pd.DataFrame, found: dict) -> tuple[stats.Comparison, stats
 
 
 def findings(df: pd.DataFrame, results_dir=None) -> list[display.Finding]:
-    """C4: 1 worker against the best count, the wait, its per-batch part and the compute (one family), what
-    drives a decided difference in the wait (the start-up or the per-batch wait), and what bounds the epoch."""
+    """C4: the wait, its per-batch part and the compute (one family), what drives a decided difference in the wait,
+    and what bounds the epoch."""
     table = workers_comparison(df)
     if len(table) < 2:
         return display.not_answered(ID, QUESTIONS, NOT_BOTH)
     result = family_of(table, base.claims(ID, verdicts, df, results_dir))
-    b = table.iloc[1]
-    bound = f"the epoch is bound by {'data loading' if b['load_s'] / b['total_s'] > 0.5 else 'computation'}"
+    a, b = table.iloc[0], table.iloc[1]
     if result is None:
-        return [display.Finding("C4", QUESTIONS[0][1], f"the best count is 1 worker: nothing to compare; {bound}",
-                                "the two rows measure the same setting twice", ID)]
+        return [display.Finding("C4", QUESTIONS[0][1], "the best count is 1 worker: nothing to compare; the epoch is "
+                                f"bound by {bound(b)}", "the two rows measure the same setting twice", ID)]
     load, batch, compute = result
-    a = table.iloc[0]
-    drives = (f"; the wait's difference is mostly {driver(a, b)}" if load.decided
-              and not pd.isna(a["worker start-up s"]) and not pd.isna(b["worker start-up s"]) else "")
     answer = stats.verdict_lines({"wait": load, "per-batch wait": batch, "compute": compute})
-    return [display.Finding("C4", QUESTIONS[0][1], f"{answer}{drives}; {bound}", stats.evidence_line(load), ID)]
-
-
-def operators_table(path, top: int = 10) -> pd.DataFrame:
-    """A saved profiler table (lab.engine.profiling), its top rows."""
-    return pd.read_csv(path, index_col=0).head(top)
+    if load.decided and not pd.isna(a["worker start-up s"]) and not pd.isna(b["worker start-up s"]):
+        answer += "; the wait's difference is mostly " + ("the workers' start-up" if startup_drives(a, b)
+                                                           else "the per-batch wait")
+    return [display.Finding("C4", QUESTIONS[0][1], f"{answer}; the epoch is bound by {bound(b)}",
+                            stats.evidence_line(load), ID)]
 
 
 def profiler_html(results_dir, top: int = 10) -> str:
@@ -242,7 +227,7 @@ def profiler_html(results_dir, top: int = 10) -> str:
             continue
         trace = f"{ID}/trace_{label}.json"
         parts.append(f"<h4>torch.profiler, {title}: top {top} operators by self CPU time per step</h4>"
-                     + style(operators_table(csv, top)).to_html()
+                     + style(pd.read_csv(csv, index_col=0).head(top)).to_html()
                      + f"<p>Trace: <a href='{html.escape(trace)}'>{html.escape(trace)}</a> "
                        "(open in chrome://tracing or ui.perfetto.dev)</p>")
     return "".join(parts) or "<p>No profiler tables in this report.</p>"
@@ -260,8 +245,7 @@ def section(df: pd.DataFrame, results_dir=None, figures_dir=None) -> None:
 
 
 def verdicts(df: pd.DataFrame, results_dir=None) -> dict:
-    """The section's family (claims): the best count against 1 worker; {} where only one run ended ok, or the
-    two rows are the same setting."""
+    """The best count against 1 worker; {} where only one run ended ok, or the two rows are the same setting."""
     table = workers_comparison(df)
     if len(table) < 2:
         return {}

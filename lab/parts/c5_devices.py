@@ -1,18 +1,14 @@
-"""C5: the GPU against the CPU, with the best worker count, the devices trained interleaved by epoch: the
-average epoch on each device, and the speed-up per batch for the training step and for the whole epoch (a
-capped CPU run has fewer batches). A device that is not there is recorded as 'unavailable' and shown as
-such; where the CPU is the only device, nothing is compared and C3's run of the same settings is reused."""
+"""C5: the GPU against the CPU with the best worker count, the devices trained interleaved by epoch: each device's
+average epoch, and the speed-up per batch of the training step and of the whole epoch (a capped CPU run has fewer
+batches). A device that is not there is recorded and shown as 'unavailable'; where the CPU is the only device,
+nothing is compared and C3's run of the same settings is reused."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
-import torch
 
-from ..core import fields, files, stats
+from ..core import fields, stats
 from ..core.config import Config
-from ..engine import records as rec
-from . import base, display
+from . import base, comparison, display
 from .base import COMMON, Part, Runs, device_available, steady_epochs, train
 from .settings import workers as workers_tag
 from .tables import ratio_range, style, summarize
@@ -26,19 +22,11 @@ fields.define({"available": "available", "avg_epoch_s": fields.Field("avg epoch 
                "epoch_speedup_vs_cpu": "epoch speed-up vs CPU"})
 
 
-def device_configs(config: Config, devices, cpu_max_batches=None) -> list[Config]:
-    return [config.replace(device=d, max_batches=cpu_max_batches if d == "cpu" and cpu_max_batches
-                           else config.max_batches, tag=d) for d in devices if device_available(d)]
-
-
 def runs(config: Config, params: dict, report) -> Runs:
-    block = device_configs(config, params["devices"], params.get("cpu_max_batches"))
-    if len(block) == 1:
-        wanted = {workers_tag(block[0].workers): block[0]}
-        source = report.reusable(wanted)
-        if source:
-            return Runs(block=block, reused_from=source, wanted=wanted)
-    return Runs(block=block)
+    cap = params.get("cpu_max_batches")
+    block = [config.replace(device=d, max_batches=cap if d == "cpu" and cap else config.max_batches, tag=d)
+             for d in params["devices"] if device_available(d)]
+    return comparison.reused(report, block, {workers_tag(block[0].workers): block[0]} if len(block) == 1 else {})
 
 
 def claims(d1: str, d2: str) -> list[tuple[str, str, str]]:
@@ -55,20 +43,15 @@ def speed_family(config: Config, params: dict, report) -> tuple[dict, list] | No
 
 def measure(config: Config, params: dict, out, report) -> list[dict]:
     """A record with status 'unavailable' for each device that is not there, then the runs."""
-    records = []
-    for device in (d for d in params["devices"] if not device_available(d)):
-        config_d = config.replace(device="cpu", tag=device)
-        prov = rec.provenance(config_d, torch.device("cpu"))
-        prov.update(device_type=device, device_name="not available")
-        record = rec.make_record(config_d, {"status": "unavailable"}, prov, rec.new_run_id(config_d))
-        files.append_jsonl(Path(out) / "records.jsonl", [record])
-        records.append(record)
+    records = [comparison.unavailable(config.replace(device="cpu", tag=d), out, "cpu", {},
+                                      {"device_type": d, "device_name": "not available"})
+               for d in params["devices"] if not device_available(d)]
     return records + train(runs(config, params, report), out, report.results_dir)
 
 
 def devices_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Average epoch time per device (with its range), per-batch step and epoch time, and the speed-up
-    over the CPU for both, as a range; a device that was not there stays in the table as 'not available'."""
+    """Average epoch time per device (with its range), per-batch step and epoch time, and the speed-up over the
+    CPU for both, as a range; a device that was not there stays in the table as 'not available'."""
     rows, samples = [], {}
     ok = summarize(df, "device_type") if (df["status"] == "ok").any() else pd.DataFrame()
     for device, group in df.groupby("device_type", sort=False):
@@ -92,6 +75,11 @@ def devices_table(df: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+def missing(df: pd.DataFrame) -> str:
+    """The devices of the block that did not end ok, named."""
+    return ", ".join(sorted(set(df["device_type"]) - set(df.loc[df["status"] == "ok", "device_type"])))
+
+
 def family_of(df: pd.DataFrame, results_dir=None) -> tuple[stats.Comparison, stats.Comparison] | None:
     """The section's family as decided (the part's verdicts): (the training step, the whole epoch), per batch;
     None where fewer than two devices finished."""
@@ -102,22 +90,18 @@ def family_of(df: pd.DataFrame, results_dir=None) -> tuple[stats.Comparison, sta
 def findings(df: pd.DataFrame, results_dir=None) -> list[display.Finding]:
     result = family_of(df, results_dir)
     if result is None:
-        missing = sorted(set(df["device_type"]) - set(df.loc[df["status"] == "ok", "device_type"]))
         return display.not_answered(ID, QUESTIONS, "one device measured: " + (
-            f"{', '.join(missing)} not available on this node" if missing else "nothing to compare"))
+            f"{missing(df)} not available on this node" if missing(df) else "nothing to compare"))
     step, epoch = result
     return [display.Finding("C5", QUESTIONS[0][1], "per batch, " + stats.verdict_lines(
         {"step": step, "whole epoch": epoch}), stats.evidence_line(step), ID)]
 
 
 def explain_devices(df: pd.DataFrame, results_dir=None) -> stats.Said:
-    """The sentences, per batch (a capped CPU run has fewer batches), for the step and the whole epoch: two
-    claims of one family, as the part's verdicts decided them."""
+    """The sentences, per batch, for the step and the whole epoch: two claims of one family, as decided."""
     result = family_of(df, results_dir)
     if result is None:
-        ok = df[df["status"] == "ok"]
-        missing = sorted(set(df["device_type"]) - set(ok["device_type"]))
-        return stats.Said("Only one device was measured" + (f" ({', '.join(missing)} not available)" if missing
+        return stats.Said("Only one device was measured" + (f" ({missing(df)} not available)" if missing(df)
                                                             else "") + ": nothing to compare.")
     return stats.Said(stats.together({"training step": result[0], "whole epoch": result[1]})
                       + " (Per batch: a capped CPU run has fewer batches.)", result)
@@ -128,8 +112,8 @@ def section(df: pd.DataFrame, results_dir=None, figures_dir=None) -> None:
 
 
 def verdicts(df: pd.DataFrame, results_dir=None) -> dict:
-    """The section's family, per batch: the training step and the whole epoch of the first device against the
-    second ({} where fewer than two devices finished)."""
+    """The step and the whole epoch per batch, the first device against the second ({} where fewer than two
+    devices finished)."""
     ok = df[df["status"] == "ok"]
     if ok["device_type"].nunique() < 2:
         return {}

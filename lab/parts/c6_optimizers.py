@@ -16,7 +16,6 @@ QUESTIONS = (("C6", "Fastest optimizer"),)
 
 
 def runs(config: Config, params: dict, report) -> Runs:
-    """Every optimizer, and SGD without batch norm for C7 where SGD is among them."""
     optimizers = params.get("optimizers", OPTIMIZERS)
     block = [config.replace(optimizer=name, tag=name) for name in optimizers]
     if "sgd" in optimizers:
@@ -25,13 +24,12 @@ def runs(config: Config, params: dict, report) -> Runs:
 
 
 def speed_family(config: Config, params: dict, report) -> tuple[dict, list]:
-    """The extremes among the optimizers: every pair a claim (lab.core.stats.extremes); C7's run left out."""
     tags = [c.tag for c in runs(config, params, report).block if c.tag != BN_OFF]
     return {t: steady_epochs(config) for t in tags}, stats.pairs(tags)
 
 
 def optimizers(df: pd.DataFrame) -> pd.DataFrame:
-    """The optimizers' runs (SGD without batch norm, run in this block for C7, is C7's to show)."""
+    """The optimizers' runs: SGD without batch norm, run in this block for C7, is C7's to show."""
     return df[df["batch_norm"] != False].reset_index(drop=True)  # noqa: E712
 
 

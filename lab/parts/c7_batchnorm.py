@@ -17,11 +17,7 @@ QUESTIONS = (("C7", "What batch norm costs"),)
 
 def runs(config: Config, params: dict, report) -> Runs:
     on, off = config.replace(batch_norm=True, tag=ON), config.replace(batch_norm=False, tag=OFF)
-    wanted = {"sgd": on, BN_OFF: off}
-    source = report.reusable(wanted)
-    if source:
-        return Runs(block=[on, off], reused_from=source, wanted=wanted)
-    return Runs(block=[on, off])
+    return comparison.reused(report, [on, off], {"sgd": on, BN_OFF: off})
 
 
 def speed_family(config: Config, params: dict, report) -> tuple[dict, list]:

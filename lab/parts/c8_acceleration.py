@@ -28,8 +28,8 @@ fields.define({"first_epoch_s": Field("first epoch s", "s"), "steady_train_s": F
 
 def settings_of(config: Config, params: dict, report=None) -> tuple[list[Config], dict, dict]:
     """The settings, the left-out ones with why, and notes; planned (`report`) from the cached --fast probe."""
-    return acceleration.configurations(config, params.get("max_autotune", False), params.get(
-        "compile_settings", True), measure=report is None, probe=report.fast_probe if report else None)
+    return acceleration.configurations(config, params.get("max_autotune", False), params.get("compile_settings", True),
+                                       measure=report is None, probe=report.fast_probe if report else None)
 
 
 def runs(config: Config, params: dict, report) -> Runs:
@@ -53,8 +53,7 @@ def measure(config: Config, params: dict, out, report) -> list[dict]:
 
 
 def explain_compile(account: dict, q5: stats.Comparison | None) -> str:
-    """Q5: what torch.compile did, whether it made the step faster here (`q5`, its claim) and why, why its first
-    epoch is slower."""
+    """Q5: what torch.compile did, whether it made the step faster here (`q5`) and why; why its first epoch is slow."""
     if q5 is None or "step_s" not in account:
         why = f": {account['left_out']}" if "left_out" in account else " in this report"
         return f"**Q5 — what torch.compile does**: not measured{why}."
@@ -76,9 +75,8 @@ def explain_compile(account: dict, q5: stats.Comparison | None) -> str:
 
 
 def acceleration_table(df: pd.DataFrame, rows: pd.DataFrame | None = None, peaks: dict | None = None) -> pd.DataFrame:
-    """Per setting: first epoch; steady step and epoch with their speed-ups over eager fp32 (a starved step's gain
-    misses the epoch), the step's share of `peaks`, starved batches, memory, loss, top-1; the plan's settings (`rows`)
-    with no record, and why. Every column computed stays in the table: the section hides what it does not show."""
+    """Per setting: first epoch; steady step and epoch with their speed-ups over eager fp32, the step's share of
+    `peaks`, starved batches, memory, loss, top-1; the plan's settings (`rows`) with no record, and why."""
     ok = df[df["status"] == "ok"].sort_values("epoch", kind="stable") if len(df) else df
     steady = stats.steady(ok, strict=True)  # a first epoch pays for compilation: never steady
     groups = {tag: (g, steady.loc[steady.index.intersection(g.index)]) for tag, g in ok.groupby("tag", sort=False)
@@ -143,8 +141,8 @@ def speed_family(config: Config, params: dict, report) -> tuple[dict, list]:
 
 
 def explain_acceleration(table: pd.DataFrame, result: dict) -> stats.Said:
-    """Each setting against eager fp32 (`result`: the claims, acceleration.speed_claims'), starved steps, what
-    per-phase timers cost, whether `fast` learns as well."""
+    """Each setting against eager fp32 (`result`: the claims), starved steps, what per-phase timers cost, whether
+    `fast` learns as well."""
     ok = table[table["status"] == "ok"]
     if BASELINE not in ok.index:
         return stats.Said("Eager fp32 (the baseline) did not finish here: no speed-up can be stated.")
@@ -172,8 +170,7 @@ def explain_acceleration(table: pd.DataFrame, result: dict) -> stats.Said:
 
 
 def bound_verdict(profile: dict | None, table: pd.DataFrame, found: dict) -> str:
-    """Launch- or compute-bound, from the eager step's profile, and why bf16 autocast does or does not help (its
-    sentence below where `found`, the claims, has one)."""
+    """Launch- or compute-bound, from the eager step's profile, and why bf16 autocast does or does not help."""
     if profile is None:
         return "The eager step was not profiled in this report."
     status = table.loc[BF16, "status"] if BF16 in table.index else "ok"
@@ -224,7 +221,7 @@ def verdicts(df: pd.DataFrame, results_dir) -> dict:
 
 
 def findings(df: pd.DataFrame, results_dir) -> list[display.Finding]:
-    """C8: the fastest setting decidedly faster than eager fp32 over the whole epoch (else the rule's verdict); Q5."""
+    """C8: the fastest setting decidedly faster than eager fp32 over the whole epoch (else the verdict); Q5."""
     found = claims(ID, verdicts, df, results_dir)
     account = acceleration.read_account(results.read(results_dir, part=ID))
     epoch = [v for (a, b, m), v in found.items() if (b, m) == (BASELINE, "epoch")]

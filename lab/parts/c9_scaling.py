@@ -1,9 +1,7 @@
-"""C9 (beyond the lab): data-parallel scaling on torch.distributed. The same training on 1, 2, ... processes
-of this node with DistributedDataParallel (nccl on CUDA, one GPU per process; gloo on a CPU, the cores shared
-among the processes), each count its own torchrun launch (`python -m lab train --nproc-per-node N`), one
-after another. Strong scaling keeps the global batch (each process takes batch / N); weak scaling keeps the
-per-process batch. The epoch time is the slowest rank's; the exposed gradient communication is measured per
-rank (lab.engine.train's Trainer.measure_comm)."""
+"""C9 (beyond the lab): data-parallel scaling with DistributedDataParallel on 1, 2, ... processes of this node
+(nccl, one GPU each; gloo on a CPU, the cores shared), each count its own torchrun launch, one after another.
+Strong scaling keeps the global batch, weak scaling the per-process batch. The epoch time is the slowest rank's;
+the exposed gradient communication is measured per rank (lab.engine.train's Trainer.measure_comm)."""
 from __future__ import annotations
 
 import os
@@ -19,9 +17,8 @@ from ..core.config import Config, to_argv
 from ..core.errors import LabError
 from ..core.fields import Field
 from ..engine import progress
-from ..engine import records as rec
 from ..engine.resolve import device_type
-from . import display
+from . import comparison, display
 from .base import COMMON, Part, Runs, Work, claims, planned_steps, steady_epochs
 from .tables import memory, ratio_range, style
 
@@ -39,21 +36,15 @@ fields.define({"batch_per_process": "batch/process", "global_batch_size": "globa
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 
-def processes_available(kind: str) -> int:
-    """How many data-parallel processes this node can run: one per GPU with nccl, one per core with gloo."""
-    return torch.cuda.device_count() if kind == "cuda" else (os.cpu_count() or 1)
-
-
 def launch_tag(processes: int, mode: str) -> str:
     return f"{processes} processes ({mode})"
 
 
 def scaling_launches(config: Config, counts, modes=("strong", "weak")) -> list[tuple[int, Config, str | None]]:
-    """C9's launches in order: (processes, the Config each process runs, why it cannot run here or None).
-    strong: the global batch stays `config.batch_size` (each of N processes takes batch_size / N); weak:
-    each process keeps `config.batch_size` (global batch N x batch_size). 1 process is the baseline of both."""
+    """C9's launches in order: (processes, the Config each process runs, why it cannot run here or None). strong:
+    each of N processes takes batch_size / N; weak: each keeps batch_size. 1 process is the baseline of both."""
     kind = device_type(config.device)
-    have = processes_available(kind)
+    have = torch.cuda.device_count() if kind == "cuda" else (os.cpu_count() or 1)  # one GPU or core a process
     launches = []
     for n in counts:
         for mode in (("strong",) if n == 1 else [m for m in ("strong", "weak") if m in modes]):
@@ -76,8 +67,7 @@ def speed_family(config: Config, params: dict, report) -> tuple[dict, list] | No
 
 
 def runs(config: Config, params: dict, report) -> Runs:
-    """The launches, counted: a CPU node's cores are shared among its processes, so N processes of batch b
-    cost about N x b images of steps there (one GPU each on CUDA)."""
+    """The launches, counted: N processes of batch b cost about N x b images of steps on a CPU's shared cores."""
     cpu = device_type(config.device) == "cpu"
     work = Work()
     for n, c, why in scaling_launches(config, params["process_counts"], params["modes"]):
@@ -88,19 +78,14 @@ def runs(config: Config, params: dict, report) -> Runs:
 
 
 def measure(config: Config, params: dict, out, report) -> list[dict]:
-    """Data-parallel runs on 1, 2, ... processes of this node (scaling_launches), each its own torchrun
-    launch (through `python -m lab train --nproc-per-node N`), one after another. A count this node
-    cannot run is recorded as 'unavailable', as C5 does for a missing device."""
-    kind = device_type(config.device)
+    """Each launch of scaling_launches through `python -m lab train --nproc-per-node N`, one after another; a count
+    this node cannot run is recorded as 'unavailable'."""
     records = []
     for n, c, why in scaling_launches(config, params["process_counts"], params["modes"]):
         tag = c.tag
         if why:
-            record = rec.make_record(c, {"status": "unavailable", "world_size": n},
-                                     rec.provenance(c, torch.device(kind)), rec.new_run_id(c))
-            record["unavailable_reason"] = why
-            files.append_jsonl(Path(out) / "records.jsonl", [record])
-            records.append(record)
+            records.append(comparison.unavailable(c, out, device_type(config.device), {"world_size": n},
+                                                  unavailable_reason=why))
             print(f"C9: {tag}: not measured: {why}", file=sys.stderr)
             continue
         print(f"C9: {tag}, batch {c.batch_size} per process", file=sys.stderr)
@@ -116,11 +101,9 @@ def measure(config: Config, params: dict, out, report) -> list[dict]:
 
 
 def scaling_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Per launch (1 process; N processes, strong or weak scaling): the epoch time (the slowest rank's),
-    images per second over all ranks, the speed-up in images/s over 1 process and the scaling efficiency
-    (speed-up / N), each as a range over steady epochs, and the exposed communication's share of the
-    epoch (comm_s, measured per rank; the mean over ranks). Counts this node could not run stay in the
-    table as 'not available'."""
+    """Per launch: the epoch time (the slowest rank's), images/s over all ranks, the speed-up in images/s over 1
+    process and the efficiency (speed-up / N), as ranges over steady epochs, and the exposed communication's share
+    of the epoch (the mean over ranks). Counts this node could not run stay as 'not available'."""
     rows, per_epoch = [], {}
     for tag, group in df.groupby("tag", sort=False):
         first = group.iloc[0]
@@ -141,33 +124,27 @@ def scaling_table(df: pd.DataFrame) -> pd.DataFrame:
                      "comm_share": (epochs["comm"] / seconds).mean() if epochs["comm"].notna().any()
                      else float("nan"), "status": "ok"})
     table = pd.DataFrame(rows).set_index("setting")
-    base = per_epoch.get(BASELINE)
-    speedups, efficiencies = [], []
-    for tag, row in table.iterrows():
-        if base is None or tag not in per_epoch:
-            speedups.append("—"), efficiencies.append("—")
-            continue
-        # time per image is lower-is-better: baseline s/image over this setting's s/image = speed-up
-        mine = per_epoch[tag]
-        mean, low, high = stats.speedup_range(base["seconds"] / base["images"], mine["seconds"] / mine["images"])
-        n = row["processes"]
-        speedups.append(ratio_range(base["seconds"] / base["images"], mine["seconds"] / mine["images"]))
-        efficiencies.append(f"{mean / n:.0%}" + ("" if low == high else f" ({low / n:.0%}–{high / n:.0%})"))
-    table["scaling_speedup"] = speedups
-    table["scaling_efficiency"] = efficiencies
-    # per rank: the largest process's peak (every rank holds a whole model, optimizer and its loader)
+    per_image = {tag: e["seconds"] / e["images"] for tag, e in per_epoch.items()}  # lower is better
+    table["scaling_speedup"], table["scaling_efficiency"] = "—", "—"
+    base = per_image.get(BASELINE)
+    for tag, mine in per_image.items() if base is not None else ():
+        mean, low, high = stats.speedup_range(base, mine)
+        n = table.loc[tag, "processes"]
+        table.loc[tag, "scaling_speedup"] = ratio_range(base, mine)
+        table.loc[tag, "scaling_efficiency"] = f"{mean / n:.0%}" + (
+            "" if low == high else f" ({low / n:.0%}–{high / n:.0%})")
     mem = memory(df, "tag").drop(columns=["workers_pss_bytes", "cuda_peak_above_start_bytes"], errors="ignore")
     mem.columns = [f"{c} / rank" for c in mem.columns]
     return table.join(mem)
 
 
 def verdicts(df: pd.DataFrame, results_dir=None) -> dict:
-    """The section's family: each process count against 1 process, in time per image over steady epochs."""
+    """One family: each process count against 1 process, in time per image over steady epochs."""
     ok = stats.steady(df[df["status"] == "ok"])
     per_image = {tag: stats.samples(g.groupby("epoch")["slowest_total_s"].max() / g.groupby("epoch")["images"].sum())
                  for tag, g in ok.groupby("tag", sort=False)}
-    claims = [(tag, BASELINE, "s") for tag in per_image if tag != BASELINE]  # one family: every count against one
-    return stats.family({tag: [{"s": v} for v in values] for tag, values in per_image.items()}, claims)
+    return stats.family({tag: [{"s": v} for v in values] for tag, values in per_image.items()},
+                        [(tag, BASELINE, "s") for tag in per_image if tag != BASELINE])
 
 
 def findings(df: pd.DataFrame, results_dir=None) -> list[display.Finding]:
@@ -182,8 +159,7 @@ def findings(df: pd.DataFrame, results_dir=None) -> list[display.Finding]:
 
 
 def explain_scaling(df: pd.DataFrame, result: dict) -> stats.Said:
-    """The C9 sentences: each N-process setting against 1 process, in time per image, one family of claims
-    (`result`: the part's verdicts)."""
+    """Each N-process setting against 1 process, in time per image (`result`: the part's verdicts)."""
     ok = stats.steady(df[df["status"] == "ok"])
     if BASELINE not in set(ok["tag"]):
         return stats.Said("The 1-process baseline did not run: no speed-up can be stated.")
@@ -210,6 +186,5 @@ def section(df: pd.DataFrame, results_dir=None, figures_dir=None) -> None:
 
 
 PART = Part(ID, "C9 — Scaling out (torch.distributed)", QUESTIONS, (*COMMON, "workers", "process_counts", "modes"),
-            runs,
-            section, findings, measure=measure, speed_family=speed_family, verdicts=verdicts,
+            runs, section, findings, measure=measure, speed_family=speed_family, verdicts=verdicts,
             needs=("best_workers",))

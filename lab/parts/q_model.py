@@ -1,6 +1,5 @@
-"""Q1-Q4: the lab's questions about the model, answered from the live ResNet-18 that the lab trains: its
-conv layers, the last linear layer's input, and the trainable parameters and gradients after one step of
-SGD and of Adam (Adam's state is not gradients)."""
+"""Q1-Q4, answered from the live ResNet-18 that the lab trains: its conv layers, the last linear layer's input,
+and the trainable parameters and gradients after one step of SGD and of Adam (Adam's state is not gradients)."""
 from __future__ import annotations
 
 import pandas as pd
@@ -85,16 +84,18 @@ def read(results_dir) -> dict | None:
 
 
 def runs(config, params: dict, report) -> Runs:
-    return Runs()  # nothing trains: the answers come from the model itself
+    return Runs()  # nothing trains
+
+
+def conv_line(conv: dict) -> str:
+    return f"{conv['total']} ({conv['3x3']} 3x3 + {conv['1x1']} 1x1 shortcut)"
 
 
 def answers_table(results_dir) -> pd.DataFrame:
-    """Q1-Q4 from the answers this part computed from the live model."""
     a = read(results_dir)
     if not a:
         return pd.DataFrame({"answer": ["Q_model did not run in this report"]})
-    conv = a["conv_layers"]
-    rows = [("Q1 conv layers", f"{conv['total']} ({conv['3x3']} 3x3 + {conv['1x1']} 1x1 shortcut)"),
+    rows = [("Q1 conv layers", conv_line(a["conv_layers"])),
             ("Q2 input size of the last linear layer", f"{a['last_linear_in_features']}"),
             ("Q3 SGD: trainable parameters / gradients", f"{a['sgd']['parameters']:,} / {a['sgd']['gradients']:,}"),
             ("Q4 Adam: trainable parameters / gradients", f"{a['adam']['parameters']:,} / {a['adam']['gradients']:,}"),
@@ -120,10 +121,9 @@ def findings(df, results_dir) -> list[display.Finding]:
     a = read(results_dir)
     if not a:
         return display.not_answered(ID, QUESTIONS, "Q_model did not run in this report")
-    conv, sgd, adam = a["conv_layers"], a["sgd"], a["adam"]
+    sgd, adam = a["sgd"], a["adam"]
     source = "counted on the live model (lab.engine.model)"
-    return [display.Finding("Q1", QUESTIONS[0][1], f"{conv['total']} ({conv['3x3']} 3x3 + {conv['1x1']} 1x1 "
-                            "shortcut)", source, ID),
+    return [display.Finding("Q1", QUESTIONS[0][1], conv_line(a["conv_layers"]), source, ID),
             display.Finding("Q2", QUESTIONS[1][1], str(a["last_linear_in_features"]), source, ID),
             display.Finding("Q3", QUESTIONS[2][1], f"{sgd['parameters']:,} trainable parameters, {sgd['gradients']:,} "
                             "gradients", f"after one SGD step; momentum buffers {sgd['optimizer_state']:,}", ID),
