@@ -35,6 +35,7 @@ from .data import cifar10
 from .data.tensor_loader import TensorLoader
 from .engine import environment
 from .engine.acceleration import BASELINE, FAST, FAST_PHASE, acceleration_settings
+from .engine.interleave import abba
 from .engine.roofline import TINY_PROBE, machine_peaks
 from .engine.loop import Step, train_one_epoch
 from .engine.model import resnet18
@@ -98,9 +99,8 @@ def worker_counts(cores: int | None = None) -> list[int]:
 
 
 def open_loader(dataset, config: Config, device: torch.device, workers: int | None):
-    """workers=None: the on-device batched loader; else the lab's DataLoader (same data set, transform,
-    shuffling and pin_memory rule as lab.data.cifar10.make_loader) with persistent workers, so that its workers
-    start once, on the first iter(), which P1 leaves out of the timed part."""
+    """workers=None: the on-device batched loader; else the lab's DataLoader (as lab.data.cifar10.make_loader) with
+    persistent workers, which start once, on the first iter(), left out of the timed part."""
     if workers is None:
         return TensorLoader.from_dataset(dataset, config.batch_size, device, seed=config.seed)
     return torch.utils.data.DataLoader(
@@ -110,8 +110,7 @@ def open_loader(dataset, config: Config, device: torch.device, workers: int | No
 
 
 def loader_warmup(workers: int | None) -> int:
-    """Batches drawn before the clock starts: the first (worker start-up), then enough to drain the
-    2 x workers batches prefetched meanwhile, so the timed batches are produced at the steady rate."""
+    """Batches drawn before the clock starts: the first (worker start-up), then the 2 x workers prefetched meanwhile."""
     return 2 * (workers or 0) + 2
 
 
@@ -129,9 +128,9 @@ def loader_rate(loader, device: torch.device, warmup: int, batches: int) -> floa
 
 
 def p1_loader(config: Config, device: torch.device, batches: int, repeats: int, workers=None) -> dict:
-    """Loader-only throughput with the lab's augmentation. Each repeat creates, warms up, measures and
-    shuts down every loader in turn (one alive at a time: no two sets of workers share the cores), in
-    reversed order on alternate repeats. The same number of batches is timed for every loader."""
+    """Loader-only throughput with the lab's augmentation, the same number of batches timed for each. Each repeat
+    creates, warms up, measures and shuts down every loader in turn, in ABBA order (one alive at a time: no two
+    sets of workers share the cores)."""
     workers = worker_counts() if workers is None else workers
     dataset = cifar10.load_dataset(config, train=True, log=log)
     candidates = {"on-device batched": None, **{f"DataLoader workers={w}": w for w in workers}}
@@ -140,16 +139,15 @@ def p1_loader(config: Config, device: torch.device, batches: int, repeats: int, 
     if batches < 1:
         raise LabError(f"P1: {len(dataset)} images are too few to time loaders at batch {config.batch_size}")
     rates = {name: [] for name in candidates}
-    names = list(candidates)
-    for repeat in range(repeats):
-        for name in names if repeat % 2 == 0 else names[::-1]:
+    for repeat, order in enumerate(abba(candidates, repeats)):
+        for name in order:
             loader = open_loader(dataset, config, device, candidates[name])
             rates[name].append(loader_rate(loader, device, loader_warmup(candidates[name]), batches))
             del loader
             gc.collect()  # the workers are shut down before the next loader starts its own
         log(f"P1 repeat {repeat + 1}/{repeats}: " + ", ".join(f"{n} {r[-1]:,.0f}/s" for n, r in rates.items()))
     medians = {name: statistics.median(r) for name, r in rates.items()}
-    best = max(names[1:], key=medians.get)
+    best = max(list(candidates)[1:], key=medians.get)
     ratios = [t / b for t, b in zip(rates["on-device batched"], rates[best])]
     return summary("P1", "on-device loader / best DataLoader (images/s)", ratios, goal=GOALS["P1"],
                    best_dataloader=best, images_per_s=medians, images_per_s_repeats=rates, batches=batches,
@@ -159,8 +157,7 @@ def p1_loader(config: Config, device: torch.device, batches: int, repeats: int, 
 # --- P2: the cost of the lab's timers ----------------------------------------------------------------
 
 class Batches:
-    """A fixed list of batches served like a loader, so that both loops of P2 get exactly these tensors
-    and neither pays for loading them."""
+    """A fixed list of batches served like a loader: both loops of P2 get these tensors, neither pays for loading."""
 
     def __init__(self, batches):
         self.batches = list(batches)
@@ -173,8 +170,7 @@ class Batches:
 
 
 def bare_epoch(model, loader, optimizer, device: torch.device) -> dict:
-    """The kuangliu/pytorch-cifar loop with no timers, with the lab loop's copy flags (non_blocking on
-    CUDA only): the reference for P2."""
+    """P2's reference: the kuangliu/pytorch-cifar loop, no timers, the lab loop's copy flags (non_blocking on CUDA)."""
     criterion = nn.CrossEntropyLoss()
     non_blocking = device.type == "cuda"
     model.train()
@@ -194,10 +190,9 @@ def bare_epoch(model, loader, optimizer, device: torch.device) -> dict:
 
 
 def p2_pairs(model, optimizer, device: torch.device, loader: Batches, pairs: int) -> dict:
-    """Time the lab's loop (train_one_epoch, per-phase timers) and the bare loop on the same batches,
-    `pairs` times, the timed loop first in even pairs and second in odd ones; the ratio of each pair.
-    Both loops start from the same weights and optimizer state (restored before each loop, untimed), so
-    they do exactly the same work."""
+    """Time the lab's loop (train_one_epoch, per-phase timers) and the bare loop on the same batches, `pairs`
+    times in ABBA order; the ratio of each pair. Both loops start from the same weights and optimizer state
+    (restored before each loop, untimed), so they do exactly the same work."""
     loops = {"timed": lambda: train_one_epoch(Step(model, optimizer, device), loader, timers="phase"),
              "bare": lambda: bare_epoch(model, loader, optimizer, device)}
     for loop in loops.values():  # warm-up: allocator, cudnn, first calls; creates the momentum buffers
@@ -205,8 +200,7 @@ def p2_pairs(model, optimizer, device: torch.device, loader: Batches, pairs: int
     state = copy.deepcopy((model.state_dict(), optimizer.state_dict()))
     images = sum(len(y) for _, y in loader.batches)
     seconds, orders = {"timed": [], "bare": []}, []
-    for pair in range(pairs):
-        order = ["timed", "bare"] if pair % 2 == 0 else ["bare", "timed"]
+    for order in abba(loops, pairs):
         for name in order:
             model.load_state_dict(state[0])
             optimizer.load_state_dict(copy.deepcopy(state[1]))  # it adopts the tensors it is given
@@ -239,29 +233,19 @@ def p2_overhead(config: Config, device: torch.device, steps: int, pairs: int) ->
 
 # --- P3: C8's settings, round-robin ------------------------------------------------------------------
 
-def p3_settings(device_type: str, compiled: bool = True) -> tuple[dict, dict]:
-    """C8's settings (each on the on-device loader; max-autotune is opt-in there: its compilation alone
-    takes minutes) with `fast` last, less C8's `fast` with per-phase timers (P2 measures what timers
-    cost); `compiled` False leaves the compiled ones out (C8's reason). Returns (tag -> Config fields,
-    tag -> why a setting is left out)."""
-    c8, skipped = acceleration_settings(device_type, compiled=compiled)
-    settings = {s.pop("tag"): s for s in c8 if s["tag"] != FAST_PHASE}
-    settings[FAST] = {"loader": "tensor", "fast": True}
-    return settings, skipped
-
-
 def p3_acceleration(config: Config, device: torch.device, steps: int, repeats: int, warmup: int = 3,
                     compiled: bool = True):
-    """Every setting on the on-device loader. All are built and warmed up first (a short epoch pays for
-    compilation and CUDA graphs), then each repeat runs every setting for `steps` steps, round-robin,
-    in reversed order on alternate repeats. A step's time is the timed epoch's total_s / steps for every
-    setting (the same basis: `fast` has no per-phase timers). An uncompiled setting whose warmed-up step
-    takes over SLOW x eager fp32's cannot be the best and is left out of the repeats, with the reason
-    (bf16 autocast on a CPU without bf16 instructions is emulated, ~30x slower). Returns the rows and the
-    warm `fast` Trainer."""
+    """C8's settings (max-autotune is opt-in there; `compiled` False leaves the compiled ones out), less its `fast`
+    with per-phase timers (P2 measures what timers cost), `fast` last, each on the on-device loader. All are built
+    and warmed up first (a short epoch pays for compilation and CUDA graphs), then each repeat runs every setting
+    for `steps` steps in ABBA order. A step's time is the timed epoch's total_s / steps for every setting (the
+    same basis: `fast` has no per-phase timers). An uncompiled setting whose warmed-up step takes over SLOW x eager
+    fp32's cannot be the best and is left out of the repeats, with the reason (bf16 autocast on a CPU without bf16
+    instructions is emulated, ~30x slower). Returns the rows and the warm `fast` Trainer."""
     dataset = cifar10.load_dataset(config, train=True, log=log)
     loader = TensorLoader.from_dataset(dataset, config.batch_size, device, seed=config.seed)
-    settings, skipped = p3_settings(device.type, compiled)
+    c8, skipped = acceleration_settings(device.type, compiled=compiled)
+    settings = {s.pop("tag"): s for s in c8 if s["tag"] != FAST_PHASE} | {FAST: {"loader": "tensor", "fast": True}}
     setups, warm_step = {}, {}
     for tag, setting in settings.items():
         log(f"P3: {tag}: building and warming up")
@@ -277,9 +261,8 @@ def p3_acceleration(config: Config, device: torch.device, steps: int, repeats: i
             log(f"P3: {tag}: {skipped[tag]}")
             del setups[tag]
     step_s = {tag: [] for tag in setups}
-    order = list(setups)
-    for repeat in range(repeats):
-        for tag in order if repeat % 2 == 0 else order[::-1]:
+    for repeat, order in enumerate(abba(setups, repeats)):
+        for tag in order:
             stats = setups[tag].train_epoch(repeat + 1, max_batches=steps)
             step_s[tag].append(stats["total_s"] / len(stats["batches"]))
         log(f"P3 repeat {repeat + 1}/{repeats}: " + ", ".join(f"{t} {s[-1]:.3f} s" for t, s in step_s.items()))
@@ -314,8 +297,7 @@ def flops_per_image(batch: int = 2) -> float:
 
 
 def bf16_peak(device: torch.device, n: int = 8192, runs: int = 20, rounds: int = 5) -> float:
-    """The device's dense bf16 matmul rate, FLOP/s: the best of `rounds` timed rounds of `runs` n^3
-    matmuls, after a warm-up."""
+    """The device's dense bf16 matmul rate, FLOP/s: the best of `rounds` rounds of `runs` n^3 matmuls, warmed up."""
     a, b = (torch.randn(n, n, device=device, dtype=torch.bfloat16) for _ in range(2))
     out = torch.empty_like(a)
     for _ in range(3):
@@ -357,8 +339,7 @@ def p5_floor(setup, device: torch.device, epochs: int) -> list[dict]:
 
 def run_bench(config: Config, out=None, quick: bool = False, steps: int | None = None,
               repeats: int | None = None, compiled: bool = True) -> dict:
-    """Every goal in turn; the JSON report is written again after each one, so a bench stopped midway
-    (a GPU lease ending) keeps the goals it finished."""
+    """Every goal in turn; the JSON report is written after each, so a bench stopped midway keeps those finished."""
     device = resolve(config, log).device
     p = plan(device, quick, steps, repeats)
     started = time.perf_counter()

@@ -22,6 +22,7 @@ import torch
 from ..core import results, stats, timing
 from ..data import cifar10
 from .fast import c_compiler, others_load
+from .interleave import abba
 from .memory import EpochMemory
 from .model import resnet18
 from .records import cpu_name
@@ -122,9 +123,9 @@ def _wrap(module, setting: Setting, device: torch.device):
 JIT = {"script": "scripted", "trace": "traced", "freeze": "frozen + optimized"}  # how -> its graph's label
 
 
-def _write_jit_graph(module, base: Path, inlined: bool) -> dict:
-    graph = module.inlined_graph if inlined else module.graph
-    base.with_suffix(".code.txt").write_text(module.code)
+def _write_graph(base: Path, graph, code: str) -> dict:
+    """The graph and its code written beside the converted file; its graph_summary."""
+    base.with_suffix(".code.txt").write_text(code)
     base.with_suffix(".graph.txt").write_text(str(graph))
     return graph_summary(graph)
 
@@ -140,9 +141,7 @@ def _build(model, setting: Setting, example, base: Path, result: Converted, max_
         return torch.jit.freeze(module) if setting.how == "freeze" else module
     if setting.how == "aoti":
         program = _export(model, example, max_batch, result)
-        result.graphs["exported"] = graph_summary(program.graph)
-        base.with_suffix(".graph.txt").write_text(str(program.graph))
-        base.with_suffix(".code.txt").write_text(program.graph_module.code)
+        result.graphs["exported"] = _write_graph(base, program.graph, program.graph_module.code)
         result.file = torch._inductor.aoti_compile_and_package(program, package_path=str(base) + ".pt2")
         return None
     if setting.how == "compile":  # compiles on its first call: that call is part of the conversion
@@ -167,11 +166,10 @@ def _load(setting: Setting, result: Converted, device):
 
 def convert(model: torch.nn.Module, setting: Setting, example: torch.Tensor, out_dir, device,
             max_batch: int = 1024) -> Converted:
-    """Convert `model` as `setting` says, save its file into out_dir and load it back (the loaded one is what
-    is returned); any exception becomes status failed with its reason. `example` (batch >= 2 for
-    AOTInductor's dynamic batch) is the tracing/export input."""
-    device = torch.device(device)
-    base = Path(out_dir) / slug(setting.name)
+    """Convert `model` as `setting` says, save its file into out_dir and load it back (the loaded one is returned);
+    any exception becomes status failed with its reason. `example` (batch >= 2 for AOTInductor's dynamic batch) is
+    the tracing/export input."""
+    device, base = torch.device(device), Path(out_dir) / slug(setting.name)
     base.parent.mkdir(parents=True, exist_ok=True)
     result = Converted(setting.name, precision=compute_precision(device, setting.amp))
     with warnings.catch_warnings(record=True) as caught:
@@ -196,7 +194,8 @@ def convert(model: torch.nn.Module, setting: Setting, example: torch.Tensor, out
                 module = _load(setting, result, device)
                 result.load_s = timing.now(device) - start
             if setting.how in JIT:
-                result.graphs[JIT[setting.how]] = _write_jit_graph(module, base, inlined=setting.how != "freeze")
+                graph = module.graph if setting.how == "freeze" else module.inlined_graph
+                result.graphs[JIT[setting.how]] = _write_graph(base, graph, module.code)
             fn = module if setting.how in ("aoti", "compile") else _wrap(module, setting, device)
             with torch.inference_mode():
                 start = timing.now(device)
@@ -235,8 +234,8 @@ def _jit_nodes(nodes):
 
 
 def graph_summary(graph) -> dict[str, int]:
-    """Nodes by kind, most frequent first: a TorchScript graph's node kinds (nested blocks included), or an
-    exported (FX) graph's call targets (placeholders and output by their op)."""
+    """Nodes by kind, most frequent first: a TorchScript graph's (nested blocks included) or an FX graph's call
+    targets (placeholders and output by their op)."""
     if isinstance(graph, torch.fx.Graph):
         kinds = (str(n.target) if n.op == "call_function" else n.op for n in graph.nodes)
     else:
@@ -249,7 +248,7 @@ def _count(summary: dict, word: str) -> int:
 
 
 def describe_changes(before: dict, after: dict, before_name: str = "before", after_name: str = "after") -> list[str]:
-    """What differs between two graph summaries, in sentences derived from the counts alone."""
+    """What differs between two graph summaries, in sentences from the counts alone."""
     lines = [f"{after_name}: {sum(after.values())} nodes, {before_name}: {sum(before.values())}"]
     bn_before, bn_after, convs = _count(before, "batch_norm"), _count(after, "batch_norm"), _count(after, "conv")
     if bn_before and not bn_after and convs:
@@ -277,8 +276,7 @@ GRAPHS = ("scripted", "traced", "frozen", "frozen + optimized", "exported")  # t
 
 
 def nodes_table(summaries: dict[str, dict[str, int]], top: int = 12) -> pd.DataFrame:
-    """Nodes by kind (rows) in each graph (columns, label -> graph_summary): the `top` most frequent kinds, then
-    the rest summed and every node."""
+    """Nodes by kind (rows) in each graph (columns): the `top` most frequent kinds, the rest summed, every node."""
     if not summaries:
         return pd.DataFrame()
     table = pd.DataFrame(summaries).fillna(0).astype(int)
@@ -334,28 +332,17 @@ def test_images(config, n: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.stack([x for x, _ in pairs]), torch.tensor([y for _, y in pairs])
 
 
-def evaluate(fn, data, n: int, device, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-    """Float logits (on the CPU) and labels of the first `n` images of `data`: a loader of (images, labels)
-    batches or one (images, labels) pair of tensors."""
-    device = torch.device(device)
-    if isinstance(data, (tuple, list)) and len(data) == 2 and torch.is_tensor(data[0]):
-        xs, ys = data
-        data = [(xs[i:i + batch_size], ys[i:i + batch_size]) for i in range(0, min(n, len(xs)), batch_size)]
-    logits, labels, seen = [], [], 0
+def evaluate(fn, data: tuple[torch.Tensor, torch.Tensor], n: int, device, batch_size: int = 256):
+    """Float logits (on the CPU) and labels of the first `n` of (images, labels), in batches of `batch_size`."""
+    xs, ys = data
     with torch.inference_mode():
-        for x, y in data:
-            if seen >= n:
-                break
-            x, y = x[:n - seen], y[:n - seen]
-            logits.append(fn(x.to(device)).float().cpu())
-            labels.append(y.cpu())
-            seen += len(y)
-    return torch.cat(logits), torch.cat(labels)
+        logits = [fn(x.to(device)).float().cpu() for x in xs[:n].split(batch_size)]
+    return torch.cat(logits), ys[:n].cpu()
 
 
 def agreement(eager_logits: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> dict:
-    """Top-1 with its 95 % Wilson interval, max |logit difference| against eager (inf where a logit is not
-    finite) and the share of predictions identical to eager's."""
+    """Top-1 with its 95 % Wilson interval, max |logit - eager logit| (inf where one is not finite) and the share
+    of predictions identical to eager's."""
     eager, logits = eager_logits.float(), logits.float()
     pred, n = logits.argmax(1), len(labels)
     top1 = (pred == labels).float().mean().item()
@@ -413,33 +400,32 @@ def percentiles(times) -> dict:
 
 def interleaved_latency(settings: dict, make_input, blocks: int, calls_per_block: int, device, warmup: int = 5,
                         copy_input: bool = False, clock=timing.now, measure_load: bool = True) -> dict:
-    """Latency of several callables in blocks of `calls_per_block` calls, in reversed order every other block
-    (as lab.parts.base.interleave does by epoch), so drift hits them all alike. Per setting: every call's
-    seconds, each block's median (the samples of the comparison rule) and percentiles. `make_input()` gives a
-    host batch, new each block."""
+    """Latency of several callables, after `warmup` calls each, in `blocks` blocks of `calls_per_block` calls in
+    ABBA order. Per setting: every call's seconds, each block's median (the comparison rule's samples) and
+    percentiles. `make_input()` gives a host batch, new each block."""
     device, names = torch.device(device), list(settings)
     load = others_load() if measure_load else None
     stage = (lambda x: x) if copy_input else (lambda x: x.to(device))
     x = stage(make_input())
     for name in names:
         time_calls(settings[name], x, warmup, device, clock, copy_input)
-    times, medians, order = {k: [] for k in names}, {k: [] for k in names}, []
-    for block in range(blocks):
+    times, medians, ran = {k: [] for k in names}, {k: [] for k in names}, []
+    for order in abba(names, blocks):
         x = stage(make_input())
-        for name in (names if block % 2 == 0 else names[::-1]):
+        for name in order:
             block_times = time_calls(settings[name], x, calls_per_block, device, clock, copy_input)
             times[name] += block_times
             medians[name].append(statistics.median(block_times))
-            order.append(name)
+            ran.append(name)
     return {"settings": {k: {"times": times[k], "block_medians": medians[k], **percentiles(times[k])} for k in names},
-            "order": order, "copy_input_timed": copy_input, "threads": torch.get_num_threads(), "device": str(device),
+            "order": ran, "copy_input_timed": copy_input, "threads": torch.get_num_threads(), "device": str(device),
             "others_load": load, "blocks": blocks, "calls_per_block": calls_per_block, "warmup": warmup}
 
 
 def throughput(fn, x: torch.Tensor, device, calls: int = 10, warmup: int = 2, clock=timing.now) -> dict:
-    """Images per second at x's batch size (the calls timed as one stretch, so CUDA's queue stays full) and
-    the peak memory over them: CUDA's max_memory_allocated after a reset, or on a CPU the process's peak
-    resident set (VmHWM reset first, else sampled: lab.engine.memory), which includes torch itself."""
+    """Images per second at x's batch size (the calls timed as one stretch, so CUDA's queue stays full) and the
+    peak memory over them: CUDA's max_memory_allocated after a reset, or the process's peak RSS (lab.engine.memory,
+    torch itself included)."""
     device = torch.device(device)
     x = x.to(device)
     time_calls(fn, x, warmup, device, clock)
@@ -459,8 +445,6 @@ def throughput(fn, x: torch.Tensor, device, calls: int = 10, warmup: int = 2, cl
                                          else "VmHWM reset before the calls"),
             "threads": torch.get_num_threads()}
 
-
-# --- threads ---------------------------------------------------------------------------------------
 
 def planned_images(settings: list, test_images: int, blocks: int, calls: int, batches, cpp_calls: int = 0) -> float:
     """What `measure` puts through each of `settings`, in images of a batched forward (a batch-1 call costs about
@@ -504,11 +488,10 @@ def latency_rows(rows, s: dict, **setting) -> list[dict]:
 
 def measure(rows, model, data: tuple[torch.Tensor, torch.Tensor], out_dir, heavy: bool, blocks: int, calls: int,
             batches, note=print) -> dict[str, Converted]:
-    """One device's measurements as rows of `rows` (a lab.core.results.Rows scoped to the device): its name and
-    the settings left out (`heavy` False: those that compile with inductor); each setting converted into out_dir
-    (its facts, warnings and graphs' nodes by kind); its accuracy against eager on `data`; the batch-1 latency of
-    those within tolerance, interleaved, at each thread count (1 and all cores on a CPU); their throughput at
-    each batch size. Returns the settings timed (converted and within tolerance)."""
+    """One device's measurements as rows of `rows` (scoped to the device): its name, the settings left out (`heavy`
+    False), each setting converted into out_dir (facts, warnings, graphs' nodes), its accuracy against eager on
+    `data`; for those within tolerance, batch-1 latency interleaved at each thread count (1 and all cores on a CPU)
+    and throughput at each batch size. Returns the settings timed."""
     device, (xs, ys) = rows.defaults["device"], data
     settings = settings_for(device, heavy)
     rows.extend([rows.row("device_name", text=torch.cuda.get_device_name() if device == "cuda" else cpu_name())]
@@ -576,11 +559,9 @@ def artifacts_of(dev: pd.DataFrame) -> pd.DataFrame:
 
 
 def latency_of(dev: pd.DataFrame, cpp_side: bool = False, family: dict | None = None) -> pd.DataFrame:
-    """Per setting, thread count and precision (C++'s: per setting and side): its calls and their p50, p90, p99
-    and mean in seconds; against its baseline (eager fp32 at the same thread count; C++'s: Python on the same
-    artifact) the factor of the p50s ("factor": the baseline's over its own; NaN where a p50 is missing) and the
-    comparison rule's verdict on the blocks ("claim": its Comparison in `family`, claims_of's where None; None for
-    the baseline)."""
+    """Per setting, thread count and precision (C++'s: setting and side): calls, p50, p90, p99 and mean in seconds;
+    against its baseline (eager fp32 at the same thread count; C++'s: Python) "factor", the baseline's p50 over its
+    own, and "claim", its Comparison in `family` (claims_of's where None; None for the baseline)."""
     mine = dev[dev["side"].notna() if cpp_side else dev["artifact"].isna()]
     index = ["setting", "side"] if cpp_side else ["setting", "threads", "precision"]
     t = results.wide(mine, index, LATENCY.values()).set_axis(list(LATENCY), axis=1)

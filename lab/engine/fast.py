@@ -13,6 +13,7 @@ import torch
 
 from ..core import files, stats
 from ..core.config import Config
+from .interleave import abba
 from .loop import AMP_DTYPES, Precision, Step
 from .model import resnet18
 from .records import cpu_name
@@ -20,11 +21,8 @@ from .records import cpu_name
 
 def c_compiler() -> str | None:
     """torch.compile's inductor backend builds C++ (CPU) or Triton (CUDA) kernels with the host compiler."""
-    for name in (os.environ.get("CXX"), "c++", "g++", "clang++"):
-        path = name and shutil.which(name)
-        if path:
-            return path
-    return None
+    found = (shutil.which(name) for name in (os.environ.get("CXX"), "c++", "g++", "clang++") if name)
+    return next(filter(None, found), None)
 
 
 CUDA_FAST = {"loader": "tensor", "channels_last": True, "amp": "bf16", "compile": "reduce-overhead"}
@@ -32,11 +30,9 @@ CPU_CANDIDATES = [{"channels_last": cl, "amp": amp} for cl in (False, True) for 
 
 
 def resolve_fast(config: Config, device: torch.device, log=print, measure: bool = True) -> Config:
-    """The concrete configuration of a run: `timers` auto becomes epoch under --fast and phase otherwise;
-    --fast becomes the on-device loader, channels_last, bf16 autocast and CUDA graphs (torch.compile
-    reduce-overhead) on CUDA, and on a CPU the combination that measured fastest on this machine
-    (cpu_fast_probe; `measure` False: the cached choice, or eager where none is cached, as a plan assumes).
-    Idempotent: a resolved configuration comes back unchanged."""
+    """The concrete configuration of a run (idempotent): `timers` auto becomes epoch under --fast, else phase;
+    --fast becomes CUDA_FAST on CUDA, and on a CPU the on-device loader with the setting cpu_fast_probe measured
+    fastest here (`measure` False: the cached choice, or eager where none is cached, as a plan assumes)."""
     timers = config.timers if config.timers != "auto" else ("epoch" if config.fast else "phase")
     if not config.fast:
         return config.replace(timers=timers)
@@ -44,10 +40,6 @@ def resolve_fast(config: Config, device: torch.device, log=print, measure: bool 
         return config.replace(timers=timers, **CUDA_FAST)
     probe = cpu_fast_probe(config, log, measure=measure)
     return config.replace(timers=timers, loader="tensor", **(probe["choice"] if probe else {}))
-
-
-def _cache_file() -> Path:
-    return files.cache_dir() / "fast-choice.json"
 
 
 def _busy_seconds() -> float | None:
@@ -61,8 +53,8 @@ def _busy_seconds() -> float | None:
 
 
 def others_load(seconds: float = 0.5) -> float:
-    """The share of all cores that other processes kept busy over `seconds` while this one waited (0: idle,
-    1: every core busy); 0 where /proc/stat cannot be read."""
+    """The share of all cores (0 to 1) that other processes kept busy over `seconds` while this one waited; 0
+    where /proc/stat cannot be read."""
     start = _busy_seconds()
     time.sleep(seconds)
     end = _busy_seconds()
@@ -95,12 +87,11 @@ class StepTimer:
     seconds of `steps` steps."""
 
     def __init__(self, setting: dict, batch_size: int):
-        model = resnet18().train()
-        model = model.to(memory_format=torch.channels_last if setting.get("channels_last") else torch.contiguous_format)
-        compiled = setting.get("compile", "off") != "off"
+        channels_last, compiled = setting.get("channels_last", False), setting.get("compile", "off") != "off"
+        model = resnet18().train().to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
         optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
         self.step = Step(torch.compile(model, dynamic=False) if compiled else model, optimizer, torch.device("cpu"),
-                         Precision(setting.get("channels_last", False), AMP_DTYPES[setting.get("amp", "off")]))
+                         Precision(channels_last, AMP_DTYPES[setting.get("amp", "off")]))
         self.x, self.y = torch.randn(batch_size, 3, 32, 32), torch.randint(0, 10, (batch_size,))
 
     def sample(self, steps: int = 1) -> float:
@@ -111,15 +102,14 @@ class StepTimer:
 
 
 def interleaved_samples(settings: list[dict], batch_size: int, rounds: int = 4, warmup: int = 1) -> dict:
-    """Per setting (by its JSON), `rounds` samples of one step each, the settings interleaved: round r runs
-    every setting once, in reversed order on odd rounds, after `warmup` steps of each (compilation's too)."""
+    """Per setting (by its JSON), `rounds` samples of one step each in ABBA order, after `warmup` steps of each
+    (compilation's too)."""
     timers = {json.dumps(s): StepTimer(s, batch_size) for s in settings}
     for timer in timers.values():
         timer.sample(warmup)
     samples = {key: [] for key in timers}
-    keys = list(timers)
-    for r in range(rounds):
-        for key in (keys if r % 2 == 0 else keys[::-1]):
+    for order in abba(timers, rounds):
+        for key in order:
             samples[key].append(timers[key].sample())
     return samples
 
@@ -128,6 +118,7 @@ def decide(samples: dict, baseline: str) -> tuple[str, str]:
     """The setting to take and why: the fastest of those the comparison rule finds decidedly faster than the
     baseline (one family: each candidate against it), else the baseline."""
     name = {key: setting_name(json.loads(key)) for key in samples}
+    key_of = {n: key for key, n in name.items()}
     claims = [(name[key], name[baseline], "step") for key in samples if key != baseline]
     result = stats.family({name[k]: [{"step": v} for v in vs] for k, vs in samples.items()}, claims, sample="step",
                           scope="the probe's claims together")
@@ -135,28 +126,22 @@ def decide(samples: dict, baseline: str) -> tuple[str, str]:
     if not faster:
         reasons = "; ".join(result[c].sentence() for c in claims)
         return baseline, f"no setting is decidedly faster than {name[baseline]} ({reasons})"
-    best = min(faster, key=lambda c: stats.mean(samples[next(k for k in samples if name[k] == c[0])]))
-    return next(k for k in samples if name[k] == best[0]), result[best].sentence("step")
+    best = min(faster, key=lambda c: stats.mean(samples[key_of[c[0]]]))
+    return key_of[best[0]], result[best].sentence("step")
 
 
 EAGER_ONLY = " | eager candidates"  # the cache key's suffix for a probe without its compiled stage
 
 
 def cpu_fast_probe(config: Config, log=print, measure: bool = True, compiled: bool = True) -> dict | None:
-    """The measurement behind --fast on a CPU. Eager steps with and without channels_last and bf16 autocast,
-    interleaved, at the run's batch size; a setting replaces eager fp32 only where the comparison rule
-    (lab.core.stats.family) finds it decidedly faster, and the fastest such one is taken. Then, where a C
-    compiler exists, that setting against its compiled form, the same way. The choice depends on the CPU (bf16
-    halves the step on a CPU with bf16 matrix instructions and multiplies it on one without) and on the
-    conditions, so it is cached per CPU, torch version, thread count, batch size and load (`load_class`) in
-    $LAB_CACHE/fast-choice.json (default ~/.cache/resnet-perf-lab), and measured again where they differ.
-    measure=False: the cached result or None. compiled=False: the eager candidates only (no compilation: about
-    20 steps), cached apart."""
-    cache = _cache_file()
-    try:
-        cached = json.loads(cache.read_text())
-    except (OSError, ValueError):
-        cached = {}
+    """The measurement behind --fast on a CPU: eager steps with and without channels_last and bf16 autocast,
+    interleaved at the run's batch size; the fastest setting the comparison rule finds decidedly faster than eager
+    fp32 replaces it; then, with a C compiler, that setting against its compiled form, the same way. The choice
+    depends on the CPU (bf16 halves the step with bf16 matrix units, multiplies it without), so it is cached per
+    fast_cache_key in $LAB_CACHE/fast-choice.json. measure=False: the cached result or None. compiled=False: the
+    eager candidates only (about 20 steps), cached apart."""
+    cache = files.cache_dir() / "fast-choice.json"
+    cached = files.read_json(cache, {})
     compiled = compiled and c_compiler() is not None
     suffix = "" if compiled else EAGER_ONLY
     if not measure:  # a plan or an account: the idle machine's result where there is one, measuring nothing
@@ -177,18 +162,15 @@ def cpu_fast_probe(config: Config, log=print, measure: bool = True, compiled: bo
         compiled = {**json.loads(best), "compile": "default"}
         more = interleaved_samples([json.loads(best), compiled], config.batch_size, warmup=2)
         samples.update({k: v for k, v in more.items() if k != best})
-        won, why = decide({best: more[best], json.dumps(compiled): more[json.dumps(compiled)]}, best)
+        won, why = decide(more, best)
         if won != best:
             choice, reason = compiled, why
-    step_s = {k: stats.mean(v) for k, v in samples.items()}
-    cached[key] = {"choice": choice, "step_s": step_s, "samples": samples, "reason": reason,
-                   "measured": time.strftime("%Y-%m-%d %H:%M"), "others_load_before": round(load, 3),
+    cached[key] = {"choice": choice, "step_s": {k: stats.mean(v) for k, v in samples.items()}, "samples": samples,
+                   "reason": reason, "measured": time.strftime("%Y-%m-%d %H:%M"), "others_load_before": round(load, 3),
                    "others_load_after": round(others_load(), 3)}
     log(f"--fast on this CPU: {setting_name(choice)}: {reason}")
     try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        with files.atomic_write(cache) as f:
-            f.write(json.dumps(cached, indent=1))
+        files.save_json(cache, cached)
     except OSError as exc:  # a read-only home only costs the measurement next time
         log(f"could not cache the --fast choice in {cache}: {exc}")
     return cached[key]

@@ -130,8 +130,7 @@ def explain_cpp(dev: pd.DataFrame, family: dict) -> stats.Said:
 
 
 def families(records, results_dir) -> dict:
-    """Per device: its latency claims and C10.5's, as deploy.claims_of keys them, from C10's claims (`verdicts`,
-    which keys them by the device too)."""
+    """Per device: its latency claims and C10.5's, keyed as deploy.claims_of keys them (`verdicts` adds the device)."""
     out = {}
     for (a, b, metric), c in claims(ID, verdicts, records, results_dir).items():
         (device, _, a), b = a.partition(": "), b.partition(": ")[2]
