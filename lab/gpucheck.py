@@ -6,15 +6,14 @@ GPU time is short, so what must run on a GPU is one prepared command. Its stages
   data   the synthetic CIFAR-format data set, 50,000 + 10,000 images (a GPU machine starts bare)
   tests  `pytest -m cuda`: every test that exercises a CUDA path (those that need a device skip on a CPU)
   bench  `python -m lab bench --device cuda`: P1, P2, P3 and P5, its JSON saved after each goal
-  c8     C8 at the full sizes: every setting 3 epochs of 391 batches at batch 128, interleaved, `fast`
-         included, with progress lines as under the report runner
+  c8     C8 at the full sizes (every setting 3 epochs of 391 batches at batch 128, interleaved), with progress lines
+  c10    C10's conversions, accuracy, batch-1 latency and throughput; c11: the peaks and the step against them
 
-Each stage is a child process in its own process group, bounded by its share of what is left of the
-budget (`WEIGHTS`) and killed whole when it runs over. As soon as a stage ends, finished or cut, its rows
-are appended to OUT/rows.jsonl and OUT/gpu-check.md (one markdown table for the measurements page) is
-written again, so a run cut off at any point returns what finished. OUT/gpu-check.log holds every
-stage's output. `--dry-run`: the same stages on the CPU at tiny sizes (`make test` runs it, so the script
-cannot rot); what needs CUDA is skipped and its row says why.
+Each stage is a child process in its own process group, bounded by its share of what is left of the budget
+(`WEIGHTS`) and killed whole when it runs over. As soon as a stage ends, its rows are appended to OUT/rows.jsonl
+and OUT/gpu-check.md (the markdown table) is written again, so a run cut off at any point returns what finished;
+OUT/gpu-check.log holds every stage's output. `--dry-run`: the same stages on the CPU at tiny sizes (`make test`
+runs it, so the script cannot rot); what needs CUDA is skipped and its row says why.
 """
 from __future__ import annotations
 
@@ -29,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -37,11 +36,10 @@ import torch
 
 from .core import results, stats
 from .core.config import Config
-from .core.files import read_jsonl
+from .core.files import read_json, read_jsonl
 from .data.cifar10 import ensure_synthetic
 from .engine.records import device_name, git_commit
 from .engine import acceleration, deploy, roofline
-from .engine.roofline import machine_peaks
 from .parts import c8_acceleration, c10_deploy, c11_limits
 from .core.fields import FIELDS
 from .parts.tables import peak_share, save_peaks
@@ -65,31 +63,31 @@ class Sizes:
     max_batches: int | None
     epochs: int
     compiled: bool
-    bench_args: list[str] = field(default_factory=list)
-    profile_steps: int = 3
+    bench_args: tuple
+    profile_steps: int
 
 
-FULL = Sizes("cuda", 50_000, 10_000, 128, None, 3, True, ["--repeats", "3"])
-TINY = Sizes("cpu", 256, 64, 8, 1, 2, False,
-             ["--quick", "--no-compile", "--batch-size", "8", "--steps", "1", "--repeats", "1"], profile_steps=1)
+FULL = Sizes("cuda", 50_000, 10_000, 128, None, 3, True, ("--repeats", "3"), 3)
+TINY = Sizes("cpu", 256, 64, 8, 1, 2, False, ("--quick", "--no-compile", "--batch-size", "8", "--steps", "1",
+                                              "--repeats", "1"), 1)
 
 
 # --- the rows and the table -----------------------------------------------------------------------------
 
+COLUMNS = ("stage", "check", "result", "spread", "goal", "status")
+
+
 def row(stage: str, name: str, result: str = "", spread: str = "", goal: str = "", status: str = "ok") -> dict:
-    return {"stage": stage, "check": name, "result": result, "spread": spread, "goal": goal, "status": status}
+    return dict(zip(COLUMNS, (stage, name, result, spread, goal, status)))
 
 
 def table(rows: list[dict], header: dict) -> str:
     """The markdown page: what ran where, then one row per result."""
     lines = [f"GPU check, {header['date']}: {header['machine']}, torch {header['torch']}, commit {header['commit']}, "
              f"budget {header['budget_s']:.0f} s, took {header['took_s']:.0f} s", "",
-             f"Command: `{header['command']}`", "",
-             "| stage | check | result | spread | goal | status |", "|---|---|---|---|---|---|"]
-    for r in rows:
-        cells = [str(r[k]).replace("|", "\\|").replace("\n", " ") for k in
-                 ("stage", "check", "result", "spread", "goal", "status")]
-        lines.append("| " + " | ".join(cells) + " |")
+             f"Command: `{header['command']}`", "", "| " + " | ".join(COLUMNS) + " |", "|---" * len(COLUMNS) + "|"]
+    lines += ["| " + " | ".join(str(r[k]).replace("|", "\\|").replace("\n", " ") for k in COLUMNS) + " |"
+              for r in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -135,8 +133,9 @@ def last_line(text: str) -> str:
 
 # --- the stages' rows -----------------------------------------------------------------------------------
 
-def env_rows(device: str) -> list[dict]:
-    cuda = torch.cuda.is_available()
+def run_env(work: Path, sizes: Sizes) -> None:
+    """The env stage's own process: its rows, as JSON lines."""
+    device, cuda = sizes.device, torch.cuda.is_available()
     rows = [row("env", "torch", f"{torch.__version__} (CUDA {torch.version.cuda or 'none'}, cuDNN "
                 f"{torch.backends.cudnn.version() if cuda else 'none'})"),
             row("env", "commit", git_commit())]
@@ -152,7 +151,7 @@ def env_rows(device: str) -> list[dict]:
     else:
         rows.append(row("env", "device", f"{device_name(torch.device('cpu'))} (dry run: no GPU)",
                         status="skipped: CUDA parts (dry run on the CPU)"))
-    return rows
+    print("\n".join(json.dumps(r) for r in rows))
 
 
 SUMMARY = re.compile(r"^=*\s*(?P<counts>(\d+ \w+(, )?)+) in [\d.]+s", re.M)
@@ -170,9 +169,8 @@ def test_rows(ran: Ran) -> list[dict]:
 
 
 def bench_rows(path: Path, ran: Ran) -> list[dict]:
-    try:
-        report = json.loads(path.read_text())
-    except (OSError, ValueError):
+    report = read_json(path)
+    if report is None:
         return [row("bench", "bench", status=stage_status(ran))]
     rows = []
     for r in report["results"].values():
@@ -189,11 +187,11 @@ def bench_rows(path: Path, ran: Ran) -> list[dict]:
     return rows
 
 
-def c8_rows(folder: Path, progress_file: Path, ran: Ran) -> list[dict]:
+def c8_rows(work: Path, progress_file: Path, ran: Ran) -> list[dict]:
     """One row per C8 setting from its records (a cut run: the epochs that finished), and the progress lines
     its runs wrote."""
-    records = read_jsonl(folder / "records.jsonl")
-    measured = results.read(folder.parent, part=c8_acceleration.ID)  # its rows, in the work folder (run_c8)
+    records = read_jsonl(work / c8_acceleration.ID / "records.jsonl")
+    measured = results.read(work, part=c8_acceleration.ID)
     rows = []
     if records:
         t = c8_acceleration.acceleration_table(pd.DataFrame(records), measured)
@@ -201,9 +199,8 @@ def c8_rows(folder: Path, progress_file: Path, ran: Ran) -> list[dict]:
             if r["status"] != "ok":
                 rows.append(row("c8", str(tag), status=str(r["status"])))
                 continue
-            steady = ("—" if pd.isna(r["steady_epoch_s"]) else
-                      f"steady epoch {r['steady_epoch_s']:.3f} s, step {r['steady_train_s']:.3f} s"
-                      if not pd.isna(r["steady_train_s"]) else f"steady epoch {r['steady_epoch_s']:.3f} s")
+            steady = "—" if pd.isna(r["steady_epoch_s"]) else f"steady epoch {r['steady_epoch_s']:.3f} s" + (
+                "" if pd.isna(r["steady_train_s"]) else f", step {r['steady_train_s']:.3f} s")
             memory = "; ".join(f"{FIELDS[name].label} {r[name] * FIELDS[name].scale:.0f}"
                                for name in ("cuda_peak_above_start_bytes", "host_peak_rss_bytes")
                                if name in r and not pd.isna(r[name]))
@@ -220,7 +217,7 @@ def c8_rows(folder: Path, progress_file: Path, ran: Ran) -> list[dict]:
                         f"break(s); aten ops per step {before['aten_ops']:.0f} -> {after['aten_ops']:.0f}; "
                         f"launches {before['launches']:.0f} -> {after['launches']:.0f}; "
                         f"compilation {account['compile_s']:.1f} s", stats.verdict_line(verdict)))
-    lines = [json.loads(line) for line in progress_file.read_text().splitlines()] if progress_file.exists() else []
+    lines = read_jsonl(progress_file)
     ends = sum(1 for e in lines if e.get("batch") is not None and e.get("batch") == e.get("batches"))
     runs = len({e["run"] for e in lines if e.get("run")})
     rows.append(row("c8", "progress lines", f"{len(lines)} lines, {ends} epoch ends, from {runs} runs",
@@ -228,34 +225,31 @@ def c8_rows(folder: Path, progress_file: Path, ran: Ran) -> list[dict]:
     return rows
 
 
-def run_c8(work: Path, sizes: Sizes) -> None:
-    """The c8 stage's own process: C8's run (what its notebook calls) on the check's data and sizes."""
-    config = Config(dataset="synthetic", data=str(work / "data"), device=sizes.device, batch_size=sizes.batch_size,
-                    epochs=sizes.epochs, max_batches=sizes.max_batches, synthetic_train=sizes.train_images,
-                    synthetic_test=sizes.test_images, workers=0, evaluate=False, checkpoint=None,
-                    experiment=c8_acceleration.ID)
-    out = work / "c8"
+def run_part(part, work: Path, sizes: Sizes, params: dict, **config) -> None:
+    """A stage's own process: `part`'s run (what its notebook calls) on the check's data, into WORK/<its id>."""
+    out = work / part.ID
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    params = {"max_autotune": False, "compile_settings": sizes.compiled, "profile_steps": sizes.profile_steps,
-              "explain_compile": sizes.compiled}  # Q5's compiled step: on the GPU, not in the CPU dry run
-    c8_acceleration.PART.make(config, params, out, Report(work))
+    config.setdefault("batch_size", sizes.batch_size)
+    config = Config(**config, dataset="synthetic", data=str(work / "data"), device=sizes.device,
+                    synthetic_train=sizes.train_images, synthetic_test=sizes.test_images, checkpoint=None,
+                    experiment=part.ID)
+    part.PART.make(config, params, out, Report(work))
+
+
+def run_c8(work: Path, sizes: Sizes) -> None:
+    run_part(c8_acceleration, work, sizes, {"max_autotune": False, "compile_settings": sizes.compiled,
+                                            "profile_steps": sizes.profile_steps,
+                                            "explain_compile": sizes.compiled},  # Q5: on the GPU, not the dry run
+             epochs=sizes.epochs, max_batches=sizes.max_batches, workers=0, evaluate=False)
 
 
 def run_c10(work: Path, sizes: Sizes) -> None:
-    """The c10 stage's own process: C10's conversions, accuracy and latency on this node's devices (its notebook's
-    call), with 1,000 batch-1 calls per setting on the GPU (20 blocks of 50) and CUDA graphs where it compiles."""
-    out = work / c10_deploy.ID
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
-    config = Config(dataset="synthetic", data=str(work / "data"), device=sizes.device, batch_size=sizes.batch_size,
-                    synthetic_train=sizes.train_images, synthetic_test=sizes.test_images, checkpoint=None,
-                    experiment=c10_deploy.ID)
+    """C10 on this node's devices, with 1,000 batch-1 calls per setting on the GPU (20 blocks of 50)."""
     gpu = sizes.device == "cuda"
-    params = {"compile_settings": sizes.compiled, "test_images": 1000 if gpu else 16,
-              "latency_blocks": 20 if gpu else 2, "latency_calls": 50 if gpu else 2,
-              "throughput_batches": [1, 32, 128, 256] if gpu else [1]}
-    c10_deploy.PART.make(config, params, out, Report(work))
+    run_part(c10_deploy, work, sizes, {"compile_settings": sizes.compiled, "test_images": 1000 if gpu else 16,
+                                       "latency_blocks": 20 if gpu else 2, "latency_calls": 50 if gpu else 2,
+                                       "throughput_batches": [1, 32, 128, 256] if gpu else [1]})
 
 
 def c10_rows(work: Path, ran: Ran) -> list[dict]:
@@ -284,17 +278,11 @@ def c10_rows(work: Path, ran: Ran) -> list[dict]:
 
 
 def run_c11(work: Path, sizes: Sizes) -> None:
-    """The c11 stage's own process: the device's peaks (measured, cached) and the training step profiled per
-    precision against them (C11's notebook call); the dry run probes tiny sizes."""
-    out = work / c11_limits.ID
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
+    """The device's peaks (measured, cached) and the training step profiled per precision against them."""
     gpu = sizes.device == "cuda"
-    config = Config(dataset="synthetic", data=str(work / "data"), device=sizes.device,
-                    batch_size=sizes.batch_size if gpu else 4, checkpoint=None, experiment=c11_limits.ID)
     if not gpu:  # the report's start measures them; here the dry run's tiny probe stands in
-        save_peaks(results.Rows(work, "report").start(), "cpu", machine_peaks("cpu", **roofline.TINY_PROBE))
-    c11_limits.PART.make(config, {"profile_steps": sizes.profile_steps}, out, Report(work))
+        save_peaks(results.Rows(work, "report").start(), "cpu", roofline.machine_peaks("cpu", **roofline.TINY_PROBE))
+    run_part(c11_limits, work, sizes, {"profile_steps": sizes.profile_steps}, batch_size=sizes.batch_size if gpu else 4)
 
 
 def c11_rows(work: Path, ran: Ran) -> list[dict]:
@@ -325,6 +313,9 @@ def make_data(work: Path, sizes: Sizes) -> None:
                             synthetic_test=sizes.test_images), log=print)
 
 
+OWN = {"env": run_env, "data": make_data, "c8": run_c8, "c10": run_c10, "c11": run_c11}  # stages run as `--stage`
+
+
 # --- the whole check ------------------------------------------------------------------------------------
 
 def check(out: Path, budget_s: float, dry_run: bool = False, stages=STAGES, work: Path | None = None) -> list[dict]:
@@ -341,8 +332,10 @@ def check(out: Path, budget_s: float, dry_run: bool = False, stages=STAGES, work
     header = {"date": dt.datetime.now().astimezone().isoformat(timespec="minutes"), "machine": "?", "torch": "?",
               "commit": "?", "budget_s": budget_s, "took_s": 0.0,
               "command": "scripts/gpu-check.sh " + " ".join(sys.argv[1:])}
-    me = [sys.executable, "-m", "lab.gpucheck"]
-    size_flag = ["--dry-run"] if dry_run else []
+
+    def own(stage: str, limit: float, env: dict | None = None) -> Ran:  # the stage's own process (main's --stage)
+        return run_stage([sys.executable, "-m", "lab.gpucheck", "--stage", stage, "--work", str(work)]
+                         + (["--dry-run"] if dry_run else []), limit, log_path, env)
 
     def add(new: list[dict]) -> None:
         rows.extend(new)
@@ -363,18 +356,15 @@ def check(out: Path, budget_s: float, dry_run: bool = False, stages=STAGES, work
             add([row(stage, stage, status=f"skipped: {max(left, 0):.0f} s of the budget left")])
             continue
         if stage == "env":
-            ran = run_stage(me + ["--stage", "env"] + size_flag, limit, log_path)
+            ran = own("env", limit)
             found = [json.loads(line) for line in ran.output.splitlines() if line.startswith("{")]
             add(found or [row("env", "env", status=stage_status(ran))])
-            for r in found:
-                if r["check"] in ("GPU", "device"):
-                    header["machine"] = r["result"].split(";")[0].replace(" (dry run: no GPU)", " (dry run)")
-                elif r["check"] == "torch":
-                    header["torch"] = r["result"].split()[0]
-                elif r["check"] == "commit":
-                    header["commit"] = r["result"]
+            said = {r["check"]: r["result"] for r in found}
+            machine = said.get("GPU") or said.get("device", "?")
+            header.update(machine=machine.split(";")[0].replace(" (dry run: no GPU)", " (dry run)"),
+                          torch=said.get("torch", "?").split()[0], commit=said.get("commit", "?"))
         elif stage == "data":
-            ran = run_stage(me + ["--stage", "data", "--work", str(work)] + size_flag, limit, log_path)
+            ran = own("data", limit)
             add([row("data", "synthetic data", f"{sizes.train_images:,} + {sizes.test_images:,} images",
                      f"{ran.seconds:.0f} s", status=stage_status(ran))])
         elif stage == "tests":
@@ -392,20 +382,14 @@ def check(out: Path, budget_s: float, dry_run: bool = False, stages=STAGES, work
         elif stage == "c8":
             progress_file = work / "progress.jsonl"
             progress_file.unlink(missing_ok=True)
-            ran = run_stage(me + ["--stage", "c8", "--work", str(work)] + size_flag, limit, log_path,
-                            env={"LAB_PROGRESS": str(progress_file)})
-            records = work / "c8" / "records.jsonl"
+            ran = own("c8", limit, {"LAB_PROGRESS": str(progress_file)})
+            records = work / c8_acceleration.ID / "records.jsonl"
             if records.exists():
                 shutil.copyfile(records, out / "c8-records.jsonl")
-            add(c8_rows(work / "c8", progress_file, ran))
-        elif stage == "c10":
-            ran = run_stage(me + ["--stage", "c10", "--work", str(work)] + size_flag, limit, log_path)
-            add(c10_rows(work, ran))
-        elif stage == "c11":
-            ran = run_stage(me + ["--stage", "c11", "--work", str(work)] + size_flag, limit, log_path)
-            add(c11_rows(work, ran))
-    header["took_s"] = time.perf_counter() - started
-    (out / "gpu-check.md").write_text(table(rows, header))
+            add(c8_rows(work, progress_file, ran))
+        else:
+            add({"c10": c10_rows, "c11": c11_rows}[stage](work, own(stage, limit)))
+    add([])  # the page again, with the whole check's time
     return rows
 
 
@@ -416,16 +400,11 @@ def main(argv=None) -> int:
                         help="folder for the table, rows and logs (default $OUT, else results/gpu-check-<time>)")
     parser.add_argument("--dry-run", action="store_true", help="the CPU at tiny sizes; CUDA parts skipped")
     parser.add_argument("--stages", default=",".join(STAGES), help=f"a comma-separated subset of {','.join(STAGES)}")
-    parser.add_argument("--stage", choices=STAGES, help=argparse.SUPPRESS)   # one stage's own process
+    parser.add_argument("--stage", choices=OWN, help=argparse.SUPPRESS)   # one stage's own process
     parser.add_argument("--work", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    sizes = TINY if args.dry_run else FULL
-    if args.stage == "env":
-        for r in env_rows(sizes.device):
-            print(json.dumps(r))
-        return 0
-    if args.stage in ("data", "c8", "c10", "c11"):
-        {"data": make_data, "c8": run_c8, "c10": run_c10, "c11": run_c11}[args.stage](Path(args.work), sizes)
+    if args.stage:
+        OWN[args.stage](Path(args.work), TINY if args.dry_run else FULL)
         return 0
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
     unknown = [s for s in stages if s not in STAGES]

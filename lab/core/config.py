@@ -1,22 +1,15 @@
-"""One configuration object for a training run.
+"""One configuration object for a training run, built from CLI flags or papermill parameters, validated once and
+copied into every record the run writes.
 
-It is built from CLI flags or from papermill parameters, validated once, and copied into
-every record the run writes, so each number in a report says exactly how it was made.
-
-Every input is declared here, once, as a `Spec` (valid values, meaning, flag): the Config's fields (`FIELDS` is
-derived from them), `PARAMETERS` (notebook parameters, the profile entries that feed them), `OPTIONS` (CLI flags
-that are not fields) and `PROFILE` (a profile's own settings). `Config.validate`, the CLI, the report runner's plan
-and the notebooks (`check_parameters`) all check through these specs; docs/troubleshooting.md's ranges table is
-`ranges_table()`.
-
-`train`'s flags are generated from `FIELDS` (`add_config_flags`), and `to_argv` writes any Config as those
-flags (C9's launched processes get their Config that way): one mapping, both directions.
+Every input is declared once, as a `Spec` (valid values, meaning, flag): the Config's fields (`FIELDS`),
+`PARAMETERS` (notebook parameters and the profile entries that feed them), `OPTIONS` (CLI flags that are not
+fields) and `PROFILE` (a profile's own settings). Validation, `train`'s flags (`add_config_flags`; `to_argv` writes
+a Config back as them), the notebooks' `check_parameters` and docs/troubleshooting.md's `ranges_table()` all use them.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import unicodedata
 from dataclasses import dataclass, field, fields
 
@@ -30,16 +23,11 @@ AMP = ("off", "bf16", "fp16")
 COMPILE = ("off", "default", "reduce-overhead", "max-autotune")
 TIMERS = ("auto", "phase", "epoch")  # auto: epoch with --fast, else phase
 
-# Upper bounds (docs/troubleshooting.md, "Valid values"): what a machine can hold, and seeds torch accepts.
-SEED_MAX = 2**31 - 1          # per-epoch seed = seed * 100_003 + epoch < 2**48, inside torch.manual_seed's range
-EPOCHS_MAX = 10_000
-BATCH_MAX = 8192              # ResNet-18 keeps ~18 MiB of activations per image in fp32: 8192 images ~ 140 GiB
-MAX_BATCHES_MAX = 1_000_000
+# Upper bounds used more than once (each Spec's `why` says the reason; docs/troubleshooting.md lists them).
+BATCH_MAX = 8192
 WORKERS_MAX = 128
-PREFETCH_MAX = 64             # batches each worker loads ahead: more only holds memory
-THREADS_MAX = 1024
 PROCESSES_MAX = 1024
-SYNTHETIC_FILE_MAX = 50_000   # images per synthetic batch file (generated at once, ~3 GB of float32 work)
+SYNTHETIC_FILE_MAX = 50_000
 PATH_MAX = 4096
 LABEL_MAX = 200
 LIST_MAX = 64
@@ -77,50 +65,31 @@ class Spec:
     help: str = ""                # what the input means (a `train` flag's help, a notebook parameter's comment)
     flags: tuple = ()             # `train`'s flag names where not `--` + the name with dashes; ("",): no flag
 
-    def with_flags(self, *flags: str) -> "Spec":
-        return dataclasses.replace(self, flags=flags)
-
     def describe(self) -> str:
-        if self.kind == "int":
-            what = f"int in [{_num(self.low)}, {_num(self.high)}]"
-        elif self.kind == "float":
-            what = f"finite float in [{_num(self.low)}, {_num(self.high)}{')' if self.below else ']'}"
-        elif self.kind == "choice":
-            what = ("one of " if not self.many else "") + ", ".join(self.choices)
-        elif self.kind == "path":
-            what = f"a path (non-empty, at most {PATH_MAX} characters, no control characters)"
-        elif self.kind == "text":
-            what = f"{'' if self.empty else 'non-empty '}text (at most {LABEL_MAX} printable characters)"
-        else:
-            what = self.kind
+        what = {"int": f"int in [{_num(self.low)}, {_num(self.high)}]",
+                "float": f"finite float in [{_num(self.low)}, {_num(self.high)}{')' if self.below else ']'}",
+                "choice": ("" if self.many else "one of ") + ", ".join(self.choices),
+                "path": f"a path (non-empty, at most {PATH_MAX} characters, no control characters)",
+                "text": f"{'' if self.empty else 'non-empty '}text (at most {LABEL_MAX} printable characters)",
+                }.get(self.kind, self.kind)
         if self.many:
-            what = f"a non-empty list of distinct values from {what}" if self.kind == "choice" else \
-                f"a non-empty list of distinct {what}"
+            what = f"a non-empty list of distinct {'values from ' if self.kind == 'choice' else ''}{what}"
         return what + (" or None" if self.none else "")
 
     def ok(self, value) -> bool:
         if value is None and self.none:
             return True
         if self.many:
-            if not isinstance(value, (list, tuple)) or not 0 < len(value) <= LIST_MAX:
-                return False
-            if not all(self._one(v) for v in value):
-                return False
-            return len({(type(v), v) for v in value}) == len(value)
+            return (isinstance(value, (list, tuple)) and 0 < len(value) <= LIST_MAX
+                    and all(self._one(v) for v in value) and len({(type(v), v) for v in value}) == len(value))
         return self._one(value)
 
     def _one(self, value) -> bool:
         kind = self.kind
-        if kind in ("int", "float"):
-            if isinstance(value, bool) or not isinstance(value, (int,) if kind == "int" else (int, float)):
-                return False
-            try:
-                number = float(value)
-            except OverflowError:
-                return False
-            if not math.isfinite(number) or value < self.low or value > self.high:
-                return False
-            return not (self.below and value >= self.high)
+        if kind in ("int", "float"):  # exact comparisons: no overflow for a huge int; NaN and inf fall outside
+            number = int if kind == "int" else (int, float)
+            return (isinstance(value, number) and not isinstance(value, bool) and self.low <= value <= self.high
+                    and not (self.below and value >= self.high))
         if kind == "bool":
             return isinstance(value, bool)
         if kind == "choice":
@@ -141,8 +110,8 @@ class Spec:
             raise ConfigError(f"{name} {verb} {self.describe()}, got {show(value)}")
 
 
-def _int(low, high, why="", none=False, many=False, help=""):
-    return Spec("int", low, high, none=none, many=many, why=why, help=help)
+def _int(low, high, why="", none=False, many=False, help="", flags=()):
+    return Spec("int", low, high, none=none, many=many, why=why, help=help, flags=flags)
 
 
 def _path(help="", none=False):
@@ -163,6 +132,7 @@ def setting(default, spec: Spec):
         return field(default_factory=dict, metadata={"spec": spec})
     return field(default=default, metadata={"spec": spec})
 
+
 @dataclass
 class Config:
     """Every setting of a training run, each declared once: its default and its Spec (valid values, the help of
@@ -173,25 +143,24 @@ class Config:
                                   why="smaller leaves float32 weights unchanged; larger only diverges"))
     workers: int = setting(2, _int(0, WORKERS_MAX, "DataLoader worker processes; beyond the cores they only wait",
                                    help="DataLoader workers"))
-    epochs: int = setting(5, _int(1, EPOCHS_MAX, "`--epoch`; keeps the per-epoch seed far inside torch's range",
-                                  help="total number of epochs; with --resume, training continues up to it")
-                          .with_flags("--epoch"))
+    epochs: int = setting(5, _int(1, 10_000, "`--epoch`; keeps the per-epoch seed far inside torch's range",
+                                  help="total number of epochs; with --resume, training continues up to it",
+                                  flags=("--epoch",)))
     data: str = setting("data", _path("data folder"))
     resume: bool = setting(False, _bool("resume from --checkpoint", flags=("--resume", "-r")))
     device: str = setting("auto", _choice(DEVICES, "where to train (--gpu: the same as --device cuda)"))
     batch_norm: bool = setting(True, _bool("ResNet-18 without batch norm", flags=("--disable_batch_norm",)))
     optimizer: str = setting("sgd", _choice(OPTIMIZERS, "the optimizer"))
     # beyond the lab
-    dataset: str = setting("cifar10", _choice(DATASETS, "real CIFAR-10, or synthetic data in the CIFAR-10 file "
-                                                        "format"))
+    dataset: str = setting("cifar10", _choice(DATASETS, "real CIFAR-10, or synthetic data in the CIFAR-10 file format"))
     batch_size: int = setting(128, _int(1, BATCH_MAX, "per process; ResNet-18 keeps ~18 MiB of fp32 activations per "
                                                       "image: 8,192 images ~ 140 GiB, the largest GPU's memory",
                                         help="images per batch (per process)"))
-    max_batches: int | None = setting(None, _int(1, MAX_BATCHES_MAX, "a cap per epoch (CIFAR-10 at batch 1 has 50,000 "
+    max_batches: int | None = setting(None, _int(1, 1_000_000, "a cap per epoch (CIFAR-10 at batch 1 has 50,000 "
                                                  "batches)", none=True, help="cap on batches per epoch, and on "
                                                  "evaluation batches (tiny runs)"))
-    seed: int = setting(0, _int(0, SEED_MAX, "each epoch seeds torch with seed x 100,003 + epoch (< 2^48; "
-                                             "torch.manual_seed takes < 2^64), and so does the DistributedSampler",
+    seed: int = setting(0, _int(0, 2**31 - 1, "each epoch seeds torch with seed x 100,003 + epoch (< 2^48; "
+                                              "torch.manual_seed takes < 2^64), and so does the DistributedSampler",
                                 help="seed of every epoch's randomness"))
     weight_decay: float = setting(5e-4, Spec("float", 0.0, 1.0, why="L2 penalty per step", help="L2 penalty"))
     momentum: float = setting(0.9, Spec("float", 0.0, 1.0, below=True, help="SGD momentum (both SGD variants)",
@@ -201,11 +170,10 @@ class Config:
     persistent_workers: bool = setting(False, _bool(
         "keep the DataLoader workers alive between epochs (their start-up is paid once per run, not every epoch); "
         "ignored, and recorded as off, with 0 workers or the on-device loader"))
-    prefetch_factor: int | None = setting(None, _int(1, PREFETCH_MAX, "batches each DataLoader worker loads ahead; "
-                                                     "more only holds memory", none=True,
-                                                     help="batches each DataLoader worker loads ahead (default: "
-                                                          "torch's, 2); ignored, and recorded as None, with 0 workers "
-                                                          "or the on-device loader"))
+    prefetch_factor: int | None = setting(None, _int(
+        1, 64, "batches each DataLoader worker loads ahead; more only holds memory", none=True,
+        help="batches each DataLoader worker loads ahead (default: torch's, 2); ignored, and recorded as None, with 0 "
+             "workers or the on-device loader"))
     channels_last: bool = setting(False, _bool("channels_last memory format (model and batches)"))
     amp: str = setting("off", _choice(AMP, "autocast dtype"))
     compile: str = setting("off", _choice(COMPILE, "torch.compile mode (off: eager)"))
@@ -216,9 +184,8 @@ class Config:
                                                   "epoch, no host sync per step; auto: epoch with --fast, else phase"))
     augment: bool = setting(True, _bool("train without RandomCrop/RandomHorizontalFlip (equivalence checks)",
                                         flags=("--no-augment",)))
-    threads: int | None = setting(None, _int(1, THREADS_MAX, "torch threads per process", none=True,
-                                             help="torch threads per process (default: torch's, or the cores shared "
-                                                  "among the ranks)"))
+    threads: int | None = setting(None, _int(1, 1024, "torch threads per process", none=True, help="torch threads "
+                                             "per process (default: torch's, or the cores shared among the ranks)"))
     sync_bn: bool = setting(False, _bool("SyncBatchNorm across ranks (CUDA only)"))
     cudnn_benchmark: bool = setting(True, _bool(
         "turn cudnn.benchmark off (on by default on CUDA: the shapes are fixed, so cuDNN's autotuning in the first "
@@ -247,8 +214,7 @@ class Config:
     @classmethod
     def from_dict(cls, values: dict) -> "Config":
         """Build from papermill parameters or a record; unknown names are a clear error."""
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - names, key=str)
+        unknown = sorted(set(values) - set(FIELDS), key=str)
         if unknown:
             raise ConfigError(f"unknown configuration field(s): {', '.join(map(show, unknown))}")
         return cls(**values).validate()
@@ -260,8 +226,13 @@ class Config:
         return dataclasses.asdict(self)
 
 
-
 FIELDS: dict[str, Spec] = {f.name: f.metadata["spec"] for f in fields(Config)}  # every field's Spec, in order
+
+
+def _like(name: str, **changes) -> Spec:
+    """A Config field's Spec with another help (a notebook parameter's meaning) or bounds."""
+    return dataclasses.replace(FIELDS[name], **changes)
+
 
 # Notebook parameters (and so profile entries): the Config's own where they share a name, and the rest. The
 # help is the parameter's meaning in every notebook that has it (a part's `parameters` name the ones it has).
@@ -272,16 +243,15 @@ PARAMETERS: dict[str, Spec] = {
     "profile": Spec("text", empty=False, help="the profile's name, shown in the header"),
     "dataset": _choice(("auto",) + DATASETS, "auto: CIFAR-10 if present or downloadable, else synthetic (said "
                                              "loudly); cifar10; synthetic"),
-    "device": dataclasses.replace(FIELDS["device"], help="auto: cuda where available, else cpu"),
-    "batch_size": dataclasses.replace(FIELDS["batch_size"], help="images per batch"),
-    "epochs": dataclasses.replace(FIELDS["epochs"], help="epochs per run (the first is the warm-up; 4 steady epochs "
-                                                         "let the rule compare two settings)"),
-    "max_batches": dataclasses.replace(FIELDS["max_batches"], help="batches per epoch (None: whole epochs)"),
+    "device": _like("device", help="auto: cuda where available, else cpu"),
+    "batch_size": _like("batch_size", help="images per batch"),
+    "epochs": _like("epochs", help="epochs per run (the first is the warm-up; 4 steady epochs let the rule compare "
+                                   "two settings)"),
+    "max_batches": _like("max_batches", help="batches per epoch (None: whole epochs)"),
     "lr": FIELDS["lr"], "seed": FIELDS["seed"],
-    "evaluate": dataclasses.replace(FIELDS["evaluate"], help="test loss/top-1 after each epoch (untimed): what "
-                                                             "convergence is judged on"),
-    "workers": dataclasses.replace(FIELDS["workers"], none=True, why="C4-C9: None takes the best count C3 found",
-                                   help="DataLoader workers (None: C3's best count, where the part trains with it)"),
+    "evaluate": _like("evaluate", help="test loss/top-1 after each epoch (untimed): what convergence is judged on"),
+    "workers": _like("workers", none=True, why="C4-C9: None takes the best count C3 found",
+                     help="DataLoader workers (None: C3's best count, where the part trains with it)"),
     "worker_step": _int(1, WORKERS_MAX, "C3's sweep: 0, step, 2 x step, ... up to worker_cap",
                         help="the sweep's step: 0, step, 2 x step, ... up to worker_cap"),
     "worker_cap": _int(0, WORKERS_MAX, "C3's sweep", help="the sweep's last count"),
@@ -290,9 +260,8 @@ PARAMETERS: dict[str, Spec] = {
     "profile_steps": _int(1, 1000, "steps under torch.profiler (C4, C8)",
                           help="active steps under torch.profiler (after 1 wait + 1 warm-up step)"),
     "devices": _choice(("cuda", "cpu"), "the devices compared", many=True),
-    "cpu_max_batches": dataclasses.replace(FIELDS["max_batches"], why="C5: cap on the CPU run's batches",
-                                           help="cap on the CPU run's batches per epoch (a whole CPU epoch takes "
-                                                "15-20 min)"),
+    "cpu_max_batches": _like("max_batches", why="C5: cap on the CPU run's batches", help="cap on the CPU run's "
+                             "batches per epoch (a whole CPU epoch takes 15-20 min)"),
     "optimizers": _choice(OPTIMIZERS, "the optimizers compared", many=True),
     "max_autotune": _bool("add torch.compile max-autotune on CUDA (its autotuning takes minutes)"),
     "compile_settings": _bool("the compiled settings (torch.compile; C8's fast where it compiles; C10's AOTInductor): "
@@ -346,29 +315,28 @@ def check_parameters(values: dict) -> dict:
 
 
 def check_namespace(namespace: dict) -> dict:
-    """`check_parameters` over the names of `namespace` that are parameters: a notebook's set-up calls
-    `check_namespace(globals())` before it uses them."""
+    """`check_parameters` over the names of `namespace` that are parameters (a notebook's `globals()`)."""
     return check_parameters({k: v for k, v in namespace.items() if k in PARAMETERS})
 
 
 def ranges_table() -> str:
     """The table of every numeric input's valid values in docs/troubleshooting.md (a test keeps the two equal)."""
     rows = {}
-    for group, specs in (("config", FIELDS), ("notebooks", PARAMETERS), ("cli", OPTIONS), ("profile", PROFILE)):
+    for group, specs in (("config", FIELDS), ("notebooks, profiles", PARAMETERS), ("cli", OPTIONS),
+                         ("profiles", PROFILE)):
         for name, spec in specs.items():
             if spec.kind not in ("int", "float"):
                 continue
             if group == "config":
                 where = ["Config", f"`train {flag(name)}`"]
+            elif group == "cli":
+                where = [f"`{'bench' if name in ('steps', 'repeats') else 'train'} --{name.replace('_', '-')}`"]
             else:
-                where = {"notebooks": ["notebooks, profiles"], "profile": ["profiles"],
-                         "cli": [f"`{'bench' if name in ('steps', 'repeats') else 'train'} --"
-                                 f"{name.replace('_', '-')}`"]}[group]
+                where = [group]
             rows.setdefault((name, spec.describe()), [spec, []])[1].extend(where)
-    lines = ["| input | where | valid values | why the bounds |", "|---|---|---|---|"]
-    for (name, described), (spec, where) in rows.items():
-        lines.append(f"| `{name}` | {', '.join(where)} | {described} | {spec.why} |")
-    return "\n".join(lines)
+    return "\n".join(["| input | where | valid values | why the bounds |", "|---|---|---|---|"]
+                     + [f"| `{name}` | {', '.join(where)} | {described} | {spec.why} |"
+                        for (name, described), (spec, where) in rows.items()])
 
 
 # --- the Config as `train` flags ------------------------------------------------------------------------
@@ -397,8 +365,8 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         default = getattr(defaults, name)
         text = spec.help + ("" if spec.kind == "bool" else " (default %(default)s)")
         if spec.kind == "bool":
-            action = "store_false" if default else "store_true"
-            parser.add_argument(*(spec.flags or (flag(name),)), dest=name, action=action, help=text)
+            parser.add_argument(*(spec.flags or (flag(name),)), dest=name,
+                                action="store_false" if default else "store_true", help=text)
             continue
         kind = {"int": int, "float": float}.get(spec.kind, _none_if_empty if spec.none else str)
         parser.add_argument(flag(name), dest=name, type=kind, default=default, help=text,

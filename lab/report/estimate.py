@@ -1,12 +1,9 @@
-"""The report's estimate: the planned work of every part (lab.parts.plan) times costs measured in this
-report (the first training part calibrates them), corrected by how far the finished parts were off; and the
-`Watcher` that shows, while the notebooks run, the part, the setting, the epoch and batch and the time left,
-from the runs' own progress lines (lab.engine.progress): a tqdm bar where stderr is a terminal, a plain line
-every few seconds in logs and CI."""
+"""The report's estimate: every part's planned work (lab.parts.plan) times the costs measured in this report,
+corrected by how far the finished parts were off; and the `Watcher`, which shows the part, setting, epoch, batch
+and time left from the runs' progress lines (lab.engine.progress): a tqdm bar on a terminal, else a plain line."""
 from __future__ import annotations
 
 import json
-import os
 import sys
 import threading
 import time
@@ -19,31 +16,25 @@ from tqdm import tqdm
 
 from .. import parts
 from ..core import results
-from ..core.files import cache_dir, read_jsonl, save_json
+from ..core.files import cache_dir, read_json, read_jsonl, save_json
 from ..core.stats import steady
 from ..engine.records import device_name
 from ..engine.resolve import compute_precision, device_type
 from ..parts.base import STEP_FIELDS, Report, Work, step_setting
 from ..parts.tables import peaks_of
+from .publish import log
 
 # Costs nothing in this report has measured yet (the summary is counted as this many notebooks).
 ASSUMED = {"notebook_s": 8.0, "step_s": 3.0, "eval_ratio": 0.35, "run_s": 3.0, "compile_s": 60.0, "launch_s": 10.0}
 SUMMARY_NOTEBOOKS = 3
-
-
-def cost_cache() -> Path:
-    return cache_dir() / "report-costs.json"
-
-
-def cache_key(device: str, batch_size: int) -> str:
-    return f"{device} | batch {batch_size}"
+COSTS = "report-costs.json"  # in the cache folder
 
 
 def measured_settings(records: list[dict]) -> tuple[dict, dict]:
-    """What this report's runs measured, per setting (lab.parts.base.step_setting), over their steady epochs
-    (the warm-up left out where a run has others): a step's seconds (the epoch less its wait for data, over its
-    batches), and per loader and worker count the start-up per epoch and the wait per batch. Copies of reused
-    runs and multi-process runs (C9's: their time is their launch's) are left out."""
+    """What this report's runs measured over their steady epochs: per setting (lab.parts.base.step_setting) a
+    step's seconds (the epoch less its wait for data, over its batches), and per loader and worker count the
+    start-up per epoch and the wait per batch. Copies of reused runs and multi-process runs (C9's: their time is
+    their launch's) are left out."""
     rows = [r for r in records if r.get("status") == "ok" and r.get("total_s") is not None and r.get("images")
             and not r.get("reused_from") and (r.get("world_size") or 1) == 1]
     if not rows:
@@ -82,13 +73,11 @@ def setting_text(key: tuple, other: tuple | None = None) -> str:
 
 @dataclass
 class Estimate:
-    """Seconds for planned work: notebook start-up, steps, test batches, run set-up, compilation, launches.
-    Each cost says where it came from: 'assumed', 'last report' (this machine's, from the cache) or
-    'measured' (in this report). A trained run's steps are priced by their setting where this report has
-    measured it (`learn`: `steps`, a step's seconds per setting; `loaders`, per loader and worker count the
-    start-up per epoch and the wait per batch), else as the nearest measured setting (`fallbacks` says which);
-    the other steps (profiled, forward-only, launched) at `step_s`. `factor` scales the remaining plan by how far
-    the finished parts were off."""
+    """Seconds for planned work: notebook start-up, steps, test batches, run set-up, compilation, launches. Each
+    cost says where it came from: 'assumed', 'last report' (this machine's cache) or 'measured' (in this report).
+    Trained steps are priced by their setting as measured (`learn`), else as the nearest measured setting
+    (`fallbacks`); other steps (profiled, forward-only, launched) at `step_s`. `factor` scales the remaining plan
+    by how far the finished parts were off."""
 
     costs: dict = field(default_factory=lambda: dict(ASSUMED))
     sources: dict = field(default_factory=lambda: {k: "assumed" for k in ASSUMED})
@@ -166,21 +155,10 @@ def calibrate(records: list[dict], wall_s: float, notebook_s: float) -> dict:
     return {"step_s": float(step_s), "run_s": max(0.0, float(wall_s - notebook_s - step_s * all_batches))}
 
 
-def load_costs(key: str) -> dict:
-    try:
-        return json.loads(cost_cache().read_text()).get(key, {})
-    except (OSError, ValueError, AttributeError):
-        return {}
-
-
-def save_costs(key: str, costs: dict) -> None:
-    path = cost_cache()
-    try:
-        cached = json.loads(path.read_text()) if path.exists() else {}
-        cached = cached if isinstance(cached, dict) else {}
-        save_json(path, {**cached, key: {**cached.get(key, {}), **costs}})
-    except (OSError, ValueError):  # a cache: a read-only home only costs the measured first guess
-        pass
+def cached_costs() -> dict:
+    """The costs each machine's last report measured, per device and batch ({} where there is no cache)."""
+    cached = read_json(cache_dir() / COSTS, {})
+    return cached if isinstance(cached, dict) else {}
 
 
 def clock(seconds: float) -> str:
@@ -194,9 +172,9 @@ def clock(seconds: float) -> str:
 
 
 def first_count(report: Report, finder: str | None) -> int | None:
-    """Before the part that finds the best worker count has run (C3), the count the parts after it are planned
-    with: the first count of its planned sweep (where the sweep starts, and a count its block measures, so the
-    parts that reuse its runs are planned as reusing them), not the lab's default, which it may not try."""
+    """Before the part that finds the best worker count (C3) has run, the count the parts after it are planned
+    with: the first of its planned sweep (a count its block measures, so the parts that reuse its runs are
+    planned as reusing them), not the lab's default, which it may not try."""
     planned = report.planned.get(finder) if finder else None
     counts = [c.workers for c in planned.block if c.loader == "torch"] if planned else []
     return counts[0] if counts else None
@@ -205,9 +183,8 @@ def first_count(report: Report, finder: str | None) -> int | None:
 # --- the runner's side ----------------------------------------------------------------------------------
 
 class Watcher:
-    """Follows $LAB_PROGRESS while the notebooks run and shows where the report is and the time left.
-    `plan` holds every part's Work (in run order) and `estimate` the costs; the runner calls `begin(name)`
-    and `end(name, seconds)` around each notebook."""
+    """Follows $LAB_PROGRESS while the notebooks run and shows where the report is and the time left (`plan`:
+    every part's Work, in run order); the runner calls `begin(name)` and `end(name, seconds)` around each one."""
 
     def __init__(self, path: Path, plan: dict, estimate: Estimate, stream=None, every: float = 5.0,
                  tty: bool | None = None):
@@ -253,8 +230,7 @@ class Watcher:
     def left(self) -> float:
         """Seconds left: the current part's unfinished share and every later part, scaled by `factor`."""
         e = self.estimate
-        later = [n for n in self.plan if n not in self.finished and n != self.current]
-        total = sum(e.seconds(self.plan[n]) for n in later)
+        total = sum(e.seconds(w) for n, w in self.plan.items() if n not in self.finished and n != self.current)
         total += e.seconds(Work(), SUMMARY_NOTEBOOKS) if self.current != "summary" else 0.0
         if self.current is not None:
             planned = self.plan.get(self.current, Work())
@@ -316,46 +292,42 @@ class Watcher:
             print(line, file=self.stream, flush=True)
 
 
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 def calibrating(names) -> str | None:
-    """The part among `names` whose one run calibrates the estimate's step and run costs (it provides
-    "calibration")."""
+    """The part among `names` whose one run calibrates the step and run costs (it provides "calibration")."""
     return next((p.id for p in parts.PARTS if "calibration" in p.provides and p.id in names), None)
 
 
 class ReportTiming:
-    """The report's plan (each part's Work), its estimate, and what it learns as parts finish: a part that
-    trains nothing measures a notebook's start, the part that declares `calibrates` calibrates the step and
-    run costs, the estimate is printed then (before the long parts), and every later part corrects the
-    remaining estimate by how far the finished ones were off. After each part the parts still to run are
-    planned again: their runs can depend on what the finished ones found (C3's best count, its block)."""
+    """The report's plan (each part's Work) and estimate, and what they learn as parts finish: a part that trains
+    nothing measures a notebook's start, the part `calibrates` names the step and run costs (the estimate is
+    printed then), later parts correct the rest by how far they were off. After each part the parts still to run
+    are planned again: their runs can depend on what the finished ones found (C3's best count, its block)."""
 
-    def __init__(self, meta: dict, out: Path, defaults: dict):
+    def __init__(self, meta: dict, out: Path, defaults: dict, cached: bool = True):
+        """`cached`: start from this machine's costs of its last report, and say the plan and the first guess
+        (the runner); else from assumed costs, silently (a replay)."""
         self.meta, self.out = meta, out
         self.calibrates = calibrating(meta["parameters"])
         self.params = {name: {**defaults.get(name, {}), **params} for name, params in meta["parameters"].items()}
         self.plan: dict[str, Work] = {}
         self.replan()
         self.estimate = Estimate(peaks=peaks_of(results.read(out, part="report")))
-        common = {k: v for p in meta["parameters"].values() for k, v in p.items()}
         self.ran: list[str] = []  # the notebooks this session ran
-        meta["sessions"] = meta.get("sessions", 0) + 1
-        self.key = cache_key(device_name(torch.device(device_type(common.get("device", "auto")))),
-                             common.get("batch_size", 128))
-        cached = load_costs(self.key)
-        self.estimate.use(cached, "last report")
         self.taken, self.foreseen = 0.0, 0.0  # the parts finished after calibration: seconds taken, predicted
-        todo = [n for n in self.plan if n not in meta["done"]]
-        first = sum(self.estimate.seconds(self.plan[n]) for n in todo) + self.estimate.seconds(
-            Work(), SUMMARY_NOTEBOOKS)
-        log(f"plan: {sum(w.steps for w in self.plan.values()):.0f} training steps, "
-            f"{sum(w.evals for w in self.plan.values())} test batches, {sum(w.runs for w in self.plan.values())} runs, "
-            f"{sum(w.compiles for w in self.plan.values())} compiled, {sum(w.launches for w in self.plan.values())} "
-            f"launches; first guess {clock(first)} "
-            f"({'costs from the last report on this machine' if cached else 'assumed costs; the estimate follows C2'})")
+        meta["sessions"] = meta.get("sessions", 0) + 1
+        if not cached:
+            return
+        common = {k: v for p in meta["parameters"].values() for k, v in p.items()}
+        self.key = (f"{device_name(torch.device(device_type(common.get('device', 'auto'))))} | batch "
+                    f"{common.get('batch_size', 128)}")
+        costs = cached_costs().get(self.key, {})
+        self.estimate.use(costs, "last report")
+        first = sum(self.estimate.seconds(w) for n, w in self.plan.items() if n not in meta["done"])
+        total = sum(self.plan.values(), Work())
+        log(f"plan: {total.steps:.0f} training steps, {total.evals} test batches, {total.runs} runs, "
+            f"{total.compiles} compiled, {total.launches} launches; first guess "
+            f"{clock(first + self.estimate.seconds(Work(), SUMMARY_NOTEBOOKS))} "
+            f"({'costs from the last report on this machine' if costs else 'assumed costs; the estimate follows C2'})")
 
     def replan(self) -> None:
         """Plan every part not yet finished, in run order, from what the report folder holds now (lab.parts.plan:
@@ -374,13 +346,9 @@ class ReportTiming:
                 log(f"      (no estimate for {name}: {type(exc).__name__}: {exc})")
                 self.plan[name] = Work()
 
-    def learn(self) -> None:
-        """Price the remaining steps by setting from every record the finished parts left."""
-        self.estimate.learn([r for name in self.meta["done"] for r in read_jsonl(self.out / name / "records.jsonl")])
-
     def finished(self, name: str, seconds: float, predicted: float, elapsed: float, watcher) -> None:
         self.ran.append(name)
-        self.learn()
+        self.estimate.learn([r for done in self.meta["done"] for r in read_jsonl(self.out / done / "records.jsonl")])
         if self.plan.get(name) == Work():  # trains nothing: its time is a notebook's start
             self.estimate.use({"notebook_s": seconds}, "measured")
         elif name == self.calibrates:
@@ -411,13 +379,16 @@ class ReportTiming:
             if work.launches and took:
                 rest = self.estimate.seconds(Work(steps=work.steps, runs=work.runs))
                 costs["launch_s"] = max(0.0, (took - rest) / work.launches)
-        save_costs(self.key, costs)
+        cached = cached_costs()
+        try:
+            save_json(cache_dir() / COSTS, {**cached, self.key: {**cached.get(self.key, {}), **costs}})
+        except OSError:  # a cache: a read-only home only costs the measured first guess
+            pass
 
     def actual(self, took: float) -> float:
         """The report's duration: this session's, and for a resumed report also the notebooks that earlier
         sessions finished (the time between sessions is nobody's work)."""
-        earlier = sum(v for k, v in self.meta["done"].items() if k not in self.ran)
-        return took + earlier
+        return took + sum(v for k, v in self.meta["done"].items() if k not in self.ran)
 
     def verdict(self, took: float) -> str:
         est, actual = self.meta.get("estimate"), self.actual(took)
@@ -433,10 +404,9 @@ class ReportTiming:
 def replay(folder, after: str | None = None, defaults: dict | None = None) -> dict:
     """The estimate as it stood after part `after` (default: the part that calibrates) of the finished report in
     `folder`, made again by this code from that report's records of the parts up to `after` (copied into a
-    temporary folder, so the plan sees only them), with assumed costs where nothing measured them (an empty
-    cost cache), set against the report's actual seconds: {"after", "parts": {name: (predicted, actual)},
-    "elapsed_s", "total_s", "actual_s", "error"}. `defaults`: each notebook's own parameters (the runner's)."""
-    import contextlib
+    temporary folder, so the plan sees only them), with assumed costs, set against the report's actual seconds:
+    {"after", "parts": {name: (predicted, actual)}, "elapsed_s", "total_s", "actual_s", "error", "costs"}.
+    `defaults`: each notebook's own parameters (the runner's)."""
     import shutil
     import tempfile
 
@@ -445,27 +415,20 @@ def replay(folder, after: str | None = None, defaults: dict | None = None) -> di
     names, done = list(meta["parameters"]), meta["done"]
     after = after or calibrating(names)
     known = names[:names.index(after) + 1]
-    with contextlib.ExitStack() as stack:
-        out = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
         for name in known:
             if (folder / name).is_dir():
                 shutil.copytree(folder / name, out / name)
         rows = results.read(folder)
         (out / results.MEASUREMENTS).write_text(results.to_json(rows[rows["part"].isin([*known, "report"])]))
         m = {"parameters": meta["parameters"], "done": {}}
-        timing = ReportTiming.__new__(ReportTiming)  # as the runner makes it, less the cost cache and the log
-        timing.meta, timing.out, timing.ran, timing.taken, timing.foreseen = m, out, [], 0.0, 0.0
-        timing.calibrates = calibrating(names)
-        timing.params = {n: {**(defaults or {}).get(n, {}), **p} for n, p in meta["parameters"].items()}
-        timing.plan, timing.estimate = {}, Estimate(peaks=peaks_of(results.read(folder, part="report")))
-        timing.replan()
-        sink = stack.enter_context(open(os.devnull, "w"))
-        watcher = Watcher(out / "progress.jsonl", timing.plan, timing.estimate, stream=sink)
+        timing = ReportTiming(m, out, defaults or {}, cached=False)
+        watcher = Watcher(out / "progress.jsonl", timing.plan, timing.estimate)
         elapsed = 0.0
         for name in known:
             predicted = timing.estimate.seconds(timing.plan.get(name, Work()))
-            m["done"][name] = done[name]
-            watcher.finished[name] = done[name]
+            m["done"][name] = watcher.finished[name] = done[name]
             elapsed += done[name]
             timing.finished(name, done[name], predicted, elapsed, watcher)
         e = timing.estimate
