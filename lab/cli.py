@@ -20,7 +20,7 @@ from .engine import dist
 from .engine.fast import fast_reason
 from .engine.resolve import WORKSPACE, device_type, resolve
 from .engine.train import run
-from .parts.tables import format_epoch_table
+from .parts.tables import epoch_table
 from .report.runner import render_again, run_report
 
 
@@ -67,8 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", parents=[common],
                            help="speed goals P1-P5 on one device, as ratios with their spread")
-    bench.add_argument("--device", choices=DEVICES, default="auto",
-                       help="(default %(default)s: CUDA where available)")
+    bench.add_argument("--device", choices=DEVICES, default="auto", help="(default %(default)s: CUDA where available)")
     bench.add_argument("--data", default="data", help="data folder (default %(default)s)")
     bench.add_argument("--dataset", choices=(*DATASETS, "auto"), default="auto",
                        help="(default %(default)s: CIFAR-10 if present, else synthetic)")
@@ -90,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "fast stays, as it resolves (on CUDA it compiles)")
 
     compare = sub.add_parser("compare", parents=[common],
-                             help="reports side by side (two machines, two profiles): compare.html and compare.pdf")
+                             help="reports side by side (two or more: machines, profiles), through their tables: "
+                             "compare.html and compare.pdf")
     compare.add_argument("reports", nargs="+", metavar="REPORT", help="report folders (e.g. results/latest)")
     compare.add_argument("--out", default=None, metavar="DIR", help="where compare.html goes "
                          "(default results/compare-<time>)")
@@ -99,28 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def check_train_args(args) -> Config:
-    """Everything `train` checks before anything is written or trained: the Config and the flags that are not
-    its fields. Returns the Config."""
+    """The Config, and the flags that are not its fields, checked before anything is written or trained."""
     config = config_from_args(args)
     OPTIONS["nproc_per_node"].check("--nproc-per-node", args.nproc_per_node)
     OPTIONS["results"].check("--results", args.results)
     return config
-
-
-def _without_nproc(argv: list[str]) -> list[str]:
-    out, skip = [], False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg == "--nproc-per-node":
-            skip = True
-        elif not arg.startswith("--nproc-per-node="):
-            out.append(arg)
-    return out
-
-
-def _rank() -> int:
-    return int(os.environ.get("RANK", "0")) if dist.launched() else 0
 
 
 def cmd_train(args) -> int:
@@ -135,22 +118,24 @@ def cmd_train(args) -> int:
             signum = signal_of(exc)
             if signum is None:
                 raise
+            rank = int(os.environ.get("RANK", "0")) if dist.launched() else 0
             raise Interrupted(interruption_message(signum, reached, config.checkpoint, args.results), signum,
-                              quiet=_rank() != 0) from None  # one line, from rank 0 only
+                              quiet=rank != 0) from None  # one line, from rank 0 only
         finally:
             dist.shutdown()
 
 
 def _launch(config: Config, args) -> int:
-    """--nproc-per-node N: torchrun's launcher runs N ranks. Its agent turns SIGINT/SIGTERM into a
-    SignalException and passes the signal on to every rank; rank 0 prints the interruption's line, the
-    launcher ends with 128 + the signal's number and prints nothing more."""
+    """--nproc-per-node N: torchrun's launcher runs N ranks and passes a SIGINT/SIGTERM on to them; rank 0 says the
+    interruption's line, the launcher only ends with 128 + the signal's number."""
     for name in list(logging.root.manager.loggerDict):  # the launcher's warnings ("Received 15 death signal, ...")
         if name.startswith("torch.distributed.elastic"):  # would be lines beside the job's own one
             logging.getLogger(name).setLevel(logging.ERROR)
     resolve(config, launch=args.nproc_per_node)  # what N processes cannot do, refused before any starts
+    flag = "--nproc-per-node"  # left out of the ranks' arguments, with its value
+    argv = [a for i, a in enumerate(args.argv) if not a.startswith(flag) and args.argv[i - 1:i] != [flag]]
     try:
-        return dist.launch(args.nproc_per_node, _without_nproc(args.argv))
+        return dist.launch(args.nproc_per_node, argv)
     except SignalException as exc:
         raise Interrupted(f"interrupted by {signal.Signals(exc.sigval).name}", exc.sigval, quiet=True) from None
 
@@ -171,7 +156,10 @@ def _train(config: Config, args, reached: RunState) -> int:
                  "threads each; rank 0's numbers)" if r["world_size"] > 1 else "")
         print(f"\n{config.optimizer}, lr={config.lr}, {how}, timers={r['timers']}, device={r['device_name']}, "
               f"data={config.dataset}{ranks}", file=table_out)
-        print(format_epoch_table(records), file=table_out)
+        table = epoch_table(records)
+        table["top1"] = table["top1"] * 100
+        print(table.rename(columns={"top1": "top1_%"}).to_string(float_format=lambda v: f"{v:.3f}", na_rep=""),
+              file=table_out)
         if r["timers"] == "epoch":
             print("load/train/other: not measured (epoch timers: one clock per epoch, no host sync per step)",
                   file=table_out)
@@ -186,9 +174,7 @@ def cmd_report(args) -> int:
     OPTIONS["profile"].check("--profile", args.profile)
     for flag in ("results", "data", "out"):
         OPTIONS["results"].check(f"--{flag}", getattr(args, flag))  # a folder, or None for the default
-
-    run_report(args.profile, results_root=args.results, data=args.data, out=args.out, force=args.force,
-               new=args.new)
+    run_report(args.profile, results_root=args.results, data=args.data, out=args.out, force=args.force, new=args.new)
     return 0
 
 
@@ -229,16 +215,11 @@ def main(argv=None) -> int:
     try:
         return {"train": cmd_train, "report": cmd_report, "bench": cmd_bench,
                 "compare": cmd_compare, "render": cmd_render}[args.command](args)
-    except Interrupted as exc:
+    except LabError as exc:  # an interruption's line is said as it is (by rank 0 only)
         if args.debug:
             raise
-        if not exc.quiet:
-            print(exc, file=sys.stderr, flush=True)
-        return exc.exit_code
-    except LabError as exc:
-        if args.debug:
-            raise
-        print(f"error: {exc}", file=sys.stderr)
+        if not (isinstance(exc, Interrupted) and exc.quiet):
+            print(exc if isinstance(exc, Interrupted) else f"error: {exc}", file=sys.stderr, flush=True)
         return exc.exit_code
     except (KeyboardInterrupt, Terminated) as exc:
         signum = exc.signum if isinstance(exc, Terminated) else signal.SIGINT

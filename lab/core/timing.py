@@ -1,8 +1,5 @@
-"""Wall-clock attribution of an epoch to phases.
-
-CUDA kernels run asynchronously: a clock read while kernels are queued measures nothing. Every clock
-reading here therefore goes through `now(device)`, which synchronizes the device first (a no-op on CPU).
-"""
+"""Wall-clock attribution of an epoch to phases. CUDA kernels run asynchronously, so every clock read goes through
+`now(device)`, which synchronizes the device first (a no-op on CPU)."""
 from __future__ import annotations
 
 from collections import defaultdict

@@ -1,11 +1,5 @@
-"""The report's parts, in run order: one module each (lab/parts/<id>.py), each declaring itself through one
-interface (`lab.parts.base.Part`, its module's `PART`); the registry that the report runner, each notebook, the
-summary, the estimate and `compare` iterate over (as torchvision finds its models by name).
-
-A part's module holds its whole story, in the order a reader asks for it: its runs (`runs`), how it makes them
-(`measure`), its section (`section`) and its rows of the findings table (`findings`). What the parts share lives
-beside them: base (the interface, runs, interleaving, reuse, the plan), tables, plots, display and comparison.
-"""
+"""The registry of the report's parts, in run order: one module each, declaring itself as `PART` (lab.parts.base.Part;
+docs/architecture.md), and what the runner, the notebooks, the summary and the estimate do with a part."""
 from __future__ import annotations
 
 from importlib import import_module
@@ -20,8 +14,8 @@ from . import display
 from .base import DEFAULT_WORKERS, Part, Report, Work
 from .tables import load
 
-# The registry: every part's module, in run order (C3 finds the best worker count that the parts after it use).
-# This list is the only place outside its own module where a part is named.
+# Every part's module, in run order (C3 finds the best worker count that later parts use): the one place outside
+# its own module where a part is named.
 PARTS: tuple[Part, ...] = tuple(import_module(f".{name}", __name__).PART for name in (
     "q_model", "c2_timing", "c3_workers", "c4_workers_profile", "c5_devices", "c6_optimizers", "c7_batchnorm",
     "c8_acceleration", "c9_scaling", "c10_deploy", "c11_limits"))
@@ -50,7 +44,7 @@ def in_lab_order() -> list[Part]:
 
 
 def parameters(part: Part) -> dict[str, str]:
-    """What each of a part's notebook parameters means (results_dir, then the part's), from their Specs."""
+    """What each of a part's notebook parameters means, from their Specs."""
     return {name: PARAMETERS[name].help for name in dict.fromkeys(("results_dir", *part.parameters))}
 
 
@@ -64,8 +58,8 @@ def output_dir(results_dir, part: str) -> Path:
 
 
 def config_for(part: str, params: dict) -> Config:
-    """The Config of a part's runs from its parameters (those that are Config fields; no checkpoints: a
-    report re-runs whole notebooks). `dataset: auto` is resolved here (lab.data.cifar10.resolve_dataset)."""
+    """The Config of a part's runs from its parameters that are Config fields, `dataset: auto` resolved; no
+    checkpoints (a report re-runs whole notebooks)."""
     names = set(Config().to_dict())
     fields = {k: v for k, v in params.items() if k in names and v is not None}
     fields["dataset"] = resolve_dataset(fields.get("dataset", "auto"), fields.get("data", "../data"))
@@ -73,8 +67,7 @@ def config_for(part: str, params: dict) -> Config:
 
 
 def best_workers(results_dir) -> tuple[int, str]:
-    """The best worker count in a report folder and where it came from: the row of the part that provides it
-    (metric "best_workers": the count, and in words where it came from), else the lab's default."""
+    """The best worker count in a report folder and, in words, where it came from (its row), else the default."""
     rows = results.read(results_dir, metric="best_workers")
     if len(rows) and rows["value"].notna().iloc[-1]:
         return int(rows["value"].iloc[-1]), str(rows["text"].iloc[-1])
@@ -90,9 +83,8 @@ def with_workers(part: str, params: dict) -> dict:
 
 
 def run(part: str, namespace: dict) -> list[dict]:
-    """A notebook's work: check its parameters (lab.core.config), take the best worker count where it applies
-    (the records say so, and whether C3 could tell: extra["workers"]), and make the part's runs into its
-    emptied folder; the records."""
+    """A notebook's work: its parameters checked, the best worker count taken where it applies (said in
+    extra["workers"]), the part's runs made into its emptied folder and its claims decided; the records."""
     checked = check_namespace(namespace)
     params = with_workers(part, checked)
     config, out = config_for(part, params), output_dir(params["results_dir"], part)
@@ -118,8 +110,7 @@ def ran(part: Part, results_dir) -> tuple[pd.DataFrame, bool]:
 
 
 def plan(part: str, params: dict, report: Report) -> Work:
-    """The work a part will do with `params` in `report`, from the same decision its `run` makes (`runs`);
-    its Runs are kept in `report.planned` for the parts after it that reuse them."""
+    """The work a part will do with `params`, from the `runs` its `run` makes, kept in `report.planned`."""
     params = with_workers(part, {"dataset": "synthetic", **params, "results_dir": str(report.results_dir)})
     config = config_for(part, params)  # a part without a data set plans as synthetic: same sizes
     runs = BY_ID[part].runs(config, params, report)
@@ -127,28 +118,20 @@ def plan(part: str, params: dict, report: Report) -> Work:
     return runs.work(config.batch_size)
 
 
-def reuse_note(df: pd.DataFrame) -> str | None:
-    """Which runs a part took from an earlier part's interleaved block (lab.parts.base.reuse), or None."""
-    if "reused_from" not in df or not df["reused_from"].notna().any():
-        return None
-    taken = ", ".join(dict.fromkeys(df["reused_from"].dropna()))
-    return (f"These runs were measured once, in an earlier part's interleaved block, and are reused here (same "
-            f"settings; this part compares them only with each other): {taken}.")
-
-
 def render(part: str, records, results_dir=None, figures_dir=None) -> None:
-    """A part's section from its records (a list of records or a DataFrame)."""
+    """A part's section from its records (a list or a DataFrame), after a note naming the runs it reused."""
     df = pd.DataFrame(records).reset_index(drop=True)
-    note = reuse_note(df)
-    if note:
-        display.show(display.markdown(f"*{note}*"))
+    if "reused_from" in df and df["reused_from"].notna().any():
+        taken = ", ".join(dict.fromkeys(df["reused_from"].dropna()))
+        display.show(display.markdown(f"*These runs were measured once, in an earlier part's interleaved block, and "
+                                      "are reused here (same settings; this part compares them only with each "
+                                      f"other): {taken}.*"))
     BY_ID[part].section(df, results_dir, figures_dir)
 
 
 def findings(results_dir, errors: list | None = None) -> list[display.Finding]:
-    """Every part's rows of the findings table, in the order of the lab's questions; a part that did not run
-    says so in each of its rows. With `errors` (a list), a part whose findings raise says so in its rows and adds
-    its line (display.failure) to `errors`: the other parts' rows are still written."""
+    """Every part's findings rows, in the lab's order; a part that did not run says so. With `errors`, a part whose
+    findings raise says so in its rows and adds its line to `errors`, and the others are still written."""
     rows = []
     for part in PARTS:
         try:
@@ -167,12 +150,11 @@ def findings(results_dir, errors: list | None = None) -> list[display.Finding]:
 
 
 def show(part: str, results_dir, figures_dir=None) -> None:
-    """The summary's section of one part: its heading, then its records rendered, or a line saying that the
-    part did not run in this report."""
+    """The summary's section of one part: its heading, then its section or a line saying it did not run."""
     declared = BY_ID[part]
     display.show(display.heading(part, declared.title))
     records, measured = ran(declared, results_dir)
     if not measured:
         print(f"{part} did not run in this report.")
-        return None
+        return
     render(part, records, results_dir, figures_dir)

@@ -85,8 +85,6 @@ class Runs:
         return work
 
 
-# --- the report a part runs in -------------------------------------------------------------------------------
-
 # Fields two runs may differ in and still be the same measurement (device: compared resolved)
 NOT_THE_SETTING = ("experiment", "tag", "extra", "checkpoint", "resume", "device")
 
@@ -114,15 +112,14 @@ class Report:
         for source in dict.fromkeys([*self.planned, *folders]):
             if source == mine:
                 continue
-            if (Path(self.results_dir) / source / "records.jsonl").exists():
-                if find_reusable(self.results_dir, source, wanted) is not None:
-                    return source
-                continue
-            planned = self.planned[source]
-            if planned.reused_from is None:
-                block = {c.tag: setting(c) for c in planned.block}
-                if all(block.get(tag) == setting(config) for tag, config in wanted.items()):
-                    return source
+            if source in folders:  # it ran: its records
+                found = find_reusable(self.results_dir, source, wanted) is not None
+            else:  # not yet run: its plan
+                block = {c.tag: setting(c) for c in self.planned[source].block}
+                found = self.planned[source].reused_from is None and all(
+                    block.get(tag) == setting(config) for tag, config in wanted.items())
+            if found:
+                return source
         return None
 
 
@@ -215,8 +212,6 @@ def claims(part_id: str, verdicts: Callable, records, results_dir) -> dict:
 def device_available(name: str) -> bool:
     return name == "cpu" or (name == "cuda" and torch.cuda.is_available())
 
-
-# --- the interface every part declares itself through ---------------------------------------------------------
 
 # Notebook parameters every training part has (a part's `parameters` name its own); their meaning is their Spec's.
 COMMON = ("results_dir", "data", "dataset", "device", "batch_size", "epochs", "max_batches", "lr", "seed")

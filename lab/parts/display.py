@@ -1,7 +1,5 @@
-"""How a part's section is drawn: `show` displays tables (styled DataFrames), Markdown and HTML in the
-notebook, `figure` shows a figure and saves its PNG and SVG copies, and `print` writes plain lines. A part's
-`section()` calls these in the order the reader sees them; tests/test_goldens.py records them as text.
-IPython and matplotlib are the notebook extra's (lab.core.extras)."""
+"""How a part's section is drawn, in the order the reader sees it: `show` (tables, Markdown, HTML), `figure` (also
+saved as PNG and SVG) and `print`; tests/test_goldens.py records them as text."""
 from __future__ import annotations
 
 import functools
@@ -22,8 +20,8 @@ _csv: dict = {}  # while `tables_as_csv` is active: the folder and the part whos
 
 @contextmanager
 def tables_as_csv(folder, part: str):
-    """Every table `show` displays inside this block is also written to `folder/<part>.csv` (the next ones
-    `<part>-2.csv`, ...): the numbers the reader sees, unrounded, readable by pandas or a spreadsheet."""
+    """Every table `show` displays inside this block is also written, unrounded, to `folder/<part>.csv` (the next
+    ones `<part>-2.csv`, ...)."""
     Path(folder).mkdir(parents=True, exist_ok=True)
     _csv.update(folder=Path(folder), part=part, count=0)
     try:
@@ -53,8 +51,7 @@ def show(*objs) -> None:
 
 
 def show_updatable(obj):
-    """Display `obj` and return the handle whose update() redraws it where it stands (IPython's display id; None
-    outside a kernel)."""
+    """Display `obj`; the handle whose update() redraws it in place (None outside a kernel)."""
     return need("IPython.display").display(obj, display_id=True)
 
 
@@ -105,8 +102,8 @@ def not_answered(part: str, questions, why: str) -> list[Finding]:
 
 
 def failure(part: str, where: str, exc: BaseException) -> str:
-    """What could not be drawn, in one line: "C10_deploy's findings: TypeError: ... (c10_deploy.py:378)", naming the
-    lab's own line that raised (the innermost frame in lab/)."""
+    """What could not be drawn, in one line naming the lab's own line that raised: "C10_deploy's findings:
+    TypeError: ... (c10_deploy.py:378)"."""
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename).resolve().is_relative_to(LAB)]
     at = f" ({Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
     message = (str(exc).splitlines() or [""])[0]
@@ -114,8 +111,7 @@ def failure(part: str, where: str, exc: BaseException) -> str:
 
 
 def block(name: str, *args) -> str:
-    """One of the report's own HTML blocks (lab/report/templates/blocks.html.j2: header, appendix, heading, error,
-    findings), its values escaped."""
+    """One of the report's HTML blocks (templates/blocks.html.j2: header, appendix, heading, error, findings)."""
     return str(getattr(_blocks(), name)(*args))
 
 
@@ -134,8 +130,3 @@ def error_block(line: str):
 def heading(part: str, title: str):
     """A part's section heading, with the part's id as its anchor (the findings table links to it)."""
     return html(block("heading", part, title))
-
-
-def findings_html(rows: list[Finding]) -> str:
-    """The findings table: a row per question, linked to the section that shows the measurement."""
-    return block("findings", rows)

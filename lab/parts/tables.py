@@ -1,6 +1,5 @@
-"""What the parts' tables share: records as DataFrames (lab.engine.records' schema), steady-state means
-with their min-max ranges and samples per group (the warm-up rule is lab.core.stats.steady, nowhere else),
-the display form, speed-up ranges, and one run's per-epoch table (C2's, and `python -m lab train`'s)."""
+"""What the parts' tables share: records as DataFrames, steady-state means with ranges and samples per group
+(lab.core.stats.steady), the display form, speed-up ranges, one run's epoch table, the measured peaks."""
 from __future__ import annotations
 
 import functools
@@ -28,9 +27,8 @@ def load(results_dir, experiment: str | None = None, kind: str = "epoch") -> pd.
 
 
 def summarize(df: pd.DataFrame, by) -> pd.DataFrame:
-    """Per group (in order of first appearance): steady-state mean of each phase (lab.core.stats.steady: the
-    warm-up epoch left out where there are others) and its min–max range, the plain mean, the last
-    epoch's loss and top-1 (and test top-1 where evaluated), and the training throughput of whole epochs."""
+    """Per group (in order of appearance): each phase's steady mean, range and samples, the plain mean, the last
+    epoch's loss and top-1s, and the training throughput of whole epochs."""
     by = [by] if isinstance(by, str) else list(by)
     rows = []
     all_steady = stats.steady(df)
@@ -56,18 +54,14 @@ def summarize(df: pd.DataFrame, by) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=None if rows else columns).set_index(by)
 
 
-# --- the wait for data, split (C3's table and C4's split of its wait) ---------------------------------------
-
 def batch_wait(df: pd.DataFrame) -> pd.Series:
-    """Per epoch, the wait on the loader's batches: load_s without the workers' start-up (`iter()`,
-    loader_start_s), which the DataLoader pays each epoch unless its workers are persistent."""
+    """Per epoch, the wait on the loader's batches: load_s less the workers' start-up (loader_start_s)."""
     return df["load_s"] - df["loader_start_s"]
 
 
 def startup_split(df: pd.DataFrame, by: str) -> pd.DataFrame:
-    """Per group of `by` (in order of first appearance), over its steady epochs: the per-batch wait
-    (batch_wait) and the workers' start-up (loader_start_s), each as a mean, a range and its samples. The
-    two add up to the wait for data (load_s): C3's table and C4's split of its wait."""
+    """Per group of `by`, over its steady epochs: batch_wait and the workers' start-up (which add up to load_s), each
+    as a mean, a range and its samples."""
     steady = stats.steady(df)
     rows = {}
     for key in df[by].unique():
@@ -84,17 +78,12 @@ def persistent_workers(df: pd.DataFrame) -> pd.Series:
     return df.get("persistent_workers", pd.Series(False, index=df.index)).fillna(False).astype(bool)
 
 
-MEMORY, MIB = fields.MEMORY, fields.MIB
-
-
 def memory(df: pd.DataFrame, by: str, strict: bool = False) -> pd.DataFrame:
-    """Per group of `by`: the largest of each memory field over its steady epochs (and ranks), in bytes, keyed by
-    the field: the warm-up epoch's one-off costs (cuDNN's autotuning workspace, compilation, the optimizer's first
-    buffers) left out as from every steady figure (lab.core.stats.steady; `strict` as there). A column appears
-    only where a record has its figure (CUDA's on CUDA; none in a report from before memory was recorded)."""
+    """Per group of `by`: the largest of each memory field (bytes) over its steady epochs, the warm-up's one-off costs
+    left out; a column only where a record has the field."""
     steady = stats.steady(df, strict=strict) if "status" in df else df
     out = pd.DataFrame(index=pd.Index(df[by].unique(), name=by))
-    for name in MEMORY:
+    for name in fields.MEMORY:
         if name in steady and steady[name].notna().any():
             out[name] = pd.to_numeric(steady[name], errors="coerce").groupby(steady[by], sort=False).max()
     return out
@@ -104,16 +93,10 @@ LONG = 40  # characters: a longer text leaves its cell for a numbered note under
 
 
 def style(table: pd.DataFrame):
-    """Display form, the one path every table takes: measured numbers to three significant figures (lab.core.
-    stats.sig: seconds, MiB, images/s), whole-number columns (epochs, batches, workers, counts) as integers,
-    each column labelled and scaled by its field (lab.core.fields: top-1 in percent, bytes in MiB), missing cells
-    as a dash, never NaN; a column empty everywhere and a mean beside its "mean (min–max)" column hidden (the CSV
-    keeps them); a text longer than LONG shows as its head and a note number, its whole text numbered under the
-    table (so no cell is clipped and the table fits the page; the CSV keeps the whole text). The raw samples
-    behind the ranges are left out."""
+    """The display form, the one path every table takes (docs/measuring.md): labelled and scaled by field, three
+    significant figures, a long text as a note under the table; raw samples left out."""
     table = fields.shown(table[[c for c in table.columns if not str(c).endswith(" samples")]])
-    # hidden from the reader, kept in the CSV: a column with nothing in it (test top-1 where nothing was
-    # evaluated), and a mean beside its "mean (min–max)" column (the range says it)
+    # hidden, kept in the CSV: a column with nothing in it, a mean beside its "mean (min–max)" column
     hidden = [c for c in table.columns if (len(table) and table[c].isna().all()) or f"{c} range" in table.columns]
     shown = [c for c in table.columns if c not in hidden]
     long = [v for row in table[shown].itertuples(index=False) for v in row if isinstance(v, str) and len(v) > LONG]
@@ -178,23 +161,13 @@ def epoch_table(records) -> pd.DataFrame:
     return pd.concat([table, pd.DataFrame(summary)], ignore_index=True).set_index("epoch")
 
 
-def format_epoch_table(records) -> str:
-    table = epoch_table(records).copy()
-    table["top1"] = table["top1"] * 100
-    table = table.rename(columns={"top1": "top1_%"})
-    return table.to_string(float_format=lambda v: f"{v:.3f}", na_rep="")
-
-
-# --- a step against this machine's measured peak (C11 measures them at the report's start) ---------------------
-
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 BANDWIDTHS = {"copy": "copy_GBs", "triad": "triad_GBs"}
 
 
 def save_peaks(rows: results.Rows, device: str, peaks: dict) -> None:
-    """A device's measured peaks (lab.engine.roofline.machine_peaks) as rows: each precision's matmul/conv peak
-    (TFLOP/s; `instructions`: native or emulated), copy and triad bandwidth (GB/s), and the probe's conditions
-    (its shapes, threads, load, date and seconds) as JSON text."""
+    """A device's measured peaks (roofline.machine_peaks) as rows: each precision's TFLOP/s (native or emulated),
+    copy and triad GB/s, and the probe's conditions as JSON text."""
     emulated = peaks.get("emulated", [])
     out = [rows.row("peak", peaks[p], "TFLOP/s", device=device, precision=p,
                     instructions="emulated" if p in emulated else "native") for p in PRECISIONS if p in peaks]
@@ -229,8 +202,7 @@ def report_peaks(results_dir, device: str) -> dict | None:
 
 @functools.lru_cache(maxsize=64)
 def step_flops(batch: int, train: bool = True) -> int:
-    """FLOPs of one training step (forward + backward) or one forward of the lab's ResNet-18 at `batch` (counted
-    once per batch and kind: each count builds the model on the meta device)."""
+    """FLOPs of one training step (or forward) of the lab's ResNet-18 at `batch`, counted once on the meta device."""
     return flops.count(resnet18(), int(batch), train, device="meta")["total"]
 
 

@@ -1,8 +1,6 @@
-"""What a profile can conclude, from the comparison rule itself: for each part that compares speed, its family of
-claims at the profile's sizes (the settings it compares, their steady epochs) and the smallest p that family
-can give. Where that is above ALPHA, no sentence of the part can name a winner, whatever the measurements:
-the part says "too few measurements", with the count that could. README's table is `table("quick")`
-(tests/test_validation.py keeps the two equal)."""
+"""What a profile can conclude, from the comparison rule itself: per part that compares speed, the smallest p its
+family of claims can give at the profile's sizes; above ALPHA no sentence names a winner ("too few measurements").
+README's table is `table("quick")` (tests/test_validation.py keeps the two equal)."""
 from __future__ import annotations
 
 import json
@@ -33,15 +31,11 @@ def rows(profile_name: str, device: str = "cpu") -> list[dict]:
         params = {**notebook_defaults(part.id), **notebook_parameters(profile, part.id, declared, fixed)}
         params = parts.with_workers(part.id, params)
         config = parts.config_for(part.id, params)
-        shape = part.speed_family(config, params, report)
-        if shape is None:
-            out.append({"part": part.id, "settings": 0, "steady": 0, "claims": 0, "p": None, "decides": False,
-                        "needed": None})
-            continue
-        steady, claims = shape
-        decides, smallest, needed = stats.decidable(steady, claims)
-        out.append({"part": part.id, "settings": len(steady), "steady": min(steady.values()), "claims": len(claims),
-                    "p": smallest, "decides": decides, "needed": needed})
+        shape = part.speed_family(config, params, report)  # None: nothing to compare on this node
+        steady, claims = shape or ({}, [])
+        decides, smallest, needed = stats.decidable(steady, claims) if shape else (False, None, None)
+        out.append({"part": part.id, "settings": len(steady), "steady": min(steady.values(), default=0),
+                    "claims": len(claims), "p": smallest, "decides": decides, "needed": needed})
     return out
 
 

@@ -31,10 +31,8 @@ def write_html(notebook: Path, target: Path) -> Path:
 
 
 def find_chromium() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
-        if shutil.which(name):
-            return shutil.which(name)
-    return None
+    names = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+    return next(filter(None, map(shutil.which, names)), None)
 
 
 A4_MM, MARGIN_MM = 210, 12  # templates/report.html.j2: @page { size: A4; margin: 12mm }
@@ -46,9 +44,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-b
 @contextmanager
 def print_layout(html: Path):
     """A Chromium page of `html` laid out as it prints: print media, a line as wide as A4 less the margins."""
-    chromium = find_chromium()
     with need("playwright.sync_api").sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=find_chromium(), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": PRINT_WIDTH_PX, "height": 1100})
             page.set_default_timeout(300_000)  # a report of many MB on a busy machine loads in seconds, not 30
@@ -82,9 +79,8 @@ class Printed:
 
 
 def write_pdf(html: Path, target: Path) -> Printed | None:
-    """Print the HTML to PDF with headless Chromium, every table fitted to the page first (a table wider than the
-    page is laid out again: fit.js, each named in the log); the HTML is rewritten as printed. Without Chromium, say
-    how to get it."""
+    """Print the HTML to PDF with headless Chromium, a table wider than the page laid out again first (fit.js, named
+    in the log; the HTML rewritten as printed). Without Chromium, say how to get it."""
     if find_chromium() is None:
         log("report.pdf skipped: Chromium not found. Install it (Debian/Ubuntu: `sudo apt-get install chromium`,"
             " or `make browser`) and run the report again; report.html is complete.")

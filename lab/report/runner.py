@@ -9,40 +9,35 @@ import functools
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from unittest import mock
 
 import torch
 import yaml
 
 from .. import parts
-from ..parts import tables
+from ..core import files, results
 from ..core.config import PARAMETERS, PROFILE, Config, show
-from ..core import results
-from ..core import files
 from ..core.errors import ConfigError, LabError
 from ..core.extras import need
 from ..core.files import check_writable, save_json
 from ..data.cifar10 import ensure_synthetic, load_dataset, resolve_dataset
 from ..engine import environment, progress, roofline
-from ..engine.resolve import device_type
 from ..engine.records import git_commit
-from .estimate import ReportTiming, Watcher, clock
+from ..engine.resolve import device_type
+from ..parts import tables
 from . import summary
-from .publish import write_html, write_pdf
+from .estimate import ReportTiming, Watcher, clock
+from .publish import log, write_html, write_pdf
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 NOTEBOOK_DIR = ROOT / "notebooks"
 PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
 NOTEBOOKS = parts.IDS  # in run order: C3 finds the best worker count that C4-C9 use
 SUMMARY = "summary"
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 # Parameters the report runner sets itself (--results, --data, its own summary): not a profile's to set.
@@ -82,8 +77,7 @@ def load_profile(name: str, _chain: tuple = ()) -> dict:
 
 
 def check_profile(profile: dict, name: str) -> None:
-    """A profile file's settings (PROFILE), its notebooks' names and every parameter value (PARAMETERS):
-    a ConfigError of one line naming the first bad one."""
+    """A profile's settings, notebooks and parameter values checked: a one-line ConfigError naming the first bad."""
     for key, value in profile.items():
         if key not in PROFILE:
             raise ConfigError(f"profile {name}: unknown setting {show(key)} (settings: {', '.join(PROFILE)})")
@@ -116,9 +110,8 @@ def peaks_device(meta: dict) -> str:
 
 
 def measure_peaks(meta: dict, probe: str) -> dict:
-    """This machine's peaks for the report's device (lab.engine.roofline.machine_peaks: measured once per machine,
-    torch, threads and load, then cached), before the notebooks, so that every part can set its steps against
-    them; {} where the profile says off."""
+    """This machine's peaks for the report's device (roofline.machine_peaks, cached), for the parts to set their steps
+    against; {} where the profile says off."""
     if probe == "off":
         return {}
     kind = peaks_device(meta)
@@ -147,8 +140,7 @@ def notebook_defaults(name: str) -> dict:
 
 
 def notebook_parameters(profile: dict, name: str, declared: dict, fixed: dict) -> dict:
-    """common (where the notebook has the parameter) + the notebook's own entries + fixed values. An entry
-    the notebook does not declare, or of the wrong type, is an error, not a silent no-op."""
+    """common (where declared) + the notebook's own entries + `fixed`; an undeclared or ill-typed entry is an error."""
     own = (profile.get("notebooks") or {}).get(name) or {}
     params = {k: v for k, v in (profile.get("common") or {}).items() if k in declared}
     for key, value in own.items():
@@ -157,28 +149,9 @@ def notebook_parameters(profile: dict, name: str, declared: dict, fixed: dict) -
                               f"(it has: {', '.join(declared)})")
         params[key] = value
     params.update({k: v for k, v in fixed.items() if k in declared})
-    for key, value in params.items():
-        if key in PARAMETERS:
-            PARAMETERS[key].check(f"profile {profile['name']}: notebook {name} parameter {key}", value, "should be")
-        else:  # a parameter without a spec in lab.core.config.PARAMETERS (tests/test_validation.py forbids that)
-            _check_type(profile["name"], name, key, value, declared[key])
+    for key, value in params.items():  # each has a Spec: check_profile refused any other
+        PARAMETERS[key].check(f"profile {profile['name']}: notebook {name} parameter {key}", value, "should be")
     return params
-
-
-def _check_type(profile: str, notebook: str, key: str, value, spec: dict) -> None:
-    try:
-        default = ast.literal_eval(spec["default"])  # a literal from the notebook's own parameters cell
-    except (ValueError, SyntaxError):  # not a literal: nothing to compare with
-        return
-    if default is None or value is None:
-        return
-    numbers = (int, float)
-    same = (isinstance(value, numbers) and isinstance(default, numbers) and not isinstance(value, bool)
-            and not isinstance(default, bool) and (isinstance(default, float) or isinstance(value, int))
-            ) or type(value) is type(default)
-    if not same:
-        raise ConfigError(f"profile {profile}: notebook {notebook} parameter {key} should be "
-                          f"{type(default).__name__} like its default {spec['default']}, got {value!r}")
 
 
 def new_report_dir(profile_name: str, results_root: Path) -> Path:
@@ -192,9 +165,8 @@ def new_report_dir(profile_name: str, results_root: Path) -> Path:
 
 
 def kernel_manager(sockets: str):
-    """Kernels on local IPC sockets rather than unencrypted loopback TCP, in the folder `sockets`: jupyter's
-    default, `kernel-ipc-<port>` in the working directory (notebooks/), would let two reports running at once
-    (two profiles, parallel tests) connect to each other's kernels."""
+    """Kernels on IPC sockets in the folder `sockets`, not loopback TCP or jupyter's default folder: two reports
+    running at once cannot reach each other's kernels."""
     class IPCKernelManager(need("jupyter_client.manager").AsyncKernelManager):
         transport = need("traitlets").CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
 
@@ -219,10 +191,8 @@ def execute(name: str, out: Path, parameters: dict, timeout) -> None:
 
 
 def run_report(profile_name: str, results_root=None, data=None, out=None, force=False, new=False) -> Path:
-    """Run (or resume) a report. Without `out`, an unfinished report of the same profile (and settings) at
-    results/latest is resumed unless `new`: its finished notebooks are kept, the rest run. A finished
-    report folder is never overwritten without `force`, and then only once the new plan has been checked
-    and the folder's lock is held."""
+    """Run or resume a report (docs/running.md): an unfinished results/latest of the same profile is resumed unless
+    `new`; a finished `out` is replaced only with `force`, once the plan is checked and the lock held."""
     profile = load_profile(profile_name)
     results_root = Path(results_root or ROOT / "results")
     check_writable(results_root)
@@ -258,7 +228,7 @@ def run_report(profile_name: str, results_root=None, data=None, out=None, force=
         total = len(meta["parameters"]) + 1
         timing = ReportTiming(meta, out, {n: notebook_defaults(n) for n in meta["parameters"]})
         with Watcher(out / "progress.jsonl", timing.plan, timing.estimate) as watcher, \
-                _environ(progress.ENV, str(out / "progress.jsonl")):  # the kernels (and C9's processes) inherit it
+                mock.patch.dict(os.environ, {progress.ENV: str(out / "progress.jsonl")}):  # the kernels inherit it
             for i, (name, params) in enumerate(meta["parameters"].items(), 1):
                 if name in meta["done"] and (out / f"{name}.ipynb").exists():
                     log(f"[{i}/{total}] {name}: finished earlier, kept")
@@ -341,13 +311,11 @@ def render_problem(printed, errors: list[str]) -> str | None:
 
 
 def _open_report(profile: dict, results_root: Path, out: Path | None, force: bool, new: bool):
-    """What to do with an existing report folder: (folder, its report.json, False) to resume it,
-    (folder, None, True) to replace it (--force), or (folder or None, None, False) for a new report."""
+    """(folder, report.json, False): resume it; (folder, None, True): replace it; (folder or None, None, False): new."""
     candidate = out if out is not None else (None if new else results_root / "latest")
-    meta_file = candidate / "report.json" if candidate is not None else None
-    if meta_file is None or not meta_file.exists():
+    if candidate is None or not (candidate / "report.json").exists():
         return out, None, False
-    meta = json.loads(meta_file.read_text())
+    meta = json.loads((candidate / "report.json").read_text())
     same = meta.get("profile") == profile["name"] and meta.get("profile_settings") == profile
     if not meta.get("finished") and same:
         return candidate.resolve(), meta, False
@@ -386,22 +354,9 @@ def _plan_report(profile: dict, out: Path, data: str) -> dict:
 
 
 @contextmanager
-def _environ(name: str, value: str):
-    old = os.environ.get(name)
-    os.environ[name] = value
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = old
-
-
-@contextmanager
 def _lock(out: Path):
-    """An exclusive flock on out/.lock for the whole run: released by the kernel whenever the process
-    ends, kill -9 included, so a killed report can be resumed and a running one cannot be entered twice."""
+    """An exclusive flock on out/.lock, released whenever the process ends (kill -9 too): a killed report can be
+    resumed, a running one not entered twice."""
     fd = os.open(out / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -418,8 +373,7 @@ def _lock(out: Path):
 
 
 def _point_latest(results_root: Path, out: Path) -> None:
-    link = results_root / "latest"
     tmp = results_root / f".latest.{os.getpid()}"
     tmp.unlink(missing_ok=True)
     tmp.symlink_to(os.path.relpath(out, results_root.resolve()))
-    tmp.replace(link)
+    tmp.replace(results_root / "latest")

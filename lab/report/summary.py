@@ -12,7 +12,7 @@ from .. import parts
 from ..core import files, results, stats
 from ..engine import environment
 from ..parts import display, tables
-from ..parts.tables import load
+from ..parts.tables import PRECISIONS, load
 
 
 def measured_only(records: pd.DataFrame) -> pd.DataFrame:
@@ -27,8 +27,8 @@ def seen(records: pd.DataFrame, col: str) -> str:
 
 
 def header_html(results_dir, profile: str) -> str:
-    """The report's provenance in a few lines (the machine's details are in the appendix, linked), with a
-    banner when any number came from synthetic data: the findings follow on the first page."""
+    """The report's provenance in a few lines (the machine's details: the appendix), with a banner when any number
+    came from synthetic data."""
     epochs = load(results_dir)
     meta = files.read_json(Path(results_dir) / "report.json", {})
     env = meta.get("environment") or {}
@@ -40,7 +40,7 @@ def header_html(results_dir, profile: str) -> str:
             "data set": seen(epochs, "dataset_kind"),
             "torch": f"{seen(epochs, 'torch_version')}, commit {seen(epochs, 'git_commit')}",
             "measured peaks": peaks_line(tables.peaks_of(results.read(results_dir, part="report"))),
-            "took": took_line(meta)}
+            "took": notebooks_line(meta)}
     return display.block("header", rows, "synthetic" in set(epochs.get("dataset_kind", [])))
 
 
@@ -52,27 +52,26 @@ def started(iso: str | None) -> str | None:
         return iso
 
 
-def took_line(meta: dict) -> str:
-    """The notebooks' total time, and the ones that did not run (a report missing a part says so here)."""
+def notebooks_line(meta: dict, each: bool = False) -> str:
+    """The notebooks' total time (`each`: each one's), and the ones that did not run."""
     done, planned = meta.get("done", {}), list(meta.get("parameters", {}))
     if not planned:
         return "—"
-    total = sum(done[n] for n in planned if n in done)
-    missing = [n for n in planned if n not in done]
-    line = (f"{int(total // 60)} min {int(total % 60):02d} s over "
-            f"{stats.plural(len(planned) - len(missing), 'notebook')}")
+    ran, missing = [n for n in planned if n in done], [n for n in planned if n not in done]
+    total = sum(done[n] for n in ran)
+    line = (", ".join(f"{n} {done[n]:.0f} s" for n in ran) if each else
+            f"{int(total // 60)} min {int(total % 60):02d} s over {stats.plural(len(ran), 'notebook')}")
     return line + (f"; DID NOT RUN: {', '.join(missing)}" if missing else "")
 
 
 def appendix_html(results_dir) -> str:
-    """The machine and the run in full: the CPU and its flags, collect_env's fields, the speed switches the
-    epochs ran with, the records and each notebook's time."""
+    """The machine and the run in full: the CPU, collect_env's fields, the speed switches, each notebook's time."""
     epochs = load(results_dir)
     meta = files.read_json(Path(results_dir) / "report.json", {})
     rows = {"host CPUs": seen(epochs, "host_cpus"), **environment.summary(meta.get("environment")),
             "speed settings": speed_settings(measured_only(epochs)),
             "records": stats.plural(len(measured_only(epochs)), "epoch record"),
-            "notebooks": notebook_durations(meta)}
+            "notebooks": notebooks_line(meta, each=True)}
     return display.block("appendix", rows)
 
 
@@ -89,19 +88,9 @@ def peaks_line(peaks: dict | None) -> str:
     """The machine's measured limits, as the report's start measured them (C11 sets every step against them)."""
     if not peaks:
         return "not measured"
-    return "; ".join(f"{device}: " + ", ".join(f"{p} {v[p]:.3g}" for p in ("fp32", "tf32", "bf16", "fp16") if p in v)
+    return "; ".join(f"{device}: " + ", ".join(f"{p} {v[p]:.3g}" for p in PRECISIONS if p in v)
                      + " TFLOP/s" + (f", copy {v['copy_GBs']:.0f} GB/s" if "copy_GBs" in v else "")
                      for device, v in peaks.items())
-
-
-def notebook_durations(meta: dict) -> str:
-    """Each planned notebook's duration, and the ones that did not run (a report missing a part says so)."""
-    done, planned = meta.get("done", {}), list(meta.get("parameters", {}))
-    if not planned:
-        return "—"
-    ran = ", ".join(f"{n} {done[n]:.0f} s" for n in planned if n in done)
-    missing = [n for n in planned if n not in done]
-    return ran + (f"; DID NOT RUN: {', '.join(missing)}" if missing else "")
 
 
 TABLES = "tables"  # the report's tables as CSV, in the report folder
@@ -110,15 +99,17 @@ ERRORS = "summary-errors.json"  # what the summary could not draw, by step: the 
 
 def save_errors(results_dir, step: str, lines: list[str]) -> None:
     """The lines (display.failure) of what `step` ("findings", "sections", "appendix") could not draw."""
-    saved = files.read_json(Path(results_dir) / ERRORS, {})
-    files.save_json(Path(results_dir) / ERRORS, {**(saved if isinstance(saved, dict) else {}), step: lines})
+    files.save_json(Path(results_dir) / ERRORS, {**_errors(results_dir), step: lines})
 
 
 def read_errors(results_dir, step: str | None = None) -> list[str]:
     """Every line the summary saved (save_errors), or `step`'s; [] where it drew everything."""
+    return [line for name, lines in _errors(results_dir).items() if step in (None, name) for line in lines]
+
+
+def _errors(results_dir) -> dict:
     saved = files.read_json(Path(results_dir) / ERRORS, {})
-    saved = saved if isinstance(saved, dict) else {}
-    return [line for name, lines in saved.items() if step in (None, name) for line in lines]
+    return saved if isinstance(saved, dict) else {}
 
 
 def drawn(what: str, draw, errors: list):
@@ -134,46 +125,36 @@ _findings: dict = {}  # the findings table as show_header drew it: its folder, r
 
 
 def show_header(results_dir, profile: str = "") -> None:
-    """The provenance header, then the findings: every question of the lab answered in a line (a part whose
-    findings raise says so in its rows; one whose section raises, once show_parts has drawn it). The findings and
-    every epoch record are also written as CSV (tables/findings.csv, tables/records.csv)."""
+    """The provenance header, then the findings table, also written as tables/findings.csv beside every epoch
+    record as tables/records.csv (a row per run, rank and epoch; `extra`'s keys as `extra.<key>`)."""
     errors = []
     rows = parts.findings(results_dir, errors)
     display.show(drawn("header", lambda: display.html(header_html(results_dir, profile)), errors))
     save_errors(results_dir, "findings", errors)
-    handle = display.show_updatable(display.html(display.findings_html(rows)))
+    handle = display.show_updatable(display.html(display.block("findings", rows)))
     _findings.update(results_dir=str(results_dir), rows=rows, handle=handle, not_drawn={})
-    write_records_csv(results_dir)
+    (Path(results_dir) / TABLES).mkdir(parents=True, exist_ok=True)
+    records = load(results_dir)
+    tidy = pd.json_normalize(records.to_dict("records")) if len(records) else records
+    tidy.to_csv(Path(results_dir) / TABLES / "records.csv", index=False)
     write_findings_csv(results_dir, rows)
 
 
 def write_findings_csv(results_dir, rows: list[display.Finding]) -> None:
-    (Path(results_dir) / TABLES).mkdir(parents=True, exist_ok=True)
     pd.DataFrame([vars(r) for r in rows]).to_csv(Path(results_dir) / TABLES / "findings.csv", index=False)
 
 
 def section_not_drawn(results_dir, part: str, line: str) -> None:
-    """The findings rows of a part whose section raised say so, in the table show_header drew above for the same
-    report (redrawn in place through its display id) and in its CSV."""
+    """The findings rows of a part whose section raised say so, in the table show_header drew (redrawn in place)
+    and in its CSV."""
     if _findings.get("results_dir") != str(results_dir):
         return
     _findings["not_drawn"][part] = line
     rows = [dataclasses.replace(r, evidence=f"SECTION NOT DRAWN: {_findings['not_drawn'][r.part]}; {r.evidence}")
             if r.part in _findings["not_drawn"] else r for r in _findings["rows"]]
     if _findings["handle"] is not None:
-        _findings["handle"].update(display.html(display.findings_html(rows)))
+        _findings["handle"].update(display.html(display.block("findings", rows)))
     write_findings_csv(results_dir, rows)
-
-
-def write_records_csv(results_dir) -> Path:
-    """Every epoch record of the report as one tidy table: a row per run, rank and epoch, a column per record
-    field (the `extra` dict's keys as `extra.<key>`)."""
-    folder = Path(results_dir) / TABLES
-    folder.mkdir(parents=True, exist_ok=True)
-    records = load(results_dir)
-    tidy = pd.json_normalize(records.to_dict("records")) if len(records) else records
-    tidy.to_csv(folder / "records.csv", index=False)
-    return folder / "records.csv"
 
 
 def show_appendix(results_dir) -> None:
@@ -183,9 +164,8 @@ def show_appendix(results_dir) -> None:
 
 
 def show_parts(results_dir, figures_dir=None) -> None:
-    """Each part's section, in the lab's order of their questions; a section that raises ends in a visible error
-    block (display.error_block) and the next is drawn. Each part's tables are also written as CSV
-    (tables/<part>.csv: the numbers shown, unrounded)."""
+    """Each part's section in the lab's order, its tables also as tables/<part>.csv; a section that raises ends in
+    an error block and the next is drawn."""
     errors, findings = [], read_errors(results_dir, "findings")
     for part in parts.in_lab_order():
         with display.tables_as_csv(Path(results_dir) / TABLES, part.id):
