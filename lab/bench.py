@@ -1,19 +1,10 @@
-"""`python -m lab bench [--device auto|cpu|cuda]`: the speed goals, measured in one process on one device,
-with warm-up first and medians over repeats; each printed with its spread (lowest and highest repeat).
-
-P1  on-device batched loader images/s / best DataLoader images/s (workers 0..min(cores, 16))    >= 10
-P2  the lab's per-phase timed loop / a bare kuangliu loop, same batches, order alternated        <= 1.02
-P3  the pre-declared `fast` setting's step time / eager fp32's, settings run round-robin          <= 0.85
-    (<= 0.40 on a CPU with AMX bf16 matrix units; the best setting, named, is reported beside it)
-P5  CUDA: the `fast` setting's steady full-epoch seconds (<= 1.2 s on an H100 or H200), and its ratio
-    to the FLOP floor (model FLOPs / the bf16 peak measured by a matmul probe in the same run)
-
-Every clock read goes through lab.core.timing.now(device), which synchronizes CUDA first.
-"""
+"""`python -m lab bench [--device auto|cpu|cuda]`: the speed goals P1, P2, P3 and P5 (docs/bench.md), measured in
+one process on one device, warm-up first, medians over repeats; every clock read through lab.core.timing.now."""
 from __future__ import annotations
 
 import copy
 import datetime as dt
+import functools
 import gc
 import math
 import os
@@ -24,7 +15,6 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from .core.config import Config
 from .core.errors import ConfigError, LabError
@@ -33,13 +23,13 @@ from .core.stats import MET, MISSED, goal as judge
 from .core.timing import now
 from .data import cifar10
 from .data.tensor_loader import TensorLoader
-from .engine import environment
+from .engine import environment, flops
 from .engine.acceleration import BASELINE, FAST, FAST_PHASE, acceleration_settings
 from .engine.interleave import abba
-from .engine.roofline import TINY_PROBE, machine_peaks
+from .engine.roofline import TINY_PROBE, bf16_native, machine_peaks
 from .engine.loop import Step, train_one_epoch
 from .engine.model import resnet18
-from .engine.records import cpu_flags, device_name, provenance
+from .engine.records import device_name, provenance
 from .engine.resolve import resolve
 from .engine.train import Trainer, seed_epoch
 
@@ -48,10 +38,7 @@ P3_BF16 = ("<=", 0.40)  # a CPU with bf16 instructions (AMX or AVX512-BF16): cha
 #                         0.40 of eager fp32 at batch 128 with AMX, 0.41 on a Zen 4
 SLOW = 3.0  # P3: an uncompiled setting this many times slower than eager fp32 after warm-up is left out
 P5_GOAL_DEVICES = ("H100", "H200")  # the P5 goal is set for Hopper (one compute class); elsewhere: goal n/a
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+log = functools.partial(print, file=sys.stderr, flush=True)
 
 
 def plan(device: torch.device, quick: bool = False, steps: int | None = None, repeats: int | None = None) -> dict:
@@ -74,8 +61,7 @@ def plan(device: torch.device, quick: bool = False, steps: int | None = None, re
 
 
 def summary(name: str, what: str, values: list[float], unit: str = "x", goal=None, **detail) -> dict:
-    """One row: the median of `values`, their min..max, and the goal (None: no goal here) judged by the rule's
-    one-sample form (lab.core.stats.goal): met, missed, or cannot tell at this noise with the repeats needed;
+    """One row: the median of `values`, their min..max, and the goal (None: none here) judged by lab.core.stats.goal;
     `met` is True or False only where it is decided."""
     median = statistics.median(values)
     met, verdict = None, "goal n/a"
@@ -128,9 +114,7 @@ def loader_rate(loader, device: torch.device, warmup: int, batches: int) -> floa
 
 
 def p1_loader(config: Config, device: torch.device, batches: int, repeats: int, workers=None) -> dict:
-    """Loader-only throughput with the lab's augmentation, the same number of batches timed for each. Each repeat
-    creates, warms up, measures and shuts down every loader in turn, in ABBA order (one alive at a time: no two
-    sets of workers share the cores)."""
+    """Loader-only throughput, the same batches timed for each; one loader alive at a time (docs/bench.md)."""
     workers = worker_counts() if workers is None else workers
     dataset = cifar10.load_dataset(config, train=True, log=log)
     candidates = {"on-device batched": None, **{f"DataLoader workers={w}": w for w in workers}}
@@ -190,9 +174,7 @@ def bare_epoch(model, loader, optimizer, device: torch.device) -> dict:
 
 
 def p2_pairs(model, optimizer, device: torch.device, loader: Batches, pairs: int) -> dict:
-    """Time the lab's loop (train_one_epoch, per-phase timers) and the bare loop on the same batches, `pairs`
-    times in ABBA order; the ratio of each pair. Both loops start from the same weights and optimizer state
-    (restored before each loop, untimed), so they do exactly the same work."""
+    """The lab's loop and the bare loop on the same batches from the same state, `pairs` times in ABBA order."""
     loops = {"timed": lambda: train_one_epoch(Step(model, optimizer, device), loader, timers="phase"),
              "bare": lambda: bare_epoch(model, loader, optimizer, device)}
     for loop in loops.values():  # warm-up: allocator, cudnn, first calls; creates the momentum buffers
@@ -235,13 +217,8 @@ def p2_overhead(config: Config, device: torch.device, steps: int, pairs: int) ->
 
 def p3_acceleration(config: Config, device: torch.device, steps: int, repeats: int, warmup: int = 3,
                     compiled: bool = True):
-    """C8's settings (max-autotune is opt-in there; `compiled` False leaves the compiled ones out), less its `fast`
-    with per-phase timers (P2 measures what timers cost), `fast` last, each on the on-device loader. All are built
-    and warmed up first (a short epoch pays for compilation and CUDA graphs), then each repeat runs every setting
-    for `steps` steps in ABBA order. A step's time is the timed epoch's total_s / steps for every setting (the
-    same basis: `fast` has no per-phase timers). An uncompiled setting whose warmed-up step takes over SLOW x eager
-    fp32's cannot be the best and is left out of the repeats, with the reason (bf16 autocast on a CPU without bf16
-    instructions is emulated, ~30x slower). Returns the rows and the warm `fast` Trainer."""
+    """C8's settings less `fast` with phase timers, `fast` last, warmed up, then ABBA repeats of `steps` steps
+    (docs/bench.md); returns the rows and the warm `fast` Trainer."""
     dataset = cifar10.load_dataset(config, train=True, log=log)
     loader = TensorLoader.from_dataset(dataset, config.batch_size, device, seed=config.seed)
     c8, skipped = acceleration_settings(device.type, compiled=compiled)
@@ -277,7 +254,7 @@ def p3_acceleration(config: Config, device: torch.device, steps: int, repeats: i
                          for t, s in step_s.items()},
               "fast_setting": {k: getattr(fast, k) for k in ("loader", "channels_last", "amp", "compile", "timers")},
               "left_out": skipped}
-    bf16 = device.type == "cpu" and bool({"amx_bf16", "avx512_bf16"} & cpu_flags())
+    bf16 = device.type == "cpu" and bf16_native()
     rows = [summary("P3", "fast / eager fp32 (step time)" + (" (a CPU with bf16)" if bf16 else ""), ratios(FAST),
                     goal=P3_BF16 if bf16 else GOALS["P3"], **detail),
             summary("P3 best", f"best: {best} / eager fp32 (step time)", ratios(best), best=best)]
@@ -287,13 +264,8 @@ def p3_acceleration(config: Config, device: torch.device, steps: int, repeats: i
 # --- P5: the fast setting's epoch vs the FLOP floor --------------------------------------------------
 
 def flops_per_image(batch: int = 2) -> float:
-    """FLOPs (2 per multiply-add) of one training step of ResNet-18 per image: forward + backward, as
-    counted by torch.utils.flop_counter on one batch on the CPU (the count does not depend on the device)."""
-    model = resnet18().train()
-    x, y = torch.randn(batch, 3, 32, 32), torch.randint(0, 10, (batch,))
-    with FlopCounterMode(display=False) as counter:
-        nn.functional.cross_entropy(model(x), y).backward()
-    return counter.get_total_flops() / batch
+    """FLOPs of one training step (forward + backward) of ResNet-18 per image, as torch counts them."""
+    return flops.count(resnet18(), batch, train=True)["total"] / batch
 
 
 def bf16_peak(device: torch.device, n: int = 8192, runs: int = 20, rounds: int = 5) -> float:
@@ -312,8 +284,7 @@ def bf16_peak(device: torch.device, n: int = 8192, runs: int = 20, rounds: int =
 
 
 def p5_floor(setup, device: torch.device, epochs: int) -> list[dict]:
-    """The fast setting's full epochs (a warm-up epoch first: the last partial batch is a new shape),
-    and the floor: FLOPs per epoch / the measured bf16 peak. CUDA only."""
+    """The fast setting's full epochs after a warm-up one, and the floor: FLOPs per epoch / the bf16 peak."""
     flop = flops_per_image()
     goal = GOALS["P5"] if any(d in device_name(device) for d in P5_GOAL_DEVICES) else None
     what = "fast setting, full epoch (s)"

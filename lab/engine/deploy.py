@@ -1,7 +1,5 @@
-"""C10: the trained ResNet-18 deployed. Each setting turns the eval-mode model into a callable (TorchScript
-scripted, traced or frozen, an AOTInductor package, torch.compile, eager variants); where it has a file, the
-file is saved and loaded back and the loaded one is what gets checked and timed. Then: its graph counted by
-node kind, its agreement with eager, its latency interleaved with the other settings, its throughput."""
+"""C10: the trained ResNet-18 deployed (docs/measuring.md): each setting converted, saved and loaded back where it
+has a file; its graph counted by node kind, its agreement with eager, its latency interleaved, its throughput."""
 from __future__ import annotations
 
 import copy
@@ -66,10 +64,8 @@ def settings_for(device, heavy: bool = True, names=None) -> list[Setting]:
     return [s for s in SETTINGS if kind in s.devices and (heavy or not s.heavy) and (names is None or s.name in names)]
 
 
-# Agreement with eager: max |logit - eager logit| <= TOLERANCES[precision] * max(1, max |eager logit|). fp32 only
-# reorders sums (1e-4 leaves room; seen: 1e-8); CUDA's "fp32" convolutions run in TF32 (10-bit mantissa) where
-# cuDNN's fp32_precision is tf32 (resolve.compute_precision); bf16 has an 8-bit mantissa, its errors add up over 20
-# layers. A difference within tolerance can flip a prediction only where eager's top two logits lie within 2x of it.
+# Agreement with eager: max |logit - eager logit| <= TOLERANCES[precision] * max(1, max |eager logit|); CUDA's
+# "fp32" convolutions run in TF32 where cuDNN allows it (resolve.compute_precision). Why these: docs/measuring.md.
 TOLERANCES = {"fp32": 1e-4, "tf32": 1e-2, "bf16": 1e-1}
 
 
@@ -93,10 +89,6 @@ class Converted:
 
     def row(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("fn", "graphs")}
-
-
-def slug(name: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
 def _one_line(error) -> str:
@@ -144,12 +136,10 @@ def _build(model, setting: Setting, example, base: Path, result: Converted, max_
         result.graphs["exported"] = _write_graph(base, program.graph, program.graph_module.code)
         result.file = torch._inductor.aoti_compile_and_package(program, package_path=str(base) + ".pt2")
         return None
-    if setting.how == "compile":  # compiles on its first call: that call is part of the conversion
-        module = _wrap(torch.compile(model, mode=setting.mode), setting, device)
-        with torch.inference_mode():
-            module(example)
-        return module
-    raise ValueError(f"unknown conversion {setting.how!r}")
+    module = _wrap(torch.compile(model, mode=setting.mode), setting, device)  # compile: its first call converts
+    with torch.inference_mode():
+        module(example)
+    return module
 
 
 def _load(setting: Setting, result: Converted, device):
@@ -166,10 +156,9 @@ def _load(setting: Setting, result: Converted, device):
 
 def convert(model: torch.nn.Module, setting: Setting, example: torch.Tensor, out_dir, device,
             max_batch: int = 1024) -> Converted:
-    """Convert `model` as `setting` says, save its file into out_dir and load it back (the loaded one is returned);
-    any exception becomes status failed with its reason. `example` (batch >= 2 for AOTInductor's dynamic batch) is
-    the tracing/export input."""
-    device, base = torch.device(device), Path(out_dir) / slug(setting.name)
+    """`model` converted as `setting` says, saved into out_dir and loaded back; an exception: status failed, its
+    reason. `example` (batch >= 2 for AOTInductor's dynamic batch) is the tracing/export input."""
+    device, base = torch.device(device), Path(out_dir) / re.sub(r"[^a-z0-9]+", "-", setting.name.lower()).strip("-")
     base.parent.mkdir(parents=True, exist_ok=True)
     result = Converted(setting.name, precision=compute_precision(device, setting.amp))
     with warnings.catch_warnings(record=True) as caught:
@@ -234,8 +223,7 @@ def _jit_nodes(nodes):
 
 
 def graph_summary(graph) -> dict[str, int]:
-    """Nodes by kind, most frequent first: a TorchScript graph's (nested blocks included) or an FX graph's call
-    targets (placeholders and output by their op)."""
+    """Nodes by kind, most frequent first: a TorchScript graph's (nested blocks included) or an FX graph's."""
     if isinstance(graph, torch.fx.Graph):
         kinds = (str(n.target) if n.op == "call_function" else n.op for n in graph.nodes)
     else:
@@ -276,7 +264,7 @@ GRAPHS = ("scripted", "traced", "frozen", "frozen + optimized", "exported")  # t
 
 
 def nodes_table(summaries: dict[str, dict[str, int]], top: int = 12) -> pd.DataFrame:
-    """Nodes by kind (rows) in each graph (columns): the `top` most frequent kinds, the rest summed, every node."""
+    """Nodes by kind (rows) in each graph (columns): the `top` most frequent kinds, the rest summed, all."""
     if not summaries:
         return pd.DataFrame()
     table = pd.DataFrame(summaries).fillna(0).astype(int)
@@ -341,8 +329,7 @@ def evaluate(fn, data: tuple[torch.Tensor, torch.Tensor], n: int, device, batch_
 
 
 def agreement(eager_logits: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> dict:
-    """Top-1 with its 95 % Wilson interval, max |logit - eager logit| (inf where one is not finite) and the share
-    of predictions identical to eager's."""
+    """Top-1 with its 95 % Wilson interval, max |logit - eager logit| (inf where not finite), same predictions."""
     eager, logits = eager_logits.float(), logits.float()
     pred, n = logits.argmax(1), len(labels)
     top1 = (pred == labels).float().mean().item()
@@ -359,23 +346,13 @@ def within_tolerance(eager_logits: torch.Tensor, logits: torch.Tensor, precision
     return diff <= bound, f"max |logit diff| {diff:.3g} {'<=' if diff <= bound else '>'} {bound:.3g} ({precision})"
 
 
-def accuracy(fn, data: tuple[torch.Tensor, torch.Tensor], eager_logits: torch.Tensor, precision: str, device) -> dict:
-    """A converted callable on the same (images, labels) as eager: its agreement with eager's logits, eager's
-    largest |logit|, and whether it is within its precision's tolerance ("within_tolerance"; "tolerance": why)."""
-    logits, labels = evaluate(fn, data, len(data[1]), device)
-    within, tolerance = within_tolerance(eager_logits, logits, precision)
-    return {**agreement(eager_logits, logits, labels), "largest_logit": eager_logits.abs().max().item(),
-            "within_tolerance": within, "tolerance": tolerance}
-
-
 # --- latency and throughput ------------------------------------------------------------------------
 
 MIN_BEYOND = 10  # a percentile is given only where at least this many calls lie beyond it
 
 
 def time_calls(fn, x, calls: int, device, clock=timing.now, copy_input: bool = False) -> list[float]:
-    """Each call's seconds; `clock(device)` synchronizes on CUDA before reading (lab.core.timing.now). With
-    copy_input, `x` is on the host and its copy to the device is inside the timed call."""
+    """Each call's seconds (`clock`: lab.core.timing.now); with copy_input, the host-to-device copy is timed too."""
     device = torch.device(device)
     times = []
     with torch.inference_mode():
@@ -387,8 +364,7 @@ def time_calls(fn, x, calls: int, device, clock=timing.now, copy_input: bool = F
 
 
 def percentiles(times) -> dict:
-    """n, p50, p90, p99 (nearest rank: the smallest time with at least p % of calls at or below it) and mean;
-    a percentile is None unless MIN_BEYOND calls lie beyond it (p99 needs 1000 calls)."""
+    """n, p50, p90, p99 (nearest rank) and mean; a percentile is None unless MIN_BEYOND calls lie beyond it."""
     ordered, n = sorted(times), len(times)
     out = {"n": n}
     for p in (50, 90, 99):
@@ -400,9 +376,8 @@ def percentiles(times) -> dict:
 
 def interleaved_latency(settings: dict, make_input, blocks: int, calls_per_block: int, device, warmup: int = 5,
                         copy_input: bool = False, clock=timing.now, measure_load: bool = True) -> dict:
-    """Latency of several callables, after `warmup` calls each, in `blocks` blocks of `calls_per_block` calls in
-    ABBA order. Per setting: every call's seconds, each block's median (the comparison rule's samples) and
-    percentiles. `make_input()` gives a host batch, new each block."""
+    """Per callable, after `warmup` calls each, ABBA blocks of calls: every call's seconds, each block's median (the
+    comparison rule's samples) and percentiles. `make_input()` gives a host batch, new each block."""
     device, names = torch.device(device), list(settings)
     load = others_load() if measure_load else None
     stage = (lambda x: x) if copy_input else (lambda x: x.to(device))
@@ -423,9 +398,7 @@ def interleaved_latency(settings: dict, make_input, blocks: int, calls_per_block
 
 
 def throughput(fn, x: torch.Tensor, device, calls: int = 10, warmup: int = 2, clock=timing.now) -> dict:
-    """Images per second at x's batch size (the calls timed as one stretch, so CUDA's queue stays full) and the
-    peak memory over them: CUDA's max_memory_allocated after a reset, or the process's peak RSS (lab.engine.memory,
-    torch itself included)."""
+    """Images per second at x's batch size (the calls timed as one stretch) and the peak memory over them."""
     device = torch.device(device)
     x = x.to(device)
     time_calls(fn, x, warmup, device, clock)
@@ -447,9 +420,8 @@ def throughput(fn, x: torch.Tensor, device, calls: int = 10, warmup: int = 2, cl
 
 
 def planned_images(settings: list, test_images: int, blocks: int, calls: int, batches, cpp_calls: int = 0) -> float:
-    """What `measure` puts through each of `settings`, in images of a batched forward (a batch-1 call costs about
-    1.5 on a CPU): the test images, the batch-1 calls at each thread count, the throughput calls (2 warm-ups and 3
-    timed per batch size) and their share of `cpp_calls` (lab.engine.cpp.planned_calls)."""
+    """What `measure` puts through each of `settings`, in images of a batched forward (a batch-1 call: about 1.5),
+    with its share of `cpp_calls` (lab.engine.cpp.planned_calls)."""
     return (test_images + 1.5 * blocks * calls * len(thread_counts()) + sum(5 * b for b in batches)
             + 1.5 * cpp_calls / max(1, len(settings)))
 
@@ -479,8 +451,7 @@ LATENCY = {"calls": "latency_calls", **{k: f"latency_{k}_s" for k in ("p50", "p9
 
 
 def latency_rows(rows, s: dict, **setting) -> list[dict]:
-    """A setting's batch-1 calls as rows of `rows` (a lab.core.results.Rows): each block's median (a sample of
-    the comparison rule), then the summary of all its calls (LATENCY; None where `percentiles` gives none)."""
+    """A setting's batch-1 calls as rows: each block's median (a sample of the rule), then LATENCY's summary."""
     return ([rows.row("latency_block_median_s", v, "s", sample=i, **setting) for i, v in enumerate(s["block_medians"])]
             + [rows.row(metric, s["n" if k == "calls" else k], "calls" if k == "calls" else "s", **setting)
                for k, metric in LATENCY.items()])
@@ -488,10 +459,7 @@ def latency_rows(rows, s: dict, **setting) -> list[dict]:
 
 def measure(rows, model, data: tuple[torch.Tensor, torch.Tensor], out_dir, heavy: bool, blocks: int, calls: int,
             batches, note=print) -> dict[str, Converted]:
-    """One device's measurements as rows of `rows` (scoped to the device): its name, the settings left out (`heavy`
-    False), each setting converted into out_dir (facts, warnings, graphs' nodes), its accuracy against eager on
-    `data`; for those within tolerance, batch-1 latency interleaved at each thread count (1 and all cores on a CPU)
-    and throughput at each batch size. Returns the settings timed."""
+    """One device's measurements as rows of `rows` (scoped to the device), docs/results.md; the settings timed."""
     device, (xs, ys) = rows.defaults["device"], data
     settings = settings_for(device, heavy)
     rows.extend([rows.row("device_name", text=torch.cuda.get_device_name() if device == "cuda" else cpu_name())]
@@ -505,8 +473,11 @@ def measure(rows, model, data: tuple[torch.Tensor, torch.Tensor], out_dir, heavy
         one, measured = rows.scoped(setting=name, precision=c.precision), c.row()
         if c.status == "ok":
             note(f"{device}: {name}: {len(ys)} test images")
-            measured.update(accuracy(c.fn, data, eager_logits, c.precision, device))
-            if measured["within_tolerance"]:
+            logits, labels = evaluate(c.fn, data, len(ys), device)
+            within, tolerance = within_tolerance(eager_logits, logits, c.precision)
+            measured.update(agreement(eager_logits, logits, labels), largest_logit=eager_logits.abs().max().item(),
+                            within_tolerance=within, tolerance=tolerance)
+            if within:
                 timed[name] = c
         one.extend([one.row(k, v, UNITS[k]) for k, v in measured.items() if k in UNITS]
                    + [one.row(k, text=measured[k]) for k in ("status", "reason", "note", "file", "tolerance")
@@ -542,8 +513,7 @@ SETTING = ("status", "convert_s", "file", "file_bytes", "load_s", "first_call_s"
            "tolerance")
 
 
-def by_device(rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """Rows of each device (threads and batch as integers)."""
+def by_device(rows: pd.DataFrame) -> dict[str, pd.DataFrame]:  # threads and batch as integers
     rows = rows.astype({"threads": "Int64", "batch": "Int64"})
     return dict(tuple(rows[rows["device"].notna()].groupby("device", sort=False)))
 
@@ -559,9 +529,8 @@ def artifacts_of(dev: pd.DataFrame) -> pd.DataFrame:
 
 
 def latency_of(dev: pd.DataFrame, cpp_side: bool = False, family: dict | None = None) -> pd.DataFrame:
-    """Per setting, thread count and precision (C++'s: setting and side): calls, p50, p90, p99 and mean in seconds;
-    against its baseline (eager fp32 at the same thread count; C++'s: Python) "factor", the baseline's p50 over its
-    own, and "claim", its Comparison in `family` (claims_of's where None; None for the baseline)."""
+    """Per setting, thread count and precision (C++'s: setting and side): LATENCY's columns, "factor" (the baseline's
+    p50 over its own: eager fp32 at the same thread count, C++'s: Python) and "claim" (in `family`, else claims_of)."""
     mine = dev[dev["side"].notna() if cpp_side else dev["artifact"].isna()]
     index = ["setting", "side"] if cpp_side else ["setting", "threads", "precision"]
     t = results.wide(mine, index, LATENCY.values()).set_axis(list(LATENCY), axis=1)
@@ -582,8 +551,8 @@ def label(name: str, threads) -> str:
 
 
 def claims_of(dev: pd.DataFrame, cpp_side: bool = False) -> dict:
-    """The comparison rule's verdicts (lab.core.stats.family, a sample: a block's median) of one family: every
-    setting against eager fp32 at each thread count, or (`cpp_side`) C++ against Python for each artifact."""
+    """One family of verdicts (a sample: a block's median): every setting against eager fp32 at each thread count,
+    or (`cpp_side`) C++ against Python for each artifact."""
     medians = dev[(dev["metric"] == "latency_block_median_s") & (dev["side"].notna() == cpp_side)]
     by = ["side", "setting"] if cpp_side else ["setting", "threads"]
     groups = {(", ".join(k) if cpp_side else label(*k)): [{"s": v} for v in g["value"]]

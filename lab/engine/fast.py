@@ -30,9 +30,8 @@ CPU_CANDIDATES = [{"channels_last": cl, "amp": amp} for cl in (False, True) for 
 
 
 def resolve_fast(config: Config, device: torch.device, log=print, measure: bool = True) -> Config:
-    """The concrete configuration of a run (idempotent): `timers` auto becomes epoch under --fast, else phase;
-    --fast becomes CUDA_FAST on CUDA, and on a CPU the on-device loader with the setting cpu_fast_probe measured
-    fastest here (`measure` False: the cached choice, or eager where none is cached, as a plan assumes)."""
+    """The concrete configuration of a run (idempotent): `timers` auto becomes epoch under --fast, else phase; --fast
+    becomes CUDA_FAST, or on a CPU cpu_fast_probe's choice (`measure` False: the cached one, else eager)."""
     timers = config.timers if config.timers != "auto" else ("epoch" if config.fast else "phase")
     if not config.fast:
         return config.replace(timers=timers)
@@ -42,30 +41,22 @@ def resolve_fast(config: Config, device: torch.device, log=print, measure: bool 
     return config.replace(timers=timers, loader="tensor", **(probe["choice"] if probe else {}))
 
 
-def _busy_seconds() -> float | None:
-    """CPU seconds all cores have spent busy since boot (/proc/stat), or None where it cannot be read."""
-    try:
-        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
-    except (OSError, ValueError, IndexError):
-        return None
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
 def others_load(seconds: float = 0.5) -> float:
-    """The share of all cores (0 to 1) that other processes kept busy over `seconds` while this one waited; 0
-    where /proc/stat cannot be read."""
-    start = _busy_seconds()
-    time.sleep(seconds)
-    end = _busy_seconds()
-    if start is None or end is None:
+    """The share of all cores (0 to 1) that other processes kept busy over `seconds` while this one waited, from
+    /proc/stat's busy times (0 where it cannot be read)."""
+    def busy() -> float:
+        user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, Path("/proc/stat").read_text().split()[1:9])
+        return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+    try:
+        start = busy()
+        time.sleep(seconds)
+        return max(0.0, min(1.0, (busy() - start) / (seconds * (os.cpu_count() or 1))))
+    except (OSError, ValueError):
         return 0.0
-    return max(0.0, min(1.0, (end - start) / (seconds * (os.cpu_count() or 1))))
 
 
 def load_class(load: float | None = None) -> str:
-    """'busy' where other processes keep half the cores busy or more, else 'idle': a probe measured on a busy
-    machine ranks settings differently (threads fight for the cores), so its result is kept apart."""
+    """'busy' where other processes keep half the cores busy or more, else 'idle' (a busy machine ranks otherwise)."""
     return "busy" if (others_load() if load is None else load) >= 0.5 else "idle"
 
 
@@ -82,41 +73,34 @@ def setting_name(setting: dict) -> str:
     return " + ".join(parts) or "eager fp32"
 
 
-class StepTimer:
-    """One setting's ResNet-18 training step on the CPU, on a fixed random batch: `sample(steps)` is the mean
-    seconds of `steps` steps."""
-
-    def __init__(self, setting: dict, batch_size: int):
-        channels_last, compiled = setting.get("channels_last", False), setting.get("compile", "off") != "off"
-        model = resnet18().train().to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-        self.step = Step(torch.compile(model, dynamic=False) if compiled else model, optimizer, torch.device("cpu"),
-                         Precision(channels_last, AMP_DTYPES[setting.get("amp", "off")]))
-        self.x, self.y = torch.randn(batch_size, 3, 32, 32), torch.randint(0, 10, (batch_size,))
-
-    def sample(self, steps: int = 1) -> float:
-        start = time.perf_counter()
-        for _ in range(steps):
-            self.step(self.x, self.y)
-        return (time.perf_counter() - start) / steps
+def cpu_step(setting: dict) -> Step:
+    """One setting's ResNet-18 training step on the CPU."""
+    channels_last, compiled = setting.get("channels_last", False), setting.get("compile", "off") != "off"
+    model = resnet18().train().to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    return Step(torch.compile(model, dynamic=False) if compiled else model, optimizer, torch.device("cpu"),
+                Precision(channels_last, AMP_DTYPES[setting.get("amp", "off")]))
 
 
 def interleaved_samples(settings: list[dict], batch_size: int, rounds: int = 4, warmup: int = 1) -> dict:
-    """Per setting (by its JSON), `rounds` samples of one step each in ABBA order, after `warmup` steps of each
-    (compilation's too)."""
-    timers = {json.dumps(s): StepTimer(s, batch_size) for s in settings}
-    for timer in timers.values():
-        timer.sample(warmup)
-    samples = {key: [] for key in timers}
-    for order in abba(timers, rounds):
+    """Per setting (by its JSON), `rounds` timed steps on a fixed random batch in ABBA order, after `warmup` steps of
+    each (compilation's too)."""
+    x, y = torch.randn(batch_size, 3, 32, 32), torch.randint(0, 10, (batch_size,))
+    steps = {json.dumps(s): cpu_step(s) for s in settings}
+    for step in steps.values():
+        for _ in range(warmup):
+            step(x, y)
+    samples = {key: [] for key in steps}
+    for order in abba(steps, rounds):
         for key in order:
-            samples[key].append(timers[key].sample())
+            start = time.perf_counter()
+            steps[key](x, y)
+            samples[key].append(time.perf_counter() - start)
     return samples
 
 
 def decide(samples: dict, baseline: str) -> tuple[str, str]:
-    """The setting to take and why: the fastest of those the comparison rule finds decidedly faster than the
-    baseline (one family: each candidate against it), else the baseline."""
+    """The setting to take and why: the fastest the rule finds decidedly faster than the baseline, else the baseline."""
     name = {key: setting_name(json.loads(key)) for key in samples}
     key_of = {n: key for key, n in name.items()}
     claims = [(name[key], name[baseline], "step") for key in samples if key != baseline]
@@ -134,12 +118,9 @@ EAGER_ONLY = " | eager candidates"  # the cache key's suffix for a probe without
 
 
 def cpu_fast_probe(config: Config, log=print, measure: bool = True, compiled: bool = True) -> dict | None:
-    """The measurement behind --fast on a CPU: eager steps with and without channels_last and bf16 autocast,
-    interleaved at the run's batch size; the fastest setting the comparison rule finds decidedly faster than eager
-    fp32 replaces it; then, with a C compiler, that setting against its compiled form, the same way. The choice
-    depends on the CPU (bf16 halves the step with bf16 matrix units, multiplies it without), so it is cached per
-    fast_cache_key in $LAB_CACHE/fast-choice.json. measure=False: the cached result or None. compiled=False: the
-    eager candidates only (about 20 steps), cached apart."""
+    """--fast on a CPU (docs/cli.md): CPU_CANDIDATES interleaved, the one decidedly faster than eager fp32 taken, then
+    that against its compiled form (`compiled` False: not, cached apart); cached per fast_cache_key in
+    $LAB_CACHE/fast-choice.json. measure=False: the cached result or None."""
     cache = files.cache_dir() / "fast-choice.json"
     cached = files.read_json(cache, {})
     compiled = compiled and c_compiler() is not None

@@ -4,8 +4,7 @@ from itertools import count
 
 
 def abba(names, rounds: int | None = None):
-    """Each round's order: `names` in even rounds, reversed in odd ones (A B C, C B A, A B C, ...); without end
-    where `rounds` is None (the caller stops)."""
+    """Each round's order: `names`, reversed, `names` ... (A B C, C B A, A B C); endless where rounds is None."""
     names = list(names)
     for r in count() if rounds is None else range(rounds):
         yield names if r % 2 == 0 else names[::-1]

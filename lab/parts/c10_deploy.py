@@ -1,7 +1,5 @@
-"""C10 (the lab's 2026 Part B): C2's trained ResNet-18 (or a fresh one, said) deployed: converted (TorchScript,
-AOTInductor, torch.compile), each conversion's graph, accuracy against eager, batch-1 latency (interleaved blocks,
-every "faster" through the comparison rule) on each device and thread count, throughput, and the same files from
-C++. lab.engine measures (deploy.measure, cpp.measure) into rows (docs/results.md); this module reads and says."""
+"""C10 (the lab's 2026 Part B): C2's trained ResNet-18 deployed (docs/measuring.md). lab.engine measures
+(deploy.measure, cpp.measure) into rows (docs/results.md); this module reads and says."""
 from __future__ import annotations
 
 import functools
@@ -45,8 +43,7 @@ def runs(config: Config, params: dict, report) -> Runs:
 
 
 def measure(config: Config, params: dict, out, report) -> list[dict]:
-    """The model, the data and each device's measurements, from Python and from C++, as rows; the converted files
-    and their graphs are written into `out`."""
+    """The model, the data and each device's measurements from Python and C++ as rows; the files into `out`."""
     rows = results.Rows(report.results_dir, ID).start()
     model, source = deploy.trained_model(report.results_dir)
     xs, ys = deploy.test_images(config, params.get("test_images"))

@@ -1,9 +1,6 @@
-"""`python -m lab compare REPORT [REPORT ...]`: reports side by side through their tables, one HTML page (and PDF).
-
-Per part, a column group per report: its verdicts, a row per claim; where the part trains, each setting's steady
-epochs per image, each later report's settings tested against the first's by the comparison rule; where it keeps
-rows alone, its findings. Then each report's measured peaks. The environments head the page.
-"""
+"""`python -m lab compare REPORT [REPORT ...]`: reports side by side through their tables, one HTML page (and PDF):
+their environments, then per part each report's verdicts and its settings' steady epochs per image (later reports'
+tested against the first's by the comparison rule) or its findings, then each report's measured peaks."""
 from __future__ import annotations
 
 import datetime as dt
@@ -42,7 +39,6 @@ class OtherSchema(NotAReport):
 @dataclass
 class SavedReport:
     """A report folder opened to be compared; `state` (a key of STATES) where it is not finished."""
-
     name: str
     path: Path
     meta: dict
@@ -52,20 +48,8 @@ class SavedReport:
     state: str | None = None
 
 
-def running(path: Path) -> bool:
-    """Whether a report runner holds the folder's flock on .lock now (lab.report.runner._lock)."""
-    if (path / ".lock").exists():
-        with open(path / ".lock") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # ours, if free, until the file closes
-            except BlockingIOError:
-                return True
-    return False
-
-
 def open_report(path) -> SavedReport:
-    """A report folder's report.json and tables; one line (exit 2) for a folder that is not a report, or not of
-    this lab's schema version (results.report_schema)."""
+    """A report folder's report.json and tables; one line (exit 2) for a folder not a report of this schema."""
     path = Path(path)
     if not path.is_dir():
         raise NotAReport(f"{path} is not a report: no such folder")
@@ -84,7 +68,13 @@ def open_report(path) -> SavedReport:
         raise NotAReport(f"{path} is not a report: {type(error).__name__} reading it {what}") from error
     if not meta or not len(tables[0]):
         raise NotAReport(f"{path} is not a report: {'no epoch records' if meta else 'no report.json'} in it {what}")
-    state = "STILL RUNNING" if running(path) else None if meta.get("finished") else "UNFINISHED"
+    state = None if meta.get("finished") else "UNFINISHED"
+    if (path / ".lock").exists():  # a report runner holds its flock now (lab.report.runner._lock)
+        with open(path / ".lock") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # ours, if free, until the file closes
+            except BlockingIOError:
+                state = "STILL RUNNING"
     return SavedReport(meta.get("id") or path.resolve().name, path, meta, *tables, state)
 
 
@@ -101,28 +91,23 @@ def open_reports(paths) -> list[SavedReport]:
 
 # --- a part's tables --------------------------------------------------------------------------------------
 
-def epochs_per_image(df: pd.DataFrame) -> pd.DataFrame:
-    """A row per steady epoch of each setting (tag): the slowest rank's epoch, step and loader wait in ms per image
-    of all ranks (a quick report's epochs are a few batches, a full one's 391), and the largest memory peaks."""
-    steady = stats.steady(df)
-    if not len(steady):
-        return pd.DataFrame(columns=["tag", "epoch ms/image", "step ms/image"])
-    numbers = steady.reindex(columns=["slowest_total_s", "total_s", "train_s", "load_s", *MEMORY])
-    numbers = numbers.apply(pd.to_numeric, errors="coerce").assign(images=steady["images"])
-    numbers["total_s"] = numbers["slowest_total_s"].fillna(numbers["total_s"])
-    epochs = numbers.groupby([steady["tag"], steady["run_id"], steady["epoch"]], sort=False).agg(
-        {"images": "sum", **dict.fromkeys(["total_s", "train_s", "load_s", *MEMORY], "max")})
-    ms = 1000 * epochs[["total_s", "train_s", "load_s"]].div(epochs["images"], axis=0)
-    ms.columns = ["epoch ms/image", "step ms/image", "load ms/image"]
-    return ms.join(epochs[MEMORY]).reset_index("tag")
-
-
 def part_table(reports: list[SavedReport], part: str) -> tuple[pd.DataFrame, dict]:
-    """The part's settings (rows) by report (column groups): the means of epochs_per_image over steady epochs (the
-    epoch's with its min–max), the steady epochs and memory peaks; and the epochs per (report, setting)."""
-    groups = {(r.name, tag): g for r in reports
-              for tag, g in epochs_per_image(r.records[r.records["experiment"] == part]).groupby("tag", sort=False)}
-    columns = {}
+    """The part's settings (rows) by report (column groups): over steady epochs, the means of the slowest rank's
+    epoch, step and loader wait in ms per image of all ranks (the epoch's with its min–max), the steady epochs and
+    the largest memory peaks; and the epochs per (report, setting)."""
+    groups, columns = {}, {}
+    for r in reports:
+        steady = stats.steady(r.records[r.records["experiment"] == part])
+        if not len(steady):
+            continue
+        numbers = steady.reindex(columns=["slowest_total_s", "total_s", "train_s", "load_s", *MEMORY])
+        numbers = numbers.apply(pd.to_numeric, errors="coerce").assign(images=steady["images"])
+        numbers["total_s"] = numbers["slowest_total_s"].fillna(numbers["total_s"])
+        epochs = numbers.groupby([steady["tag"], steady["run_id"], steady["epoch"]], sort=False).agg(
+            {"images": "sum", **dict.fromkeys(["total_s", "train_s", "load_s", *MEMORY], "max")})
+        ms = 1000 * epochs[["total_s", "train_s", "load_s"]].div(epochs["images"], axis=0)
+        ms.columns = ["epoch ms/image", "step ms/image", "load ms/image"]
+        groups.update({(r.name, tag): g for tag, g in ms.join(epochs[MEMORY]).groupby("tag", sort=False)})
     for (name, tag), g in groups.items():
         epoch, step = stats.samples(g["epoch ms/image"]), stats.samples(g["step ms/image"])
         values = {"epoch ms/image": stats.mean(epoch), "epoch range": stats.spread(epoch),
@@ -136,8 +121,7 @@ def part_table(reports: list[SavedReport], part: str) -> tuple[pd.DataFrame, dic
 
 
 def across(reports: list[SavedReport], groups: dict) -> pd.DataFrame:
-    """Each later report's settings against the first report's, in ms per image of the epoch and of the step,
-    tested together by the comparison rule (one family per part, a sample one steady epoch), as claims_table."""
+    """Each later report's settings against the first's per image of the epoch and the step (one family per part)."""
     first = reports[0].name
     label = {key: f"{key[0]}: {key[1]}" if key[1] else key[0] for key in groups}  # C2's one run has no tag
     samples = {label[k]: [{"epoch": e, "step": s} for e, s in zip(g["epoch ms/image"], g["step ms/image"])]
@@ -152,8 +136,7 @@ def across(reports: list[SavedReport], groups: dict) -> pd.DataFrame:
 
 
 def claims_table(verdicts: pd.DataFrame) -> pd.DataFrame:
-    """Verdicts rows as shown, a row per claim: the factor (the baseline's time over the setting's) with its range
-    over single samples, and the verdict."""
+    """Verdicts rows as shown, a row per claim: the factor with its range over single samples, and the verdict."""
     v = verdicts.drop_duplicates("claim", keep="last").set_index("claim")
     factors = ["—" if pd.isna([f, low, high]).any() else f"×{f:.2f} [×{low:.2f}–×{high:.2f}]"
                for f, low, high in zip(v["factor"], v["low"], v["high"])]
@@ -161,8 +144,7 @@ def claims_table(verdicts: pd.DataFrame) -> pd.DataFrame:
 
 
 def findings_table(reports: list[SavedReport], part) -> pd.DataFrame:
-    """Each report's rows of the findings table for `part`; where they raise in one report, each of its questions
-    there says so (display.failure), and the others are drawn."""
+    """Each report's findings for `part`; where they raise in one report, each of its questions there says so."""
     def drawn(path) -> list:
         try:
             return part.findings(None, path)
@@ -188,8 +170,7 @@ def peaks_table(reports: list[SavedReport]) -> pd.DataFrame:
 
 
 def section(reports: list[SavedReport], part: str) -> list[str]:
-    """A part's tables side by side ([] where no report has its results): its settings per image and their claims
-    against the first report, or its findings where it keeps rows alone; then each report's verdicts."""
+    """A part's tables side by side ([] where no report has its results): per image or findings, then verdicts."""
     out = []
     if any((r.records["experiment"] == part).any() for r in reports):
         table, groups = part_table(reports, part)
@@ -210,8 +191,8 @@ def section(reports: list[SavedReport], part: str) -> list[str]:
 # --- the page ---------------------------------------------------------------------------------------------
 
 def header(reports: list[SavedReport]) -> str:
-    """The reports' provenance and environments, a column each; a loud label for each report unfinished or still
-    running, and where profiles or data sets differ."""
+    """The reports' provenance and environments, a column each; loud labels for a report not finished and for
+    profiles or data sets that differ."""
     rows = {}
     for r in reports:
         values = {"folder": str(r.path), "profile": r.meta.get("profile", "—"),
@@ -269,8 +250,7 @@ def page(reports: list[SavedReport]) -> str:
 
 
 def write(paths, out=None, pdf: bool = True) -> Path:
-    """compare.html (and compare.pdf where Chromium is found) for the reports at `paths`, in `out` (default
-    results/compare-<time>); a line on stdout for each report unfinished or still running."""
+    """compare.html (and compare.pdf where Chromium is found) in `out` (default results/compare-<time>)."""
     reports = open_reports(paths)
     for r in reports:
         if r.state:
