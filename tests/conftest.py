@@ -110,11 +110,11 @@ def report(profile, tmp, *extra, env=None):
 
 @pytest.fixture(scope="session")
 def tiny_report(tmp_path_factory):
-    """The one end-to-end report, shared by the report, resume and browser tests: every notebook on tiny
-    parameters, killed with SIGKILL while C8 writes its records, then the same command again, which keeps
-    the finished notebooks and runs C8, C9 and the summary. Returns (runs, folder): runs.killed is the first
-    run's stderr, runs.left what the kill left (report.json, the kept notebooks' mtimes, C2's records),
-    runs.resumed the second run (a CompletedProcess)."""
+    """The one end-to-end report, shared by tests/test_report.py's tests: every notebook on tiny parameters,
+    killed with SIGKILL while C8 writes its records, then the same command again, which keeps the finished
+    notebooks and runs C8 to C11 and the summary. Returns (runs, folder): runs.killed is the first run's stderr,
+    runs.left what the kill left (report.json, the kept notebooks' mtimes, C2's records), runs.resumed the second
+    run (a CompletedProcess)."""
     import json
     import signal
     import time

@@ -28,7 +28,7 @@ LINE = re.compile(r"^interrupted by (?P<sig>SIGINT|SIGTERM) (during epoch (?P<du
 
 def train_args(data, tmp_path, *extra):
     return ["train", "--dataset", "synthetic", "--data", data.data, "--synthetic-train", str(data.synthetic_train),
-            "--synthetic-test", str(data.synthetic_test), "--batch-size", "16", "--max-batches", "10", "--epoch",
+            "--synthetic-test", str(data.synthetic_test), "--batch-size", "8", "--max-batches", "4", "--epoch",
             "1000", "--device", "cpu", "--json", "--no-progress", "--checkpoint", str(tmp_path / "ckpt.pt"),
             "--results", str(tmp_path / "out"), *extra]
 
@@ -126,7 +126,7 @@ def test_sigterm_to_the_distributed_launcher(synthetic_data, tmp_path):
     """`kill <launcher>` under --nproc-per-node 2: torchrun's agent passes SIGTERM on to both ranks; rank 0 says
     what is saved, nothing else is printed, the job exits 143 and no rank is left running."""
     argv = train_args(synthetic_data, tmp_path, "--workers", "0", "--nproc-per-node", "2")
-    argv[argv.index("--batch-size") + 1] = "8"
+    argv[argv.index("--batch-size") + 1] = "4"
     proc = start(argv)
     assert wait_for_first_record(proc)["world_size"] == 2
     code, err = interrupt(proc, lambda: proc.send_signal(signal.SIGTERM))

@@ -20,17 +20,22 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_a_failing_notebook_stops_the_report_and_keeps_what_ran(tmp_path):
-    # a failure at run time (the plan's checks pass): C2's kernel is made to fail when it trains
+    # a failure at run time (the plan's checks pass): C2's kernel is made to fail when it trains (the second
+    # report's Q_model, its first notebook, when FAIL_FIRST is set: it only has to fail)
     hook = tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(
+        "import os\n"
         "import lab.parts as p\n"
+        "from lab.parts import q_model\n"
         "real = p.config_for\n"
         "def failing(part, *a, **k):\n"
         f"    if part == '{c2_timing.ID}':\n"
         "        raise RuntimeError('injected failure in C2')\n"
         "    return real(part, *a, **k)\n"
-        "p.config_for = failing\n")
+        "p.config_for = failing\n"
+        "if os.environ.get('FAIL_FIRST'):\n"
+        "    q_model.answers = lambda: 1 / 0\n")
     env = {**os.environ, "PYTHONPATH": f"{hook}:{ROOT}"}
     bad = tmp_path / "bad.yaml"
     bad.write_text(TINY.read_text())
@@ -43,8 +48,8 @@ def test_a_failing_notebook_stops_the_report_and_keeps_what_ran(tmp_path):
     assert not (out / f"{c3_workers.ID}.ipynb").exists() and not (out / "report.html").exists()
     # the user edits the profile: the unfinished report is not resumed with its stale parameters
     bad.write_text(bad.read_text().replace(f"{c2_timing.ID}: {{workers: 0}}", f"{c2_timing.ID}: {{workers: 1}}"))
-    again = report(bad, tmp_path, env=env)
-    assert (again.returncode == 1
+    again = report(bad, tmp_path, env={**env, "FAIL_FIRST": "1"})
+    assert (again.returncode == 1 and f"notebook {q_model.ID} failed in cell" in again.stderr
             and f"changed since the unfinished report {out.name}: starting a new report" in again.stderr)
     assert len([p for p in (tmp_path / "results").iterdir() if p.name != "latest"]) == 2
 
