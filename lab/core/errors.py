@@ -1,10 +1,7 @@
 """Errors a user can act on, and interruptions: what the CLI turns into one line and an exit code.
 
-`LabError` (exit 1) and `ConfigError` (a usage error, exit 2) carry a one-line message. SIGINT and SIGTERM
-during `train` become `KeyboardInterrupt` and `Terminated` (`interruptible`); the run keeps a `RunState`
-(how far it got), and `interruption_message` turns the two into the line that says what is saved and how
-to go on, raised as `Interrupted` (exit 128 + the signal's number).
-"""
+SIGINT and SIGTERM during `train` become `KeyboardInterrupt` and `Terminated` (`interruptible`); the run keeps a
+`RunState`, and `interruption_message` turns the two into the line that says what is saved and how to go on."""
 from __future__ import annotations
 
 import os
@@ -29,8 +26,7 @@ class ConfigError(LabError):
 
 
 class Terminated(BaseException):
-    """SIGTERM turned into an exception during `train`, as Python turns SIGINT into KeyboardInterrupt (a
-    BaseException, so that no `except Exception` swallows it)."""
+    """SIGTERM during `train`, as KeyboardInterrupt is SIGINT (a BaseException: no `except Exception` takes it)."""
 
     def __init__(self, signum: int):
         super().__init__(signum)
@@ -49,9 +45,8 @@ class Interrupted(LabError):
 
 @dataclass
 class RunState:
-    """How far a run got, for the line an interruption prints: `epoch` is the epoch being trained (None
-    between epochs), `saved` the last epoch whose record and checkpoint are written (0: none; from the
-    checkpoint when resumed; without a checkpoint, the last epoch whose record is written)."""
+    """How far a run got: `epoch` the epoch being trained (None between epochs), `saved` the last epoch whose
+    record and checkpoint are written (0: none; without a checkpoint, the last whose record is written)."""
 
     epoch: int | None = None
     saved: int = 0
@@ -77,15 +72,12 @@ def interruption_message(signum: int, state: RunState, checkpoint: str | None, r
     return f"interrupted by {name} {where}: {tail}"
 
 
-# --- SIGINT (Ctrl-C) and SIGTERM while training --------------------------------------------------------
-
 _received: list = []  # (signal number, time) of the first SIGINT/SIGTERM this process got during `train`
 
 
 def _on_signal(signum, frame):
-    """The first SIGINT raises KeyboardInterrupt, the first SIGTERM Terminated; the same signal again at once
-    (passed on by a launcher or to the process group) is ignored while the first is handled; asked again
-    later (over 2 s), the process stops at once."""
+    """The first SIGINT raises KeyboardInterrupt, the first SIGTERM Terminated; another signal within 2 s (passed
+    on by a launcher or to the process group) is ignored, a later one stops the process at once."""
     if _received:
         if time.monotonic() - _received[0][1] > 2:
             os._exit(128 + signum)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from .errors import LabError
@@ -28,8 +28,8 @@ def check_writable(folder: Path) -> None:
 
 
 class WriteError(LabError, OSError):
-    """A file could not be written (a full disk, a read-only folder): one line naming it, exit 1. Also an
-    OSError, so code that tolerates a failed optional write (a cache) still does."""
+    """A file could not be written (a full disk, a read-only folder): one line naming it. Also an OSError, so code
+    that tolerates a failed optional write (a cache) still does."""
 
     def __init__(self, path, cause: OSError, existed: bool):
         message = (f"cannot write {path}: {cause.strerror or cause}; "
@@ -43,10 +43,8 @@ class WriteError(LabError, OSError):
 
 @contextmanager
 def atomic_write(path, mode: str = "w"):
-    """Write to a temporary file beside `path`, flush it to disk, then rename it over `path`: a crash
-    leaves the old file or the new one, never half of one. Used for records, checkpoints and data files.
-    A failed write (ENOSPC, EIO, EACCES, ...) removes the temporary file, leaves the earlier file whole and
-    raises WriteError naming `path`."""
+    """Write to a temporary file beside `path`, flush it to disk, then rename it over `path`: a crash leaves the
+    old file or the new one. A failed write removes the temporary file and raises WriteError naming `path`."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     existed = path.exists()
@@ -62,10 +60,8 @@ def atomic_write(path, mode: str = "w"):
     except OSError as exc:
         raise WriteError(path, exc, existed) from exc
     finally:
-        try:
+        with suppress(OSError):
             tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
 
 
 def save_json(path, obj) -> None:
@@ -89,9 +85,7 @@ def read_json(path, default=None):
 
 def read_jsonl(path) -> list[dict]:
     path = Path(path)
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
 def append_jsonl(path, records) -> None:

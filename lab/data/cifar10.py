@@ -2,6 +2,7 @@
 the very same file format (for machines that cannot download CIFAR-10), and DataLoader construction."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -16,12 +17,13 @@ import torchvision.transforms as T
 
 from ..core.config import Config
 from ..core.errors import LabError
-from ..core.files import atomic_write
+from ..core.files import atomic_write, read_json
 
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2023, 0.1994, 0.2010)
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 BATCH_DIR = "cifar-10-batches-py"
+BATCH_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",)
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 
 
@@ -30,8 +32,7 @@ class DataError(LabError):
 
 
 def train_transform():
-    return T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(),
-                      T.ToTensor(), T.Normalize(MEAN, STD)])
+    return T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(MEAN, STD)])
 
 
 def test_transform():
@@ -65,7 +66,7 @@ def _dump_py2(obj, path: Path) -> None:
 
 SYNTHETIC_VERSION = 2  # in synthetic.json and every batch_label; bump it whenever the images change
 
-# The generator's knobs; synthetic_images says what they do and how hard the result is.
+# The generator's knobs; synthetic_images says what they do.
 MODES = 4                          # templates per class
 SPRITE = 16                        # template resolution, pixels
 SCALE = (0.8, 1.5)                 # drawn size / template size: objects of 13 to 24 pixels
@@ -126,18 +127,11 @@ def _draw(images: np.ndarray, templates, kinds: np.ndarray, opacity: np.ndarray,
 def synthetic_images(labels: np.ndarray, rng: np.random.Generator, templates) -> np.ndarray:
     """Images of the given classes, uint8 (n, 3072) rows as in CIFAR-10 (1024 red, green, blue values).
 
-    Each image: a smooth background of random colours; DISTRACTORS - 1 faint objects of other classes;
-    the labelled object (one of its class's MODES templates) and one more object of another class, each
-    at a random scale, centre and opacity in jittered colours; then a random contrast, a colour cast and
-    pixel noise. Usually the other object is faint and behind; in a PAIRS fraction of images it is as
-    strong as the labelled one and drawn in front half the time, so nothing tells which is meant: no
-    classifier can exceed 1 - PAIRS / 2 = 87.5 % top-1 on new images.
-
-    Difficulty, measured (version 2, 10k train / 2k test images): nearest class mean on raw pixels 13 %,
-    a linear probe 16 % (version 1: 95 % and 100 %); a 4-layer CNN of 1/67 of ResNet-18's compute on the
-    lab's 5-epoch schedule: train top-1 14, 25, 48, 63, 68 % per epoch, test 63 % (version 1: 99.9 % in
-    epoch 1). ResNet-18 after 5 epochs should land between that and 87.5 %, inside the 50-90 % aimed at
-    (docs/measuring.md, "Data")."""
+    Each image: a smooth background; DISTRACTORS - 1 faint objects of other classes; the labelled object and
+    one more object of another class, each at a random scale, centre and opacity in jittered colours; then a
+    random contrast, a colour cast and pixel noise. In a PAIRS fraction of images the other object is as strong
+    as the labelled one and in front half the time: no classifier can exceed 1 - PAIRS / 2 = 87.5 % top-1.
+    Its measured difficulty: docs/measuring.md, "Data"."""
     n = len(labels)
     modes = len(templates[0]) // 10
 
@@ -161,42 +155,30 @@ def synthetic_images(labels: np.ndarray, rng: np.random.Generator, templates) ->
     return np.clip(images, 0, 255).astype(np.uint8).reshape(n, 3072)
 
 
-def write_synthetic_cifar10(root, n_train: int = 50_000, n_test: int = 10_000, seed: int = 0) -> Path:
-    """Write `root/cifar-10-batches-py/` (data_batch_1..5, test_batch, batches.meta) with synthetic images,
-    and `root/synthetic.json` (sizes, seed, SYNTHETIC_VERSION) last, once every batch file is complete.
-
-    Same keys, dtypes and layout as the official files: data uint8 (N, 3072) with 1024 red, 1024 green,
-    1024 blue values per row; labels a list of ints 0-9."""
+def write_synthetic_cifar10(root, n_train: int = 50_000, n_test: int = 10_000, seed: int = 0) -> None:
+    """Write `root/cifar-10-batches-py/` with synthetic images in the official files' keys, dtypes and layout,
+    and `root/synthetic.json` (sizes, seed, SYNTHETIC_VERSION) last, once every batch file is complete."""
     root = Path(root)
-    folder = root / BATCH_DIR
-    folder.mkdir(parents=True, exist_ok=True)
     (root / "synthetic.json").unlink(missing_ok=True)
     rng = np.random.default_rng(seed)
     templates = synthetic_templates(rng)
-    splits = [("data_batch_%d" % (i + 1), n) for i, n in
-              enumerate(np.diff(np.linspace(0, n_train, 6).astype(int)))] + [("test_batch", n_test)]
-    for name, n in splits:
+    for name, n in zip(BATCH_FILES, list(np.diff(np.linspace(0, n_train, 6).astype(int))) + [n_test]):
         labels = rng.integers(0, 10, size=n)
-        batch = {
-            "batch_label": f"synthetic {name} (lab.data.write_synthetic_cifar10 version {SYNTHETIC_VERSION}, "
-                           f"seed {seed})",
-            "labels": [int(x) for x in labels],
-            "data": synthetic_images(labels, rng, templates),
-            "filenames": [f"synthetic_{name}_{i:05d}.png" for i in range(n)],
-        }
-        _dump_py2(batch, folder / name)
+        _dump_py2({"batch_label": f"synthetic {name} (lab.data.write_synthetic_cifar10 version {SYNTHETIC_VERSION}, "
+                                  f"seed {seed})",
+                   "labels": [int(x) for x in labels], "data": synthetic_images(labels, rng, templates),
+                   "filenames": [f"synthetic_{name}_{i:05d}.png" for i in range(n)]}, root / BATCH_DIR / name)
     _dump_py2({"num_cases_per_batch": int(n_train // 5), "label_names": list(CLASSES), "num_vis": 3072},
-              folder / "batches.meta")
+              root / BATCH_DIR / "batches.meta")
     with atomic_write(root / "synthetic.json") as f:
         json.dump({"version": SYNTHETIC_VERSION, "n_train": n_train, "n_test": n_test, "seed": seed,
                    "format": "cifar-10-python"}, f)
-    return folder
 
 
 class SyntheticCIFAR10(torchvision.datasets.CIFAR10):
     """torchvision's CIFAR10 with the md5 checks switched off for our synthetic files (and only those)."""
 
-    train_list = [[f"data_batch_{i}", None] for i in range(1, 6)]
+    train_list = [[name, None] for name in BATCH_FILES[:5]]
     test_list = [["test_batch", None]]
     meta = {"filename": "batches.meta", "key": "label_names", "md5": None}
 
@@ -211,11 +193,7 @@ def ensure_synthetic(config: Config, log=print) -> Path:
     root = synthetic_root(config)
     wanted = {"version": SYNTHETIC_VERSION, "n_train": config.synthetic_train,
               "n_test": config.synthetic_test, "seed": 0}
-    marker = root / "synthetic.json"
-    try:
-        have = json.loads(marker.read_text())
-    except (OSError, ValueError):
-        have = None
+    have = read_json(root / "synthetic.json")
     have = have if isinstance(have, dict) else None
     stale = [f"{k} {have.get(k)} -> {v}" for k, v in wanted.items() if have is not None and have.get(k) != v]
     if have is None or stale:
@@ -226,28 +204,22 @@ def ensure_synthetic(config: Config, log=print) -> Path:
     return root
 
 
-BATCH_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",)
-_sha256_cache: dict = {}
+@functools.lru_cache(maxsize=None)
+def _sha256_of(path: str, inode: int, size: int, mtime_ns: int) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _sha256(path: Path) -> str:
     """sha256 of a file's contents, computed once per process for a file as long as it is unchanged
     (same inode, size and modification time): ~0.3 s for CIFAR-10's 180 MB."""
     st = path.stat()
-    key = (str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
-    if key not in _sha256_cache:
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
-        _sha256_cache[key] = digest.hexdigest()
-    return _sha256_cache[key]
+    return _sha256_of(str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def fingerprint(config: Config) -> dict:
     """What a checkpoint records of the data it trained on: the data set kind and the sha256 of each batch
-    file's contents (data_batch_1-5, test_batch). Not their sizes (all equal) and not the folder's path (moved
-    identical data is the same data); `folder` is kept for messages only and is not compared."""
+    file's contents; not the folder (moved identical data is the same data): `folder` is for messages only."""
     folder = (synthetic_root(config) if config.dataset == "synthetic" else Path(config.data)) / BATCH_DIR
     return {"dataset": config.dataset, "folder": str(folder),
             "sha256": {name: _sha256(folder / name) for name in BATCH_FILES if (folder / name).is_file()}}
@@ -276,8 +248,7 @@ def load_dataset(config: Config, train: bool, transform=None, log=print):
     else:
         root, cls = Path(config.data), torchvision.datasets.CIFAR10
         how_to_fix = f"delete {root / BATCH_DIR} and download CIFAR-10 again ({CIFAR10_URL})"
-        if not (root / BATCH_DIR).is_dir():
-            download_cifar10(root, log)
+        ensure_cifar10(root, log)
     try:
         return cls(str(root), train=train, transform=transform, download=False)
     except Exception as exc:  # noqa: BLE001 - translated into one line naming the bad file
@@ -285,7 +256,10 @@ def load_dataset(config: Config, train: bool, transform=None, log=print):
         raise DataError(f"cannot read CIFAR-10 batch file {bad}; {how_to_fix}") from exc
 
 
-def download_cifar10(root: Path, log=print) -> None:
+def ensure_cifar10(root: Path, log=print) -> None:
+    """Download CIFAR-10 into `root` unless it is there; DataError where it cannot be."""
+    if (root / BATCH_DIR).is_dir():
+        return
     if os.environ.get("LAB_OFFLINE"):
         reason = "LAB_OFFLINE is set"
     else:
@@ -303,10 +277,8 @@ def resolve_dataset(dataset: str, data: str, log=print) -> str:
     """'auto' -> 'cifar10' where it is on disk or can be downloaded, else 'synthetic' (said loudly)."""
     if dataset != "auto":
         return dataset
-    if (Path(data) / BATCH_DIR).is_dir():
-        return "cifar10"
     try:
-        download_cifar10(Path(data), log)
+        ensure_cifar10(Path(data), log)
         return "cifar10"
     except DataError:
         log(f"CIFAR-10 is not in {Path(data) / BATCH_DIR} and cannot be downloaded here: using SYNTHETIC "
@@ -316,19 +288,14 @@ def resolve_dataset(dataset: str, data: str, log=print) -> str:
 
 def make_loader(dataset, config: Config, device: torch.device, train: bool = True, rank: int = 0,
                 world_size: int = 1) -> torch.utils.data.DataLoader:
-    """The lab's DataLoader. `pin_memory` only when the device is CUDA. Training shuffles through a
-    DistributedSampler (with one process too): its permutation depends on the seed and the epoch only
-    (lab.engine.train.seed_epoch calls set_epoch), rank r of N takes every N-th image of it, so the N ranks
-    together see what one process sees, and a resumed run sees the same batches. The generator seeds
-    the workers, and is re-seeded every epoch. With workers, `persistent_workers` keeps them alive between
-    epochs (the same DataLoader iterated again reuses them: their start-up is paid once, but their augmentation
-    randomness is seeded once per run, not per epoch) and `prefetch_factor` sets how many batches each loads
-    ahead; with 0 workers both are left out (DataLoader refuses them)."""
+    """The lab's DataLoader, `pin_memory` only on CUDA. Training shuffles through a DistributedSampler (one
+    process too): its permutation follows the seed and the epoch only (seed_epoch calls set_epoch) and rank r of
+    N takes every N-th image, so N ranks see what one process sees and a resumed run sees the same batches.
+    persistent_workers and prefetch_factor only with workers (DataLoader refuses them without)."""
     sampler = (torch.utils.data.DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True,
                                                    seed=config.seed * 100_003) if train else None)
     workers = ({"persistent_workers": config.persistent_workers, "prefetch_factor": config.prefetch_factor}
                if config.workers > 0 else {})
-    return torch.utils.data.DataLoader(
-        dataset, batch_size=config.batch_size, sampler=sampler, num_workers=config.workers,
-        pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(config.seed), **workers,
-    )
+    return torch.utils.data.DataLoader(dataset, batch_size=config.batch_size, sampler=sampler,
+                                       num_workers=config.workers, pin_memory=device.type == "cuda",
+                                       generator=torch.Generator().manual_seed(config.seed), **workers)

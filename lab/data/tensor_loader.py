@@ -1,11 +1,7 @@
-"""An on-device batched loader, as the fastest CIFAR-10 trainers (airbench, hlb-CIFAR10) do it.
-
-The whole uint8 data set lives on the run's device as one tensor. Each epoch draws a fresh permutation;
-each batch gets the lab's augmentation as batched tensor work with *per-image* random parameters
-(RandomCrop(32, padding=4) offsets and a horizontal flip with p = 0.5, independently for every image,
-unlike torchvision.transforms.v2 on a batch, which draws one crop for the whole batch), then ToTensor's
-scaling and Normalize, in the same order of floating-point operations as torchvision.
-"""
+"""An on-device batched loader, as the fastest CIFAR-10 trainers (airbench, hlb-CIFAR10) do it: the whole uint8
+data set on the run's device, a fresh permutation each epoch, the lab's augmentation as batched tensor work with
+*per-image* random crops and flips (torchvision.transforms.v2 draws one for a whole batch), then ToTensor's
+scaling and Normalize in torchvision's order of floating-point operations."""
 from __future__ import annotations
 
 import math
@@ -28,9 +24,8 @@ def draw_augmentation(n: int, generator: torch.Generator) -> tuple[torch.Tensor,
 
 
 def crop_flip(images: torch.Tensor, top: torch.Tensor, left: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
-    """Zero-pad uint8 NCHW images by PAD, crop 32x32 at each image's (top, left), then mirror where `flip`.
-
-    One gather over the flattened padded image; the flip is folded into the column index."""
+    """Zero-pad uint8 NCHW images by PAD, crop 32x32 at each image's (top, left), then mirror where `flip`:
+    one gather over the flattened padded image, the flip folded into the column index."""
     n, c, h, w = images.shape
     padded = torch.nn.functional.pad(images, (PAD, PAD, PAD, PAD)).view(n, c, -1)
     arange_w = torch.arange(w, device=images.device)
@@ -57,12 +52,9 @@ class TensorLoader:
         self.device = torch.device(device)
         self.images = torch.as_tensor(images_nhwc).permute(0, 3, 1, 2).contiguous().to(self.device)
         self.labels = torch.as_tensor(labels, dtype=torch.int64).to(self.device)
-        self.batch_size = batch_size
-        self.train = train
-        self.augment = train if augment is None else augment
+        self.batch_size, self.train, self.augment = batch_size, train, train if augment is None else augment
         self.rank, self.world_size = rank, world_size  # rank r of N takes every N-th image, as DistributedSampler
-        # on the device: the epoch's permutation and augmentation are drawn there, once per epoch, so a
-        # batch costs the host no random draws and no copies. Re-seeded per epoch by lab.engine.train.
+        # the epoch's permutation and augmentation are drawn on the device (re-seeded per epoch by seed_epoch)
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
 
     @classmethod
@@ -78,15 +70,13 @@ class TensorLoader:
 
     def __iter__(self):
         n = len(self.labels)
-        if self.train:
-            order = torch.randperm(n, generator=self.generator, device=self.device)
-        else:
-            order = torch.arange(n, device=self.device)
+        order = (torch.randperm(n, generator=self.generator, device=self.device) if self.train
+                 else torch.arange(n, device=self.device))
         if self.augment:
             top, left, flip = draw_augmentation(n, self.generator)
         if self.world_size > 1:  # pad to a multiple of N with the first images (as DistributedSampler), shard
-            keep = torch.arange(self._shard_size() * self.world_size, device=self.device) % n
-            keep = keep[self.rank::self.world_size]
+            padded = torch.arange(self._shard_size() * self.world_size, device=self.device) % n
+            keep = padded[self.rank::self.world_size]
             order = order[keep]
             if self.augment:
                 top, left, flip = top[keep], left[keep], flip[keep]

@@ -20,22 +20,13 @@ RESUME_MUST_MATCH = ("batch_norm", "optimizer", "lr", "momentum", "weight_decay"
 
 def save_checkpoint(path, model, optimizer, epoch: int, config: Config, run_id: str = "", world_size: int = 1,
                     data_fingerprint: dict | None = None, scaler=None) -> None:
-    """Everything needed to continue: weights, optimizer state, epoch, RNG states, config, run id, the
-    fingerprint of the data it trained on (lab.data.cifar10.fingerprint) and the fp16 GradScaler's state (its loss
-    scale and growth tracker; None without one). Written to a temporary file, flushed to disk and renamed,
-    so a crash never leaves half a checkpoint."""
-    state = {
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "epoch": epoch,
-        "run_id": run_id,
-        "world_size": world_size,
-        "config": config.to_dict(),
-        "data": data_fingerprint,
-        "scaler": scaler.state_dict() if scaler is not None else None,
-        "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
-    }
+    """Everything needed to continue: weights, optimizer state, epoch, RNG states, config, run id, the data's
+    fingerprint (lab.data.cifar10.fingerprint) and the fp16 GradScaler's state; written atomically."""
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch, "run_id": run_id,
+             "world_size": world_size, "config": config.to_dict(), "data": data_fingerprint,
+             "scaler": scaler.state_dict() if scaler is not None else None,
+             "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
+                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}}
     with files.atomic_write(path, "wb") as f:
         torch.save(state, f)
 
@@ -63,8 +54,7 @@ def load_checkpoint(path, config: Config, world_size: int = 1) -> dict:
 
 
 def check_same_data(state: dict, fingerprint: dict, path) -> None:
-    """A resumed run must train on the data its checkpoint trained on: the same data set kind and batch files
-    of the same contents (sha256; wherever the folder now is)."""
+    """A resumed run must train on its checkpoint's data: the same kind and batch files of the same contents."""
     saved = state.get("data")
     if not isinstance(saved, dict) or not isinstance(saved.get("sha256"), dict):
         raise ConfigError(f"--resume: checkpoint {path} does not record which data it was trained on (it predates "

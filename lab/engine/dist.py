@@ -1,10 +1,6 @@
-"""Data-parallel training on torch.distributed, launched by torchrun.
-
-torchrun (or `python -m lab train --nproc-per-node N`, which hands the command to torchrun's launcher)
-starts one process per rank with RANK, WORLD_SIZE, LOCAL_RANK and LOCAL_WORLD_SIZE in its environment;
-`init` joins the process group from them (nccl on CUDA, gloo on CPU). Without them, a run is one
-process and nothing here does anything. Only rank 0 writes records and checkpoints.
-"""
+"""Data-parallel training on torch.distributed: torchrun (or `python -m lab train --nproc-per-node N`) starts
+one process per rank with RANK, WORLD_SIZE, LOCAL_RANK and LOCAL_WORLD_SIZE in its environment; `init` joins
+the process group from them (nccl on CUDA, gloo on CPU). Without them nothing here does anything."""
 from __future__ import annotations
 
 import datetime as dt
@@ -20,8 +16,7 @@ from torch.distributed.run import run as torchrun
 
 from ..core.errors import LabError
 
-# A collective that waits longer than this ends the job instead of hanging (a rank that died mid-step);
-# torchrun's launcher usually stops the others sooner.
+# a collective that waits longer ends the job instead of hanging (a rank that died mid-step)
 TIMEOUT = dt.timedelta(seconds=int(os.environ.get("LAB_DIST_TIMEOUT", "300")))
 
 
@@ -55,8 +50,8 @@ def current() -> Context:
 
 
 def init(device_type: str) -> Context:
-    """Join the process group torchrun described in the environment (once); a plain process gets the
-    one-process Context. On CUDA each rank takes the GPU of its local rank."""
+    """Join the process group torchrun described (once; a plain process gets the one-process Context). On CUDA
+    each rank takes the GPU of its local rank."""
     global _context
     if _context.distributed or not launched():
         return _context
@@ -110,9 +105,8 @@ def threads_per_rank(requested: int | None) -> int:
 
 
 def launch(nproc: int, argv: list[str]) -> int:
-    """`python -m lab train --nproc-per-node N ...`: hand the same command (less that flag) to torchrun's
-    launcher, on this node (--standalone: a rendezvous on a free local port). A rank that fails ends the
-    job: the launcher stops the others, and this returns 1 after one line naming the first failed rank."""
+    """`python -m lab train --nproc-per-node N ...`: the same command (less that flag) through torchrun's launcher
+    on this node. A rank that fails ends the job: one line names the first failed rank."""
     for name in ("torch.distributed.elastic", "torch.distributed.run"):  # we set and record threads ourselves
         logging.getLogger(name).setLevel(logging.ERROR)
     args = get_args_parser().parse_args(["--standalone", f"--nproc-per-node={nproc}", "--max-restarts=0",

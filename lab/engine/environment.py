@@ -33,18 +33,13 @@ def collect() -> dict:
             "cuda_available": torch.cuda.is_available(), "git_commit": git_commit(), "collect_env": env}
 
 
-def cpu_line(env: dict) -> str:
-    flags = ", ".join(env.get("cpu_flags") or []) or "none of " + ", ".join(CPU_FLAGS)
-    return (f"{env.get('cpu_model', '?')} ({env.get('cpus_available', '?')} of {env.get('host_cpus', '?')} "
-            f"cores; {flags})")
-
-
 def summary(env: dict | None) -> dict:
     """The lines a header shows for an environment: the CPU and its flags, then collect_env's main fields
     ("—" where it found nothing: no GPU, no driver)."""
     if not env:
         return {"environment": "not captured (a report made before the environment was recorded)"}
     found = env.get("collect_env", {})
-    rows = {"CPU": cpu_line(env)}
-    rows.update({label: str(found.get(key) or "—").replace("\n", "; ") for key, label in SHOWN.items()})
-    return rows
+    flags = ", ".join(env.get("cpu_flags") or []) or "none of " + ", ".join(CPU_FLAGS)
+    return {"CPU": f"{env.get('cpu_model', '?')} ({env.get('cpus_available', '?')} of {env.get('host_cpus', '?')} "
+                   f"cores; {flags})",
+            **{label: str(found.get(key) or "—").replace("\n", "; ") for key, label in SHOWN.items()}}

@@ -1,24 +1,21 @@
 """Memory per epoch, read outside the timed phases: what the training process and its loader workers held.
 
-Host: the training process's peak resident set over the epoch. Linux keeps that peak (VmHWM) and lets a process
-reset it by writing "5" to /proc/self/clear_refs; where the kernel refuses, a thread samples the resident set
-at 10 Hz instead (it holds the GIL for microseconds a tenth of a second), and the record says which.
-Workers: their proportional set size (PSS), summed, read at the epoch's last batch while they are alive. PSS,
-not RSS: the pages a worker shares copy-on-write with the others and the parent are split between them,
-where RSS would count them once per worker. The pages they share with the training process are split with it
-too: the workers' PSS holds a share of the parent's memory (half of it with one worker), and the parent's PSS
-plus the workers' is the physical memory of them all.
-CUDA: the epoch's peak allocated and reserved bytes (peaks reset as it starts), and the peak minus what was
-allocated when it began: an interleaved block keeps every setting's model and optimizer in one process, so
-only the rise is one setting's own.
+Host: the process's peak resident set over the epoch (VmHWM, reset by writing "5" to /proc/self/clear_refs; where
+the kernel refuses, sampled at 10 Hz by a thread, and the record says which). Workers: their summed proportional
+set size (PSS: pages shared copy-on-write are split between the processes, where RSS counts them once per worker),
+read at the epoch's last batch. CUDA: the epoch's peak allocated and reserved bytes, and the peak minus what was
+allocated when it began (an interleaved block keeps every setting's model in one process: the rise is its own).
 """
 from __future__ import annotations
 
+import functools
 import threading
 from pathlib import Path
 
 import psutil
 import torch
+
+from .model import count_optimizer_state, count_trainable_parameters
 
 FIELDS = ("host_peak_rss_bytes", "host_peak_rss_how", "workers_pss_bytes", "cuda_peak_allocated_bytes",
           "cuda_peak_reserved_bytes", "cuda_peak_above_start_bytes")
@@ -26,23 +23,12 @@ CLEAR_REFS = Path("/proc/self/clear_refs")
 SAMPLE_EVERY_S = 0.1
 
 
-def _reset_peak_rss() -> bool:
-    """Reset the kernel's peak resident set (VmHWM) of this process; False where it cannot be."""
-    try:
-        CLEAR_REFS.write_text("5")
-        return True
-    except OSError:
-        return False
-
-
 def _peak_rss() -> int | None:
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
+        lines = Path("/proc/self/status").read_text().splitlines()
+        return next((int(line.split()[1]) * 1024 for line in lines if line.startswith("VmHWM:")), None)
     except (OSError, ValueError, IndexError):
-        pass
-    return None
+        return None
 
 
 class _Sampler(threading.Thread):
@@ -87,16 +73,17 @@ class EpochMemory:
         if self.device.type == "cuda":  # the allocator counts on the host, as ops are queued: no sync needed
             torch.cuda.reset_peak_memory_stats(self.device)
             self.cuda_start = torch.cuda.memory_allocated(self.device)
-        if not _reset_peak_rss():
+        try:
+            CLEAR_REFS.write_text("5")  # resets the kernel's peak resident set (VmHWM) of this process
+        except OSError:
             self.sampler = _Sampler()
         return self
 
     def stop(self) -> dict:
         sampled = self.sampler is not None
-        out = {"host_peak_rss_bytes": self.sampler.stop() if sampled else _peak_rss(),
+        out = {**dict.fromkeys(FIELDS), "host_peak_rss_bytes": self.sampler.stop() if sampled else _peak_rss(),
                "host_peak_rss_how": "sampled at 10 Hz" if sampled else "VmHWM reset at the epoch's start",
-               "workers_pss_bytes": self.workers, "cuda_peak_allocated_bytes": None,
-               "cuda_peak_reserved_bytes": None, "cuda_peak_above_start_bytes": None}
+               "workers_pss_bytes": self.workers}
         if self.device.type == "cuda":
             peak = torch.cuda.max_memory_allocated(self.device)
             out.update(cuda_peak_allocated_bytes=peak,
@@ -105,12 +92,5 @@ class EpochMemory:
         return out
 
 
-def state_bytes(optimizer: torch.optim.Optimizer) -> int:
-    """Bytes of the tensors an optimizer keeps as state (Adam: exp_avg and exp_avg_sq), measured from them;
-    per-parameter scalar counters such as Adam's `step` are left out."""
-    return sum(v.numel() * v.element_size() for s in optimizer.state.values() for v in s.values()
-               if torch.is_tensor(v) and v.dim() > 0)
-
-
-def parameter_bytes(model: torch.nn.Module) -> int:
-    return sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+state_bytes = functools.partial(count_optimizer_state, in_bytes=True)
+parameter_bytes = functools.partial(count_trainable_parameters, in_bytes=True)

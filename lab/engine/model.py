@@ -2,6 +2,8 @@
 and helpers that answer the lab's questions (Q1-Q4) from the live model rather than from constants."""
 from __future__ import annotations
 
+from collections import Counter
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -12,8 +14,6 @@ def _norm(channels: int, batch_norm: bool) -> nn.Module:
 
 
 class BasicBlock(nn.Module):
-    expansion = 1
-
     def __init__(self, in_planes: int, planes: int, stride: int = 1, batch_norm: bool = True):
         super().__init__()
         self.conv1 = nn.Conv2d(in_planes, planes, kernel_size=3, stride=stride, padding=1, bias=False)
@@ -43,13 +43,13 @@ class ResNet(nn.Module):
         self.layer2 = self._make_layer(128, num_blocks[1], 2, batch_norm)
         self.layer3 = self._make_layer(256, num_blocks[2], 2, batch_norm)
         self.layer4 = self._make_layer(512, num_blocks[3], 2, batch_norm)
-        self.linear = nn.Linear(512 * BasicBlock.expansion, num_classes)
+        self.linear = nn.Linear(512, num_classes)
 
     def _make_layer(self, planes, num_blocks, stride, batch_norm):
         layers = []
         for s in [stride] + [1] * (num_blocks - 1):
             layers.append(BasicBlock(self.in_planes, planes, s, batch_norm))
-            self.in_planes = planes * BasicBlock.expansion
+            self.in_planes = planes
         return nn.Sequential(*layers)
 
     def forward(self, x):
@@ -67,38 +67,31 @@ def resnet18(batch_norm: bool = True, num_classes: int = 10) -> ResNet:
 
 def count_conv_layers(model: nn.Module) -> dict:
     """Q1: conv layers by kernel size, e.g. {'3x3': 17, '1x1': 3, 'total': 20}."""
-    counts: dict = {}
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            key = "x".join(str(k) for k in m.kernel_size)
-            counts[key] = counts.get(key, 0) + 1
-    counts["total"] = sum(counts.values())
-    return counts
+    counts = Counter("x".join(map(str, m.kernel_size)) for m in model.modules() if isinstance(m, nn.Conv2d))
+    return {**counts, "total": sum(counts.values())}
 
 
 def last_linear_in_features(model: nn.Module) -> int:
     """Q2: input dimension of the last linear layer."""
-    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    return linears[-1].in_features
+    return [m for m in model.modules() if isinstance(m, nn.Linear)][-1].in_features
 
 
-def count_trainable_parameters(model: nn.Module) -> int:
-    """Q3: trainable parameter elements."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+def _size(tensors, in_bytes: bool = False) -> int:
+    return sum(t.numel() * (t.element_size() if in_bytes else 1) for t in tensors)
+
+
+def count_trainable_parameters(model: nn.Module, in_bytes: bool = False) -> int:
+    """Q3: trainable parameter elements (or their bytes)."""
+    return _size((p for p in model.parameters() if p.requires_grad), in_bytes)
 
 
 def count_gradients(model: nn.Module) -> int:
     """Q3/Q4: gradient elements present after a backward pass (one per trainable parameter element)."""
-    return sum(p.grad.numel() for p in model.parameters() if p.grad is not None)
+    return _size(p.grad for p in model.parameters() if p.grad is not None)
 
 
-def count_optimizer_state(optimizer: torch.optim.Optimizer) -> int:
-    """Q4: tensor elements the optimizer keeps as state (Adam: exp_avg and exp_avg_sq, i.e. 2x params).
-
-    Scalar bookkeeping such as Adam's per-parameter `step` counter is not counted."""
-    total = 0
-    for state in optimizer.state.values():
-        for value in state.values():
-            if torch.is_tensor(value) and value.dim() > 0:
-                total += value.numel()
-    return total
+def count_optimizer_state(optimizer: torch.optim.Optimizer, in_bytes: bool = False) -> int:
+    """Q4: tensor elements (or their bytes) the optimizer keeps as state (Adam: exp_avg and exp_avg_sq, 2x the
+    parameters), measured from its tensors; scalar bookkeeping such as Adam's per-parameter `step` is left out."""
+    return _size((v for state in optimizer.state.values() for v in state.values() if torch.is_tensor(v) and v.dim()),
+                 in_bytes)

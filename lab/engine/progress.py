@@ -1,10 +1,6 @@
-"""Progress of the runs while they run: every training step of a run (lab.engine.train) goes through `step()`.
-
-In a notebook that the report runner is not driving, that moves a `tqdm.auto` bar (a widget in JupyterLab);
-under the runner, whose kernels inherit $LAB_PROGRESS, it appends a JSON line to that file (at most a few a
-second per process, and always an epoch's last step), so the progress comes from the runs themselves, C9's
-launched processes included. The runner's side (lab.report.estimate) reads that file.
-"""
+"""Progress of the runs while they run: every training step goes through `step()`. In a notebook the report
+runner is not driving, that moves a `tqdm.auto` bar; under the runner, whose kernels (and C9's processes) inherit
+$LAB_PROGRESS, it appends a JSON line to that file (a few a second at most), which lab.report.estimate reads."""
 from __future__ import annotations
 
 import json
@@ -12,27 +8,19 @@ import os
 import sys
 import time
 from contextlib import contextmanager
+from types import SimpleNamespace
 
 from tqdm.auto import tqdm
 
 ENV = "LAB_PROGRESS"
 WRITE_EVERY = 0.25   # seconds between two progress lines of one process (an epoch's last step always goes)
-
-
-# --- the runs' side -------------------------------------------------------------------------------------
-
-class _State:
-    bar = None
-    last_write = 0.0
-
-
-_state = _State()
+_state = SimpleNamespace(bar=None, last_write=0.0)
 
 
 @contextmanager
 def bar(desc: str, total: int):
-    """A notebook progress bar over `total` training steps for the runs inside the block (tqdm.auto: a widget
-    in JupyterLab, text elsewhere). None under the report runner, whose own display shows the progress."""
+    """A notebook progress bar over the `total` training steps of the runs inside the block (None under the
+    report runner, whose own display shows the progress)."""
     if os.environ.get(ENV) or total <= 0:
         yield None
         return

@@ -1,7 +1,5 @@
-"""One record schema: the run's configuration + one epoch's metrics + provenance.
-
-Records are JSON lines; `read_records` turns a file or a folder of them into one pandas DataFrame.
-"""
+"""One record schema: the run's configuration + one epoch's metrics + provenance, in JSON lines; `read_records`
+turns a file or a folder of them into one pandas DataFrame."""
 from __future__ import annotations
 
 import datetime as dt
@@ -34,32 +32,26 @@ METRICS = ("epoch", "load_s", "train_s", "other_s", "total_s", "loader_start_s",
 
 
 def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return cpu_name()
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
 
 
 @functools.lru_cache(maxsize=None)
-def cpu_name() -> str:
+def _cpuinfo(key: str) -> str | None:
+    """The first `key` line's value in /proc/cpuinfo (None where there is none)."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        return None
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith(key)), None)
 
 
-@functools.lru_cache(maxsize=None)
+def cpu_name() -> str:
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
+
+
 def cpu_flags() -> frozenset:
     """The CPU's feature flags (/proc/cpuinfo), e.g. avx2, avx512f, avx512_bf16, amx_bf16; empty elsewhere."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
+    return frozenset((_cpuinfo("flags") or "").split())
 
 
 @functools.lru_cache(maxsize=None)
@@ -89,25 +81,14 @@ def cpus_available() -> int:
 
 
 def provenance(config: Config, device: torch.device) -> dict:
-    return {
-        "dataset_kind": config.dataset,
-        "device_type": device.type,
-        "device_name": device_name(device),
-        "torch_version": torch.__version__,
-        "host_cpus": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "git_commit": git_commit(),
-        "hostname": platform.node(),
-    }
+    return {"dataset_kind": config.dataset, "device_type": device.type, "device_name": device_name(device),
+            "torch_version": torch.__version__, "host_cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "git_commit": git_commit(), "hostname": platform.node()}
 
 
 def make_record(config: Config, metrics: dict, prov: dict, run_id: str) -> dict:
-    record = {"record": "epoch", "run_id": run_id,
-              "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
-    record.update(config.to_dict())
-    record.update(prov)
-    record.update({k: metrics.get(k) for k in METRICS})
-    return record
+    return {"record": "epoch", "run_id": run_id, "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            **config.to_dict(), **prov, **{k: metrics.get(k) for k in METRICS}}
 
 
 def new_run_id(config: Config) -> str:

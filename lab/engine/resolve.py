@@ -1,6 +1,5 @@
-"""A run resolved once: a Config becomes the device it trains on, `timers` and `--fast`'s concrete choices,
-the process group it belongs to and its torch threads. `run`, the Trainer, the bench, the parts' reuse of
-runs and the CLI's launcher all take what `resolve` says, so no two places decide it differently."""
+"""A run resolved once: a Config becomes its device, `timers` and `--fast`'s concrete choices, its process group
+and torch threads. Everything that runs or plans a run takes what `resolve` says: no two places decide it."""
 from __future__ import annotations
 
 import os
@@ -34,7 +33,6 @@ def device_type(name: str) -> str:
 
 
 def check_distributed(config: Config, kind: str, ctx: dist.Context) -> None:
-    """What several processes cannot do, refused with one line before any work."""
     if config.sync_bn and kind != "cuda":
         raise ConfigError("--sync-bn needs CUDA: PyTorch's SyncBatchNorm runs only on CUDA devices")
     if ctx.world_size > 1 and config.fast:
@@ -48,10 +46,8 @@ def check_distributed(config: Config, kind: str, ctx: dist.Context) -> None:
 
 
 def resolve(config: Config, log=None, launch: int | None = None, measure: bool = True) -> Resolved:
-    """`config` made concrete. Under torchrun this joins the process group (lab.engine.dist) and takes the
-    GPU of the local rank. `launch=N`: the launcher's view of the N processes it is about to start, for its
-    checks only (no process group joined, --fast not resolved: each rank resolves its own). `measure` False:
-    --fast on a CPU takes its cached choice and measures nothing (a plan, a comparison of settings)."""
+    """`config` made concrete; under torchrun this joins the process group. `launch=N`: the launcher's view of
+    the N processes it starts, for its checks only. `measure` False: --fast takes its cached choice (a plan)."""
     log = log or (lambda msg: print(msg, file=sys.stderr))
     config = config.validate()
     kind = device_type(config.device)
@@ -75,9 +71,8 @@ WORKSPACE = ":4096:8"  # cuBLAS's fixed workspace, which deterministic algorithm
 
 
 def apply_speed_settings(config: Config, device: torch.device) -> None:
-    """Set torch's process-wide switches to this run's: cudnn.benchmark (CUDA) and deterministic algorithms
-    (with cuBLAS's fixed workspace on CUDA, which they need). Called before each epoch: the runs of an
-    interleaved block share one process, and each epoch must run under its own run's switches."""
+    """Set torch's process-wide switches to this run's: cudnn.benchmark and deterministic algorithms (with
+    cuBLAS's fixed workspace on CUDA). Called before each epoch: an interleaved block's runs share one process."""
     cuda = device.type == "cuda"
     if config.deterministic and cuda and "CUBLAS_WORKSPACE_CONFIG" not in os.environ:
         os.environ["CUBLAS_WORKSPACE_CONFIG"] = WORKSPACE
@@ -97,9 +92,8 @@ def _precision(*levels) -> str:
 
 
 def compute_precision(device, amp: str = "off") -> str:
-    """The one answer to "what precision does this compute in": a step's or a call's autocast (or weights') dtype
-    where it has one, else fp32, which is tf32 on CUDA where cuDNN's fp32 convolutions run as TF32 (PyTorch's
-    default). The peak a time is set against (C2, C8, C10, C11) and the agreement tolerance (C10) follow from it."""
+    """The one answer to "what precision does this compute in": the autocast (or weights') dtype where there is
+    one, else fp32, which is tf32 on CUDA where cuDNN's fp32 convolutions run as TF32 (PyTorch's default)."""
     if amp in ("bf16", "fp16"):  # anything else ("off", None, NaN from a table) computes in fp32
         return amp
     device = torch.device(device)

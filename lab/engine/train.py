@@ -20,6 +20,7 @@ from ..data import cifar10
 from ..data.tensor_loader import TensorLoader
 from . import dist, records
 from .checkpoint import check_same_data, load_checkpoint, restore_scaler, save_checkpoint
+from .interleave import abba
 from .loop import AMP_DTYPES, Precision, Step, evaluate, train_one_epoch
 from .model import resnet18
 from .progress import step as progress_step
@@ -28,26 +29,19 @@ from .resolve import Resolved, apply_speed_settings, resolve, speed_settings
 
 def build_optimizer(name: str, params, lr: float, momentum: float = 0.9, weight_decay: float = 5e-4):
     """The lab's five optimizers; momentum applies to the two SGD variants only."""
-    params = list(params)
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    if name == "sgd-nesterov":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=True)
-    if name == "adagrad":
-        return torch.optim.Adagrad(params, lr=lr, weight_decay=weight_decay)
-    if name == "adadelta":
-        return torch.optim.Adadelta(params, lr=lr, weight_decay=weight_decay)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    raise ConfigError(f"unknown optimizer {name!r}")
+    sgd = (torch.optim.SGD, {"momentum": momentum, "nesterov": name == "sgd-nesterov"})
+    kinds = {"sgd": sgd, "sgd-nesterov": sgd, "adagrad": (torch.optim.Adagrad, {}),
+             "adadelta": (torch.optim.Adadelta, {}), "adam": (torch.optim.Adam, {})}
+    if name not in kinds:
+        raise ConfigError(f"unknown optimizer {name!r}")
+    cls, options = kinds[name]
+    return cls(list(params), lr=lr, weight_decay=weight_decay, **options)
 
 
 def seed_epoch(config: Config, epoch: int, loader) -> None:
-    """Each epoch's randomness (shuffle, augmentation, worker seeds) derives from (seed, epoch) alone, so
-    an interrupted and resumed run sees exactly the batches an uninterrupted one would. Persistent workers are
-    the exception: their augmentation randomness is seeded when they start, once per run (the shuffle still
-    follows the epoch). The loader is built once per run (Trainer) and iterated again each epoch, so persistent
-    workers serve every epoch."""
+    """Each epoch's randomness (shuffle, augmentation, worker seeds) derives from (seed, epoch) alone, so a
+    resumed run sees exactly the batches an uninterrupted one would; persistent workers' augmentation is the
+    exception (seeded when they start, once per run)."""
     seed = config.seed * 100_003 + epoch
     torch.manual_seed(seed)
     random.seed(seed)
@@ -65,11 +59,10 @@ def build_loaders(config: Config, device: torch.device, log=print):
                                                  augment=config.augment, **shard)
     else:
         train_loader = cifar10.make_loader(train_set, config, device, train=True, **shard)
-    test_loader = None
-    if config.evaluate:
-        test_loader = cifar10.make_loader(cifar10.load_dataset(config, train=False, log=log),
-                                          config.replace(workers=min(config.workers, 2)), device, train=False)
-    return train_loader, test_loader
+    if not config.evaluate:
+        return train_loader, None
+    return train_loader, cifar10.make_loader(cifar10.load_dataset(config, train=False, log=log),
+                                             config.replace(workers=min(config.workers, 2)), device, train=False)
 
 
 def make_scaler(config: Config, device: torch.device):
@@ -108,27 +101,24 @@ class Trainer:
         self.step = Step(self.step_model, self.optimizer, self.device, self.precision)
 
     def measure_comm(self, batches: int, probes: int = 5) -> dict:
-        """The exposed gradient communication of an epoch (run() measures it after a run's last epoch, with
-        as many probe pairs as the epoch has batches, 2 to 5: the probes cost steps), measured: the same step
-        (forward + backward, no optimizer step) on a fixed batch timed with DDP's all-reduce and without it
-        (`no_sync`), in alternating order, `probes` pairs; weights, buffers and gradients are restored afterwards.
-        comm_raw_s = the median pair difference x `batches` (kept even when negative: within noise),
-        comm_s = max(0, comm_raw_s), comm_low_s/comm_high_s = the smallest/largest pair difference x batches."""
+        """An epoch's exposed gradient communication: forward + backward on a fixed batch timed with DDP's
+        all-reduce and without it (`no_sync`), in alternating order, `probes` pairs; the weights are restored.
+        comm_raw_s: the median pair difference x `batches` (kept when negative: within noise), comm_s: max(0, it),
+        comm_low_s/comm_high_s: the smallest/largest pair difference x `batches`."""
         state = {k: v.clone() for k, v in self.model.state_dict().items()}
         n = self.config.batch_size
         fmt = torch.channels_last if self.config.channels_last else torch.contiguous_format
         x = torch.randn(n, 3, 32, 32, device=self.device).to(memory_format=fmt)
         y = torch.randint(0, 10, (n,), device=self.device)
-        criterion = nn.CrossEntropyLoss()
         diffs = []
-        for i in range(probes):
+        for order in abba(("sync", "local"), probes):
             took = {}
-            for mode in (("sync", "local") if i % 2 == 0 else ("local", "sync")):
+            for mode in order:
                 start = now(self.device)
                 with self.ddp.no_sync() if mode == "local" else nullcontext():
                     with torch.autocast(self.device.type, dtype=self.precision.amp_dtype,
                                         enabled=self.precision.amp_dtype is not None):
-                        loss = criterion(self.ddp(x), y)
+                        loss = nn.functional.cross_entropy(self.ddp(x), y)
                     loss.backward()
                 took[mode] = now(self.device) - start
                 self.optimizer.zero_grad(set_to_none=True)
@@ -138,16 +128,13 @@ class Trainer:
         return {"comm_s": max(0.0, raw), "comm_raw_s": raw, "comm_low_s": min(diffs) * batches,
                 "comm_high_s": max(diffs) * batches}
 
-    def batches(self, max_batches=None) -> int:
-        cap = max_batches or self.config.max_batches
-        return len(self.train_loader) if cap is None else min(len(self.train_loader), cap)
-
     def train_epoch(self, epoch: int, progress=False, max_batches=None, on_step=None, run_id: str = "") -> dict:
         """One epoch; each step is reported to lab.engine.progress (by rank 0), to a tqdm bar on stderr when
         `progress`, and then to `on_step()` (a profiler's step)."""
         seed_epoch(self.config, epoch, self.train_loader)
         apply_speed_settings(self.config, self.device)
-        c, n = self.config, self.batches(max_batches)
+        c, cap = self.config, max_batches or self.config.max_batches
+        n = len(self.train_loader) if cap is None else min(len(self.train_loader), cap)
         bar = tqdm(total=n, desc=f"epoch {epoch}/{c.epochs}", disable=not progress, file=sys.stderr, leave=False)
         seen = {"loss": 0.0, "images": 0}
 
@@ -162,26 +149,19 @@ class Trainer:
             if on_step is not None:
                 on_step()
 
-        try:
+        with bar:
             return train_one_epoch(self.step, self.train_loader, n, c.timers, step)
-        finally:
-            bar.close()
 
 
 def run(config: Config, results_dir=None, progress=False, log=None, reached: RunState | None = None,
         save_model=None):
-    """Train `config.epochs` epochs and yield one record per epoch (and append them, with the per-batch
-    records, to `results_dir/records.jsonl` and `results_dir/batches.jsonl` when given). `reached` (a
-    RunState) is kept up to date for the caller's message when a signal interrupts the run. `save_model`: a
-    file the trained model's weights (its plain state_dict, unwrapped from DDP and torch.compile) are written
-    to after the last epoch, for deploying it (not a checkpoint: nothing resumes from it).
+    """Train `config.epochs` epochs and yield one record per epoch (appended, with the per-batch records, to
+    `results_dir`'s records.jsonl and batches.jsonl when given). `reached` is kept up to date for the message
+    when a signal interrupts the run. `save_model`: a file for the trained weights (not a checkpoint).
 
-    Under torchrun every rank trains its shard; after each epoch rank 0 gathers every rank's record and
-    writes them all (one per rank, each with the slowest rank's epoch time) and the checkpoint: no two
-    processes write the same file. The record of an epoch is written before its checkpoint; a resumed run
-    keeps its run id and first drops any record of the epochs it is about to train again, so an
-    interruption between the two never leaves a duplicate. A checkpoint records the data's fingerprint and the
-    fp16 GradScaler's state; resuming on other data is refused, the scaler's state is restored."""
+    Under torchrun rank 0 gathers every rank's record after each epoch and writes them all and the checkpoint.
+    An epoch's record is written before its checkpoint; a resumed run keeps its run id and first drops any
+    record of the epochs it trains again, so an interruption between the two never leaves a duplicate."""
     log = log or (lambda msg: print(msg, file=sys.stderr))
     reached = reached if reached is not None else RunState()
     resolved = resolve(config, log)
@@ -246,8 +226,7 @@ def run(config: Config, results_dir=None, progress=False, log=None, reached: Run
 
 
 def save_weights(model: torch.nn.Module, path) -> None:
-    """The model's plain state_dict (the module under DDP's `module` and torch.compile's `_orig_mod`), written
-    atomically."""
+    """The model's plain state_dict (under DDP's `module` and torch.compile's `_orig_mod`), written atomically."""
     plain = getattr(model, "module", model)
     plain = getattr(plain, "_orig_mod", plain)
     with files.atomic_write(path, "wb") as f:
