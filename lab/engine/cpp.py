@@ -1,18 +1,13 @@
-"""The lab's extra credit: the deployed ResNet-18 loaded from C++. cpp/deploy_bench.cpp loads a TorchScript file
-(torch.jit.save) or an AOTInductor package (.pt2) with libtorch alone (no libpython) and times batch-1 calls;
-this module builds it with the installed torch wheel's headers and libraries (the wheel's CMake config needs a
-CUDA toolkit, so g++ is called directly), caches the binary, runs it and reads its output back.
-
-Exchange format (both ways, one format): the 8 bytes b"LABF32\\0\\1", an int64 ndim, ndim int64 sizes, then
-the values as float32, row-major, every number little-endian. The binary writes each timed call's
-nanoseconds, one per line, to <prefix>.ns and the first call's logits to <prefix>.logits. docs/cpp.md says
-how to build and run it by hand.
-"""
+"""The extra credit: cpp/deploy_bench.cpp loads the deployed ResNet-18 (TorchScript or an AOTInductor .pt2) with
+libtorch alone and times batch-1 calls. This module builds it against the installed torch wheel (g++ directly:
+the wheel's CMake config needs a CUDA toolkit), caches the binary, runs it and reads its output (docs/cpp.md):
+each timed call's nanoseconds, one per line, in <prefix>.ns, and the first call's logits in <prefix>.logits.
+Tensors both ways: b"LABF32\\0\\1", an int64 ndim, ndim int64 sizes, float32 values; row-major, little-endian."""
 from __future__ import annotations
 
 import fcntl
 import hashlib
-import json
+import math
 import os
 import statistics
 import struct
@@ -29,6 +24,7 @@ from ..core import files
 from ..core.errors import LabError
 from . import deploy
 from .fast import c_compiler
+from .interleave import abba
 
 SOURCE = Path(__file__).resolve().parents[2] / "cpp" / "deploy_bench.cpp"
 MAGIC = b"LABF32\x00\x01"
@@ -43,42 +39,34 @@ class CppError(LabError):
 
 @dataclass(frozen=True)
 class Flags:
-    """The g++ flags for the installed torch wheel: `compile` (standard, optimisation, the ABI macro, the
-    include folders) and `link` (the lib folder, its libraries kept even where unused, an rpath to it)."""
+    """The g++ flags for the installed torch wheel: `compile` and `link`."""
 
     compile: list[str]
     link: list[str]
-    lib_dir: Path
-    libraries: list[str]
 
     def command(self, compiler: str, source: Path, output: Path) -> list[str]:
         return [compiler, *self.compile, str(source), "-o", str(output), *self.link]
 
 
 def build_flags() -> Flags:
-    """g++ flags from the installed wheel: torch/include and its C++ API folder, the C++11 ABI as torch was
-    built, torch, torch_cpu and c10, and torch_cuda and c10_cuda where the wheel has them. --no-as-needed
-    keeps the libraries the binary does not call: libtorch.so, which an AOTInductor package's model .so
-    needs when the loader dlopens it (the rpath does not reach a dlopened library's dependencies), and the
-    CUDA libraries, which register the CUDA backend when loaded."""
+    """torch's include folders, the C++11 ABI torch was built with, torch, torch_cpu and c10, and torch_cuda and
+    c10_cuda where the wheel has them. --no-as-needed keeps libraries the binary does not call: libtorch.so, which
+    an AOTInductor package's model .so needs when the loader dlopens it (the rpath does not reach a dlopened
+    library's dependencies), and the CUDA libraries, which register the CUDA backend when loaded."""
     root = Path(torch.__file__).resolve().parent
     include, lib = root / "include", root / "lib"
     libraries = ["torch", "torch_cpu", "c10"] + [name for name in ("torch_cuda", "c10_cuda")
                                                  if (lib / f"lib{name}.so").exists()]
-    abi = int(torch.compiled_with_cxx11_abi())
     return Flags(
-        compile=["-std=c++20", "-O2", "-DNDEBUG", f"-D_GLIBCXX_USE_CXX11_ABI={abi}", "-pthread",
-                 "-isystem", str(include), "-isystem", str(include / "torch" / "csrc" / "api" / "include")],
+        compile=["-std=c++20", "-O2", "-DNDEBUG", f"-D_GLIBCXX_USE_CXX11_ABI={int(torch.compiled_with_cxx11_abi())}",
+                 "-pthread", "-isystem", str(include), "-isystem", str(include / "torch" / "csrc" / "api" / "include")],
         link=[f"-L{lib}", "-Wl,--no-as-needed", *(f"-l{name}" for name in libraries), "-Wl,--as-needed",
-              f"-Wl,-rpath,{lib}"],
-        lib_dir=lib, libraries=libraries)
+              f"-Wl,-rpath,{lib}"])
 
 
 @dataclass(frozen=True)
 class Build:
-    """What build() made: `binary` (None where it could not build, and `reason` says why in one line),
-    `seconds` the compilation took (when it was built, also for a cached binary), `cached` whether it was
-    already there, and the `command` line."""
+    """What build() made: `binary`, or None and the `reason` in one line; the compilation's `seconds`."""
 
     binary: Path | None
     seconds: float | None
@@ -88,8 +76,7 @@ class Build:
 
 
 def build_dir(flags: Flags, compiler: str, source: Path = SOURCE) -> Path:
-    """cache_dir()/cpp/<torch version>-<sha256[:12]>: the hash covers the source, the compiler and the flags
-    (the flags name this torch's folders, so another environment gets its own binary)."""
+    """cache_dir()/cpp/<torch version>-<sha256[:12] of the source, the compiler and the flags>."""
     digest = hashlib.sha256(source.read_bytes())
     digest.update("\0".join(flags.command(compiler, Path("SOURCE"), Path("OUTPUT"))).encode())
     return files.cache_dir() / "cpp" / f"{torch.__version__}-{digest.hexdigest()[:12]}"
@@ -102,8 +89,8 @@ def built(source: Path = SOURCE) -> bool:
 
 
 def build(force: bool = False, source: Path = SOURCE, timeout: float = BUILD_TIMEOUT_S) -> Build:
-    """Compile deploy_bench once per torch, source and flags (cached; `force` compiles again). Never raises
-    for a missing compiler, source or a failed compilation: the Build's `reason` says which."""
+    """Compile deploy_bench once per torch, source and flags (cached; `force` compiles again). Never raises for a
+    missing compiler, source or a failed compilation: the Build's `reason` says which."""
     compiler = c_compiler()
     if compiler is None:
         return Build(None, None, "no C++ compiler ($CXX, c++, g++ or clang++) on PATH")
@@ -118,34 +105,29 @@ def build(force: bool = False, source: Path = SOURCE, timeout: float = BUILD_TIM
 
 
 def _build(compiler: str, flags: Flags, folder: Path, source: Path, force: bool, timeout: float) -> Build:
-    binary, meta = folder / "deploy_bench", folder / "build.json"
+    binary, meta, name = folder / "deploy_bench", folder / "build.json", Path(compiler).name
+    command = tuple(flags.command(compiler, source, binary))
     if binary.is_file() and os.access(binary, os.X_OK) and not force:
-        try:
-            seconds = json.loads(meta.read_text())["seconds"]
-        except (OSError, ValueError, KeyError):
-            seconds = None
-        return Build(binary, seconds, None, cached=True, command=tuple(flags.command(compiler, source, binary)))
+        return Build(binary, (files.read_json(meta) or {}).get("seconds"), None, cached=True, command=command)
     tmp = folder / f".deploy_bench.{os.getpid()}.tmp"  # renamed into place: a concurrent build never sees half
-    command = flags.command(compiler, source, tmp)
     start = time.perf_counter()
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(flags.command(compiler, source, tmp), capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         tmp.unlink(missing_ok=True)
-        return Build(None, None, f"{Path(compiler).name} took over {timeout:.0f} s to build {source.name}")
+        return Build(None, None, f"{name} took over {timeout:.0f} s to build {source.name}")
     except OSError as exc:
-        return Build(None, None, f"{Path(compiler).name} could not start: {exc.strerror or exc}")
+        return Build(None, None, f"{name} could not start: {exc.strerror or exc}")
     seconds = time.perf_counter() - start
     if done.returncode != 0 or not tmp.is_file():
         tmp.unlink(missing_ok=True)
         lines = done.stderr.strip().splitlines() or ["(no output)"]
         first_error = next((line for line in lines if "error" in line), lines[-1]).strip()
-        return Build(None, seconds, f"{Path(compiler).name} failed to build {source.name} "
-                                    f"(exit {done.returncode}): {first_error[:300]}")
+        return Build(None, seconds,
+                     f"{name} failed to build {source.name} (exit {done.returncode}): {first_error[:300]}")
     os.replace(tmp, binary)
-    files.save_json(meta, {"seconds": round(seconds, 2), "command": flags.command(compiler, source, binary),
-                           "torch": torch.__version__})
-    return Build(binary, seconds, None, command=tuple(flags.command(compiler, source, binary)))
+    files.save_json(meta, {"seconds": round(seconds, 2), "command": list(command), "torch": torch.__version__})
+    return Build(binary, seconds, None, command=command)
 
 
 def write_tensor(path, x: torch.Tensor) -> None:
@@ -166,27 +148,22 @@ def read_tensor(path) -> torch.Tensor:
         raise CppError(f"{path} has a bad header (ndim {ndim})")
     shape = struct.unpack_from(f"<{ndim}q", data, 16)
     values = data[16 + 8 * ndim:]
-    count = 1
-    for size in shape:
-        count *= size
-    if min(shape, default=0) < 0 or len(values) != 4 * count:
+    if min(shape, default=0) < 0 or len(values) != 4 * math.prod(shape):
         raise CppError(f"{path}: {len(values)} bytes of values for a tensor of shape {list(shape)}")
     return torch.frombuffer(bytearray(values), dtype=torch.float32).reshape(shape)
 
 
 def run(binary, kind: str, artifact, x: torch.Tensor, threads: int = 1, warmup: int = 10, calls: int = 100,
         device: str = "cpu", timeout: float = 600) -> tuple[list[float], torch.Tensor]:
-    """Run deploy_bench on `artifact` (a TorchScript file or an AOTInductor .pt2, per `kind`) with input `x`:
-    `warmup` untimed calls, then `calls` timed ones on `threads` threads. Returns each timed call's seconds
-    and the first call's output (on the CPU). CppError where it fails or its output cannot be read."""
+    """Each of `calls` timed calls' seconds (after `warmup`) of deploy_bench on `artifact` with input `x`, and the
+    first call's output; CppError where it fails or its output cannot be read."""
     if kind not in KINDS or device not in DEVICES:
         raise ValueError(f"kind must be one of {KINDS} and device one of {DEVICES}, not {kind!r}, {device!r}")
     with tempfile.TemporaryDirectory(prefix="deploy-bench-") as tmp:
-        tmp = Path(tmp)
-        write_tensor(tmp / "input.bin", x)
-        prefix = tmp / "out"
-        argv = [str(binary), kind, str(artifact), str(tmp / "input.bin"), str(threads), str(warmup), str(calls),
-                str(prefix), device]
+        write_tensor(Path(tmp) / "input.bin", x)
+        prefix = Path(tmp) / "out"
+        argv = [str(binary), kind, str(artifact), str(Path(tmp) / "input.bin"), str(threads), str(warmup),
+                str(calls), str(prefix), device]
         try:
             done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -197,7 +174,7 @@ def run(binary, kind: str, artifact, x: torch.Tensor, threads: int = 1, warmup: 
             lines = done.stderr.strip().splitlines() or [f"(no message; stdout: {done.stdout.strip()[-200:]!r})"]
             raise CppError(f"deploy_bench {kind} failed (exit {done.returncode}): {lines[-1].strip()}")
         try:
-            text = (prefix.with_suffix(".ns")).read_text()
+            text = prefix.with_suffix(".ns").read_text()
             logits = read_tensor(prefix.with_suffix(".logits"))
         except OSError as exc:
             raise CppError(f"deploy_bench {kind} exited 0 but left no output: {exc}") from exc
@@ -226,17 +203,14 @@ def planned_calls(settings: list, latency_blocks: int, calls: int) -> int:
 
 def against_python(binary, converted: deploy.Converted, x: torch.Tensor, device: str, calls: int, blocks: int,
                    threads: int, warmup: int = 5) -> dict:
-    """One saved artifact timed from C++ against the same loaded artifact from Python: batch `x`, `threads`
-    threads, in `blocks` blocks alternating which side goes first (a C++ block is one run of the program:
-    `calls` calls after `warmup`). Per side ("C++", "Python"): each block's median and the percentiles of all
-    calls (deploy.percentiles); whether C++'s logits agree with Python's on the same input (fp32 tolerance) and
-    the numbers that say so. CppError where the program fails or writes what cannot be read."""
+    """One saved artifact timed from C++ and from Python in `blocks` ABBA blocks (a C++ block is one run of the
+    program): per side each block's median and the percentiles of all calls, and whether the logits agree."""
     fn = converted.fn
     with torch.inference_mode():
         python_logits = fn(x.to(device)).float().cpu()
     times = {"C++": [], "Python": []}
-    for block in range(blocks):
-        for side in (("C++", "Python") if block % 2 == 0 else ("Python", "C++")):
+    for order in abba(("C++", "Python"), blocks):
+        for side in order:
             if side == "C++":
                 seconds, logits = run(binary, ARTIFACTS[converted.name], converted.file, x, threads=threads,
                                       warmup=warmup, calls=calls, device=device)
@@ -251,10 +225,8 @@ def against_python(binary, converted: deploy.Converted, x: torch.Tensor, device:
 
 
 def measure(rows, converted: list, x: torch.Tensor, calls: int, blocks: int, note=print) -> None:
-    """The C++ program's build and each saved artifact timed from C++ against Python (against_python, at the
-    thread count Python uses), as rows of `rows` (a lab.core.results.Rows scoped to the device): the build's
-    seconds, whether it was cached and the binary, or why it could not build; per artifact (fields setting,
-    artifact, precision) its logits' agreement and each side's latency (field side), or why it could not run."""
+    """As rows: the build (or why it failed), and per artifact (fields setting, artifact, precision) its logits'
+    agreement and each side's latency (field side) at Python's thread count, or why it could not run."""
     note(f"{rows.defaults['device']}: the same files from C++")
     built = build()
     if built.binary is None:
@@ -289,8 +261,7 @@ def main(argv=None) -> int:
         print(f"error: {result.reason}", file=sys.stderr)
         return 1
     took = f"{result.seconds:.1f} s" if result.seconds is not None else "an unknown time"
-    print(f"{'cached (built in' if result.cached else 'built in'} {took}{')' if result.cached else ''}",
-          file=sys.stderr)
+    print(f"cached (built in {took})" if result.cached else f"built in {took}", file=sys.stderr)
     if args.command:
         print(" ".join(result.command), file=sys.stderr)
     print(result.binary)

@@ -1,14 +1,7 @@
-"""On CUDA, the profiled step kernel by kernel: what each kernel computes and moves, and how busy the GPU was.
-
-The profiler's Chrome trace ties each kernel to the ATen operator that launched it (its "External id").
-torch._inductor.analysis.profile_analysis counts that operator's FLOPs and estimates its bytes; its own
-percentages divide by a datasheet table (which has no H200), so here they divide by this machine's measured
-peaks instead (lab.engine.roofline). Its counts have limits, measured on this model (docs/measuring.md): it
-sizes a convolution's output without its padding (this ResNet-18's forward convolutions count about 35 % short)
-and cannot count `convolution_backward`: a kernel it does not count is listed with its time and no FLOPs, and
-the section says what share of the step's FLOPs (FlopCounterMode's, exact) the counted kernels carry.
-HolisticTraceAnalysis splits the profiled window into compute kernels, other GPU work (copies, memsets) and
-idle time: a GPU idle most of the step is bound by the host launching it, not by either roof."""
+"""On CUDA, the profiled step kernel by kernel: torch._inductor.analysis.profile_analysis counts the FLOPs and bytes
+of the operator that launched each kernel (against this machine's measured peaks, not its datasheet table; it
+cannot count convolution_backward: docs/measuring.md); HolisticTraceAnalysis splits the GPU's time into compute,
+other work and idle (a GPU idle most of the step is bound by the host launching it)."""
 from __future__ import annotations
 
 import contextlib
@@ -26,9 +19,7 @@ PRECISION = {"float": "fp32", "float32": "fp32", "bfloat16": "bf16", "c10::BFloa
 
 
 def kernel_name(name: str) -> str:
-    """A CUDA kernel's name without its template arguments, parameters and `void ` prefix: what tells kernels
-    apart in a table ('void at::native::vectorized_elementwise_kernel<4, ...>(...)' → 'at::native::
-    vectorized_elementwise_kernel')."""
+    """A kernel's name without `void `, template arguments and parameters ('void f<4, ...>(...)' → 'f')."""
     name = re.sub(r"^void\s+", "", name.strip())
     depth, out = 0, []
     for ch in name:
@@ -54,31 +45,27 @@ def _precision(op: dict | None, step_precision: str) -> str:
 
 
 def kernel_table(trace: dict, peaks: dict, step_precision: str, steps: int = 1) -> list[dict]:
-    """Per kernel name, per step: calls, seconds, the launching operator, profile_analysis's FLOPs and bytes for
-    it, achieved TFLOP/s and GB/s and their shares of the measured peak of its precision and of the measured
-    bandwidth (None where not counted, or where the probe underestimated the peak). Slowest first."""
+    """Per kernel name, per step, slowest first: calls, seconds, operator, FLOPs, bytes, TFLOP/s, GB/s and their
+    shares of the measured peak and bandwidth (None where not counted or above the probe's peak)."""
     analysis = need("torch._inductor.analysis.profile_analysis")
     counter = analysis.JsonProfile.__new__(analysis.JsonProfile)  # its counting methods, without its file
+    events = trace.get("traceEvents", [])
     ops = {}
-    for e in trace.get("traceEvents", []):
+    for e in events:
         if e.get("cat") == "cpu_op" and "External id" in e.get("args", {}):
             ops.setdefault(e["args"]["External id"], e)
     band = max(peaks.get("copy_GBs", 0), peaks.get("triad_GBs", 0)) or None
     rows: dict[str, dict] = {}
-    for e in trace.get("traceEvents", []):
-        if e.get("cat") != "kernel":
-            continue
+    for e in (e for e in events if e.get("cat") == "kernel"):
         op = ops.get(e.get("args", {}).get("External id"))
-        flop = gb = 0.0
-        if op is not None:
-            try:
-                flop, gb = float(counter.calculate_flops(op)), float(counter.estimate_gb(op))
-            except Exception:  # noqa: BLE001 - its adapters raise what they cannot parse (convolution_backward)
-                flop, gb = 0.0, 0.0
+        try:
+            flop, gb = (float(counter.calculate_flops(op)), float(counter.estimate_gb(op))) if op else (0.0, 0.0)
+        except Exception:  # noqa: BLE001 - its adapters raise what they cannot parse (convolution_backward)
+            flop, gb = 0.0, 0.0
         name = kernel_name(e["name"])
-        row = rows.setdefault(name, {"kernel": name, "operator": op["name"] if op else "—", "calls": 0,
-                                     "seconds": 0.0, "flops": 0.0, "bytes": 0.0, "counted_s": 0.0,
-                                     "precision": _precision(op, step_precision)})
+        row = rows.setdefault(name, {
+            "kernel": name, "operator": op["name"] if op else "—", "calls": 0, "seconds": 0.0,
+            "flops": 0.0, "bytes": 0.0, "counted_s": 0.0, "precision": _precision(op, step_precision)})
         row["calls"] += 1
         row["seconds"] += e.get("dur", 0) / 1e6
         if flop > 0:
@@ -88,21 +75,20 @@ def kernel_table(trace: dict, peaks: dict, step_precision: str, steps: int = 1) 
     total = sum(r["seconds"] for r in rows.values()) or 1.0
     out = []
     for r in sorted(rows.values(), key=lambda r: -r["seconds"]):
-        tflops = r["flops"] / r["counted_s"] / 1e12 if r["counted_s"] else None
-        gbs = r["bytes"] / r["counted_s"] / 1e9 if r["counted_s"] else None
-        peak = peaks.get(r["precision"])
-        out.append({"kernel": r["kernel"], "operator": r["operator"], "precision": r["precision"],
-                    "calls": r["calls"] / steps, "seconds": r["seconds"] / steps, "share_of_gpu_time":
-                    r["seconds"] / total, "flops": r["flops"] / steps, "bytes": r["bytes"] / steps,
-                    "tflops": tflops, "share_of_peak": tflops / peak if tflops and peak and tflops <= peak else None,
+        counted_s, peak = r.pop("counted_s"), peaks.get(r["precision"])
+        tflops = r["flops"] / counted_s / 1e12 if counted_s else None
+        gbs = r["bytes"] / counted_s / 1e9 if counted_s else None
+        out.append({**r, "calls": r["calls"] / steps, "seconds": r["seconds"] / steps,
+                    "share_of_gpu_time": r["seconds"] / total, "flops": r["flops"] / steps,
+                    "bytes": r["bytes"] / steps, "tflops": tflops,
+                    "share_of_peak": tflops / peak if tflops and peak and tflops <= peak else None,
                     "GBs": gbs, "share_of_bandwidth": gbs / band if gbs and band and gbs <= band else None})
     return out
 
 
 def time_breakdown(trace_path) -> dict | None:
-    """HolisticTraceAnalysis's temporal breakdown of the trace's GPU: seconds of compute kernels, of other GPU
-    work (memory copies and sets) and idle within the profiled window, and their shares; with the kernel
-    launches' median CPU cost and launch delay (µs). None where HolisticTraceAnalysis is not installed."""
+    """HolisticTraceAnalysis's seconds of compute, other work and idle, their shares, and the kernel launches'
+    median CPU cost and delay (µs); None where it is not installed."""
     try:
         trace_analysis = __import__("hta.trace_analysis", fromlist=["TraceAnalysis"])
     except ImportError:
@@ -125,10 +111,8 @@ def time_breakdown(trace_path) -> dict | None:
 
 
 def analyse(trace_path, peaks: dict, step_precision: str, steps: int, step_flops: float) -> dict:
-    """The kernel table and the time breakdown of one profiled trace, with the share of the step's FLOPs
-    (`step_flops`, FlopCounterMode's) that profile_analysis counted."""
-    trace = json.loads(Path(trace_path).read_text())
-    table = kernel_table(trace, peaks, step_precision, steps)
+    """The kernel table and time breakdown of a trace, and the share of `step_flops` profile_analysis counted."""
+    table = kernel_table(json.loads(Path(trace_path).read_text()), peaks, step_precision, steps)
     counted = sum(r["flops"] for r in table)
     try:
         breakdown = time_breakdown(trace_path)

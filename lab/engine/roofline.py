@@ -1,15 +1,10 @@
-"""How far a training step is from this machine's measured limits: the peaks (FLOP/s per precision of
-square matrix products and a 3×3 convolution, memory bandwidth) measured here, not read from a spec sheet;
-the step's convolutions as roofline points (arithmetic intensity, achieved FLOP/s) from torch.profiler; the
-operators that do no FLOPs (batch norm, ReLU, add, the optimizer) as bytes moved against the bandwidth; and
-which roof binds.
-
-The point computation (`points`) is a pure function of simple event records (`OpEvent`), so it can be
-checked on a made-up profile; `layer_points` fills those records from a real one."""
+"""How far a training step is from this machine's limits, measured here, not read from a spec sheet: the peaks
+(FLOP/s per precision, memory bandwidth); the step's convolutions as roofline points from torch.profiler, its
+no-FLOP operators (batch norm, ReLU, add, the optimizer) as bytes against the bandwidth; and which roof binds."""
 from __future__ import annotations
 
+import contextlib
 import math
-import os
 import re
 import statistics
 import subprocess
@@ -22,16 +17,14 @@ import torch.nn as nn
 
 from ..core import files
 from ..core.extras import need
+from ..core.timing import now
 from .fast import load_class, others_load
 from .flops import conv_flops, eager_copy, matmul_flops
 from .loop import AMP_DTYPES, Precision, Step
 from .model import resnet18
-from .records import cpu_flags, cpu_name
+from .profiling import activities
+from .records import cpu_flags, device_name
 from .resolve import compute_precision
-
-# Kineto's start/stop lines and, without a GPU, an "ERROR ... gpuGetDeviceCount failed" that is no error
-# (as lab.engine.profiling does; set KINETO_LOG_LEVEL to see them)
-os.environ.setdefault("KINETO_LOG_LEVEL", "6")
 
 # --- measured peaks -------------------------------------------------------------------------------------
 
@@ -46,8 +39,7 @@ TINY_PROBE = {"sizes": (64, 128), "conv_shape": (4, 16, 8), "nbytes": 8 * 2**20,
 
 
 def precisions(device) -> list[str]:
-    """The precisions a device computes in: a CPU fp32 and bf16 (bf16 is measured even without bf16
-    instructions, and marked emulated); CUDA fp32 (IEEE), tf32, bf16 and fp16."""
+    """A CPU's fp32 and bf16 (emulated without bf16 instructions); CUDA's fp32 (IEEE), tf32, bf16 and fp16."""
     return ["fp32", "tf32", "bf16", "fp16"] if torch.device(device).type == "cuda" else ["fp32", "bf16"]
 
 
@@ -56,83 +48,59 @@ def bf16_native() -> bool:
     return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
 
 
-def _clock(device: torch.device) -> float:
-    """perf_counter after the device has finished its queued work (CUDA runs asynchronously)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter()
-
-
 def sustained_rate(fn, work: float, device, seconds: float) -> float:
-    """Units of `work` per second that `fn` sustains: after two warm-up calls, blocks of calls sized so that
-    about BLOCKS fit in `seconds`, timed with a device sync before each clock read; the median block's rate
-    (a block hit by another process is an outlier, not the answer). At least 3 blocks, or 1 where one call
-    takes over a third of the budget."""
+    """Units of `work` per second that `fn` sustains: the median rate of blocks of calls sized so that about BLOCKS
+    fit in `seconds` (at least 3, or 1 where a call takes over a third of it), after two warm-up calls."""
     device = torch.device(device)
     fn()
-    start = _clock(device)
+    start = now(device)
     fn()
-    once = max(_clock(device) - start, 1e-9)
+    once = max(now(device) - start, 1e-9)
     calls = max(1, round(seconds / BLOCKS / once))
     least = 3 if 3 * once <= seconds else 1
     rates, end = [], time.perf_counter() + seconds
     while len(rates) < least or time.perf_counter() < end:
-        start = _clock(device)
+        start = now(device)
         for _ in range(calls):
             fn()
-        rates.append(work * calls / (_clock(device) - start))
+        rates.append(work * calls / (now(device) - start))
     return statistics.median(rates)
 
 
-def matmul_peak(device="cpu", precision: str = "fp32", sizes=None, seconds: float | None = None,
-                conv_shape=None) -> dict:
-    """The best sustained rate of one precision's dense arithmetic: {"precision", "tflops" (the best over the
-    shapes), "by_size" {n: TFLOP/s of an n×n·n×n torch.mm, "conv3x3": TFLOP/s of the 3×3 convolution},
-    "emulated" (bf16 on a CPU without bf16 instructions)}. `seconds` is the whole precision's budget, shared
-    by the shapes.
-
-    Besides square matrix products, one 3×3 convolution (`conv_shape` = (batch, channels, height=width),
-    channels_last; default CONV_PROBE, ResNet-18's layer3; () skips it): the model's layers run in the
-    convolution library (oneDNN, cuDNN), not in the BLAS behind torch.mm, and the two need not agree. On
-    this 2-core AMD EPYC (Zen 4), idle, torch.mm (MKL) sustained 0.17 TFLOP/s fp32 and 0.40 bf16 while the
-    3×3 convolution sustained 0.24 and 0.48: a matmul-only peak would put the model's own convolutions above
-    it. tf32 is fp32 tensors with CUDA's TF32 precision on (matmul and cuDNN); fp32 on CUDA is IEEE fp32."""
+def matmul_peak(device, precision: str, sizes, seconds: float, conv_shape) -> dict:
+    """One precision's best sustained TFLOP/s over n×n·n×n torch.mm of `sizes` and a channels_last 3×3 convolution
+    (`conv_shape`: batch, channels, height=width; () skips it), `seconds` shared by the shapes. The convolution runs
+    in oneDNN/cuDNN like the model's layers, not in torch.mm's BLAS, and may be faster (a 2-core EPYC: 0.24
+    TFLOP/s fp32 against torch.mm's 0.17). tf32: fp32 tensors with CUDA's TF32 on; CUDA's fp32 is IEEE."""
     device = torch.device(device)
     if precision not in precisions(device):
         raise ValueError(f"{precision} is not measured on {device.type} (precisions: {precisions(device)})")
-    sizes = sizes or SIZES[device.type]
-    conv_shape = CONV_PROBE[device.type] if conv_shape is None else conv_shape
-    seconds = (SECONDS[device.type] if seconds is None else seconds) / (len(sizes) + bool(conv_shape))
-    dtype = DTYPES[precision]
+    seconds /= len(sizes) + bool(conv_shape)
     backends = [torch.backends.cuda.matmul, torch.backends.cudnn.conv] if device.type == "cuda" else []
     before = [b.fp32_precision for b in backends]
     for backend in backends:
         backend.fp32_precision = "tf32" if precision == "tf32" else "ieee"
+
+    def tensor(*shape):
+        return torch.randn(*shape, device=device).to(DTYPES[precision])
+
+    by_size = {}
     try:
-        by_size = {n: _matmul_tflops(n, dtype, device, seconds) for n in sizes}
+        for n in sizes:
+            a, b, c = tensor(n, n), tensor(n, n), tensor(n, n)
+            by_size[n] = sustained_rate(lambda: torch.mm(a, b, out=c), matmul_flops(n, n, n), device, seconds) / 1e12
         if conv_shape:
-            by_size["conv3x3"] = _conv_tflops(*conv_shape, dtype, device, seconds)
+            batch, channels, size = conv_shape
+            x, w = (tensor(*shape).contiguous(memory_format=torch.channels_last)
+                    for shape in ((batch, channels, size, size), (channels, channels, 3, 3)))
+            with torch.no_grad():
+                by_size["conv3x3"] = sustained_rate(lambda: nn.functional.conv2d(x, w, padding=1),
+                                                    conv_flops(x.shape, w.shape), device, seconds) / 1e12
     finally:
         for backend, value in zip(backends, before):
             backend.fp32_precision = value
     return {"precision": precision, "tflops": max(by_size.values()), "by_size": by_size,
             "emulated": device.type == "cpu" and precision == "bf16" and not bf16_native()}
-
-
-def _matmul_tflops(n: int, dtype: torch.dtype, device: torch.device, seconds: float) -> float:
-    a, b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
-    c = torch.empty(n, n, device=device, dtype=dtype)
-    return sustained_rate(lambda: torch.mm(a, b, out=c), matmul_flops(n, n, n), device, seconds) / 1e12
-
-
-def _conv_tflops(batch: int, channels: int, size: int, dtype: torch.dtype, device: torch.device,
-                 seconds: float) -> float:
-    cl = torch.channels_last
-    x = torch.randn(batch, channels, size, size, device=device).to(dtype).contiguous(memory_format=cl)
-    w = torch.randn(channels, channels, 3, 3, device=device).to(dtype).contiguous(memory_format=cl)
-    work = conv_flops((batch, channels, size, size), w.shape)
-    with torch.no_grad():
-        return sustained_rate(lambda: nn.functional.conv2d(x, w, padding=1), work, device, seconds) / 1e12
 
 
 def _size(text: str) -> int:
@@ -142,35 +110,25 @@ def _size(text: str) -> int:
 
 
 def llc_bytes(device="cpu") -> int:
-    """The last-level cache: a GPU's L2; a CPU's highest-level cache in /sys/devices/system/cpu/cpu0/cache,
-    else lscpu's, else 32 MiB."""
+    """A GPU's L2; a CPU's highest-level cache in /sys/devices/system/cpu/cpu0/cache, else lscpu's, else 32 MiB."""
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.get_device_properties(device).L2_cache_size
     levels = {}
     for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
-        try:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
             levels[int((index / "level").read_text())] = _size((index / "size").read_text())
-        except (OSError, ValueError, AttributeError):
-            pass
-    if levels:
-        return levels[max(levels)]
-    try:
-        lines = subprocess.run(["lscpu"], check=False, capture_output=True, text=True, timeout=10).stdout.splitlines()
-        caches = [line.split(":", 1)[1] for line in lines if re.match(r"L\d cache:", line)]
-        return _size(caches[-1]) if caches else 32 * 2**20
-    except (OSError, subprocess.SubprocessError, AttributeError):
-        return 32 * 2**20
+    if not levels:
+        with contextlib.suppress(OSError, subprocess.SubprocessError, AttributeError):
+            lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+            levels = {int(level): _size(size) for level, size in re.findall(r"^L(\d) cache:(.*)$", lscpu, re.M)}
+    return levels[max(levels)] if levels else 32 * 2**20
 
 
-def bandwidth(device="cpu", nbytes: int | None = None, seconds: float | None = None) -> dict:
-    """Sustained memory bandwidth in GB/s (10⁹ bytes) over fp32 arrays of `nbytes` each (default 4 × the
-    last-level cache and at least 64 MiB, so that the caches cannot hold them): copy, dst.copy_(src), counted
-    as 2 × nbytes moved (read src, write dst); triad, a = b + s·c through torch.add(b, c, alpha=s, out=a),
-    counted as 3 × nbytes (read b and c, write a). Write-allocate traffic is not counted, as STREAM does not."""
+def bandwidth(device, nbytes: int, seconds: float) -> dict:
+    """Sustained GB/s (10⁹ bytes) over fp32 arrays of `nbytes` each: copy (a.copy_(b), 2 × nbytes moved) and triad
+    (torch.add(b, c, alpha=s, out=a), 3 × nbytes); write-allocate traffic is not counted, as STREAM does not."""
     device = torch.device(device)
-    nbytes = nbytes or max(4 * llc_bytes(device), 64 * 2**20)
-    seconds = SECONDS[device.type] / 2 if seconds is None else seconds
     n = nbytes // 4
     a, b, c = (torch.full((n,), float(v), device=device) for v in (0, 1, 2))
     copy = sustained_rate(lambda: a.copy_(b), 2 * 4 * n, device, seconds / 2)
@@ -178,35 +136,22 @@ def bandwidth(device="cpu", nbytes: int | None = None, seconds: float | None = N
     return {"copy_GBs": copy / 1e9, "triad_GBs": triad / 1e9, "array_bytes": 4 * n, "llc_bytes": llc_bytes(device)}
 
 
-def machine_name(device) -> str:
-    device = torch.device(device)
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
-
-
-def peaks_key(device, threads: int, load: str, sizes, conv_shape, nbytes: int) -> str:
-    """The conditions measured peaks hold for, as the cache's key (like --fast's choice)."""
-    conv = f" | conv3x3 {'x'.join(map(str, conv_shape))}" if conv_shape else ""
-    return (f"{machine_name(device)} | torch {torch.__version__} | {threads} threads | {load} | "
-            f"sizes {','.join(map(str, sizes))}{conv} | arrays {nbytes / 2**20:g} MiB")
-
-
 def machine_peaks(device="cpu", threads: int | None = None, cache: bool = True, sizes=None, conv_shape=None,
                   nbytes: int | None = None, seconds: float | None = None) -> dict:
-    """This machine's measured limits: {precision: TFLOP/s for each of `precisions(device)`, "copy_GBs",
-    "triad_GBs", "emulated": [precisions without native instructions], "conditions": {the shapes and their
-    rates, array bytes, threads, others' load before and after, date, torch, machine, seconds taken}}.
-
-    Cached in files.cache_dir()/peaks.json per machine (CPU or GPU name), torch version, threads, load class
-    (lab.engine.fast.load_class: a busy machine measures lower peaks) and probe sizes; measured again where
-    they differ. A probe during which the load class changed (others_load before and after) is returned but
-    not cached. `threads` (default: torch's current count) is set for the probe on a CPU and restored."""
+    """{precision: TFLOP/s, "copy_GBs", "triad_GBs", "emulated": [precisions], "conditions": {how it was measured}};
+    arrays default to 4 × the last-level cache, at least 64 MiB. Cached in files.cache_dir()/peaks.json per machine,
+    torch, threads, load class (a busy machine measures lower peaks) and probe sizes, unless the load class changed
+    during the probe."""
     device = torch.device(device)
     threads = threads or torch.get_num_threads()
     sizes = tuple(sizes or SIZES[device.type])
     conv_shape = tuple(CONV_PROBE[device.type] if conv_shape is None else conv_shape)
     nbytes = nbytes or max(4 * llc_bytes(device), 64 * 2**20)
-    load = others_load()
-    key = peaks_key(device, threads, load_class(load), sizes, conv_shape, nbytes)
+    seconds = SECONDS[device.type] if seconds is None else seconds
+    load, machine = others_load(), device_name(device)
+    conv = f" | conv3x3 {'x'.join(map(str, conv_shape))}" if conv_shape else ""
+    key = (f"{machine} | torch {torch.__version__} | {threads} threads | {load_class(load)} | "
+           f"sizes {','.join(map(str, sizes))}{conv} | arrays {nbytes / 2**20:g} MiB")
     path = files.cache_dir() / "peaks.json"
     cached = files.read_json(path, {}) if cache else {}
     if key in cached:
@@ -216,7 +161,7 @@ def machine_peaks(device="cpu", threads: int | None = None, cache: bool = True, 
         torch.set_num_threads(threads)
     try:
         matmuls = [matmul_peak(device, p, sizes, seconds, conv_shape) for p in precisions(device)]
-        memory = bandwidth(device, nbytes, None if seconds is None else seconds / 2)
+        memory = bandwidth(device, nbytes, seconds / 2)
     finally:
         torch.set_num_threads(before)
     seconds_taken, after = time.perf_counter() - start, others_load()
@@ -224,7 +169,7 @@ def machine_peaks(device="cpu", threads: int | None = None, cache: bool = True, 
     peaks.update(copy_GBs=memory["copy_GBs"], triad_GBs=memory["triad_GBs"],
                  emulated=[m["precision"] for m in matmuls if m["emulated"]])
     peaks["conditions"] = {
-        "machine": machine_name(device), "device": device.type, "torch": torch.__version__, "threads": threads,
+        "machine": machine, "device": device.type, "torch": torch.__version__, "threads": threads,
         "sizes": list(sizes), "conv3x3": list(conv_shape),
         "by_size": {m["precision"]: {str(n): r for n, r in m["by_size"].items()} for m in matmuls},  # as JSON keeps it
         "array_bytes": memory["array_bytes"], "llc_bytes": memory["llc_bytes"],
@@ -239,10 +184,8 @@ def machine_peaks(device="cpu", threads: int | None = None, cache: bool = True, 
 
 
 def achieved(flops: float, seconds: float, peak_tflops: float) -> dict:
-    """What `flops` in `seconds` achieve against a peak: {"tflops", "share" of the peak, "at_peak_s" (the
-    time the work would take at the peak), "peak_underestimated"}. A rate above the measured peak means the
-    probe underestimated it (a busy machine, a shape it did not try): share and at_peak_s are then None and
-    the flag is True, for the caller to say so, never a share over 100 %."""
+    """{"tflops", "share" of the peak, "at_peak_s", "peak_underestimated"}: a rate above the measured peak means the
+    probe underestimated it; share and at_peak_s are then None, never a share over 100 %."""
     tflops = flops / seconds / 1e12
     over = tflops > peak_tflops
     return {"tflops": tflops, "share": None if over else tflops / peak_tflops,
@@ -253,11 +196,9 @@ def achieved(flops: float, seconds: float, peak_tflops: float) -> dict:
 
 @dataclass
 class OpEvent:
-    """One operator call as the profiler recorded it, reduced to what the points need: per input its shape
-    (a list of shapes for a tensor list, [] for a non-tensor), its dtype as the profiler names it ('float',
-    'c10::BFloat16', ...; 'Scalar' and '' for non-tensors) and its value where it is not a tensor (strides,
-    paddings, ...; None for tensors); the call's time (CPU, or the kernels' time on CUDA, children included);
-    whether it ran inside the optimizer's step."""
+    """One operator call: per input its shape (a list of shapes for a tensor list), the profiler's dtype name
+    ('float', 'c10::BFloat16', 'Scalar') and its value where not a tensor (strides, paddings); its seconds (CPU, or
+    its kernels' on CUDA); whether it ran in the optimizer's step."""
 
     name: str
     shapes: list = field(default_factory=list)
@@ -305,12 +246,9 @@ def _conv_label(x, weight, out, stride) -> str:
 
 
 def op_point(e: OpEvent) -> dict:
-    """A convolution's or matrix product's FLOPs (the formulas of lab.engine.flops.analytic) and bytes under
-    this traffic model: every input, weight and output tensor moves once, in its own dtype's bytes (outputs in
-    their input's dtype); caches and re-reads are ignored, so the intensity is an upper bound.
-    Forward convolution: reads input and weight, writes the output. Backward (convolution_backward): reads
-    grad_output, input and weight, writes the input gradient and the weight gradient where its output mask
-    asks for them (the first conv has no input gradient); FLOPs: the forward's per gradient computed."""
+    """A convolution's or matrix product's FLOPs and bytes when every tensor moves once in its dtype (outputs in
+    their input's): the intensity is an upper bound. A convolution_backward reads grad_output, input and weight and
+    writes the gradients its output mask asks for (the stem: no input gradient), each the forward's FLOPs."""
     if e.name in CONV_ARGS:
         x, w = e.shapes[0], e.shapes[1]
         s, p, d, _groups = (e.args[i] for i in CONV_ARGS[e.name])
@@ -338,7 +276,18 @@ def op_point(e: OpEvent) -> dict:
         label = f"{e.name[6:]} {m}×{k}·{k}×{n}" + (f" ×{batch}" if batch > 1 else "")
     else:
         raise ValueError(f"{e.name} is not a convolution or matrix product")
-    return {"op": e.name, "label": label, "flops": flops, "bytes": nbytes, "intensity": flops / nbytes}
+    return {"op": e.name, "label": label, "flops": flops, "bytes": nbytes}
+
+
+def with_rates(point: dict) -> dict:
+    """A layer's intensity (FLOP/byte) and TFLOP/s, or a no-FLOP group's GB/s, from its flops, bytes and seconds."""
+    seconds = point["seconds"]
+    if "flops" in point:
+        point.update(intensity=point["flops"] / point["bytes"],
+                     tflops=point["flops"] / seconds / 1e12 if seconds > 0 else math.inf)
+    else:
+        point["GBs"] = point["bytes"] / seconds / 1e9 if seconds > 0 else 0.0
+    return point
 
 
 def no_flop_group(e: OpEvent) -> str:
@@ -352,9 +301,7 @@ def no_flop_group(e: OpEvent) -> str:
 
 
 def no_flop_bytes(e: OpEvent) -> int:
-    """Traffic model of an operator without FLOPs: every tensor input read once, and one output as large as
-    its largest input written (elementwise ops and batch norm; in-place and foreach ops write their first);
-    views and allocations (NO_DATA_OPS) move nothing."""
+    """Every tensor input read once and one as large as the largest written; views and allocations move nothing."""
     if e.name in NO_DATA_OPS:
         return 0
     sizes = [tensor_bytes(shape, t) for shape, t in zip(e.shapes, e.dtypes)]
@@ -362,30 +309,23 @@ def no_flop_bytes(e: OpEvent) -> int:
 
 
 def points(events: list[OpEvent], steps: int = 1, wall_s: float | None = None) -> dict:
-    """Per step, from the events of `steps` identical steps: "layers", a point per convolution (forward and
-    backward apart) and matrix product in the order of the step — {"op", "label", "flops", "bytes",
-    "intensity" (FLOP/byte), "seconds", "tflops"}, the same call of each step averaged; "no_flop", per group
-    (batch norm, relu, add, optimizer, other) {"seconds", "bytes", "GBs", "calls"}; "flops", "layer_s",
-    "no_flop_s", "step_s" (wall_s / steps, else the operators' sum) and "unattributed_s" (the step's time
-    outside any operator: Python, the autograd engine, a GPU waiting for launches)."""
+    """Per step of `steps` identical ones: "layers", a point per convolution (forward and backward apart) and matrix
+    product in order, each call averaged over the steps; "no_flop" per group; "flops", "layer_s", "no_flop_s",
+    "step_s" and "unattributed_s" (outside any operator: Python, autograd, a GPU waiting for launches)."""
     by_name: dict = {}
-    position = {id(e): i for i, e in enumerate(events)}
-    for e in events:
+    for order, e in enumerate(events):
         if e.name in POINT_OPS:
-            by_name.setdefault(e.name, []).append(e)
+            by_name.setdefault(e.name, []).append((order, e))
     layers = []
     for name, calls in by_name.items():
         if len(calls) % steps:
             raise ValueError(f"{len(calls)} calls of {name} do not split into {steps} identical steps")
         per_step = len(calls) // steps
         for i in range(per_step):
-            same = calls[i::per_step]
-            point = op_point(same[0])
-            seconds = sum(c.seconds for c in same) / steps
-            point.update(seconds=seconds, tflops=point["flops"] / seconds / 1e12 if seconds > 0 else math.inf,
-                         order=position[id(same[0])])
-            layers.append(point)
-    layers.sort(key=lambda p: p.pop("order"))
+            same = calls[i::per_step]  # (place in the events, event) of this call in each step
+            (order, first), seconds = same[0], sum(e.seconds for _, e in same) / steps
+            layers.append((order, with_rates({**op_point(first), "seconds": seconds})))
+    layers = [p for _, p in sorted(layers, key=lambda item: item[0])]
     groups = {g: {"seconds": 0.0, "bytes": 0, "calls": 0} for g in NO_FLOP_GROUPS}
     for e in events:
         if e.name not in POINT_OPS:
@@ -394,7 +334,7 @@ def points(events: list[OpEvent], steps: int = 1, wall_s: float | None = None) -
             group["bytes"] += no_flop_bytes(e) / steps
             group["calls"] += 1 / steps
     for group in groups.values():
-        group["GBs"] = group["bytes"] / group["seconds"] / 1e9 if group["seconds"] > 0 else 0.0
+        with_rates(group)
     layer_s = sum(p["seconds"] for p in layers)
     no_flop_s = sum(g["seconds"] for g in groups.values())
     step_s = wall_s / steps if wall_s is not None else layer_s + no_flop_s
@@ -403,11 +343,9 @@ def points(events: list[OpEvent], steps: int = 1, wall_s: float | None = None) -
 
 
 def events_from_profile(prof, cuda: bool = False) -> list[OpEvent]:
-    """The profile's operators as OpEvents, each counted once: a convolution or matrix product at its
-    outermost ATen op (aten::convolution under aten::conv2d, which mkldnn/cudnn run inside), any other ATen op
-    that contains none at its outermost level; wrappers (autograd nodes, Optimizer.step, aten::conv2d and
-    aten::linear around the casts autocast adds) are looked through. Time: CPU time, or on CUDA the time of
-    the kernels the op launched, children included."""
+    """Each operator once: a convolution or matrix product at its outermost ATen op, any other outermost ATen op
+    that contains none; wrappers (autograd nodes, Optimizer.step, aten::conv2d) are looked through. Time: CPU
+    time, or on CUDA the time of the kernels the op launched, children included."""
     records = []
 
     def has_point(e) -> bool:
@@ -437,34 +375,27 @@ def events_from_profile(prof, cuda: bool = False) -> list[OpEvent]:
 
 
 def layer_points(model: nn.Module | None = None, batch: int = 128, device="cpu", steps: int = 2, amp: str = "off",
-                 channels_last: bool = False, warmup: int = 1, trace=None) -> dict:
-    """Profile `steps` training steps (forward, loss, backward, SGD with momentum; after `warmup` unprofiled
-    ones) of a copy of `model` (default ResNet-18) on a fixed random batch, with record_shapes, and return
-    `points(...)` plus the conditions: device, machine, batch, steps, amp, channels_last, precision, threads.
-    `trace`: a path to write the profile's Chrome trace to (lab.engine.kernels reads it on CUDA)."""
+                 trace=None) -> dict:
+    """`points` of `steps` profiled training steps (after one warm-up) of a copy of `model` (default ResNet-18) on a
+    random batch, with its conditions; `trace`: where to write the Chrome trace."""
     device = torch.device(device)
     net = eager_copy(model if model is not None else resnet18()).to(device).train()
-    net = net.to(memory_format=torch.channels_last) if channels_last else net
     optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
-    step = Step(net, optimizer, device, Precision(channels_last, AMP_DTYPES[amp]))
+    step = Step(net, optimizer, device, Precision(False, AMP_DTYPES[amp]))
     x = torch.randn(batch, 3, 32, 32, device=device)
     y = torch.randint(0, 10, (batch,), device=device)
-    for _ in range(warmup):
-        step(x, y)
-    activities = [torch.profiler.ProfilerActivity.CPU] + (
-        [torch.profiler.ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    step(x, y)
     wall = 0.0
-    with torch.profiler.profile(activities=activities, record_shapes=True) as prof:
+    with torch.profiler.profile(activities=activities(device), record_shapes=True) as prof:
         for _ in range(steps):
-            start = _clock(device)
+            start = now(device)
             step(x, y)
-            wall += _clock(device) - start
+            wall += now(device) - start
     if trace is not None:
         prof.export_chrome_trace(str(trace))
     result = points(events_from_profile(prof, device.type == "cuda"), steps, wall)
-    result.update(device=device.type, machine=machine_name(device), batch=batch, steps=steps, amp=amp,
-                  channels_last=channels_last, precision=compute_precision(device, amp),
-                  threads=torch.get_num_threads())
+    result.update(device=device.type, machine=device_name(device), batch=batch, steps=steps, amp=amp,
+                  precision=compute_precision(device, amp), threads=torch.get_num_threads())
     return result
 
 
@@ -473,26 +404,22 @@ def layer_points(model: nn.Module | None = None, batch: int = 128, device="cpu",
 FAR = 0.1  # below this share of its roof, an operator is bound by neither roof: by launches and bookkeeping
 
 
-def memory_roof(peaks: dict) -> float:
-    """The bandwidth roof in GB/s: the better of copy and triad."""
-    return max(peaks["copy_GBs"], peaks["triad_GBs"])
+def roofs(profile: dict, peaks: dict, precision: str | None) -> tuple[str, float, float, float]:
+    """(precision, its peak TFLOP/s, the better of copy and triad GB/s, the ridge in FLOP/byte where they meet)."""
+    precision = precision or profile.get("precision", "fp32")
+    compute, band = peaks[precision], max(peaks["copy_GBs"], peaks["triad_GBs"])
+    return precision, compute, band, compute * 1e3 / band
 
 
 def binding_roof(profile: dict, peaks: dict, precision: str | None = None) -> tuple[str, str]:
-    """The roof that binds the step, weighted by time, and what follows, as (roof, sentence).
-
-    Each point's roof at its intensity I is min(compute peak, bandwidth × I); the ridge is where they meet.
-    A point within FAR of its roof counts as compute-bound right of the ridge and memory-bound left of it; the
-    no-FLOP groups count as memory-bound at their GB/s against the bandwidth. What runs below FAR of its roof,
-    and the step's time outside any operator, is launch/overhead-bound. The roof with the most time binds."""
-    precision = precision or profile.get("precision", "fp32")
-    compute, band = peaks[precision], memory_roof(peaks)
-    ridge = compute * 1e3 / band  # FLOP/byte
+    """(the roof with most of the step's time, what follows). A point within FAR of its roof is compute-bound right
+    of the ridge, memory-bound left of it, a no-FLOP group memory-bound against the bandwidth; the rest, and the
+    time outside any operator, is launch/overhead-bound."""
+    precision, compute, band, ridge = roofs(profile, peaks, precision)
     time_in = {"compute-bound": 0.0, "memory-bound": 0.0, "launch/overhead-bound": profile["unattributed_s"]}
     flops = nbytes = 0.0
     for p in profile["layers"]:
-        roof = min(compute, band * p["intensity"] / 1e3)
-        if p["tflops"] < FAR * roof:
+        if p["tflops"] < FAR * min(compute, band * p["intensity"] / 1e3):
             time_in["launch/overhead-bound"] += p["seconds"]
         elif p["intensity"] >= ridge:
             time_in["compute-bound"] += p["seconds"]
@@ -530,23 +457,19 @@ def binding_roof(profile: dict, peaks: dict, precision: str | None = None) -> tu
 # --- the figure -----------------------------------------------------------------------------------------
 
 def plot_roofline(profile: dict, peaks: dict, precision: str | None = None, ax=None, label_top: int = 5):
-    """Log-log roofline: the measured compute roof of `precision` (the other precisions' dashed), the
-    bandwidth roof, a point per convolution/matrix product (area ∝ its time), the `label_top` slowest shapes
-    numbered and named beside the axes (with their count and total time), and there too the no-FLOP
-    operators' time and GB/s. Returns the axes."""
+    """Log-log roofline: the measured roofs, a point per layer (area ∝ its time), the `label_top` slowest shapes
+    numbered and named beside the axes with the no-FLOP operators' time and GB/s."""
     plt = need("matplotlib.pyplot")
-    precision = precision or profile.get("precision", "fp32")
+    precision, compute, band, ridge = roofs(profile, peaks, precision)
     if ax is None:
         _, ax = plt.subplots(figsize=(8, 5))
-    compute, band = peaks[precision], memory_roof(peaks)
-    ridge = compute * 1e3 / band
     layers = profile["layers"]
     xs = [p["intensity"] for p in layers] + [ridge]
     lo, hi = min(xs) / 4, max(xs) * 4
     grid = [lo * (hi / lo) ** (i / 200) for i in range(201)]
     ax.loglog(grid, [min(compute, band * x / 1e3) for x in grid], color="black",
               label=f"{precision} {compute:.3g} TFLOP/s, {band:.0f} GB/s (measured)")
-    for other in (p for p in ("fp32", "tf32", "bf16", "fp16") if p in peaks and p != precision):
+    for other in (p for p in DTYPES if p in peaks and p != precision):
         emulated = " (emulated)" if other in peaks.get("emulated", []) else ""
         ax.loglog(grid, [min(peaks[other], band * x / 1e3) for x in grid], ls="--", lw=0.8, alpha=0.6,
                   label=f"{other} {peaks[other]:.3g} TFLOP/s{emulated}")

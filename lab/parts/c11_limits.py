@@ -1,19 +1,10 @@
-"""C11 (beyond the lab): how far each step is from this machine's measured limits. The step's FLOPs (counted by
-torch.utils.flop_counter and equal to the layers' formula, lab.engine.flops); the machine's peaks, measured, not
-read off a datasheet (a matmul and convolution probe per precision, copy and triad bandwidth: lab.engine.roofline,
-at the report's start, among the report's rows); each training step of C2 and C8 and each inference setting of C10
-as achieved TFLOP/s and its share of the peak of the precision it computes in; and the training step profiled with
-its shapes: a roofline per precision, and which roof binds it, weighted by time.
-
-Its rows (part C11_limits, field device on each): the peaks where the report has none (tables.save_peaks); metric
-"flops" (FLOP) per kind (train, inference), batch and category (conv, linear, other, total); per profiled
-precision (fields precision, batch, threads, steps: how many steps were profiled) "step_s" and "unattributed_s"
-(s) and "machine" (text), per layer (field layer: its place in the step; op, label) "flops", "bytes" and
-"seconds", per no-FLOP group (field group) "seconds", "bytes" and "calls", and on CUDA per kernel (fields kernel,
-operator, kernel_precision) kernels.analyse's figures and the GPU's time breakdown ("breakdown_*")."""
+"""C11 (beyond the lab): how far each step is from this machine's measured limits: the step's FLOPs, the peaks
+(lab.engine.roofline), each step of C2, C8 and C10 against the peak of its precision, and the training step
+profiled: a roofline per precision and the roof that binds it. Its rows (field device on each): the peaks where
+the report has none, "flops" per kind, batch and category, and per profiled precision (fields precision, batch,
+threads, steps) the step, its layers (field layer), no-FLOP groups (group) and on CUDA kernels (kernel)."""
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pandas as pd
@@ -26,7 +17,7 @@ from ..engine.model import resnet18
 from ..engine.resolve import compute_precision, device_type
 from . import display, plots
 from .base import COMMON, Part, Runs, Work, step_setting
-from .tables import load, peak_share, peaks_of, report_peaks, save_peaks, step_flops, style
+from .tables import PRECISIONS, load, peak_share, peaks_of, report_peaks, save_peaks, step_flops, style
 
 ID = "C11_limits"
 QUESTIONS = (("C11", "How far from the limit"),)
@@ -69,9 +60,7 @@ def runs(config: Config, params: dict, report) -> Runs:
 
 
 def measure(config: Config, params: dict, out, report) -> list[dict]:
-    """Rows: the peaks where the report has none (measured now; cached per machine), the FLOPs of a training
-    step and of an inference (metric "flops", fields kind, batch, category), and the training step profiled per
-    precision (profile_rows; its trace beside them on CUDA)."""
+    """The peaks where the report has none, the FLOPs, and the step profiled per precision (its trace on CUDA)."""
     device = device_type(config.device)
     rows = results.Rows(report.results_dir, ID, device=device).start()
     peaks = report_peaks(report.results_dir, device)
@@ -96,9 +85,7 @@ def measure(config: Config, params: dict, out, report) -> list[dict]:
 
 
 def profile_rows(rows: results.Rows, profile: dict, analysis: dict | None = None) -> list[dict]:
-    """A profiled step (lab.engine.roofline.layer_points) as rows: its seconds and those outside any operator,
-    the machine; per layer its FLOPs, bytes and seconds; per no-FLOP group its seconds, bytes and calls; on CUDA
-    (`analysis`: lab.engine.kernels.analyse) per kernel its figures, and the GPU's time breakdown."""
+    """A profiled step (roofline.layer_points) as rows; on CUDA (`analysis`: kernels.analyse) its kernels too."""
     out = [rows.row("step_s", profile["step_s"], "s"), rows.row("unattributed_s", profile["unattributed_s"], "s"),
            rows.row("machine", text=profile["machine"])]
     out += [rows.row(metric, p[metric], unit, layer=i, op=p["op"], label=p["label"])
@@ -130,20 +117,14 @@ def _each(rows: pd.DataFrame, key: str, *fields) -> list[dict]:
 def _profile(rows: pd.DataFrame, train_flops: float) -> dict:
     """One precision's profile rows back in layer_points' shape, with kernels.analyse's as "kernels" on CUDA."""
     step = _metrics(rows[rows[["layer", "group", "kernel"]].isna().all(axis=1)])
-    layers = _each(rows, "layer", "op", "label")
-    for p in layers:
-        p.update(intensity=p["flops"] / p["bytes"],
-                 tflops=p["flops"] / p["seconds"] / 1e12 if p["seconds"] > 0 else math.inf)
-    groups = {g.pop("group"): g for g in _each(rows, "group", "group")}
-    for g in groups.values():
-        g["GBs"] = g["bytes"] / g["seconds"] / 1e9 if g["seconds"] > 0 else 0.0
-    profile = {"precision": rows["precision"].iloc[0], "batch": int(rows["batch"].iloc[0]), "step_s": step["step_s"],
-               "unattributed_s": step["unattributed_s"], "machine": step["machine"], "layers": layers,
-               "no_flop": groups}
+    profile = {"precision": rows["precision"].iloc[0], "batch": int(rows["batch"].iloc[0]),
+               **{k: step[k] for k in ("step_s", "unattributed_s", "machine")},
+               "layers": [roofline.with_rates(p) for p in _each(rows, "layer", "op", "label")],
+               "no_flop": {g.pop("group"): roofline.with_rates(g) for g in _each(rows, "group", "group")}}
     table = _each(rows, "kernel", "kernel", "operator", "kernel_precision")
+    for k in table:
+        k["precision"] = k.pop("kernel_precision")
     if table:
-        for k in table:
-            k["precision"] = k.pop("kernel_precision")
         counted = sum(k["flops"] for k in table)
         breakdown = {m.removeprefix("breakdown_"): v for m, v in step.items() if m.startswith("breakdown_")}
         profile["kernels"] = {"kernels": table, "counted_flops": counted, "counted_share": counted / train_flops,
@@ -152,8 +133,8 @@ def _profile(rows: pd.DataFrame, train_flops: float) -> dict:
 
 
 def read(results_dir) -> dict | None:
-    """C11's rows in the shapes lab.engine.roofline takes: {"device", "batch_size", "peaks" (the report's, else its
-    own), "flops": {kind: {category: FLOP}}, "profiles": {precision: profile}}; None where C11 did not run."""
+    """{"device", "batch_size", "peaks" (the report's, else C11's), "flops": {kind: {category: FLOP}}, "profiles":
+    {precision: profile}} from C11's rows; None where C11 did not run."""
     rows = results.read(results_dir, part=ID)
     rows = rows.reindex(columns=[*rows.columns, *(f for f in FIELDS if f not in rows)])
     counts = rows[(rows["metric"] == "flops") & rows["category"].notna()]
@@ -161,18 +142,16 @@ def read(results_dir) -> dict | None:
         return None
     device = counts["device"].iloc[0]
     flops_of = {kind: dict(zip(g["category"], g["value"])) for kind, g in counts.groupby("kind", sort=False)}
-    profiled = rows[rows["steps"].notna()]
     return {"device": device, "batch_size": int(counts.loc[counts["kind"] == "train", "batch"].iloc[0]),
             "peaks": report_peaks(results_dir, device) or peaks_of(rows).get(device, {}), "flops": flops_of,
             "profiles": {precision: _profile(g, flops_of["train"]["total"])
-                         for precision, g in profiled.groupby("precision", sort=False)}}
+                         for precision, g in rows[rows["steps"].notna()].groupby("precision", sort=False)}}
 
 
 # --- achieved against the peak, for any part's step ---------------------------------------------------------------
 
 def achieved_table(results_dir, peaks: dict, device: str) -> pd.DataFrame:
-    """C2's step, every C8 setting's step and every C10 setting's batch-1 call: FLOPs, seconds, achieved
-    TFLOP/s, the precision it computes in, its share of that peak and the time it would take at the peak."""
+    """C2's and each C8 setting's step and each C10 setting's batch-1 call against the peak of its precision."""
     rows = []
 
     def add(part, setting, work, seconds, precision):
@@ -208,7 +187,7 @@ def achieved_table(results_dir, peaks: dict, device: str) -> pd.DataFrame:
 def peaks_table(peaks: dict) -> pd.DataFrame:
     rows = [{"limit": f"{p} matmul/conv peak", "value": peaks[p], "unit": "TFLOP/s",
              "note": "emulated: no native instructions" if p in peaks.get("emulated", []) else "native"}
-            for p in ("fp32", "tf32", "bf16", "fp16") if p in peaks]
+            for p in PRECISIONS if p in peaks]
     rows += [{"limit": limit, "value": peaks[key], "unit": "GB/s", "note": note} for key, limit, note in (
         ("copy_GBs", "copy bandwidth", "2 bytes moved per byte"),
         ("triad_GBs", "triad bandwidth", "a = b + s·c: 3 per byte")) if key in peaks]
@@ -216,13 +195,11 @@ def peaks_table(peaks: dict) -> pd.DataFrame:
 
 
 def flops_table(result: dict) -> pd.DataFrame:
-    batch = result["batch_size"]
-    rows = []
-    for what, per, count in (("training step (forward + backward)", batch, result["flops"]["train"]),
-                             ("inference (forward)", 1, result["flops"]["inference"])):
-        rows.append({"what": what, "batch": per, **{f"{k}_flops": v for k, v in count.items()},
-                     "flops_per_image": count["total"] / per})
-    return pd.DataFrame(rows).set_index("what")
+    return pd.DataFrame([{"what": what, "batch": per, **{f"{k}_flops": v for k, v in count.items()},
+                          "flops_per_image": count["total"] / per}
+                         for what, per, count in (
+                             ("training step (forward + backward)", result["batch_size"], result["flops"]["train"]),
+                             ("inference (forward)", 1, result["flops"]["inference"]))]).set_index("what")
 
 
 def has_roofs(peaks: dict, precision: str) -> bool:
@@ -249,8 +226,7 @@ def explain(result: dict) -> list[str]:
 
 
 def kernels_frame(analysis: dict, top: int = 12) -> pd.DataFrame:
-    """The `top` slowest kernels per step: what launched them, their time and share of the GPU's kernel time,
-    profile_analysis's FLOPs and bytes against the measured peak and bandwidth ('—' where it counts none)."""
+    """The `top` slowest kernels per step against the measured peak and bandwidth ('—' where nothing is counted)."""
     def share(value):
         return "—" if value is None else f"{value:.0%}"
 
@@ -267,10 +243,9 @@ def kernels_frame(analysis: dict, top: int = 12) -> pd.DataFrame:
 
 def kernels_sentence(analysis: dict, precision: str, train_flops: float) -> str:
     """How busy the GPU was (HolisticTraceAnalysis) and what share of the step's FLOPs the kernels carry."""
-    counted = analysis["counted_flops"]
     text = (f"**{precision} step, kernel by kernel** ({len(analysis['kernels'])} kernels, "
             f"{analysis['gpu_s'] * 1e3:.3g} ms of kernel time per step): profile_analysis counted "
-            f"{counted / 1e9:.3g} of the step's {train_flops / 1e9:.0f} GFLOP "
+            f"{analysis['counted_flops'] / 1e9:.3g} of the step's {train_flops / 1e9:.0f} GFLOP "
             f"({analysis['counted_share']:.0%}; it sizes convolutions without their padding and cannot count "
             f"convolution_backward, docs/measuring.md).")
     b = analysis.get("breakdown")
@@ -312,8 +287,7 @@ def section(records, results_dir=None, figures_dir=None) -> None:
             display.show(display.markdown(f"No roofline for {profile['precision']}: its peak or the bandwidth was "
                                           "not measured in this report."))
             continue
-        fig = plot(profile, peaks)
-        display.figure(fig, f"C11_roofline_{profile['precision']}", figures_dir)
+        display.figure(plot(profile, peaks), f"C11_roofline_{profile['precision']}", figures_dir)
         if "kernels" in profile:
             display.show(display.markdown(kernels_sentence(profile["kernels"], profile["precision"],
                                                            result["flops"]["train"]["total"])),
@@ -348,4 +322,3 @@ def findings(records, results_dir=None) -> list[display.Finding]:
 
 PART = Part(ID, "C11 — How far from the limit", QUESTIONS, (*COMMON, "profile_steps"), runs, section, findings,
             measure=measure)
-
