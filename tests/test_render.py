@@ -104,3 +104,21 @@ def test_render_makes_the_report_again_from_its_tables_with_the_edits_and_measur
     pdf = subprocess.run(["pdftotext", "-layout", str(report / "report.pdf"), "-"], capture_output=True, text=True)
     assert "edited template" in " ".join(pdf.stdout.split())
     assert (report / "figures" / "C2_epoch_phases.png").exists()
+
+
+def test_render_refuses_a_folder_that_is_not_a_report_of_this_schema_in_one_line(tmp_path, capsys):
+    from lab.cli import main
+
+    (tmp_path / "empty").mkdir()
+    broken = tmp_path / "broken"
+    shutil.copytree(FIXTURE, broken)
+    (broken / "report.json").write_text("{not json")
+    for folder, words in ((ROOT / "tests" / "fixtures" / "report-schema0",
+                           "is a report of schema 0, written at commit 5a17999599be; this lab reads schema 1"),
+                          (tmp_path / "missing", "is not a report: no such folder"),
+                          (tmp_path / "empty", "is not a report: no report.json in it"),
+                          (broken, "is not a report: JSONDecodeError reading it")):
+        assert main(["render", str(folder)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"error: {folder} {words}" in err, err
+    assert not (broken / "report.html").exists()

@@ -25,6 +25,16 @@ class ConfigError(LabError):
     exit_code = 2
 
 
+class NotAReport(LabError):
+    """A folder given as a report that is not one (no report.json, an unreadable one): the CLI exits 2."""
+
+    exit_code = 2
+
+
+class OtherSchema(NotAReport):
+    """A report of another schema version: the lab version that wrote it reads it."""
+
+
 class Terminated(BaseException):
     """SIGTERM during `train`, as KeyboardInterrupt is SIGINT (a BaseException: no `except Exception` takes it)."""
 

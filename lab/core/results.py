@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import files
+from .errors import NotAReport, OtherSchema
 from .fields import SETTING_FIELDS
 from .stats import Comparison
 
@@ -176,9 +177,26 @@ def to_json(rows: pd.DataFrame) -> str:
                    for r in rows.to_dict("records"))
 
 
-def report_schema(folder, meta: dict) -> int:
-    """The schema version a report folder was written in: report.json's, else its measurements' (reports of
-    4553780 to 417fe92 wrote it there only), else 0 (a report from before the two tables)."""
-    if "schema" in meta:
-        return meta["schema"]
-    return next(iter(files.read_jsonl(Path(folder) / MEASUREMENTS)), {}).get("schema", 0)
+def report_meta(folder) -> dict:
+    """A report folder's report.json, its schema checked: report.json's version, else its measurements' (reports of
+    4553780 to 417fe92 wrote it there only), else 0 (a report from before the two tables). One line (exit 2) for a
+    folder that is not a report of this schema."""
+    folder = Path(folder)
+    what = "(a report folder is what `python -m lab report` writes, e.g. results/latest)"
+    if not folder.is_dir():
+        raise NotAReport(f"{folder} is not a report: no such folder")
+    if not (folder / "report.json").exists():
+        raise NotAReport(f"{folder} is not a report: no report.json in it {what}")
+    try:
+        meta = json.loads((folder / "report.json").read_text())
+        first = {} if "schema" in meta else next(iter(files.read_jsonl(folder / MEASUREMENTS)), {})
+    except (OSError, ValueError, TypeError) as error:
+        raise NotAReport(f"{folder} is not a report: {type(error).__name__} reading it {what}") from error
+    if not meta or not isinstance(meta, dict):
+        raise NotAReport(f"{folder} is not a report: its report.json holds no report {what}")
+    version = meta["schema"] if "schema" in meta else first.get("schema", 0)
+    if version != SCHEMA:
+        commit = f", written at commit {meta['commit']}" if meta.get("commit") else ""
+        raise OtherSchema(f"{folder} is a report of schema {version}{commit}; this lab reads schema {SCHEMA} "
+                          "(docs/results.md)")
+    return meta

@@ -12,8 +12,8 @@ from pathlib import Path
 import pandas as pd
 
 from .. import parts
-from ..core import fields, files, results, stats
-from ..core.errors import LabError
+from ..core import fields, results, stats
+from ..core.errors import LabError, NotAReport, OtherSchema
 from ..engine import environment
 from ..parts import display
 from ..parts.tables import load, peaks_of, style
@@ -26,14 +26,6 @@ fields.define({**{name: fields.Field(name, "ms/image") for name in ("epoch ms/im
 MEMORY = ["host_peak_rss_bytes", "cuda_peak_allocated_bytes"]
 STATES = {"STILL RUNNING": "a report is writing it now (its .lock is held): parts may be missing or change",
           "UNFINISHED": "report.json has no finish time (stopped, or a part not drawn): parts may be missing"}
-
-
-class NotAReport(LabError):
-    exit_code = 2
-
-
-class OtherSchema(NotAReport):
-    """A report of another schema version (results.SchemaError): the lab that wrote it reads it."""
 
 
 @dataclass
@@ -51,23 +43,16 @@ class SavedReport:
 def open_report(path) -> SavedReport:
     """A report folder's report.json and tables; one line (exit 2) for a folder not a report of this schema."""
     path = Path(path)
-    if not path.is_dir():
-        raise NotAReport(f"{path} is not a report: no such folder")
-    what = "(a report folder is what `python -m lab report` writes, e.g. results/latest)"
+    meta = results.report_meta(path)
     try:
-        meta = files.read_json(path / "report.json", {})
-        version = results.report_schema(path, meta) if meta else results.SCHEMA
-        if version != results.SCHEMA:
-            commit = f", written at commit {meta['commit']}" if meta.get("commit") else ""
-            raise results.SchemaError(f"{path} is a report of schema {version}{commit}; this lab reads schema "
-                                      f"{results.SCHEMA} (docs/results.md)")
-        tables = (load(path), results.read(path), results.read_verdicts(path)) if meta else ()
-    except results.SchemaError as error:  # report.json's version, or rows of another one
+        tables = (load(path), results.read(path), results.read_verdicts(path))
+    except results.SchemaError as error:  # rows of another version in a report of this one
         raise OtherSchema(str(error)) from error
     except (OSError, ValueError) as error:
-        raise NotAReport(f"{path} is not a report: {type(error).__name__} reading it {what}") from error
-    if not meta or not len(tables[0]):
-        raise NotAReport(f"{path} is not a report: {'no epoch records' if meta else 'no report.json'} in it {what}")
+        raise NotAReport(f"{path} is not a report: {type(error).__name__} reading its tables") from error
+    if not len(tables[0]):
+        raise NotAReport(f"{path} is not a report: no epoch records in it (a report folder is what `python -m lab "
+                         "report` writes, e.g. results/latest)")
     state = None if meta.get("finished") else "UNFINISHED"
     if (path / ".lock").exists():  # a report runner holds its flock now (lab.report.runner._lock)
         with open(path / ".lock") as lock:

@@ -19,7 +19,7 @@ import torch
 import yaml
 
 from .. import parts
-from ..core import files, results
+from ..core import results
 from ..core.config import PARAMETERS, PROFILE, Config, show
 from ..core.errors import ConfigError, LabError
 from ..core.extras import need
@@ -277,14 +277,7 @@ def render_again(out) -> Path:
     """`python -m lab render REPORT`: a report made again from what its folder holds (report.json and the two
     tables), through the one path `make report` draws with; what it cannot draw is named in one line, exit 1."""
     out = Path(out).resolve()
-    meta = files.read_json(out / "report.json", {}) if out.is_dir() else {}
-    if not meta:
-        raise ConfigError(f"{out} is not a report: no report.json in it (a report folder is what `python -m lab "
-                         "report` writes, e.g. results/latest)")
-    schema = results.report_schema(out, meta)
-    if schema != results.SCHEMA:
-        raise ConfigError(f"{out}: a report of schema {schema} (commit {meta.get('commit', '?')}), this lab "
-                          f"renders schema {results.SCHEMA}: render it with the lab version that wrote it")
+    meta = results.report_meta(out)
     with _lock(out):
         started = time.perf_counter()
         html, printed, errors = render(out, meta["profile"], meta.get("cell_timeout"))
