@@ -9,6 +9,7 @@ from lab.core import results
 from lab.engine import acceleration
 from lab.parts import c8_acceleration as c8, display
 from lab.parts.base import Report
+from lab.parts.tables import step_flops
 
 # Q5's account as lab.engine.profiling.measure_compile returns it (the golden fixture's, inductor on a 2-core CPU)
 ACCOUNT = {"device_type": "cpu", "batch_size": 128, "backend": "inductor", "graphs": 1, "graph_breaks": 0,
@@ -32,13 +33,16 @@ def test_c8_measures_rows_that_read_back_and_draw_its_section(tiny_config, tmp_p
     assert not {p.name for p in out.iterdir()} & {"plan.json", "compile.json", "step_eager_fp32.json"}
 
     rows = results.read(tmp_path, part=c8.ID)
-    assert set(rows["kind"].dropna()) == {acceleration.PLAN, acceleration.PROFILE, acceleration.ACCOUNT}
+    assert set(rows["kind"].dropna()) == {acceleration.PLAN, acceleration.PROFILE, acceleration.LAYERS,
+                                          acceleration.ACCOUNT}
     planned = list(rows.loc[rows["metric"] == "planned", "setting"])
     assert planned == list(dict.fromkeys(r["tag"] for r in records)) and planned[0] == c8.BASELINE
     left_out = rows[rows["metric"] == "left_out"].set_index("setting")["text"]
     assert "compile_settings: false" in left_out["compile default"] and c8.FAST_PHASE in left_out
-    assert acceleration.read_profile(rows)["device_type"] == "cpu" and "device_busy_ms_per_step" not in set(
-        rows["metric"])  # CUDA only
+    profile = acceleration.read_profile(rows)
+    assert profile["device_type"] == "cpu" and "device_busy_ms_per_step" not in set(rows["metric"])  # CUDA only
+    assert profile["points"]["precision"] == "fp32" and len(profile["points"]["layers"]) > 40  # 20 conv fwd, 20 bwd
+    assert sum(p["flops"] for p in profile["points"]["layers"]) == step_flops(16)  # the step with shapes, read back
     account = acceleration.read_account(rows)
     assert account.pop("compile_s") == pytest.approx(ACCOUNT["compile_s"])
     assert account == {k: v for k, v in ACCOUNT.items() if k not in ("break_reasons", "compile_s")}
@@ -52,7 +56,8 @@ def test_c8_measures_rows_that_read_back_and_draw_its_section(tiny_config, tmp_p
     monkeypatch.setattr(display, "figure", lambda fig, name, figures_dir=None: shown.append(name))
     c8.section(df, tmp_path)
     text = "\n".join(o.data for o in shown if isinstance(getattr(o, "data", None), str))  # the Markdown shown
-    assert "the step is **compute-bound**" in text and "TorchDynamo captured the forward as 1 graph(s)" in text
+    assert "Which roof bounds the eager step was not measured (this report measured no peaks)" in text
+    assert "compute-bound" not in text and "TorchDynamo captured the forward as 1 graph(s)" in text
     assert "**compile default**: not measured: left out by this profile" in text and c8.ID in shown
     verdicts = c8.verdicts(df, tmp_path)
     assert ("compiled", "eager", "compile step") in verdicts and ("channels_last", c8.BASELINE, "epoch") in verdicts
@@ -70,3 +75,43 @@ def test_a_q5_left_out_says_why_and_decides_nothing(tmp_path):
     assert c8.verdicts(pd.DataFrame(), tmp_path) == {}
     q5 = c8.findings(pd.DataFrame(), tmp_path)[1]
     assert q5.answer == "not measured: left out by this profile (explain_compile: false)"
+
+
+PEAKS = {"fp32": 1.0, "copy_GBs": 100.0, "triad_GBs": 80.0}  # ridge: 10 FLOP/byte
+
+
+def profile_rows(tmp_path, device: str, share: float | None, busy_ms: float = 9.5) -> dict:
+    """A step profile's rows as C8 writes them, read back: on `device`, with one convolution right of the ridge
+    (100 FLOP/byte) at `share` of the 1 TFLOP/s roof (None: not profiled with shapes)."""
+    rows = results.Rows(tmp_path / device / str(share), c8.ID)
+    acceleration.save_profile(rows, {"device_type": device, "wall_ms_per_step": 10.0, "launches_per_step": 600.0,
+                                     "device_busy_ms_per_step": busy_ms if device == "cuda" else None, "steps": 1})
+    if share is not None:
+        seconds = 1e9 / (share * 1e12)
+        acceleration.save_points(rows, {
+            "device": device, "precision": "fp32", "batch": 128, "threads": 2, "steps": 1, "step_s": seconds,
+            "unattributed_s": 0.0, "no_flop": {},
+            "layers": [{"op": "aten::convolution", "label": "conv", "flops": 1e9, "bytes": 1e7, "seconds": seconds}]})
+    return acceleration.read_profile(results.read(rows.path.parent, part=c8.ID))
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_the_bound_sentence_follows_the_profile_not_the_device(device, tmp_path):
+    """The same profile rows say the same on a CPU and on a busy GPU: compute-bound at 85 % of the roof, its kernels
+    at 26 % with ×3.85 left; without a per-layer profile or peaks no bound is stated; an idle GPU is launch-bound."""
+    table, found = pd.DataFrame(columns=["status"]), {}
+    near = c8.bound_verdict(profile_rows(tmp_path, device, 0.85), table, found, PEAKS)
+    assert "**compute-bound**: 100% of the step's time" in near and "at 85% of the measured fp32 peak" in near
+    far = c8.bound_verdict(profile_rows(tmp_path, device, 0.26), table, found, PEAKS)
+    assert "**kernel-limited (below the compute roof)**" in far and "compute-bound" not in far
+    assert "at 26% of the measured fp32 peak" in far and "up to ×3.85 faster" in far
+    unprofiled, profiled = profile_rows(tmp_path, device, None), profile_rows(tmp_path, device, 0.85)
+    for profile, peaks, missing in ((unprofiled, PEAKS, "the step was not profiled with shapes"),
+                                    (profiled, None, "this report measured no peaks"),
+                                    (profiled, {"bf16": 2.0}, "this report measured no fp32 peak")):
+        said = c8.bound_verdict(profile, table, found, peaks)
+        assert f"Which roof bounds the eager step was not measured ({missing}" in said and "-bound" not in said
+    if device == "cuda":
+        assert near.startswith("The GPU was busy 9.5 ms of each 10.0 ms eager step (95%; 600 kernel launches")
+        idle = c8.bound_verdict(profile_rows(tmp_path, device, 0.85, busy_ms=3.0), table, found, PEAKS)
+        assert "the step is **launch-bound**" in idle and "compute-bound" not in idle

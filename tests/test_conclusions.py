@@ -237,7 +237,7 @@ def test_every_writer_names_a_real_difference(name, writer, settings):
     ten = named_in(writer, settings, 1.10)
     thirty = named_in(writer, settings, 1.30, trials=20, seed=6)
     print(f"power {name}, {settings} settings: 10 % named in {ten} of {POWER_TRIALS}; 30 % in {thirty} of 20")
-    assert ten >= 0.95 * POWER_TRIALS and thirty == 20
+    assert ten >= 0.9 * POWER_TRIALS and thirty == 20  # 0.95 before the planned look spent 3 % of the 5 %
 
 
 def test_a_writer_that_never_names_a_winner_fails_the_power_test(monkeypatch):
@@ -280,7 +280,7 @@ def test_a_sentence_says_what_the_run_could_have_seen(monkeypatch):
 
 def test_a_rule_that_always_says_too_few_fails_the_power_tests(monkeypatch):
     """The power tests can fail: a rule that never decides names nothing."""
-    monkeypatch.setattr(stats, "ALPHA", 0.0)
+    monkeypatch.setattr(stats, "level", lambda look: 0.0)
     values = epochs(np.random.default_rng(3), 2, 4, "normal", effects=[1.0, 1.1], sd=0.02)
     assert stats.compare(values[0], values[1]).verdict != "faster"
 
@@ -317,4 +317,4 @@ def test_c10_names_a_real_latency_difference():
     ten = named_in(c10_writer, len(C10_SETTINGS), 1.10)
     thirty = named_in(c10_writer, len(C10_SETTINGS), 1.30, trials=20, seed=6)
     print(f"power C10: 10 % named in {ten} of {POWER_TRIALS}; 30 % in {thirty} of 20")
-    assert ten >= 0.95 * POWER_TRIALS and thirty == 20
+    assert ten >= 0.9 * POWER_TRIALS and thirty == 20  # 0.95 before the planned look spent 3 % of the 5 %

@@ -195,6 +195,56 @@ def test_the_binding_roof_follows_the_time():
     assert roof == "launch/overhead-bound" and "fewer, larger operators" in sentence
 
 
+@pytest.mark.parametrize("share, factor", [(0.26, "×3.85"), (0.85, None)])
+def test_compute_bound_only_near_the_compute_roof(share, factor):
+    """Right of the ridge at 85 % of the peak the step is compute-bound; at 26 % its kernels limit it, ×3.85 from
+    the roof (1 / 0.26), and nothing calls it compute-bound."""
+    profile = roofline.points([conv(CONV_FLOPS / (share * 1e12)), batch_norm(BN_BYTES / 80e9)])
+    roof, sentence = roofline.binding_roof(profile, PEAKS, "fp32")
+    assert f"at {share:.0%} of the measured fp32 peak (1 TFLOP/s)" in sentence
+    if factor is None:
+        assert roof == "compute-bound" and sentence.startswith("compute-bound: ")
+        assert "only lower precision or fewer FLOPs help" in sentence
+    else:
+        assert roof == "kernel-limited (below the compute roof)" and "compute-bound" not in sentence
+        assert "their kernels' efficiency limits them (memory layout, cache blocking, threads" in sentence
+        assert f"up to {factor} faster" in sentence and sentence.count("×") == 1  # the factor, said once
+
+
+def test_memory_bound_only_near_the_bandwidth_roof():
+    """Batch norm and ReLU at 80 % of the 100 GB/s bandwidth are memory-bound; at 20 % their kernels limit them."""
+    def step(share):
+        return roofline.points([conv(CONV_FLOPS / 0.8e12)] + [batch_norm(BN_BYTES / (share * 100e9)),
+                                                              relu(8 * 64 * 1024 * 8 / (share * 100e9))] * 20)
+
+    roof, sentence = roofline.binding_roof(step(0.8), PEAKS, "fp32")
+    assert roof == "memory-bound" and "at 80% of the measured bandwidth (100 GB/s)" in sentence
+    roof, sentence = roofline.binding_roof(step(0.2), PEAKS, "fp32")
+    assert roof == "kernel-limited (below the bandwidth roof)" and "memory-bound" not in sentence
+    assert "at 20% of the measured bandwidth (100 GB/s)" in sentence and "up to ×5.00 faster" in sentence
+
+
+def test_a_sentence_and_its_rule_agree_at_the_threshold():
+    """59.6 % reads "60%": compute-bound, as said (the rule compares the share as the sentence rounds it)."""
+    roof, sentence = roofline.binding_roof(roofline.points([conv(CONV_FLOPS / 0.596e12)]), PEAKS, "fp32")
+    assert roof == "compute-bound" and "at 60% of the measured" in sentence
+    roof, sentence = roofline.binding_roof(roofline.points([conv(CONV_FLOPS / 0.594e12)]), PEAKS, "fp32")
+    assert roof.startswith("kernel-limited") and "at 59% of the measured" in sentence
+
+
+def test_a_profile_reads_back_from_its_rows(tmp_path):
+    """point_rows' rows, written and read back through the results table, are the profile again, rates included."""
+    from lab.core import results
+
+    profile = roofline.points([conv(2e-3), batch_norm(1e-3), conv_backward(5e-3), relu(5e-4)], wall_s=0.01)
+    rows = results.Rows(tmp_path, "a part", kind="layer profile")
+    rows.extend(roofline.point_rows(rows, profile))
+    back = roofline.read_points(results.read(tmp_path, part="a part"))
+    assert back["layers"] == profile["layers"] and back["step_s"] == profile["step_s"]
+    assert back["no_flop"] == profile["no_flop"] and back["unattributed_s"] == pytest.approx(profile["unattributed_s"])
+    assert roofline.read_points(results.read(tmp_path, part="another part")) is None
+
+
 def test_a_rate_above_the_peak_is_flagged_not_shown_as_a_share():
     roof, sentence = roofline.binding_roof(roofline.points([conv(CONV_FLOPS / 2e12)]), PEAKS, "fp32")
     assert roof == "compute-bound" and "above the measured peak (the probe underestimated it)" in sentence

@@ -24,7 +24,8 @@ def test_four_and_four_separated_samples_decide_three_and_three_are_too_few():
     assert stats.compare([1.10, 1.12, 1.11, 1.13], [1.00, 1.02, 1.01, 0.99]).verdict == "slower"
     mixed = stats.compare([1.0, 1.3, 1.1, 1.2], [1.05, 1.25, 1.15, 1.35], "a", "b")
     assert mixed.verdict == stats.NO_DIFFERENCE and mixed.sentence().startswith(
-        "a vs b: no measurable difference; at this run's noise (±11.1 % per steady epoch) it would have seen 3")
+        "a vs b: no measurable difference after 4 rounds; at this run's noise (±11.1 % per steady epoch) it would "
+        "have seen 3")
 
 
 def test_the_rules_sentences_are_its_templates(monkeypatch):

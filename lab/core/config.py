@@ -257,6 +257,11 @@ PARAMETERS: dict[str, Spec] = {
     "worker_cap": _int(0, WORKERS_MAX, "C3's sweep", help="the sweep's last count"),
     "worker_counts": _int(0, WORKERS_MAX, "C3: an explicit list instead of the sweep", none=True, many=True,
                           help="an explicit list of counts instead of the sweep (e.g. [0, 1, 2, 4])"),
+    "extra_rounds_s": _int(0, 7 * 24 * 3600, "seconds: 0 never looks again",
+                           help="seconds a part may spend on further interleaved rounds where a claim is still open "
+                                "(0: none; docs/measuring.md)"),
+    "extra_rounds_target": Spec("float", 0.0, 10.0, why="a fraction: 0.2 is 20 %",
+                                help="further rounds only while a claim could not have seen a difference this large"),
     "profile_steps": _int(1, 1000, "steps under torch.profiler (C4, C8)",
                           help="active steps under torch.profiler (after 1 wait + 1 warm-up step)"),
     "devices": _choice(("cuda", "cpu"), "the devices compared", many=True),

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import files
+from . import files, stats
 from .errors import NotAReport, OtherSchema
 from .fields import SETTING_FIELDS
 from .stats import Comparison
@@ -25,7 +25,8 @@ VERDICTS = "verdicts.jsonl"
 
 COLUMNS = ("schema", "part", *SETTING_FIELDS, "metric", "unit", "value", "text", "sample", "run")
 VERDICT_COLUMNS = ("schema", "part", "claim", "a", "b", "metric", "factor", "low", "high", "p", "family",
-                   "detectable", "noise", "to_target", "samples", "sampled", "needed", "verdict")
+                   "detectable", "noise", "to_target", "samples", "sampled", "needed", "look", "level", "round_s",
+                   "verdict")
 
 
 class SchemaError(ValueError):
@@ -144,6 +145,7 @@ def write_verdicts(results_dir, part: str, family: dict) -> None:
                      "metric": str(metric), "factor": _plain(c.ratio), "low": _plain(c.low), "high": _plain(c.high),
                      "p": _plain(c.p), "family": c.scope, "detectable": _plain(detectable), "noise": _plain(noise),
                      "to_target": to_target, "samples": c.n, "sampled": c.sample, "needed": c.needed,
+                     "look": c.look, "level": stats.level(c.look), "round_s": _plain(c.round_s),
                      "verdict": c.verdict})
     _replace(Path(results_dir) / VERDICTS, rows, drop=part)
 
@@ -163,7 +165,8 @@ def comparisons(results_dir, part: str) -> dict:
                                                          number(r["to_target"], int))  # none seen: inf
         out[(r["a"], r["b"], r["metric"])] = Comparison(
             r["a"], r["b"], r["verdict"], *(number(r[k], missing=math.nan) for k in ("p", "factor", "low", "high")),
-            int(r["samples"]), number(r["needed"], int), r["sampled"] or "epoch", r["family"], seen=seen)
+            int(r["samples"]), number(r["needed"], int), r["sampled"] or "epoch", r["family"], seen=seen,
+            look=number(r["look"], int, missing=1), round_s=number(r["round_s"], missing=math.nan))
     return out
 
 

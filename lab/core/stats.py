@@ -1,10 +1,12 @@
 """Conclusions that survive an A/A test (docs/measuring.md): the steady-state rule, spreads, and the one comparison
 rule every sentence about speed goes through: a section's claims are one family, tested together by permutation
 (max-T, step-down, on the Welch t of log-seconds), and a claim names a faster or slower setting only where its
-p <= ALPHA; else "too few measurements" or "no measurable difference", with what the run could have seen.
+p <= the level of its look; else "too few measurements" or "no measurable difference", with what the run could
+have seen. Where a claim is still open, a part may measure more rounds and look again (`level`: the looks spend ALPHA).
 """
 from __future__ import annotations
 
+import contextvars
 import functools
 import itertools
 import math
@@ -18,7 +20,10 @@ from .words import factor, say, sig
 
 plural = words.plural  # the parts count through lab.core.stats too
 
-ALPHA = 0.05
+ALPHA = 0.05             # a family's chance of naming a winner among identical settings, every look included
+PLANNED_ALPHA = 0.03     # what the planned look spends: 4 against 4 epochs can give p = 2/70 = 0.029 and still decide
+MAX_LOOKS = 6            # level(6) = 0.000625: still above the 1/(DRAWS + 1) a drawn p can reach
+LOOK = contextvars.ContextVar("look", default=1)  # the look a part's claims are decided at (lab.parts.decide)
 NO_DIFFERENCE = "no measurable difference"
 TOO_FEW = "too few measurements"
 EXACT_LIMIT = 20_000     # relabelings enumerated exactly up to this many
@@ -40,8 +45,12 @@ NOUNS = {"epoch": "steady epoch"}  # a sample as the sentences name it (others b
 # Keep each a plain string literal: a test edits one in a copy of this source and finds the edit in the report.
 SENTENCES = {
     "decided": "{{ c.a }} is {{ c.verdict }} than {{ c.b }}{{ what | aside }}: {{ c.ratio | factor }} "
-               "({{ c.spread() }}; p = {{ c.p | p }} for {{ c.scope }}).",
-    "undecided": "{{ c.a }} vs {{ c.b }}{{ what | aside }}: {{ c.answer() }}{{ c.seeable() }}.",
+               "({{ c.spread() }}; p = {{ c.p | p }} for {{ c.scope }}, {{ c.rounds() }}).",
+    "undecided": "{{ c.a }} vs {{ c.b }}{{ what | aside }}: {{ c.answer() }}{{ c.rounds() | aside(' ', '') }}"
+                 "{{ c.seeable() }}"
+                 "{% if c.round_s is finite %}; another round costs {{ c.round_s | sig }} s{% endif %}.",
+    "rounds": "{% if c.look > 1 %}after {{ c.n | plural('round') }} in {{ c.look }} looks"
+              "{% elif c.verdict != 'too few measurements' %}after {{ c.n | plural('round') }}{% endif %}",
     "too few": "too few measurements: {{ n | plural(noun) }} per setting, {{ needed or 'more than ' ~ most }} needed",
     "spread": "single {{ c.sample }}s {{ c.low | times }}"
               "{% if c.low | times != c.high | times %}–{{ c.high | times }}{% endif %}",
@@ -53,8 +62,9 @@ SENTENCES = {
     "verdict line": "{% if c.decided %}{{ c.a }} {{ c.verdict }} than {{ c.b }}: {{ c.ratio | factor }}{% else %}"
                     "{{ c.a }} vs {{ c.b }}: {{ c.answer() }}"
                     "{% if could is finite %} (could have seen {{ could | percent }}){% endif %}{% endif %}",
-    "evidence": "{{ c.n | plural(noun) }} per setting{% if c.p is not missing %}; p = {{ c.p | p }} for {{ c.scope }}"
-                "{% endif %}{% if c.decided %}; {{ c.spread() }}{% endif %}",
+    "evidence": "{{ c.n | plural(noun) }} per setting{% if c.look > 1 %} ({{ c.look }} looks){% endif %}"
+                "{% if c.p is not missing %}; p = {{ c.p | p }} for {{ c.scope }}{% endif %}"
+                "{% if c.decided %}; {{ c.spread() }}{% endif %}",
     "one setting": "Only one setting was measured{{ what | aside }}: nothing to compare.",
     "across, too few": "Across {{ settings }} settings{{ what | aside }}: {{ c.answer() }} to name a faster one"
                        "{{ c.seeable() }}.",
@@ -67,6 +77,14 @@ SENTENCES = {
                       "{{ tied | join(', ') }} (95 % intervals on {{ n | count }} test images overlap).",
     "range": " (range {{ low | sig }}–{{ high | sig }} {{ unit }} over {{ n }} epochs)",
 }
+
+
+def level(look: int) -> float:
+    """The share of ALPHA the look may spend: PLANNED_ALPHA at the planned rounds, then half of what is left at each
+    further look (0.01, 0.005, ...). The levels sum to at most ALPHA, so by the union bound a family of identical
+    settings names a winner at some look with chance <= ALPHA, however many looks are taken and whatever decides to
+    take them: an alpha-spending function (Lan & DeMets 1983) with Bonferroni bounds (docs/measuring.md)."""
+    return PLANNED_ALPHA if look <= 1 else (ALPHA - PLANNED_ALPHA) / 2 ** (look - 1)
 
 
 def steady(df: pd.DataFrame, strict: bool = False) -> pd.DataFrame:
@@ -133,12 +151,15 @@ class Comparison:
     scope: str = "the section's claims together"  # what the p-value covers
     shape: tuple | None = None  # where undecided: (noise, group sizes, claims as group pairs, this claim's index)
     seen: tuple | None = None   # where undecided and read back from a verdicts table: seen()'s figures
+    look: int = 1               # the look that decided it (1: the planned rounds), at level(look)
+    round_s: float = math.nan   # where undecided: the seconds another interleaved round of its settings takes
 
     def figures(self) -> tuple | None:
         """Where undecided: (noise, smallest difference seen, samples to see TARGET), as stored or simulated."""
-        if self.seen is not None or self.shape is None or self.shape[0] is None:
+        if self.seen is not None or self.shape is None or self.shape[0] is None or not SAY_SEEABLE:
             return self.seen
-        return (self.shape[0], *seeable(self.shape))
+        self.seen = (self.shape[0], *seeable(self.shape, level(self.look)))
+        return self.seen
 
     @property
     def decided(self) -> bool:
@@ -154,6 +175,10 @@ class Comparison:
     def answer(self) -> str:
         """An undecided claim's answer: 'no measurable difference' or 'too few measurements: …, 4 needed'."""
         return too_few(self.n, self.needed, self.sample) if self.verdict == TOO_FEW else NO_DIFFERENCE
+
+    def rounds(self) -> str:
+        """'after 8 rounds in 2 looks' (a round: one sample of each setting); '' where too few at the first look."""
+        return say(SENTENCES["rounds"], c=self)
 
     def seeable(self) -> str:
         """What an undecided claim could have seen (seeable), '' where not measured or switched off."""
@@ -230,24 +255,24 @@ def noise_of(groups: list[list[float]]) -> float | None:
     return float(math.sqrt(sum(((g - g.mean()) ** 2).sum() for g in logs) / dof)) if dof else None
 
 
-def seeable(shape: tuple) -> tuple[float, int | None]:
+def seeable(shape: tuple, alpha: float = PLANNED_ALPHA) -> tuple[float, int | None]:
     """(the smallest difference, b/a - 1, the rule names with POWER probability; the samples per setting that
     would bring it to TARGET, None where it is there) for `shape` = (noise, group sizes, claims as group pairs, the
     claim's index). The count scales the figure by the 1/sqrt(n) law from the fewest samples that can decide."""
     noise, sizes, claims, index = shape
     sizes, claims = tuple(sizes), tuple(claims)
-    d = _seeable(round(noise, 3), sizes, claims, index)
+    d = _seeable(round(noise, 3), sizes, claims, index, alpha)
     n = min(sizes)
     if not math.isfinite(d):
-        fewest = max(n + 1, needed(len(sizes), [(a, b, 0) for a, b in claims], 1, n) or MOST_NEEDED)
-        d_at = _seeable(round(noise, 3), tuple(fewest for _ in sizes), claims, index)
+        fewest = max(n + 1, needed(len(sizes), [(a, b, 0) for a, b in claims], 1, n, alpha) or MOST_NEEDED)
+        d_at = _seeable(round(noise, 3), tuple(fewest for _ in sizes), claims, index, alpha)
         return d, (MOST_SAMPLES + 1 if not math.isfinite(d_at)
                    else max(fewest, math.ceil(fewest * (d_at / TARGET) ** 2)))
     return d, (None if d <= TARGET else math.ceil(n * (d / TARGET) ** 2))
 
 
 @functools.lru_cache(maxsize=2048)
-def _seeable(noise: float, sizes: tuple, claims: tuple, index: int) -> float:
+def _seeable(noise: float, sizes: tuple, claims: tuple, index: int, alpha: float) -> float:
     """SEEN_TRIALS runs of this shape with log-normal noise, the claim's `a` faster by the difference tried, each
     run's p the single-step max-T over the family (what decides its first claim); the same draws for every
     difference, bisected to the smallest named in POWER of the runs."""
@@ -260,7 +285,7 @@ def _seeable(noise: float, sizes: tuple, claims: tuple, index: int) -> float:
         logs = draws.copy()
         logs[start:start + sizes[claims[index][0]]] -= math.log1p(d)  # a faster than b by d
         t = _statistics(logs, order, sizes, trials).reshape(len(order), SEEN_TRIALS, len(claims))
-        return float((_reaching(t[0, :, index], t.max(axis=2).T) <= ALPHA).mean())
+        return float((_reaching(t[0, :, index], t.max(axis=2).T) <= alpha).mean())
 
     low, high = 0.0, 0.02
     while power(high) < POWER:
@@ -327,7 +352,7 @@ def _reaching(observed: np.ndarray, largest: np.ndarray) -> np.ndarray:
     return (largest >= observed[:, None] * (1 - 1e-9) - 1e-12).mean(axis=-1)
 
 
-def _family_p(values: np.ndarray, sizes, claims) -> np.ndarray:
+def _family_p(values: np.ndarray, sizes, claims, alpha: float) -> np.ndarray:
     """Each claim's family-wise p-value, step-down: the claims by decreasing statistic, each against the largest of
     the claims not yet decided, over relabelings of the groups they name (the first step is the single-step max-T
     over the family); a p is never below the one before it."""
@@ -344,61 +369,64 @@ def _family_p(values: np.ndarray, sizes, claims) -> np.ndarray:
         floor = max(floor, _reaching(stats[0], stats.max(axis=1)[None, :])[0])
         p[remaining[0]] = floor
         remaining = remaining[1:]
-        if floor > ALPHA:  # nothing after it can be decided: its p is at least this one
+        if floor > alpha:  # nothing after it can be decided: its p is at least this one
             p[remaining] = floor
             break
     return p
 
 
 @functools.lru_cache(maxsize=1024)
-def _smallest_p(sizes: tuple, claims: tuple, metrics: int, draws: int) -> float:
+def _smallest_p(sizes: tuple, claims: tuple, metrics: int, alpha: float) -> float:
     """The smallest p this family's shape can give: one claim's two sides as far apart as can be (one far above,
-    the other far below every other sample), tried for each claim (`draws`: DRAWS, for the cache)."""
+    the other far below every other sample), tried for each claim (the search stops at one <= `alpha`)."""
     best = 1.0
     for a, b, _ in claims:  # ties are exact: every relabeling that matches the extreme one counts
         values = np.repeat([1e3 if g == a else 1e-3 if g == b else 1.0 for g in range(len(sizes))], sizes)
-        best = min(best, _family_p(np.repeat(values[:, None], metrics, axis=1), sizes, claims).min())
-        if best <= ALPHA:
+        best = min(best, _family_p(np.repeat(values[:, None], metrics, axis=1), sizes, claims, alpha).min())
+        if best <= alpha:
             break
     return best
 
 
 def family(samples: dict[str, list[dict]], claims: list[tuple[str, str, str]], sample: str = "epoch",
-           scope: str = "the section's claims together") -> dict[tuple, Comparison]:
+           scope: str = "the section's claims together", look: int | None = None) -> dict[tuple, Comparison]:
     """The claims of one section tested together: `samples` maps each setting to its steady epochs ({metric: seconds}
     each); a claim (a, b, metric) asks whether a's `metric` differs from b's. A Comparison per claim, keyed by it
-    (`sample` and `scope` name a sample and the family in its sentences)."""
+    (`sample` and `scope` name a sample and the family in its sentences), decided at level(`look`) (default: LOOK's)."""
+    look = LOOK.get() if look is None else look
+    alpha = level(look)
     names, metrics = [g for g in samples if any(g in c[:2] for c in claims)], sorted({m for _, _, m in claims})
     index = tuple((names.index(a), names.index(b), metrics.index(m)) for a, b, m in claims)
     rows = {g: [r for r in samples[g] if any(_finite(r.get(m)) for m in metrics)] for g in names}
     sizes = tuple(len(rows[g]) for g in names)
     n = min(sizes, default=0)
     if not claims or n == 0:
-        more = needed(len(names), index, len(metrics), n)
-        return {c: Comparison(c[0], c[1], TOO_FEW, n=n, needed=more, sample=sample, scope=scope) for c in claims}
+        more = needed(len(names), index, len(metrics), n, alpha)
+        return {c: Comparison(c[0], c[1], TOO_FEW, n=n, needed=more, sample=sample, scope=scope, look=look)
+                for c in claims}
     values = np.array([[_value(r.get(m)) for m in metrics] for g in names for r in rows[g]], dtype=float)
-    p = _family_p(values, sizes, index)
+    p = _family_p(values, sizes, index, alpha)
     pairs_ = list(dict.fromkeys((x, y) for x, y, _ in index))
-    out, few = {}, _smallest_p(sizes, index, len(metrics), DRAWS) > ALPHA
+    out, few = {}, _smallest_p(sizes, index, len(metrics), alpha) > alpha
     for claim, p_claim, (a, b, m) in zip(claims, p, index):
         va, vb = ([v for v in (_value(r.get(metrics[m])) for r in rows[names[g]]) if v == v] for g in (a, b))
-        if p_claim <= ALPHA and va and vb:
+        if p_claim <= alpha and va and vb:
             ratio, low, high = speedup_range(vb, va)
             out[claim] = Comparison(claim[0], claim[1], "faster" if ratio > 1 else "slower", float(p_claim), ratio,
-                                    low, high, n, sample=sample, scope=scope)
+                                    low, high, n, sample=sample, scope=scope, look=look)
             continue
         noise = noise_of([va, vb])
         shape = (noise, sizes, tuple(pairs_), pairs_.index((a, b))) if noise is not None else None
         out[claim] = Comparison(claim[0], claim[1], TOO_FEW if few else NO_DIFFERENCE, float(p_claim), n=n,
-                                needed=needed(len(names), index, len(metrics), n) if few else None, sample=sample,
-                                scope=scope, shape=shape)
+                                needed=needed(len(names), index, len(metrics), n, alpha) if few else None,
+                                sample=sample, scope=scope, shape=shape, look=look)
     return out
 
 
-def needed(groups: int, claims, metrics: int, have: int) -> int | None:
-    """The fewest samples per setting (all settings alike) at which this family could name a winner."""
+def needed(groups: int, claims, metrics: int, have: int, alpha: float = PLANNED_ALPHA) -> int | None:
+    """The fewest samples per setting (all settings alike) at which this family could name a winner at `alpha`."""
     for n in range(max(have, 1) + 1, MOST_NEEDED + 1):
-        if _smallest_p((n,) * groups, tuple(claims), metrics, DRAWS) <= ALPHA:
+        if _smallest_p((n,) * groups, tuple(claims), metrics, alpha) <= alpha:
             return n
     return None
 
@@ -428,8 +456,8 @@ def decidable(steady: dict[str, int], claims: list[tuple[str, str, str]]) -> tup
     names, metrics = list(steady), sorted({m for _, _, m in claims})
     index = tuple((names.index(a), names.index(b), metrics.index(m)) for a, b, m in claims)
     sizes = tuple(steady.values())
-    smallest = _smallest_p(sizes, index, len(metrics), DRAWS) if min(sizes) > 0 else 1.0
-    if smallest <= ALPHA:
+    smallest = _smallest_p(sizes, index, len(metrics), PLANNED_ALPHA) if min(sizes) > 0 else 1.0
+    if smallest <= PLANNED_ALPHA:
         return True, smallest, None
     return False, smallest, needed(len(sizes), index, len(metrics), min(sizes))
 

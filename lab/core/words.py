@@ -50,7 +50,7 @@ def percent(fraction: float) -> str:
 ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
 ENV.filters.update(sig=sig, plural=plural, factor=factor, percent=percent, times=lambda x: f"×{x:.2f}",
                    p=lambda p: f"{p:.3g}", share=lambda x: f"{x:.1%}", count=lambda n: f"{n:,}",
-                   aside=lambda what: f" ({what})" if what else "")
+                   aside=lambda what, left=" (", right=")": f"{left}{what}{right}" if what else "")
 ENV.tests.update(missing=pd.isna, finite=math.isfinite)
 _compiled = functools.lru_cache(maxsize=None)(ENV.from_string)  # each template compiled once
 

@@ -3,6 +3,9 @@ measures the same settings). And what C8 measures beside its epochs, as rows (la
 - "plan": metric planned (a `setting` it runs), left_out (a setting it does not run; `text`: why), note (`text`).
 - "step profile" (setting eager fp32, `device`): wall_ms_per_step, device_busy_ms_per_step (ms; CUDA only),
   launches_per_step, steps.
+- "layer profile" (setting eager fp32, `device`, `precision`, `batch`, `threads`, `steps`): the same step profiled
+  with shapes, as lab.engine.roofline.point_rows writes it (step_s, unattributed_s; per `layer` with `op` and
+  `label`: flops, bytes, seconds; per no-FLOP `group`: seconds, bytes, calls), for the roof that bounds it.
 - "compile account" (Q5; `device`, `batch`, `backend`): graphs, graph_breaks, forward_ops_captured,
   first_compiled_step_s (s), break_reason (`text`, by `sample`); per `setting` eager and compiled: aten_ops,
   compiled_graphs, generated_kernels, launches (per step), conv_share, step_s (s, by `sample`). Or left_out (`text`).
@@ -16,7 +19,7 @@ import torch
 
 from ..core import results, stats
 from ..core.config import Config
-from . import progress
+from . import progress, roofline
 from .fast import c_compiler, cpu_fast_probe, setting_name
 from .profiling import measure_compile, step_profile
 from .resolve import device_type
@@ -126,7 +129,7 @@ def probe_steps(config: Config, compiled: bool = True, probe: dict | None = None
 
 # --- as rows (lab.core.results), each of a kind ------------------------------------------------------------------
 
-PLAN, PROFILE, ACCOUNT = "plan", "step profile", "compile account"
+PLAN, PROFILE, LAYERS, ACCOUNT = "plan", "step profile", "layer profile", "compile account"
 PROFILE_UNITS = {"wall_ms_per_step": "ms", "device_busy_ms_per_step": "ms", "launches_per_step": "launches",
                  "steps": "steps"}
 COUNT_UNITS = {"graphs": "graphs", "graph_breaks": "breaks", "forward_ops_captured": "operators",
@@ -144,9 +147,11 @@ def save_plan(rows: results.Rows, settings: list[str], skipped: dict, notes: dic
 
 
 def measure_profile(config: Config, out, rows: results.Rows, steps: int) -> None:
-    """The eager step profiled (step_profile: its operator table and trace in `out`), saved as rows."""
+    """The eager step profiled (step_profile: its operator table and trace in `out`), and again with shapes, a
+    warm-up and `steps` steps (roofline.layer_points: its distance to the roofs), saved as rows."""
     progress.note(config.experiment, "profiling the eager step")
     save_profile(rows, step_profile(config.replace(loader="tensor", tag=BASELINE), out, "eager_fp32", steps=steps))
+    save_points(rows, roofline.layer_points(batch=config.batch_size, device=device_type(config.device), steps=steps))
 
 
 def save_profile(rows: results.Rows, profile: dict) -> None:
@@ -155,10 +160,22 @@ def save_profile(rows: results.Rows, profile: dict) -> None:
     step.extend([step.row(m, profile[m], unit) for m, unit in PROFILE_UNITS.items() if profile[m] is not None])
 
 
+def save_points(rows: results.Rows, profile: dict) -> None:
+    """The step profiled with shapes (roofline.layer_points) as rows of kind LAYERS."""
+    layers = rows.scoped(kind=LAYERS, setting=BASELINE, device=profile["device"], precision=profile["precision"],
+                         batch=profile["batch"], threads=profile["threads"], steps=profile["steps"])
+    layers.extend(roofline.point_rows(layers, profile))
+
+
 def read_profile(rows: pd.DataFrame) -> dict | None:
-    """The step profile among `rows`, keyed as step_profile returns it; None where the step was not profiled."""
-    rows = rows[rows["kind"] == PROFILE]
-    return {"device_type": rows["device"].iloc[0], **dict(zip(rows["metric"], rows["value"]))} if len(rows) else None
+    """The step profile among `rows`, keyed as step_profile returns it, with "points" (roofline.points' shape, its
+    "precision" too; None where the step was not profiled with shapes); None where the step was not profiled."""
+    step, layers = rows[rows["kind"] == PROFILE], rows[rows["kind"] == LAYERS]
+    if not len(step):
+        return None
+    points = roofline.read_points(layers)
+    return {"device_type": step["device"].iloc[0], **dict(zip(step["metric"], step["value"])),
+            "points": points and {**points, "precision": layers["precision"].iloc[0]}}
 
 
 def save_account(rows: results.Rows, account: dict) -> None:

@@ -1,6 +1,7 @@
 """How far a training step is from this machine's limits, measured here, not read from a spec sheet: the peaks
 (FLOP/s per precision, memory bandwidth); the step's convolutions as roofline points from torch.profiler, its
-no-FLOP operators (batch norm, ReLU, add, the optimizer) as bytes against the bandwidth; and which roof binds."""
+no-FLOP operators (batch norm, ReLU, add, the optimizer) as bytes against the bandwidth, as rows and back; and what
+limits the step: a roof where it runs near it (NEAR), its kernels below that, launches and overhead far below (FAR)."""
 from __future__ import annotations
 
 import contextlib
@@ -12,10 +13,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
 import torch
 import torch.nn as nn
 
-from ..core import files
+from ..core import files, words
 from ..core.extras import need
 from ..core.timing import now
 from .fast import load_class, others_load
@@ -399,9 +401,49 @@ def layer_points(model: nn.Module | None = None, batch: int = 128, device="cpu",
     return result
 
 
+# --- a profile as rows (lab.core.results) ---------------------------------------------------------------
+
+STEP_UNITS = {"step_s": "s", "unattributed_s": "s"}
+LAYER_UNITS = {"flops": "FLOP", "bytes": "bytes", "seconds": "s"}
+GROUP_UNITS = {"seconds": "s", "bytes": "bytes", "calls": "calls"}
+
+
+def point_rows(rows, profile: dict) -> list[dict]:
+    """`points`' step, its layers (fields layer, op, label) and no-FLOP groups (field group) as rows of `rows`, a
+    lab.core.results.Rows."""
+    out = [rows.row(metric, profile[metric], unit) for metric, unit in STEP_UNITS.items()]
+    out += [rows.row(metric, p[metric], unit, layer=i, op=p["op"], label=p["label"])
+            for i, p in enumerate(profile["layers"]) for metric, unit in LAYER_UNITS.items()]
+    return out + [rows.row(metric, g[metric], unit, group=name)
+                  for name, g in profile["no_flop"].items() for metric, unit in GROUP_UNITS.items()]
+
+
+def read_points(rows: pd.DataFrame) -> dict | None:
+    """point_rows' rows among `rows` back in `points`' shape (step_s, unattributed_s, layers, no_flop) with their
+    rates; None where there are none."""
+    rows = rows.reindex(columns=[*rows.columns, *(c for c in ("layer", "op", "label", "group") if c not in rows)])
+    step = rows[rows["layer"].isna() & rows["group"].isna() & rows["metric"].isin(list(STEP_UNITS))]
+    if len(step) < len(STEP_UNITS):
+        return None
+
+    def metrics(g: pd.DataFrame) -> dict:
+        return dict(zip(g["metric"], g["value"]))
+
+    layers = [with_rates({"op": g["op"].iloc[0], "label": g["label"].iloc[0], **metrics(g)})
+              for _, g in rows[rows["layer"].notna()].groupby("layer", sort=False)]
+    groups = {name: with_rates(metrics(g)) for name, g in rows[rows["group"].notna()].groupby("group", sort=False)}
+    return {**metrics(step), "layers": layers, "no_flop": groups}
+
+
 # --- which roof binds -----------------------------------------------------------------------------------
 
 FAR = 0.1  # below this share of its roof, an operator is bound by neither roof: by launches and bookkeeping
+NEAR = 0.6  # from this share of its roof on, a side of the ridge is bound by that roof; below it, by its kernels
+
+
+def has_roofs(peaks: dict | None, precision: str) -> bool:
+    """Whether both roofs of `precision` were measured: its compute peak and the bandwidth (copy and triad)."""
+    return bool(peaks) and all(key in peaks for key in (precision, "copy_GBs", "triad_GBs"))
 
 
 def roofs(profile: dict, peaks: dict, precision: str | None) -> tuple[str, float, float, float]:
@@ -412,46 +454,57 @@ def roofs(profile: dict, peaks: dict, precision: str | None) -> tuple[str, float
 
 
 def binding_roof(profile: dict, peaks: dict, precision: str | None = None) -> tuple[str, str]:
-    """(the roof with most of the step's time, what follows). A point within FAR of its roof is compute-bound right
-    of the ridge, memory-bound left of it, a no-FLOP group memory-bound against the bandwidth; the rest, and the
-    time outside any operator, is launch/overhead-bound."""
+    """(what limits most of the step's time, what follows). An operator above FAR of its roof is on the compute side
+    (a point right of the ridge) or the memory side (left of it, and the no-FLOP groups); the rest, and the time
+    outside any operator, is launch/overhead. The side with most time is bound by its roof only where its operators
+    together reach NEAR of it; below that their kernels' efficiency limits them, with up to 1/share left."""
     precision, compute, band, ridge = roofs(profile, peaks, precision)
-    time_in = {"compute-bound": 0.0, "memory-bound": 0.0, "launch/overhead-bound": profile["unattributed_s"]}
+    time_in = {"compute": 0.0, "memory": 0.0, "overhead": profile["unattributed_s"]}
     flops = nbytes = 0.0
     for p in profile["layers"]:
         if p["tflops"] < FAR * min(compute, band * p["intensity"] / 1e3):
-            time_in["launch/overhead-bound"] += p["seconds"]
+            time_in["overhead"] += p["seconds"]
         elif p["intensity"] >= ridge:
-            time_in["compute-bound"] += p["seconds"]
+            time_in["compute"] += p["seconds"]
             flops += p["flops"]
         else:
-            time_in["memory-bound"] += p["seconds"]
+            time_in["memory"] += p["seconds"]
             nbytes += p["bytes"]
     for g in profile["no_flop"].values():
-        bound = "memory-bound" if g["seconds"] > 0 and g["GBs"] >= FAR * band else "launch/overhead-bound"
-        time_in[bound] += g["seconds"]
-        nbytes += g["bytes"] if bound == "memory-bound" else 0
+        side = "memory" if g["seconds"] > 0 and g["GBs"] >= FAR * band else "overhead"
+        time_in[side] += g["seconds"]
+        nbytes += g["bytes"] if side == "memory" else 0
     total = sum(time_in.values())
-    roof = max(time_in, key=time_in.get)
-    share = time_in[roof] / total if total else 0.0
-    if roof == "compute-bound":
-        rate = achieved(flops, time_in[roof], compute)
-        at = ("above the measured peak (the probe underestimated it)" if rate["peak_underestimated"]
-              else f"at {rate['share']:.0%} of the measured {precision} peak ({compute:.3g} TFLOP/s)")
-        return roof, (f"compute-bound: {share:.0%} of the step's time is in convolutions right of the ridge "
-                      f"({ridge:.0f} FLOP/byte), {at}: only lower precision or fewer FLOPs help.")
-    if roof == "memory-bound":
-        rate = nbytes / time_in[roof] / 1e9
-        at = ("above the measured bandwidth (the probe underestimated it)" if rate > band
-              else f"at {rate / band:.0%} of the measured bandwidth ({band:.0f} GB/s)")
-        return roof, (f"memory-bound: {share:.0%} of the step's time is in operators left of the ridge "
-                      f"({ridge:.0f} FLOP/byte) or without FLOPs (batch norm, ReLU, add, the optimizer), moving "
-                      f"bytes {at}: fewer passes over memory help (fusing elementwise operators, e.g. "
-                      f"torch.compile; lower-precision activations), more FLOP/s do not.")
-    return roof, (f"launch/overhead-bound: {share:.0%} of the step's time runs below {FAR:.0%} of either roof or "
-                  f"outside any operator: it goes to launching operators and bookkeeping, not to arithmetic or "
-                  f"memory traffic: fewer, larger operators help (a larger batch, CUDA graphs or torch.compile, "
-                  f"fused or foreach optimizers), neither more FLOP/s nor more bandwidth.")
+    side = max(time_in, key=time_in.get)
+    share = time_in[side] / total if total else 0.0
+    if side == "overhead":
+        return "launch/overhead-bound", (
+            f"launch/overhead-bound: {share:.0%} of the step's time runs below {FAR:.0%} of either roof or outside "
+            "any operator: it goes to launching operators and bookkeeping, not to arithmetic or memory traffic: "
+            "fewer, larger operators help (a larger batch, CUDA graphs or torch.compile, fused or foreach "
+            "optimizers), neither more FLOP/s nor more bandwidth.")
+    if side == "compute":
+        reached, peak = flops / time_in[side] / 1e12 / compute, "peak"
+        roof = f"{precision} peak ({compute:.3g} TFLOP/s)"
+        where = f"{share:.0%} of the step's time is in convolutions right of the ridge ({ridge:.0f} FLOP/byte),"
+        helps = "only lower precision or fewer FLOPs help."
+        limits = "memory layout, cache blocking, threads, dtype conversions"
+    else:
+        reached, peak, roof = nbytes / time_in[side] / 1e9 / band, "bandwidth", f"bandwidth ({band:.0f} GB/s)"
+        where = (f"{share:.0%} of the step's time is in operators left of the ridge ({ridge:.0f} FLOP/byte) or "
+                 "without FLOPs (batch norm, ReLU, add, the optimizer), moving bytes")
+        helps = ("fewer passes over memory help (fusing elementwise operators, e.g. torch.compile; lower-precision "
+                 "activations), more FLOP/s do not.")
+        limits = "small or strided tensors, threads, dtype conversions, the cost of each operator"
+    bound = f"{side}-bound"
+    if reached > 1:
+        return bound, f"{bound}: {where} above the measured {peak} (the probe underestimated it): {helps}"
+    if round(reached, 2) >= NEAR:  # as the sentence says it
+        return bound, f"{bound}: {where} at {reached:.0%} of the measured {roof}: {helps}"
+    below = f"kernel-limited (below the {'compute' if side == 'compute' else 'bandwidth'} roof)"
+    return below, (f"{below}: {where} at {reached:.0%} of the measured {roof}, under the {NEAR:.0%} from which a "
+                   f"roof binds: their kernels' efficiency limits them ({limits}), not the {peak}; at the roof they "
+                   f"would run up to {words.factor(1 / reached)} faster.")
 
 
 # --- the figure -----------------------------------------------------------------------------------------

@@ -2,12 +2,14 @@
 docs/architecture.md), and what the runner, the notebooks, the summary and the estimate do with a part."""
 from __future__ import annotations
 
+import math
+import time
 from importlib import import_module
 from pathlib import Path
 
 import pandas as pd
 
-from ..core import results
+from ..core import results, stats
 from ..core.config import PARAMETERS, Config, check_namespace
 from ..data.cifar10 import resolve_dataset
 from . import display
@@ -92,15 +94,56 @@ def run(part: str, namespace: dict) -> list[dict]:
         config = config.replace(extra={"workers": best_workers(params["results_dir"])[1]})
     declared = BY_ID[part]
     results.Rows(params["results_dir"], part).start()  # a part run again replaces its rows
-    records = declared.make(config, params, out, Report(Path(params["results_dir"])))
-    decide(declared, params["results_dir"])
+    report = Report(Path(params["results_dir"]))
+    records = declared.make(config, params, out, report)
+    decide(declared, params["results_dir"], lambda *more: declared.more(config, params, out, report, *more),
+           params.get("extra_rounds_s") or 0, params.get("extra_rounds_target") or 0.0)
     return records
 
 
-def decide(part: Part, results_dir) -> None:
-    """The part's claims, decided by the comparison rule from its records and rows, into the verdicts table."""
-    if part.verdicts is not None:
-        results.write_verdicts(results_dir, part.id, part.verdicts(load(results_dir, experiment=part.id), results_dir))
+def decide(part: Part, results_dir, more=None, budget_s: float = 0.0, target: float = 0.0) -> dict:
+    """The part's claims, decided by the comparison rule from its records and rows, into the verdicts table. Where
+    some are still open and could not have seen `target` (a fraction), `more(open claims, rounds, look)` measures
+    their settings for further interleaved rounds, as many as the part's samples so far and `budget_s` allow, and
+    the rule looks again at the next look's level (lab.core.stats.level): the looks spend the family's ALPHA."""
+    if part.verdicts is None:
+        return {}
+    look, spent = 1, 0.0
+    while True:
+        token = stats.LOOK.set(look)
+        try:
+            found = part.verdicts(load(results_dir, experiment=part.id), results_dir)
+        finally:
+            stats.LOOK.reset(token)
+        still = [k for k, c in found.items() if is_open(c, target)]
+        round_s = round_seconds(load(results_dir, experiment=part.id), {str(n) for k in still for n in k[:2]})
+        for k in still:
+            found[k].round_s = round_s
+        rounds = min(max(c.n for c in found.values()) if found else 0,
+                     math.floor((budget_s - spent) / round_s) - 1 if round_s > 0 else 0)
+        if not still or part.more is None or more is None or rounds < 1 or look >= stats.MAX_LOOKS:
+            break
+        start = time.monotonic()
+        look += 1
+        more(still, rounds, look)
+        spent += max(time.monotonic() - start, (rounds + 1) * round_s)  # at least what the rounds were priced at
+    results.write_verdicts(results_dir, part.id, found)
+    return found
+
+
+def is_open(c: stats.Comparison, target: float) -> bool:
+    """An undecided claim that could not have seen a difference of `target` (or whose noise is not known)."""
+    if c.decided:
+        return False
+    figures = c.figures()
+    return figures is None or not figures[1] <= target
+
+
+def round_seconds(records: pd.DataFrame, names: set) -> float:
+    """What one more interleaved round of the named settings costs, about: a steady epoch's mean seconds over the
+    part's runs, once per setting; NaN where none ran."""
+    seconds = stats.samples(stats.steady(records)["total_s"]) if len(records) and "total_s" in records else []
+    return stats.mean(seconds) * len(names) if seconds else math.nan
 
 
 def ran(part: Part, results_dir) -> tuple[pd.DataFrame, bool]:
@@ -115,7 +158,8 @@ def plan(part: str, params: dict, report: Report) -> Work:
     config = config_for(part, params)  # a part without a data set plans as synthetic: same sizes
     runs = BY_ID[part].runs(config, params, report)
     report.planned[part] = runs
-    return runs.work(config.batch_size)
+    extra = Work(extra_s=float(params.get("extra_rounds_s") or 0)) if BY_ID[part].more else Work()
+    return runs.work(config.batch_size) + extra
 
 
 def render(part: str, records, results_dir=None, figures_dir=None) -> None:

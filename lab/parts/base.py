@@ -31,6 +31,7 @@ class Work:
     compiles: int = 0      # runs that compile their step (torch.compile)
     launches: int = 0      # torchrun launches (process start-up, process group)
     settings: tuple = ()   # per trained run: (step_setting, steps in its batches, epochs, its share of `steps`)
+    extra_s: float = 0.0   # seconds of further rounds it may spend where a claim is still open (its budget)
 
     def __add__(self, other: "Work") -> "Work":
         return Work(*(a + b for a, b in zip(asdict(self).values(), asdict(other).values())))
@@ -126,7 +127,8 @@ class Report:
 def find_reusable(results_dir, source: str, wanted: dict[str, Config]) -> dict[str, list[dict]] | None:
     """`source`'s records of every wanted run (tag -> records) where all are of one block, complete and of the same
     setting; else None."""
-    records = [r for r in files.read_jsonl(Path(results_dir) / source / "records.jsonl") if r.get("tag") in wanted]
+    records = [r for r in files.read_jsonl(Path(results_dir) / source / "records.jsonl")
+               if r.get("tag") in wanted and not r.get("extra", {}).get("look")]  # the planned block's
     runs = {}
     for tag, config in wanted.items():
         mine = [r for r in records if r["tag"] == tag]
@@ -187,6 +189,22 @@ def interleave(configs: list[Config], out) -> list[dict]:
     return records
 
 
+def more_rounds(block: list[Config], rounds: int, look: int, out) -> list[dict]:
+    """`rounds` more steady epochs of each setting in `block`, for a further look at claims still open: new runs (a
+    warm-up epoch first), trained interleaved by epoch like the planned ones, their records marked with the look."""
+    return interleave([c.replace(epochs=rounds + 1, extra={**c.extra, "look": look}) for c in block], out)
+
+
+def more_of_block(runs: Callable) -> Callable:
+    """A part's `more` where its block trains what it compares: the settings the open claims name (by tag; where
+    their names are not all tags, the whole block), for more rounds."""
+    def more(config: Config, params: dict, out, report, still: list, rounds: int, look: int) -> list[dict]:
+        block, names = runs(config, params, report).block, {str(n) for claim in still for n in claim[:2]}
+        named = [c for c in block if c.tag in names]
+        return more_rounds(named if len(named) == len(names) else block, rounds, look, out)
+    return more
+
+
 def train(runs: Runs, out, results_dir) -> list[dict]:
     """Make a part's runs: the reused ones where they are still there as planned, else the block, interleaved."""
     if runs.reused_from is not None:
@@ -215,6 +233,7 @@ def device_available(name: str) -> bool:
 
 # Notebook parameters every training part has (a part's `parameters` name its own); their meaning is their Spec's.
 COMMON = ("results_dir", "data", "dataset", "device", "batch_size", "epochs", "max_batches", "lr", "seed")
+LOOKS = ("extra_rounds_s", "extra_rounds_target")  # a part with `more`: further rounds where a claim is still open
 DEFAULT_WORKERS = 2  # the lab's baseline worker count, where no part of the report measured the best one
 
 
@@ -233,6 +252,7 @@ class Part:
     measure: Callable | None = None
     speed_family: Callable | None = None
     verdicts: Callable | None = None
+    more: Callable | None = None  # (config, params, out, report, open claims, rounds, look): more rounds of them
     needs: tuple = ()
     provides: tuple = ()
 
@@ -244,7 +264,7 @@ class Part:
 
 
 # Each member's arguments, by position (a member may name them as it likes); None: the member may be absent.
-SIGNATURES = {"runs": 3, "section": 3, "findings": 2, "measure": 4, "speed_family": 3, "verdicts": 2}
+SIGNATURES = {"runs": 3, "section": 3, "findings": 2, "measure": 4, "speed_family": 3, "verdicts": 2, "more": 7}
 TYPES = {"id": str, "title": str, "needs": tuple, "provides": tuple}
 NEEDS = ("best_workers",)
 PROVIDES = ("best_workers", "model_file", "compile_s", "calibration")

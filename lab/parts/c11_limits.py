@@ -23,9 +23,7 @@ ID = "C11_limits"
 QUESTIONS = (("C11", "How far from the limit"),)
 STEPS_FROM = ("C2_timing", "C8_acceleration")  # parts whose steady epoch records are training steps
 CALLS_FROM = "C10_deploy"  # the part whose rows of metric "latency_p50_s" are batch-1 calls
-# The units of a profile's metrics, named as lab.engine.roofline.points and lab.engine.kernels.analyse name them
-LAYER_UNITS = {"flops": "FLOP", "bytes": "bytes", "seconds": "s"}
-GROUP_UNITS = {"seconds": "s", "bytes": "bytes", "calls": "calls"}
+# The units of a profile's kernels, named as lab.engine.kernels.analyse names them (its layers: roofline.point_rows)
 KERNEL_UNITS = {"calls": "calls", "seconds": "s", "flops": "FLOP", "bytes": "bytes", "tflops": "TFLOP/s",
                 "GBs": "GB/s", "share_of_gpu_time": "fraction", "share_of_peak": "fraction",
                 "share_of_bandwidth": "fraction"}
@@ -86,12 +84,7 @@ def measure(config: Config, params: dict, out, report) -> list[dict]:
 
 def profile_rows(rows: results.Rows, profile: dict, analysis: dict | None = None) -> list[dict]:
     """A profiled step (roofline.layer_points) as rows; on CUDA (`analysis`: kernels.analyse) its kernels too."""
-    out = [rows.row("step_s", profile["step_s"], "s"), rows.row("unattributed_s", profile["unattributed_s"], "s"),
-           rows.row("machine", text=profile["machine"])]
-    out += [rows.row(metric, p[metric], unit, layer=i, op=p["op"], label=p["label"])
-            for i, p in enumerate(profile["layers"]) for metric, unit in LAYER_UNITS.items()]
-    out += [rows.row(metric, g[metric], unit, group=name)
-            for name, g in profile["no_flop"].items() for metric, unit in GROUP_UNITS.items()]
+    out = [rows.row("machine", text=profile["machine"]), *roofline.point_rows(rows, profile)]
     if analysis is not None:
         out += [rows.row(metric, k[metric], unit, kernel=k["kernel"], operator=k["operator"],
                          kernel_precision=k["precision"])
@@ -117,10 +110,8 @@ def _each(rows: pd.DataFrame, key: str, *fields) -> list[dict]:
 def _profile(rows: pd.DataFrame, train_flops: float) -> dict:
     """One precision's profile rows back in layer_points' shape, with kernels.analyse's as "kernels" on CUDA."""
     step = _metrics(rows[rows[["layer", "group", "kernel"]].isna().all(axis=1)])
-    profile = {"precision": rows["precision"].iloc[0], "batch": int(rows["batch"].iloc[0]),
-               **{k: step[k] for k in ("step_s", "unattributed_s", "machine")},
-               "layers": [roofline.with_rates(p) for p in _each(rows, "layer", "op", "label")],
-               "no_flop": {g.pop("group"): roofline.with_rates(g) for g in _each(rows, "group", "group")}}
+    profile = {"precision": rows["precision"].iloc[0], "batch": int(rows["batch"].iloc[0]), "machine": step["machine"],
+               **roofline.read_points(rows)}
     table = _each(rows, "kernel", "kernel", "operator", "kernel_precision")
     for k in table:
         k["precision"] = k.pop("kernel_precision")
@@ -202,17 +193,12 @@ def flops_table(result: dict) -> pd.DataFrame:
                              ("inference (forward)", 1, result["flops"]["inference"]))]).set_index("what")
 
 
-def has_roofs(peaks: dict, precision: str) -> bool:
-    """Whether both roofs of `precision` were measured: its compute peak and the bandwidth (copy and triad)."""
-    return all(key in peaks for key in (precision, "copy_GBs", "triad_GBs"))
-
-
 def explain(result: dict) -> list[str]:
     """Per precision: the step against the peak of the precision it computes in, and which roof binds it."""
     lines, peaks = [], result["peaks"]
     train = result["flops"]["train"]["total"]
     for precision, profile in result["profiles"].items():
-        if not has_roofs(peaks, precision):
+        if not roofline.has_roofs(peaks, precision):
             continue
         rate = roofline.achieved(train, profile["step_s"], peaks[precision])
         at = ("above the measured peak: the probe underestimated it" if rate["peak_underestimated"] else
@@ -283,7 +269,7 @@ def section(records, results_dir=None, figures_dir=None) -> None:
     for line in explain(result):
         display.show(display.markdown(line))
     for profile in result["profiles"].values():
-        if not has_roofs(peaks, profile["precision"]):
+        if not roofline.has_roofs(peaks, profile["precision"]):
             display.show(display.markdown(f"No roofline for {profile['precision']}: its peak or the bandwidth was "
                                           "not measured in this report."))
             continue
@@ -308,7 +294,7 @@ def findings(records, results_dir=None) -> list[display.Finding]:
     parts = []
     for profile in result["profiles"].values():
         precision = profile["precision"]
-        if has_roofs(peaks, precision):
+        if roofline.has_roofs(peaks, precision):
             roof, _ = roofline.binding_roof(profile, peaks)
             idle = (profile.get("kernels") or {}).get("breakdown") or {}
             gpu = f", GPU idle {idle['idle_share']:.0%} of the step" if "idle_share" in idle else ""

@@ -13,7 +13,7 @@ from ..core import fields, stats
 from ..core.config import Config
 from ..engine.profiling import profile_training
 from . import base, comparison, display, plots
-from .base import COMMON, Part, Runs, Work, steady_epochs, train
+from .base import COMMON, LOOKS, Part, Runs, Work, more_of_block, steady_epochs, train
 from .settings import ONE_WORKER, workers as workers_tag
 from .tables import TIMES, persistent_workers, startup_split, style, summarize
 
@@ -253,5 +253,6 @@ def verdicts(df: pd.DataFrame, results_dir=None) -> dict:
     return {} if na == nb else stats.family({na: a["epoch samples"], nb: b["epoch samples"]}, claims(na, nb))
 
 
-PART = Part(ID, "C4 — 1 worker vs the best count", QUESTIONS, (*COMMON, "workers", "profile_steps"), runs, section,
-            findings, measure=measure, speed_family=speed_family, verdicts=verdicts, needs=("best_workers",))
+PART = Part(ID, "C4 — 1 worker vs the best count", QUESTIONS, (*COMMON, *LOOKS, "workers", "profile_steps"), runs,
+            section, findings, measure=measure, speed_family=speed_family, verdicts=verdicts, more=more_of_block(runs),
+            needs=("best_workers",))

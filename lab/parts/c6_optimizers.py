@@ -8,7 +8,7 @@ import pandas as pd
 from ..core import stats
 from ..core.config import OPTIMIZERS, Config
 from . import comparison
-from .base import COMMON, Part, Runs, claims, steady_epochs
+from .base import COMMON, LOOKS, Part, Runs, claims, more_of_block, steady_epochs
 from .settings import BN_OFF
 
 ID = "C6_optimizers"
@@ -46,5 +46,5 @@ def findings(df: pd.DataFrame, results_dir=None) -> list:
     return [comparison.finding(optimizers(df), *QUESTIONS[0], ID, claims(ID, verdicts, df, results_dir))]
 
 
-PART = Part(ID, "C6 — Optimizers", QUESTIONS, (*COMMON, "workers", "optimizers", "evaluate"), runs, section,
-            findings, speed_family=speed_family, verdicts=verdicts, needs=("best_workers",))
+PART = Part(ID, "C6 — Optimizers", QUESTIONS, (*COMMON, *LOOKS, "workers", "optimizers", "evaluate"), runs, section,
+            findings, speed_family=speed_family, verdicts=verdicts, more=more_of_block(runs), needs=("best_workers",))

@@ -7,7 +7,7 @@ import pandas as pd
 from ..core import stats
 from ..core.config import Config
 from . import comparison
-from .base import COMMON, Part, Runs, claims, steady_epochs
+from .base import COMMON, LOOKS, Part, Runs, claims, more_of_block, steady_epochs
 from .settings import BN_OFF
 
 ID = "C7_batchnorm"
@@ -33,5 +33,6 @@ def findings(df: pd.DataFrame, results_dir=None) -> list:
     return [comparison.finding(df, *QUESTIONS[0], ID, claims(ID, comparison.verdicts, df, results_dir))]
 
 
-PART = Part(ID, "C7 — Batch norm on vs off", QUESTIONS, (*COMMON, "workers", "evaluate"), runs, section, findings,
-            speed_family=speed_family, verdicts=comparison.verdicts, needs=("best_workers",))
+PART = Part(ID, "C7 — Batch norm on vs off", QUESTIONS, (*COMMON, *LOOKS, "workers", "evaluate"), runs, section,
+            findings, speed_family=speed_family, verdicts=comparison.verdicts, more=more_of_block(runs),
+            needs=("best_workers",))

@@ -1,6 +1,7 @@
 """C8: accelerating the training step. Its settings (lab.engine.acceleration, which writes and reads its rows) train
 on the on-device loader, interleaved by epoch; speed-ups of the step and of the whole epoch over steady epochs, a
-starved loader flagged, the eager step launch- or compute-bound; Q5: one step compiled apart."""
+starved loader flagged, what bounds the eager step (launches on CUDA, else its distance to the measured roofs); Q5:
+one step compiled apart."""
 from __future__ import annotations
 
 import sys
@@ -10,7 +11,7 @@ import pandas as pd
 from ..core import fields, results, stats
 from ..core.config import Config
 from ..core.fields import Field
-from ..engine import acceleration
+from ..engine import acceleration, roofline
 from ..engine.acceleration import BASELINE, BF16, FAST, FAST_PHASE, PLAN
 from ..engine.resolve import compute_precision, resolve
 from . import display, plots
@@ -35,7 +36,8 @@ def settings_of(config: Config, params: dict, report=None) -> tuple[list[Config]
 def runs(config: Config, params: dict, report) -> Runs:
     explain = params.get("explain_compile", True)  # Q5: a compilation, 2 + 2 x 4 timed and 2 x 2 profiled steps
     probe = acceleration.probe_steps(config, params.get("compile_settings", True), report.fast_probe)
-    extra = Work(steps=2 + params["profile_steps"] + 14 * explain + probe, runs=1 + explain, compiles=int(explain))
+    profiled = 2 + params["profile_steps"] + 1 + params["profile_steps"]  # step_profile, then layer_points
+    extra = Work(steps=profiled + 14 * explain + probe, runs=1 + explain, compiles=int(explain))
     return Runs(block=settings_of(config, params, report)[0], extra=extra)
 
 
@@ -60,8 +62,8 @@ def explain_compile(account: dict, q5: stats.Comparison | None) -> str:
     before, after, cuda = account["before"], account["after"], account["device_type"] == "cuda"
     launches = f"; kernel launches per step {before['launches']:.0f} → {after['launches']:.0f}" if cuda else ""
     why = ("On a GPU, fewer and fused kernels mean fewer launches for the host to issue" if cuda else
-           f"Convolutions took {before['conv_share']:.0%} of the eager step's CPU time: on a CPU the step is "
-           "compute-bound where they dominate, and fusing the element-wise work around them can only save the rest")
+           f"Convolutions took {before['conv_share']:.0%} of the eager step's CPU time ({after['conv_share']:.0%} of "
+           "the compiled one's): fusing the element-wise work around them can only save the rest")
     kernels = f", {after['generated_kernels']:.0f} generated kernels" if after["generated_kernels"] else ""
     return (f"**Q5 — what torch.compile does**, one step compiled apart ({account['backend']}, batch "
             f"{account['batch_size']}): TorchDynamo captured the forward as {account['graphs']:.0f} graph(s) with "
@@ -169,34 +171,47 @@ def explain_acceleration(table: pd.DataFrame, result: dict) -> stats.Said:
     return stats.Said("\n\n".join(lines), result.values())
 
 
-def bound_verdict(profile: dict | None, table: pd.DataFrame, found: dict) -> str:
-    """Launch- or compute-bound, from the eager step's profile, and why bf16 autocast does or does not help."""
+def bound_verdict(profile: dict | None, table: pd.DataFrame, found: dict, peaks: dict | None = None) -> str:
+    """What bounds the eager step, from its profile: on CUDA a GPU idle half the step or more is launch-bound; else
+    the roof its operators are nearest (roofline.binding_roof against the report's measured `peaks`), where both
+    were measured; and whether bf16 autocast helps."""
     if profile is None:
         return "The eager step was not profiled in this report."
     status = table.loc[BF16, "status"] if BF16 in table.index else "ok"
-    bf16 = (f"{status}." if status != "ok" else "autocast bf16's sentence below."
-            if (BF16, BASELINE, "step") in found else "not measured.")
-    if profile["device_type"] != "cuda":
-        return ("On the CPU, operators run one after another on the host's threads: there are no kernel launches "
-                "to hide, so the step is **compute-bound**. bf16 autocast helps only where the CPU has bf16 matrix "
-                f"units (AMX, AVX512-BF16), and costs conversions elsewhere. Measured here: {bf16}")
-    wall, busy, launches = profile["wall_ms_per_step"], profile["device_busy_ms_per_step"], profile["launches_per_step"]
-    if (share := busy / wall if wall else float("nan")) < 0.5:
-        return (f"The GPU was busy {busy:.1f} ms of each {wall:.1f} ms eager step ({share:.0%}), with {launches:.0f} "
-                "kernel launches per step: the step is **launch-bound** — the GPU waits for the host to launch small "
-                f"kernels. bf16 shortens kernels that are not the bottleneck, so it cannot help much (measured here: "
-                f"{bf16.rstrip('.')}); CUDA graphs (compile reduce-overhead, `fast`) replay the whole step's "
-                "kernels with one launch and remove that wait.")
-    return (f"The GPU was busy {busy:.1f} ms of each {wall:.1f} ms eager step ({share:.0%}; {launches:.0f} kernel "
-            "launches per step): the step is **compute-bound**, so bf16 (half the bytes, tensor cores) can shorten "
-            f"it. Measured here: {bf16}")
+    measured = (f"{status}" if status != "ok" else "autocast bf16's sentence below"
+                if (BF16, BASELINE, "step") in found else "not measured")
+    lead, bf16 = "", ("bf16 autocast raises the compute roof only where the CPU has bf16 matrix units (AMX, "
+                      "AVX512-BF16), and costs conversions elsewhere")
+    if profile["device_type"] == "cuda":
+        wall, busy = profile["wall_ms_per_step"], profile["device_busy_ms_per_step"]
+        launches, share = profile["launches_per_step"], busy / wall if wall else float("nan")
+        if share < 0.5:
+            return (f"The GPU was busy {busy:.1f} ms of each {wall:.1f} ms eager step ({share:.0%}), with "
+                    f"{launches:.0f} kernel launches per step: the step is **launch-bound** — the GPU waits for the "
+                    "host to launch small kernels. bf16 shortens kernels that are not the bottleneck, so it cannot "
+                    f"help much (measured here: {measured}); CUDA graphs (compile reduce-overhead, `fast`) replay "
+                    "the whole step's kernels with one launch and remove that wait.")
+        lead = (f"The GPU was busy {busy:.1f} ms of each {wall:.1f} ms eager step ({share:.0%}; {launches:.0f} "
+                "kernel launches per step): the host keeps it fed. ")
+        bf16 = "bf16 autocast (half the bytes, tensor cores) raises both roofs"
+    points = profile.get("points")
+    precision = points["precision"] if points else "fp32"
+    if points is None or not roofline.has_roofs(peaks, precision):
+        missing = ("the step was not profiled with shapes" if points is None else "this report measured no peaks"
+                   if not peaks else f"this report measured no {precision} peak or no bandwidth")
+        return (f"{lead}Which roof bounds the eager step was not measured ({missing}). {bf16}. Measured here: "
+                f"{measured}.")
+    roof, sentence = roofline.binding_roof(points, peaks, precision)
+    return (f"{lead}The eager {precision} step, operator by operator against this machine's measured roofs: "
+            f"**{roof}**{sentence[len(roof):]} {bf16}. Measured here: {measured}.")
 
 
 def section(df: pd.DataFrame, results_dir, figures_dir=None) -> None:
     rows, found = results.read(results_dir, part=ID), claims(ID, verdicts, df, results_dir)
     if len(df):
         print(display.describe_run(df.iloc[0]))
-    table = acceleration_table(df, rows, report_peaks(results_dir, df["device_type"].iloc[0]) if len(df) else None)
+    peaks = report_peaks(results_dir, df["device_type"].iloc[0]) if len(df) else None
+    table = acceleration_table(df, rows, peaks)
     ran = table[table["status"] == "ok"]
     same = [c for c in ("epochs", "batches") if c in ran and len(ran) and ran[c].nunique() == 1]
     if same:  # said once above the table, not in a column per setting: the table fits the page
@@ -207,7 +222,7 @@ def section(df: pd.DataFrame, results_dir, figures_dir=None) -> None:
     if len(ran):
         display.figure(plot_acceleration(table), ID, figures_dir)
     display.show(*(display.markdown(f"*{note}*") for note in rows.loc[rows["metric"] == "note", "text"]),
-                 display.markdown(bound_verdict(acceleration.read_profile(rows), table, found)),
+                 display.markdown(bound_verdict(acceleration.read_profile(rows), table, found, peaks)),
                  display.markdown(explain_acceleration(table, found)),
                  display.markdown(explain_compile(acceleration.read_account(rows), found.get(Q5))))
 

@@ -19,7 +19,7 @@ from ..core.fields import Field
 from ..engine import progress
 from ..engine.resolve import device_type
 from . import comparison, display
-from .base import COMMON, Part, Runs, Work, claims, planned_steps, steady_epochs
+from .base import COMMON, LOOKS, Part, Runs, Work, claims, planned_steps, steady_epochs
 from .tables import memory, ratio_range, style
 
 ID = "C9_scaling"
@@ -78,26 +78,40 @@ def runs(config: Config, params: dict, report) -> Runs:
 
 
 def measure(config: Config, params: dict, out, report) -> list[dict]:
-    """Each launch of scaling_launches through `python -m lab train --nproc-per-node N`, one after another; a count
-    this node cannot run is recorded as 'unavailable'."""
+    """Each launch of scaling_launches, one after another; a count this node cannot run is recorded as
+    'unavailable'."""
     records = []
     for n, c, why in scaling_launches(config, params["process_counts"], params["modes"]):
-        tag = c.tag
         if why:
             records.append(comparison.unavailable(c, out, device_type(config.device), {"world_size": n},
                                                   unavailable_reason=why))
-            print(f"C9: {tag}: not measured: {why}", file=sys.stderr)
+            print(f"C9: {c.tag}: not measured: {why}", file=sys.stderr)
             continue
-        print(f"C9: {tag}, batch {c.batch_size} per process", file=sys.stderr)
-        progress.note(config.experiment, f"launching {tag}")
-        cmd = [sys.executable, "-m", "lab", "train", "--nproc-per-node", str(n), *to_argv(c), "--no-progress",
-               "--results", str(out)]
-        done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-        if done.returncode != 0:
-            last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
-            raise LabError(f"C9: the {tag} run failed: {last}")
-        records += [r for r in files.read_jsonl(Path(out) / "records.jsonl") if r.get("tag") == tag]
+        records += launch(n, c, out)
     return records
+
+
+def launch(n: int, c: Config, out) -> list[dict]:
+    """One launch through `python -m lab train --nproc-per-node N`: its records."""
+    print(f"C9: {c.tag}, batch {c.batch_size} per process", file=sys.stderr)
+    progress.note(c.experiment, f"launching {c.tag}")
+    cmd = [sys.executable, "-m", "lab", "train", "--nproc-per-node", str(n), *to_argv(c), "--no-progress",
+           "--results", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise LabError(f"C9: the {c.tag} run failed: {last}")
+    return [r for r in files.read_jsonl(Path(out) / "records.jsonl") if r.get("tag") == c.tag]
+
+
+def more(config: Config, params: dict, out, report, still: list, rounds: int, look: int) -> list[dict]:
+    """The open claims' launches and the baseline's again, `rounds` steady epochs each after a warm-up, in the
+    planned order at odd looks and reversed at even ones (a launch cannot share epochs with another)."""
+    names = {str(name) for claim in still for name in claim[:2]} | {BASELINE}
+    todo = [(n, c.replace(epochs=rounds + 1, extra={**c.extra, "look": look}))
+             for n, c, why in scaling_launches(config, params["process_counts"], params["modes"])
+             if not why and c.tag in names]
+    return [r for n, c in (todo[::-1] if look % 2 == 0 else todo) for r in launch(n, c, out)]
 
 
 def scaling_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -112,7 +126,7 @@ def scaling_table(df: pd.DataFrame) -> pd.DataFrame:
                          + str(first.get("unavailable_reason", ""))})
             continue
         steady = stats.steady(group)
-        epochs = steady.groupby("epoch").agg(seconds=("slowest_total_s", "max"), images=("images", "sum"),
+        epochs = steady.groupby(["run_id", "epoch"]).agg(seconds=("slowest_total_s", "max"), images=("images", "sum"),
                                              comm=("comm_s", "mean"))
         per_epoch[tag] = epochs
         seconds = epochs["seconds"]
@@ -141,7 +155,8 @@ def scaling_table(df: pd.DataFrame) -> pd.DataFrame:
 def verdicts(df: pd.DataFrame, results_dir=None) -> dict:
     """One family: each process count against 1 process, in time per image over steady epochs."""
     ok = stats.steady(df[df["status"] == "ok"])
-    per_image = {tag: stats.samples(g.groupby("epoch")["slowest_total_s"].max() / g.groupby("epoch")["images"].sum())
+    per_image = {tag: stats.samples(g.groupby(["run_id", "epoch"])["slowest_total_s"].max()
+                                    / g.groupby(["run_id", "epoch"])["images"].sum())
                  for tag, g in ok.groupby("tag", sort=False)}
     return stats.family({tag: [{"s": v} for v in values] for tag, values in per_image.items()},
                         [(tag, BASELINE, "s") for tag in per_image if tag != BASELINE])
@@ -185,6 +200,6 @@ def section(df: pd.DataFrame, results_dir=None, figures_dir=None) -> None:
     display.show(style(scaling_table(df)), display.markdown(said))
 
 
-PART = Part(ID, "C9 — Scaling out (torch.distributed)", QUESTIONS, (*COMMON, "workers", "process_counts", "modes"),
-            runs, section, findings, measure=measure, speed_family=speed_family, verdicts=verdicts,
-            needs=("best_workers",))
+PART = Part(ID, "C9 — Scaling out (torch.distributed)", QUESTIONS,
+            (*COMMON, *LOOKS, "workers", "process_counts", "modes"), runs, section, findings, measure=measure,
+            speed_family=speed_family, verdicts=verdicts, more=more, needs=("best_workers",))

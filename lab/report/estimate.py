@@ -119,7 +119,8 @@ class Estimate:
         unpriced = work.steps - sum(run[3] for run in work.settings)  # profiled, forward-only, launched steps
         return (notebooks * c["notebook_s"] + priced + max(0.0, unpriced) * c["step_s"]
                 + work.evals * c["step_s"] * c["eval_ratio"]
-                + work.runs * c["run_s"] + work.compiles * c["compile_s"] + work.launches * c["launch_s"])
+                + work.runs * c["run_s"] + work.compiles * c["compile_s"] + work.launches * c["launch_s"]
+                + work.extra_s)
 
     def use(self, costs: dict, source: str) -> None:
         for key, value in costs.items():
