@@ -213,8 +213,9 @@ def c8_rows(work: Path, progress_file: Path, ran: Ran) -> list[dict]:
     if "step_s" in account:
         verdict = acceleration.compile_verdict(account)
         before, after = account["before"], account["after"]
-        rows.append(row("c8", "Q5 compiled step", f"{account['graphs']:.0f} graph(s), {account['graph_breaks']:.0f} "
-                        f"break(s); aten ops per step {before['aten_ops']:.0f} -> {after['aten_ops']:.0f}; "
+        rows.append(row("c8", "Q5 compiled step", f"{stats.plural(int(account['graphs']), 'graph')}, "
+                        f"{stats.plural(int(account['graph_breaks']), 'break')}; "
+                        f"aten ops per step {before['aten_ops']:.0f} -> {after['aten_ops']:.0f}; "
                         f"launches {before['launches']:.0f} -> {after['launches']:.0f}; "
                         f"compilation {account['compile_s']:.1f} s", stats.verdict_line(verdict)))
     lines = read_jsonl(progress_file)

@@ -57,7 +57,7 @@ def test_c8_measures_rows_that_read_back_and_draw_its_section(tiny_config, tmp_p
     c8.section(df, tmp_path)
     text = "\n".join(o.data for o in shown if isinstance(getattr(o, "data", None), str))  # the Markdown shown
     assert "Which roof bounds the eager step was not measured (this report measured no peaks)" in text
-    assert "compute-bound" not in text and "TorchDynamo captured the forward as 1 graph(s)" in text
+    assert "compute-bound" not in text and "TorchDynamo captured the forward as 1 graph with" in text
     assert "**compile default**: not measured: left out by this profile" in text and c8.ID in shown
     verdicts = c8.verdicts(df, tmp_path)
     assert ("compiled", "eager", "compile step") in verdicts and ("channels_last", c8.BASELINE, "epoch") in verdicts

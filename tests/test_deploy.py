@@ -39,7 +39,7 @@ def test_every_conversion_agrees_with_eager_within_its_tolerance(deployed, one_t
         logits, seen = deploy.evaluate(c.fn, (images, labels), n=4, device="cpu", batch_size=2)
         assert torch.equal(seen, labels[:4]) and logits.shape == (4, 10) and logits.dtype == torch.float32
         ok, why = deploy.within_tolerance(eager, logits, c.precision)
-        assert ok, (name, why)
+        assert ok and deploy.worst_of_bound(eager, logits, c.precision) <= 0.1, (name, why)  # 10x inside its bound
         row = deploy.agreement(eager, logits, labels[:4])
         assert 0 <= row["top1_low"] <= row["top1"] <= row["top1_high"] <= 1 and 0 <= row["same_prediction"] <= 1
         assert math.isfinite(row["max_abs_diff"]) and c.convert_s > 0 and c.first_call_s > 0
@@ -169,13 +169,43 @@ def test_agreement_and_tolerance_from_known_logits():
     row = deploy.agreement(eager, eager.clone(), labels)
     assert row["top1"] == 0.75 and (row["top1_low"], row["top1_high"]) == pytest.approx(deploy.stats.wilson(0.75, 4))
     assert row["max_abs_diff"] == 0 and row["same_prediction"] == 1
-    assert deploy.within_tolerance(eager, eager + 4e-4, "fp32")[0]  # bound: 1e-4 x max |eager logit| (5)
-    assert not deploy.within_tolerance(eager, eager + 6e-4, "fp32")[0]
-    assert deploy.within_tolerance(eager, eager + 0.4, "bf16")[0]
+    # fp32: |diff| <= 1e-4 + 1e-4 |eager| on each logit: 1e-4 at a logit of 0, 6e-4 at 5
+    assert deploy.worst_of_bound(eager, eager + 5e-5, "fp32") == pytest.approx(0.5)  # at the zeros
+    assert not deploy.within_tolerance(eager, eager + 4e-4, "fp32")[0]  # within 1e-4 x the largest |logit|: not enough
+    at_five = eager.clone()
+    at_five[0, 0] += 2 ** -11  # 4.9e-4, exact in float32
+    assert deploy.within_tolerance(eager, at_five, "fp32") == (
+        True, "|diff| ≤ 0.0001 + 0.0001·|eager| (fp32): the worst logit at 0.814 of its bound")
+    at_five[0, 0] += 2 ** -11
+    assert not deploy.within_tolerance(eager, at_five, "fp32")[0]
+    assert deploy.worst_of_bound(eager, eager + 0.4, "bf16") == pytest.approx(1.0)  # bf16: 0.4 + 0.08 |eager|
+    assert not deploy.within_tolerance(eager, eager + 0.41, "bf16")[0]
     nan = eager.clone()
     nan[0, 0] = math.nan
     assert deploy.agreement(eager, nan, labels)["max_abs_diff"] == math.inf
-    assert not deploy.within_tolerance(eager, nan, "bf16")[0]
+    assert deploy.within_tolerance(eager, nan, "bf16") == (False, "|diff| ≤ 0.4 + 0.08·|eager| (bf16): a logit not "
+                                                                  "finite")
+
+
+def test_batch_norm_statistics_are_estimated_on_a_copy_over_the_images():
+    """One convolution and its batch norm: the running mean and variance become the average of the batches' (torch's
+    cumulative average, momentum None), the weights and the model given stay as they were."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4)).eval()
+    model[1].running_var.fill_(1e-6)  # statistics from a few steps: eval outputs far off scale
+    images = torch.randn(8, 3, 8, 8)
+    estimated = deploy.estimate_batch_norm(model, images, batch_size=4)
+    with torch.no_grad():
+        out = [model[0](x) for x in images.split(4)]
+    mean = torch.stack([o.mean((0, 2, 3)) for o in out]).mean(0)
+    var = torch.stack([o.var((0, 2, 3)) for o in out]).mean(0)  # each batch's unbiased variance, as batch norm keeps
+    assert torch.allclose(estimated[1].running_mean, mean, atol=1e-6)
+    assert torch.allclose(estimated[1].running_var, var, rtol=1e-5)
+    assert not estimated.training and estimated[1].momentum == model[1].momentum == 0.1
+    assert torch.equal(estimated[0].weight, model[0].weight) and torch.equal(estimated[1].weight, model[1].weight)
+    assert (model[1].running_var == 1e-6).all()  # the model given: untouched
+    with torch.no_grad():
+        assert model(images).abs().max() > 100 > estimated(images).abs().max()
 
 
 def test_threads_are_restored():

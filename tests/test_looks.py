@@ -47,8 +47,8 @@ def fake_training(rng, slower: dict):
             load = start + 0.04 * draw["load_s"]
             r = {"record": "epoch", "experiment": config.experiment, "tag": config.tag, "run_id": run_id,
                  "epoch": epoch, "warmup": epoch == 1, "status": "ok", "train_s": train, "load_s": load,
-                 "loader_start_s": start, "other_s": 0.01, "total_s": train + load + 0.01, "workers": config.workers, "images": 256,
-                 "batch_size": 128, "starved_batches": 0, "timers": "phase", "loss": 2.0, "top1": 0.1,
+                 "loader_start_s": start, "other_s": 0.01, "total_s": train + load + 0.01, "workers": config.workers,
+                 "images": 256, "batch_size": 128, "starved_batches": 0, "timers": "phase", "loss": 2.0, "top1": 0.1,
                  "test_top1": math.nan, "test_images": math.nan, "host_cpus": 2, "persistent_workers": False,
                  "extra": config.extra}
             with open(Path(results_dir) / "records.jsonl", "a") as f:  # as files.append_jsonl, without its fsync

@@ -136,7 +136,7 @@ def test_q5s_account_explains_times_and_profiles_a_compiled_step(tmp_path):
     assert account["compile_s"] == pytest.approx(measured["compile_s"]) and account["first_compiled_step_s"] > 0
     assert account["backend"] == "aot_eager" and account["batch_size"] == 4 and account["device_type"] == "cpu"
     text = c8.explain_compile(account, acceleration.compile_verdict(account))
-    assert "TorchDynamo captured the forward as 1 graph(s) with 0 graph break(s)" in text
+    assert "TorchDynamo captured the forward as 1 graph with 0 graph breaks" in text
     assert "s of compilation**, paid in the first epoch" in text
     assert "compiled vs eager (step): " in text or "compiled is faster than eager (step)" in text or (
         "compiled is slower than eager (step)" in text)  # the rule's verdict on 4 steps each

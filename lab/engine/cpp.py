@@ -218,10 +218,11 @@ def against_python(binary, converted: deploy.Converted, x: torch.Tensor, device:
                 deploy.time_calls(fn, x.to(device), warmup, device)
                 seconds = deploy.time_calls(fn, x.to(device), calls, device)
             times[side].append(seconds)
-    within, tolerance = deploy.within_tolerance(python_logits, logits.float(), "fp32")
+    within, tolerance = deploy.within_tolerance(python_logits, logits.float(), converted.precision)
     sides = {side: {"block_medians": [statistics.median(t) for t in ts],
                     **deploy.percentiles([v for t in ts for v in t])} for side, ts in times.items()}
-    return {"sides": sides, "within_tolerance": within, "tolerance": tolerance}
+    return {"sides": sides, "within_tolerance": within, "tolerance": tolerance,
+            "worst_of_bound": deploy.worst_of_bound(python_logits, logits.float(), converted.precision)}
 
 
 def measure(rows, converted: list, x: torch.Tensor, calls: int, blocks: int, note=print) -> None:
@@ -243,6 +244,7 @@ def measure(rows, converted: list, x: torch.Tensor, calls: int, blocks: int, not
             one.add("reason", text=str(error))
             continue
         one.extend([one.row("within_tolerance", timed["within_tolerance"], "bool"),
+                    one.row("worst_of_bound", timed["worst_of_bound"], "ratio"),
                     one.row("tolerance", text=timed["tolerance"])]
                    + [r for side, s in timed["sides"].items()
                       for r in deploy.latency_rows(one, s, side=side, threads=threads)])

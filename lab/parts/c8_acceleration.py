@@ -66,8 +66,9 @@ def explain_compile(account: dict, q5: stats.Comparison | None) -> str:
            "the compiled one's): fusing the element-wise work around them can only save the rest")
     kernels = f", {after['generated_kernels']:.0f} generated kernels" if after["generated_kernels"] else ""
     return (f"**Q5 — what torch.compile does**, one step compiled apart ({account['backend']}, batch "
-            f"{account['batch_size']}): TorchDynamo captured the forward as {account['graphs']:.0f} graph(s) with "
-            f"{account['graph_breaks']:.0f} graph break(s) ({account['forward_ops_captured']:.0f} operators); per "
+            f"{account['batch_size']}): TorchDynamo captured the forward as "
+            f"{stats.plural(int(account['graphs']), 'graph')} with "
+            f"{stats.plural(int(account['graph_breaks']), 'graph break')} ({account['forward_ops_captured']:.0f} operators); per "
             f"training step, eager ran {before['aten_ops']:.0f} aten operators, the compiled step "
             f"{after['aten_ops']:.0f} (the rest fused into {after.get('compiled_graphs', 0):.0f} compiled graphs"
             f"{kernels}){launches}. {q5.sentence('step')} {why}. The first compiled step took "
@@ -250,7 +251,8 @@ def findings(df: pd.DataFrame, results_dir) -> list[display.Finding]:
         return [c8, display.Finding("Q5", QUESTIONS[1][1], "not measured" + (
             f": {account['left_out']}" if "left_out" in account else ""), "—", ID)]
     return [c8, display.Finding(
-        "Q5", QUESTIONS[1][1], f"{account['graphs']:.0f} graph(s), {account['graph_breaks']:.0f} break(s); "
+        "Q5", QUESTIONS[1][1], f"{stats.plural(int(account['graphs']), 'graph')}, "
+        f"{stats.plural(int(account['graph_breaks']), 'break')}; "
         f"{account['before']['aten_ops']:.0f} → {account['after']['aten_ops']:.0f} operators per step; step: "
         f"{stats.verdict_line(q5)}; the first epoch pays {account['compile_s']:.0f} s of compilation",
         stats.evidence_line(q5), ID)]
