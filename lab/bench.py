@@ -1,5 +1,6 @@
 """`python -m lab bench [--device auto|cpu|cuda]`: the speed goals P1, P2, P3 and P5 (docs/bench.md), measured in
-one process on one device, warm-up first, medians over repeats; every clock read through lab.core.timing.now."""
+one process on one device, warm-up first, medians over repeats; every clock read through lab.core.timing.now; and
+P6, read from a report's C10 rows (the deployed model's batch-1 latency, measured there)."""
 from __future__ import annotations
 
 import copy
@@ -16,10 +17,11 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from .core import results as measurements
 from .core.config import Config
 from .core.errors import ConfigError, LabError
 from .core.files import save_json
-from .core.stats import MET, MISSED, goal as judge
+from .core.stats import MET, MISSED, goal as judge, plural
 from .core.timing import now
 from .data import cifar10
 from .data.tensor_loader import TensorLoader
@@ -33,11 +35,13 @@ from .engine.records import device_name, provenance
 from .engine.resolve import resolve
 from .engine.train import Trainer, seed_epoch
 
-GOALS = {"P1": (">=", 10.0), "P2": ("<=", 1.02), "P3": ("<=", 0.85), "P5": ("<=", 1.2)}
+GOALS = {"P1": (">=", 10.0), "P2": ("<=", 1.02), "P3": ("<=", 0.85), "P5": ("<=", 1.2), "P6": ("<=", 0.4)}
 P3_BF16 = ("<=", 0.40)  # a CPU with bf16 instructions (AMX or AVX512-BF16): channels_last + bf16 alone measured
 #                         0.40 of eager fp32 at batch 128 with AMX, 0.41 on a Zen 4
 SLOW = 3.0  # P3: an uncompiled setting this many times slower than eager fp32 after warm-up is left out
 P5_GOAL_DEVICES = ("H100", "H200")  # the P5 goal is set for Hopper (one compute class); elsewhere: goal n/a
+RESULTS = Path("results")  # P6: where the latest report is looked for
+DEPLOY, EAGER = "C10_deploy", "eager fp32"  # P6: the part whose latency rows it reads, and their baseline setting
 log = functools.partial(print, file=sys.stderr, flush=True)
 
 
@@ -306,11 +310,66 @@ def p5_floor(setup, device: torch.device, epochs: int) -> list[dict]:
             summary("P5 floor", "fast epoch / FLOP floor", [s / floor for s in seconds])]
 
 
+# --- P6: the fastest deployed setting against eager fp32, from a report -------------------------------
+
+def latest_report(root: Path) -> Path | None:
+    """The report `root`/latest points to, else the report folder under `root` whose report.json changed last."""
+    if (root / "latest" / "report.json").exists():
+        return (root / "latest").resolve()
+    reports = list(root.glob("*/report.json")) if root.is_dir() else []
+    return max(reports, key=lambda p: p.stat().st_mtime).parent if reports else None
+
+
+def deploy_rows(report: Path | None, root: Path):
+    """(a report's C10 rows of this CPU's in-process calls, '') or (None, why there are none)."""
+    if report is None:
+        return None, f"no report under {root}/ (python -m lab report makes one)"
+    if not report.is_dir():
+        return None, f"{report} is not a report folder"
+    try:
+        rows = measurements.read(report, part=DEPLOY)
+    except ValueError as error:  # a results table of another schema
+        return None, str(error)
+    rows = rows[(rows["device"] == "cpu") & rows["side"].isna()]  # not C10.5's C++ and Python programs
+    if not (rows["metric"] == "latency_block_median_s").any():
+        return None, f"no C10 batch-1 latency blocks on a CPU in {report}"
+    return rows, ""
+
+
+def p6_deploy(report=None, root: Path | None = None) -> list[dict]:
+    """Per thread count in a report's C10 rows (default: the latest report): the fastest deployed setting (lowest
+    p50) against eager fp32 at batch 1, block by block over the interleaved blocks they share, judged on the goal;
+    "P6" at the most threads, "P6 <n> thr" at fewer. One skipped row where there are no such rows."""
+    root = RESULTS if root is None else Path(root)
+    report = Path(report) if report is not None else latest_report(root)
+    rows, why = deploy_rows(report, root)
+    out = []
+    blocks = rows[rows["metric"] == "latency_block_median_s"] if rows is not None else None
+    for threads in sorted(blocks["threads"].dropna().unique(), reverse=True) if blocks is not None else []:
+        mine = blocks[blocks["threads"] == threads]
+        by = {name: g.set_index("sample")["value"] for name, g in mine.groupby("setting", sort=False)}
+        p50 = rows[(rows["metric"] == "latency_p50_s") & (rows["threads"] == threads)].set_index("setting")["value"]
+        others = [name for name in by if name != EAGER and name in p50]
+        fastest = min(others, key=p50.get) if EAGER in by and EAGER in p50 and others else None
+        shared = by[EAGER].index.intersection(by[fastest].index) if fastest else []  # the same interleaved blocks
+        if not len(shared):
+            why = f"no eager fp32 and deployed setting timed in the same blocks in {report}"
+            continue
+        t = int(threads)
+        out.append(summary("P6" if not out else f"P6 {t} thr", f"fastest deployed / eager fp32, {plural(t, 'thread')}",
+                           [float(by[fastest][i] / by[EAGER][i]) for i in shared], goal=GOALS["P6"],
+                           setting=fastest, threads=t, p50_s=float(p50[fastest]), eager_p50_s=float(p50[EAGER]),
+                           report=str(report), machine=measurements.value(rows, "device_name", default="?")))
+    return out or [{"name": "P6", "what": "fastest deployed / eager fp32, batch 1", "skipped": f"skipped: {why}",
+                    "goal": None, "met": None}]
+
+
 # --- the whole bench -----------------------------------------------------------------------------------
 
 def run_bench(config: Config, out=None, quick: bool = False, steps: int | None = None,
-              repeats: int | None = None, compiled: bool = True) -> dict:
-    """Every goal in turn; the JSON report is written after each, so a bench stopped midway keeps those finished."""
+              repeats: int | None = None, compiled: bool = True, p6_report=None) -> dict:
+    """Every goal in turn; the JSON report is written after each, so a bench stopped midway keeps those finished.
+    `p6_report`: the report folder P6 reads (default: the latest under results/)."""
     device = resolve(config, log).device
     p = plan(device, quick, steps, repeats)
     started = time.perf_counter()
@@ -333,6 +392,7 @@ def run_bench(config: Config, out=None, quick: bool = False, steps: int | None =
     p3_rows, fast_setup = p3_acceleration(config, device, p["p3_steps"], p["p3_repeats"], p["p3_warmup"], compiled)
     done(*p3_rows)
     done(*p5_floor(fast_setup, device, p["p5_epochs"]))
+    done(*p6_deploy(p6_report))
     report["path"] = str(out)
     return report
 
@@ -343,6 +403,12 @@ def _row(r: dict) -> str:
     value = f"{r['value']:.3f}" + (" s" if r["unit"] == "s" else "")
     spread = f"{r['min']:.3f}..{r['max']:.3f}"
     return f"{r['name']:9} {r['what']:46} {value:>9}  {spread:>13}  {r['goal'] or 'n/a':8} {r.get('verdict', '—')}"
+
+
+def p6_line(r: dict) -> str:
+    return (f"{r['name']} from {r['report']} ({r['machine']}), batch 1, {plural(r['threads'], 'thread')}: "
+            f"{r['setting']} p50 {r['p50_s'] * 1e3:.2f} ms, eager fp32 {r['eager_p50_s'] * 1e3:.2f} ms; "
+            f"ratio block by block over {plural(r['repeats'], 'interleaved block')}")
 
 
 def format_bench(report: dict) -> str:
@@ -357,7 +423,7 @@ def format_bench(report: dict) -> str:
     if peaks:
         lines.append("this machine's measured peaks (lab.engine.roofline, the report's C11 uses the same): "
                      + ", ".join(f"{p} {peaks[p]:.3g}" for p in ("fp32", "tf32", "bf16", "fp16") if p in peaks)
-                     + " TFLOP/s, copy "
+                     + " TFLOP/s, " + (f"int8 {peaks['int8']:.3g} TOPS, " if "int8" in peaks else "") + "copy "
                      f"{peaks['copy_GBs']:.0f} GB/s, triad {peaks['triad_GBs']:.0f} GB/s")
     p1, p2, p3 = res["P1"], res["P2"], res["P3"]
     lines += ["",
@@ -379,5 +445,6 @@ def format_bench(report: dict) -> str:
                      f"({p5['min']:.3f}..{p5['max']:.3f}); {p5['flop_per_epoch'] / 1e12:.1f} TFLOP per epoch "
                      f"({p5['flop_per_image'] / 1e9:.2f} GFLOP per image, forward + backward); bf16 peak "
                      f"{p5['peak_flops'] / 1e12:.0f} TFLOP/s ({p5['peak_source']}); floor {p5['floor_s']:.3f} s")
+    lines += [p6_line(r) for r in res.values() if r["name"].startswith("P6") and "skipped" not in r]
     lines.append(f"written to {report['path']} ({report['seconds']:.0f} s)")
     return "\n".join(lines)

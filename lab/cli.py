@@ -66,7 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("report", metavar="REPORT", help="a report folder (e.g. results/latest)")
 
     bench = sub.add_parser("bench", parents=[common],
-                           help="speed goals P1-P5 on one device, as ratios with their spread")
+                           help="speed goals P1-P6 on one device, as ratios with their spread")
+    bench.add_argument("--report", default=None, metavar="REPORT",
+                       help="the report whose C10 rows P6 reads (default: results/latest, else the newest report)")
     bench.add_argument("--device", choices=DEVICES, default="auto", help="(default %(default)s: CUDA where available)")
     bench.add_argument("--data", default="data", help="data folder (default %(default)s)")
     bench.add_argument("--dataset", choices=(*DATASETS, "auto"), default="auto",
@@ -194,7 +196,7 @@ def cmd_bench(args) -> int:
                     batch_size=batch_size, synthetic_train=args.synthetic_train,
                     synthetic_test=args.synthetic_test, workers=0, checkpoint=None, experiment="bench").validate()
     print(format_bench(run_bench(config, args.out, quick=args.quick, steps=args.steps, repeats=args.repeats,
-                                 compiled=not args.no_compile)))
+                                 compiled=not args.no_compile, p6_report=args.report)))
     return 0
 
 

@@ -133,6 +133,7 @@ def test_quick_bench_end_to_end_names_the_device(synthetic_data, tmp_path, monke
     monkeypatch.setattr(bench, "acceleration_settings", lambda device_type, compiled=True: (
         [{"loader": "tensor", **s} for s in c8], {"compile default": "test"}))
     monkeypatch.setattr(bench, "SLOW", 1e-9)  # every uncompiled setting but the baseline and fast is "too slow"
+    monkeypatch.setattr(bench, "RESULTS", tmp_path / "results")  # no report there: P6 says so
     out = tmp_path / "bench.json"
     code = main(["bench", "--device", "cpu", "--quick", "--dataset", "synthetic", "--data", synthetic_data.data,
                  "--synthetic-train", str(synthetic_data.synthetic_train), "--synthetic-test",
@@ -148,7 +149,10 @@ def test_quick_bench_end_to_end_names_the_device(synthetic_data, tmp_path, monke
     assert printed.startswith(f"bench on cpu: {report['device_name']}")
     assert report["peaks"]["fp32"] > 0 and "this machine's measured peaks" in printed  # C11's, printed by the bench
     results = report["results"]
-    assert set(results) == {"P1", "P2", "P3", "P3 best", "P5", "P5 floor"}
+    assert set(results) == {"P1", "P2", "P3", "P3 best", "P5", "P5 floor", "P6"}
+    no_report = f"skipped: no report under {tmp_path / 'results'}/ (python -m lab report makes one)"
+    assert results["P6"]["skipped"] == no_report
+    assert results["P6"]["skipped"] in printed
     assert results["P3"]["fast_setting"] == {"loader": "tensor", "channels_last": True, "amp": "off",
                                              "compile": "off", "timers": "epoch"}
     # fast (per-phase timers) is not P3's
@@ -158,3 +162,60 @@ def test_quick_bench_end_to_end_names_the_device(synthetic_data, tmp_path, monke
     assert "left out of the repeats" in left_out["channels_last"]
     assert results["P5"]["skipped"].startswith("skipped") and results["P5"]["met"] is None
     assert all(results[k]["value"] > 0 for k in ("P1", "P2", "P3", "P3 best"))
+
+
+# --- P6: read from a report's C10 rows ----------------------------------------------------------------
+
+def c10_report(folder, blocks_ms: dict, threads: int = 2):
+    """A report folder with C10 latency rows: per setting its interleaved blocks' medians (ms) and their p50."""
+    from lab.core import results
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "report.json").write_text("{}")
+    rows = results.Rows(folder, "C10_deploy", device="cpu")
+    rows.add("device_name", text="a 2-core Xeon")
+    for setting, (blocks, side) in blocks_ms.items():
+        mine = rows.scoped(setting=setting, threads=threads, side=side)
+        mine.extend([mine.row("latency_block_median_s", ms / 1e3, "s", sample=i) for i, ms in enumerate(blocks)])
+        mine.add("latency_p50_s", sorted(blocks)[len(blocks) // 2] / 1e3, "s")
+    return folder
+
+
+EAGER_MS = [8.3, 8.5, 8.2, 8.4, 8.6, 8.3, 8.4, 8.5]
+
+
+def test_p6_sets_the_fastest_setting_against_eager_block_by_block(tmp_path):
+    int8 = [2.4, 2.5, 2.3, 2.4, 2.6, 2.4, 2.5, 2.4]
+    report = c10_report(tmp_path / "r", {"eager fp32": (EAGER_MS, None), "Inductor bf16": ([2.6] * 8, None),
+                                         "int8": (int8, None), "C++ int8": ([1.0] * 8, "C++")})  # C10.5's: not P6's
+    c10_report(report, {"eager fp32": ([8.0] * 8, None), "int8": ([3.6, 3.4] * 4, None)}, threads=1)
+    two, one = bench.p6_deploy(report)
+    ratios = [i / e for i, e in zip(int8, EAGER_MS)]
+    assert two["name"] == "P6" and two["setting"] == "int8" and two["threads"] == 2 and two["repeats"] == 8
+    assert two["value"] == pytest.approx(sorted(ratios)[3] / 2 + sorted(ratios)[4] / 2)  # their median, ~0.29
+    assert two["met"] is True and two["verdict"].startswith("met") and two["goal"] == "<= 0.4"
+    assert (two["p50_s"], two["eager_p50_s"]) == pytest.approx((2.4e-3, 8.4e-3)) and two["machine"] == "a 2-core Xeon"
+    assert one["name"] == "P6 1 thr" and one["met"] is False  # 0.43 and 0.45 of eager: missed
+    assert bench.p6_line(two) == (f"P6 from {report} (a 2-core Xeon), batch 1, 2 threads: int8 p50 2.40 ms, eager "
+                                  "fp32 8.40 ms; ratio block by block over 8 interleaved blocks")
+
+
+def test_p6_is_met_only_where_the_rule_says_met(tmp_path):
+    straddling = [e * r for e, r in zip(EAGER_MS, [0.36, 0.44] * 4)]  # a median of 0.40, blocks either side
+    [row] = bench.p6_deploy(c10_report(tmp_path, {"eager fp32": (EAGER_MS, None), "int8": (straddling, None)}))
+    assert row["value"] == pytest.approx(0.40) and row["met"] is None and "straddle" in row["verdict"]
+
+
+def test_p6_without_a_report_or_its_rows_says_so(tmp_path):
+    assert bench.p6_deploy(root=tmp_path)[0]["skipped"] == (f"skipped: no report under {tmp_path}/ (python -m lab "
+                                                            "report makes one)")
+    report = c10_report(tmp_path / "older", {"eager fp32": (EAGER_MS, None)})  # nothing deployed to set against it
+    assert bench.latest_report(tmp_path) == report
+    [row] = bench.p6_deploy(root=tmp_path)
+    assert row["skipped"] == f"skipped: no eager fp32 and deployed setting timed in the same blocks in {report}"
+    (tmp_path / "newer").mkdir()
+    (tmp_path / "newer" / "report.json").write_text("{}")
+    (tmp_path / "latest").symlink_to("newer")
+    assert bench.latest_report(tmp_path) == (tmp_path / "newer").resolve()
+    assert bench.p6_deploy(root=tmp_path)[0]["skipped"] == (f"skipped: no C10 batch-1 latency blocks on a CPU in "
+                                                            f"{(tmp_path / 'newer').resolve()}")

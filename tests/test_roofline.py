@@ -4,6 +4,7 @@ the time; achieved/peak never exceeds 100 %. No test asserts a speed (CI runs wi
 import math
 import time
 
+import pandas as pd
 import pytest
 import torch
 
@@ -81,6 +82,99 @@ def test_a_probe_during_which_the_load_changed_is_not_cached(tmp_path, monkeypat
     peaks = roofline.machine_peaks("cpu", threads=1, sizes=(32,), conv_shape=(), nbytes=2**20, seconds=0.1)
     assert peaks["conditions"]["others_load_after"] == 0.9 and "idle" in peaks["conditions"]["key"]
     assert not (tmp_path / "peaks.json").exists()
+
+
+TINY = {"sizes": (32,), "conv_shape": (2, 16, 8), "nbytes": 2**20, "seconds": 0.2}
+
+
+def only_int8_probed(monkeypatch):
+    """machine_peaks with made-up float and bandwidth probes and an idle machine: the int8 probe alone runs."""
+    monkeypatch.setattr(roofline, "others_load", lambda seconds=0.5: 0.0)
+    monkeypatch.setattr(roofline, "matmul_peak", lambda device, p, *args: {"precision": p, "tflops": 1.0,
+                                                                             "by_size": {32: 1.0}, "emulated": False})
+    monkeypatch.setattr(roofline, "bandwidth", lambda *args: {"copy_GBs": 9.0, "triad_GBs": 9.0, "array_bytes": 1,
+                                                              "llc_bytes": 1})
+
+
+def test_the_int8_probes_count_two_operations_per_multiply_accumulate(monkeypatch, one_thread):
+    seen, real = [], roofline.sustained_rate
+
+    def spy(fn, work, device, seconds):
+        seen.append((fn(), work))
+        return real(fn, work, device, seconds)
+
+    monkeypatch.setattr(roofline, "sustained_rate", spy)
+    peak = roofline.int8_peak(32, (2, 16, 8), seconds=0.2)
+    (mm, mm_ops), (conv, conv_ops) = seen
+    assert mm.dtype == torch.int32 and mm.shape == (32, 32) and mm_ops == 2 * 32**3  # int8 x int8 -> int32
+    assert conv.dtype == torch.uint8 and conv.shape == (2, 16, 8, 8) and conv_ops == 2 * (2 * 16 * 8 * 8) * (16 * 9)
+    assert set(peak["by_size"]) == {32, "conv3x3"} and peak["failed"] == {}
+    assert peak["tops"] == max(peak["by_size"].values()) > 0 and math.isfinite(peak["tops"])
+
+
+def test_without_int8_instructions_there_is_no_int8_peak_and_the_conditions_say_why(monkeypatch, one_thread):
+    monkeypatch.setattr(roofline, "int8_instructions", lambda: [])
+    monkeypatch.setattr(roofline, "int8_peak", None)  # never called
+    only_int8_probed(monkeypatch)
+    peaks = roofline.machine_peaks("cpu", threads=1, cache=False, **TINY)
+    assert "int8" not in peaks and peaks["fp32"] == 1.0 and peaks["conditions"]["int8_instructions"] == []
+    assert peaks["conditions"]["int8_missing"] == ("no int8 instructions (AMX-INT8, AVX512-VNNI, AVX-VNNI) in this "
+                                                   "CPU's flags")
+
+
+def test_a_failing_int8_probe_is_left_out_with_its_reason(monkeypatch, one_thread):
+    def fail(*args):
+        raise RuntimeError("no kernel for this build\nmore lines")
+
+    monkeypatch.setattr(roofline, "int8_instructions", lambda: ["AVX512-VNNI"])
+    monkeypatch.setattr(roofline, "_qconv", fail)
+    only_int8_probed(monkeypatch)
+    peaks = roofline.machine_peaks("cpu", threads=1, cache=False, **TINY)
+    conditions = peaks["conditions"]
+    assert peaks["int8"] == conditions["by_size"]["int8"]["32"] > 0 and "int8_missing" not in conditions
+    assert conditions["int8_failed"] == {"conv3x3": "RuntimeError: no kernel for this build"}
+    monkeypatch.setattr(roofline, "_int_mm", fail)
+    peaks = roofline.machine_peaks("cpu", threads=1, cache=False, **TINY)
+    failed = "RuntimeError: no kernel for this build"
+    assert "int8" not in peaks
+    assert peaks["conditions"]["int8_missing"] == f"the probes failed: 32: {failed}; conv3x3: {failed}"
+
+
+def test_a_cached_entry_from_before_the_int8_probe_is_not_returned(tmp_path, monkeypatch, one_thread):
+    from lab.core import files
+
+    monkeypatch.setenv("LAB_CACHE", str(tmp_path))
+    monkeypatch.setattr(roofline, "int8_instructions", lambda: ["AMX-INT8"])
+    only_int8_probed(monkeypatch)
+    key = roofline.machine_peaks("cpu", threads=1, cache=False, **TINY)["conditions"]["key"]
+    assert key.endswith(" | int8")
+    files.save_json(tmp_path / "peaks.json", {key.removesuffix(" | int8"): {"fp32": 123.0}})  # as older code kept it
+    peaks = roofline.machine_peaks("cpu", threads=1, **TINY)
+    assert peaks["fp32"] == 1.0 and peaks["int8"] > 0 and set(files.read_json(tmp_path / "peaks.json")) == {
+        key.removesuffix(" | int8"), key}
+
+
+def test_the_peaks_table_shows_int8_in_tops_its_probe_and_why_it_is_missing(tmp_path):
+    from lab.core import results
+    from lab.parts import c11_limits, tables
+
+    conditions = {"by_size": {"fp32": {"2048": 0.3, "conv3x3": 0.2}, "int8": {"2048": 3.5, "conv3x3": 6.3}},
+                  "int8_instructions": ["AMX-INT8", "AVX512-VNNI"], "array_bytes": 64 * 2**20}
+    peaks = {"fp32": 0.3, "int8": 6.3, "copy_GBs": 27.0, "emulated": [], "conditions": conditions}
+    tables.save_peaks(results.Rows(tmp_path, "report"), "cpu", peaks)
+    saved = results.read(tmp_path, part="report", metric="peak")
+    assert dict(zip(saved["precision"], saved["unit"])) == {"fp32": "TFLOP/s", "int8": "TOPS"}
+    assert [tables.peak_unit(k) for k in ("bf16", "int8", "copy_GBs")] == ["TFLOP/s", "TOPS", "GB/s"]
+    assert tables.peaks_of(results.read(tmp_path, part="report"))["cpu"] == peaks  # read back as measured
+    table = c11_limits.peaks_table(peaks)
+    assert table.loc["int8 matmul/conv peak"].to_dict() == {"value": 6.3, "unit": "TOPS", "reached_by": "3×3 conv",
+                                                             "note": "native: AMX-INT8"}
+    assert table.loc["fp32 matmul/conv peak", "reached_by"] == "2048³ matmul"
+    assert table.loc["copy bandwidth", "reached_by"] == "64 MiB arrays"
+    missing = {**conditions, "int8_missing": "no int8 instructions (AMX-INT8, AVX512-VNNI, AVX-VNNI) in this "
+                                             "CPU's flags"}
+    row = c11_limits.peaks_table({"fp32": 0.3, "conditions": missing}).loc["int8 matmul/conv peak"]
+    assert pd.isna(row["value"]) and row["note"] == missing["int8_missing"]
 
 
 def test_achieved_against_the_peak():

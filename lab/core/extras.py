@@ -1,6 +1,7 @@
 """The optional extras, imported where they are used: the notebook stack (papermill, nbconvert, IPython,
-jupyter_client, matplotlib, seaborn) is needed by the report and the figures, not by `python -m lab train`
-or the bench. `need` imports one, or says in one line which extra installs it."""
+jupyter_client, matplotlib, seaborn) is needed by the report and the figures, and C10's deploy runtimes (torchao,
+onnxruntime, onnx, onnxscript) by its settings, not by `python -m lab train` or the bench. `need` imports one, or
+says in one line which extra installs it."""
 from __future__ import annotations
 
 import importlib

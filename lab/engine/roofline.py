@@ -1,7 +1,8 @@
 """How far a training step is from this machine's limits, measured here, not read from a spec sheet: the peaks
-(FLOP/s per precision, memory bandwidth); the step's convolutions as roofline points from torch.profiler, its
-no-FLOP operators (batch norm, ReLU, add, the optimizer) as bytes against the bandwidth, as rows and back; and what
-limits the step: a roof where it runs near it (NEAR), its kernels below that, launches and overhead far below (FAR)."""
+(FLOP/s per precision, a CPU's int8 operations/s, memory bandwidth); the step's convolutions as roofline points from
+torch.profiler, its no-FLOP operators (batch norm, ReLU, add, the optimizer) as bytes against the bandwidth, as rows
+and back; and what limits the step: a roof where it runs near it (NEAR), its kernels below that, launches and
+overhead far below (FAR)."""
 from __future__ import annotations
 
 import contextlib
@@ -105,6 +106,51 @@ def matmul_peak(device, precision: str, sizes, seconds: float, conv_shape) -> di
             "emulated": device.type == "cpu" and precision == "bf16" and not bf16_native()}
 
 
+INT8_FLAGS = {"amx_int8": "AMX-INT8", "avx512_vnni": "AVX512-VNNI", "avx_vnni": "AVX-VNNI"}  # /proc/cpuinfo's
+
+
+def int8_instructions() -> list[str]:
+    """This CPU's int8 dot-product instructions (INT8_FLAGS' names) found in its flags."""
+    flags = cpu_flags()
+    return [name for flag, name in INT8_FLAGS.items() if flag in flags]
+
+
+def _int_mm(n: int):
+    """n×n·n×n int8 -> int32 through torch._int_mm: (the call, its operations)."""
+    a, b = (torch.randint(-128, 127, (n, n), dtype=torch.int8) for _ in range(2))
+    return (lambda: torch._int_mm(a, b)), matmul_flops(n, n, n)
+
+
+def _qconv(shape):
+    """A u8 -> u8 channels_last 3×3 convolution (batch, channels, height=width) with int8 weights through oneDNN, as
+    a PT2E-quantized model runs after freezing: (the call, its operations)."""
+    batch, channels, size = shape
+    x = torch.randint(0, 255, (batch, channels, size, size), dtype=torch.uint8)
+    x = x.contiguous(memory_format=torch.channels_last)
+    w = torch.randint(-127, 127, (channels, channels, 3, 3), dtype=torch.int8)
+    scales, zeros, ones = torch.full((channels,), 0.01), torch.zeros(channels, dtype=torch.int64), [1, 1]
+    packed = torch.ops.onednn.qconv_prepack(w, scales, 0.02, 0, ones, ones, ones, 1, list(x.shape))
+    return (lambda: torch.ops.onednn.qconv2d_pointwise(x, 0.02, 0, packed, scales, zeros, None, ones, ones, ones, 1,
+                                                        0.05, 0, None, "none", [], "")), conv_flops(x.shape, w.shape)
+
+
+def int8_peak(n: int, conv_shape, seconds: float) -> dict:
+    """A CPU's best sustained int8 TOPS (tera int8 operations per second, 2 per multiply-accumulate) over
+    torch._int_mm of n×n·n×n and _qconv of `conv_shape` (() skips it), `seconds` shared: on a 2-core Xeon with AMX
+    the convolution reached 6.2 TOPS, _int_mm 3.8. A probe that fails is left out, its reason in "failed"; "tops"
+    is None where none ran."""
+    probes = {n: lambda: _int_mm(n), **({"conv3x3": lambda: _qconv(conv_shape)} if conv_shape else {})}
+    by_size, failed = {}, {}
+    for name, make in probes.items():
+        try:
+            fn, work = make()
+            with torch.no_grad():
+                by_size[name] = sustained_rate(fn, work, "cpu", seconds / len(probes)) / 1e12
+        except Exception as error:  # noqa: BLE001 - a build without the kernel: the peak says why
+            failed[str(name)] = f"{type(error).__name__}: {(str(error).splitlines() or [''])[0]}"[:200]
+    return {"tops": max(by_size.values(), default=None), "by_size": by_size, "failed": failed}
+
+
 def _size(text: str) -> int:
     """'32768K', '32 MiB', '1M' -> bytes."""
     number, unit = re.match(r"\s*([\d.]+)\s*([KMG]?)", text).groups()
@@ -140,10 +186,11 @@ def bandwidth(device, nbytes: int, seconds: float) -> dict:
 
 def machine_peaks(device="cpu", threads: int | None = None, cache: bool = True, sizes=None, conv_shape=None,
                   nbytes: int | None = None, seconds: float | None = None) -> dict:
-    """{precision: TFLOP/s, "copy_GBs", "triad_GBs", "emulated": [precisions], "conditions": {how it was measured}};
-    arrays default to 4 × the last-level cache, at least 64 MiB. Cached in files.cache_dir()/peaks.json per machine,
-    torch, threads, load class (a busy machine measures lower peaks) and probe sizes, unless the load class changed
-    during the probe."""
+    """{precision: TFLOP/s, "int8": TOPS, "copy_GBs", "triad_GBs", "emulated": [precisions], "conditions": {how it
+    was measured}}; arrays default to 4 × the last-level cache, at least 64 MiB. "int8" only on a CPU with int8
+    instructions where a probe ran (else conditions' "int8_missing" says why), in half a precision's time. Cached in
+    files.cache_dir()/peaks.json per machine, torch, threads, load class (a busy machine measures lower peaks) and
+    probe sizes, unless the load class changed during the probe."""
     device = torch.device(device)
     threads = threads or torch.get_num_threads()
     sizes = tuple(sizes or SIZES[device.type])
@@ -153,7 +200,7 @@ def machine_peaks(device="cpu", threads: int | None = None, cache: bool = True, 
     load, machine = others_load(), device_name(device)
     conv = f" | conv3x3 {'x'.join(map(str, conv_shape))}" if conv_shape else ""
     key = (f"{machine} | torch {torch.__version__} | {threads} threads | {load_class(load)} | "
-           f"sizes {','.join(map(str, sizes))}{conv} | arrays {nbytes / 2**20:g} MiB")
+           f"sizes {','.join(map(str, sizes))}{conv} | arrays {nbytes / 2**20:g} MiB | int8")  # older keys: no int8
     path = files.cache_dir() / "peaks.json"
     cached = files.read_json(path, {}) if cache else {}
     if key in cached:
@@ -163,17 +210,24 @@ def machine_peaks(device="cpu", threads: int | None = None, cache: bool = True, 
         torch.set_num_threads(threads)
     try:
         matmuls = [matmul_peak(device, p, sizes, seconds, conv_shape) for p in precisions(device)]
+        instructions = int8_instructions() if device.type == "cpu" else []
+        int8 = int8_peak(max(sizes), conv_shape, seconds / 2) if instructions else None
         memory = bandwidth(device, nbytes, seconds / 2)
     finally:
         torch.set_num_threads(before)
     seconds_taken, after = time.perf_counter() - start, others_load()
     peaks = {m["precision"]: m["tflops"] for m in matmuls}
+    if int8 and int8["tops"] is not None:
+        peaks["int8"] = int8["tops"]
     peaks.update(copy_GBs=memory["copy_GBs"], triad_GBs=memory["triad_GBs"],
                  emulated=[m["precision"] for m in matmuls if m["emulated"]])
+    by_size = {m["precision"]: m["by_size"] for m in matmuls} | ({"int8": int8["by_size"]} if int8 else {})
     peaks["conditions"] = {
         "machine": machine, "device": device.type, "torch": torch.__version__, "threads": threads,
         "sizes": list(sizes), "conv3x3": list(conv_shape),
-        "by_size": {m["precision"]: {str(n): r for n, r in m["by_size"].items()} for m in matmuls},  # as JSON keeps it
+        "by_size": {p: {str(n): r for n, r in rates.items()} for p, rates in by_size.items()},  # as JSON keeps it
+        "int8_instructions": instructions, **({"int8_failed": int8["failed"]} if int8 and int8["failed"] else {}),
+        **({} if "int8" in peaks else {"int8_missing": int8_missing(device, instructions, int8)}),
         "array_bytes": memory["array_bytes"], "llc_bytes": memory["llc_bytes"],
         "others_load_before": round(load, 3), "others_load_after": round(after, 3),
         "date": time.strftime("%Y-%m-%d %H:%M"), "seconds": round(seconds_taken, 1), "key": key}
@@ -183,6 +237,15 @@ def machine_peaks(device="cpu", threads: int | None = None, cache: bool = True, 
         except OSError:  # a read-only cache only costs the measurement next time
             pass
     return peaks
+
+
+def int8_missing(device, instructions: list[str], int8: dict | None) -> str:
+    """Why a machine has no int8 peak."""
+    if torch.device(device).type != "cpu":
+        return "not probed: the lab's int8 path (PT2E for x86) runs on a CPU"
+    if not instructions:
+        return f"no int8 instructions ({', '.join(INT8_FLAGS.values())}) in this CPU's flags"
+    return "the probes failed: " + "; ".join(f"{name}: {why}" for name, why in int8["failed"].items())
 
 
 def achieved(flops: float, seconds: float, peak_tflops: float) -> dict:

@@ -39,7 +39,8 @@ fields.define({**{f"{c}_flops": Field(f"{c} GFLOP", "FLOP", GFLOP) for c in ("co
                "share_of_peak": "share of peak", "at_peak_s": Field("at the peak s", "s"),
                "kernel": "kernel", "calls_per_step": "calls per step", "per_step_s": Field("ms per step", "s", 1000),
                "of_gpu_time": "of GPU time", "flops_per_step": Field("GFLOP per step", "FLOP", GFLOP),
-               "of_peak": "of peak", "gb_per_s": Field("GB/s", "GB/s"), "of_bandwidth": "of bandwidth"})
+               "of_peak": "of peak", "gb_per_s": Field("GB/s", "GB/s"), "of_bandwidth": "of bandwidth",
+               "reached_by": "reached by"})
 
 
 def precisions(device: str) -> list[str]:
@@ -175,14 +176,30 @@ def achieved_table(results_dir, peaks: dict, device: str) -> pd.DataFrame:
 
 # --- the section --------------------------------------------------------------------------------------------------
 
+def reached_by(peaks: dict, precision: str) -> str | None:
+    """The probe that reached a precision's peak ('3×3 conv', '2048³ matmul'); None where the conditions lack it."""
+    rates = peaks.get("conditions", {}).get("by_size", {}).get(precision)
+    if not rates:
+        return None
+    best = max(rates, key=rates.get)
+    return "3×3 conv" if best == "conv3x3" else f"{best}³ matmul"
+
+
 def peaks_table(peaks: dict) -> pd.DataFrame:
-    rows = [{"limit": f"{p} matmul/conv peak", "value": peaks[p], "unit": "TFLOP/s",
+    """Each measured limit, its unit, the probe that reached it; int8's row says why where it has no peak."""
+    cond = peaks.get("conditions", {})
+    rows = [{"limit": f"{p} matmul/conv peak", "value": peaks[p], "unit": "TFLOP/s", "reached_by": reached_by(peaks, p),
              "note": "emulated: no native instructions" if p in peaks.get("emulated", []) else "native"}
             for p in PRECISIONS if p in peaks]
-    rows += [{"limit": limit, "value": peaks[key], "unit": "GB/s", "note": note} for key, limit, note in (
-        ("copy_GBs", "copy bandwidth", "2 bytes moved per byte"),
-        ("triad_GBs", "triad bandwidth", "a = b + s·c: 3 per byte")) if key in peaks]
-    return pd.DataFrame(rows, columns=["limit", "value", "unit", "note"]).set_index("limit")
+    int8 = {"limit": "int8 matmul/conv peak", "value": peaks.get("int8"), "unit": "TOPS",
+            "reached_by": reached_by(peaks, "int8")}
+    rows.append({**int8, "note": f"native: {cond.get('int8_instructions', ['?'])[0]}" if "int8" in peaks else
+                 cond.get("int8_missing", "not probed: peaks older than its probe")})
+    arrays = f"{cond['array_bytes'] / 2**20:g} MiB arrays" if "array_bytes" in cond else None
+    rows += [{"limit": limit, "value": peaks[key], "unit": "GB/s", "reached_by": arrays, "note": note}
+             for key, limit, note in (("copy_GBs", "copy bandwidth", "2 bytes moved per byte"),
+                                      ("triad_GBs", "triad bandwidth", "a = b + s·c: 3 per byte")) if key in peaks]
+    return pd.DataFrame(rows, columns=["limit", "value", "unit", "reached_by", "note"]).set_index("limit")
 
 
 def flops_table(result: dict) -> pd.DataFrame:
@@ -300,6 +317,7 @@ def findings(records, results_dir=None) -> list[display.Finding]:
             gpu = f", GPU idle {idle['idle_share']:.0%} of the step" if "idle_share" in idle else ""
             parts.append(f"{precision} step {peak_share(train, profile['step_s'], precision, peaks)}; {roof}{gpu}")
     measured = [f"{p} {peaks[p]:.3g} TFLOP/s" for p in ("fp32", "tf32", "bf16") if p in peaks]
+    measured += [f"int8 {peaks['int8']:.3g} TOPS"] if "int8" in peaks else []
     measured += [f"copy {peaks['copy_GBs']:.0f} GB/s"] if "copy_GBs" in peaks else []
     evidence = (", ".join(measured) + " (measured); " if measured else "no peaks measured; ") + (
         f"{train / 1e9:.0f} GFLOP per step at batch {result['batch_size']}")

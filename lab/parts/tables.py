@@ -162,15 +162,23 @@ def epoch_table(records) -> pd.DataFrame:
 
 
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
+# each peak's unit: int8's in TOPS, tera int8 operations per second (2 per multiply-accumulate), not FLOPs
+PEAK_UNITS = {**{p: "TFLOP/s" for p in PRECISIONS}, "int8": "TOPS"}
 BANDWIDTHS = {"copy": "copy_GBs", "triad": "triad_GBs"}
+
+
+def peak_unit(key: str) -> str:
+    """A peak's unit by its key in machine_peaks' dict: 'TFLOP/s', 'TOPS' (int8) or 'GB/s'."""
+    return "GB/s" if key.endswith("_GBs") else PEAK_UNITS.get(key, "TFLOP/s")
 
 
 def save_peaks(rows: results.Rows, device: str, peaks: dict) -> None:
     """A device's measured peaks (roofline.machine_peaks) as rows: each precision's TFLOP/s (native or emulated),
-    copy and triad GB/s, and the probe's conditions as JSON text."""
+    int8's TOPS, copy and triad GB/s, and the probe's conditions as JSON text."""
     emulated = peaks.get("emulated", [])
-    out = [rows.row("peak", peaks[p], "TFLOP/s", device=device, precision=p,
-                    instructions="emulated" if p in emulated else "native") for p in PRECISIONS if p in peaks]
+    out = [rows.row("peak", peaks[p], unit, device=device, precision=p,
+                    instructions="emulated" if p in emulated else "native")
+           for p, unit in PEAK_UNITS.items() if p in peaks]
     out += [rows.row("bandwidth", peaks[key], "GB/s", device=device, kind=kind)
             for kind, key in BANDWIDTHS.items() if key in peaks]
     out.append(rows.row("peak_conditions", text=json.dumps(peaks.get("conditions", {}), default=str), device=device))

@@ -16,7 +16,7 @@ from ..core import fields, results, stats
 from ..core.errors import LabError, NotAReport, OtherSchema
 from ..engine import environment
 from ..parts import display
-from ..parts.tables import load, peaks_of, style
+from ..parts.tables import load, peak_unit, peaks_of, style
 from .publish import write_pdf
 from .summary import seen
 
@@ -147,7 +147,7 @@ def peaks_table(reports: list[SavedReport]) -> pd.DataFrame:
         for device, peaks in peaks_of(mine if len(mine) else r.rows).items():
             for key, value in peaks.items():
                 if isinstance(value, (int, float)):  # not the emulated precisions' list nor the conditions
-                    limit = key.replace("_GBs", " GB/s") if key.endswith("_GBs") else f"{key} TFLOP/s"
+                    limit = key.replace("_GBs", " GB/s") if key.endswith("_GBs") else f"{key} {peak_unit(key)}"
                     columns.setdefault(r.name, {})[(device, limit)] = value
     table = pd.DataFrame(columns)
     table.index.names, table.columns.name = ["device", "limit"], "report"

@@ -89,7 +89,8 @@ def peaks_line(peaks: dict | None) -> str:
     if not peaks:
         return "not measured"
     return "; ".join(f"{device}: " + ", ".join(f"{p} {v[p]:.3g}" for p in PRECISIONS if p in v)
-                     + " TFLOP/s" + (f", copy {v['copy_GBs']:.0f} GB/s" if "copy_GBs" in v else "")
+                     + " TFLOP/s" + (f", int8 {v['int8']:.3g} TOPS" if "int8" in v else "")
+                     + (f", copy {v['copy_GBs']:.0f} GB/s" if "copy_GBs" in v else "")
                      for device, v in peaks.items())
 
 
