@@ -1,17 +1,23 @@
 """C10's engine: every conversion of the eval model is built once per session (AOTInductor and torch.compile
 compile for tens of seconds on 2 cores) and checked against eager; graphs are counted; latency statistics are
 checked with fake clocks only (no test depends on speed or machine load)."""
+import copy
 import math
 from pathlib import Path
 
 import pytest
 import torch
 from conftest import model_with_statistics
+from test_deploy_parts import coherent_model
 
 from lab.engine import deploy
 from lab.engine.model import count_conv_layers, resnet18
 
 TORCHSCRIPT = ("TorchScript scripted", "TorchScript traced", "TorchScript frozen")
+# issue 37's deploy paths: converted on a small model here (small_deployed), on the ResNet-18 in the tiny report alone
+NEW = ("eager bf16 weights", "TorchScript frozen bf16 weights", "Inductor frozen fp32", "Inductor frozen bf16 weights",
+       "int8 PT2E (torchao)", "ONNX Runtime fp32")
+RESNET = [s.name for s in deploy.settings_for("cpu") if s.name not in NEW]
 
 
 @pytest.fixture(scope="session")
@@ -22,7 +28,8 @@ def deployed(tmp_path_factory):
     try:
         model, out = model_with_statistics(), tmp_path_factory.mktemp("deploy")
         example = torch.randn(2, 3, 32, 32)
-        converted = deploy.convert_all(model, deploy.settings_for("cpu"), example, out, "cpu", max_batch=16)
+        converted = deploy.convert_all(model, deploy.settings_for("cpu", names=RESNET), example, out, "cpu",
+                                       max_batch=16)
         yield model, converted, out
     finally:
         torch.set_num_threads(threads)
@@ -30,7 +37,7 @@ def deployed(tmp_path_factory):
 
 def test_every_conversion_agrees_with_eager_within_its_tolerance(deployed, one_thread):
     model, converted, out = deployed
-    assert set(converted) == {s.name for s in deploy.settings_for("cpu")}
+    assert set(converted) == set(RESNET)
     torch.manual_seed(1)
     images, labels = torch.randn(5, 3, 32, 32), torch.randint(0, 10, (5,))
     eager, _ = deploy.evaluate(model, (images, labels), n=4, device="cpu", batch_size=2)
@@ -213,3 +220,103 @@ def test_threads_are_restored():
     with deploy.threads(1) as n:
         assert n == torch.get_num_threads() == 1
     assert torch.get_num_threads() == before and deploy.thread_counts()[0] == 1
+
+
+def small_model():
+    """Two 3x3 convolutions with batch norm (estimated over its 64 images), pooling and 10 logits: inductor compiles
+    it in a second or two."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.BatchNorm2d(16), torch.nn.ReLU(),
+                                torch.nn.Conv2d(16, 16, 3, padding=1), torch.nn.BatchNorm2d(16), torch.nn.ReLU(),
+                                torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(16, 10))
+    images = torch.randn(64, 3, 32, 32)
+    return deploy.estimate_batch_norm(model, images), images
+
+
+@pytest.fixture(scope="module")
+def small_deployed(tmp_path_factory):
+    """Issue 37's settings and eager fp32, converted from the small model at 1 thread, int8 calibrated on its images."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        (model, images), out = small_model(), tmp_path_factory.mktemp("deploy-small")
+        converted = deploy.convert_all(model, deploy.settings_for("cpu", names=(deploy.BASELINE, *NEW)), images[:2],
+                                       out, "cpu", calibration=images)
+        yield model, images, converted, out
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_the_new_settings_agree_run_what_they_say_and_take_any_batch(small_deployed, one_thread):
+    model, images, converted, out = small_deployed
+    eager, _ = deploy.evaluate(model, (images, torch.zeros(64)), 64, "cpu")
+    precision = {name: c.precision for name, c in converted.items()}
+    assert precision == {deploy.BASELINE: "fp32", "eager bf16 weights": "bf16", "TorchScript frozen bf16 weights":
+                         "bf16", "Inductor frozen fp32": "fp32", "Inductor frozen bf16 weights": "bf16",
+                         "int8 PT2E (torchao)": "int8", "ONNX Runtime fp32": "fp32"}
+    for name, c in converted.items():
+        assert c.status == "ok" and c.ran_as_said, (name, c.reason, c.note)
+        logits, _ = deploy.evaluate(c.fn, (images, torch.zeros(64)), 64, "cpu")
+        worst = deploy.worst_of_bound(eager, logits, c.precision)
+        assert worst <= (0.25 if c.precision == "int8" else 0.1), (name, worst)  # int8: 4x inside; the rest 10x
+        assert (logits.argmax(1) == eager.argmax(1)).float().mean() >= (0.9 if c.precision == "int8" else 1), name
+        with torch.inference_mode():
+            assert [c.fn(images[:b]).shape for b in (1, 3)] == [(1, 10), (3, 10)], name  # no batch fixed at 2
+    # what runs, counted: 2 convolutions, in oneDNN's int8 kernels with int8 weights, in bf16 weights, in fp32
+    int8, bf16 = converted["int8 PT2E (torchao)"].kernels, converted["Inductor frozen bf16 weights"].kernels
+    assert (int8["qconv"], int8["conv"], int8["conv weights int8"]) == (2, 0, 2)
+    assert (bf16["qconv"], bf16["conv"], bf16["conv weights bf16"]) == (0, 2, 2) and "conv weights fp32" not in bf16
+    assert converted["Inductor frozen fp32"].kernels == {"qconv": 0, "conv": 2, "conv weights fp32": 2}
+    assert converted["eager bf16 weights"].kernels == converted["TorchScript frozen bf16 weights"].kernels == {
+        "conv weights bf16": 2}
+    assert converted["int8 PT2E (torchao)"].graphs["int8 (PT2E)"]["quantized_decomposed.quantize_per_tensor.default"]
+    assert converted["int8 PT2E (torchao)"].batch.startswith("dynamic")
+    onnx = converted["ONNX Runtime fp32"]
+    assert Path(onnx.file).parent == out and onnx.file.endswith(".onnx") and onnx.file_bytes > 10_000
+    assert onnx.note == "exported with torch.onnx.export(dynamo=True)" and onnx.load_s > 0
+
+
+def test_onnx_runtime_computes_on_the_thread_count_torch_is_set_to(small_deployed):
+    onnx = small_deployed[2]["ONNX Runtime fp32"].fn
+    for n in (1, 2):
+        with deploy.threads(n), torch.inference_mode():
+            onnx(torch.zeros(1, 3, 32, 32))
+    assert {n: s.get_session_options().intra_op_num_threads for n, s in onnx.sessions.items()} == {1: 1, 2: 2}
+
+
+def test_int8_compiled_without_freezing_runs_in_fp32_and_is_flagged_never_timed(tmp_path, monkeypatch, one_thread):
+    """The known trap (pytorch/ao#4566): without inductor's freezing, the quantized model's convolutions run as fp32
+    ones on dequantized weights. Counted, flagged, never timed."""
+    model, images = small_model()
+    trap = deploy.Setting("int8 without freezing", "int8", devices=("cpu",))
+    monkeypatch.setattr(deploy, "SETTINGS", [deploy.SETTINGS[0], trap])
+    rows = deploy.results.Rows(tmp_path, "C10_deploy").start()
+    timed = deploy.measure(rows.scoped(device="cpu"), model, (images[:8], torch.zeros(8, dtype=torch.long)),
+                           tmp_path / "cpu", heavy=False, blocks=2, calls=2, batches=[1], note=lambda line: None,
+                           calibration=images)
+    assert list(timed) == [deploy.BASELINE]
+    dev = deploy.by_device(deploy.results.read(tmp_path, part="C10_deploy"))["cpu"]
+    t = deploy.settings_of(dev).loc[trap.name]
+    assert t["ran_as_said"] == 0 and t["within_tolerance"] == 1 and t["note"].startswith("ran in fp32")
+    assert deploy.kernels_table(dev).loc[trap.name, ["qconv", "conv"]].tolist() == [0, 2]
+    assert not (dev["setting"] == trap.name)[dev["metric"] == "latency_block_median_s"].any()
+
+
+def test_int8_bound_passes_correct_conversions_and_fails_broken_ones(tmp_path, one_thread):
+    """The int8 bound: the small model's correct conversion inside (test above), and the coherent model's (logits to
+    300) 2x inside; the coherent model with its convolution's weights 10 % off, or the small one calibrated on images
+    100x too wide (its activations coarsely quantized), outside."""
+    int8 = next(s for s in deploy.SETTINGS if s.how == "int8")
+
+    def worst(model, images, reference, calibration):
+        c = deploy.convert(model, int8, images[:2], tmp_path, "cpu", calibration=calibration)
+        eager, _ = deploy.evaluate(reference, (images, torch.zeros(len(images))), len(images), "cpu")
+        logits, _ = deploy.evaluate(c.fn, (images, torch.zeros(len(images))), len(images), "cpu")
+        return c.ran_as_said and deploy.worst_of_bound(eager, logits, "int8")
+    coherent, images = coherent_model()
+    off = copy.deepcopy(coherent)
+    with torch.no_grad():
+        off[0].weight.mul_(1.1)
+    assert worst(coherent, images, coherent, images) <= 0.5 and worst(off, images, coherent, images) > 1
+    small, images = small_model()
+    assert worst(small, images, small, 100 * torch.randn_like(images)) > 1

@@ -47,6 +47,12 @@ def test_a_setting_outside_its_tolerance_is_flagged_and_never_named_faster():
     assert not any("TorchScript traced" in c.a for c in deploy.claims_of(cpu(rows)).values())
 
 
+def no_inductor(monkeypatch):
+    """C10's settings less those that compile with inductor or export to ONNX (tests/test_deploy.py converts them on a
+    small model, the tiny report on the ResNet-18)."""
+    monkeypatch.setattr(deploy, "SETTINGS", [s for s in deploy.SETTINGS if not s.compiles and s.how != "onnx"])
+
+
 def coherent_model():
     """A 9x9 convolution whose 243 weights all push one way, batch norm (estimated over the images), pooling and 10
     logits, with its images: a 1 % scale of the weights moves every position alike, where bf16's rounding is random
@@ -65,7 +71,9 @@ def coherent_model():
 def test_a_conversion_whose_weights_are_off_by_one_percent_is_flagged_in_fp32_and_bf16(tmp_path, monkeypatch,
                                                                                        one_thread):
     """One convolution's weights scaled by 1.01 in the converted copy only, eager fp32 (the reference) unchanged: the
-    frozen (fp32) and bf16 settings are outside their bound, never timed, and said so; the others agree 10x inside."""
+    frozen (fp32) and bf16 settings are outside their bound, never timed, and said so; the others agree 10x inside
+    (bf16 weights: 2x)."""
+    no_inductor(monkeypatch)
     model, images = coherent_model()
     off = copy.deepcopy(model)
     with torch.no_grad():
@@ -83,7 +91,9 @@ def test_a_conversion_whose_weights_are_off_by_one_percent_is_flagged_in_fp32_an
     table = c10_deploy.accuracy_table(dev)
     assert list(table.index[table["within_tolerance"] == "NO"]) == wrong and "TorchScript traced" in timed
     assert not set(wrong) & set(timed) and (table.loc[wrong, "worst_of_bound"] > 1).all()
-    assert (table.drop(wrong)["worst_of_bound"] <= 0.1).all()
+    weights = ["eager bf16 weights", "TorchScript frozen bf16 weights"]  # every activation in bf16 too: lossier
+    assert (table.drop(wrong + weights)["worst_of_bound"] <= 0.1).all()
+    assert (table.loc[weights, "worst_of_bound"].between(0.2, 0.6)).all()  # 2x inside here, 4x on C2's ResNet-18
     bf16 = deploy.settings_of(dev).loc["eager bf16 autocast"]
     assert bf16["max_abs_diff"] < 0.1 * bf16["largest_logit"]  # the rule before: within 0.1 x the largest |logit|
     assert c10_deploy.agreement_answer(deploy.settings_of(dev).drop(deploy.BASELINE)).startswith(
@@ -158,6 +168,7 @@ def test_measure_writes_the_rows_the_section_and_the_findings_read(tmp_path, mon
     """A tiny C10 on the CPU (no inductor, C++ left out): measure's rows, then the section, findings and verdicts
     read from them alone."""
     monkeypatch.setattr(cpp, "build", lambda: cpp.Build(None, None, "left out in this test"))
+    no_inductor(monkeypatch)
     config = Config(dataset="synthetic", data=str(tmp_path / "data"), device="cpu", batch_size=4, synthetic_train=8,
                     synthetic_test=8, checkpoint=None, experiment=c10_deploy.ID)
     params = {"compile_settings": False, "test_images": 8, "latency_blocks": 2, "latency_calls": 2,
@@ -221,7 +232,8 @@ def test_c11_measures_rows_that_read_back_as_the_profile_and_draw_its_section(tm
     from lab.parts import display
     from lab.parts.base import Report
 
-    peaks = {"fp32": 0.1, "bf16": 0.2, "copy_GBs": 10.0, "triad_GBs": 12.0, "conditions": {"machine": "here"}}
+    # peaks far above any CPU step (a step above its peak is said differently): every operator far below them
+    peaks = {"fp32": 1000.0, "bf16": 2000.0, "copy_GBs": 1e4, "triad_GBs": 1e4, "conditions": {"machine": "here"}}
     tables.save_peaks(results.Rows(tmp_path, "report"), "cpu", peaks)
     profiled, measure_points = {}, roofline.layer_points
 

@@ -271,6 +271,8 @@ PARAMETERS: dict[str, Spec] = {
     "max_autotune": _bool("add torch.compile max-autotune on CUDA (its autotuning takes minutes)"),
     "compile_settings": _bool("the compiled settings (torch.compile; C8's fast where it compiles; C10's AOTInductor): "
                               "a minute or more each"),
+    "inductor_settings": _bool("C10's settings inductor compiles at batch 1 (Inductor frozen fp32 and bf16, int8): "
+                               "seconds each"),
     "test_images": _int(1, 10_000, "C10: CIFAR-10's test set has 10,000 images", none=True,
                         help="test images each converted model is evaluated on (None: all)"),
     "latency_blocks": _int(2, 10_000, "C10: blocks per setting", help="blocks of batch-1 calls per setting, "

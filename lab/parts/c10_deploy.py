@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,9 +11,9 @@ import pandas as pd
 from ..core import fields, results, stats
 from ..core.config import Config
 from ..core.fields import MIB, Field
-from ..core.words import percent
 from ..engine import cpp, deploy, progress
-from ..engine.deploy import BASELINE, label
+from ..engine.deploy import (BASELINE, accuracy_table, agreement_answer, conversions_table, cpp_table, label,
+                              latency_columns, ms, undecided)
 from . import display
 from .base import COMMON, Part, Runs, Work, claims
 from .tables import peak_share, report_peaks, step_flops, style
@@ -39,11 +38,12 @@ def runs(config: Config, params: dict, report) -> Runs:
     """Nothing trains; the work is the calls, in steps of the profile's batch (a forward: about a third of a step),
     and the batch-norm estimate (BN_IMAGES in train mode) with the model as saved on the test images."""
     blocks, calls, heavy = params["latency_blocks"], params["latency_calls"], params.get("compile_settings", True)
-    chosen = [s for d in deploy.devices(config.device) for s in deploy.settings_for(d, heavy)]
+    chosen = [s for d in deploy.devices(config.device)
+              for s in deploy.settings_for(d, heavy, inductor=params.get("inductor_settings", True))]
     tests = params.get("test_images") or 10_000
     images = deploy.planned_images(chosen, tests, blocks, calls, params["throughput_batches"],
                                    cpp.planned_calls(chosen, blocks, calls))
-    compiles = sum(s.heavy for s in chosen) + int(not cpp.built())  # the C++ program's first build: a compilation
+    compiles = sum(s.compiles for s in chosen) + int(not cpp.built())  # the C++ program's first build: a compilation
     steps = (len(chosen) * images + deploy.BN_IMAGES + tests) / 3 / config.batch_size
     return Runs(extra=Work(steps=steps, runs=len(chosen), compiles=compiles))
 
@@ -58,45 +58,35 @@ def measure(config: Config, params: dict, out, report) -> list[dict]:
     model = deploy.estimate_batch_norm(model, train)  # C2's file is left as it is
     rows.extend([rows.row("model", text=source), rows.row("dataset", text=config.dataset),
                  rows.row("test_images", len(ys), "images"), rows.row("bn_images", len(train), "images"),
-                 rows.row("largest_logit_as_saved", saved, "logit")])
-    note = functools.partial(progress.note, ID)
-    for device in deploy.devices(config.device):
-        timed = deploy.measure(rows.scoped(device=device), model, (xs, ys), Path(out) / device,
-                               params.get("compile_settings", True), params["latency_blocks"], params["latency_calls"],
-                               params["throughput_batches"], note=note)
-        cpp.measure(rows.scoped(device=device), [c for n, c in timed.items() if n in cpp.ARTIFACTS], xs[:1].clone(),
-                    params["latency_calls"], cpp.blocks(params["latency_blocks"]), note=note)
+                 rows.row("largest_logit_as_saved", saved, "logit"),
+                 rows.row("calibration_images", deploy.CALIBRATION, "images")])
+    heavy, inductor = params.get("compile_settings", True), params.get("inductor_settings", True)
+    devices = deploy.devices(config.device)
+    phases = sum(3 * len(deploy.settings_for(d, heavy, inductor=inductor)) + len(deploy.thread_counts()) + 1
+                 for d in devices)
+    with progress.bar(ID, phases) as bar:
+        note = functools.partial(say_progress, bar)
+        for device in devices:
+            timed = deploy.measure(rows.scoped(device=device), model, (xs, ys), Path(out) / device, heavy,
+                                   params["latency_blocks"], params["latency_calls"], params["throughput_batches"],
+                                   note=note, calibration=train[:deploy.CALIBRATION], inductor=inductor)
+            cpp.measure(rows.scoped(device=device), [c for n, c in timed.items() if n in cpp.ARTIFACTS],
+                        xs[:1].clone(), params["latency_calls"], cpp.blocks(params["latency_blocks"]), note=note)
+        if bar is not None:  # fewer phases than planned where a setting failed: the bar ends full
+            bar.total = bar.n
+            bar.refresh()
     return []
 
 
+def say_progress(bar, line: str) -> None:
+    """A phase of C10's work named to the report runner (progress.note) and, in a notebook, a step of its bar."""
+    progress.note(ID, line)
+    if bar is not None:
+        bar.update(1)
+        bar.set_postfix_str(line)
+
+
 # --- the section ---------------------------------------------------------------------------------------------
-
-def ms(value) -> float | None:
-    return None if value is None or pd.isna(value) else 1000 * value
-
-
-def latency_columns(t) -> dict:  # a latency table's (or row's) columns, by their rows' metrics
-    return {metric: t[k] for k, metric in deploy.LATENCY.items()}
-
-
-def conversions_table(dev: pd.DataFrame) -> pd.DataFrame:
-    t, eager = deploy.settings_of(dev), [s.name for s in deploy.SETTINGS if s.how == "eager"]
-    note = t["reason"].where(t["status"] != "ok", t["note"]).fillna("")  # a failed conversion's reason
-    return pd.DataFrame({"status": t["status"], "convert_s": t["convert_s"].mask(t.index.isin(eager)),
-                         "file_bytes": t["file_bytes"], "file_load_s": t["load_s"], "first_call_s": t["first_call_s"],
-                         "batch_sizes": t["batch_sizes"], "note": note})
-
-
-def accuracy_table(dev: pd.DataFrame) -> pd.DataFrame:
-    """Per setting: top-1 and its interval, the share of top-1 predictions equal to eager's, and its logits against
-    eager's: the largest |diff|, the bound on each logit's, the largest share of its bound a logit used."""
-    t = deploy.settings_of(dev).dropna(subset=["top1"])
-    return pd.DataFrame({"precision": t["precision"], "test top1": t["top1"], "top1_interval": [
-        f"{100 * lo:.1f}–{100 * hi:.1f} %" for lo, hi in zip(t["top1_low"], t["top1_high"])],
-        **t[["same_prediction", "max_abs_diff"]],
-        "bound": [deploy.bound(a, r) if pd.notna(a) else None for a, r in zip(t["atol"], t["rtol"])],
-        "worst_of_bound": t["worst_of_bound"], "within_tolerance": t["within_tolerance"].map({1: "yes", 0: "NO"})})
-
 
 def model_line(rows: pd.DataFrame) -> str:
     """Which model, its batch-norm statistics and the scale of its logits, the test images."""
@@ -106,7 +96,9 @@ def model_line(rows: pd.DataFrame) -> str:
         line += (f", its batch-norm statistics re-estimated over {value('bn_images'):,.0f} training images before "
                  f"conversion (eager's largest |logit| on the test images: {saved} as saved, "
                  f"{stats.sig(value('largest_logit', setting=BASELINE, device='cpu'))} after)")
-    return line + f"; {value('test_images'):,.0f} test images of {value('dataset')} data."
+    calibration = value("calibration_images")
+    int8 = f"; int8 calibrated on {calibration:,.0f} training images" if calibration else ""
+    return line + f"; {value('test_images'):,.0f} test images of {value('dataset')} data{int8}."
 
 
 def latency_table(dev: pd.DataFrame, family: dict, peaks: dict | None = None) -> pd.DataFrame:
@@ -117,21 +109,6 @@ def latency_table(dev: pd.DataFrame, family: dict, peaks: dict | None = None) ->
         table["p50_of_peak"] = [peak_share(step_flops(1, train=False), p50, precision, peaks, short=True)
                                 for (_, _, precision), p50 in t["p50"].items()]
     return table.droplevel("precision")
-
-
-def cpp_table(dev: pd.DataFrame, family: dict) -> pd.DataFrame:
-    t, rows = deploy.latency_of(dev, cpp_side=True, family=family), []
-    for name, a in deploy.artifacts_of(dev).iterrows():
-        if pd.notna(a["reason"]):
-            rows.append({"artifact": name, "status": a["reason"]})
-            continue
-        cxx = t.loc[(name, "C++")]
-        speed = (stats.factor(cxx["factor"]) if pd.notna(cxx["factor"]) else "") + f" ({cxx['claim'].verdict})"
-        rows += [{"artifact": name, "from": side, **latency_columns(t.loc[(name, side)]),
-                  "cpp_vs_python": speed if first else "", "logits_tolerance": a["tolerance"] if first else "",
-                  "status": "ok"}
-                 for side, first in (("C++", True), ("Python", False))]
-    return pd.DataFrame(rows).set_index(["artifact", "from"]) if rows else pd.DataFrame()
 
 
 def explain_latency(family: dict) -> stats.Said:
@@ -167,13 +144,22 @@ def section(records, results_dir=None, figures_dir=None) -> None:
         family, cpp_family = decided.get(device, ({}, {}))
         value, left_out = functools.partial(results.value, dev), list(dev.loc[dev["metric"] == "left_out", "setting"])
         display.show(display.markdown(f"### {device}: {value('device_name')}"), style(conversions_table(dev)), *(
-            [display.markdown(f"*Left out by this profile (compile_settings: false; each compiles with inductor, tens "
-                              f"of seconds here): {', '.join(left_out)}.*")] if left_out else []))
-        bad = [n for n, within in deploy.settings_of(dev)["within_tolerance"].items() if within == 0]
+            [display.markdown(f"*Left out by this profile (compile_settings: false; AOTInductor's packages and "
+                              f"torch.compile's default modes, tens of seconds each here): {', '.join(left_out)}.*")]
+             if left_out else []))
+        t = deploy.settings_of(dev)
+        bad, fp32 = list(t.index[t["within_tolerance"] == 0]), list(t.index[t["ran_as_said"] == 0])
         display.show(display.markdown(f"**The graphs** (each written beside this report: `{ID}/{device}/*.graph.txt`"
                                       " and `*.code.txt`), nodes by kind:"),
                      style(deploy.nodes_table(deploy.graphs_of(dev))),
                      *map(display.markdown, deploy.graph_changes(deploy.graphs_of(dev))),
+                     *([display.markdown("**What runs**, counted: the convolution calls in the code inductor "
+                                         "generated for the first call (qconv: oneDNN's quantized int8 ones; the code "
+                                         f"beside this report: `{ID}/{device}/*.inductor.py.txt`), the convolution "
+                                         "weights by dtype (eager's parameters, the frozen graphs' constants):"),
+                        style(kernels)] if len(kernels := deploy.kernels_table(dev)) else []), *(
+                         [display.html(f"<p style='color:#c0392b;font-weight:bold'>Ran in fp32, never timed or named "
+                                       f"faster: {', '.join(fp32)}.</p>")] if fp32 else []),
                      display.markdown(f"**Accuracy** on the same {images:,} test images, against eager's logits "
                                       "logit by logit: each |logit − eager logit| within its precision's bound, "
                                       "atol + rtol·|eager logit|; the worst logit's |diff| as a share of its bound "
@@ -211,16 +197,6 @@ def latency_answer(dev: pd.DataFrame, family: dict, best) -> str:
     return answer + (f"; TorchScript against eager: {ts}" if ts else "")
 
 
-def undecided(claims: list, noun: str) -> str:
-    """Claims the rule left open: one by its verdict line, several by their answers and the range of what they could
-    have seen (stats.verdict_line's figure)."""
-    if len(claims) == 1:
-        return stats.verdict_line(claims[0])
-    seen = [f[1] for c in claims if (f := c.figures()) and math.isfinite(f[1])]
-    could = f", could have seen {' to '.join(dict.fromkeys(map(percent, (min(seen), max(seen)))))}" if seen else ""
-    return f"{'; '.join(dict.fromkeys(c.answer() for c in claims))} ({stats.plural(len(claims), noun)}{could})"
-
-
 def findings(records, results_dir=None) -> list[display.Finding]:
     rows = results.read(results_dir, part=ID)
     device, dev = next(iter(deploy.by_device(rows).items()))
@@ -243,21 +219,6 @@ def findings(records, results_dir=None) -> list[display.Finding]:
             display.Finding("C10.4", QUESTIONS[3][1], f"batch 1, {device}: {latency_answer(dev, family, best)}",
                             stats.evidence_line(best) if best else f"{len(family)} claims, one family", ID),
             cpp_finding(dev, cpp_family)]
-
-
-def agreement_answer(acc: pd.DataFrame) -> str:
-    """C10.3's agreement in a line: the settings outside their bound, or the worst logit's share of its bound; the
-    share of images whose top-1 is eager's."""
-    if not len(acc):
-        return "no conversion to compare"
-    outside = acc.index[acc["within_tolerance"] == 0]
-    worst = acc["worst_of_bound"].dropna()
-    logits = (f"OUTSIDE its bound: {', '.join(outside)}" if len(outside) else
-              f"every conversion's logits within their bound, the worst at {stats.sig(worst.max())} of it "
-              f"({worst.idxmax()})" if len(worst) else "every conversion within its bound")
-    same, fewest = acc["same_prediction"].min(), acc["same_prediction"].idxmin()
-    return logits + ("; top-1 the same as eager's on every image" if same == 1 else
-                     f"; top-1 the same as eager's on {same:.1%} of images in {fewest}, the fewest")
 
 
 def cpp_finding(dev: pd.DataFrame, family: dict) -> display.Finding:
@@ -286,5 +247,5 @@ def verdicts(records, results_dir) -> dict:
 
 
 PART = Part(ID, "C10 — The trained model deployed", QUESTIONS,
-            (*COMMON, "compile_settings", "test_images", "latency_blocks", "latency_calls", "throughput_batches"), runs,
-            section, findings, measure=measure, verdicts=verdicts)
+            (*COMMON, "compile_settings", "inductor_settings", "test_images", "latency_blocks", "latency_calls",
+             "throughput_batches"), runs, section, findings, measure=measure, verdicts=verdicts)
