@@ -86,8 +86,6 @@ def say_progress(bar, line: str) -> None:
         bar.set_postfix_str(line)
 
 
-# --- the section ---------------------------------------------------------------------------------------------
-
 def model_line(rows: pd.DataFrame) -> str:
     """Which model, its batch-norm statistics and the scale of its logits, the test images."""
     value = functools.partial(results.value, rows)
