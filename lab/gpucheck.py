@@ -248,7 +248,8 @@ def run_c8(work: Path, sizes: Sizes) -> None:
 def run_c10(work: Path, sizes: Sizes) -> None:
     """C10 on this node's devices, with 1,000 batch-1 calls per setting on the GPU (20 blocks of 50)."""
     gpu = sizes.device == "cuda"
-    run_part(c10_deploy, work, sizes, {"compile_settings": sizes.compiled, "test_images": 1000 if gpu else 16,
+    run_part(c10_deploy, work, sizes, {"compile_settings": sizes.compiled, "inductor_settings": sizes.compiled,
+                                       "test_images": 1000 if gpu else 16,
                                        "latency_blocks": 20 if gpu else 2, "latency_calls": 50 if gpu else 2,
                                        "throughput_batches": [1, 32, 128, 256] if gpu else [1]})
 
