@@ -110,13 +110,13 @@ def decide(part: Part, results_dir, more=None, budget_s: float = 0.0, target: fl
         return {}
     look, spent = 1, 0.0
     while True:
-        token = stats.LOOK.set(look)
+        records, token = load(results_dir, experiment=part.id), stats.LOOK.set(look)
         try:
-            found = part.verdicts(load(results_dir, experiment=part.id), results_dir)
+            found = part.verdicts(records, results_dir)
         finally:
             stats.LOOK.reset(token)
         still = [k for k, c in found.items() if is_open(c, target)]
-        round_s = round_seconds(load(results_dir, experiment=part.id), {str(n) for k in still for n in k[:2]})
+        round_s = round_seconds(records, {str(n) for k in still for n in k[:2]})
         for k in still:
             found[k].round_s = round_s
         rounds = min(max(c.n for c in found.values()) if found else 0,

@@ -92,7 +92,7 @@ def measure(config: Config, params: dict, out, report) -> list[dict]:
 
 
 def launch(n: int, c: Config, out) -> list[dict]:
-    """One launch through `python -m lab train --nproc-per-node N`: its records."""
+    """One launch through `python -m lab train --nproc-per-node N`; the records of its setting (every launch of it)."""
     print(f"C9: {c.tag}, batch {c.batch_size} per process", file=sys.stderr)
     progress.note(c.experiment, f"launching {c.tag}")
     cmd = [sys.executable, "-m", "lab", "train", "--nproc-per-node", str(n), *to_argv(c), "--no-progress",
