@@ -3,6 +3,7 @@ compile for tens of seconds on 2 cores) and checked against eager; graphs are co
 checked with fake clocks only (no test depends on speed or machine load)."""
 import copy
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -10,14 +11,15 @@ import torch
 from conftest import model_with_statistics
 from test_deploy_parts import coherent_model
 
-from lab.engine import deploy
+from lab.engine import cpp, deploy
 from lab.engine.model import count_conv_layers, resnet18
 
 TORCHSCRIPT = ("TorchScript scripted", "TorchScript traced", "TorchScript frozen")
 # issue 37's deploy paths: converted on a small model here (small_deployed), on the ResNet-18 in the tiny report alone
 NEW = ("eager bf16 weights", "TorchScript frozen bf16 weights", "Inductor frozen fp32", "Inductor frozen bf16 weights",
-       "int8 PT2E (torchao)", "ONNX Runtime fp32")
+       "int8 PT2E (torchao)", "ONNX Runtime fp32", "AOTInductor frozen bf16 weights", "AOTInductor int8")
 RESNET = [s.name for s in deploy.settings_for("cpu") if s.name not in NEW]
+AOTI = "AOTInductor frozen fp32"
 
 
 @pytest.fixture(scope="session")
@@ -50,13 +52,13 @@ def test_every_conversion_agrees_with_eager_within_its_tolerance(deployed, one_t
         row = deploy.agreement(eager, logits, labels[:4])
         assert 0 <= row["top1_low"] <= row["top1"] <= row["top1_high"] <= 1 and 0 <= row["same_prediction"] <= 1
         assert math.isfinite(row["max_abs_diff"]) and c.convert_s > 0 and c.first_call_s > 0
-        if name in TORCHSCRIPT or name == "AOTInductor":
+        if name in TORCHSCRIPT or name == AOTI:
             assert Path(c.file).is_file() and c.file_bytes == Path(c.file).stat().st_size > 1_000_000
             assert Path(c.file).parent == out and c.load_s > 0
         else:
             assert c.file is None and c.load_s is None
     assert converted["eager bf16 autocast"].precision == "bf16" and converted["TorchScript frozen"].precision == "fp32"
-    aoti = converted["AOTInductor"]
+    aoti = converted[AOTI]
     assert aoti.batch == "dynamic 1-16"  # one package, built at batch 2, runs other batch sizes
     with torch.inference_mode():
         for batch in (1, 3):
@@ -74,7 +76,7 @@ def test_export_falls_back_to_a_static_batch(monkeypatch, one_thread):
         return export(model, args)
 
     monkeypatch.setattr(torch.export, "export", no_dynamic_batch)
-    result = deploy.Converted("AOTInductor")
+    result = deploy.Converted(AOTI)
     program = deploy._export(resnet18().eval(), torch.randn(2, 3, 32, 32), 16, result)
     assert result.batch == "static 2"
     assert result.note == "dynamic batch failed: ValueError: Constraints violated (batch)"
@@ -94,9 +96,9 @@ def test_graphs_are_counted_and_their_differences_derived(deployed):
     assert f"folded into the convolutions: {convs} batch_norm nodes -> 0" in changes and "prim::GetAttr" in changes
     assert "prim::If" not in traced and scripted["prim::If"] > 0  # tracing ran the Python; scripting kept its ifs
     assert "scripted keeps control flow" in " | ".join(deploy.describe_changes(scripted, traced, "scripted", "traced"))
-    exported = converted["AOTInductor"].graphs["exported"]
+    exported = converted[AOTI].graphs["exported"]
     assert exported["aten.conv2d.default"] == convs and exported["placeholder"] > 1
-    for name in ("torchscript-scripted", "torchscript-traced", "torchscript-frozen", "aotinductor"):
+    for name in ("torchscript-scripted", "torchscript-traced", "torchscript-frozen", "aotinductor-frozen-fp32"):
         assert (out / f"{name}.graph.txt").stat().st_size > 0 and (out / f"{name}.code.txt").stat().st_size > 0
 
 
@@ -106,15 +108,15 @@ def test_a_failing_conversion_is_a_row_with_its_reason(monkeypatch, tmp_path, on
 
     monkeypatch.setattr(torch.jit, "trace", broken_trace)
     monkeypatch.setattr(deploy, "c_compiler", lambda: None)
-    wanted = ["eager fp32", "TorchScript traced", "TorchScript scripted", "AOTInductor"]
+    wanted = ["eager fp32", "TorchScript traced", "TorchScript scripted", AOTI]
     rows = deploy.convert_all(resnet18(), deploy.settings_for("cpu", names=wanted), torch.randn(2, 3, 32, 32),
                               tmp_path, "cpu")
     assert rows["TorchScript traced"].status == "failed" and rows["TorchScript traced"].fn is None
     assert rows["TorchScript traced"].reason == "RuntimeError: tracer broke"
-    assert rows["AOTInductor"].status == "failed" and "no C++ compiler" in rows["AOTInductor"].reason
+    assert rows[AOTI].status == "failed" and "no C++ compiler" in rows[AOTI].reason
     assert rows["eager fp32"].status == rows["TorchScript scripted"].status == "ok"
     assert rows["TorchScript scripted"].fn(torch.randn(1, 3, 32, 32)).shape == (1, 10)
-    assert "fn" not in rows["AOTInductor"].row() and rows["AOTInductor"].row()["status"] == "failed"
+    assert "fn" not in rows[AOTI].row() and rows[AOTI].row()["status"] == "failed"
 
 
 def fake_clock(durations):
@@ -253,7 +255,8 @@ def test_the_new_settings_agree_run_what_they_say_and_take_any_batch(small_deplo
     precision = {name: c.precision for name, c in converted.items()}
     assert precision == {deploy.BASELINE: "fp32", "eager bf16 weights": "bf16", "TorchScript frozen bf16 weights":
                          "bf16", "Inductor frozen fp32": "fp32", "Inductor frozen bf16 weights": "bf16",
-                         "int8 PT2E (torchao)": "int8", "ONNX Runtime fp32": "fp32"}
+                         "int8 PT2E (torchao)": "int8", "ONNX Runtime fp32": "fp32",
+                         "AOTInductor frozen bf16 weights": "bf16", "AOTInductor int8": "int8"}
     for name, c in converted.items():
         assert c.status == "ok" and c.ran_as_said, (name, c.reason, c.note)
         logits, _ = deploy.evaluate(c.fn, (images, torch.zeros(64)), 64, "cpu")
@@ -269,11 +272,36 @@ def test_the_new_settings_agree_run_what_they_say_and_take_any_batch(small_deplo
     assert converted["Inductor frozen fp32"].kernels == {"qconv": 0, "conv": 2, "conv weights fp32": 2}
     assert converted["eager bf16 weights"].kernels == converted["TorchScript frozen bf16 weights"].kernels == {
         "conv weights bf16": 2}
+    # the packages, counted in their C++ wrapper (what the .so that is loaded and timed calls), fp32 in and out
+    packaged = {k: converted[f"AOTInductor {k}"] for k in ("int8", "frozen bf16 weights")}
+    assert (packaged["int8"].kernels["qconv"], packaged["int8"].kernels["conv"]) == (2, 0), packaged["int8"].kernels
+    bf16_package = packaged["frozen bf16 weights"].kernels
+    assert (bf16_package["conv"], bf16_package["conv weights bf16"]) == (2, 2)
+    assert "conv weights fp32" not in bf16_package
+    assert all(Path(c.file).with_suffix(".wrapper.cpp.txt").is_file() for c in packaged.values())
     assert converted["int8 PT2E (torchao)"].graphs["int8 (PT2E)"]["quantized_decomposed.quantize_per_tensor.default"]
     assert converted["int8 PT2E (torchao)"].batch.startswith("dynamic")
     onnx = converted["ONNX Runtime fp32"]
     assert Path(onnx.file).parent == out and onnx.file.endswith(".onnx") and onnx.file_bytes > 10_000
     assert onnx.note == "exported with torch.onnx.export(dynamo=True)" and onnx.load_s > 0
+
+
+def test_cpp_loads_the_fastest_package_and_computes_what_python_does(small_deployed, one_thread):
+    """C10.5's choice: TorchScript scripted's file and the AOTInductor package fastest in Python; the int8 and
+    bf16 packages take fp32 in and give fp32 out (deploy.Served), so the C++ program runs them as they are."""
+    converted = small_deployed[2]
+    latency = {"AOTInductor int8": 0.002, "AOTInductor frozen bf16 weights": 0.003, deploy.BASELINE: 0.001}
+    timed = {n: replace(converted[n], latency_s=v) for n, v in latency.items()}
+    scripted = deploy.Converted(cpp.SCRIPTED, file="/x/torchscript-scripted.pt", latency_s=0.005)
+    assert [c.name for c in cpp.chosen({**timed, cpp.SCRIPTED: scripted})] == [cpp.SCRIPTED, "AOTInductor int8"]
+    assert [cpp.kind_of(c) for c in (scripted, timed["AOTInductor int8"], timed[deploy.BASELINE])] == [
+        "torchscript", "aoti", None]
+    built, x = cpp.build(), torch.randn(1, 3, 32, 32)
+    assert built.binary is not None, built.reason
+    for name in ("AOTInductor int8", "AOTInductor frozen bf16 weights"):
+        _, logits = cpp.run(built.binary, "aoti", converted[name].file, x, threads=1, warmup=1, calls=2)
+        with torch.inference_mode():
+            assert torch.equal(logits, converted[name].fn(x)), name
 
 
 def test_onnx_runtime_computes_on_the_thread_count_torch_is_set_to(small_deployed):
@@ -284,11 +312,14 @@ def test_onnx_runtime_computes_on_the_thread_count_torch_is_set_to(small_deploye
     assert {n: s.get_session_options().intra_op_num_threads for n, s in onnx.sessions.items()} == {1: 1, 2: 2}
 
 
-def test_int8_compiled_without_freezing_runs_in_fp32_and_is_flagged_never_timed(tmp_path, monkeypatch, one_thread):
+@pytest.mark.parametrize("how", ["compile", "aoti"])
+def test_int8_compiled_without_freezing_runs_in_fp32_and_is_flagged_never_timed(how, tmp_path, monkeypatch,
+                                                                                one_thread):
     """The known trap (pytorch/ao#4566): without inductor's freezing, the quantized model's convolutions run as fp32
-    ones on dequantized weights. Counted, flagged, never timed."""
+    ones on dequantized weights, in torch.compile's code and in an AOTInductor package alike. Counted, flagged,
+    never timed."""
     model, images = small_model()
-    trap = deploy.Setting("int8 without freezing", "int8", devices=("cpu",))
+    trap = deploy.Setting("int8 without freezing", how, devices=("cpu",), weights="int8")
     monkeypatch.setattr(deploy, "SETTINGS", [deploy.SETTINGS[0], trap])
     rows = deploy.results.Rows(tmp_path, "C10_deploy").start()
     timed = deploy.measure(rows.scoped(device="cpu"), model, (images[:8], torch.zeros(8, dtype=torch.long)),
@@ -306,7 +337,7 @@ def test_int8_bound_passes_correct_conversions_and_fails_broken_ones(tmp_path, o
     """The int8 bound: the small model's correct conversion inside (test above), and the coherent model's (logits to
     300) 2x inside; the coherent model with its convolution's weights 10 % off, or the small one calibrated on images
     100x too wide (its activations coarsely quantized), outside."""
-    int8 = next(s for s in deploy.SETTINGS if s.how == "int8")
+    int8 = next(s for s in deploy.SETTINGS if s.weights == "int8" and s.how == "compile")
 
     def worst(model, images, reference, calibration):
         c = deploy.convert(model, int8, images[:2], tmp_path, "cpu", calibration=calibration)

@@ -198,14 +198,19 @@ def test_c11_sets_every_step_against_the_peak_of_its_precision(tmp_path):
     rows = results.Rows(tmp_path, c10_deploy.ID, device="cpu")
     rows.extend([rows.row("latency_p50_s", 0.0185, "s", setting="eager bf16 autocast", threads=1, precision="bf16"),
                  rows.row("latency_p50_s", 0.008, "s", setting="TorchScript scripted", threads=2, precision="fp32",
-                          side="C++", artifact="TorchScript scripted")])
-    peaks = {"fp32": 0.2, "bf16": 0.4, "copy_GBs": 30.0, "triad_GBs": 30.0}
+                          side="C++", artifact="TorchScript scripted"),
+                 rows.row("latency_p50_s", 0.002, "s", setting="int8 PT2E (torchao)", threads=2, precision="int8")])
+    peaks = {"fp32": 0.2, "bf16": 0.4, "int8": 6.0, "copy_GBs": 30.0, "triad_GBs": 30.0}
     table = c11_limits.achieved_table(tmp_path, peaks, "cpu")
     c10 = table.loc[c10_deploy.ID]
-    assert list(c10.index) == ["eager bf16 autocast, batch 1, 1 thread, p50"]
+    assert list(c10.index) == ["eager bf16 autocast, batch 1, 1 thread, p50",
+                               "int8 PT2E (torchao), batch 1, 2 threads, p50"]
+    int8 = c10.loc["int8 PT2E (torchao), batch 1, 2 threads, p50"]
+    assert int8["rate_unit"] == "TOPS" and int8["share_of_peak"] == f"{int8['rate'] / 6.0:.0%}"
     bf16 = c10.loc["eager bf16 autocast, batch 1, 1 thread, p50"]
-    assert bf16["precision"] == "bf16" and bf16["tflops"] == pytest.approx(bf16["flops"] / bf16["measured_s"] / 1e12)
-    share = bf16["tflops"] / 0.4
+    assert bf16["precision"] == "bf16" and bf16["rate"] == pytest.approx(bf16["flops"] / bf16["measured_s"] / 1e12)
+    assert bf16["rate_unit"] == "TFLOP/s"
+    share = bf16["rate"] / 0.4
     assert bf16["share_of_peak"] == f"{share:.0%}" and bf16["at_peak_s"] == pytest.approx(bf16["flops"] / 4e11)
     assert "C2_timing" in table.index.get_level_values(0)
 

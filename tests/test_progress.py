@@ -37,6 +37,22 @@ def test_a_notebook_gets_a_bar_unless_the_runner_shows_progress(tmp_path, monkey
         assert bar is None
 
 
+def test_a_part_of_phases_moves_its_bar_names_each_phase_and_ends_full(tmp_path, monkeypatch):
+    """C10's bar: a phase is a step of the bar and a note to the runner; fewer phases than planned (a failed
+    setting) end the bar full, not stuck short."""
+    monkeypatch.delenv(progress.ENV, raising=False)
+    with progress.bar("C10_deploy", 5, unit="phase") as bar:
+        progress.phase("C10_deploy", "cpu: converting int8")
+        progress.phase("C10_deploy", "cpu: batch-1 latency")
+        assert (bar.n, bar.postfix) == (2, "cpu: batch-1 latency")
+    assert (bar.n, bar.total) == (2, 2)
+    path = tmp_path / "p.jsonl"
+    monkeypatch.setenv(progress.ENV, str(path))
+    progress.phase("C10_deploy", "cpu: the same files from C++")
+    line = json.loads(path.read_text().splitlines()[-1])
+    assert (line["part"], line["note"]) == ("C10_deploy", "cpu: the same files from C++")
+
+
 def test_calibration_measures_the_step_and_the_runs_overhead():
     records = [{"run_id": "a", "status": "ok", "warmup": e == 1, "total_s": t, "images": 256, "batch_size": 128}
                for e, t in ((1, 14.0), (2, 9.0), (3, 11.0))]

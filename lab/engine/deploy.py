@@ -9,6 +9,7 @@ import re
 import statistics
 import sys
 import warnings
+import zipfile
 from collections import Counter
 from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
@@ -34,19 +35,19 @@ from .resolve import compute_precision, device_type
 @dataclass(frozen=True)
 class Setting:
     name: str
-    how: str = "eager"  # eager | script | trace | freeze | aoti | compile | int8 | onnx
+    how: str = "eager"  # eager | script | trace | freeze | aoti | compile | onnx
     amp: str = "off"  # "bf16": autocast around the call
     channels_last: bool = False
     mode: str | None = None  # torch.compile's mode (None: default)
     devices: tuple = ("cpu", "cuda")
     heavy: bool = False  # compiles with inductor (tens of seconds on 2 cores): a quick profile leaves it out
-    weights: str = "fp32"  # "bf16": the weights converted once (model.to(torch.bfloat16)), the input cast per call
-    freezing: bool = False  # inductor's freezing (weights folded and prepacked as constants): compile and int8
+    weights: str = "fp32"  # "bf16": converted once (model.to(torch.bfloat16)), the input cast per call; "int8": PT2E
+    freezing: bool = False  # inductor's freezing (weights folded and prepacked as constants): compile and aoti
 
     @property
     def compiles(self) -> bool:
         """Builds kernels with inductor (a C++ compiler needed, seconds to minutes here)."""
-        return self.how in ("aoti", "compile", "int8")
+        return self.how in ("aoti", "compile")
 
 
 BASELINE = "eager fp32"
@@ -55,7 +56,7 @@ SETTINGS = [
     Setting("TorchScript scripted", "script"),
     Setting("TorchScript traced", "trace"),
     Setting("TorchScript frozen", "freeze"),
-    Setting("AOTInductor", "aoti", heavy=True),
+    Setting("AOTInductor frozen fp32", "aoti", heavy=True, freezing=True),
     Setting("torch.compile", "compile", heavy=True),
     Setting("eager bf16 autocast", amp="bf16"),
     Setting("eager channels_last", channels_last=True),
@@ -65,8 +66,10 @@ SETTINGS = [
     Setting("TorchScript frozen bf16 weights", "freeze", channels_last=True, weights="bf16"),
     Setting("Inductor frozen fp32", "compile", freezing=True),
     Setting("Inductor frozen bf16 weights", "compile", channels_last=True, weights="bf16", freezing=True),
-    Setting("int8 PT2E (torchao)", "int8", devices=("cpu",), freezing=True),
+    Setting("int8 PT2E (torchao)", "compile", devices=("cpu",), weights="int8", freezing=True),
     Setting("ONNX Runtime fp32", "onnx"),
+    Setting("AOTInductor frozen bf16 weights", "aoti", channels_last=True, heavy=True, weights="bf16", freezing=True),
+    Setting("AOTInductor int8", "aoti", devices=("cpu",), heavy=True, weights="int8", freezing=True),
 ]
 CALIBRATION = 64  # training images int8's activation ranges are observed on (docs/measuring.md)
 
@@ -115,6 +118,7 @@ class Converted:
     graphs: dict = field(default_factory=dict, repr=False)  # label -> graph_summary
     kernels: dict = field(default_factory=dict, repr=False)  # what runs, counted (kernel_counts, weight_counts)
     ran_as_said: bool = True  # False: an int8 or bf16-weights setting whose timed artifact computes in fp32
+    latency_s: float | None = None  # batch 1, all threads: the median of its blocks' medians (measure sets it)
 
     def row(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("fn", "graphs", "kernels")}
@@ -155,12 +159,27 @@ def _write_graph(base: Path, graph, code: str) -> dict:
     return graph_summary(graph)
 
 
+class Served(torch.nn.Module):
+    """What an AOTInductor package holds: the model and its input's casts (channels_last, bf16), its output as fp32,
+    so that a package is called the same way from Python and from C++ (fp32 NCHW in, fp32 logits out)."""
+
+    def __init__(self, model: torch.nn.Module, setting: Setting):
+        super().__init__()
+        self.model, self.channels_last, self.bf16 = model, setting.channels_last, setting.weights == "bf16"
+
+    def forward(self, x):
+        x = x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+        return self.model(x.to(torch.bfloat16) if self.bf16 else x).float()
+
+
 def _build(model, setting: Setting, example, base: Path, result: Converted, max_batch: int, device, calibration):
-    """The converted module (AOTInductor's and ONNX's: None, their file is result.file)."""
+    """The converted module (AOTInductor's and ONNX's: None, their file is result.file). Freezing needs no_grad
+    (compile_fx freezes only then): `convert` builds under it."""
     if setting.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if setting.weights == "bf16":
-        model, example = model.to(torch.bfloat16), example.to(torch.bfloat16)
+        model = model.to(torch.bfloat16)
+        example = example if setting.how == "aoti" else example.to(torch.bfloat16)
     if setting.how == "eager":
         result.kernels = weight_counts(model.parameters())
         return model
@@ -170,20 +189,30 @@ def _build(model, setting: Setting, example, base: Path, result: Converted, max_
     if setting.how == "onnx":
         result.file, result.note = str(base.with_suffix(".onnx")), _export_onnx(model, example, str(base) + ".onnx")
         return None
-    if setting.how in ("aoti", "int8"):
-        program = _export(model, example, max_batch, result)
-        if setting.how == "aoti":
-            result.graphs["exported"] = _write_graph(base, program.graph, program.graph_module.code)
-            result.file = torch._inductor.aoti_compile_and_package(program, package_path=str(base) + ".pt2")
-            return None
-        model = quantize(program.module(), calibration)
+    if setting.weights == "int8":
+        model = quantize(_export(model, example, max_batch, result).module(), calibration)
         result.graphs["int8 (PT2E)"] = _write_graph(base, model.graph, model.code)
+    if setting.how == "aoti":
+        program = _export(Served(model, setting), example, max_batch, result)
+        result.graphs["exported"] = _write_graph(base, program.graph, program.graph_module.code)
+        result.file = torch._inductor.aoti_compile_and_package(program, package_path=str(base) + ".pt2",
+                                                               inductor_configs={"freezing": setting.freezing})
+        code = package_code(result.file)  # the code counted is the code loaded and timed
+        base.with_suffix(".wrapper.cpp.txt").write_text(code)
+        result.kernels = kernel_counts(code)
+        return None
     module = _wrap(torch.compile(model, mode=setting.mode), setting, device)  # compile: its first call converts
     with torch.inference_mode():  # at batch 1, the latency's: the code counted is the code timed
         code = "\n".join(run_and_get_code(module, example[:1])[1])
     base.with_suffix(".inductor.py.txt").write_text(code)
     result.kernels = kernel_counts(code)
     return module
+
+
+def package_code(path) -> str:
+    """The C++ wrapper AOTInductor generated into a package (the calls its model .so makes, its constants)."""
+    with zipfile.ZipFile(path) as package:
+        return "\n".join(package.read(n).decode() for n in package.namelist() if n.endswith(".wrapper.cpp"))
 
 
 def quantize(module: torch.fx.GraphModule, calibration: torch.Tensor) -> torch.fx.GraphModule:
@@ -240,15 +269,22 @@ class OnnxRuntime:
 
 
 CONV = re.compile(r"(torch\.ops\.onednn\.qconv\w*|torch\.ops\.mkldnn\._convolution\w*|extern_kernels\.convolution|"
-                  r"torch\.ops\.aten\.convolution)(?:\.\w+)?\(")  # a call (in-place ones too), not a comment
+                  r"torch\.ops\.aten\.convolution|aoti_torch_cpu_(?:_qconv|mkldnn__convolution|convolution)\w*)"
+                  r"(?:\.\w+)?\(")  # a call (in-place ones too), not a comment; the last: AOTInductor's C++ shims
 CONSTANT = re.compile(r"^_frozen_param\d+ = None  # device\(type='\w+'\) torch\.(\w+) \((?:\d+, ){3}\d+\)", re.M)
+PACKAGED = re.compile(r"constants_info_\[(\d+)\]\.(dtype|shape) = (?:cached_torch_dtype_)?([^;]*);")  # AOTInductor's
 
 
 def kernel_counts(code: str) -> dict[str, int]:
-    """In the code inductor generated: the convolution calls, quantized (onednn qconv) or not, and the 4-d frozen
-    constants (the convolutions' weights) by dtype: "qconv", "conv", "conv weights <dtype>"."""
-    calls = Counter("qconv" if ".qconv" in op else "conv" for op in CONV.findall(code))
-    weights = Counter(f"conv weights {DTYPES.get(d, d)}" for d in CONSTANT.findall(code))
+    """In the code inductor generated (torch.compile's Python, AOTInductor's C++ wrapper): the convolution calls,
+    quantized (onednn qconv) or not, and the 4-d frozen constants (the convolutions' weights) by dtype: "qconv",
+    "conv", "conv weights <dtype>"."""
+    calls = Counter("qconv" if "qconv" in op else "conv" for op in CONV.findall(code))
+    packaged = {}
+    for i, what, value in PACKAGED.findall(code):
+        packaged.setdefault(i, {})[what] = value
+    dtypes = CONSTANT.findall(code) + [c.get("dtype") for c in packaged.values() if c.get("shape", "").count(",") == 3]
+    weights = Counter(f"conv weights {DTYPES.get(d, d)}" for d in dtypes)
     return {"qconv": calls["qconv"], "conv": calls["conv"], **weights}
 
 
@@ -270,7 +306,7 @@ def jit_constants(graph):
 def runs_as_said(setting: Setting, kernels: dict) -> bool:
     """False where what was counted says an int8 setting has no quantized convolution, or a bf16-weights one has no
     bf16 convolution weight (nothing counted: nothing said; autocast keeps fp32 weights, cast at each call)."""
-    if setting.how == "int8":
+    if setting.weights == "int8":
         return kernels.get("qconv", 0) > 0
     if setting.weights == "bf16" and any(k.startswith("conv weights") for k in kernels):
         return kernels.get("conv weights bf16", 0) > 0
@@ -300,7 +336,7 @@ def convert(model: torch.nn.Module, setting: Setting, example: torch.Tensor, out
     example) the images int8 observes."""
     device, base = torch.device(device), Path(out_dir) / re.sub(r"[^a-z0-9]+", "-", setting.name.lower()).strip("-")
     base.parent.mkdir(parents=True, exist_ok=True)
-    result = Converted(setting.name, precision="int8" if setting.how == "int8" else compute_precision(
+    result = Converted(setting.name, precision="int8" if setting.weights == "int8" else compute_precision(
         device, "bf16" if setting.weights == "bf16" else setting.amp))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -328,7 +364,7 @@ def convert(model: torch.nn.Module, setting: Setting, example: torch.Tensor, out
             if setting.how in JIT:
                 graph = module.graph if setting.how == "freeze" else module.inlined_graph
                 result.graphs[graph_label(setting, JIT[setting.how])] = _write_graph(base, graph, module.code)
-            fn = module if setting.how in ("aoti", "compile", "int8", "onnx") else _wrap(module, setting, device)
+            fn = module if setting.how in ("aoti", "compile", "onnx") else _wrap(module, setting, device)
             with torch.inference_mode():
                 start = timing.now(device)
                 fn(example[:1])  # at batch 1, the latency's
@@ -676,6 +712,8 @@ def measure(rows, model, data: tuple[torch.Tensor, torch.Tensor], out_dir, heavy
         with threads(n):
             lat = interleaved_latency({k: c.fn for k, c in timed.items()}, lambda: xs[:1].clone(), blocks, calls,
                                       device)
+        for k, s in lat["settings"].items():  # the last count is all the threads: C++'s (lab.engine.cpp.chosen)
+            timed[k].latency_s = statistics.median(s["block_medians"])
         rows.extend([rows.row("others_load", lat["others_load"], "fraction", threads=n)]
                     + [r for k, s in lat["settings"].items()
                        for r in latency_rows(rows, s, setting=k, threads=n, precision=timed[k].precision)])

@@ -18,16 +18,19 @@ _state = SimpleNamespace(bar=None, last_write=0.0)
 
 
 @contextmanager
-def bar(desc: str, total: int):
-    """A notebook progress bar over the `total` training steps of the runs inside the block (None under the
-    report runner, whose own display shows the progress)."""
+def bar(desc: str, total: int, unit: str = "step"):
+    """A notebook progress bar over the `total` training steps of the runs inside the block, or its phases (None
+    under the report runner, whose own display shows the progress). A bar of phases ends full: a failed setting
+    leaves out some of them."""
     if os.environ.get(ENV) or total <= 0:
         yield None
         return
-    _state.bar = tqdm(total=total, desc=desc, unit="step", file=sys.stderr)
+    _state.bar = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr)
     try:
         yield _state.bar
     finally:
+        if unit == "phase":
+            _state.bar.total = _state.bar.n
         _state.bar.close()
         _state.bar = None
 
@@ -39,6 +42,14 @@ def step(run: str, part: str, tag: str, epoch: int, epochs: int, batch: int, bat
         _state.bar.set_postfix_str(f"{tag or part} · epoch {epoch}/{epochs} · batch {batch}/{batches}", refresh=False)
     _write({"run": run, "part": part, "tag": tag, "epoch": epoch, "epochs": epochs, "batch": batch,
             "batches": batches, "done": (epoch - 1) * batches + batch}, force=batch == batches)
+
+
+def phase(part: str, message: str) -> None:
+    """A phase of a part's work that is not a training step: named to the report runner, a step of the bar."""
+    note(part, message)
+    if _state.bar is not None:
+        _state.bar.update(1)
+        _state.bar.set_postfix_str(message)
 
 
 def note(part: str, message: str) -> None:

@@ -64,26 +64,15 @@ def measure(config: Config, params: dict, out, report) -> list[dict]:
     devices = deploy.devices(config.device)
     phases = sum(3 * len(deploy.settings_for(d, heavy, inductor=inductor)) + len(deploy.thread_counts()) + 1
                  for d in devices)
-    with progress.bar(ID, phases) as bar:
-        note = functools.partial(say_progress, bar)
+    with progress.bar(ID, phases, unit="phase"):
+        note = functools.partial(progress.phase, ID)
         for device in devices:
             timed = deploy.measure(rows.scoped(device=device), model, (xs, ys), Path(out) / device, heavy,
                                    params["latency_blocks"], params["latency_calls"], params["throughput_batches"],
                                    note=note, calibration=train[:deploy.CALIBRATION], inductor=inductor)
-            cpp.measure(rows.scoped(device=device), [c for n, c in timed.items() if n in cpp.ARTIFACTS],
-                        xs[:1].clone(), params["latency_calls"], cpp.blocks(params["latency_blocks"]), note=note)
-        if bar is not None:  # fewer phases than planned where a setting failed: the bar ends full
-            bar.total = bar.n
-            bar.refresh()
+            cpp.measure(rows.scoped(device=device), cpp.chosen(timed), xs[:1].clone(), params["latency_calls"],
+                        cpp.blocks(params["latency_blocks"]), note=note)
     return []
-
-
-def say_progress(bar, line: str) -> None:
-    """A phase of C10's work named to the report runner (progress.note) and, in a notebook, a step of its bar."""
-    progress.note(ID, line)
-    if bar is not None:
-        bar.update(1)
-        bar.set_postfix_str(line)
 
 
 def model_line(rows: pd.DataFrame) -> str:
@@ -152,8 +141,9 @@ def section(records, results_dir=None, figures_dir=None) -> None:
                      style(deploy.nodes_table(deploy.graphs_of(dev))),
                      *map(display.markdown, deploy.graph_changes(deploy.graphs_of(dev))),
                      *([display.markdown("**What runs**, counted: the convolution calls in the code inductor "
-                                         "generated for the first call (qconv: oneDNN's quantized int8 ones; the code "
-                                         f"beside this report: `{ID}/{device}/*.inductor.py.txt`), the convolution "
+                                         "generated (qconv: oneDNN's quantized int8 ones; the code beside this "
+                                         f"report: `{ID}/{device}/*.inductor.py.txt`, a package's `*.wrapper.cpp.txt`"
+                                         "), the convolution "
                                          "weights by dtype (eager's parameters, the frozen graphs' constants):"),
                         style(kernels)] if len(kernels := deploy.kernels_table(dev)) else []), *(
                          [display.html(f"<p style='color:#c0392b;font-weight:bold'>Ran in fp32, never timed or named "
@@ -180,17 +170,22 @@ def section(records, results_dir=None, figures_dir=None) -> None:
                      display.markdown(explain_cpp(dev, cpp_family)))
 
 
-def latency_answer(dev: pd.DataFrame, family: dict, best) -> str:
-    """C10.4 in a line: the fastest setting where one is decidedly faster than eager, and TorchScript's answer."""
-    p50 = {label(n, th): ms(v) for (n, th, _), v in deploy.latency_of(dev, family=family)["p50"].items()}
+def latency_answer(dev: pd.DataFrame, family: dict, best, peaks: dict | None = None) -> str:
+    """C10.4 in a line: the fastest setting where one is decidedly faster than eager (its share of its precision's
+    peak), and TorchScript's answer."""
+    p50 = {label(n, th): (ms(v), p) for (n, th, p), v in deploy.latency_of(dev, family=family)["p50"].items()}
     script = [c for c in family.values() if c.a.startswith("TorchScript")]  # the lab's question: PyTorch vs TorchScript
     named, rest = [f"{c.a} {c.factor()}" for c in script if c.decided], [c for c in script if not c.decided]
     ts = "; ".join(([", ".join(named) + " against eager"] if named else [])
                    + ([undecided(rest, "other" if named else "claim")] if rest else []))
     # a p50 needs enough calls (deploy.percentiles): where there is none, the factor from the blocks stands alone
-    eager = ", ".join(f"{v:.2f} ms at {k.split(', ')[1]}" for k, v in p50.items() if k.startswith(BASELINE + ",") and v)
-    answer = (f"fastest {best.a}: " + (f"p50 {p50[best.a]:.2f} ms, " if p50.get(best.a) else "")
-              + f"{best.factor()} against eager" if best else
+    eager = ", ".join(f"{v:.2f} ms at {k.split(', ')[1]}" for k, (v, _) in p50.items() if k.startswith(BASELINE + ",")
+                      and v)
+    (fast, precision), share = p50.get(best.a, (None, None)) if best else (None, None), "—"
+    if fast:
+        share = peak_share(step_flops(1, train=False), fast / 1e3, precision, peaks)
+    answer = (f"fastest {best.a}: " + (f"p50 {fast:.2f} ms, " if fast else "") + f"{best.factor()} against eager"
+              + (f" ({share})" if share != "—" else "") if best else
               "no setting decidedly faster than eager fp32" + (f" (p50 {eager})" if eager else ""))
     return answer + (f"; TorchScript against eager: {ts}" if ts else "")
 
@@ -214,7 +209,8 @@ def findings(records, results_dir=None) -> list[display.Finding]:
                             f"{base['top1_high']:.1%}); {agreement_answer(acc.drop(BASELINE))}",
                             f"{data}; {(acc['within_tolerance'] == 1).sum()} of {len(acc)} settings within their "
                             "bound", ID),
-            display.Finding("C10.4", QUESTIONS[3][1], f"batch 1, {device}: {latency_answer(dev, family, best)}",
+            display.Finding("C10.4", QUESTIONS[3][1], f"batch 1, {device}: "
+                            f"{latency_answer(dev, family, best, report_peaks(results_dir, device))}",
                             stats.evidence_line(best) if best else f"{len(family)} claims, one family", ID),
             cpp_finding(dev, cpp_family)]
 

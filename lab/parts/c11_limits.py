@@ -17,7 +17,8 @@ from ..engine.model import resnet18
 from ..engine.resolve import compute_precision, device_type
 from . import display, plots
 from .base import COMMON, Part, Runs, Work, step_setting
-from .tables import PRECISIONS, load, peak_share, peaks_of, report_peaks, save_peaks, step_flops, style
+from .tables import (PRECISIONS, load, peak_share, peak_unit, peaks_of, report_peaks, save_peaks, step_flops,
+                     style)
 
 ID = "C11_limits"
 QUESTIONS = (("C11", "How far from the limit"),)
@@ -35,7 +36,8 @@ GFLOP = 1e-9  # per FLOP
 # its tables' columns: the FLOPs of a step per category and per image, each step against the peak, the kernels
 fields.define({**{f"{c}_flops": Field(f"{c} GFLOP", "FLOP", GFLOP) for c in ("conv", "linear", "other", "total")},
                "flops_per_image": Field("GFLOP per image", "FLOP", GFLOP), "flops": Field("GFLOP", "FLOP", GFLOP),
-               "measured_s": Field("measured s", "s"), "tflops": Field("TFLOP/s", "TFLOP/s"),
+               "measured_s": Field("measured s", "s"), "tflops": Field("TFLOP/s", "TFLOP/s"), "rate": "rate",
+               "rate_unit": "rate unit",
                "share_of_peak": "share of peak", "at_peak_s": Field("at the peak s", "s"),
                "kernel": "kernel", "calls_per_step": "calls per step", "per_step_s": Field("ms per step", "s", 1000),
                "of_gpu_time": "of GPU time", "flops_per_step": Field("GFLOP per step", "FLOP", GFLOP),
@@ -150,7 +152,8 @@ def achieved_table(results_dir, peaks: dict, device: str) -> pd.DataFrame:
         if not seconds or seconds != seconds:
             return
         row = {"part": part, "setting": setting, "flops": work, "measured_s": seconds, "precision": precision,
-               "tflops": work / seconds / 1e12, "share_of_peak": f"no {precision} peak measured", "at_peak_s": None}
+               "rate": work / seconds / 1e12, "rate_unit": peak_unit(precision),  # int8 counts TOPS, not FLOP/s
+               "share_of_peak": f"no {precision} peak measured", "at_peak_s": None}
         if precision in peaks:
             rate = roofline.achieved(work, seconds, peaks[precision])
             row.update({"share_of_peak": "above the probe's peak" if rate["peak_underestimated"] else

@@ -222,6 +222,7 @@ def peak_share(work_flops: float, seconds: float, precision: str, peaks: dict | 
     rate = roofline.achieved(work_flops, seconds, peaks[precision])
     if rate["peak_underestimated"]:
         return "over the probe's peak" if short else (
-            f"{rate['tflops']:.3g} TFLOP/s, above the measured {precision} peak (the probe underestimated it)")
+            f"{rate['tflops']:.3g} {peak_unit(precision)}, above the measured {precision} peak (the probe "
+            "underestimated it)")
     return f"{rate['share']:.0%} of {precision}" if short else (
-        f"{rate['tflops']:.3g} TFLOP/s, {rate['share']:.0%} of the {precision} peak")
+        f"{rate['tflops']:.3g} {peak_unit(precision)}, {rate['share']:.0%} of the {precision} peak")
