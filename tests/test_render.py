@@ -117,8 +117,9 @@ def test_render_refuses_a_folder_that_is_not_a_report_of_this_schema_in_one_line
                            "is a report of schema 0, written at commit 5a17999599be; this lab reads schema 1"),
                           (tmp_path / "missing", "is not a report: no such folder"),
                           (tmp_path / "empty", "is not a report: no report.json in it"),
-                          (broken, "is not a report: JSONDecodeError reading it")):
+                          (broken, "/report.json is not JSON (expecting property name enclosed in double quotes at "
+                                   "line 1 column 2); it is not a report this lab reads; make the report again")):
         assert main(["render", str(folder)]) == 2
         err = capsys.readouterr().err
-        assert err.count("\n") == 1 and f"error: {folder} {words}" in err, err
+        assert err.count("\n") == 1 and f"error: {folder}{words if words[0] == '/' else ' ' + words}" in err, err
     assert not (broken / "report.html").exists()

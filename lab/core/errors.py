@@ -35,6 +35,19 @@ class OtherSchema(NotAReport):
     """A report of another schema version: the lab version that wrote it reads it."""
 
 
+class BadFile(LabError, ValueError):
+    """A file the lab reads that is not what it should be (missing, empty, truncated, of the wrong type, a field out
+    of range): one line naming the path, the field at fault and the way out. Exit 2, as for any bad input; also a
+    ValueError, as the JSONDecodeError it replaces was."""
+
+    exit_code = 2
+
+    def __init__(self, path, problem: str, field: str | None = None, way_out: str = "delete it"):
+        where = f"{path}: {field}" if field else str(path)
+        super().__init__(f"{where} {problem}; {way_out}" if way_out else f"{where} {problem}")
+        self.path, self.field, self.problem, self.way_out = str(path), field, problem, way_out
+
+
 class Terminated(BaseException):
     """SIGTERM during `train`, as KeyboardInterrupt is SIGINT (a BaseException: no `except Exception` takes it)."""
 

@@ -22,6 +22,7 @@ from .stats import Comparison
 SCHEMA = 1  # the version of both tables' columns; a reader refuses another (docs/results.md)
 MEASUREMENTS = "measurements.jsonl"
 VERDICTS = "verdicts.jsonl"
+REMAKE = "make the report again (`python -m lab report --new`)"  # the way out of a report's file that is broken
 
 COLUMNS = ("schema", "part", *SETTING_FIELDS, "metric", "unit", "value", "text", "sample", "run")
 VERDICT_COLUMNS = ("schema", "part", "claim", "a", "b", "metric", "factor", "low", "high", "p", "family",
@@ -56,7 +57,8 @@ def _plain(value):
 def _replace(path: Path, rows: list[dict], drop: str | None = None) -> None:
     """The table at `path` with `rows` added, part `drop`'s earlier rows dropped first."""
     with _locked(path):
-        files.write_jsonl(path, [r for r in files.read_jsonl(path) if drop is None or r.get("part") != drop] + rows)
+        kept = [r for r in files.read_jsonl(path, REMAKE) if drop is None or r.get("part") != drop]
+        files.write_jsonl(path, kept + rows)
 
 
 class Rows:
@@ -90,7 +92,7 @@ class Rows:
 
 def _rows(results_dir, name: str, **match) -> list[dict]:
     """The rows of a report's table `name` whose fields equal `match`'s values (None: any)."""
-    rows = files.read_jsonl(Path(results_dir) / name) if results_dir is not None else []
+    rows = files.read_jsonl(Path(results_dir) / name, REMAKE) if results_dir is not None else []
     return [r for r in rows if all(v is None or r.get(k) == v for k, v in match.items())]
 
 
@@ -180,10 +182,37 @@ def to_json(rows: pd.DataFrame) -> str:
                    for r in rows.to_dict("records"))
 
 
+def check_meta(path, meta: dict, way_out: str = REMAKE, required: tuple = ()) -> dict:
+    """A report.json of this schema, its fields' types checked where present (the `required` ones always): BadFile
+    naming `path: field` and `way_out`."""
+    for field, kind, name in (("profile", str, "a string"), ("parameters", dict, "an object"),
+                              ("done", dict, "an object")):
+        if (field in meta or field in required) and not isinstance(meta.get(field), kind):
+            raise files.BadFile(path, f"is {json.dumps(meta.get(field), default=str)[:40]}, not {name}", field,
+                                way_out)
+    for name, params in meta.get("parameters", {}).items():
+        if not isinstance(params, dict):
+            raise files.BadFile(path, f"is {json.dumps(params, default=str)[:40]}, not an object",
+                                f"parameters.{name}", way_out)
+    for name, seconds in meta.get("done", {}).items():
+        files.number(path, f"done.{name}", seconds, low=0, high=1e7, way_out=way_out)
+    if meta.get("finished") is not None and not isinstance(meta["finished"], str):
+        raise files.BadFile(path, f"is {json.dumps(meta['finished'], default=str)[:40]}, not a time or null",
+                            "finished", way_out)
+    return meta
+
+
+def schema_of(folder, meta: dict):
+    """A report's schema version: report.json's, else its measurements' (reports of 4553780 to 417fe92 wrote it
+    there only), else 0 (a report from before the two tables)."""
+    if "schema" in meta:
+        return meta["schema"]
+    return next(iter(files.read_jsonl(Path(folder) / MEASUREMENTS, REMAKE)), {}).get("schema", 0)
+
+
 def report_meta(folder) -> dict:
-    """A report folder's report.json, its schema checked: report.json's version, else its measurements' (reports of
-    4553780 to 417fe92 wrote it there only), else 0 (a report from before the two tables). One line (exit 2) for a
-    folder that is not a report of this schema."""
+    """A report folder's report.json, its schema (`schema_of`) and fields checked. One line (exit 2) for a folder
+    that is not a report of this schema, naming the file (and field) at fault."""
     folder = Path(folder)
     what = "(a report folder is what `python -m lab report` writes, e.g. results/latest)"
     if not folder.is_dir():
@@ -191,15 +220,17 @@ def report_meta(folder) -> dict:
     if not (folder / "report.json").exists():
         raise NotAReport(f"{folder} is not a report: no report.json in it {what}")
     try:
-        meta = json.loads((folder / "report.json").read_text())
-        first = {} if "schema" in meta else next(iter(files.read_jsonl(folder / MEASUREMENTS)), {})
-    except (OSError, ValueError, TypeError) as error:
-        raise NotAReport(f"{folder} is not a report: {type(error).__name__} reading it {what}") from error
-    if not meta or not isinstance(meta, dict):
+        meta = files.load_json(folder / "report.json", way_out=f"it is not a report this lab reads; {REMAKE}")
+        version = schema_of(folder, meta)
+    except files.BadFile as error:
+        raise NotAReport(str(error)) from None
+    if not meta:
         raise NotAReport(f"{folder} is not a report: its report.json holds no report {what}")
-    version = meta["schema"] if "schema" in meta else first.get("schema", 0)
     if version != SCHEMA:
         commit = f", written at commit {meta['commit']}" if meta.get("commit") else ""
         raise OtherSchema(f"{folder} is a report of schema {version}{commit}; this lab reads schema {SCHEMA} "
                           "(docs/results.md)")
-    return meta
+    try:
+        return check_meta(folder / "report.json", meta)
+    except files.BadFile as error:
+        raise NotAReport(str(error)) from None

@@ -9,7 +9,7 @@ import torch
 
 from ..core import files
 from ..core.config import Config
-from ..core.errors import ConfigError, LabError
+from ..core.errors import BadFile, ConfigError, LabError
 
 # Fields a checkpoint must share with the run that resumes it: anything else would train another model
 # (the optimizer's lr, momentum and weight decay come back from its saved state) or see other batches.
@@ -36,13 +36,17 @@ def load_checkpoint(path, config: Config, world_size: int = 1) -> dict:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"--resume: no checkpoint at {path}; run without --resume to start from scratch")
+    way_out = "delete it and start again without --resume"
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
         saved = state["config"]
         state["model"], state["optimizer"], state["epoch"]
     except Exception as exc:  # noqa: BLE001 - any failure means the file is unusable
-        raise LabError(f"--resume: checkpoint {path} is unreadable ({type(exc).__name__}); "
-                       "delete it and start again without --resume") from exc
+        raise LabError(f"--resume: checkpoint {path} is unreadable ({type(exc).__name__}); {way_out}") from exc
+    if not isinstance(saved, dict):
+        raise BadFile(path, f"is {type(saved).__name__}, not the run's settings", "config", way_out)
+    if isinstance(state["epoch"], bool) or not isinstance(state["epoch"], int) or state["epoch"] < 0:
+        raise BadFile(path, f"is {state['epoch']!r}, not an epoch number", "epoch", way_out)
     differ = [f"{k}={saved.get(k)!r} (now {getattr(config, k)!r})" for k in RESUME_MUST_MATCH
               if saved.get(k) != getattr(config, k)]
     if state.get("world_size", 1) != world_size:  # each rank's shard, and so every batch, would differ

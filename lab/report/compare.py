@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from .. import parts
-from ..core import fields, results, stats
+from ..core import fields, files, results, stats
 from ..core.errors import LabError, NotAReport, OtherSchema
 from ..engine import environment
 from ..parts import display
@@ -48,6 +48,8 @@ def open_report(path) -> SavedReport:
         tables = (load(path), results.read(path), results.read_verdicts(path))
     except results.SchemaError as error:  # rows of another version in a report of this one
         raise OtherSchema(str(error)) from error
+    except files.BadFile as error:  # a table that is not JSON lines: named, with its line
+        raise NotAReport(str(error)) from None
     except (OSError, ValueError) as error:
         raise NotAReport(f"{path} is not a report: {type(error).__name__} reading its tables") from error
     if not len(tables[0]):

@@ -23,7 +23,7 @@ from ..core import results
 from ..core.config import PARAMETERS, PROFILE, Config, show
 from ..core.errors import ConfigError, LabError
 from ..core.extras import need
-from ..core.files import check_writable, save_json
+from ..core.files import BadFile, check_writable, load_json, save_json
 from ..data.cifar10 import ensure_synthetic, load_dataset, resolve_dataset
 from ..engine import environment, progress, roofline
 from ..engine.records import git_commit
@@ -62,6 +62,8 @@ def load_profile(name: str, _chain: tuple = ()) -> dict:
         raise ConfigError(f"profile {path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
     except (UnicodeDecodeError, ValueError) as exc:
         raise ConfigError(f"profile {path} is not UTF-8 text: {exc}".splitlines()[0]) from exc
+    except OSError as exc:
+        raise ConfigError(f"profile {path} cannot be read: {exc.strerror or exc}") from exc
     if not isinstance(profile, dict):
         raise ConfigError(f"profile {path} must be a mapping of settings, got {type(profile).__name__}")
     check_profile(profile, path.stem)
@@ -155,12 +157,16 @@ def notebook_parameters(profile: dict, name: str, declared: dict, fixed: dict) -
 
 
 def new_report_dir(profile_name: str, results_root: Path) -> Path:
-    """A free `results/<date>-<time>-<profile>[-n]` path (created once the plan has been checked)."""
+    """A new folder `results/<date>-<time>-<profile>[-n]`, reserved by creating it (mkdir fails where another
+    report took the name, even in the same second: that one gets -2, -3...)."""
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    for n in range(100):
-        out = results_root / (f"{stamp}-{profile_name}" + (f"-{n}" if n else ""))
-        if not out.exists():
+    for n in range(1, 100):
+        out = results_root / (f"{stamp}-{profile_name}" + (f"-{n}" if n > 1 else ""))
+        try:
+            out.mkdir()
             return out.resolve()
+        except FileExistsError:
+            continue
     raise LabError(f"cannot find a free report folder name under {results_root}")
 
 
@@ -200,8 +206,14 @@ def run_report(profile_name: str, results_root=None, data=None, out=None, force=
     out, meta, replace = _open_report(profile, results_root, Path(out).resolve() if out else None, force, new)
     resumed = meta is not None
     if not resumed:
+        reserved = out is None
         out = out or new_report_dir(profile["name"], results_root)
-        meta = _plan_report(profile, out, data)  # every check before anything is written
+        try:
+            meta = _plan_report(profile, out, data)  # every check before anything is written
+        except BaseException:
+            if reserved:
+                out.rmdir()  # the name reserved, nothing written in it
+            raise
     out.mkdir(parents=True, exist_ok=True)
     with _lock(out):
         if replace:
@@ -308,7 +320,26 @@ def _open_report(profile: dict, results_root: Path, out: Path | None, force: boo
     candidate = out if out is not None else (None if new else results_root / "latest")
     if candidate is None or not (candidate / "report.json").exists():
         return out, None, False
-    meta = json.loads((candidate / "report.json").read_text())
+    way_out = ("start a new report with --new, or delete it" if out is None else
+               "add --force to replace it, or choose another --out")
+    try:
+        meta = load_json(candidate / "report.json", way_out=way_out)
+        version = results.schema_of(candidate, meta)
+        if version == results.SCHEMA:
+            results.check_meta(candidate / "report.json", meta, way_out, required=("profile", "parameters", "done"))
+    except BadFile:
+        if out is not None and force:
+            return out, None, True
+        raise
+    if version != results.SCHEMA:  # another lab version's: never resumed by this one
+        if out is None:
+            log(f"the latest report {candidate.resolve().name} is of schema {version}, not {results.SCHEMA}: starting "
+                "a new report")
+            return None, None, False
+        if not force:
+            raise ConfigError(f"{out} holds a report of schema {version} (this lab writes {results.SCHEMA}); add "
+                              "--force to replace it, or choose another --out")
+        return out, None, True
     same = meta.get("profile") == profile["name"] and meta.get("profile_settings") == profile
     if not meta.get("finished") and same:
         return candidate.resolve(), meta, False
