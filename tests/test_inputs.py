@@ -82,7 +82,7 @@ ROWS = [
     ("C2_timing/records.jsonl", lambda t: t + '{"epoch": 1, "total_s": 0.5\n', "compare",
      r"FILE is not JSON lines \(line \d+: expecting ',' delimiter\); delete it"),
     # profiles
-    ("profile.yaml", None, "resume", r"unknown profile '.*profile\.yaml': choose one of"),
+    ("profile.yaml", None, "resume", r"unknown profile '/.*: choose one of"),
     ("profile.yaml", "common: [1\n", "resume", r"profile FILE is not valid YAML"),
     ("profile.yaml", "- 1\n", "resume", r"profile FILE must be a mapping of settings, got list"),
     ("profile.yaml", "common: {batch_size: -1}\n", "resume", r"profile profile: common parameter batch_size should be"),
