@@ -4,7 +4,7 @@
 //
 //   KIND      torchscript (a torch.jit.save file) | aoti (a torch._inductor.aoti_compile_and_package .pt2)
 //   INPUT     the input tensor, float32, in the lab's tensor file format (below)
-//   THREADS   at::set_num_threads
+//   THREADS   at::set_num_threads, 1 to 1024
 //   WARMUP    untimed calls first; CALLS timed calls after them (CALLS >= 1)
 //   PREFIX    writes PREFIX.ns (each timed call's nanoseconds, one per line, steady_clock) and
 //             PREFIX.logits (the first call's output, warm-up or not, float32, same file format)
@@ -61,13 +61,16 @@ void write_tensor(const std::string& path, const at::Tensor& t) {
   if (!out) throw std::runtime_error("cannot write " + path);
 }
 
-int64_t integer(const char* arg, const char* name, int64_t least) {
+// A whole decimal integer in [least, most]: "4x", "", "1e3" or one out of range (an int's overflow) is refused.
+int64_t integer(const char* arg, const char* name, int64_t least, int64_t most = INT64_MAX) {
   int64_t v = 0;
   const auto end = arg + std::strlen(arg);
   const auto [ptr, ec] = std::from_chars(arg, end, v);
-  if (ec != std::errc() || ptr != end || v < least)
-    throw std::invalid_argument(std::string(name) + " must be an integer >= " + std::to_string(least) + ", not '" +
-                                arg + "'");
+  if (ec != std::errc() || ptr != end || v < least || v > most)
+    throw std::invalid_argument(std::string(name) + " must be an integer " +
+                                (most == INT64_MAX ? ">= " + std::to_string(least)
+                                                   : "from " + std::to_string(least) + " to " + std::to_string(most)) +
+                                ", not '" + arg + "'");
   return v;
 }
 
@@ -87,7 +90,7 @@ int main(int argc, char** argv) {
   const std::string device_name = argc == 9 ? argv[8] : "cpu";
   int64_t threads, warmup, calls;
   try {
-    threads = integer(argv[4], "THREADS", 1);
+    threads = integer(argv[4], "THREADS", 1, 1024);  // set_num_threads takes an int
     warmup = integer(argv[5], "WARMUP", 0);
     calls = integer(argv[6], "CALLS", 1);
     if (kind != "torchscript" && kind != "aoti") throw std::invalid_argument("KIND must be torchscript or aoti");

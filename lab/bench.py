@@ -20,7 +20,7 @@ import torch.nn as nn
 from .core import results as measurements
 from .core.config import Config
 from .core.errors import ConfigError, LabError
-from .core.files import save_json
+from .core.files import check_writable, save_json
 from .core.stats import MET, MISSED, goal as judge, plural
 from .core.timing import now
 from .data import cifar10
@@ -366,15 +366,32 @@ def p6_deploy(report=None, root: Path | None = None) -> list[dict]:
 
 # --- the whole bench -----------------------------------------------------------------------------------
 
+def check_out(out: Path) -> None:
+    """bench --out, checked before minutes of work: a new file in a folder that can be written (ConfigError, one
+    line, otherwise)."""
+    if out.is_dir():
+        raise ConfigError(f"bench --out {out}: is a folder; give a file's path, e.g. {out / 'bench.json'}")
+    if out.exists() or out.is_symlink():
+        raise ConfigError(f"bench --out {out}: a file is already there and would be overwritten; delete it or give "
+                          "another path")
+    if out.parent.exists() and not out.parent.is_dir():
+        raise ConfigError(f"bench --out {out}: {out.parent} is a file, not a folder; give another path")
+    try:
+        check_writable(out.parent)
+    except LabError as exc:
+        raise ConfigError(f"bench --out {out}: {exc}") from None
+
+
 def run_bench(config: Config, out=None, quick: bool = False, steps: int | None = None,
               repeats: int | None = None, compiled: bool = True, p6_report=None) -> dict:
     """Every goal in turn; the JSON report is written after each, so a bench stopped midway keeps those finished.
     `p6_report`: the report folder P6 reads (default: the latest under results/)."""
+    out = Path(out or Path("results") / f"bench-{dt.datetime.now():%Y%m%d-%H%M%S}.json")
+    check_out(out)
     device = resolve(config, log).device
     p = plan(device, quick, steps, repeats)
     started = time.perf_counter()
     log(f"bench on {device.type}: {device_name(device)}")
-    out = Path(out or Path("results") / f"bench-{dt.datetime.now():%Y%m%d-%H%M%S}.json")
     results = {}
     report = {"time": dt.datetime.now().astimezone().isoformat(timespec="seconds"), "quick": quick,
               "device_type": device.type, "device_name": device_name(device), "seconds": 0.0, "plan": p,

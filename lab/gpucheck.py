@@ -18,8 +18,10 @@ runs it, so the script cannot rot); what needs CUDA is skipped and its row says 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
+import math
 import os
 import re
 import shutil
@@ -50,6 +52,7 @@ WEIGHTS = {"env": 0.5, "data": 1.0, "tests": 2.0, "bench": 4.0, "c8": 5.0, "c10"
 STAGES = tuple(WEIGHTS)
 FINAL_S = 5.0          # kept back for the last table
 MIN_STAGE_S = 5.0      # a stage that would get less is skipped, not started
+MAX_BUDGET_S = 86_400.0  # a day: more is a typo (and inf or 1e308 overflow a timeout)
 
 
 @dataclass
@@ -107,12 +110,17 @@ def run_stage(cmd: list[str], limit_s: float, log_path: Path, env: dict | None =
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
                             env={**os.environ, **(env or {})}, start_new_session=True)
     try:
-        output, _ = proc.communicate(timeout=max(limit_s, 0.1))
+        output, _ = proc.communicate(timeout=0.1 if math.isnan(limit_s) else min(max(limit_s, 0.1), MAX_BUDGET_S))
         code = proc.returncode
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         output, _ = proc.communicate()
         code = None
+    except BaseException:  # Ctrl-C, or anything else: the stage's group goes too, never left running
+        with contextlib.suppress(OSError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
     seconds = time.perf_counter() - start
     with open(log_path, "a", encoding="utf-8") as log:
         log.write(f"$ {' '.join(cmd)}\n{output}\n[{'cut by the budget' if code is None else f'exit {code}'} after "
@@ -321,11 +329,19 @@ OWN = {"env": run_env, "data": make_data, "c8": run_c8, "c10": run_c10, "c11": r
 # --- the whole check ------------------------------------------------------------------------------------
 
 def check(out: Path, budget_s: float, dry_run: bool = False, stages=STAGES, work: Path | None = None) -> list[dict]:
+    """The stages in `work` (default: a temporary folder, removed at the end: data and C8's files are not what comes
+    back); the rows, the table and the log in `out`."""
+    if work is not None:
+        return _check(out, budget_s, dry_run, stages, work)
+    with tempfile.TemporaryDirectory(prefix="lab-gpu-check-", ignore_cleanup_errors=True) as temporary:
+        return _check(out, budget_s, dry_run, stages, Path(temporary))
+
+
+def _check(out: Path, budget_s: float, dry_run: bool, stages, work: Path) -> list[dict]:
     started = time.perf_counter()
     deadline = started + budget_s - FINAL_S
     sizes = TINY if dry_run else FULL
     out.mkdir(parents=True, exist_ok=True)
-    work = work or Path(tempfile.mkdtemp(prefix="lab-gpu-check-"))  # data and C8's files: not what comes back
     work.mkdir(parents=True, exist_ok=True)
     log_path, rows_path = out / "gpu-check.log", out / "rows.jsonl"
     for path in (log_path, rows_path):
@@ -410,8 +426,11 @@ def main(argv=None) -> int:
         return 0
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
     unknown = [s for s in stages if s not in STAGES]
-    if unknown or args.budget_s <= FINAL_S:
-        parser.exit(2, f"error: {'unknown stage ' + ', '.join(unknown) if unknown else '--budget-s must exceed 5'}\n")
+    if unknown:
+        parser.exit(2, f"error: unknown stage {', '.join(unknown)} (stages: {','.join(STAGES)})\n")
+    if not (math.isfinite(args.budget_s) and FINAL_S < args.budget_s <= MAX_BUDGET_S):
+        parser.exit(2, f"error: --budget-s {args.budget_s:g}: give the seconds for the whole check, a number over "
+                       f"{FINAL_S:g} and at most {MAX_BUDGET_S:g}\n")
     if not args.dry_run and not torch.cuda.is_available():
         parser.exit(2, "error: no CUDA device here; on a CPU run scripts/gpu-check.sh --dry-run\n")
     out = Path(args.out or ROOT / "results" / f"gpu-check-{dt.datetime.now():%Y%m%d-%H%M%S}")

@@ -1,6 +1,8 @@
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,27 @@ TINY = Path(__file__).resolve().parent / "tiny.yaml"
 NOTEBOOK_COUNT = len(parts.IDS) + 1  # every part's notebook and the summary: the runner's "[i/N]"
 
 os.environ.setdefault("LAB_OFFLINE", "1")  # tests never try to download CIFAR-10
+
+
+def _private_tmp() -> str | None:
+    """One temporary folder for the whole run, removed at its end (pytest_unconfigure): pytest's tmp_path, the caches
+    below (the reports' 180 MB of data, the C++ build, inductor's kernels) and whatever the lab's subprocesses put in
+    $TMPDIR, so a test run leaves nothing in /tmp. Made by the first process (xdist's controller, or a plain
+    pytest); its workers and the processes the tests start inherit it through $TMPDIR. LAB_KEEP_TMP=1 keeps it."""
+    if os.environ.get("LAB_TEST_TMP"):
+        return None
+    folder = tempfile.mkdtemp(prefix="lab-test-")
+    os.environ["LAB_TEST_TMP"] = os.environ["TMPDIR"] = folder
+    tempfile.tempdir = None  # gettempdir() reads $TMPDIR again
+    return folder
+
+
+_OWN_TMP = _private_tmp()
+
+
+def pytest_unconfigure(config):
+    if _OWN_TMP and not hasattr(config, "workerinput") and not os.environ.get("LAB_KEEP_TMP"):
+        shutil.rmtree(_OWN_TMP, ignore_errors=True)
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # `make test` runs a pytest worker per core: one thread per worker (and per process it starts), so the
     # workers' torch threads do not outnumber the cores (oversubscribed OpenMP threads spin and crawl)
@@ -29,7 +52,6 @@ FAST_CHOICE = {"channels_last": True, "amp": "off", "compile": "off"}
 
 def _seed_fast_cache():
     import json
-    import tempfile
 
     from lab.engine.fast import EAGER_ONLY, fast_cache_key
 

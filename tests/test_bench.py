@@ -108,6 +108,24 @@ def test_worker_counts():
     assert bench.worker_counts(64) == [0, 1, 2, 4, 8, 16]
 
 
+@pytest.mark.parametrize("where, said", [
+    ("folder", "is a folder; give a file's path, e.g. {out}/bench.json"),
+    ("existing file", "a file is already there and would be overwritten; delete it or give another path"),
+    ("under a file", "{out_parent} is a file, not a folder; give another path"),
+    ("unwritable", "cannot write results to {out_parent}: Not a directory"),
+])
+def test_bench_out_is_checked_before_any_work(where, said, monkeypatch, capsys, tmp_path):
+    """Before: checked as a string only, the file overwritten (or the error raised) minutes later."""
+    out = {"folder": tmp_path, "existing file": tmp_path / "earlier.json",
+           "under a file": tmp_path / "earlier.json" / "b.json",
+           "unwritable": tmp_path / "earlier.json" / "more" / "b.json"}[where]
+    (tmp_path / "earlier.json").write_text('{"kept": true}')
+    monkeypatch.setattr(bench, "resolve", lambda *args: pytest.fail("work started"))
+    code = main(["bench", "--device", "cpu", "--quick", "--out", str(out)])
+    assert code == 2 and (tmp_path / "earlier.json").read_text() == '{"kept": true}'
+    assert capsys.readouterr().err == f"error: bench --out {out}: {said.format(out=out, out_parent=out.parent)}\n"
+
+
 @pytest.mark.cuda
 def test_bench_cuda_without_cuda_is_one_line(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

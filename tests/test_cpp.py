@@ -2,6 +2,7 @@
 builds once per session (into this session's LAB_CACHE, conftest.py), and its logits match Python's for a
 TorchScript file and an AOTInductor package; a missing compiler or a failed build is a reason, not an
 exception. Nothing here asserts speed."""
+import os
 import shutil
 import struct
 import warnings
@@ -81,6 +82,42 @@ def test_a_failed_build_is_a_one_line_reason(tmp_path):
     built = cpp.build(source=source)
     assert built.binary is None and "failed to build broken.cpp" in built.reason and "\n" not in built.reason
     assert not any(cpp.build_dir(cpp.build_flags(), c_compiler(), source).glob("*deploy_bench*"))
+
+
+@pytest.mark.parametrize("how", ["read-only", "under a file"])
+def test_an_unwritable_cache_is_a_reason_and_c10_says_not_run(how, tmp_path, monkeypatch):
+    """The build folder cannot be made (a read-only $LAB_CACHE, or a file where a folder goes): C10.5 says why in
+    one line, nothing raises (before: mkdir's PermissionError stopped the report at C10)."""
+    from lab.core import results
+    from lab.parts import c10_deploy
+
+    cache = tmp_path / "cache"
+    if how == "read-only":
+        cache.mkdir()
+        cache.chmod(0o555)
+        if os.access(cache, os.W_OK):
+            pytest.skip("this user writes into read-only folders (root)")
+    else:
+        cache.write_text("a file, not a folder")
+    monkeypatch.setenv("LAB_CACHE", str(cache))
+    built = cpp.build()
+    assert built.binary is None and built.reason.startswith(f"cannot write the build folder {cache}/cpp/")
+    assert "\n" not in built.reason and built.reason.endswith("(set LAB_CACHE to a writable folder)")
+    cpp.measure(results.Rows(tmp_path / "out", c10_deploy.ID, device="cpu").start(), [], torch.zeros(1), 1, 1,
+                note=lambda line: None)
+    finding = c10_deploy.cpp_finding(results.read(tmp_path / "out", part=c10_deploy.ID), {})
+    assert finding.answer == f"not run: {built.reason}"
+
+
+@pytest.mark.parametrize("threads", ["0", "1025", "4294967297", "4x", "-1", ""])
+def test_a_thread_count_out_of_range_is_refused_in_one_line(binary, threads, tmp_path):
+    """THREADS is parsed whole and bounded (1 to 1024) before the int cast set_num_threads takes."""
+    import subprocess
+
+    done = subprocess.run([str(binary), "torchscript", "m.ts", "x.bin", threads, "0", "1", str(tmp_path / "p")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stderr == (f"deploy_bench: bad arguments: THREADS must be an integer from 1 "
+                                                    f"to 1024, not '{threads}'\n")
 
 
 def test_a_failed_run_is_a_clear_error(binary, model, tmp_path):

@@ -149,3 +149,67 @@ def test_others_load_sees_a_busy_core():
         spinner.wait()
     assert load >= 0.8 / (os.cpu_count() or 1) and 0.0 <= load <= 1.0
     assert load_class(0.6) == "busy" and load_class(0.1) == "idle"
+
+
+def fake_probe(monkeypatch, loads):
+    """cpu_fast_probe with made-up step times (channels_last decidedly fastest, no compiler) and `loads` as the
+    others' load it samples (before, between its stages, after)."""
+    steps = {"eager fp32": [3.0, 3.1, 3.05, 2.95], "bf16 autocast": [7.0, 7.2, 7.1, 6.9],
+             "channels_last": [2.5, 2.55, 2.45, 2.5], "channels_last + bf16 autocast": [6.0, 6.1, 5.9, 6.0]}
+    calls = []
+
+    def fake_samples(settings, batch_size, rounds=4, warmup=1):
+        calls.append(batch_size)
+        return {json.dumps(s): steps[setting_name(s)] for s in settings}
+
+    loads = iter(loads)
+    monkeypatch.setattr(lab.engine.fast, "interleaved_samples", fake_samples)
+    monkeypatch.setattr(lab.engine.fast, "c_compiler", lambda: None)
+    monkeypatch.setattr(lab.engine.fast, "others_load", lambda seconds=0.5: next(loads))
+    return calls
+
+
+@pytest.mark.parametrize("entry", [
+    {"choice": {"channels_last": "yes"}}, {"choice": {"amp": "fp8"}}, {"choice": {"compile": "max-autotune"}},
+    {"choice": FAST_CHOICE, "step_s": {"eager": 0.0}}, {"choice": FAST_CHOICE, "step_s": {"eager": float("nan")}},
+    {"choice": FAST_CHOICE, "step_s": [1.0]}, {"reason": "no choice"}, [FAST_CHOICE], "channels_last"])
+def test_a_bad_fast_choice_entry_is_measured_again_and_rewritten(tiny_config, tmp_path, monkeypatch, entry):
+    from lab.core import files
+    from lab.engine.fast import EAGER_ONLY, fast_cache_key
+
+    monkeypatch.setenv("LAB_CACHE", str(tmp_path))
+    calls = fake_probe(monkeypatch, [0.0, 0.0, 0.0])
+    key = fast_cache_key(128, load="idle") + EAGER_ONLY
+    (tmp_path / "fast-choice.json").write_text(json.dumps({key: entry, "another machine": {"choice": FAST_CHOICE}},
+                                                          default=str).replace('"nan"', "NaN"))
+    config = tiny_config.replace(batch_size=128)
+    assert cpu_fast_probe(config, measure=False) is None  # a plan does not take it either
+    said = []
+    probe = cpu_fast_probe(config, log=said.append)
+    assert probe["choice"] == {"channels_last": True, "amp": "off", "compile": "off"} and calls == [128]
+    assert said[0].startswith(f"--fast on this CPU: the cached choice is ignored: {tmp_path / 'fast-choice.json'}: "
+                              f"[{key!r}]") and said[0].endswith("; measured again")
+    kept = files.read_json(tmp_path / "fast-choice.json")
+    assert kept[key]["choice"] == probe["choice"] and kept["another machine"] == {"choice": FAST_CHOICE}
+
+
+def test_a_fast_choice_file_that_is_a_list_counts_as_empty(tiny_config, tmp_path, monkeypatch):
+    monkeypatch.setenv("LAB_CACHE", str(tmp_path))
+    calls = fake_probe(monkeypatch, [0.0] * 3)
+    (tmp_path / "fast-choice.json").write_text("[1, 2, 3]")
+    assert cpu_fast_probe(tiny_config.replace(batch_size=128), log=lambda m: None)["choice"]["channels_last"]
+    assert calls == [128] and isinstance(json.loads((tmp_path / "fast-choice.json").read_text()), dict)
+
+
+def test_a_fast_choice_measured_while_the_load_changed_is_used_not_cached(tiny_config, tmp_path, monkeypatch):
+    monkeypatch.setenv("LAB_CACHE", str(tmp_path))
+    said = []
+    calls = fake_probe(monkeypatch, [0.0, 0.9] + [0.0] * 3)  # idle before, busy after the eager candidates
+    config = tiny_config.replace(batch_size=128)
+    probe = cpu_fast_probe(config, log=said.append)
+    assert probe["choice"]["channels_last"] and probe["others_load"] == [0.0, 0.9]
+    assert said[-1] == ("--fast on this CPU: not cached: the load of other processes changed during the probe "
+                        "(0%, 90% of the cores busy)")
+    assert not (tmp_path / "fast-choice.json").exists()
+    cpu_fast_probe(config, log=said.append)  # measured again
+    assert calls == [128, 128] and (tmp_path / "fast-choice.json").exists()  # steady this time: cached

@@ -66,3 +66,52 @@ def test_without_cuda_the_check_asks_for_the_dry_run(capsys):
     with pytest.raises(SystemExit) as exc:
         gpucheck.main(["--budget-s", "60", "--out", "unused"])
     assert exc.value.code == 2 and "--dry-run" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("budget", ["nan", "inf", "1e308", "-1"])
+def test_a_budget_that_is_not_a_number_of_seconds_is_one_line(budget, capsys, tmp_path):
+    """Before: nan, inf and 1e308 reached the first stage's timeout, ended in a traceback and left its child
+    running. Now refused before any stage starts."""
+    with pytest.raises(SystemExit) as exc:
+        gpucheck.main(["--dry-run", "--budget-s", budget, "--out", str(tmp_path / "out")])
+    assert exc.value.code == 2 and not (tmp_path / "out").exists()
+    assert capsys.readouterr().err == (f"error: --budget-s {float(budget):g}: give the seconds for the whole check, "
+                                       f"a number over 5 and at most 86400\n")
+
+
+def test_a_stage_limit_that_is_not_finite_still_bounds_the_stage(tmp_path):
+    assert gpucheck.run_stage(["true"], float("inf"), tmp_path / "log").code == 0  # no OverflowError
+    ran = gpucheck.run_stage(["sleep", "30"], float("nan"), tmp_path / "log")  # no ValueError: the shortest limit
+    assert ran.code is None and ran.seconds < 20
+
+
+def wheel(folder: Path) -> Path:
+    """A wheel whose sitecustomize module, imported at python's start from wherever PYTHONPATH puts it, writes its own
+    path to $LAB_PROBE_OUT: where the script unpacked the wheel."""
+    import zipfile
+
+    path = folder / "labprobe-1.0-py3-none-any.whl"
+    info = "labprobe-1.0.dist-info"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("sitecustomize.py", "import os\nif os.environ.get('LAB_PROBE_OUT'):\n"
+                                       "    open(os.environ['LAB_PROBE_OUT'], 'a').write(__file__ + '\\n')\n")
+        z.writestr(f"{info}/METADATA", "Metadata-Version: 2.1\nName: labprobe\nVersion: 1.0\n")
+        z.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        z.writestr(f"{info}/RECORD", f"sitecustomize.py,,\n{info}/METADATA,,\n{info}/WHEEL,,\n{info}/RECORD,,\n")
+    return path
+
+
+def test_carried_wheels_go_to_a_private_folder_removed_at_the_end(tmp_path):
+    """Not the fixed, shared /tmp/site: a folder of this run's own under $TMPDIR, first on PYTHONPATH, gone after."""
+    wheels, tmp, seen = tmp_path / "wheels", tmp_path / "tmp", tmp_path / "seen"
+    wheels.mkdir()
+    tmp.mkdir()
+    wheel(wheels)
+    done = subprocess.run([str(ROOT / "scripts" / "gpu-check.sh"), "--dry-run", "--budget-s", "nan"],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                          env={**os.environ, "PYTHON": sys.executable, "LAB_WHEELS": str(wheels), "TMPDIR": str(tmp),
+                               "LAB_PROBE_OUT": str(seen)})
+    assert done.returncode == 2 and done.stderr.endswith("a number over 5 and at most 86400\n"), done.stderr
+    site = Path(seen.read_text().splitlines()[-1]).parent  # the check's python imported the wheel's module
+    assert site.parent == tmp and site.name.startswith("lab-gpu-check-site.")
+    assert list(tmp.iterdir()) == []  # removed at the end

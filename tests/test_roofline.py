@@ -1,6 +1,7 @@
 """C11's engine: FLOPs counted by torch equal the layers' shapes' FLOPs to the FLOP; the peak probes return
 finite rates within their budget; roofline points land where the formulas put them; the binding roof follows
 the time; achieved/peak never exceeds 100 %. No test asserts a speed (CI runs with both cores busy)."""
+import json
 import math
 import time
 
@@ -8,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from lab.engine import flops, roofline
+from lab.engine import environment, flops, roofline
 from lab.engine.model import resnet18
 from lab.engine.roofline import OpEvent
 
@@ -65,22 +66,32 @@ def test_machine_peaks_are_cached_per_conditions(tmp_path, monkeypatch, one_thre
     assert conditions["threads"] == 1 and conditions["sizes"] == [32] and conditions["conv3x3"] == [2, 16, 8]
     assert conditions["torch"] == torch.__version__ and set(conditions["by_size"]["fp32"]) == {"32", "conv3x3"}
     assert "1 threads" in conditions["key"] and "idle" in conditions["key"]
+    # the machine as the report's environment names it: the CPU's model and flags, its cores, memory, torch
+    assert conditions["key"].startswith(environment.machine("cpu")) and " cores | " in conditions["key"]
+    assert " GiB | torch " in conditions["key"] and conditions["source"] == "measured" and conditions["cached"]
 
     def fail(*args, **kwargs):
         raise AssertionError("measured again")
 
     monkeypatch.setattr(roofline, "matmul_peak", fail)
-    assert roofline.machine_peaks("cpu", threads=1, **tiny) == peaks  # from peaks.json
+    again = roofline.machine_peaks("cpu", threads=1, **tiny)  # from peaks.json
+    assert again["conditions"]["source"] == "cache" and again["conditions"]["date"] == conditions["date"]
+    without = lambda p: {k: v for k, v in p.items() if k != "conditions"}  # noqa: E731
+    assert without(again) == without(peaks)
     with pytest.raises(AssertionError, match="measured again"):
         roofline.machine_peaks("cpu", threads=1, cache=False, **tiny)
 
 
 def test_a_probe_during_which_the_load_changed_is_not_cached(tmp_path, monkeypatch, one_thread):
+    """Idle before and after, busy between two of the probe's stages: the peaks serve this call, not the cache."""
     monkeypatch.setenv("LAB_CACHE", str(tmp_path))
-    loads = iter([0.0, 0.9])  # idle before, busy after
+    loads = iter([0.0, 0.9, 0.0, 0.0, 0.0])  # before, after fp32, after bf16 (and int8), after
     monkeypatch.setattr(roofline, "others_load", lambda seconds=0.5: next(loads))
     peaks = roofline.machine_peaks("cpu", threads=1, sizes=(32,), conv_shape=(), nbytes=2**20, seconds=0.1)
-    assert peaks["conditions"]["others_load_after"] == 0.9 and "idle" in peaks["conditions"]["key"]
+    conditions = peaks["conditions"]
+    assert conditions["others_load"][:2] == [0.0, 0.9] and conditions["others_load_after"] == 0.0
+    assert "idle" in conditions["key"] and not conditions["cached"] and peaks["fp32"] > 0
+    assert conditions["cache_note"] == "not cached: the load of other processes changed during the probe"
     assert not (tmp_path / "peaks.json").exists()
 
 
@@ -152,6 +163,64 @@ def test_a_cached_entry_from_before_the_int8_probe_is_not_returned(tmp_path, mon
     peaks = roofline.machine_peaks("cpu", threads=1, **TINY)
     assert peaks["fp32"] == 1.0 and peaks["int8"] > 0 and set(files.read_json(tmp_path / "peaks.json")) == {
         key.removesuffix(" | int8"), key}
+
+
+SOUND = {"fp32": 0.5, "bf16": 0.9, "copy_GBs": 20.0, "triad_GBs": 22.0, "emulated": [], "conditions": {}}
+
+
+@pytest.mark.parametrize("entry, said", [
+    ({**SOUND, "fp32": 0.0}, "['KEY'].fp32 is 0, not a positive number"),  # ZeroDivisionError in binding_roof before
+    ({**SOUND, "bf16": "0.9"}, "['KEY'].bf16 is \"0.9\", not a number"),  # a string came back as a peak
+    ({**SOUND, "copy_GBs": float("nan")}, "['KEY'].copy_GBs is nan, not a finite number"),
+    ({**SOUND, "fp32": 1e30}, "['KEY'].fp32 is 1e+30, above the plausible 100000"),
+    ({**SOUND, "triad_GBs": -3}, "['KEY'].triad_GBs is -3, not a positive number"),
+    ({k: v for k, v in SOUND.items() if k != "bf16"}, "['KEY'].bf16 is missing"),
+    ({**SOUND, "conditions": "?"}, "['KEY'].emulated, conditions are not a list and an object"),
+    ([1, 2], "['KEY'] is list, not an object"),
+    ("fast", "['KEY'] is str, not an object"),
+])
+def test_a_bad_cached_entry_is_measured_again_and_rewritten(tmp_path, monkeypatch, entry, said):
+    from lab.core import files
+
+    monkeypatch.setenv("LAB_CACHE", str(tmp_path))
+    monkeypatch.setattr(roofline, "int8_instructions", lambda: [])
+    only_int8_probed(monkeypatch)
+    key = roofline.machine_peaks("cpu", threads=1, cache=False, **TINY)["conditions"]["key"]
+    (tmp_path / "peaks.json").write_text(json.dumps({key: entry, "another machine": SOUND}))
+    peaks = roofline.machine_peaks("cpu", threads=1, **TINY)
+    assert peaks["fp32"] == 1.0 and peaks["conditions"]["source"] == "measured" and peaks["conditions"]["cached"]
+    assert peaks["conditions"]["cache_note"] == (f"the cached entry was ignored: {tmp_path / 'peaks.json'}: "
+                                                 f"{said.replace('KEY', key)}; measured again")
+    kept = files.read_json(tmp_path / "peaks.json")
+    assert kept["another machine"] == SOUND and kept[key]["fp32"] == 1.0  # rewritten, the other entry kept
+    assert roofline.machine_peaks("cpu", threads=1, **TINY)["conditions"]["source"] == "cache"
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", "", "{\"a\": ", "null", "\u0000"])
+def test_a_peaks_file_that_is_not_an_object_counts_as_empty(tmp_path, monkeypatch, text):
+    from lab.core import files
+
+    monkeypatch.setenv("LAB_CACHE", str(tmp_path))
+    monkeypatch.setattr(roofline, "int8_instructions", lambda: [])
+    only_int8_probed(monkeypatch)
+    (tmp_path / "peaks.json").write_text(text)  # a list stopped `make report` with a TypeError before
+    peaks = roofline.machine_peaks("cpu", threads=1, **TINY)
+    assert peaks["conditions"]["source"] == "measured" and "cache_note" not in peaks["conditions"]
+    assert list(files.read_json(tmp_path / "peaks.json")) == [peaks["conditions"]["key"]]
+
+
+def test_the_header_says_whether_the_peaks_were_measured_now_or_read_from_the_cache():
+    from lab.report.summary import peaks_line
+
+    measured = {"fp32": 0.31, "copy_GBs": 20.0, "conditions": {"source": "measured", "date": "2026-12-07 09:15"}}
+    cached = {**measured, "conditions": {"source": "cache", "date": "2026-12-01 08:00"}}
+    assert peaks_line({"cpu": measured}) == "cpu: fp32 0.31 TFLOP/s, copy 20 GB/s (measured now, 2026-12-07 09:15)"
+    assert peaks_line({"cpu": cached}).endswith("(read from the cache, measured 2026-12-01 08:00)")
+    busy = {**measured, "conditions": {**measured["conditions"], "cache_note": "not cached: the load of other "
+                                       "processes changed during the probe"}}
+    assert peaks_line({"cpu": busy}).endswith("(measured now, 2026-12-07 09:15; not cached: the load of other "
+                                              "processes changed during the probe)")
+    assert peaks_line({"cpu": {"fp32": 0.31, "conditions": {}}}) == "cpu: fp32 0.31 TFLOP/s"  # an older report
 
 
 def test_the_peaks_table_shows_int8_in_tops_its_probe_and_why_it_is_missing(tmp_path):

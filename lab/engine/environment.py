@@ -29,8 +29,29 @@ def collect() -> dict:
     flags = cpu_flags()
     return {"captured": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
             "hostname": platform.node(), "cpu_model": cpu_name(), "cpu_flags": [f for f in CPU_FLAGS if f in flags],
-            "host_cpus": os.cpu_count(), "cpus_available": cpus_available(), "torch": torch.__version__,
+            "host_cpus": os.cpu_count(), "cpus_available": cpus_available(), "memory_bytes": memory_bytes(),
+            "torch": torch.__version__,
             "cuda_available": torch.cuda.is_available(), "git_commit": git_commit(), "collect_env": env}
+
+
+def memory_bytes() -> int | None:
+    """The machine's physical memory (None where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def machine(device="cpu") -> str:
+    """This machine as its environment (collect) identifies it, for the caches of what was measured on it (peaks, the
+    --fast choice): the CPU model with the flags that change the step's speed (a cloud's generic "Intel(R) Xeon(R)
+    Processor" names many CPUs), the cores this process may use, the memory, torch, and a CUDA device's model."""
+    memory = memory_bytes()
+    cpu = (f"{cpu_name()} [{','.join(f for f in CPU_FLAGS if f in cpu_flags()) or 'none of its flags'}] | "
+           f"{cpus_available()} of {os.cpu_count()} cores | {f'{memory / 2**30:.0f} GiB' if memory else '? GiB'} | "
+           f"torch {torch.__version__}")
+    device = torch.device(device)
+    return f"{torch.cuda.get_device_name(device)} | {cpu}" if device.type == "cuda" else cpu
 
 
 def summary(env: dict | None) -> dict:

@@ -13,10 +13,10 @@ import torch
 
 from ..core import files, stats
 from ..core.config import Config
+from .environment import machine
 from .interleave import abba
 from .loop import AMP_DTYPES, Precision, Step
 from .model import resnet18
-from .records import cpu_name
 
 
 def c_compiler() -> str | None:
@@ -60,10 +60,49 @@ def load_class(load: float | None = None) -> str:
     return "busy" if (others_load() if load is None else load) >= 0.5 else "idle"
 
 
+def steady(loads: list[float]) -> bool:
+    """Whether the load others put on the machine kept its class over a probe (`loads`: sampled before, between its
+    stages and after): a result measured while load came or went serves that run but is not cached."""
+    return len({load_class(load) for load in loads}) <= 1
+
+
 def fast_cache_key(batch: int, threads: int | None = None, load: str | None = None) -> str:
-    """The conditions a probe's result holds for: the CPU, torch, the threads, the batch size and the load."""
+    """The conditions a probe's result holds for: the machine (environment.machine: the CPU, its flags, cores,
+    memory, torch), the threads, the batch size and the load."""
     threads = threads or torch.get_num_threads()
-    return f"{cpu_name()} | torch {torch.__version__} | {threads} threads | batch {batch} | {load or load_class()}"
+    return f"{machine()} | {threads} threads | batch {batch} | {load or load_class()}"
+
+
+def fast_entry(path, key: str, entry) -> dict:
+    """A fast-choice.json entry, checked (files.BadFile naming the field otherwise): a choice of known settings,
+    finite positive step times. A bad entry is measured again, never trusted."""
+    field, again = f"[{key!r}]", "measured again"
+    if not isinstance(entry, dict) or not isinstance(entry.get("choice"), dict):
+        raise files.BadFile(path, "is not an object with a 'choice'", field, again)
+    choice = entry["choice"]
+    if not (isinstance(choice.get("channels_last", False), bool) and choice.get("amp", "off") in AMP_DTYPES
+            and choice.get("compile", "off") in ("off", "default")):
+        raise files.BadFile(path, f"is {json.dumps(choice)[:80]}, not a known setting", f"{field}.choice", again)
+    step_s = entry.get("step_s", {})
+    if not isinstance(step_s, dict):
+        raise files.BadFile(path, "is not an object", f"{field}.step_s", again)
+    for setting, seconds in step_s.items():
+        files.number(path, f"{field}.step_s[{setting!r}]", seconds, high=3600, positive=True, way_out=again)
+    return entry
+
+
+def cached_fast(path, keys, log=None) -> dict | None:
+    """The first of `keys` with a sound entry in fast-choice.json; a bad entry (or file) counts as absent (`log`
+    says which entry was ignored and why)."""
+    cached = files.read_json(path, {})
+    for key in keys:
+        if key in cached:
+            try:
+                return fast_entry(path, key, cached[key])
+            except files.BadFile as bad:
+                if log:
+                    log(f"--fast on this CPU: the cached choice is ignored: {bad}")
+    return None
 
 
 def setting_name(setting: dict) -> str:
@@ -122,21 +161,21 @@ def cpu_fast_probe(config: Config, log=print, measure: bool = True, compiled: bo
     that against its compiled form (`compiled` False: not, cached apart); cached per fast_cache_key in
     $LAB_CACHE/fast-choice.json. measure=False: the cached result or None."""
     cache = files.cache_dir() / "fast-choice.json"
-    cached = files.read_json(cache, {})
     compiled = compiled and c_compiler() is not None
     suffix = "" if compiled else EAGER_ONLY
     if not measure:  # a plan or an account: the idle machine's result where there is one, measuring nothing
-        return next((cached[k] for k in (fast_cache_key(config.batch_size, load=c) + suffix for c in ("idle", "busy"))
-                     if k in cached), None)
+        return cached_fast(cache, [fast_cache_key(config.batch_size, load=c) + suffix for c in ("idle", "busy")])
     load = others_load()
     key = fast_cache_key(config.batch_size, load=load_class(load)) + suffix
-    if key in cached:
-        return cached[key]
+    found = cached_fast(cache, [key], log)
+    if found:
+        return found
     log(f"--fast on this CPU: measuring which settings make the step fastest (batch {config.batch_size}, "
         f"{torch.get_num_threads()} threads, other processes keeping {load:.0%} of the cores busy; once, cached "
         f"in {cache})")
     baseline = json.dumps(CPU_CANDIDATES[0])
     samples = interleaved_samples(CPU_CANDIDATES, config.batch_size)
+    loads = [load, others_load()]  # between the stages too: load that came mid-probe shows
     best, reason = decide(samples, baseline)
     choice = {**json.loads(best), "compile": "off"}
     if compiled:
@@ -146,15 +185,20 @@ def cpu_fast_probe(config: Config, log=print, measure: bool = True, compiled: bo
         won, why = decide(more, best)
         if won != best:
             choice, reason = compiled, why
-    cached[key] = {"choice": choice, "step_s": {k: stats.mean(v) for k, v in samples.items()}, "samples": samples,
-                   "reason": reason, "measured": time.strftime("%Y-%m-%d %H:%M"), "others_load_before": round(load, 3),
-                   "others_load_after": round(others_load(), 3)}
+        loads.append(others_load())
+    entry = {"choice": choice, "step_s": {k: stats.mean(v) for k, v in samples.items()}, "samples": samples,
+             "reason": reason, "measured": time.strftime("%Y-%m-%d %H:%M"), "others_load_before": round(load, 3),
+             "others_load_after": round(loads[-1], 3), "others_load": [round(x, 3) for x in loads]}
     log(f"--fast on this CPU: {setting_name(choice)}: {reason}")
+    if not steady(loads):
+        log(f"--fast on this CPU: not cached: the load of other processes changed during the probe "
+            f"({', '.join(f'{x:.0%}' for x in loads)} of the cores busy)")
+        return entry
     try:
-        files.save_json(cache, cached)
+        files.update_json(cache, lambda cached: {**cached, key: entry})
     except OSError as exc:  # a read-only home only costs the measurement next time
         log(f"could not cache the --fast choice in {cache}: {exc}")
-    return cached[key]
+    return entry
 
 
 def fast_reason(config: Config) -> str | None:

@@ -21,7 +21,8 @@ import torch.nn as nn
 from ..core import files, words
 from ..core.extras import need
 from ..core.timing import now
-from .fast import load_class, others_load
+from . import environment
+from .fast import load_class, others_load, steady
 from .flops import conv_flops, eager_copy, matmul_flops
 from .loop import AMP_DTYPES, Precision, Step
 from .model import resnet18
@@ -189,8 +190,10 @@ def machine_peaks(device="cpu", threads: int | None = None, cache: bool = True, 
     """{precision: TFLOP/s, "int8": TOPS, "copy_GBs", "triad_GBs", "emulated": [precisions], "conditions": {how it
     was measured}}; arrays default to 4 × the last-level cache, at least 64 MiB. "int8" only on a CPU with int8
     instructions where a probe ran (else conditions' "int8_missing" says why), in half a precision's time. Cached in
-    files.cache_dir()/peaks.json per machine, torch, threads, load class (a busy machine measures lower peaks) and
-    probe sizes, unless the load class changed during the probe."""
+    files.cache_dir()/peaks.json per machine (environment.machine), threads, load class (a busy machine measures
+    lower peaks) and probe sizes, unless the load class changed during the probe (sampled before, between its
+    stages and after); a cached entry that is not sound peaks is measured again. conditions' "source" says
+    which: "measured" now or read from the "cache"."""
     device = torch.device(device)
     threads = threads or torch.get_num_threads()
     sizes = tuple(sizes or SIZES[device.type])
@@ -199,19 +202,27 @@ def machine_peaks(device="cpu", threads: int | None = None, cache: bool = True, 
     seconds = SECONDS[device.type] if seconds is None else seconds
     load, machine = others_load(), device_name(device)
     conv = f" | conv3x3 {'x'.join(map(str, conv_shape))}" if conv_shape else ""
-    key = (f"{machine} | torch {torch.__version__} | {threads} threads | {load_class(load)} | "
+    key = (f"{environment.machine(device)} | {threads} threads | {load_class(load)} | "
            f"sizes {','.join(map(str, sizes))}{conv} | arrays {nbytes / 2**20:g} MiB | int8")  # older keys: no int8
     path = files.cache_dir() / "peaks.json"
-    cached = files.read_json(path, {}) if cache else {}
-    if key in cached:
-        return cached[key]
+    found, ignored = cached_peaks(path, key, device) if cache else (None, None)
+    if found:
+        return {**found, "conditions": {**found["conditions"], "source": "cache"}}
+    loads, pause = [load], min(0.25, seconds / 4)  # the load between the probe's stages: a load that came shows
+
+    def stage(fn, *args):
+        try:
+            return fn(*args)
+        finally:
+            loads.append(others_load(pause))
+
     before, start = torch.get_num_threads(), time.perf_counter()
     if device.type == "cpu":
         torch.set_num_threads(threads)
     try:
-        matmuls = [matmul_peak(device, p, sizes, seconds, conv_shape) for p in precisions(device)]
+        matmuls = [stage(matmul_peak, device, p, sizes, seconds, conv_shape) for p in precisions(device)]
         instructions = int8_instructions() if device.type == "cpu" else []
-        int8 = int8_peak(max(sizes), conv_shape, seconds / 2) if instructions else None
+        int8 = stage(int8_peak, max(sizes), conv_shape, seconds / 2) if instructions else None
         memory = bandwidth(device, nbytes, seconds / 2)
     finally:
         torch.set_num_threads(before)
@@ -222,6 +233,7 @@ def machine_peaks(device="cpu", threads: int | None = None, cache: bool = True, 
     peaks.update(copy_GBs=memory["copy_GBs"], triad_GBs=memory["triad_GBs"],
                  emulated=[m["precision"] for m in matmuls if m["emulated"]])
     by_size = {m["precision"]: m["by_size"] for m in matmuls} | ({"int8": int8["by_size"]} if int8 else {})
+    loads.append(after)
     peaks["conditions"] = {
         "machine": machine, "device": device.type, "torch": torch.__version__, "threads": threads,
         "sizes": list(sizes), "conv3x3": list(conv_shape),
@@ -230,13 +242,49 @@ def machine_peaks(device="cpu", threads: int | None = None, cache: bool = True, 
         **({} if "int8" in peaks else {"int8_missing": int8_missing(device, instructions, int8)}),
         "array_bytes": memory["array_bytes"], "llc_bytes": memory["llc_bytes"],
         "others_load_before": round(load, 3), "others_load_after": round(after, 3),
-        "date": time.strftime("%Y-%m-%d %H:%M"), "seconds": round(seconds_taken, 1), "key": key}
-    if cache and load_class(after) == load_class(load):  # a load that came or went meanwhile: not kept
+        "others_load": [round(x, 3) for x in loads], "date": time.strftime("%Y-%m-%d %H:%M"),
+        "seconds": round(seconds_taken, 1), "key": key}
+    notes, kept = [f"the cached entry was ignored: {ignored}"] if ignored else [], cache and steady(loads)
+    if cache and not kept:
+        notes.append("not cached: the load of other processes changed during the probe")
+    if kept:
         try:
-            files.save_json(path, {**files.read_json(path, {}), key: peaks})
-        except OSError:  # a read-only cache only costs the measurement next time
-            pass
-    return peaks
+            files.update_json(path, lambda cached: {**cached, key: peaks})
+        except OSError as exc:  # a read-only cache only costs the measurement next time
+            kept = False
+            notes.append(f"not cached: {exc}")
+    return {**peaks, "conditions": {**peaks["conditions"], "source": "measured", "cached": kept,
+                                    **({"cache_note": "; ".join(notes)} if notes else {})}}
+
+
+PLAUSIBLE = {"TFLOP/s": 1e5, "GB/s": 1e6}  # above any device's (and any cache's) rate: a corrupt entry, not a peak
+
+
+def peaks_entry(path, key: str, entry, device) -> dict:
+    """A peaks.json entry, checked: each of the device's precisions, int8 where present, and both bandwidths a
+    finite positive plausible number, `conditions` an object. files.BadFile naming the field otherwise."""
+    field, again = f"[{key!r}]", "measured again"
+    if not isinstance(entry, dict):
+        raise files.BadFile(path, f"is {type(entry).__name__}, not an object", field, again)
+    for name in [*precisions(device), *(["int8"] if "int8" in entry else []), "copy_GBs", "triad_GBs"]:
+        if name not in entry:
+            raise files.BadFile(path, "is missing", f"{field}.{name}", again)
+        high = PLAUSIBLE["GB/s" if name.endswith("_GBs") else "TFLOP/s"]
+        files.number(path, f"{field}.{name}", entry[name], high=high, positive=True, way_out=again)
+    if not isinstance(entry.get("emulated", []), list) or not isinstance(entry.get("conditions"), dict):
+        raise files.BadFile(path, "are not a list and an object", f"{field}.emulated, conditions", again)
+    return entry
+
+
+def cached_peaks(path, key: str, device) -> tuple[dict | None, str | None]:
+    """(peaks.json's sound entry for `key` or None, why an entry there was ignored); a bad file counts as empty."""
+    cached = files.read_json(path, {})
+    if key not in cached:
+        return None, None
+    try:
+        return peaks_entry(path, key, cached[key], device), None
+    except files.BadFile as bad:
+        return None, str(bad)
 
 
 def int8_missing(device, instructions: list[str], int8: dict | None) -> str:

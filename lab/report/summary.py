@@ -85,13 +85,26 @@ def speed_settings(measured) -> str:
 
 
 def peaks_line(peaks: dict | None) -> str:
-    """The machine's measured limits, as the report's start measured them (C11 sets every step against them)."""
+    """The machine's measured limits, as the report's start measured them (C11 sets every step against them), and
+    whether they were measured for this report or read from the cache of an earlier one, and when."""
     if not peaks:
         return "not measured"
     return "; ".join(f"{device}: " + ", ".join(f"{p} {v[p]:.3g}" for p in PRECISIONS if p in v)
                      + " TFLOP/s" + (f", int8 {v['int8']:.3g} TOPS" if "int8" in v else "")
                      + (f", copy {v['copy_GBs']:.0f} GB/s" if "copy_GBs" in v else "")
+                     + peaks_source(v.get("conditions") or {})
                      for device, v in peaks.items())
+
+
+def peaks_source(conditions: dict) -> str:
+    """' (measured now, <date>)' or ' (read from the cache, measured <date>)'; '' for a report from before."""
+    when = conditions.get("date") or "at an unrecorded time"
+    if conditions.get("source") == "cache":
+        return f" (read from the cache, measured {when})"
+    if conditions.get("source") == "measured":  # the note: a cached entry ignored, a load that changed
+        note = conditions.get("cache_note")
+        return f" (measured now, {when}" + (f"; {note}" if note else "") + ")"
+    return ""
 
 
 TABLES = "tables"  # the report's tables as CSV, in the report folder
