@@ -19,10 +19,10 @@ import torch
 import yaml
 
 from lab import cli
-from lab.core import files
+from lab.core import files, results
 from lab.core.config import Config
 from lab.data import cifar10
-from lab.engine import checkpoint, fast, roofline
+from lab.engine import checkpoint, deploy, fast, roofline
 from lab.report import estimate, runner
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,6 +113,10 @@ ROWS = [
      r"FILE: epoch is '3', not an epoch number; delete it and start again without --resume"),
     ("data/synthetic/cifar-10-batches-py/data_batch_1", b"\x80\x04 truncated", "data",
      r"cannot read CIFAR-10 batch file FILE \(.*\); delete .*synthetic and run again to regenerate it"),
+    # C2's trained weights, read by C10 (deploy.trained_model)
+    ("C2_timing/model.pt", b"PK\x03\x04 truncated", "deploy",
+     r"FILE is not the lab's ResNet-18 weights \(.*\); run C2_timing again, or make the report again"),
+    ("C2_timing/model.pt", {"conv1.weight": [1]}, "deploy", r"FILE is not the lab's ResNet-18 weights \(.*Error"),
     ("data/synthetic/synthetic.json", "[1]", "data", None),
     ("data/synthetic/synthetic.json", '{"version": "2"', "data", None),
 ]
@@ -145,6 +149,13 @@ def command(run: str, tmp: Path, report: Path, results_root: Path, file: Path) -
         return cli.main(["render", str(report)])
     if run == "resume":
         return cli.main(["report", "--profile", str(tmp / "profile.yaml"), "--results", str(results_root)])
+    if run == "deploy":
+        try:
+            deploy.trained_model(report)
+        except files.LabError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return error.exit_code
+        return 0
     if run == "checkpoint":
         try:
             checkpoint.load_checkpoint(file, Config())
@@ -188,6 +199,9 @@ def test_a_broken_input_is_one_line_naming_it_and_the_way_out_or_made_again(tmp_
         plant(report / "report.json", unfinished())
     if run == "checkpoint":
         torch.save({"config": Config().to_dict(), "model": {}, "optimizer": {}, "epoch": 1}, tmp_path / "run.pt")
+    if run == "deploy":  # C2's row naming its saved model, and the file (planted broken below)
+        results.Rows(report, "C2_timing").add("model_file", text="C2_timing/model.pt")
+        (report / name).write_bytes(b"")
     if run == "data":
         cifar10.ensure_synthetic(Config(dataset="synthetic", data=str(tmp_path / "data"), synthetic_train=20,
                                         synthetic_test=10), log=lambda *_: None)

@@ -21,7 +21,7 @@ import torch
 from torch._inductor import config as inductor_config
 from torch._inductor.utils import run_and_get_code
 
-from ..core import extras, results, stats, timing
+from ..core import extras, files, results, stats, timing
 from ..core.words import percent
 from ..data import cifar10
 from .fast import c_compiler, others_load
@@ -496,7 +496,11 @@ def trained_model(results_dir) -> tuple[torch.nn.Module, str]:
     if not len(saved) or not (Path(results_dir) / saved["text"].iloc[-1]).exists():
         return model, "a freshly initialised ResNet-18 (C2 did not save its trained model in this report)"
     path, part = saved["text"].iloc[-1], saved["part"].iloc[-1]
-    model.load_state_dict(torch.load(Path(results_dir) / path, map_location="cpu", weights_only=True))
+    try:
+        model.load_state_dict(torch.load(Path(results_dir) / path, map_location="cpu", weights_only=True))
+    except Exception as exc:  # noqa: BLE001 - truncated, not a state dict, another model's: one line, no traceback
+        raise files.BadFile(Path(results_dir) / path, f"is not the lab's ResNet-18 weights ({_one_line(exc)[:120]})",
+                            way_out=f"run {part} again, or make the report again (`--new`)") from None
     return model, f"{part.split('_')[0]}'s trained ResNet-18 ({path})"
 
 
