@@ -312,6 +312,19 @@ def test_onnx_runtime_computes_on_the_thread_count_torch_is_set_to(small_deploye
     assert {n: s.get_session_options().intra_op_num_threads for n, s in onnx.sessions.items()} == {1: 1, 2: 2}
 
 
+def test_a_frozen_compile_is_not_served_another_settings_graph(tmp_path, one_thread):
+    """Dynamo shares compiled code between instances of one module class where the backends match: Inductor frozen
+    fp32 converted after torch.compile ran the latter's unfrozen graph (the ResNet-18 at 1 thread: 15.6 ms both; on
+    a backend of its own, 8.1 ms). Each compiled setting runs its own graph."""
+    model, images = small_model()
+    settings = deploy.settings_for("cpu", names=("torch.compile", "Inductor frozen fp32"))
+    converted = deploy.convert_all(model, settings, images[:2], tmp_path, "cpu")
+    assert all(c.status == "ok" for c in converted.values())
+    with torch.inference_mode():  # the same graph would give the same bits; batch norm folded in, other ones
+        unfrozen, frozen = (converted[n].fn(images[:4]) for n in ("torch.compile", "Inductor frozen fp32"))
+    assert not torch.equal(unfrozen, frozen) and deploy.within_tolerance(unfrozen, frozen, "fp32")[0]
+
+
 @pytest.mark.parametrize("how", ["compile", "aoti"])
 def test_int8_compiled_without_freezing_runs_in_fp32_and_is_flagged_never_timed(how, tmp_path, monkeypatch,
                                                                                 one_thread):
