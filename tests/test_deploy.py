@@ -335,10 +335,12 @@ def test_int8_compiled_without_freezing_runs_in_fp32_and_is_flagged_never_timed(
     trap = deploy.Setting("int8 without freezing", how, devices=("cpu",), weights="int8")
     monkeypatch.setattr(deploy, "SETTINGS", [deploy.SETTINGS[0], trap])
     rows = deploy.results.Rows(tmp_path, "C10_deploy").start()
+    limits = set()  # what dynamo does at its recompile limit while C10 measures: an error, not a silent eager run
     timed = deploy.measure(rows.scoped(device="cpu"), model, (images[:8], torch.zeros(8, dtype=torch.long)),
-                           tmp_path / "cpu", heavy=False, blocks=2, calls=2, batches=[1], note=lambda line: None,
-                           calibration=images)
-    assert list(timed) == [deploy.BASELINE]
+                           tmp_path / "cpu", heavy=False, blocks=2, calls=2, batches=[1], calibration=images,
+                           note=lambda line: limits.add((torch._dynamo.config.recompile_limit,
+                                                         torch._dynamo.config.fail_on_recompile_limit_hit)))
+    assert list(timed) == [deploy.BASELINE] and limits == {(64, True)}
     dev = deploy.by_device(deploy.results.read(tmp_path, part="C10_deploy"))["cpu"]
     t = deploy.settings_of(dev).loc[trap.name]
     assert t["ran_as_said"] == 0 and t["within_tolerance"] == 1 and t["note"].startswith("ran in fp32")

@@ -682,6 +682,11 @@ def latency_rows(rows, s: dict, **setting) -> list[dict]:
                for k, metric in LATENCY.items()])
 
 
+# The compiled settings share one forward's code object, whose guards recompile it per batch size and thread count:
+# dynamo's default limit of 8 compilations was hit at the 2-thread latency of the full profile's settings, and the
+# setting then ran eager without saying so (Inductor frozen bf16 weights 5.2 ms at 2 threads against 2.9 at 1). A
+# higher limit, and a limit hit is an error, never a silent fallback.
+@torch._dynamo.config.patch(recompile_limit=64, fail_on_recompile_limit_hit=True)
 def measure(rows, model, data: tuple[torch.Tensor, torch.Tensor], out_dir, heavy: bool, blocks: int, calls: int,
             batches, note=print, calibration: torch.Tensor | None = None,
             inductor: bool = True) -> dict[str, Converted]:

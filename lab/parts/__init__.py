@@ -13,7 +13,7 @@ from ..core import results, stats
 from ..core.config import PARAMETERS, Config, check_namespace
 from ..data.cifar10 import resolve_dataset
 from . import display
-from .base import DEFAULT_WORKERS, Part, Report, Work
+from .base import DEFAULT_WORKERS, Part, Report, Work, steady_epochs
 from .tables import load
 
 # Every part's module, in run order (C3 finds the best worker count that later parts use): the one place outside
@@ -158,7 +158,9 @@ def plan(part: str, params: dict, report: Report) -> Work:
     config = config_for(part, params)  # a part without a data set plans as synthetic: same sizes
     runs = BY_ID[part].runs(config, params, report)
     report.planned[part] = runs
-    extra = Work(extra_s=float(params.get("extra_rounds_s") or 0)) if BY_ID[part].more else Work()
+    budget = float(params.get("extra_rounds_s") or 0) if BY_ID[part].more else 0.0
+    extra = Work(extra_s=budget, round=runs.round(config.batch_size),
+                 samples=max((steady_epochs(c) for c in runs.block), default=0)) if budget else Work()
     return runs.work(config.batch_size) + extra
 
 

@@ -30,8 +30,11 @@ class Work:
     runs: int = 0          # runs set up (model, loaders; their first epoch's extra cost)
     compiles: int = 0      # runs that compile their step (torch.compile)
     launches: int = 0      # torchrun launches (process start-up, process group)
+    builds: int = 0        # C++ programs compiled (C10's, where this machine has not built it)
     settings: tuple = ()   # per trained run: (step_setting, steps in its batches, epochs, its share of `steps`)
-    extra_s: float = 0.0   # seconds of further rounds it may spend where a claim is still open (its budget)
+    extra_s: float = 0.0   # seconds of further rounds it may spend where a claim is still open (its budget)...
+    round: tuple = ()      # ...a round being one epoch of each setting of its block, as `settings` counts them...
+    samples: int = 0       # ...and at most as many rounds as the steady epochs each setting has (parts.decide)
 
     def __add__(self, other: "Work") -> "Work":
         return Work(*(a + b for a, b in zip(asdict(self).values(), asdict(other).values())))
@@ -77,13 +80,24 @@ class Runs:
         work = self.extra
         if self.reused_from is None:
             for c in self.block:
-                resolved = resolve(c, log=lambda msg: None, measure=False)
-                key = step_setting({**resolved.config.to_dict(), "device_type": resolved.device.type})
+                key, compiled = self._setting(c)
                 steps = planned_steps(c) * c.batch_size / batch_size
-                work += Work(steps=steps, runs=1, compiles=int(resolved.config.compile != "off"),
+                work += Work(steps=steps, runs=1, compiles=int(compiled),
                              evals=planned_steps(c, test=True) if c.evaluate else 0,
                              settings=((key, planned_steps(c), c.epochs, steps),))
         return work
+
+    def round(self, batch_size: int) -> tuple:
+        """One more interleaved round of the block (parts.more_rounds: an epoch of each setting), as Work.settings."""
+        each = [(c, planned_steps(c) // c.epochs) for c in self.block]
+        return tuple((self._setting(c)[0], n, 1, n * c.batch_size / batch_size) for c, n in each)
+
+    @staticmethod
+    def _setting(c: Config) -> tuple[tuple, bool]:
+        """A run's step_setting as it will resolve, and whether it compiles."""
+        resolved = resolve(c, log=lambda msg: None, measure=False)
+        return (step_setting({**resolved.config.to_dict(), "device_type": resolved.device.type}),
+                resolved.config.compile != "off")
 
 
 # Fields two runs may differ in and still be the same measurement (device: compared resolved)
@@ -99,12 +113,20 @@ def setting(config: Config) -> dict:
 
 @dataclass
 class Report:
-    """The report a part runs in: its folder, the Runs planned for the parts before it (`planned`), and `fast_probe`:
-    a --fast probe's result to plan with instead of this machine's."""
+    """The report a part runs in: its folder, the Runs planned for the parts before it (`planned`), `fast_probe`:
+    a --fast probe's result to plan with instead of this machine's, and `machine`: what the plans asked this
+    machine (`fact`), kept so that a replay of the report plans as it did (lab.report.estimate.replay)."""
 
     results_dir: Path
     planned: dict[str, Runs] = field(default_factory=dict)
     fast_probe: dict | None = None
+    machine: dict = field(default_factory=dict)
+
+    def fact(self, name: str, ask):
+        """`ask()`'s answer (a JSON value), asked once and kept in `machine` under `name`."""
+        if name not in self.machine:
+            self.machine[name] = ask()
+        return self.machine[name]
 
     def reusable(self, wanted: dict[str, Config]) -> str | None:
         """The earlier part whose block has (or will have) every wanted run, by tags and settings alone, or None."""

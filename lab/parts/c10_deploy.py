@@ -15,7 +15,7 @@ from ..engine import cpp, deploy, progress
 from ..engine.deploy import (BASELINE, accuracy_table, agreement_answer, conversions_table, cpp_table, label,
                               latency_columns, ms, undecided)
 from . import display
-from .base import COMMON, Part, Runs, Work, claims
+from .base import COMMON, Part, Runs, Work, claims, step_setting
 from .tables import peak_share, report_peaks, step_flops, style
 
 ID = "C10_deploy"
@@ -35,17 +35,24 @@ fields.define({"convert_s": Field("convert s", "s"), "file_bytes": Field("file M
 
 
 def runs(config: Config, params: dict, report) -> Runs:
-    """Nothing trains; the work is the calls, in steps of the profile's batch (a forward: about a third of a step),
-    and the batch-norm estimate (BN_IMAGES in train mode) with the model as saved on the test images."""
-    blocks, calls, heavy = params["latency_blocks"], params["latency_calls"], params.get("compile_settings", True)
-    chosen = [s for d in deploy.devices(config.device)
-              for s in deploy.settings_for(d, heavy, inductor=params.get("inductor_settings", True))]
-    tests = params.get("test_images") or 10_000
-    images = deploy.planned_images(chosen, tests, blocks, calls, params["throughput_batches"],
-                                   cpp.planned_calls(chosen, blocks, calls))
-    compiles = sum(s.compiles for s in chosen) + int(not cpp.built())  # the C++ program's first build: a compilation
-    steps = (len(chosen) * images + deploy.BN_IMAGES + tests) / 3 / config.batch_size
-    return Runs(extra=Work(steps=steps, runs=len(chosen), compiles=compiles))
+    """Nothing trains; the work is the calls in steps of the profile's batch (a forward: a third of a step, the
+    backward computing twice its FLOPs), each setting's in its precision and layout, and the batch-norm estimate
+    (BN_IMAGES) with the model as saved on the test images. The settings are a fact of the report (Report.fact)."""
+    heavy, inductor, devices = params.get("compile_settings", True), params.get("inductor_settings", True), \
+        deploy.devices(config.device)
+    names = report.fact("deploy settings", lambda: [s.name for d in devices
+                                                    for s in deploy.settings_for(d, heavy, inductor=inductor)])
+    chosen = [(d, s) for d in devices for s in deploy.settings_for(d, heavy, names=names, inductor=inductor)]
+    settings, blocks, calls, tests = [s for _, s in chosen], params["latency_blocks"], params["latency_calls"], \
+        params.get("test_images") or 10_000
+    each = deploy.planned_images(settings, tests, blocks, calls, params["throughput_batches"],
+                                 cpp.planned_calls(settings, blocks, calls)) / 3 / config.batch_size
+    priced = tuple((step_setting({"device_type": d, "batch_size": config.batch_size, "channels_last": s.channels_last,
+                                  "amp": "bf16" if "bf16" in (s.amp, s.weights) else "off", "compile": "off",
+                                  "loader": "tensor", "workers": 0}), each, 0, each) for d, s in chosen)
+    return Runs(extra=Work(steps=len(chosen) * each + (deploy.BN_IMAGES + tests) / 3 / config.batch_size,
+                           runs=len(chosen), compiles=sum(s.compiles for s in settings), settings=priced,
+                           builds=int(not report.fact("cpp built", cpp.built))))  # the C++ program's first build
 
 
 def measure(config: Config, params: dict, out, report) -> list[dict]:
@@ -60,11 +67,10 @@ def measure(config: Config, params: dict, out, report) -> list[dict]:
                  rows.row("test_images", len(ys), "images"), rows.row("bn_images", len(train), "images"),
                  rows.row("largest_logit_as_saved", saved, "logit"),
                  rows.row("calibration_images", deploy.CALIBRATION, "images")])
-    heavy, inductor = params.get("compile_settings", True), params.get("inductor_settings", True)
-    devices = deploy.devices(config.device)
-    phases = sum(3 * len(deploy.settings_for(d, heavy, inductor=inductor)) + len(deploy.thread_counts()) + 1
-                 for d in devices)
-    with progress.bar(ID, phases, unit="phase"):
+    heavy, inductor, devices = params.get("compile_settings", True), params.get("inductor_settings", True), \
+        deploy.devices(config.device)
+    with progress.bar(ID, sum(3 * len(deploy.settings_for(d, heavy, inductor=inductor)) + len(deploy.thread_counts())
+                              + 1 for d in devices), unit="phase"):
         note = functools.partial(progress.phase, ID)
         for device in devices:
             timed = deploy.measure(rows.scoped(device=device), model, (xs, ys), Path(out) / device, heavy,
@@ -83,8 +89,8 @@ def model_line(rows: pd.DataFrame) -> str:
         line += (f", its batch-norm statistics re-estimated over {value('bn_images'):,.0f} training images before "
                  f"conversion (eager's largest |logit| on the test images: {saved} as saved, "
                  f"{stats.sig(value('largest_logit', setting=BASELINE, device='cpu'))} after)")
-    calibration = value("calibration_images")
-    int8 = f"; int8 calibrated on {calibration:,.0f} training images" if calibration else ""
+    int8 = f"; int8 calibrated on {value('calibration_images'):,.0f} training images" if value("calibration_images") \
+        else ""
     return line + f"; {value('test_images'):,.0f} test images of {value('dataset')} data{int8}."
 
 
@@ -228,9 +234,8 @@ def cpp_finding(dev: pd.DataFrame, family: dict) -> display.Finding:
                       if cxx and python else verdict)
             agree = f"logits within the bound, the worst at {stats.sig(a['worst_of_bound'])} of it"
             parts.append(f"{name}: {answer}; " + (agree if a["within_tolerance"] == 1 else "LOGITS DIFFER"))
-    first = next(iter(family.values()), None)
     return display.Finding("C10.5", QUESTIONS[4][1], "; ".join(parts) or "no artifact ran from C++",
-                           stats.evidence_line(first) if first else "—", ID)
+                           stats.evidence_line(next(iter(family.values()))) if family else "—", ID)
 
 
 def verdicts(records, results_dir) -> dict:

@@ -45,9 +45,10 @@ fields.define({**{f"{c}_flops": Field(f"{c} GFLOP", "FLOP", GFLOP) for c in ("co
                "reached_by": "reached by"})
 
 
-def precisions(device: str) -> list[str]:
-    """The autocast settings the step is profiled in: fp32, and bf16 where the device computes it natively."""
-    return ["off"] + (["bf16"] if device == "cuda" or roofline.bf16_native() else [])
+def precisions(device: str, native=None) -> list[str]:
+    """The autocast settings the step is profiled in: fp32, and bf16 where the device computes it natively
+    (`native()` says whether the CPU does; roofline.bf16_native where not given)."""
+    return ["off"] + (["bf16"] if device == "cuda" or (native or roofline.bf16_native)() else [])
 
 
 def runs(config: Config, params: dict, report) -> Runs:
@@ -56,7 +57,8 @@ def runs(config: Config, params: dict, report) -> Runs:
     each = 1 + 2 * params["profile_steps"]
     settings = tuple((step_setting({"device_type": device, "amp": amp, "batch_size": config.batch_size,
                                     "channels_last": False, "compile": "off", "loader": "tensor", "workers": 0}),
-                      each, 0, each) for amp in precisions(device))  # priced by precision (lab.report.estimate)
+                      each, 0, each)  # priced by precision (lab.report.estimate); bf16's support: a report's fact
+                     for amp in precisions(device, lambda: report.fact("bf16 native", roofline.bf16_native)))
     return Runs(extra=Work(steps=each * len(settings), settings=settings))
 
 

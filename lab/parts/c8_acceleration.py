@@ -13,9 +13,10 @@ from ..core.config import Config
 from ..core.fields import Field
 from ..engine import acceleration, roofline
 from ..engine.acceleration import BASELINE, BF16, FAST, FAST_PHASE, PLAN
-from ..engine.resolve import compute_precision, resolve
+from ..engine.fast import CPU_CANDIDATES, cpu_fast_probe
+from ..engine.resolve import compute_precision, device_type, resolve
 from . import display, plots
-from .base import COMMON, Part, Runs, Work, claims, interleave, steady_epochs
+from .base import COMMON, Part, Runs, Work, claims, interleave, steady_epochs, step_setting
 from .tables import memory, peak_share, ratio_range, report_peaks, step_flops, style
 
 ID = "C8_acceleration"
@@ -27,17 +28,32 @@ fields.define({"first_epoch_s": Field("first epoch s", "s"), "steady_train_s": F
                "epoch_speed_up": "epoch speed-up", "of_peak": "of peak", "starved_batches": "starved batches"})
 
 
+def planned_probe(config: Config, params: dict, report) -> dict | None:
+    """The --fast probe a plan assumes on a CPU: the report's given one, else this machine's cached one, asked once
+    as a fact of the report (None: C8 measures it first)."""
+    if report.fast_probe is not None or device_type(config.device) != "cpu":
+        return report.fast_probe
+    compiled = params.get("compile_settings", True)
+    return report.fact("fast probe", lambda: cpu_fast_probe(config, measure=False, compiled=compiled))
+
+
 def settings_of(config: Config, params: dict, report=None) -> tuple[list[Config], dict, dict]:
-    """The settings, the left-out ones with why, and notes; planned (`report`) from the cached --fast probe."""
+    """The settings, the left-out ones with why, and notes; planned (`report`) from the probe planned_probe says."""
+    probe = planned_probe(config, params, report) if report else None
     return acceleration.configurations(config, params.get("max_autotune", False), params.get("compile_settings", True),
-                                       measure=report is None, probe=report.fast_probe if report else None)
+                                       measure=report is None, probe={} if report and probe is None else probe)
 
 
 def runs(config: Config, params: dict, report) -> Runs:
     explain = params.get("explain_compile", True)  # Q5: a compilation, 2 + 2 x 4 timed and 2 x 2 profiled steps
-    probe = acceleration.probe_steps(config, params.get("compile_settings", True), report.fast_probe)
+    cpu = device_type(config.device) == "cpu"
     profiled = 2 + params["profile_steps"] + 1 + params["profile_steps"]  # step_profile, then layer_points
-    extra = Work(steps=profiled + 14 * explain + probe, runs=1 + explain, compiles=int(explain))
+    extra = Work(steps=profiled + 14 * explain, runs=1 + explain, compiles=int(explain))
+    if cpu and planned_probe(config, params, report) is None:  # C8 measures the --fast probe first: its candidates'
+        each = acceleration.PROBE_STEPS // len(CPU_CANDIDATES)  # eager steps, priced by their setting
+        extra += Work(steps=acceleration.PROBE_STEPS, settings=tuple(
+            (step_setting({**c, "device_type": "cpu", "batch_size": config.batch_size, "compile": "off",
+                           "loader": "tensor", "workers": 0}), each, 0, each) for c in CPU_CANDIDATES))
     return Runs(block=settings_of(config, params, report)[0], extra=extra)
 
 
