@@ -117,8 +117,13 @@ def measure_peaks(meta: dict, probe: str) -> dict:
     if probe == "off":
         return {}
     kind = peaks_device(meta)
-    log(f"measuring this machine's peaks ({kind}; cached after the first report)")
-    return {kind: roofline.machine_peaks(kind, **PEAK_PROBES[probe])}
+    log(f"this machine's peaks ({kind}): measured, or read from the cache where this machine measured them")
+    peaks = roofline.machine_peaks(kind, **PEAK_PROBES[probe])
+    conditions = peaks.get("conditions", {})
+    log(f"      {'read from the cache' if conditions.get('source') == 'cache' else 'measured now'}"
+        f" (measured {conditions.get('date', '?')})" + (f"; {conditions['cache_note']}" if conditions.get("cache_note")
+                                                        else ""))
+    return {kind: peaks}
 
 
 def declared_parameters(notebook: Path) -> dict:
