@@ -23,4 +23,12 @@ trap 'exit 143' TERM
 "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$SITE" "$WHEELS"/*.whl \
     && export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-"$PY" -m lab.gpucheck "$@"
+# not exec'd (the EXIT trap removes $SITE after it): a TERM or INT is passed on to the check at once, then waited for
+"$PY" -m lab.gpucheck "$@" &
+child=$!
+trap 'kill -TERM "$child" 2>/dev/null' TERM
+trap 'kill -INT "$child" 2>/dev/null' INT
+wait "$child"
+rc=$?
+while kill -0 "$child" 2>/dev/null; do wait "$child"; rc=$?; done  # a signal ended the first wait early
+exit "$rc"

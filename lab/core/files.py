@@ -9,9 +9,8 @@ import os
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from .errors import BadFile, LabError
-
-__all__ = ["BadFile"]  # re-exported: the error every checked read below raises
+from .errors import BadFile as BadFile  # re-exported: the error every checked read below raises
+from .errors import LabError
 
 
 def cache_dir() -> Path:
@@ -105,6 +104,8 @@ def _decode(path: Path, text: str, way_out: str):
             raise BadFile(path, f"is truncated (it ends at line {exc.lineno})", way_out=way_out) from None
         raise BadFile(path, f"is not JSON ({_said(exc)} at line {exc.lineno} column "
                             f"{exc.colno})", way_out=way_out) from None
+    except RecursionError:
+        raise BadFile(path, "is nested too deeply (not JSON this lab wrote)", way_out=way_out) from None
 
 
 def load_json(path, expect: type | None = dict, way_out: str = "delete it", default=_MISSING):
@@ -142,7 +143,10 @@ def number(path, field: str, value, low: float | None = None, high: float | None
     negative where it must be `positive`, or outside [low, high] (a plausible range)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise BadFile(path, f"is {json.dumps(value, default=str)[:40]}, not a number", field, way_out)
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an integer of hundreds of digits
+        raise BadFile(path, "is too large, not a finite number", field, way_out) from None
     if not math.isfinite(value):
         raise BadFile(path, f"is {value}, not a finite number", field, way_out)
     if positive and value <= 0:
@@ -202,6 +206,9 @@ def read_jsonl(path, way_out: str = "delete it") -> list[dict]:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             raise BadFile(path, f"is not JSON lines (line {number_}: {_said(exc)})",
+                          way_out=way_out) from None
+        except RecursionError:
+            raise BadFile(path, f"is not JSON lines this lab wrote (line {number_} is nested too deeply)",
                           way_out=way_out) from None
         if not isinstance(row, dict):
             raise BadFile(path, f"is not JSON lines of objects (line {number_} is {_kind(row)})", way_out=way_out)

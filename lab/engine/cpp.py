@@ -217,10 +217,10 @@ def blocks(latency_blocks: int) -> int:
     return max(2, min(latency_blocks, 6))
 
 
-def planned_calls(settings: list, latency_blocks: int, calls: int) -> int:
-    """The batch-1 calls `measure` makes for the files C++ loads (at most 2, `chosen`): in blocks(latency_blocks)
-    blocks, each C++ then Python, 5 warm-ups + `calls` each."""
-    files = any(s.name == SCRIPTED for s in settings) + any(s.how == "aoti" for s in settings)
+def planned_calls(chosen: list, latency_blocks: int, calls: int) -> int:
+    """The batch-1 calls `measure` makes for the files C++ loads (at most 2 per device, `chosen`), of (device,
+    setting) pairs: in blocks(latency_blocks) blocks, each C++ then Python, 5 warm-ups + `calls` each."""
+    files = len({d for d, s in chosen if s.name == SCRIPTED}) + len({d for d, s in chosen if s.how == "aoti"})
     return files * blocks(latency_blocks) * 2 * (calls + 5)
 
 

@@ -643,10 +643,11 @@ def throughput(fn, x: torch.Tensor, device, calls: int = 10, warmup: int = 2, cl
             "threads": torch.get_num_threads()}
 
 
-def planned_images(settings: list, test_images: int, blocks: int, calls: int, batches, cpp_calls: int = 0) -> float:
+def planned_images(settings: list, test_images: int, blocks: int, calls: int, batches, cpp_calls: int = 0,
+                   counts: int | None = None) -> float:
     """What `measure` puts through each of `settings`, in images of a batched forward (a batch-1 call: about 1.5),
-    with its share of `cpp_calls` (lab.engine.cpp.planned_calls)."""
-    return (test_images + 1.5 * blocks * calls * len(thread_counts()) + sum(5 * b for b in batches)
+    at `counts` thread counts (default: this machine's), with its share of `cpp_calls` (cpp.planned_calls)."""
+    return (test_images + 1.5 * blocks * calls * (counts or len(thread_counts())) + sum(5 * b for b in batches)
             + 1.5 * cpp_calls / max(1, len(settings)))
 
 

@@ -80,8 +80,9 @@ def fast_entry(path, key: str, entry) -> dict:
     if not isinstance(entry, dict) or not isinstance(entry.get("choice"), dict):
         raise files.BadFile(path, "is not an object with a 'choice'", field, again)
     choice = entry["choice"]
-    if not (isinstance(choice.get("channels_last", False), bool) and choice.get("amp", "off") in AMP_DTYPES
-            and choice.get("compile", "off") in ("off", "default")):
+    amp, compiled = choice.get("amp", "off"), choice.get("compile", "off")
+    if not (isinstance(choice.get("channels_last", False), bool) and isinstance(amp, str) and amp in AMP_DTYPES
+            and isinstance(compiled, str) and compiled in ("off", "default")):
         raise files.BadFile(path, f"is {json.dumps(choice)[:80]}, not a known setting", f"{field}.choice", again)
     step_s = entry.get("step_s", {})
     if not isinstance(step_s, dict):

@@ -39,14 +39,14 @@ def runs(config: Config, params: dict, report) -> Runs:
     backward computing twice its FLOPs), each setting's in its precision and layout, and the batch-norm estimate
     (BN_IMAGES) with the model as saved on the test images. The settings are a fact of the report (Report.fact)."""
     heavy, inductor, devices = params.get("compile_settings", True), params.get("inductor_settings", True), \
-        deploy.devices(config.device)
+        report.fact("deploy devices", lambda: deploy.devices(config.device))
     names = report.fact("deploy settings", lambda: [s.name for d in devices
                                                     for s in deploy.settings_for(d, heavy, inductor=inductor)])
     chosen = [(d, s) for d in devices for s in deploy.settings_for(d, heavy, names=names, inductor=inductor)]
     settings, blocks, calls, tests = [s for _, s in chosen], params["latency_blocks"], params["latency_calls"], \
         params.get("test_images") or 10_000
-    each = deploy.planned_images(settings, tests, blocks, calls, params["throughput_batches"],
-                                 cpp.planned_calls(settings, blocks, calls)) / 3 / config.batch_size
+    each = deploy.planned_images(settings, tests, blocks, calls, params["throughput_batches"], cpp.planned_calls(
+        chosen, blocks, calls), len(report.fact("thread counts", deploy.thread_counts))) / 3 / config.batch_size
     priced = tuple((step_setting({"device_type": d, "batch_size": config.batch_size, "channels_last": s.channels_last,
                                   "amp": "bf16" if "bf16" in (s.amp, s.weights) else "off", "compile": "off",
                                   "loader": "tensor", "workers": 0}), each, 0, each) for d, s in chosen)

@@ -192,7 +192,8 @@ class Estimate:
 
     def use(self, costs: dict, source: str) -> None:
         for key, value in costs.items():
-            if key in self.costs and isinstance(value, (int, float)) and math.isfinite(value) and value >= 0:
+            if key in self.costs and isinstance(value, (int, float)) and not isinstance(value, bool) \
+                    and 0 <= value < 1e9:  # NaN fails both; an int of hundreds of digits is not a cost
                 self.costs[key], self.sources[key] = float(value), source
 
     def describe(self) -> str:

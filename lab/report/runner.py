@@ -3,6 +3,7 @@ results/, then the summary, then report.html (nbconvert, code hidden) and report
 from __future__ import annotations
 
 import ast
+import contextlib
 import datetime as dt
 import fcntl
 import functools
@@ -217,7 +218,8 @@ def run_report(profile_name: str, results_root=None, data=None, out=None, force=
             meta = _plan_report(profile, out, data)  # every check before anything is written
         except BaseException:
             if reserved:
-                out.rmdir()  # the name reserved, nothing written in it
+                with contextlib.suppress(OSError):
+                    out.rmdir()  # the name reserved, nothing written in it
             raise
     out.mkdir(parents=True, exist_ok=True)
     with _lock(out):
