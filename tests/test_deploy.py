@@ -158,6 +158,19 @@ def test_interleaved_latency_alternates_the_order_each_block():
     assert result["copy_input_timed"] is False and result["threads"] == torch.get_num_threads()
 
 
+def test_a_setting_whose_warm_up_fails_is_left_out_of_the_blocks_and_named():
+    """Dynamo at its recompile limit (C10 makes it an error: deploy.measure) stops one setting, not the others."""
+    calls = []
+
+    def over_the_limit(x):
+        raise RuntimeError("Dynamo recompile limit exceeded\nhints")
+    settings = {"a": calls.append, "b": over_the_limit, "c": calls.append}
+    result = deploy.interleaved_latency(settings, lambda: torch.zeros(1), blocks=2, calls_per_block=1, device="cpu",
+                                        warmup=1, clock=fake_clock([0.001] * 8), measure_load=False)
+    assert result["failed"] == {"b": "RuntimeError: Dynamo recompile limit exceeded"}
+    assert list(result["settings"]) == ["a", "c"] and result["order"] == list("ac" "ca") and len(calls) == 6
+
+
 def test_host_copy_is_inside_the_timed_call_when_asked():
     seen = []
     result = deploy.interleaved_latency({"a": seen.append}, lambda: torch.zeros(1), 1, 1, "cpu", warmup=0,

@@ -606,8 +606,13 @@ def interleaved_latency(settings: dict, make_input, blocks: int, calls_per_block
     load = others_load() if measure_load else None
     stage = (lambda x: x) if copy_input else (lambda x: x.to(device))
     x = stage(make_input())
-    for name in names:
-        time_calls(settings[name], x, warmup, device, clock, copy_input)
+    failed = {}  # a setting whose warm-up fails (dynamo's recompile limit, say) is left out of the blocks, said
+    for name in list(names):
+        try:
+            time_calls(settings[name], x, warmup, device, clock, copy_input)
+        except Exception as exc:  # noqa: BLE001 - the other settings are still timed
+            failed[name] = _one_line(exc)
+            names.remove(name)
     times, medians, ran = {k: [] for k in names}, {k: [] for k in names}, []
     for order in abba(names, blocks):
         x = stage(make_input())
@@ -618,7 +623,8 @@ def interleaved_latency(settings: dict, make_input, blocks: int, calls_per_block
             ran.append(name)
     return {"settings": {k: {"times": times[k], "block_medians": medians[k], **percentiles(times[k])} for k in names},
             "order": ran, "copy_input_timed": copy_input, "threads": torch.get_num_threads(), "device": str(device),
-            "others_load": load, "blocks": blocks, "calls_per_block": calls_per_block, "warmup": warmup}
+            "others_load": load, "blocks": blocks, "calls_per_block": calls_per_block, "warmup": warmup,
+            "failed": failed}
 
 
 def throughput(fn, x: torch.Tensor, device, calls: int = 10, warmup: int = 2, clock=timing.now) -> dict:
@@ -728,6 +734,9 @@ def measure(rows, model, data: tuple[torch.Tensor, torch.Tensor], out_dir, heavy
                                       device)
         for k, s in lat["settings"].items():  # the last count is all the threads: C++'s (lab.engine.cpp.chosen)
             timed[k].latency_s = statistics.median(s["block_medians"])
+        rows.extend([rows.row("latency_failed", text=why, setting=k, threads=n) for k, why in lat["failed"].items()])
+        for k in lat["failed"]:
+            timed.pop(k)  # not timed at every thread count: neither compared nor given a throughput
         rows.extend([rows.row("others_load", lat["others_load"], "fraction", threads=n)]
                     + [r for k, s in lat["settings"].items()
                        for r in latency_rows(rows, s, setting=k, threads=n, precision=timed[k].precision)])
