@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from lab import parts
-from lab.parts import c2_timing, c8_acceleration
+INDUCTOR_CACHE = os.environ.get("TORCHINDUCTOR_CACHE_DIR")  # the user's, read before torch (importing lab) sets it
+
+from lab import parts  # noqa: E402
+from lab.parts import c2_timing, c8_acceleration  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = Path(__file__).resolve().parent / "tiny.yaml"
@@ -68,7 +70,7 @@ def _seed_fast_cache():
     os.environ["LAB_CACHE"] = str(cache)
     # inductor's caches (FX graphs, the C++ kernels AOTInductor and torch.compile build) shared by the run's
     # workers and the processes they start: a graph compiled by one test is read, not compiled again, by the next
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache / "inductor"))
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = INDUCTOR_CACHE or str(cache / "inductor")
 
 
 _seed_fast_cache()
