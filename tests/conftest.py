@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 
-INDUCTOR_CACHE = os.environ.get("TORCHINDUCTOR_CACHE_DIR")  # the user's, read before torch (importing lab) sets it
+# inductor's kernels, kept between runs outside /tmp (content-addressed: a cache nothing can poison) beside the lab's
+# own caches, or where the user points it; read before torch (imported by lab) pins it to /tmp/torchinductor_<user>
+INDUCTOR_CACHE = os.environ.get("TORCHINDUCTOR_CACHE_DIR") or str(
+    Path(os.environ.get("LAB_CACHE", Path.home() / ".cache" / "resnet-perf-lab")) / "inductor")
 
 from lab import parts  # noqa: E402
 from lab.parts import c2_timing, c8_acceleration  # noqa: E402
@@ -21,7 +24,7 @@ os.environ.setdefault("LAB_OFFLINE", "1")  # tests never try to download CIFAR-1
 
 def _private_tmp() -> str | None:
     """One temporary folder for the whole run, removed at its end (pytest_unconfigure): pytest's tmp_path, the caches
-    below (the reports' 180 MB of data, the C++ build, inductor's kernels) and whatever the lab's subprocesses put in
+    below (the reports' 180 MB of data, the C++ build) and whatever the lab's subprocesses put in
     $TMPDIR, so a test run leaves nothing in /tmp. Made by the first process (xdist's controller, or a plain
     pytest); its workers and the processes the tests start inherit it through $TMPDIR. LAB_KEEP_TMP=1 keeps it."""
     if os.environ.get("LAB_TEST_TMP"):
@@ -69,8 +72,8 @@ def _seed_fast_cache():
     seeded.replace(cache / "fast-choice.json")  # workers write the same file: each whole
     os.environ["LAB_CACHE"] = str(cache)
     # inductor's caches (FX graphs, the C++ kernels AOTInductor and torch.compile build) shared by the run's
-    # workers and the processes they start: a graph compiled by one test is read, not compiled again, by the next
-    os.environ["TORCHINDUCTOR_CACHE_DIR"] = INDUCTOR_CACHE or str(cache / "inductor")
+    # workers, the processes they start and the next run: a graph compiled once is read, not compiled again
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = INDUCTOR_CACHE
 
 
 _seed_fast_cache()
