@@ -7,6 +7,7 @@ import datetime as dt
 import os
 import platform
 
+import psutil
 import torch
 
 from .records import cpu_flags, cpu_name, cpus_available, git_commit
@@ -34,21 +35,17 @@ def collect() -> dict:
             "cuda_available": torch.cuda.is_available(), "git_commit": git_commit(), "collect_env": env}
 
 
-def memory_bytes() -> int | None:
-    """The machine's physical memory (None where the OS does not say)."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (OSError, ValueError, AttributeError):
-        return None
+def memory_bytes() -> int:
+    """The machine's physical memory."""
+    return psutil.virtual_memory().total
 
 
 def machine(device="cpu") -> str:
     """This machine as its environment (collect) identifies it, for the caches of what was measured on it (peaks, the
     --fast choice): the CPU model with the flags that change the step's speed (a cloud's generic "Intel(R) Xeon(R)
     Processor" names many CPUs), the cores this process may use, the memory, torch, and a CUDA device's model."""
-    memory = memory_bytes()
     cpu = (f"{cpu_name()} [{','.join(f for f in CPU_FLAGS if f in cpu_flags()) or 'none of its flags'}] | "
-           f"{cpus_available()} of {os.cpu_count()} cores | {f'{memory / 2**30:.0f} GiB' if memory else '? GiB'} | "
+           f"{cpus_available()} of {os.cpu_count()} cores | {memory_bytes() / 2**30:.0f} GiB | "
            f"torch {torch.__version__}")
     device = torch.device(device)
     return f"{torch.cuda.get_device_name(device)} | {cpu}" if device.type == "cuda" else cpu

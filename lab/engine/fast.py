@@ -60,7 +60,7 @@ def load_class(load: float | None = None) -> str:
     return "busy" if (others_load() if load is None else load) >= 0.5 else "idle"
 
 
-def steady(loads: list[float]) -> bool:
+def load_held(loads: list[float]) -> bool:
     """Whether the load others put on the machine kept its class over a probe (`loads`: sampled before, between its
     stages and after): a result measured while load came or went serves that run but is not cached."""
     return len({load_class(load) for load in loads}) <= 1
@@ -191,7 +191,7 @@ def cpu_fast_probe(config: Config, log=print, measure: bool = True, compiled: bo
              "reason": reason, "measured": time.strftime("%Y-%m-%d %H:%M"), "others_load_before": round(load, 3),
              "others_load_after": round(loads[-1], 3), "others_load": [round(x, 3) for x in loads]}
     log(f"--fast on this CPU: {setting_name(choice)}: {reason}")
-    if not steady(loads):
+    if not load_held(loads):
         log(f"--fast on this CPU: not cached: the load of other processes changed during the probe "
             f"({', '.join(f'{x:.0%}' for x in loads)} of the cores busy)")
         return entry

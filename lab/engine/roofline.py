@@ -22,7 +22,7 @@ from ..core import files, words
 from ..core.extras import need
 from ..core.timing import now
 from . import environment
-from .fast import load_class, others_load, steady
+from .fast import load_class, load_held, others_load
 from .flops import conv_flops, eager_copy, matmul_flops
 from .loop import AMP_DTYPES, Precision, Step
 from .model import resnet18
@@ -244,7 +244,7 @@ def machine_peaks(device="cpu", threads: int | None = None, cache: bool = True, 
         "others_load_before": round(load, 3), "others_load_after": round(after, 3),
         "others_load": [round(x, 3) for x in loads], "date": time.strftime("%Y-%m-%d %H:%M"),
         "seconds": round(seconds_taken, 1), "key": key}
-    notes, kept = [f"the cached entry was ignored: {ignored}"] if ignored else [], cache and steady(loads)
+    notes, kept = [f"the cached entry was ignored: {ignored}"] if ignored else [], cache and load_held(loads)
     if cache and not kept:
         notes.append("not cached: the load of other processes changed during the probe")
     if kept:
