@@ -121,12 +121,6 @@ def configurations(config: Config, max_autotune: bool = False, compiled: bool = 
     return configs, skipped, notes
 
 
-def probe_steps(config: Config, compiled: bool = True, probe: dict | None = None) -> int:
-    """The --fast probe's steps measured before the settings: on a CPU whose probe is neither given nor cached."""
-    cached = probe is not None or cpu_fast_probe(config, measure=False, compiled=compiled) is not None
-    return 0 if device_type(config.device) != "cpu" or cached else PROBE_STEPS
-
-
 # --- as rows (lab.core.results), each of a kind ------------------------------------------------------------------
 
 PLAN, PROFILE, LAYERS, ACCOUNT = "plan", "step profile", "layer profile", "compile account"

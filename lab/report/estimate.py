@@ -524,10 +524,10 @@ def replay(folder, after: str | None = None, defaults: dict | None = None) -> di
     if after not in names:
         raise LabError(f"replay of {folder}: no part of it calibrates the estimate (its parts: {', '.join(names)})"
                        if after is None else f"replay of {folder}: it has no part {after}")
-    unfinished = [n for n in names[:names.index(after) + 1] if n not in done]
+    known = names[:names.index(after) + 1]
+    unfinished = [n for n in known if n not in done]
     if unfinished:
         raise LabError(f"replay of {folder}: {', '.join(unfinished)} did not finish in it (report.json's done)")
-    known = names[:names.index(after) + 1]
     estimate = meta.get("estimate") if isinstance(meta.get("estimate"), dict) else {}
     live = estimate if estimate.get("after") == after else {}
     inputs = live.get("inputs") if isinstance(live.get("inputs"), dict) else {}
